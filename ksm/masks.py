@@ -1,0 +1,140 @@
+"""Mask parametrizations: how a task's mask turns the frozen weight W into the task weight W_t.
+
+Both are ``torch.nn.utils.parametrize`` modules on a conv's ``weight``, so the backbone's module
+tree and state-dict names are unchanged and folding is ``remove_parametrizations``.
+
+KSM (Yang et al., CVPR 2021, Fig. 3 and Eqs. 4-8, mechanics as in the authors' ``GroupWiseConv2d``;
+see shared/research/ksm-paper.md §1.2):
+
+* one real value ``M_r`` per (out, in/groups) kernel, broadcast over the kh×kw taps;
+* binary part ``M_b = 1[sigmoid(β(M_r - τ)/T) ≥ 0.5] = 1[M_r ≥ τ]`` in the forward pass; the backward
+  pass uses the gradient of the logistic ``sigmoid(β(M_r - τ)/T)`` (the paper's "logistic + softmax"
+  trick: a two-class softmax over logits (z, 0)/T is exactly this sigmoid), with β=1200, T=100;
+* soft part ``A = 0.5 · minmax(M_r ⊙ (1 - M_b))``: min and max over the whole layer tensor with its
+  zeros, only the non-zero entries normalised, detached (no gradient through A);
+* ``M = M_b + A`` and ``W_t = M ⊙ W``.
+
+Piggyback (Mallya et al., ECCV 2018): element-wise real mask of the weight's shape, binarised at
+``M_r > τ`` with the identity straight-through estimator.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+DEFAULT_INIT = 1e-2  # both papers' mask_scale: every entry starts "on"
+DEFAULT_THRESHOLD = 5e-3
+
+
+class _KernelSoftMaskFn(torch.autograd.Function):
+    """M = M_b + A in one autograd node: hard threshold (+ soft part) forward, logistic gradient backward.
+
+    Fusing the binariser and the detached soft part into one node keeps the per-layer overhead of a
+    KSM step at a few tensor ops, which matters when every conv of the backbone is masked.
+    """
+
+    @staticmethod
+    def forward(ctx, real: Tensor, threshold: float, slope: float, soft: bool,  # type: ignore[override]
+                scale_bits: int | None) -> Tensor:
+        logistic = torch.sigmoid((real - threshold) * slope)
+        ctx.save_for_backward(logistic.mul_(1 - logistic).mul_(slope))  # d sigmoid(slope·(m-τ)) / dm
+        binary = (real >= threshold).to(real.dtype)
+        if not soft or scale_bits == 0:
+            return binary
+        return binary + quantise_scale(soft_part(real, binary), scale_bits)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None, None, None]:  # type: ignore[override]
+        (derivative,) = ctx.saved_tensors
+        return grad * derivative, None, None, None, None
+
+
+class _IdentitySTE(torch.autograd.Function):
+    """Hard threshold forward, identity gradient backward (Piggyback's binariser)."""
+
+    @staticmethod
+    def forward(ctx, real: Tensor, threshold: float) -> Tensor:  # type: ignore[override]
+        return (real > threshold).to(real.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        return grad, None
+
+
+def soft_part(real: Tensor, binary: Tensor) -> Tensor:
+    """KSM's scaling tensor A = 0.5 · minmax(M_r ⊙ (1 − M_b)), detached.
+
+    Min and max run over the whole layer, zeros included (as the authors' code does); entries whose
+    product is exactly zero stay zero. A layer where the range is zero (all products equal) gets
+    A = 0 instead of a division by zero.
+    """
+    a = torch.where(binary > 0, 0.0, real.detach())
+    low, high = torch.aminmax(a)
+    span = float(high - low)
+    if span <= 0:
+        return torch.zeros_like(a)
+    return torch.where(a != 0, (a - low).mul_(0.5 / span), 0.0)
+
+
+def quantise_scale(scale: Tensor, bits: int | None) -> Tensor:
+    """Uniform quantisation of the soft part (range [0, 0.5]) to ``bits`` bits; None keeps it as is.
+
+    0 bits drops the soft part (binary mask only); 16 bits is float16, the stored deployable form.
+    Used to measure how many bits an accelerator must give the mask's scale.
+    """
+    if bits is None:
+        return scale
+    if bits == 0:
+        return torch.zeros_like(scale)
+    if bits >= 16:
+        return scale.to(torch.float16).to(scale.dtype)
+    levels = (1 << bits) - 1
+    return torch.round(scale * (levels / 0.5)) * (0.5 / levels)
+
+
+class KernelSoftMask(nn.Module):
+    """KSM's kernel-wise soft mask over one conv weight [out, in/groups, kh, kw]."""
+
+    def __init__(self, weight_shape: torch.Size, *, init: float = DEFAULT_INIT,
+                 threshold: float = DEFAULT_THRESHOLD, beta: float = 1200.0, temperature: float = 100.0,
+                 soft: bool = True) -> None:
+        super().__init__()
+        self.mask = nn.Parameter(torch.full(tuple(weight_shape[:2]), float(init)))
+        self.threshold, self.slope, self.soft = threshold, beta / temperature, soft
+        self.scale_bits: int | None = None  # evaluation only: quantise the soft part
+
+    def effective(self) -> Tensor:
+        """The mask M = M_b + A that multiplies each kernel, shape [out, in/groups]."""
+        return _KernelSoftMaskFn.apply(self.mask, self.threshold, self.slope, self.soft, self.scale_bits)
+
+    def forward(self, weight: Tensor) -> Tensor:
+        mask = self.effective()
+        return weight * mask.reshape(*mask.shape, *([1] * (weight.dim() - 2)))
+
+    @torch.no_grad()
+    def deployable(self) -> tuple[Tensor, Tensor]:
+        """(binary uint8, scale float16): the form a device stores; scale is 0 where binary is 1."""
+        binary = (self.mask >= self.threshold).to(self.mask.dtype)
+        scale = soft_part(self.mask, binary) if self.soft else torch.zeros_like(binary)
+        return binary.to(torch.uint8), scale.to(torch.float16)
+
+
+class ElementBinaryMask(nn.Module):
+    """Piggyback's element-wise binary mask, same shape as the weight."""
+
+    def __init__(self, weight_shape: torch.Size, *, init: float = DEFAULT_INIT,
+                 threshold: float = DEFAULT_THRESHOLD) -> None:
+        super().__init__()
+        self.mask = nn.Parameter(torch.full(tuple(weight_shape), float(init)))
+        self.threshold = threshold
+
+    def effective(self) -> Tensor:
+        return _IdentitySTE.apply(self.mask, self.threshold)
+
+    def forward(self, weight: Tensor) -> Tensor:
+        return weight * self.effective()
+
+    @torch.no_grad()
+    def deployable(self) -> tuple[Tensor, Tensor | None]:
+        return (self.mask > self.threshold).to(torch.uint8), None

@@ -1,0 +1,140 @@
+"""The one training loop that every method shares.
+
+Adam with two parameter groups (masks/BatchNorm/weights at ``lr_body``, the head at ``lr_head``)
+and a per-iteration cosine schedule, as in the KSM authors' code (``utils.step_lr_cos``,
+ksm-paper.md §1.3); there the schedule is hard-coded to 30 epochs and starts one epoch late, here it
+spans exactly the configured epochs. Cross-entropy only (the authors' code adds no sparsity term).
+The test split is evaluated once, after the last epoch: no model selection on test.
+
+Each epoch ends with a checkpoint (task tensors, optimiser, RNG state, history) so that ``resume``
+continues an interrupted run to the same result as an uninterrupted one: the data order of epoch
+``e`` depends only on ``(seed, e)``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from ksm.data import TaskData
+from ksm.methods import Method
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every hyperparameter of one task's training; recorded in ``run.json``."""
+
+    epochs: int = 3
+    batch_size: int = 32
+    lr_body: float = 1e-3
+    lr_head: float = 1e-3
+    seed: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def cosine_factor(step: int, total: int) -> float:
+    """0.5·(1 + cos(π·step/total)): 1 at the first step, → 0 at the last."""
+    return 0.5 * (1 + math.cos(math.pi * step / max(total, 1)))
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: TaskData, split: str = "test", batch_size: int = 256,
+             device: str = "cpu") -> float:
+    """Top-1 accuracy (fraction) on a split."""
+    model.eval()
+    correct = total = 0
+    for x, y in data.batches(split, batch_size, None):
+        logits = model(x.to(device))
+        correct += int((logits.argmax(1).cpu() == y).sum())
+        total += len(y)
+    return correct / max(total, 1)
+
+
+def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def train_task(model: nn.Module, method: Method, backbone: dict[str, Tensor], data: TaskData,
+               cfg: TrainConfig, *, checkpoint: Path | None = None, resume: bool = False,
+               device: str = "cpu", progress: bool = True,
+               on_epoch: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Train one task on ``model`` (already ``method.prepare``-d) and return its metrics.
+
+    Args:
+        backbone: the pristine backbone state dict, from which each task starts.
+        checkpoint: file written after every epoch; with ``resume`` an existing one is continued.
+        on_epoch: called with the epoch index after its checkpoint is written (tests use it to
+            simulate an interruption).
+    """
+    torch.manual_seed(cfg.seed)
+    method.reset(model, backbone, data.num_classes)
+    model.to(device)
+    body, head = method.trainable(model)
+    groups = [{"params": head, "lr": cfg.lr_head, "base_lr": cfg.lr_head}]
+    if body:
+        groups.insert(0, {"params": body, "lr": cfg.lr_body, "base_lr": cfg.lr_body})
+    optimizer = torch.optim.Adam(groups)
+    steps_per_epoch = math.ceil(data.sizes["train"] / cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    history: list[dict[str, Any]] = []
+    start_epoch, elapsed = 0, 0.0
+
+    if resume and checkpoint is not None and checkpoint.exists():
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        if saved["config"] != cfg.to_json():
+            raise ValueError(f"{checkpoint}: was written with different settings {saved['config']}; "
+                             f"rerun with the same options or without --resume")
+        method.load_state(model, saved["state"])
+        optimizer.load_state_dict(saved["optimizer"])
+        torch.set_rng_state(saved["rng"])
+        history, start_epoch, elapsed = saved["history"], saved["epoch"] + 1, saved["seconds"]
+
+    for epoch in range(start_epoch, cfg.epochs):
+        began = time.perf_counter()
+        method.train_mode(model)
+        generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+        loss_sum, correct, seen = 0.0, 0, 0
+        bar = tqdm(data.batches("train", cfg.batch_size, generator), total=steps_per_epoch, disable=None if progress else True,
+                   desc=f"{data.name} {method.name} epoch {epoch + 1}/{cfg.epochs}", leave=False)
+        for i, (x, y) in enumerate(bar):
+            factor = cosine_factor(epoch * steps_per_epoch + i, total_steps)
+            for group in optimizer.param_groups:
+                group["lr"] = group["base_lr"] * factor
+            x, y = x.to(device), y.to(device)
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.item() * len(y)
+            correct += int((logits.argmax(1) == y).sum())
+            seen += len(y)
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}")
+        seconds = time.perf_counter() - began
+        elapsed += seconds
+        history.append({"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "train_top1": correct / max(seen, 1),
+                        "seconds": seconds, "steps": steps_per_epoch})
+        if checkpoint is not None:
+            _save_checkpoint(checkpoint, {
+                "epoch": epoch, "config": cfg.to_json(), "history": history, "seconds": elapsed,
+                "state": {k: v for k, (v, _) in method.state(model).items()},
+                "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state()})
+        if on_epoch is not None:
+            on_epoch(epoch)
+
+    top1 = evaluate(model, data, "test", device=device)
+    return {"top1": top1, "history": history, "train_seconds": elapsed,
+            "mask_density": method.mask_density(model)}

@@ -1,0 +1,54 @@
+"""Fixtures for the training side: a small real task and a random-init backbone file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+from ksm.data import TaskData, array_task, load_digits, resize_gray, stratified_split
+
+
+@pytest.fixture(scope="session")
+def backbone_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A MobileNetV2 state dict with random weights, saved as a local .pth (fast, no download)."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "mnv2_random.pth"
+    torch.save(torchvision.models.mobilenet_v2(weights=None).state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_task() -> TaskData:
+    """sklearn digits at 32×32: 120 training and 60 test images (real data, seconds to train)."""
+    raw = load_digits()
+    tr, _ = stratified_split(raw["y_train"], 120, 0)
+    te, _ = stratified_split(raw["y_test"], 60, 0)
+    arrays = {"x_train": resize_gray(raw["x_train"][tr], (32, 32)), "y_train": raw["y_train"][tr],
+              "x_test": resize_gray(raw["x_test"][te], (32, 32)), "y_test": raw["y_test"][te]}
+    return array_task("digits_small", arrays, (32, 32), "sklearn digits subset", num_classes=10)
+
+
+@pytest.fixture(scope="session")
+def other_task(small_task: TaskData) -> TaskData:
+    """A second task on the same images: labels permuted, 5 classes."""
+    raw = load_digits()
+    tr, _ = stratified_split(raw["y_train"], 100, 1)
+    te, _ = stratified_split(raw["y_test"], 40, 1)
+    arrays = {"x_train": resize_gray(raw["x_train"][tr], (32, 32)), "y_train": raw["y_train"][tr] % 5,
+              "x_test": resize_gray(raw["x_test"][te], (32, 32)), "y_test": raw["y_test"][te] % 5}
+    return array_task("digits_mod5", arrays, (32, 32), "sklearn digits mod 5", num_classes=5)
+
+
+@pytest.fixture
+def probe(small_task: TaskData) -> torch.Tensor:
+    """A fixed batch of test images."""
+    x, _ = next(small_task.batches("test", 16, None))
+    return x
+
+
+def random_images(n: int, size: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, size, size), dtype=np.uint8)
