@@ -1,0 +1,184 @@
+"""``ksm-sim``: the command line of hwsim."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import click
+import pandas as pd
+
+from hwsim.layers import InputError, Workload, bundled_networks, load_network, load_run, load_topology
+from hwsim.masks import MODES
+from hwsim.profile import Profile, bundled_profiles, load_profile
+from hwsim.sim import SimResult, results_document, simulate
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+METHOD_CHOICES = ("ksm", "piggyback", "packnet", "finetune", "feature")
+
+
+def _profiles(names: tuple[str, ...]) -> list[Profile]:
+    wanted: list[str] = []
+    for name in names:
+        wanted.extend(bundled_profiles() if name == "all" else [name])
+    return [load_profile(name) for name in dict.fromkeys(wanted)]
+
+
+def _workloads(masks: tuple[Path, ...], networks: tuple[str, ...], topologies: tuple[Path, ...],
+               method: str | None, batchnorm: str) -> list[Workload]:
+    works = [load_run(folder) for folder in masks]
+    for item in [*map(load_network, networks), *map(load_topology, topologies)]:
+        if method is not None:
+            item = Workload(source=item.source, layers=item.layers, method=method, batchnorm=batchnorm)
+        works.append(item)
+    return works
+
+
+def profiles_frame() -> pd.DataFrame:
+    """Headline numbers of every bundled profile."""
+    rows = []
+    for name in bundled_profiles():
+        p = load_profile(name)
+        dram = p.dram
+        rows.append({
+            "profile": p.name,
+            "dataflow": p.dataflow,
+            "PEs": f"{p.array.rows}x{p.array.cols}",
+            "clock (MHz)": p.clock_hz / 1e6,
+            "peak (GMAC/s)": p.peak_macs_per_s / 1e9,
+            "W/I/psum bits": f"{p.precision_bits.weights}/{p.precision_bits.inputs}/{p.precision_bits.psums}",
+            "on-chip (KiB)": p.on_chip_bytes / 1024,
+            "outer BW (GB/s)": dram.bandwidth_bytes_per_cycle * p.clock_hz / 1e9,
+            "outer (pJ/bit rd)": dram.read_energy_pj / dram.word_bits,
+            "MAC (pJ)": p.array.mac_energy_pj,
+            "levels": " > ".join(lv.name for lv in p.levels),
+        })
+    return pd.DataFrame(rows)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:,.6g}" if isinstance(x, float) else f"{x:,}"
+
+
+def summary_text(result: SimResult, with_layers: bool) -> str:
+    """The printed report of one result: headline, energy by level x operand, DRAM bytes, task cost."""
+    d = result.to_dict(with_layers=False)
+    t = d["totals"]
+    title = f"## {d['source']} on {d['profile']}"
+    if d["method"]:
+        title += f" — task {d['task'] or '-'}, method {d['method']}, mode {d['mode']}"
+        if d["top1"] is not None:
+            title += f", top-1 {d['top1']:.4f}"
+    head = pd.DataFrame([
+        ("MACs", t["macs"]), ("compute cycles", t["compute_cycles"]), ("cycles (roofline)", t["cycles"]),
+        ("array utilisation", t["utilization"]), ("latency (s)", t["latency_s"]), ("energy (J)", t["energy_j"]),
+        ("mask storage per task (bits)", t["mask_storage_bits"]),
+        ("task-specific bytes (masks + BatchNorm + head)", t["task_specific_bytes"]),
+        ("  of which masks / BatchNorm / head (B)",
+         " / ".join(_fmt(v) for v in t["task_specific_bytes_by_part"].values())),
+        ("task switch: bytes read / written", (f"{_fmt(t['task_switch']['read_bytes'])} / "
+                                             f"{_fmt(t['task_switch']['write_bytes'])}")),
+        ("task switch: energy (J) / latency (s)", (f"{t['task_switch']['energy_j']:.6g} / "
+                                                  f"{t['task_switch']['latency_s']:.6g}")),
+    ], columns=["quantity", "value"])
+    head["value"] = head["value"].map(lambda v: v if isinstance(v, str) else _fmt(v))
+    parts = [title, "", head.to_markdown(index=False), ""]
+    if d["assumed_mask_density"] is not None:
+        parts += [f"KSM binary-mask density assumed {d['assumed_mask_density']} (no binary mask in the run).", ""]
+    parts += ["Energy (J) by memory level and operand:", "",
+              result.energy_frame().to_markdown(floatfmt=".4g"), ""]
+    dram = result.profile.dram.name
+    traffic = result.traffic_frame()
+    parts += [f"Bytes moved per level and operand (`{dram}` is the outermost level):", "",
+              traffic.to_markdown(index=False, floatfmt=",.0f"), ""]
+    if with_layers:
+        parts += ["Per layer:", "", result.layers_frame().to_markdown(index=False, floatfmt=".4g"), ""]
+    return "\n".join(parts)
+
+
+def _write_json(path: Path, document: dict) -> None:
+    """Write atomically: a temporary sibling renamed into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(document, handle, indent=1)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@click.command(context_settings=CONTEXT_SETTINGS)
+@click.option("-p", "--profile", "profiles", multiple=True, default=("edge_npu",), show_default=True,
+              help="Accelerator profile: a bundled name, a .yaml path, or 'all'. Repeat for several.")
+@click.option("-m", "--masks", "masks", multiple=True, type=click.Path(path_type=Path),
+              help="Run folder written by ksm-train (run.json + masks.safetensors). Repeat for several tasks.")
+@click.option("-n", "--network", "networks", multiple=True,
+              help=f"Bundled network to cost without a run ({', '.join(bundled_networks())}) or a "
+                   "ksm-layers/1 .json file. Repeatable.")
+@click.option("-t", "--topology", "topologies", multiple=True, type=click.Path(path_type=Path),
+              help="SCALE-Sim topology CSV (Layer name, IFMAP Height, IFMAP Width, Filter Height, "
+                   "Filter Width, Channels, Num Filter, Strides,). Repeatable.")
+@click.option("--method", type=click.Choice(METHOD_CHOICES), default=None,
+              help="Mask method to charge for --network/--topology (a run folder names its own). "
+                   "Default: none, the plain network.")
+@click.option("--mode", type=click.Choice([*MODES, "both"]), default="both", show_default=True,
+              help="Mask application: folded into the weights at task switch, or on_the_fly as weights "
+                   "stream in.")
+@click.option("--tasks", type=click.IntRange(min=1), default=6, show_default=True,
+              help="Tasks sharing the backbone (PackNet stores ceil(log2(tasks+1)) bits per weight).")
+@click.option("--mask-density", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
+              help="KSM: fraction of binary-1 entries, assumed when no binary mask is stored.")
+@click.option("--batchnorm", type=click.Choice(["task", "frozen"]), default="task", show_default=True,
+              help="BatchNorm policy for --network/--topology with --method (a run folder names its own).")
+@click.option("--layers", "with_layers", is_flag=True, help="Also print the per-layer table.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write every result, machine-readable (ksm-sim/1, SI units), to this file.")
+@click.option("--list-profiles", is_flag=True, help="List the bundled profiles with their headline numbers.")
+def main(profiles: tuple[str, ...], masks: tuple[Path, ...], networks: tuple[str, ...],
+         topologies: tuple[Path, ...], method: str | None, mode: str, tasks: int, mask_density: float,
+         batchnorm: str, with_layers: bool, json_path: Path | None, list_profiles: bool) -> None:
+    """Analytical cost of (masked, multi-task) CNN inference on edge accelerator profiles.
+
+    For every workload (a run folder, a bundled network, or a SCALE-Sim topology) on every profile it
+    prints MACs, cycles, latency, energy by memory level and operand (weights, inputs,
+    outputs/partial sums, masks, MAC), the bytes each level reads and writes, mask storage per task,
+    the task-specific bytes (masks + BatchNorm + head) and the cost of switching to the task.
+    Everything is an analytical estimate (no mapping search); profiles cite their sources.
+
+    \b
+    Examples:
+      ksm-sim --profile edge_npu --masks runs/cubs/
+      ksm-sim --network resnet50 --profile eyeriss --method ksm --mode folded
+      ksm-sim --topology layers.csv --profile all --layers --json cost.json
+      ksm-sim --list-profiles
+    """
+    try:
+        if list_profiles:
+            click.echo(profiles_frame().to_markdown(index=False, floatfmt=".4g"))
+            return
+        if not (masks or networks or topologies):
+            raise click.UsageError("give at least one of --masks, --network or --topology "
+                                   "(or --list-profiles); see --help")
+        chosen = _profiles(profiles)
+        works = _workloads(masks, networks, topologies, method, batchnorm)
+        modes = list(MODES) if mode == "both" else [mode]
+        results = []
+        for work in works:
+            for prof in chosen:
+                for m in (modes if work.method is not None else [None]):
+                    results.append(simulate(work, prof, m, tasks=tasks, mask_density=mask_density))
+        if json_path is not None:
+            _write_json(json_path, results_document(results))
+    except (InputError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"{exc.filename or ''}: {exc.strerror or exc}") from None
+    for result in results:
+        click.echo(summary_text(result, with_layers))
+    if json_path is not None:
+        click.echo(f"wrote {json_path}")

@@ -1,0 +1,188 @@
+"""What a task costs beyond the shared backbone: mask storage, task-specific bytes, mask application.
+
+Storage per task, by method (bits; no anchor models per-task masks, so these are derived here, with
+Sparseloop's bitmask metadata (1 bit per element) as precedent, hwsim-anchors.md §2.7):
+
+- ``ksm``: a kernel-wise binary mask, 1 bit per (output channel, input channel of its group), plus the
+  soft scale at ``mask_scale`` bits for every entry whose binary bit is 0 (the scale is 0 where the bit
+  is 1, so only those entries are kept; the bitmap already gives their positions).
+- ``piggyback``: 1 bit per weight element.
+- ``packnet``: ``ceil(log2(tasks + 1))`` bits per weight element (the index of the task that owns
+  the weight, 0 = free).
+- ``cpg``: charged as PackNet (its per-task mask of owned weights); growth is not modelled.
+- ``finetune``: a full copy of the masked layers' weights at ``weights`` bits.
+- ``feature``: no mask.
+
+Plus, for every method, the classifier head (weights at ``weights`` bits, bias at ``psums`` bits)
+and, with ``batchnorm: task``, BatchNorm **in folded form**: a scale and a shift per channel at
+``batchnorm`` bits (the four stored tensors fold into these two at deployment).
+
+Application modes:
+
+- ``folded``: at a task switch, read the backbone weights and the mask from DRAM, write the task's
+  weights back once; inference then costs exactly the backbone.
+- ``on_the_fly``: the mask bits travel with every weight fetch (same refetch factor as the weights at
+  every level) and one gate (binary) or multiply (soft scale) is spent per weight entering the array.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from hwsim.cost import MaskLoad, element_mask_entries, kernel_mask_entries, weight_elems
+from hwsim.layers import Layer, Workload
+from hwsim.profile import Profile
+
+MODES = ("folded", "on_the_fly")
+MASK_METHODS = ("ksm", "piggyback", "packnet", "cpg")  # methods that apply a mask to shared weights
+
+
+def ksm_mask_bits(layer: Layer, zeros: float, scale_bits: int) -> float:
+    """KSM storage: ``out * in/groups`` binary bits + ``scale_bits`` per zero entry of the binary mask."""
+    return kernel_mask_entries(layer) + zeros * scale_bits
+
+
+def piggyback_mask_bits(layer: Layer) -> int:
+    """Piggyback storage: one bit per weight element (Mallya et al., 2018)."""
+    return element_mask_entries(layer)
+
+
+def packnet_bits_per_weight(tasks: int) -> int:
+    """PackNet storage per weight: the owning task's index, ``ceil(log2(tasks + 1))`` bits (0 = free)."""
+    return max(1, math.ceil(math.log2(tasks + 1)))
+
+
+def packnet_mask_bits(layer: Layer, tasks: int) -> int:
+    """PackNet storage of one layer: weights * ``ceil(log2(tasks + 1))`` bits."""
+    return element_mask_entries(layer) * packnet_bits_per_weight(tasks)
+
+
+def finetune_bits(layer: Layer, weight_bits: int) -> int:
+    """Fine-tuning storage: a full copy of the layer's weights."""
+    return weight_elems(layer) * weight_bits
+
+
+@dataclass(frozen=True, slots=True)
+class TaskCost:
+    """Task-specific storage, per-layer mask work, and the cost of switching to the task."""
+
+    method: str | None
+    mode: str | None
+    mask_bits: dict[str, float]  # layer -> stored mask bits (the task's copy, for finetune)
+    batchnorm_bytes: float
+    head_bytes: float
+    on_the_fly: dict[str, MaskLoad]  # layer -> per-inference mask work (empty when folded)
+    switch_read_bytes: float
+    switch_write_bytes: float
+    switch_ops: float
+    switch_energy_pj: float
+    switch_cycles: float
+    assumed_density: float | None
+
+    @property
+    def mask_storage_bits(self) -> float:
+        return sum(self.mask_bits.values())
+
+    @property
+    def task_specific_bytes(self) -> float:
+        return self.mask_storage_bits / 8 + self.batchnorm_bytes + self.head_bytes
+
+
+def _masked_layers(work: Workload) -> list[Layer]:
+    """Layers whose weights get a per-task mask (or copy): those a run stores a mask for, else every
+    layer except the classifier head."""
+    roles = {"mask", "binary"} if work.method in ("ksm", "piggyback") else {"weight"}
+    named = {t.key.rpartition(".")[0] for t in work.tensors if t.role in roles}
+    head = work.head
+    if named:
+        return [layer for layer in work.layers if layer.name in named]
+    return [layer for layer in work.layers if layer is not head]
+
+
+def task_cost(work: Workload, profile: Profile, mode: str = "on_the_fly", tasks: int = 6,
+              mask_density: float = 0.5) -> TaskCost:
+    """Storage and application cost of the workload's task on a profile.
+
+    Args:
+        work: the layers and, from a run, method, BatchNorm policy and stored tensors.
+        profile: gives the precisions and the DRAM energy and bandwidth used for the switch.
+        mode: ``folded`` or ``on_the_fly``.
+        tasks: number of tasks sharing the backbone (PackNet's index width).
+        mask_density: fraction of KSM binary-1 entries assumed when the run does not store the binary
+            mask (and ``metrics.mask_density`` is absent), or when costing a network with no run.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode: must be one of {', '.join(MODES)}, got {mode!r}")
+    pb, ops = profile.precision_bits, profile.mask_op_energy_pj
+    method = work.method
+    if method is None:
+        return TaskCost(None, None, {}, 0.0, 0.0, {}, 0.0, 0.0, 0.0, 0.0, 0.0, None)
+    zeros_by_layer = {t.key.rpartition(".")[0]: t.zeros for t in work.tensors if t.role == "binary"}
+    density = work.mask_density if work.mask_density is not None else mask_density
+    assumed = None
+    masked = _masked_layers(work) if method != "feature" else []
+    bits: dict[str, float] = {}
+    live: dict[str, MaskLoad] = {}
+    for layer in masked:
+        if method == "ksm":
+            zeros = zeros_by_layer.get(layer.name)
+            if zeros is None:
+                zeros = (1.0 - density) * kernel_mask_entries(layer)
+                assumed = density
+            b = ksm_mask_bits(layer, zeros, pb.mask_scale)
+            soft = zeros / kernel_mask_entries(layer)
+            op = (1.0 - soft) * ops.gate + soft * ops.multiply
+        elif method == "piggyback":
+            b, op = piggyback_mask_bits(layer), ops.gate
+        elif method in ("packnet", "cpg"):
+            b, op = packnet_mask_bits(layer, tasks), ops.gate
+        else:  # finetune
+            b, op = finetune_bits(layer, pb.weights), 0.0
+        bits[layer.name] = float(b)
+        if method in MASK_METHODS and mode == "on_the_fly":
+            live[layer.name] = MaskLoad(bits=float(b), op_pj_per_weight=op)
+
+    if work.batchnorm == "task":
+        stored = [t for t in work.tensors if t.role == "batchnorm" and t.key.endswith(".weight")]
+        channels = (sum(t.shape[0] for t in stored) if stored
+                    else sum(layer.out_channels for layer in work.layers if layer.kind == "conv"))
+        bn_bytes = channels * 2 * pb.batchnorm / 8
+    else:
+        bn_bytes = 0.0
+    head = work.head
+    head_bytes = 0.0
+    if head is not None:
+        head_bytes = weight_elems(head) * pb.weights / 8 + head.out_channels * pb.psums / 8
+
+    # switch: load the task-specific tensors; folded mask methods also read W + mask and write W_task
+    dram = profile.dram
+    mask_bytes = sum(bits.values()) / 8
+    read_b = bn_bytes + head_bytes
+    write_b = 0.0
+    n_ops = 0.0
+    op_pj = 0.0
+    if method in MASK_METHODS and mode == "folded":
+        w_bytes = sum(weight_elems(layer) for layer in masked) * pb.weights / 8
+        read_b += mask_bytes + w_bytes
+        write_b += w_bytes
+        n_ops = float(sum(weight_elems(layer) for layer in masked))
+        op_pj = sum(weight_elems(layer) * live_op for layer, live_op in
+                    ((layer, _op_for(method, bits[layer.name], layer, pb.mask_scale, ops)) for layer in masked))
+    elif method == "finetune":
+        read_b += mask_bytes  # the task's own weights are loaded in place of the backbone's
+    energy = (read_b * 8 / dram.word_bits * dram.read_energy_pj
+              + write_b * 8 / dram.word_bits * dram.write_energy_pj + op_pj)
+    cycles = (read_b + write_b) / dram.bandwidth_bytes_per_cycle
+    return TaskCost(method=method, mode=mode, mask_bits=bits, batchnorm_bytes=bn_bytes, head_bytes=head_bytes,
+                    on_the_fly=live, switch_read_bytes=read_b, switch_write_bytes=write_b, switch_ops=n_ops,
+                    switch_energy_pj=energy, switch_cycles=cycles, assumed_density=assumed)
+
+
+def _op_for(method: str, layer_bits: float, layer: Layer, scale_bits: int, ops) -> float:
+    """Energy of applying the mask to one weight: KSM multiplies the soft entries and gates the rest."""
+    if method != "ksm":
+        return ops.gate
+    entries = kernel_mask_entries(layer)
+    soft = (layer_bits - entries) / scale_bits / entries  # fraction of zero (soft) entries
+    return (1.0 - soft) * ops.gate + soft * ops.multiply

@@ -1,0 +1,209 @@
+"""Run the cost model over a workload and assemble the results (plain dicts, pandas tables, JSON).
+
+``simulate`` is the library entry point; it touches no files. Units are SI base units in everything
+it returns (bytes, seconds, joules), with cycles and MACs as counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from hwsim.cost import LayerCost, layer_cost
+from hwsim.layers import Workload
+from hwsim.masks import TaskCost, task_cost
+from hwsim.profile import OPERANDS, Profile
+
+FORMAT = "ksm-sim/1"
+PJ = 1e-12
+ENERGY_OPERANDS = (*OPERANDS, "masks", "mac")
+
+
+@dataclass(frozen=True, slots=True)
+class SimResult:
+    """One workload on one profile in one mask-application mode."""
+
+    profile: Profile
+    work: Workload
+    mode: str | None
+    task: TaskCost
+    layers: tuple[LayerCost, ...]
+
+    # ---- totals -------------------------------------------------------------------------
+    @property
+    def macs(self) -> int:
+        return sum(c.macs for c in self.layers)
+
+    @property
+    def compute_cycles(self) -> int:
+        return sum(c.compute_cycles for c in self.layers)
+
+    @property
+    def cycles(self) -> float:
+        return sum(c.cycles for c in self.layers)
+
+    @property
+    def latency_s(self) -> float:
+        return self.cycles / self.profile.clock_hz
+
+    def energy_by(self) -> dict[tuple[str, str], float]:
+        """(level, operand) -> joules, summed over layers (``mac``/``mask_ops`` are pseudo-levels)."""
+        total: dict[tuple[str, str], float] = {}
+        for c in self.layers:
+            for key, pj in c.energy_pj.items():
+                total[key] = total.get(key, 0.0) + pj * PJ
+        return total
+
+    @property
+    def energy_j(self) -> float:
+        return sum(self.energy_by().values())
+
+    def traffic(self, level: str) -> tuple[dict[str, float], dict[str, float]]:
+        """Bytes read from and written to ``level``, per operand (weights, inputs, outputs, masks)."""
+        reads = dict.fromkeys((*OPERANDS, "masks"), 0.0)
+        writes = dict.fromkeys((*OPERANDS, "masks"), 0.0)
+        for c in self.layers:
+            for (lv, operand), v in c.read_bytes.items():
+                if lv == level:
+                    reads[operand] += v
+            for (lv, operand), v in c.write_bytes.items():
+                if lv == level:
+                    writes[operand] += v
+        return reads, writes
+
+    # ---- output -------------------------------------------------------------------------
+    def to_dict(self, with_layers: bool = True) -> dict[str, Any]:
+        """The ``ksm-sim/1`` result record (SI base units)."""
+        dram = self.profile.dram.name
+        reads, writes = self.traffic(dram)
+        by = self.energy_by()
+        by_level: dict[str, float] = {}
+        by_operand = dict.fromkeys(ENERGY_OPERANDS, 0.0)
+        for (level, operand), j in by.items():
+            by_level[level] = by_level.get(level, 0.0) + j
+            by_operand[operand] += j
+        levels = {}
+        for level in self.profile.levels:
+            r, w = self.traffic(level.name)
+            levels[level.name] = {"read_bytes": r, "write_bytes": w,
+                                  "energy_j": {o: by.get((level.name, o), 0.0) for o in (*OPERANDS, "masks")}}
+        t = self.task
+        totals = {
+            "macs": self.macs,
+            "compute_cycles": self.compute_cycles,
+            "cycles": self.cycles,
+            "latency_s": self.latency_s,
+            "utilization": self.macs / (self.compute_cycles * self.profile.array.pes),
+            "energy_j": sum(by.values()),
+            "energy_by_level_j": by_level,
+            "energy_by_operand_j": by_operand,
+            "dram_read_bytes": {"weights": reads["weights"], "inputs": reads["inputs"], "masks": reads["masks"],
+                                "outputs": reads["outputs"]},
+            "dram_write_bytes": {"outputs": writes["outputs"], "weights": writes["weights"],
+                                 "inputs": writes["inputs"], "masks": writes["masks"]},
+            "levels": levels,
+            "mask_storage_bits": t.mask_storage_bits,
+            "mask_ops": sum(c.mask_ops for c in self.layers),
+            "task_specific_bytes": t.task_specific_bytes,
+            "task_specific_bytes_by_part": {"masks": t.mask_storage_bits / 8, "batchnorm": t.batchnorm_bytes,
+                                            "head": t.head_bytes},
+            "task_switch": {"read_bytes": t.switch_read_bytes, "write_bytes": t.switch_write_bytes,
+                            "mask_ops": t.switch_ops, "energy_j": t.switch_energy_pj * PJ,
+                            "latency_s": t.switch_cycles / self.profile.clock_hz},
+        }
+        out: dict[str, Any] = {
+            "profile": self.profile.name,
+            "source": self.work.source,
+            "task": self.work.task,
+            "method": self.work.method,
+            "top1": self.work.top1,
+            "mode": self.mode,
+            "batchnorm": self.work.batchnorm if self.work.method else None,
+            "assumed_mask_density": t.assumed_density,
+            "totals": totals,
+        }
+        if with_layers:
+            out["layers"] = [self._layer_dict(c) for c in self.layers]
+        return out
+
+    def _layer_dict(self, c: LayerCost) -> dict[str, Any]:
+        dram = self.profile.dram.name
+        reads = {o: 0.0 for o in (*OPERANDS, "masks")}
+        writes = {o: 0.0 for o in (*OPERANDS, "masks")}
+        for (lv, o), v in c.read_bytes.items():
+            if lv == dram:
+                reads[o] += v
+        for (lv, o), v in c.write_bytes.items():
+            if lv == dram:
+                writes[o] += v
+        return {"name": c.name, "kind": c.kind, "macs": c.macs, "compute_cycles": c.compute_cycles,
+                "cycles": c.cycles, "utilization": c.utilization, "bound": c.bound,
+                "energy_j": sum(c.energy_pj.values()) * PJ, "mask_storage_bits": self.task.mask_bits.get(c.name, 0.0),
+                "dram_read_bytes": reads, "dram_write_bytes": writes}
+
+    def layers_frame(self) -> pd.DataFrame:
+        """One row per layer: MACs, cycles, utilisation, energy, DRAM bytes per operand, what bounds it."""
+        rows = []
+        for d in (self._layer_dict(c) for c in self.layers):
+            rows.append({"layer": d["name"], "MACs": d["macs"], "cycles": d["cycles"],
+                         "util": d["utilization"], "bound": d["bound"], "energy (J)": d["energy_j"],
+                         "DRAM rd W (B)": d["dram_read_bytes"]["weights"],
+                         "DRAM rd I (B)": d["dram_read_bytes"]["inputs"],
+                         "DRAM rd mask (B)": d["dram_read_bytes"]["masks"],
+                         "DRAM wr O (B)": d["dram_write_bytes"]["outputs"],
+                         "mask bits": d["mask_storage_bits"]})
+        return pd.DataFrame(rows)
+
+    def energy_frame(self) -> pd.DataFrame:
+        """Energy (J) by memory level (rows) and operand (columns), with totals."""
+        by = self.energy_by()
+        names = [lv.name for lv in self.profile.levels]
+        frame = pd.DataFrame(0.0, index=[*names, "mac", "mask_ops"], columns=list(ENERGY_OPERANDS))
+        for (level, operand), j in by.items():
+            frame.loc[level, operand] += j
+        frame = frame.loc[(frame != 0).any(axis=1)]
+        frame["total"] = frame.sum(axis=1)
+        frame.loc["total"] = frame.sum(axis=0)
+        frame.index.name = "level"
+        return frame
+
+    def traffic_frame(self) -> pd.DataFrame:
+        """Bytes read and written per level and operand."""
+        rows = []
+        for level in self.profile.levels:
+            r, w = self.traffic(level.name)
+            for o in (*OPERANDS, "masks"):
+                if r[o] or w[o]:
+                    rows.append({"level": level.name, "operand": o, "read (B)": r[o], "written (B)": w[o]})
+        return pd.DataFrame(rows)
+
+
+def simulate(work: Workload, profile: Profile, mode: str | None = "on_the_fly", tasks: int = 6,
+             mask_density: float = 0.5) -> SimResult:
+    """Cost every layer of ``work`` on ``profile``.
+
+    Args:
+        work: layers (and, from a run, the task's method and stored masks).
+        profile: the accelerator.
+        mode: ``folded`` or ``on_the_fly`` mask application; ignored (None) when the workload has no method.
+        tasks: tasks sharing the backbone (PackNet index width).
+        mask_density: KSM fraction of binary-1 entries assumed when the run does not give it.
+
+    Example:
+        >>> from hwsim import load_network, load_profile, simulate
+        >>> r = simulate(load_network("resnet18"), load_profile("edge_npu"))
+        >>> round(r.macs / 1e9, 3)
+        1.814
+    """
+    mode = (mode or "on_the_fly") if work.method is not None else None
+    tc = task_cost(work, profile, mode or "on_the_fly", tasks, mask_density)
+    live = tc.on_the_fly
+    costs = tuple(layer_cost(layer, profile, live.get(layer.name)) for layer in work.layers)
+    return SimResult(profile=profile, work=work, mode=mode, task=tc, layers=costs)
+
+
+def results_document(results: list[SimResult], with_layers: bool = True) -> dict[str, Any]:
+    """The ``--json`` document: ``{"format": "ksm-sim/1", "results": [...]}``."""
+    return {"format": FORMAT, "results": [r.to_dict(with_layers) for r in results]}

@@ -1,0 +1,150 @@
+"""The ksm-sim command: happy paths, the JSON contract, and one-line errors that write nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from hwsim.cli import main
+from hwsim.profile import bundled_profiles
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+def test_help_has_an_example() -> None:
+    for flag in ("-h", "--help"):
+        r = invoke(flag)
+        assert r.exit_code == 0
+        assert "Examples:" in r.output and "ksm-sim --profile edge_npu --masks runs/cubs/" in r.output
+
+
+def test_list_profiles() -> None:
+    r = invoke("--list-profiles")
+    assert r.exit_code == 0
+    for name in bundled_profiles():
+        assert name in r.output
+    assert "peak (GMAC/s)" in r.output
+
+
+def test_network_on_all_profiles() -> None:
+    r = invoke("--network", "resnet18", "--profile", "all")
+    assert r.exit_code == 0, r.output
+    assert r.output.count("## resnet18 on") == len(bundled_profiles())
+    assert "Energy (J) by memory level and operand" in r.output
+
+
+def test_run_folder_with_json(run_folder, tmp_path: Path) -> None:
+    a, b = run_folder("ksm", name="a"), run_folder("piggyback", name="b")
+    out = tmp_path / "cost.json"
+    r = invoke("--masks", str(a), "--masks", str(b), "-p", "edge_npu", "-p", "eyeriss", "--layers",
+               "--json", str(out))
+    assert r.exit_code == 0, r.output
+    assert "Per layer:" in r.output and "top-1 0.8000" in r.output
+    doc = json.loads(out.read_text())
+    assert doc["format"] == "ksm-sim/1"
+    assert len(doc["results"]) == 2 * 2 * 2  # runs x profiles x modes
+    for res in doc["results"]:
+        for key in ("profile", "source", "task", "method", "top1"):
+            assert key in res
+        t = res["totals"]
+        for key in ("macs", "cycles", "latency_s", "energy_j", "mask_storage_bits", "task_specific_bytes"):
+            assert isinstance(t[key], (int, float))
+        assert set(t["dram_read_bytes"]) >= {"weights", "inputs", "masks"}
+        assert "outputs" in t["dram_write_bytes"]
+        for layer in res["layers"]:
+            assert {"name", "macs", "cycles", "energy_j", "dram_read_bytes", "dram_write_bytes"} <= set(layer)
+    assert {res["mode"] for res in doc["results"]} == {"folded", "on_the_fly"}
+
+
+def test_network_json_has_null_task(tmp_path: Path) -> None:
+    out = tmp_path / "n.json"
+    r = invoke("--network", "mobilenet_v2", "--json", str(out))
+    assert r.exit_code == 0, r.output
+    res = json.loads(out.read_text())["results"][0]
+    assert res["task"] is None and res["method"] is None and res["top1"] is None
+    assert res["totals"]["mask_storage_bits"] == 0
+
+
+def test_network_with_method_states_density() -> None:
+    r = invoke("--network", "resnet18", "--method", "ksm", "--mode", "on_the_fly", "--mask-density", "0.6")
+    assert r.exit_code == 0, r.output
+    assert "density assumed 0.6" in r.output
+
+
+def test_topology_csv(tmp_path: Path) -> None:
+    csv = tmp_path / "layers.csv"
+    csv.write_text("Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, "
+                   "Strides,\nsmall_3x3, 18, 18, 3, 3, 16, 32, 1,\nDP_conv, 18, 18, 3, 3, 16, 16, 1,\n")
+    out = tmp_path / "t.json"
+    r = invoke("--topology", str(csv), "--profile", "zigzag_tpu_like", "--json", str(out))
+    assert r.exit_code == 0, r.output
+    layers = json.loads(out.read_text())["results"][0]["layers"]
+    assert [x["macs"] for x in layers] == [16 * 16 * 16 * 32 * 9, 16 * 16 * 16 * 9]
+
+
+@pytest.mark.parametrize(
+    ("make", "needle"),
+    [
+        (lambda p: ["--profile", str(_yaml(p, "name: x\nclock_hz: [\n"))], "malformed YAML"),
+        (lambda p: ["--profile", str(_yaml(p, "name: x\n"))], "missing key"),
+        (lambda p: ["--profile", "nope"], "unknown profile"),
+        (lambda p: ["--masks", str(p / "absent")], "absent"),
+        (lambda p: ["--network", "lenet"], "unknown network"),
+        (lambda p: ["--topology", str(_yaml(p, "a,b\n1,2\n", "t.csv"))], "header column"),
+    ],
+)
+def test_errors_are_one_line_and_write_nothing(tmp_path: Path, make, needle: str) -> None:
+    out = tmp_path / "out.json"
+    args = make(tmp_path)
+    if "--network" not in args and "--masks" not in args and "--topology" not in args:
+        args += ["--network", "resnet18"]
+    r = invoke(*args, "--json", str(out))
+    assert r.exit_code != 0
+    assert needle in r.output
+    assert len(r.output.strip().splitlines()) == 1, r.output
+    assert not out.exists()
+
+
+def test_bad_mask_shape_names_file_and_key(run_folder, tensors_for, tmp_path: Path) -> None:
+    import numpy as np
+
+    tensors, roles = tensors_for("ksm")
+    tensors["dw.binary"] = np.ones((8, 8), dtype=np.uint8)
+    folder = run_folder("ksm", tensors=tensors, roles=roles)
+    out = tmp_path / "out.json"
+    r = invoke("--masks", str(folder), "--json", str(out))
+    assert r.exit_code != 0 and "masks.safetensors" in r.output and "dw.binary" in r.output
+    assert not out.exists()
+
+
+def test_no_source_is_a_usage_error() -> None:
+    r = invoke()
+    assert r.exit_code == 2 and "--network" in r.output
+
+
+def test_python_dash_m() -> None:
+    r = subprocess.run([sys.executable, "-m", "hwsim", "--list-profiles"], check=False, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0 and "edge_npu" in r.stdout
+
+
+def test_console_script_is_declared() -> None:
+    from importlib.metadata import entry_points
+
+    scripts = {ep.name: ep.value for ep in entry_points(group="console_scripts")}
+    if "ksm-sim" not in scripts:
+        pytest.skip("the project is not installed (pip install -e .)")
+    assert scripts["ksm-sim"] == "hwsim.cli:main"
+
+
+def _yaml(folder: Path, text: str, name: str = "p.yaml") -> Path:
+    path = folder / name
+    path.write_text(text)
+    return path

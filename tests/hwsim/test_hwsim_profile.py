@@ -1,0 +1,103 @@
+"""Profiles: every bundled YAML loads and validates; bad files fail with one line naming file and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hwsim import InputError, bundled_profiles, load_profile
+from hwsim.profile import OPERANDS
+
+BUNDLED = ["edge_npu", "edge_tpu", "ethos_u55", "eyeriss", "zigzag_eyeriss_like", "zigzag_tpu_like"]
+
+
+def test_all_issue_profiles_are_bundled() -> None:
+    assert set(BUNDLED) <= set(bundled_profiles())
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_bundled_profile_is_valid(name: str) -> None:
+    p = load_profile(name)
+    assert p.name == name
+    assert p.clock_hz > 0 and p.array.pes > 0
+    assert set(p.dram.operands) == set(OPERANDS)
+    for operand in OPERANDS:
+        assert p.chain(operand)[0] is p.dram
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_every_number_has_a_source_comment(name: str) -> None:
+    """Each line that sets a number carries a comment (its source, or 'assumed')."""
+    from importlib import resources
+
+    text = (resources.files("hwsim") / "profiles" / f"{name}.yaml").read_text()
+    for line in text.splitlines():
+        code = line.split("#", 1)[0]
+        if code.strip().lstrip("- ").startswith(("name:", "description:")):
+            continue
+        if ":" in code and any(ch.isdigit() for ch in code.split(":", 1)[1]):
+            assert "#" in line, f"{name}.yaml: no source comment on {line.strip()!r}"
+
+
+def _write(tmp_path: Path, data: object) -> Path:
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(data) if not isinstance(data, str) else data)
+    return path
+
+
+def _raw(name: str = "zigzag_tpu_like") -> dict:
+    from importlib import resources
+
+    return yaml.safe_load((resources.files("hwsim") / "profiles" / f"{name}.yaml").read_text())
+
+
+def test_profile_by_path_equals_bundled(tmp_path: Path) -> None:
+    assert load_profile(_write(tmp_path, _raw())) == load_profile("zigzag_tpu_like")
+
+
+def test_exponent_without_sign_is_a_number(tmp_path: Path) -> None:
+    raw = _raw()
+    text = yaml.safe_dump(raw).replace("clock_hz: 1000000000.0", "clock_hz: 1.0e9")
+    assert "1.0e9" in text  # PyYAML reads this as a string; the loader accepts it
+    assert load_profile(_write(tmp_path, text)).clock_hz == 1e9
+
+
+@pytest.mark.parametrize(
+    ("mutate", "key"),
+    [
+        (lambda r: r.update(colour="red"), "colour: unknown key"),
+        (lambda r: r.pop("clock_hz"), "clock_hz: missing key"),
+        (lambda r: r["array"].pop("rows"), "array.rows: missing key"),
+        (lambda r: r["array"].update(rows=0), "array.rows: must be a positive integer"),
+        (lambda r: r["levels"][1].update(size_bytes=-5), "levels[1].size_bytes: must be a positive number"),
+        (lambda r: r["levels"][1].update(bandwidth_bytes_per_cycle=0), "levels[1].bandwidth_bytes_per_cycle"),
+        (lambda r: r["levels"][1].update(sizes=3), "levels[1].sizes: unknown key"),
+        (lambda r: r["levels"][1].pop("word_bits"), "levels[1].word_bits: missing key"),
+        (lambda r: r["levels"][1].update(operands=["weights", "psums"]), "levels[1].operands"),
+        (lambda r: r["precision_bits"].update(weights=0), "precision_bits.weights"),
+        (lambda r: r.update(dataflow="magic"), "dataflow: must be one of"),
+        (lambda r: r["levels"].reverse(), "levels"),
+    ],
+)
+def test_bad_profile_names_file_and_key(tmp_path: Path, mutate, key: str) -> None:
+    raw = _raw()
+    mutate(raw)
+    path = _write(tmp_path, raw)
+    with pytest.raises(InputError) as info:
+        load_profile(path)
+    message = str(info.value)
+    assert str(path) in message and key in message
+    assert "\n" not in message
+
+
+def test_malformed_yaml(tmp_path: Path) -> None:
+    path = _write(tmp_path, "name: x\nlevels: [unclosed\n")
+    with pytest.raises(InputError, match="malformed YAML"):
+        load_profile(path)
+
+
+def test_unknown_bundled_name() -> None:
+    with pytest.raises(InputError, match="unknown profile 'nope'"):
+        load_profile("nope")
