@@ -339,6 +339,11 @@ def limit_train(arrays: dict[str, np.ndarray], n: int | None) -> dict[str, np.nd
     if n is None or n >= len(arrays["y_train"]):
         return arrays
     keep, _ = stratified_split(arrays["y_train"], n, 0)
+    rng = np.random.default_rng(SPLIT_SEED)
+    if len(keep) < n:  # per-class rounding left a few short: top up at random
+        rest = np.setdiff1d(np.arange(len(arrays["y_train"])), keep)
+        keep = np.sort(np.concatenate([keep, rng.choice(rest, n - len(keep), replace=False)]))
+    keep = np.sort(rng.choice(keep, n, replace=False)) if len(keep) > n else keep
     return {**arrays, "x_train": arrays["x_train"][keep], "y_train": arrays["y_train"][keep]}
 
 

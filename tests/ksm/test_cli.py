@@ -1,0 +1,96 @@
+"""ksm-train as a user meets it: help, one-line errors, nothing half-written, a real tiny run."""
+
+from __future__ import annotations
+
+import json
+import os
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ksm.cli import main
+
+
+def _invoke(args: list[str]) -> "CliRunner.invoke":
+    return CliRunner().invoke(main, args, catch_exceptions=False)
+
+
+def test_help_explains_every_option_with_an_example() -> None:
+    result = _invoke(["--help"])
+    assert result.exit_code == 0
+    assert "Examples:" in result.output and "ksm-train --suite default" in result.output
+    for option in main.params:
+        if option.name != "help":
+            assert option.help, f"--{option.name} has no help"
+
+
+def test_console_scripts_are_installed() -> None:
+    names = {e.name for e in entry_points(group="console_scripts")}
+    assert {"ksm-train", "ksm-sim"} <= names
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--task", "cifar10"], "unknown task 'cifar10'"),
+    (["--task", "flowers", "--data-root", "/nonexistent/data"], "Piggyback layout"),
+    (["--task", "digits", "--method", "lora"], "Invalid value for '--method'"),
+    (["--task", "digits", "--arch", "alexnet"], "Invalid value for '--arch'"),
+    ([], "name a --task or --suite default"),
+])
+def test_bad_input_is_one_clear_line(tmp_path: Path, args: list[str], message: str) -> None:
+    result = CliRunner().invoke(main, [*args, "--runs-dir", str(tmp_path / "runs"), "--weights", "none"])
+    assert result.exit_code != 0
+    assert message in result.output
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_wrong_weights_file_is_refused_before_writing(tmp_path: Path) -> None:
+    bad = tmp_path / "w.pth"
+    bad.write_bytes(b"junk")
+    out = tmp_path / "runs" / "digits"
+    result = CliRunner().invoke(main, ["--task", "digits", "--weights", str(bad), "--out", str(out),
+                                       "--max-train", "20", "--input-size", "32"])
+    assert result.exit_code == 1 and "w.pth: not a readable torch state dict" in result.output
+    assert not out.exists()
+
+
+def test_existing_run_is_not_overwritten(tmp_path: Path) -> None:
+    out = tmp_path / "digits"
+    out.mkdir()
+    (out / "run.json").write_text("{}")
+    result = CliRunner().invoke(main, ["--task", "digits", "--out", str(out)])
+    assert result.exit_code == 1 and "--force" in result.output
+    assert (out / "run.json").read_text() == "{}"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_output(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    result = CliRunner().invoke(main, ["--task", "digits", "--out", str(locked / "run")])
+    assert result.exit_code == 1 and "not writable" in result.output
+
+
+def test_output_under_a_file_is_refused(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = CliRunner().invoke(main, ["--task", "digits", "--out", str(blocker / "run")])
+    assert result.exit_code == 1 and "cannot create the output folder" in result.output
+
+
+def test_tiny_run_end_to_end(tmp_path: Path, backbone_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KSM_CACHE_DIR", str(tmp_path / "cache"))
+    runs = tmp_path / "runs"
+    args = ["--task", "digits", "--method", "ksm", "--method", "feature", "--weights", str(backbone_file),
+            "--runs-dir", str(runs), "--epochs", "1", "--max-train", "64", "--input-size", "32", "--no-progress"]
+    result = _invoke(args)
+    assert result.exit_code == 0, result.output
+    assert (runs / "digits" / "run.json").exists() and (runs / "digits-feature" / "masks.safetensors").exists()
+    record = json.loads((runs / "digits" / "run.json").read_text())
+    assert record["train"]["epochs"] == 1 and record["dataset"]["train_size"] == 64
+    assert "| digits |" in result.output and (runs / "results.md").exists()
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 1 and "already there" in again.output
+    reused = _invoke([*args, "--skip-existing"])
+    assert reused.exit_code == 0 and "finished run reused" in reused.output

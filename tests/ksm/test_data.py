@@ -1,0 +1,119 @@
+"""Readers of the default suite's published formats and of Piggyback's image-folder layout."""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ksm.data import (_NumpyOnlyUnpickler, folder_task, limit_train, load_digits, read_idx, read_numpy_pickle,
+                      stratified_split, suite_task)
+
+
+def _write_idx(path: Path, array: np.ndarray) -> None:
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as handle:
+        handle.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_idx_round_trip_and_truncation(tmp_path: Path) -> None:
+    images = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    _write_idx(tmp_path / "ok.gz", images)
+    assert np.array_equal(read_idx(tmp_path / "ok.gz"), images)
+    with gzip.open(tmp_path / "bad.gz", "wb") as handle:
+        handle.write(bytes([0, 0, 8, 1]) + (10).to_bytes(4, "big") + b"abc")
+    with pytest.raises(ValueError, match="bad.gz"):
+        read_idx(tmp_path / "bad.gz")
+
+
+def test_numpy_pickle_reader_refuses_other_objects(tmp_path: Path) -> None:
+    good = tmp_path / "good.gz"
+    with gzip.open(good, "wb") as handle:
+        pickle.dump(np.arange(6).reshape(2, 3), handle)
+    assert read_numpy_pickle(good).shape == (2, 3)
+    evil = tmp_path / "evil.gz"
+    with gzip.open(evil, "wb") as handle:
+        pickle.dump({"x": Path("/")}, handle)  # a class outside numpy
+    with pytest.raises(pickle.UnpicklingError, match="refusing"):
+        read_numpy_pickle(evil)
+    assert _NumpyOnlyUnpickler.ALLOWED  # the allow-list is explicit
+
+
+def test_stratified_split_is_disjoint_balanced_and_fixed() -> None:
+    labels = np.repeat(np.arange(4), 25)
+    tr, te = stratified_split(labels, 60, 40)
+    assert len(tr) == 60 and len(te) == 40 and not set(tr) & set(te)
+    assert np.bincount(labels[tr]).tolist() == [15] * 4
+    assert np.array_equal(tr, stratified_split(labels, 60, 40)[0])
+
+
+def test_digits_split_is_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KSM_CACHE_DIR", str(tmp_path))
+    task = suite_task("digits", (16, 16), max_train=100)
+    meta = task.describe()
+    assert meta["train_size"] == 100 and meta["test_size"] == 359 and meta["num_classes"] == 10
+    assert meta["split_seed"] == 0 and meta["input_size"] == [16, 16]
+    assert (tmp_path / "data" / "digits-16x16.npz").exists()  # converted arrays are cached
+    x, y = next(task.batches("train", 8, torch.Generator().manual_seed(0)))
+    assert x.shape == (8, 3, 16, 16) and x.dtype == torch.float32 and y.dtype == torch.int64
+
+
+def test_limit_train_keeps_the_test_split() -> None:
+    raw = load_digits()
+    small = limit_train(raw, 50)
+    assert len(small["y_train"]) == 50 and len(small["y_test"]) == len(raw["y_test"])
+
+
+def test_unknown_task_names_the_choices() -> None:
+    with pytest.raises(ValueError, match="fashion_mnist"):
+        suite_task("cifar10", (32, 32))
+
+
+def _image_folder(root: Path, task: str = "flowers") -> Path:
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 3), ("test", 2)):
+        for cls in ("daisy", "rose"):
+            folder = root / task / split / cls
+            folder.mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(folder / f"{i}.jpg")
+    return root
+
+
+def test_image_folder_task_with_piggyback_transforms(tmp_path: Path) -> None:
+    task = folder_task(_image_folder(tmp_path), "flowers", input_size=32, workers=0)
+    assert task.num_classes == 2 and task.sizes == {"train": 6, "test": 4}
+    x, y = next(task.batches("train", 4, torch.Generator().manual_seed(0)))
+    assert x.shape == (4, 3, 32, 32)
+    x, _ = next(task.batches("test", 4, None))
+    assert x.shape == (4, 3, 32, 32)
+
+
+def test_cropped_variant_resizes_without_cropping(tmp_path: Path) -> None:
+    task = folder_task(_image_folder(tmp_path, "cubs_cropped"), "cubs_cropped", input_size=24, workers=0)
+    assert task.extra["augmentation"] == "piggyback_cropped"
+    x, _ = next(task.batches("test", 2, None))
+    assert x.shape == (2, 3, 24, 24)
+
+
+def test_layout_errors_say_what_is_expected(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="Piggyback layout"):
+        folder_task(tmp_path, "flowers")
+    (tmp_path / "flowers" / "train" / "a").mkdir(parents=True)
+    (tmp_path / "flowers" / "test").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="no images"):
+        folder_task(tmp_path, "flowers")
+
+
+def test_corrupt_image_is_named(tmp_path: Path) -> None:
+    root = _image_folder(tmp_path)
+    bad = root / "flowers" / "test" / "rose" / "0.jpg"
+    bad.write_bytes(b"not a jpeg")
+    task = folder_task(root, "flowers", input_size=32, workers=0)
+    with pytest.raises(ValueError, match=r"rose/0\.jpg: cannot read image"):
+        list(task.batches("test", 4, None))
