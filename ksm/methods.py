@@ -81,6 +81,12 @@ class Method:
         body = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
         return body, head
 
+    def after_backward(self, model: nn.Module) -> None:
+        """Hook between ``backward`` and the optimiser step (PackNet zeroes gradients of older tasks' weights)."""
+
+    def after_step(self, model: nn.Module) -> None:
+        """Hook after the optimiser step (e.g. re-apply a pruning mask)."""
+
     def train_mode(self, model: nn.Module) -> None:
         """``model.train()``, with frozen BatchNorm kept in eval mode (running statistics untouched)."""
         model.train()
