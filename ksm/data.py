@@ -50,7 +50,12 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".ti
 
 
 class Batches(Protocol):
-    def __call__(self, split: str, batch_size: int, generator: torch.Generator | None) -> Iterator[tuple[Tensor, Tensor]]:
+    """Yields (images, labels) of one split. With a generator the order is shuffled by it; with
+    ``shard=(rank, world)`` each global batch of ``batch_size`` is cut into ``world`` slices and only
+    slice ``rank`` is yielded (data-parallel training)."""
+
+    def __call__(self, split: str, batch_size: int, generator: torch.Generator | None,
+                 shard: tuple[int, int] = (0, 1)) -> Iterator[tuple[Tensor, Tensor]]:
         ...
 
 
@@ -130,6 +135,13 @@ def stratified_split(labels: np.ndarray, n_train: int, n_test: int, seed: int = 
         train.append(idx[:k_train])
         test.append(idx[k_train:k_train + k_test])
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+
+
+def shard_slice(n: int, rank: int, world: int) -> slice:
+    """Rank ``rank``'s contiguous part of ``n`` items split ``world`` ways (sizes differ by at most 1)."""
+    base, extra = divmod(n, world)
+    start = rank * base + min(rank, extra)
+    return slice(start, start + base + (1 if rank < extra else 0))
 
 
 def _subsample(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -237,11 +249,13 @@ def array_task(name: str, arrays: dict[str, np.ndarray], input_size: tuple[int, 
     tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
     classes = num_classes or int(max(arrays["y_train"].max(), arrays["y_test"].max())) + 1
 
-    def batches(split: str, batch_size: int, generator: torch.Generator | None) -> Iterator[tuple[Tensor, Tensor]]:
+    def batches(split: str, batch_size: int, generator: torch.Generator | None,
+                shard: tuple[int, int] = (0, 1)) -> Iterator[tuple[Tensor, Tensor]]:
         x, y = tensors[f"x_{split}"], tensors[f"y_{split}"]
         order = torch.randperm(len(y), generator=generator) if generator is not None else torch.arange(len(y))
         for start in range(0, len(y), batch_size):
             idx = order[start:start + batch_size]
+            idx = idx[shard_slice(len(idx), *shard)]
             yield normalise_gray(x[idx]), y[idx]
 
     return TaskData(name, classes, {"train": len(arrays["y_train"]), "test": len(arrays["y_test"])},
@@ -324,9 +338,20 @@ def folder_task(root: Path, task: str, input_size: int = 224, workers: int = 2) 
     sets = {"train": ImageFolder(str(folder / "train"), transform=train_tf, loader=_CheckedLoader()),
             "test": ImageFolder(str(folder / "test"), transform=test_tf, loader=_CheckedLoader())}
 
-    def batches(split: str, batch_size: int, generator: torch.Generator | None) -> Iterator[tuple[Tensor, Tensor]]:
-        loader = DataLoader(sets[split], batch_size=batch_size, shuffle=generator is not None, generator=generator,
-                            num_workers=workers, persistent_workers=False)
+    def batches(split: str, batch_size: int, generator: torch.Generator | None,
+                shard: tuple[int, int] = (0, 1)) -> Iterator[tuple[Tensor, Tensor]]:
+        rank, world = shard
+        if world > 1:  # DistributedSampler: each rank a disjoint share, reshuffled by the epoch's seed
+            from torch.utils.data.distributed import DistributedSampler
+
+            seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator)) if generator is not None else 0
+            sampler = DistributedSampler(sets[split], num_replicas=world, rank=rank, shuffle=generator is not None,
+                                         seed=seed)
+            loader = DataLoader(sets[split], batch_size=max(batch_size // world, 1), sampler=sampler,
+                                num_workers=workers)
+        else:
+            loader = DataLoader(sets[split], batch_size=batch_size, shuffle=generator is not None,
+                                generator=generator, num_workers=workers)
         yield from loader
 
     return TaskData(task, len(classes), {s: len(d) for s, d in sets.items()}, (input_size, input_size),

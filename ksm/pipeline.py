@@ -19,6 +19,7 @@ from torch import Tensor, nn
 import ksm
 from ksm.backbones import BackboneSpec, build_backbone
 from ksm.data import TaskData
+from ksm.distributed import SINGLE, Context, barrier, convert_batchnorm
 from ksm.geometry import layer_records
 from ksm.masks import KernelSoftMask
 from ksm.methods import MaskConfig, Method, make_method
@@ -73,16 +74,27 @@ def soft_precision_sweep(model: nn.Module, data: TaskData, device: str = "cpu") 
 
 
 def run_task(spec: RunSpec, data: TaskData, out: Path, *, force: bool = False, resume: bool = False,
-             device: str = "cpu", progress: bool = True,
-             on_epoch: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Train ``spec`` on ``data`` and write the run folder ``out``; return its ``run.json`` record."""
-    check_output(out, force=force, resume=resume)
+             device: str = "cpu", progress: bool = True, ctx: Context = SINGLE, amp: bool = False,
+             on_epoch: Callable[[int], None] | None = None) -> dict[str, Any] | None:
+    """Train ``spec`` on ``data`` and write the run folder ``out``; return its ``run.json`` record.
+
+    In a data-parallel job every rank trains; rank 0 alone writes, and the others return None.
+    """
+    if ctx.main:
+        check_output(out, force=force, resume=resume)
     began = time.perf_counter()
     model, method, backbone, digest = build(spec)
+    if ctx.active:
+        convert_batchnorm(model)
     partial = partial_dir(out)
-    partial.mkdir(parents=True, exist_ok=True)
+    if ctx.main:
+        partial.mkdir(parents=True, exist_ok=True)
+    barrier(ctx)
     metrics = train_task(model, method, backbone, data, spec.train, checkpoint=partial / "checkpoint.pt",
-                         resume=resume, device=device, progress=progress, on_epoch=on_epoch)
+                         resume=resume, device=device, progress=progress, ctx=ctx, amp=amp, on_epoch=on_epoch)
+    if not ctx.main:
+        barrier(ctx)
+        return None
     metrics["soft_precision"] = soft_precision_sweep(model, data, device)
     model.cpu()
     record = {
@@ -94,12 +106,14 @@ def run_task(spec: RunSpec, data: TaskData, out: Path, *, force: bool = False, r
         "metrics": metrics,
         "train": {**spec.train.to_json(), **{f"mask_{k}": v for k, v in asdict(spec.mask).items()},
                   "soft": spec.soft if method.name == "ksm" else None, "device": device,
+                  "processes": ctx.world, "global_batch_size": spec.train.batch_size, "amp": amp,
                   "wall_seconds": time.perf_counter() - began,
                   "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__,
                                "ksm": ksm.__version__, "python": platform.python_version()}},
         "layers": layer_records(model, data.input_size),
     }
     write_run(out, record, method.state(model), force=force)
+    barrier(ctx)
     return record
 
 
@@ -110,6 +124,10 @@ def load_run_model(folder: Path, *, weights: str | None = None) -> tuple[nn.Modu
     the one recorded in ``run.json``.
     """
     record, tensors = read_run(folder)
+    if "sequence" in record:  # PackNet, CPG: the weights live in the sequence's shared file
+        from ksm.sequence import load_sequence_task
+
+        return load_sequence_task(folder, weights=weights)
     bb = record["backbone"]
     train = record.get("train", {})
     spec = RunSpec(method=record["method"], backbone=BackboneSpec(bb["arch"], weights or bb["weights"]),

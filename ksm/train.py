@@ -26,6 +26,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from ksm.data import TaskData
+from ksm.distributed import SINGLE, Context, all_sum, barrier, loss_share, wrap
 from ksm.methods import Method
 
 
@@ -69,19 +70,28 @@ def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
 
 def train_task(model: nn.Module, method: Method, backbone: dict[str, Tensor], data: TaskData,
                cfg: TrainConfig, *, checkpoint: Path | None = None, resume: bool = False,
-               device: str = "cpu", progress: bool = True,
+               device: str = "cpu", progress: bool = True, ctx: Context = SINGLE, amp: bool = False,
                on_epoch: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Train one task on ``model`` (already ``method.prepare``-d) and return its metrics.
 
     Args:
         backbone: the pristine backbone state dict, from which each task starts.
         checkpoint: file written after every epoch; with ``resume`` an existing one is continued.
+        ctx: this process's rank in a data-parallel job; ``cfg.batch_size`` is the global batch.
+        amp: bfloat16 autocast (CUDA only).
         on_epoch: called with the epoch index after its checkpoint is written (tests use it to
             simulate an interruption).
+
+    Returns:
+        ``top1`` (None on ranks other than 0, which alone evaluates), ``history``,
+        ``train_seconds`` and ``mask_density``.
     """
     torch.manual_seed(cfg.seed)
     method.reset(model, backbone, data.num_classes)
     model.to(device)
+    cuda = device.startswith("cuda")
+    if cuda:
+        model.to(memory_format=torch.channels_last)
     body, head = method.trainable(model)
     groups = [{"params": head, "lr": cfg.lr_head, "base_lr": cfg.lr_head}]
     if body:
@@ -99,25 +109,34 @@ def train_task(model: nn.Module, method: Method, backbone: dict[str, Tensor], da
                              f"rerun with the same options or without --resume")
         method.load_state(model, saved["state"])
         optimizer.load_state_dict(saved["optimizer"])
-        torch.set_rng_state(saved["rng"])
+        rng = saved["rng"]
+        torch.set_rng_state(rng[ctx.rank] if len(rng) == ctx.world else rng[0])
         history, start_epoch, elapsed = saved["history"], saved["epoch"] + 1, saved["seconds"]
+
+    net = wrap(model, ctx, device)
+    show = progress and ctx.main
 
     for epoch in range(start_epoch, cfg.epochs):
         began = time.perf_counter()
         method.train_mode(model)
         generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
         loss_sum, correct, seen = 0.0, 0, 0
-        bar = tqdm(data.batches("train", cfg.batch_size, generator), total=steps_per_epoch, disable=None if progress else True,
-                   desc=f"{data.name} {method.name} epoch {epoch + 1}/{cfg.epochs}", leave=False)
+        bar = tqdm(data.batches("train", cfg.batch_size, generator, ctx.shard), total=steps_per_epoch,
+                   disable=None if show else True, desc=f"{data.name} {method.name} epoch {epoch + 1}/{cfg.epochs}",
+                   leave=False)
         for i, (x, y) in enumerate(bar):
             factor = cosine_factor(epoch * steps_per_epoch + i, total_steps)
             for group in optimizer.param_groups:
                 group["lr"] = group["base_lr"] * factor
             x, y = x.to(device), y.to(device)
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
+            if cuda:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp and cuda):
+                logits = net(x)
+                loss = F.cross_entropy(logits.float(), y)
+            global_batch = min(cfg.batch_size, data.sizes["train"] - i * cfg.batch_size)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss_share(loss, len(y), global_batch, ctx).backward()
             method.after_backward(model)
             optimizer.step()
             method.after_step(model)
@@ -125,18 +144,26 @@ def train_task(model: nn.Module, method: Method, backbone: dict[str, Tensor], da
             correct += int((logits.argmax(1) == y).sum())
             seen += len(y)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}")
+        loss_sum, correct, seen = all_sum(ctx, [loss_sum, correct, seen])
         seconds = time.perf_counter() - began
         elapsed += seconds
         history.append({"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "train_top1": correct / max(seen, 1),
                         "seconds": seconds, "steps": steps_per_epoch})
         if checkpoint is not None:
-            _save_checkpoint(checkpoint, {
-                "epoch": epoch, "config": cfg.to_json(), "history": history, "seconds": elapsed,
-                "state": {k: v for k, (v, _) in method.state(model).items()},
-                "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state()})
+            rng = [torch.get_rng_state()]
+            if ctx.active:
+                rng = [None] * ctx.world
+                torch.distributed.all_gather_object(rng, torch.get_rng_state())
+            if ctx.main:
+                _save_checkpoint(checkpoint, {
+                    "epoch": epoch, "config": cfg.to_json(), "history": history, "seconds": elapsed,
+                    "state": {k: v.cpu() for k, (v, _) in method.state(model).items()},
+                    "optimizer": optimizer.state_dict(), "rng": rng})
+            barrier(ctx)
         if on_epoch is not None:
             on_epoch(epoch)
 
-    top1 = evaluate(model, data, "test", device=device)
+    top1 = evaluate(model, data, "test", device=device) if ctx.main else None
+    barrier(ctx)
     return {"top1": top1, "history": history, "train_seconds": elapsed,
             "mask_density": method.mask_density(model)}
