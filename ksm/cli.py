@@ -140,7 +140,7 @@ def main(tasks: tuple[str, ...], suite: str | None, data_root: Path | None, meth
     from ksm.distributed import from_environment, shutdown
     from ksm.methods import MaskConfig
     from ksm.pipeline import RunSpec, run_task
-    from ksm.report import results_table, write_results
+    from ksm.results import results_table, write_results
     from ksm.runfolder import RUN_JSON, RunError, check_output, read_run
     from ksm.train import TrainConfig
 

@@ -13,7 +13,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
@@ -102,7 +101,3 @@ def read_run(folder: Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
     if missing:
         raise RunError(f"{tensor_path}: key {missing[0]!r} listed in run.json is missing")
     return record, tensors
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=True)
