@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -215,6 +216,10 @@ class Workload:
     batchnorm: str = "task"
     mask_density: float | None = None
     tensors: tuple[TensorInfo, ...] = field(default=())
+    # packnet/cpg runs (run.json "sequence"): tasks in the sequence, and per layer
+    # (name, weights of earlier tasks the pick mask covers, weights this task's growth added)
+    sequence_tasks: int | None = None
+    sequence_weights: tuple[tuple[str, int, int], ...] = field(default=())
 
     @property
     def head(self) -> Layer | None:
@@ -314,6 +319,8 @@ def _expected_shape(layer: Layer, role: str, method: str, suffix: str) -> tuple[
         return layer.weight_shape
     if role in ("weight", "head"):
         return layer.weight_shape if suffix == "weight" else (layer.out_channels,)
+    if role == "pick":  # CPG: one bit per weight of the layer at the task's (grown) geometry
+        return layer.weight_shape
     return None
 
 
@@ -378,6 +385,39 @@ def load_run(folder: str | Path) -> Workload:
                 infos.append(TensorInfo(key=key, role=str(role), shape=shape, zeros=zeros))
     except SafetensorError as exc:
         raise InputError(f"{masks_path}: not a readable safetensors file ({exc})") from None
+    seq_tasks, seq_weights = _sequence(run.get("sequence"), by_name, str(run_path)) if "sequence" in run else (None, ())
     return Workload(source=str(folder), layers=layers, task=str(run["task"]), method=method,
                     top1=None if top1 is None else float(top1), batchnorm=batchnorm,
-                    mask_density=None if density is None else float(density), tensors=tuple(infos))
+                    mask_density=None if density is None else float(density), tensors=tuple(infos),
+                    sequence_tasks=seq_tasks, sequence_weights=seq_weights)
+
+
+def _sequence(seq: Any, layers: dict[str, Layer], where: str) -> tuple[int, tuple[tuple[str, int, int], ...]]:
+    """Read run.json ``sequence`` (packnet, cpg; docs/run-folder.md): (number of tasks, per-layer counts)."""
+    if not isinstance(seq, dict):
+        raise InputError(f"{where}: sequence: must be an object")
+    tasks = seq.get("tasks")
+    if not isinstance(tasks, list) or not tasks:
+        raise InputError(f"{where}: sequence.tasks: must be a non-empty list of task names")
+    position = seq.get("position")
+    if not isinstance(position, int) or isinstance(position, bool) or not 1 <= position <= len(tasks):
+        raise InputError(f"{where}: sequence.position: must be an integer in 1..{len(tasks)}, got {position!r}")
+    weights = seq.get("weights", {})
+    if not isinstance(weights, dict):
+        raise InputError(f"{where}: sequence.weights: must be an object of layer -> counts")
+    out = []
+    for name, counts in weights.items():
+        layer = layers.get(name)
+        if layer is None:
+            raise InputError(f"{where}: sequence.weights.{name}: no such layer in layers")
+        if not isinstance(counts, dict):
+            raise InputError(f"{where}: sequence.weights.{name}: must be an object")
+        values = []
+        for key in ("earlier", "grown"):
+            v = counts.get(key, 0)
+            if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= math.prod(layer.weight_shape):
+                raise InputError(f"{where}: sequence.weights.{name}.{key}: must be an integer in 0.."
+                                 f"{math.prod(layer.weight_shape)} (the layer's weights), got {v!r}")
+            values.append(v)
+        out.append((str(name), values[0], values[1]))
+    return len(tasks), tuple(out)

@@ -9,7 +9,13 @@ Sparseloop's bitmask metadata (1 bit per element) as precedent, hwsim-anchors.md
 - ``piggyback``: 1 bit per weight element.
 - ``packnet``: ``ceil(log2(tasks + 1))`` bits per weight element (the index of the task that owns
   the weight, 0 = free).
-- ``cpg``: charged as PackNet (its per-task mask of owned weights); growth is not modelled.
+- ``cpg``: PackNet's task index, plus the task's **pick mask**, 1 bit per weight of an earlier task
+  (``sequence.weights.<layer>.earlier`` of the run), plus the weights the task's **growth** added
+  (``sequence.weights.<layer>.grown``) at ``weights`` bits. The grown layers' extra MACs and traffic
+  need no charge here: the run's ``layers`` already describe the wider geometry.
+
+For ``packnet`` and ``cpg`` runs the number of tasks is read from the run (``sequence.tasks``), not
+taken from the ``tasks`` argument.
 - ``finetune``: a full copy of the masked layers' weights at ``weights`` bits.
 - ``feature``: no mask.
 
@@ -28,7 +34,7 @@ Application modes:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hwsim.cost import MaskLoad, element_mask_entries, kernel_mask_entries, weight_elems
 from hwsim.layers import Layer, Workload
@@ -58,6 +64,12 @@ def packnet_mask_bits(layer: Layer, tasks: int) -> int:
     return element_mask_entries(layer) * packnet_bits_per_weight(tasks)
 
 
+def cpg_mask_bits(layer: Layer, tasks: int, earlier: int) -> int:
+    """CPG storage of one layer (growth aside): the task index of every weight plus a 1-bit pick
+    mask over the ``earlier`` weights owned by earlier tasks."""
+    return packnet_mask_bits(layer, tasks) + earlier
+
+
 def finetune_bits(layer: Layer, weight_bits: int) -> int:
     """Fine-tuning storage: a full copy of the layer's weights."""
     return weight_elems(layer) * weight_bits
@@ -79,6 +91,7 @@ class TaskCost:
     switch_energy_pj: float
     switch_cycles: float
     assumed_density: float | None
+    grown_bits: dict[str, float] = field(default_factory=dict)  # cpg: of ``mask_bits``, the grown weights
 
     @property
     def mask_storage_bits(self) -> float:
@@ -124,6 +137,10 @@ def task_cost(work: Workload, profile: Profile, mode: str = "on_the_fly", tasks:
     masked = _masked_layers(work) if method != "feature" else []
     bits: dict[str, float] = {}
     live: dict[str, MaskLoad] = {}
+    grown: dict[str, float] = {}
+    if method in ("packnet", "cpg") and work.sequence_tasks:
+        tasks = work.sequence_tasks
+    seq = {name: (earlier, added) for name, earlier, added in work.sequence_weights}
     for layer in masked:
         if method == "ksm":
             zeros = zeros_by_layer.get(layer.name)
@@ -135,11 +152,16 @@ def task_cost(work: Workload, profile: Profile, mode: str = "on_the_fly", tasks:
             op = (1.0 - soft) * ops.gate + soft * ops.multiply
         elif method == "piggyback":
             b, op = piggyback_mask_bits(layer), ops.gate
-        elif method in ("packnet", "cpg"):
+        elif method == "packnet":
             b, op = packnet_mask_bits(layer, tasks), ops.gate
+        elif method == "cpg":
+            earlier, added = seq.get(layer.name, (0, 0))
+            b, op = cpg_mask_bits(layer, tasks, earlier), ops.gate
+            if added:
+                grown[layer.name] = float(added * pb.weights)
         else:  # finetune
             b, op = finetune_bits(layer, pb.weights), 0.0
-        bits[layer.name] = float(b)
+        bits[layer.name] = float(b) + grown.get(layer.name, 0.0)
         if method in MASK_METHODS and mode == "on_the_fly":
             live[layer.name] = MaskLoad(bits=float(b), op_pj_per_weight=op)
 
@@ -157,7 +179,7 @@ def task_cost(work: Workload, profile: Profile, mode: str = "on_the_fly", tasks:
 
     # switch: load the task-specific tensors; folded mask methods also read W + mask and write W_task
     dram = profile.dram
-    mask_bytes = sum(bits.values()) / 8
+    mask_bytes = (sum(bits.values()) - sum(grown.values())) / 8  # grown weights travel with the weights
     read_b = bn_bytes + head_bytes
     write_b = 0.0
     n_ops = 0.0
@@ -176,7 +198,7 @@ def task_cost(work: Workload, profile: Profile, mode: str = "on_the_fly", tasks:
     cycles = (read_b + write_b) / dram.bandwidth_bytes_per_cycle
     return TaskCost(method=method, mode=mode, mask_bits=bits, batchnorm_bytes=bn_bytes, head_bytes=head_bytes,
                     on_the_fly=live, switch_read_bytes=read_b, switch_write_bytes=write_b, switch_ops=n_ops,
-                    switch_energy_pj=energy, switch_cycles=cycles, assumed_density=assumed)
+                    switch_energy_pj=energy, switch_cycles=cycles, assumed_density=assumed, grown_bits=grown)
 
 
 def _op_for(method: str, layer_bits: float, layer: Layer, scale_bits: int, ops) -> float:

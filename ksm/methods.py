@@ -270,11 +270,21 @@ class Piggyback(_Masked):
 
 METHODS: dict[str, type[Method]] = {m.name: m for m in (KSM, Piggyback, FineTune, Feature)}
 
+# Sequence methods (tasks learnt one after another on shared weights; ksm/sequence.py): imported on
+# first use, since their modules subclass Method.
+SEQUENCE_METHODS = {"packnet": ("ksm.packnet", "PackNet"), "cpg": ("ksm.cpg", "CPG")}
+
 
 def make_method(name: str, arch: str, *, batchnorm: str | None = None, mask: MaskConfig = MaskConfig(),
-                soft: bool = True) -> Method:
+                soft: bool = True, options: dict | None = None) -> Method:
+    """``options``: keyword arguments of the sequence methods (e.g. ``prune_ratio``)."""
+    if name in SEQUENCE_METHODS:
+        import importlib
+
+        module, cls = SEQUENCE_METHODS[name]
+        return getattr(importlib.import_module(module), cls)(arch, batchnorm=batchnorm, mask=mask, **(options or {}))
     if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
+        raise ValueError(f"unknown method {name!r}; choose one of {', '.join([*METHODS, *SEQUENCE_METHODS])}")
     if name == "ksm":
         return KSM(arch, batchnorm=batchnorm, mask=mask, soft=soft)
     return METHODS[name](arch, batchnorm=batchnorm, mask=mask)
