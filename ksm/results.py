@@ -1,8 +1,14 @@
-"""The accuracy table that ``ksm-train`` prints and saves beside the run folders."""
+"""Tables over finished runs: accuracy per task and method, training cost, int8 accuracy.
+
+``ksm-train`` prints the accuracy table of what it just trained; ``python -m ksm.results DIR ...``
+prints the tables of every finished run found under the given folders (the README's tables).
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +23,61 @@ def method_label(record: dict[str, Any]) -> str:
         label += f" (BN {record['batchnorm']})"
     if record["method"] == "ksm" and record.get("train", {}).get("soft") is False:
         label += " (binary only)"
+    lr = record.get("train", {}).get("lr_body")
+    if lr is not None and lr != 1e-3:
+        label += f" (lr {lr:g})"
     return label
+
+
+METHOD_ORDER = ("ksm", "piggyback", "packnet", "cpg", "finetune", "feature")
+
+
+def _method_order(label: str) -> tuple[int, str]:
+    base = label.split(" ")[0]
+    return (METHOD_ORDER.index(base) if base in METHOD_ORDER else len(METHOD_ORDER), label)
+
+
+def find_runs(*folders: Path) -> list[dict[str, Any]]:
+    """The ``run.json`` of every finished run under the folders (unfinished ``.partial`` ones skipped)."""
+    records = []
+    for folder in folders:
+        for path in sorted(Path(folder).rglob("run.json")):
+            if not any(part.startswith(".") for part in path.relative_to(folder).parts):
+                records.append(json.loads(path.read_text(encoding="utf-8")))
+    return records
+
+
+def cost_table(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """Training cost per method, from the same runs: seconds per task, epochs, seconds per step."""
+    rows = []
+    for r in records:
+        history = r["metrics"].get("history", [])
+        seconds = sum(h["seconds"] for h in history)
+        steps = sum(h.get("steps", 0) for h in history)
+        rows.append({"method": method_label(r), "train s / task": seconds,
+                     "epochs / task": r["train"].get("epochs_total", len(history)),
+                     "s / step": seconds / steps if steps else float("nan")})
+    table = pd.DataFrame(rows).groupby("method").mean()
+    return table.loc[sorted(table.index, key=_method_order)]
+
+
+def int8_table(records: list[dict[str, Any]]) -> pd.DataFrame | None:
+    """Float vs int8 (onnxruntime) top-1 (%) of the runs that ``ksm-export --int8`` measured."""
+    rows = [{"task": r["task"], "method": method_label(r), "float32": 100 * r["metrics"]["top1"],
+             "int8 folded": 100 * r["metrics"]["int8"]["top1"],
+             "int8 on the fly": (100 * r["metrics"]["int8"]["on_the_fly_top1"]
+                                 if r["metrics"]["int8"].get("on_the_fly_top1") is not None else None)}
+            for r in records if r.get("metrics", {}).get("int8")]
+    return pd.DataFrame(rows).set_index(["task", "method"]) if rows else None
 
 
 def results_table(records: list[dict[str, Any]]) -> pd.DataFrame:
     """Test top-1 (%) per task (rows) and method (columns), with a mean row."""
     rows = [{"task": r["task"], "method": method_label(r), "top1": 100 * r["metrics"]["top1"]} for r in records]
     table = pd.DataFrame(rows).pivot_table(index="task", columns="method", values="top1", sort=False)
+    table = table[sorted(table.columns, key=_method_order)]
     if len(table) > 1:
-        table.loc["mean"] = table.mean(numeric_only=True)
+        table.loc["mean"] = table.mean(numeric_only=True, skipna=False)  # a method missing a task has no mean
     table.columns.name = None
     return table
 
@@ -36,3 +88,21 @@ def write_results(table: pd.DataFrame, folder: Path) -> None:
         tmp = folder / f".{name}.{os.getpid()}.tmp"
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, folder / name)
+
+
+def main(argv: list[str]) -> None:
+    records = find_runs(*(Path(a) for a in argv or ["runs"]))
+    if not records:
+        raise SystemExit(f"no finished runs under {' '.join(argv or ['runs'])}")
+    print("Test top-1 (%):\n")
+    print(results_table(records).to_markdown(floatfmt=".2f"))
+    print("\nTraining cost (mean over tasks):\n")
+    print(cost_table(records).to_markdown(floatfmt=".2f"))
+    int8 = int8_table(records)
+    if int8 is not None:
+        print("\nfloat32 vs int8 test top-1 (%):\n")
+        print(int8.to_markdown(floatfmt=".2f"))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
