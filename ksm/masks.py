@@ -30,24 +30,27 @@ DEFAULT_THRESHOLD = 5e-3
 class _KernelSoftMaskFn(torch.autograd.Function):
     """M = M_b + A in one autograd node: hard threshold (+ soft part) forward, logistic gradient backward.
 
-    Fusing the binariser and the detached soft part into one node keeps the per-layer overhead of a
-    KSM step at a few tensor ops, which matters when every conv of the backbone is masked.
+    The mask has as many entries as a 1×1 conv has weights (most of MobileNetV2 and ResNet-50), so
+    its element-wise passes are a real part of a step: one autograd node, in-place ops, and
+    PyTorch's fused ``sigmoid_backward`` keep them few.
     """
 
     @staticmethod
     def forward(ctx, real: Tensor, threshold: float, slope: float, soft: bool,  # type: ignore[override]
                 scale_bits: int | None) -> Tensor:
-        logistic = torch.sigmoid((real - threshold) * slope)
-        ctx.save_for_backward(logistic.mul_(1 - logistic).mul_(slope))  # d sigmoid(slope·(m-τ)) / dm
-        binary = (real >= threshold).to(real.dtype)
+        logistic = torch.mul(real, slope).sub_(threshold * slope).sigmoid_()  # sigmoid(β(m−τ)/T)
+        ctx.save_for_backward(logistic)
+        ctx.slope = slope
+        on = real >= threshold
         if not soft or scale_bits == 0:
-            return binary
-        return binary + quantise_scale(soft_part(real, binary), scale_bits)
+            return on.to(real.dtype)
+        return quantise_scale(soft_part(real, on), scale_bits).masked_fill_(on, 1.0)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None, None, None]:  # type: ignore[override]
-        (derivative,) = ctx.saved_tensors
-        return grad * derivative, None, None, None, None
+        (logistic,) = ctx.saved_tensors
+        # d/dm sigmoid(slope·(m−τ)) = slope·σ(1−σ), in one fused pass.
+        return torch.ops.aten.sigmoid_backward(grad, logistic).mul_(ctx.slope), None, None, None, None
 
 
 class _IdentitySTE(torch.autograd.Function):
@@ -69,12 +72,12 @@ def soft_part(real: Tensor, binary: Tensor) -> Tensor:
     product is exactly zero stay zero. A layer where the range is zero (all products equal) gets
     A = 0 instead of a division by zero.
     """
-    a = torch.where(binary > 0, 0.0, real.detach())
+    a = real.detach().masked_fill(binary.bool(), 0.0)
     low, high = torch.aminmax(a)
     span = float(high - low)
     if span <= 0:
         return torch.zeros_like(a)
-    return torch.where(a != 0, (a - low).mul_(0.5 / span), 0.0)
+    return (a - low).mul_(0.5 / span).masked_fill_(a == 0, 0.0)
 
 
 def quantise_scale(scale: Tensor, bits: int | None) -> Tensor:
