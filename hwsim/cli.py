@@ -112,11 +112,27 @@ def _write_json(path: Path, document: dict) -> None:
         raise
 
 
+def _report(masks: tuple[Path, ...], networks: tuple[str, ...], topologies: tuple[Path, ...],
+            profiles: tuple[str, ...], report_dir: Path, title: str | None, tasks: int, mask_density: float) -> None:
+    """``--report``: the runs' accuracy beside their cost on every profile, as Markdown + PNG."""
+    from hwsim.report import expand_run_paths, write_report  # local: matplotlib only for reports
+
+    if networks or topologies:
+        raise click.UsageError("--report reads run folders only (--masks); drop --network/--topology")
+    if not masks:
+        raise click.UsageError("--report needs run folders: --masks runs/* (written by ksm-train)")
+    for path in expand_run_paths(masks)[1]:
+        click.echo(f"skipping {path}: not a run folder", err=True)
+    readme = write_report(masks, profiles, report_dir, title=title, tasks=tasks, mask_density=mask_density)
+    click.echo(f"wrote {readme}")
+
+
 @click.command(context_settings=CONTEXT_SETTINGS)
 @click.option("-p", "--profile", "profiles", multiple=True, default=("edge_npu",), show_default=True,
               help="Accelerator profile: a bundled name, a .yaml path, or 'all'. Repeat for several.")
 @click.option("-m", "--masks", "masks", multiple=True, type=click.Path(path_type=Path),
-              help="Run folder written by ksm-train (run.json + masks.safetensors). Repeat for several tasks.")
+              help="Run folder written by ksm-train (run.json + masks.safetensors). Repeat for several tasks, "
+                   "or list them after it (--masks runs/*).")
 @click.option("-n", "--network", "networks", multiple=True,
               help=f"Bundled network to cost without a run ({', '.join(bundled_networks())}) or a "
                    "ksm-layers/1 .json file. Repeatable.")
@@ -139,9 +155,15 @@ def _write_json(path: Path, document: dict) -> None:
 @click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Write every result, machine-readable (ksm-sim/1, SI units), to this file.")
 @click.option("--list-profiles", is_flag=True, help="List the bundled profiles with their headline numbers.")
+@click.option("--report", "report_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Write a Markdown report with PNG figures (accuracy vs storage, energy, task switch, "
+                   "soft-mask precision) of the --masks runs on every --profile into this folder.")
+@click.option("--title", default=None, help="Title of the --report (default: tasks x methods).")
+@click.argument("more_masks", nargs=-1, type=click.Path(path_type=Path), metavar="[RUN_FOLDER]...")
 def main(profiles: tuple[str, ...], masks: tuple[Path, ...], networks: tuple[str, ...],
          topologies: tuple[Path, ...], method: str | None, mode: str, tasks: int, mask_density: float,
-         batchnorm: str, with_layers: bool, json_path: Path | None, list_profiles: bool) -> None:
+         batchnorm: str, with_layers: bool, json_path: Path | None, list_profiles: bool,
+         report_dir: Path | None, title: str | None, more_masks: tuple[Path, ...]) -> None:
     """Analytical cost of (masked, multi-task) CNN inference on edge accelerator profiles.
 
     For every workload (a run folder, a bundled network, or a SCALE-Sim topology) on every profile it
@@ -156,10 +178,15 @@ def main(profiles: tuple[str, ...], masks: tuple[Path, ...], networks: tuple[str
       ksm-sim --network resnet50 --profile eyeriss --method ksm --mode folded
       ksm-sim --topology layers.csv --profile all --layers --json cost.json
       ksm-sim --list-profiles
+      ksm-sim --masks runs/* --profile all --report reports/default/
     """
+    masks = masks + more_masks  # run folders may also follow as arguments: --masks runs/* expands to several
     try:
         if list_profiles:
             click.echo(profiles_frame().to_markdown(index=False, floatfmt=".4g"))
+            return
+        if report_dir is not None:
+            _report(masks, networks, topologies, profiles, report_dir, title, tasks, mask_density)
             return
         if not (masks or networks or topologies):
             raise click.UsageError("give at least one of --masks, --network or --topology "
