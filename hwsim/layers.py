@@ -220,6 +220,9 @@ class Workload:
     # (name, weights of earlier tasks the pick mask covers, weights this task's growth added)
     sequence_tasks: int | None = None
     sequence_weights: tuple[tuple[str, int, int], ...] = field(default=())
+    # KSM only: False for a run trained without the soft part (train.soft false or no scale stored);
+    # its binary zeros are plain zeros, stored by the bitmap alone and applied by a gate.
+    ksm_soft: bool = True
 
     @property
     def head(self) -> Layer | None:
@@ -386,10 +389,14 @@ def load_run(folder: str | Path) -> Workload:
     except SafetensorError as exc:
         raise InputError(f"{masks_path}: not a readable safetensors file ({exc})") from None
     seq_tasks, seq_weights = _sequence(run.get("sequence"), by_name, str(run_path)) if "sequence" in run else (None, ())
+    train = run.get("train")
+    trained_soft = not (isinstance(train, dict) and train.get("soft") is False)
+    has_binary = any(t.role == "binary" for t in infos)
+    ksm_soft = trained_soft and (any(t.role == "scale" for t in infos) or not has_binary)
     return Workload(source=str(folder), layers=layers, task=str(run["task"]), method=method,
                     top1=None if top1 is None else float(top1), batchnorm=batchnorm,
                     mask_density=None if density is None else float(density), tensors=tuple(infos),
-                    sequence_tasks=seq_tasks, sequence_weights=seq_weights)
+                    sequence_tasks=seq_tasks, sequence_weights=seq_weights, ksm_soft=ksm_soft)
 
 
 def _sequence(seq: Any, layers: dict[str, Layer], where: str) -> tuple[int, tuple[tuple[str, int, int], ...]]:

@@ -147,8 +147,9 @@ def task_cost(work: Workload, profile: Profile, mode: str = "on_the_fly", tasks:
             if zeros is None:
                 zeros = (1.0 - density) * kernel_mask_entries(layer)
                 assumed = density
-            b = ksm_mask_bits(layer, zeros, pb.mask_scale)
-            soft = zeros / kernel_mask_entries(layer)
+            soft_entries = zeros if work.ksm_soft else 0.0
+            b = ksm_mask_bits(layer, soft_entries, pb.mask_scale)
+            soft = soft_entries / kernel_mask_entries(layer)
             op = (1.0 - soft) * ops.gate + soft * ops.multiply
         elif method == "piggyback":
             b, op = piggyback_mask_bits(layer), ops.gate

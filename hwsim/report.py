@@ -158,7 +158,6 @@ def load_runs(paths: Iterable[str | Path]) -> list[Run]:
         work = load_run(folder)
         record = json.loads((folder / "run.json").read_text(encoding="utf-8"))
         train = record.get("train")
-        work = _binary_only_has_no_soft_entries(work, isinstance(train, dict) and train.get("soft") is False)
         runs.append(Run(folder=folder, work=work, record=record))
     if not runs:
         raise InputError("report: no run folders given (pass --masks runs/* after ksm-train has written some)")
@@ -177,25 +176,6 @@ def load_runs(paths: Iterable[str | Path]) -> list[Run]:
                              f"{r.folder}; pass one of them")
         seen[key] = r.folder
     return runs
-
-
-def _binary_only_has_no_soft_entries(work: Workload, binary_only: bool) -> Workload:
-    """A KSM run trained without the soft part (``train.soft`` false, or no ``<layer>.scale`` stored)
-    has no soft entries.
-
-    ``hwsim.masks.task_cost`` charges the soft scale for every zero of the binary mask, which is right
-    for soft KSM but not for a binary-only run (its scale, if stored, is all zero): there the zeros are
-    plain zeros, stored by the bitmap alone and applied by a gate. Giving the cost model zero soft
-    entries prices exactly that (a no-op once task_cost knows about binary-only runs itself).
-    """
-    if work.method != "ksm":
-        return work
-    if not binary_only and any(t.role == "scale" for t in work.tensors):
-        return work
-    if not any(t.role == "binary" for t in work.tensors):
-        return work
-    tensors = tuple(replace(t, zeros=0) if t.role == "binary" else t for t in work.tensors)
-    return replace(work, tensors=tensors)
 
 
 def _order(runs: list[Run]) -> list[Run]:
