@@ -157,7 +157,6 @@ def load_runs(paths: Iterable[str | Path]) -> list[Run]:
         folder = Path(folder)
         work = load_run(folder)
         record = json.loads((folder / "run.json").read_text(encoding="utf-8"))
-        train = record.get("train")
         runs.append(Run(folder=folder, work=work, record=record))
     if not runs:
         raise InputError("report: no run folders given (pass --masks runs/* after ksm-train has written some)")
