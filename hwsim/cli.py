@@ -70,7 +70,7 @@ def summary_text(result: SimResult, with_layers: bool) -> str:
     if d["method"]:
         title += f" — task {d['task'] or '-'}, method {d['method']}, mode {d['mode']}"
         if d["top1"] is not None:
-            title += f", top-1 {d['top1']:.4f}"
+            title += f", top-1 {d['top1']:.4f} ({d['top1_precision']})"
     head = pd.DataFrame([
         ("MACs", t["macs"]), ("compute cycles", t["compute_cycles"]), ("cycles (roofline)", t["cycles"]),
         ("array utilisation", t["utilization"]), ("latency (s)", t["latency_s"]), ("energy (J)", t["energy_j"]),

@@ -213,6 +213,10 @@ class Workload:
     task: str | None = None
     method: str | None = None
     top1: float | None = None
+    # int8 accuracy measured by ksm-export (metrics.int8): folded task weights, and shared int8
+    # backbone with the mask applied on the fly
+    top1_int8: float | None = None
+    top1_int8_on_the_fly: float | None = None
     batchnorm: str = "task"
     mask_density: float | None = None
     tensors: tuple[TensorInfo, ...] = field(default=())
@@ -359,6 +363,8 @@ def load_run(folder: str | Path) -> Workload:
     metrics = run.get("metrics") or {}
     top1 = metrics.get("top1") if isinstance(metrics, dict) else None
     density = metrics.get("mask_density") if isinstance(metrics, dict) else None
+    int8 = metrics.get("int8") if isinstance(metrics, dict) else None
+    int8 = int8 if isinstance(int8, dict) else {}
 
     if not masks_path.is_file():
         raise InputError(f"{masks_path}: missing file")
@@ -395,8 +401,14 @@ def load_run(folder: str | Path) -> Workload:
     ksm_soft = trained_soft and (any(t.role == "scale" for t in infos) or not has_binary)
     return Workload(source=str(folder), layers=layers, task=str(run["task"]), method=method,
                     top1=None if top1 is None else float(top1), batchnorm=batchnorm,
+                    top1_int8=_optional_float(int8.get("top1")),
+                    top1_int8_on_the_fly=_optional_float(int8.get("on_the_fly_top1")),
                     mask_density=None if density is None else float(density), tensors=tuple(infos),
                     sequence_tasks=seq_tasks, sequence_weights=seq_weights, ksm_soft=ksm_soft)
+
+
+def _optional_float(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) else None
 
 
 def _sequence(seq: Any, layers: dict[str, Layer], where: str) -> tuple[int, tuple[tuple[str, int, int], ...]]:

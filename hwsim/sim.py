@@ -118,7 +118,8 @@ class SimResult:
             "source": self.work.source,
             "task": self.work.task,
             "method": self.work.method,
-            "top1": self.work.top1,
+            **dict(zip(("top1", "top1_precision"), self.matching_top1())),
+            "top1_float32": self.work.top1,
             "mode": self.mode,
             "batchnorm": self.work.batchnorm if self.work.method else None,
             "assumed_mask_density": t.assumed_density,
@@ -127,6 +128,24 @@ class SimResult:
         if with_layers:
             out["layers"] = [self._layer_dict(c) for c in self.layers]
         return out
+
+    def matching_top1(self) -> tuple[float | None, str | None]:
+        """The accuracy of the machine this profile describes, and which one it is.
+
+        A profile with 8-bit (or narrower) weights and activations runs the int8 model: the folded
+        int8 model's accuracy in ``folded`` mode, the shared int8 backbone with the mask applied on the
+        fly in ``on_the_fly`` mode (both measured by ``ksm-export --int8``). Otherwise, or when no
+        int8 accuracy was measured, the float32 accuracy of training.
+        """
+        w = self.work
+        pb = self.profile.precision_bits
+        if pb.weights <= 8 and pb.inputs <= 8:
+            int8 = w.top1_int8_on_the_fly if self.mode == "on_the_fly" else w.top1_int8
+            if int8 is None and self.mode == "on_the_fly" and w.method in ("finetune", "feature"):
+                int8 = w.top1_int8  # no mask to apply: the on-the-fly model is the folded one
+            if int8 is not None:
+                return int8, "int8"
+        return (w.top1, "float32") if w.top1 is not None else (None, None)
 
     def _layer_dict(self, c: LayerCost) -> dict[str, Any]:
         dram = self.profile.dram.name
