@@ -32,7 +32,7 @@ def test_cost_table_and_int8(tmp_path: Path) -> None:
     cost = cost_table(records)
     assert cost.loc["ksm", "train s / task"] == 22.0 and cost.loc["ksm", "s / step"] == 22.0 / 40
     int8 = int8_table(records)
-    assert int8.loc[("a", "ksm"), "int8 folded"] == 88.0 and len(int8) == 1
+    assert int8.loc[("ksm", "a"), "int8 folded"] == 88.0 and len(int8) == 1
     (tmp_path / "r1").mkdir()
     (tmp_path / "r1" / "run.json").write_text(json.dumps(records[0]))
     (tmp_path / ".r2.partial").mkdir()
