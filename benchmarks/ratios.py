@@ -6,7 +6,6 @@ Usage: python benchmarks/ratios.py .benchmarks/train.json [--reference finetune]
 from __future__ import annotations
 
 import json
-import re
 import sys
 
 import pandas as pd
@@ -24,7 +23,7 @@ def ratios(path: str, reference: str = "finetune") -> pd.DataFrame:
     ref = steps[steps["method"] == reference].set_index("arch")["median_ms"]
     steps[f"vs {reference}"] = steps.apply(lambda r: r["median_ms"] / ref[r["arch"]], axis=1)
     machine = data.get("machine_info", {}).get("cpu", {}).get("brand_raw", "")
-    print(f"machine: {machine}; {re.sub(r'\\s+', ' ', data.get('datetime', ''))}")
+    print(f"machine: {machine}; run at {data.get('datetime', '')}")
     return steps.sort_values(["arch", "method"])
 
 
