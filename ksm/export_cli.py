@@ -9,6 +9,12 @@ import click
 from ksm.cli import CONTEXT_SETTINGS
 
 
+def export_name(folder: Path) -> str:
+    """``<task>`` for a plain run, ``<sequence>-<task>`` for a PackNet/CPG task (their tasks share names)."""
+    folder = folder.resolve()
+    return f"{folder.parent.name}-{folder.name}" if (folder.parent / "shared.safetensors").exists() else folder.name
+
+
 @click.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -94,7 +100,7 @@ def main(runs: tuple[Path, ...], onnx_path: Path | None, out_dir: Path, int8: bo
                     click.echo(f"{folder}: int8 metrics already recorded, reused")
                     records.append(existing)
                     continue
-            target = onnx_path or out_dir / f"{folder.resolve().name}.onnx"
+            target = onnx_path or out_dir / f"{export_name(folder)}.onnx"
             result = export_run(folder, target, int8=int8, calibration_images=calibration_images,
                                 calibration_method=calibration_method,
                                 mask_scale_bits=bits, profile=prof.name, weights=weights, data_root=data_root,

@@ -292,3 +292,13 @@ def test_cli_exports_checks_and_prints_the_table(tmp_path: Path, ksm_run: Path, 
     result = runner.invoke(main, [str(folder), str(broken), "--int8", "--skip-existing", "--table"])
     assert result.exit_code == 1 and "| digits_small |" in result.output
     assert "1 of 2 runs failed" in result.output and "broken/masks.safetensors" in result.output
+
+
+def test_sequence_tasks_export_under_distinct_names(tmp_path: Path) -> None:
+    from ksm.export_cli import export_name
+
+    (tmp_path / "cpg" / "digits").mkdir(parents=True)
+    (tmp_path / "cpg" / "shared.safetensors").write_bytes(b"")
+    (tmp_path / "digits").mkdir()
+    assert export_name(tmp_path / "cpg" / "digits") == "cpg-digits"
+    assert export_name(tmp_path / "digits") == "digits"
