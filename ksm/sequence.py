@@ -44,6 +44,7 @@ from torch.nn.utils import parametrize
 
 import ksm
 from ksm.backbones import ARCHS, BackboneSpec, build_backbone, replace_head
+from ksm.backbones import sha256_of as file_sha256
 from ksm.data import TaskData
 from ksm.geometry import layer_records
 from ksm.methods import BN_TENSORS, MaskConfig, Method, batchnorms, maskable_layers
@@ -251,14 +252,6 @@ def make_sequence_method(spec: SequenceSpec) -> SequenceMethod:
         raise ValueError(  # noqa: TRY004 - a bad option value, reported like the others
             f"{spec.method!r} is not a sequence method (packnet, cpg)")
     return method
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def view_sha256(method: SequenceMethod, shared: dict[str, Tensor], position: int,
