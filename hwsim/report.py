@@ -129,17 +129,25 @@ def expand_run_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path
     A shell glob such as ``runs/*`` also matches the ``results.md``/``results.csv`` that ksm-train
     writes beside the runs: plain files, and folders that neither are nor hold run folders, are skipped
     (and returned so the caller can say so). A folder without ``run.json`` that holds run folders is
-    expanded to them, so ``--masks runs/`` works too. A path that does not exist is kept, so that
-    reading it fails with its name.
+    expanded to them, and to the tasks of the PackNet/CPG sequence folders it holds, so ``--masks runs/``
+    works too. A path that does not exist is kept, so that reading it fails with its name.
     """
     folders: list[Path] = []
     skipped: list[Path] = []
+
+    def runs_in(folder: Path) -> list[Path]:
+        return sorted(p for p in folder.iterdir() if not p.name.startswith(".") and (p / "run.json").is_file())
+
     for raw in paths:
         path = Path(raw)
         if path.is_file():
             skipped.append(path)
         elif path.is_dir() and not (path / "run.json").exists():
-            inner = sorted(p for p in path.iterdir() if not p.name.startswith(".") and (p / "run.json").is_file())
+            inner = runs_in(path)
+            if not (path / "shared.safetensors").exists():  # not itself a sequence: look one level into those
+                for child in sorted(path.iterdir()):
+                    if (child / "shared.safetensors").is_file():
+                        inner.extend(runs_in(child))
             if inner:
                 folders.extend(inner)
             else:

@@ -258,3 +258,16 @@ def test_packnet_system_storage_keeps_one_index_map_for_all_tasks(tmp_path: Path
     weights = sum(weight_elems(layer_from_record(r, "t")) for r in LAYERS[:-1])  # 8-bit backbone = bytes
     for t, bits in ((1, 1), (2, 2), (3, 2), (4, 3)):  # ceil(log2(T + 1)) bits per weight
         assert system[t] == pytest.approx(weights + weights * bits / 8 + t * per_task)
+
+
+def test_a_runs_folder_expands_into_sequence_tasks(tmp_path: Path) -> None:
+    from hwsim.report import expand_run_paths
+
+    write = write_run
+    write(tmp_path / "runs" / "digits")
+    write(tmp_path / "runs" / "packnet" / "digits", method="packnet")
+    (tmp_path / "runs" / "packnet" / "shared.safetensors").write_bytes(b"")
+    (tmp_path / "runs" / "results.md").write_text("x")
+    folders, skipped = expand_run_paths([tmp_path / "runs"])
+    assert folders == [tmp_path / "runs" / "digits", tmp_path / "runs" / "packnet" / "digits"]
+    assert skipped == []
