@@ -200,7 +200,7 @@ class CPG(SequenceMethod):
         if self.prune_steps and not self.prune_epochs:
             from ksm.train import evaluate
 
-            metrics = {**metrics, "top1": evaluate(model, data, "test", device=next(model.parameters()).device.type)}
+            metrics = {**metrics, "top1": evaluate(model, data, self.eval_split, device=next(model.parameters()).device.type)}
         return model, {"top1": metrics["top1"], "history": history, "train_seconds": seconds,
                        "top1_before_compact": before_compact}
 

@@ -258,17 +258,38 @@ def array_task(name: str, arrays: dict[str, np.ndarray], input_size: tuple[int, 
             idx = idx[shard_slice(len(idx), *shard)]
             yield normalise_gray(x[idx]), y[idx]
 
-    return TaskData(name, classes, {"train": len(arrays["y_train"]), "test": len(arrays["y_test"])},
-                    input_size, source, batches, {"split_seed": SPLIT_SEED, "augmentation": "none"})
+    sizes = {split: len(arrays[f"y_{split}"]) for split in ("train", "val", "test") if f"y_{split}" in arrays}
+    return TaskData(name, classes, sizes, input_size, source, batches,
+                    {"split_seed": SPLIT_SEED, "augmentation": "none"})
 
 
-def suite_task(name: str, input_size: tuple[int, int], max_train: int | None = None) -> TaskData:
+def hold_out(arrays: dict[str, np.ndarray], n_val: int, seed: int) -> dict[str, np.ndarray]:
+    """Move a class-balanced validation split of ``n_val`` images out of the training split.
+
+    Model selection (learning rates, epoch) reads only this split; the test split stays untouched.
+    """
+    if n_val <= 0:
+        return arrays
+    if n_val >= len(arrays["y_train"]):
+        raise ValueError(f"a validation split of {n_val} leaves no training images (of {len(arrays['y_train'])})")
+    val, _ = stratified_split(arrays["y_train"], n_val, 0, seed)
+    train = np.setdiff1d(np.arange(len(arrays["y_train"])), val)
+    return {**arrays, "x_train": arrays["x_train"][train], "y_train": arrays["y_train"][train],
+            "x_val": arrays["x_train"][val], "y_val": arrays["y_train"][val]}
+
+
+def suite_task(name: str, input_size: tuple[int, int], max_train: int | None = None, n_val: int = 0,
+               val_seed: int = SPLIT_SEED) -> TaskData:
+    """A built-in task; with ``n_val`` a validation split is held out of the training split first
+    (fixed ``val_seed``), and ``max_train`` then limits what is left."""
     if name not in SUITE_LOADERS:
         raise ValueError(f"unknown task {name!r}; built-in tasks: {', '.join(DEFAULT_SUITE)} "
                          f"(benchmark tasks {', '.join(BENCHMARK_TASKS)} need --data-root)")
-    arrays = limit_train(_suite_arrays(name, input_size), max_train)
+    arrays = limit_train(hold_out(_suite_arrays(name, input_size), n_val, val_seed), max_train)
     task = array_task(name, arrays, input_size, SUITE_LOADERS[name][1])
     task.extra["max_train"] = max_train
+    if n_val:
+        task.extra.update({"val_size": len(arrays["y_val"]), "val_seed": val_seed})
     return task
 
 

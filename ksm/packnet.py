@@ -64,7 +64,7 @@ class PackNet(SequenceMethod):
         else:
             from ksm.train import evaluate
 
-            metrics = {**first, "top1": evaluate(model, data, "test", device=next(model.parameters()).device.type)}
+            metrics = {**first, "top1": evaluate(model, data, self.eval_split, device=next(model.parameters()).device.type)}
         return model, {"top1": metrics["top1"], "history": history,
                        "train_seconds": first["train_seconds"] + (metrics["train_seconds"] if self.retrain_epochs else 0.0),
                        "top1_before_prune": first["top1"]}

@@ -97,7 +97,18 @@ def run_task(spec: RunSpec, data: TaskData, out: Path, *, force: bool = False, r
         return None
     metrics["soft_precision"] = soft_precision_sweep(model, data, device)
     model.cpu()
-    record = {
+    record = run_record(spec, data, method, model, digest, metrics, device=device, processes=ctx.world, amp=amp,
+                        wall_seconds=time.perf_counter() - began)
+    write_run(out, record, method.state(model), force=force)
+    barrier(ctx)
+    return record
+
+
+def run_record(spec: RunSpec, data: TaskData, method: Method, model: nn.Module, digest: str | None,
+               metrics: dict[str, Any], *, device: str, processes: int, amp: bool, wall_seconds: float
+               ) -> dict[str, Any]:
+    """The ``run.json`` record of a trained task (docs/run-folder.md)."""
+    return {
         "task": data.name,
         "method": method.name,
         "backbone": {"arch": spec.backbone.arch, "weights": spec.backbone.weights, "sha256": digest},
@@ -106,15 +117,12 @@ def run_task(spec: RunSpec, data: TaskData, out: Path, *, force: bool = False, r
         "metrics": metrics,
         "train": {**spec.train.to_json(), **{f"mask_{k}": v for k, v in asdict(spec.mask).items()},
                   "soft": spec.soft if method.name == "ksm" else None, "device": device,
-                  "processes": ctx.world, "global_batch_size": spec.train.batch_size, "amp": amp,
-                  "wall_seconds": time.perf_counter() - began,
+                  "processes": processes, "global_batch_size": spec.train.batch_size, "amp": amp,
+                  "wall_seconds": wall_seconds,
                   "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__,
                                "ksm": ksm.__version__, "python": platform.python_version()}},
         "layers": layer_records(model, data.input_size),
     }
-    write_run(out, record, method.state(model), force=force)
-    barrier(ctx)
-    return record
 
 
 def load_run_model(folder: Path, *, weights: str | None = None) -> tuple[nn.Module, Method, dict[str, Any]]:

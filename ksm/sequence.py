@@ -82,6 +82,7 @@ class SequenceMethod(Method):
 
     default_batchnorm = "task"
     sequential = True
+    eval_split = "test"  # where ``learn`` measures the task when no training phase ends it; "val" during selection
 
     def __init__(self, arch: str, *, batchnorm: str | None = None, mask: MaskConfig | None = None,
                  prune_ratio: float = 0.5) -> None:
@@ -316,13 +317,19 @@ def check_sequence(folder: Path, tasks: list[str], *, force: bool, resume: bool)
 
 def run_sequence(spec: SequenceSpec, tasks: list[str], load: Callable[[str], TaskData], folder: Path, *,
                  force: bool = False, resume: bool = False, device: str = "cpu", progress: bool = True,
-                 on_task: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
+                 on_task: Callable[[int], None] | None = None,
+                 learn: Callable[..., tuple[nn.Module, SequenceMethod, dict[str, Any]]] | None = None
+                 ) -> list[dict[str, Any]]:
     """Learn ``tasks`` in order on one backbone; write ``folder/shared.safetensors`` and one run folder per task.
 
     Args:
         load: task name → :class:`TaskData` (called only for tasks still to train).
         resume: keep finished task folders and continue after the last one.
         on_task: called with the position just written (tests use it to simulate an interruption).
+        learn: replaces ``method.learn`` for each task: ``(model, method, backbone, data, cfg) →
+            (model, method, metrics)``; the comparison protocol uses it to choose each task's
+            learning rates on validation. ``metrics["train"]``, if present, overrides the recorded
+            training settings (the chosen rates).
     Returns: the ``run.json`` records of all tasks, in order.
     """
     from ksm.train import train_task
@@ -352,7 +359,11 @@ def run_sequence(spec: SequenceSpec, tasks: list[str], load: Callable[[str], Tas
         data = load(task)
         began = time.perf_counter()
         method.begin_task(model, position)
-        model, metrics = method.learn(model, backbone, data, spec.train, train)
+        if learn is None:
+            model, metrics = method.learn(model, backbone, data, spec.train, train)
+        else:
+            model, method, metrics = learn(model, method, backbone, data, spec.train)
+        chosen = metrics.pop("train", {})
         model.cpu()
         wall = time.perf_counter() - began
         shared = method.shared_tensors(model)
@@ -377,7 +388,7 @@ def run_sequence(spec: SequenceSpec, tasks: list[str], load: Callable[[str], Tas
             "batchnorm": method.batchnorm,
             "dataset": data.describe(),
             "metrics": metrics,
-            "train": {**spec.train.to_json(), **method.options(),
+            "train": {**spec.train.to_json(), **chosen, **method.options(),
                       **{f"mask_{k}": v for k, v in asdict(spec.mask).items()}, "device": device,
                       "epochs_total": len(metrics["history"]), "wall_seconds": wall,
                       "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__,

@@ -4,7 +4,10 @@ Adam with two parameter groups (masks/BatchNorm/weights at ``lr_body``, the head
 and a per-iteration cosine schedule, as in the KSM authors' code (``utils.step_lr_cos``,
 ksm-paper.md §1.3); there the schedule is hard-coded to 30 epochs and starts one epoch late, here it
 spans exactly the configured epochs. Cross-entropy only (the authors' code adds no sparsity term).
-The test split is evaluated once, after the last epoch: no model selection on test.
+The test split is evaluated once, after the last epoch, and never feeds a choice. With
+``select_split="val"`` (the comparison protocol, :mod:`ksm.protocol`) the validation split is
+evaluated after every epoch and the best epoch's task tensors are restored at the end (early-stopping
+selection on validation, instead of the best-epoch-on-test choice of the peers' published code).
 
 Each epoch ends with a checkpoint (task tensors, optimiser, RNG state, history) so that ``resume``
 continues an interrupted run to the same result as an uninterrupted one: the data order of epoch
@@ -71,7 +74,8 @@ def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
 def train_task(model: nn.Module, method: Method, backbone: dict[str, Tensor], data: TaskData,
                cfg: TrainConfig, *, checkpoint: Path | None = None, resume: bool = False,
                device: str = "cpu", progress: bool = True, ctx: Context = SINGLE, amp: bool = False,
-               on_epoch: Callable[[int], None] | None = None) -> dict[str, Any]:
+               on_epoch: Callable[[int], None] | None = None, select_split: str | None = None,
+               final_split: str | None = "test") -> dict[str, Any]:
     """Train one task on ``model`` (already ``method.prepare``-d) and return its metrics.
 
     Args:
@@ -81,11 +85,17 @@ def train_task(model: nn.Module, method: Method, backbone: dict[str, Tensor], da
         amp: bfloat16 autocast (CUDA only).
         on_epoch: called with the epoch index after its checkpoint is written (tests use it to
             simulate an interruption).
+        select_split: evaluate this split after every epoch and end on the epoch that scored best
+            on it (earliest on ties); single process, no checkpoint.
+        final_split: the split ``top1`` is measured on at the end; None measures nothing.
 
     Returns:
-        ``top1`` (None on ranks other than 0, which alone evaluates), ``history``,
-        ``train_seconds`` and ``mask_density``.
+        ``top1`` (None on ranks other than 0, which alone evaluates, or without ``final_split``),
+        ``history``, ``train_seconds`` and ``mask_density``; with ``select_split`` also
+        ``selected_epoch`` and ``select_top1``.
     """
+    if select_split is not None and (checkpoint is not None or ctx.active):
+        raise ValueError("epoch selection runs in one process without checkpoints")
     torch.manual_seed(cfg.seed)
     method.reset(model, backbone, data.num_classes)
     model.to(device)
@@ -115,6 +125,7 @@ def train_task(model: nn.Module, method: Method, backbone: dict[str, Tensor], da
 
     net = wrap(model, ctx, device)
     show = progress and ctx.main
+    best: tuple[float, int, dict[str, Tensor]] | None = None
 
     for epoch in range(start_epoch, cfg.epochs):
         began = time.perf_counter()
@@ -160,10 +171,20 @@ def train_task(model: nn.Module, method: Method, backbone: dict[str, Tensor], da
                     "state": {k: v.cpu() for k, (v, _) in method.state(model).items()},
                     "optimizer": optimizer.state_dict(), "rng": rng})
             barrier(ctx)
+        if select_split is not None:
+            score = evaluate(model, data, select_split, device=device)
+            history[-1][f"{select_split}_top1"] = score
+            if best is None or score > best[0]:
+                best = (score, epoch + 1, {k: v for k, (v, _) in method.state(model).items()})
         if on_epoch is not None:
             on_epoch(epoch)
 
-    top1 = evaluate(model, data, "test", device=device) if ctx.main else None
+    selected: dict[str, Any] = {}
+    if best is not None:
+        if best[1] != cfg.epochs:
+            method.load_state(model, best[2])
+        selected = {"selected_epoch": best[1], "select_top1": best[0]}
+    top1 = evaluate(model, data, final_split, device=device) if ctx.main and final_split else None
     barrier(ctx)
     return {"top1": top1, "history": history, "train_seconds": elapsed,
-            "mask_density": method.mask_density(model)}
+            "mask_density": method.mask_density(model), **selected}

@@ -1,0 +1,288 @@
+"""Tables, noise tests and the figure of a finished comparison (:mod:`ksm.protocol`).
+
+Everything is computed from the ``run.json`` files the comparison wrote: test top-1 as mean ± sample
+standard deviation over seeds, Welch's t-test (unequal variances; scipy) to say when two variants
+are within noise of each other, the chosen configurations, the training cost and the ablations.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ksm.protocol import PROTOCOL_JSON, VARIANTS
+
+NOISE_P = 0.05  # two variants whose Welch p-value is at least this are "within noise"
+SEPARATION_PP = 1.0  # a task on which all methods' means lie within this many points does not separate them
+PAIRS = (("ksm", "piggyback"), ("ksm", "piggyback-bntask"), ("ksm", "finetune"), ("ksm", "ksm-binary"),
+         ("ksm", "ksm-bnfrozen"), ("piggyback-bntask", "piggyback"), ("ksm", "packnet"), ("ksm", "cpg"),
+         ("ksm", "feature"))
+README_BEGIN = "<!-- comparison:begin -->"
+README_END = "<!-- comparison:end -->"
+
+
+def comparison_frame(folder: Path) -> pd.DataFrame:
+    """One row per (task, variant, seed) finished under ``folder``."""
+    rows = []
+    for path in sorted(Path(folder).rglob("run.json")):
+        if any(part.startswith(".") for part in path.relative_to(folder).parts):
+            continue
+        record = json.loads(path.read_text(encoding="utf-8"))
+        sel = record.get("metrics", {}).get("selection")
+        if not sel:
+            continue
+        steps = [t for t in sel["trials"] if t.get("seconds_per_step")]
+        rows.append({
+            "task": record["task"], "variant": sel["variant"], "role": sel["role"], "seed": sel["seed"],
+            "top1": 100 * record["metrics"]["top1"], "val_top1": 100 * sel["chosen"]["val_top1"],
+            "lr_body": sel["chosen"]["lr_body"], "lr_head": sel["chosen"]["lr_head"],
+            "epoch": sel["chosen"]["epoch"], "trials": len(sel["trials"]),
+            "density": record["metrics"].get("mask_density"),
+            "wall_seconds": record["train"]["wall_seconds"],
+            "seconds_per_step": float(np.mean([t["seconds_per_step"] for t in steps])) if steps else math.nan,
+            "folder": str(path.parent)})
+    if not rows:
+        raise ValueError(f"{folder}: no finished comparison runs (run.json with a 'selection') found")
+    return pd.DataFrame(rows)
+
+
+def read_protocol(folder: Path) -> dict[str, Any]:
+    path = Path(folder) / PROTOCOL_JSON
+    if not path.exists():
+        raise ValueError(f"{path}: missing; is {folder} a comparison folder (ksm-compare --out)?")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _order(variants: list[str]) -> list[str]:
+    known = list(VARIANTS)
+    return sorted(variants, key=lambda v: (known.index(v) if v in known else len(known), v))
+
+
+def suite_means(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per (variant, seed): the mean top-1 over the tasks (a seed missing a task gets none)."""
+    tasks = frame["task"].nunique()
+    grouped = frame.groupby(["variant", "seed"])["top1"]
+    out = grouped.mean().to_frame("top1")
+    out.loc[grouped.count() < tasks, "top1"] = math.nan
+    return out.reset_index()
+
+
+def welch_p(a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sided Welch t-test p-value; with no spread in either sample, 1 if the means agree else 0."""
+    from scipy import stats
+
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if len(a) < 2 or len(b) < 2:
+        return math.nan
+    if a.std() == 0 and b.std() == 0:
+        return 1.0 if math.isclose(a.mean(), b.mean()) else 0.0
+    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def _samples(frame: pd.DataFrame) -> dict[str, dict[str, np.ndarray]]:
+    """{column (task or 'mean'): {variant: per-seed top-1}}."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for (task, variant), group in frame.groupby(["task", "variant"]):
+        out.setdefault(task, {})[variant] = group.sort_values("seed")["top1"].to_numpy()
+    for variant, group in suite_means(frame).groupby("variant"):
+        values = group["top1"].to_numpy()
+        if not np.isnan(values).any():
+            out.setdefault("mean", {})[variant] = values
+    return out
+
+
+def accuracy_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """"mean ± std" of test top-1 (%) per variant (rows) and task (columns, then the suite mean).
+
+    The best mean of each column is bold; ``≈`` marks variants within noise of it (Welch p ≥ 0.05).
+    """
+    samples = _samples(frame)
+    tasks = list(dict.fromkeys(frame["task"]))
+    columns = tasks + (["mean"] if "mean" in samples else [])
+    table = pd.DataFrame(index=_order(list(frame["variant"].unique())), columns=columns, dtype=object)
+    for column in columns:
+        per = samples[column]
+        best = max(per, key=lambda v: per[v].mean())
+        for variant, values in per.items():
+            cell = f"{values.mean():.2f} ± {values.std(ddof=1) if len(values) > 1 else 0:.2f}"
+            if variant == best:
+                cell = f"**{cell}**"
+            elif welch_p(values, per[best]) >= NOISE_P:
+                cell = f"≈ {cell}"
+            table.loc[variant, column] = cell
+    table.index.name = "variant"
+    return table.fillna("–")
+
+
+def pair_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """The contrasts the paper's claims rest on: Δ mean (points), Welch p and the verdict, per column."""
+    samples = _samples(frame)
+    rows = []
+    for a, b in PAIRS:
+        for column, per in samples.items():
+            if a in per and b in per:
+                delta = per[a].mean() - per[b].mean()
+                p = welch_p(per[a], per[b])
+                verdict = ("within noise" if not p < NOISE_P else f"{a} better" if delta > 0 else f"{b} better")
+                rows.append({"A": a, "B": b, "task": column, "Δ A−B (points)": delta, "p (Welch)": p,
+                             "verdict": verdict})
+    return pd.DataFrame(rows)
+
+
+def separation(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per task: the spread of the methods' (not the ablations', not head-only's) mean top-1."""
+    main = frame[(frame["role"] == "method") & (frame["variant"] != "feature")]
+    means = main.groupby(["task", "variant"])["top1"].mean().unstack()
+    spread = (means.max(axis=1) - means.min(axis=1)).to_frame("spread (points)")
+    spread["separates the methods"] = spread["spread (points)"] >= SEPARATION_PP
+    return spread.loc[list(dict.fromkeys(frame["task"]))]
+
+
+def _rate(v: Any) -> str:
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:g}"
+
+
+def choice_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """How often each (lr_body, lr_head) was chosen, the mean chosen epoch and the cost, per variant."""
+    rows = []
+    for variant, group in frame.groupby("variant"):
+        picks = group.apply(lambda r: f"{_rate(r['lr_body'])}/{_rate(r['lr_head'])}", axis=1).value_counts()
+        rows.append({"variant": variant, "chosen lr body/head (count)": ", ".join(f"{k} ×{n}" for k, n in picks.items()),
+                     "epochs to selected checkpoint": group["epoch"].mean(),
+                     "trials": int(group["trials"].max()),
+                     "wall s / task": group["wall_seconds"].mean(),
+                     "s / step": group["seconds_per_step"].mean(),
+                     "final mask density": group["density"].mean() if group["density"].notna().any() else math.nan})
+    return pd.DataFrame(rows).set_index("variant").loc[_order(list(frame["variant"].unique()))]
+
+
+def soft_part_sentence(frame: pd.DataFrame) -> str:
+    """What the data say about the soft part: KSM against its binary-only ablation, suite mean."""
+    samples = _samples(frame).get("mean", {})
+    if "ksm" not in samples or "ksm-binary" not in samples:
+        return "The soft-part ablation was not run."
+    a, b = samples["ksm"], samples["ksm-binary"]
+    delta, p = a.mean() - b.mean(), welch_p(a, b)
+    if p < NOISE_P:
+        verdict = ("the soft part adds accuracy" if delta > 0 else "the soft part costs accuracy")
+    else:
+        verdict = "the soft part's effect is within seed noise"
+    return (f"KSM vs KSM without its soft part (kernel-wise binary only), suite mean: Δ = {delta:+.2f} points, "
+            f"Welch p = {p:.3f} over {len(a)} seeds: {verdict}.")
+
+
+def comparison_markdown(frame: pd.DataFrame, protocol: dict[str, Any], command: str) -> str:
+    """The report: protocol, accuracy, contrasts, separation, ablations and cost."""
+    grid = " × ".join(["lr body " + "/".join(f"{x:g}" for x in protocol["lr_body"]),
+                       "lr head " + "/".join(f"{x:g}" for x in protocol["lr_head"])])
+    seeds = sorted(frame["seed"].unique())
+    lines = [
+        f"# Comparison `{protocol['name']}`", "",
+        f"Produced by `{command}`.", "",
+        f"Protocol: {protocol['arch']} ({protocol['weights']}), {protocol['input_size']} px; "
+        f"{protocol['val_fraction']:.0%} of each task's training split"
+        + (f" (at most {protocol['max_val']} images)" if protocol.get("max_val") else "")
+        + " held out once for validation "
+        f"(seed {protocol['val_seed']}), then at most {protocol['max_train'] or 'all'} training images; "
+        f"grid {grid} ({len(protocol['lr_body']) * len(protocol['lr_head'])} trials for every variant; "
+        f"head-only has no body rate, so its trials collapse to the head rates); up to {protocol['epochs']} "
+        f"epochs, the epoch chosen on validation; seeds {', '.join(map(str, seeds))}. "
+        f"Test is read once per (task, variant, seed), for the chosen trial. PackNet and CPG choose greedily "
+        f"task by task; their epochs are fixed by their prune/retrain schedules.", "",
+        "## Test top-1 (%), mean ± std over seeds", "",
+        f"**Bold**: the best mean of the column; ≈: within noise of it (Welch p ≥ {NOISE_P}).", "",
+        accuracy_table(frame).to_markdown(), "",
+        "## Does the suite separate the methods?", "",
+        f"Spread of the methods' mean top-1 per task (ablations and head-only left out); under "
+        f"{SEPARATION_PP:g} point a task does not separate them.", "",
+        separation(frame).to_markdown(floatfmt=".2f"), "",
+        "## Contrasts", "",
+        pair_table(frame).to_markdown(index=False, floatfmt=".3f"), "",
+        "## Ablations and the soft part", "",
+        soft_part_sentence(frame), "",
+        "## Chosen configurations and training cost (same runs)", "",
+        "Wall seconds per task include every trial and the one test pass; seconds per step are the "
+        "training steps' mean over the trials.", "",
+        choice_table(frame).to_markdown(floatfmt=".3g"), "",
+    ]
+    return "\n".join(lines)
+
+
+def comparison_figure(frame: pd.DataFrame, path: Path) -> Path:
+    """Grouped bars: mean test top-1 per task and variant, error bars one std over seeds."""
+    from matplotlib.figure import Figure
+
+    from hwsim.figures import STYLE, method_colors
+
+    import matplotlib
+
+    tasks = list(dict.fromkeys(frame["task"]))
+    variants = _order(list(frame["variant"].unique()))
+    stats = frame.groupby(["task", "variant"])["top1"].agg(["mean", "std"])
+    colors = method_colors(variants)
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(figsize=(max(6.0, 1.6 * len(tasks) + 2), 3.8))
+        ax = fig.add_subplot()
+        width = 0.8 / len(variants)
+        for i, variant in enumerate(variants):
+            xs = [t + (i - (len(variants) - 1) / 2) * width for t in range(len(tasks))]
+            means = [stats["mean"].get((task, variant), np.nan) for task in tasks]
+            errs = [stats["std"].get((task, variant), np.nan) for task in tasks]
+            ax.bar(xs, means, width, yerr=errs, capsize=2, label=variant, color=colors[variant])
+        ax.set_xticks(range(len(tasks)), tasks)
+        ax.set_xlabel("task")
+        ax.set_ylabel("test top-1 (%), mean ± std over seeds")
+        ax.set_ylim(0, 100)
+        ax.legend(ncols=3, loc="lower left", framealpha=0.9)
+        fig.tight_layout()
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
+        fig.savefig(tmp, dpi=110)
+        os.replace(tmp, path)
+    return path
+
+
+def write_report(folder: Path, report_dir: Path, command: str) -> dict[str, Path]:
+    """``comparison.md``, ``comparison.csv`` (every run) and ``comparison.png`` under ``report_dir``."""
+    frame = comparison_frame(folder)
+    protocol = read_protocol(folder)
+    report_dir = Path(report_dir)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"md": report_dir / "comparison.md", "csv": report_dir / "comparison.csv",
+             "png": report_dir / "comparison.png"}
+    for key, text in (("md", comparison_markdown(frame, protocol, command)),
+                      ("csv", frame.drop(columns="folder").to_csv(index=False))):
+        tmp = paths[key].with_name(f".{paths[key].name}.{os.getpid()}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, paths[key])
+    comparison_figure(frame, paths["png"])
+    return paths
+
+
+def readme_block(frame: pd.DataFrame, protocol: dict[str, Any], command: str, report: Path) -> str:
+    """The README's summary: command, accuracy table, the soft-part sentence and a link to the report."""
+    return "\n".join([
+        README_BEGIN,
+        f"Produced by `{command}` (protocol `{protocol['name']}`; full report: [{report}]({report})).", "",
+        accuracy_table(frame).to_markdown(), "",
+        soft_part_sentence(frame),
+        README_END])
+
+
+def update_readme(readme: Path, block: str) -> None:
+    """Replace the text between the comparison markers of ``readme`` (atomically)."""
+    readme = Path(readme)
+    text = readme.read_text(encoding="utf-8")
+    start, end = text.find(README_BEGIN), text.find(README_END)
+    if start < 0 or end < start:
+        raise ValueError(f"{readme}: no '{README_BEGIN}' … '{README_END}' block to replace")
+    new = text[:start] + block + text[end + len(README_END):]
+    tmp = readme.with_name(f".{readme.name}.{os.getpid()}.tmp")
+    tmp.write_text(new, encoding="utf-8")
+    os.replace(tmp, readme)
