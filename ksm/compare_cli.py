@@ -60,7 +60,7 @@ def main(protocol_name: str, out: Path | None, report_dir: Path, readme: Path | 
       ksm-compare --protocol long --device cuda                    # all images, 64 px, 5 seeds
       ksm-compare --report-only --out runs-compare/standard      # rebuild the report
     """
-    from ksm.comparison import comparison_frame, read_protocol, readme_block, update_readme, write_report
+    from ksm.comparison import readme_block, update_readme, write_report
     from ksm.data import DEFAULT_SUITE
     from ksm.protocol import run_comparison
 
@@ -85,14 +85,13 @@ def main(protocol_name: str, out: Path | None, report_dir: Path, readme: Path | 
             torch.set_num_threads(threads)
         try:
             run_comparison(protocol, out, workers=workers, threads=threads, device=device, force=force,
-                           resume=resume, progress=progress)
+                           resume=resume, progress=progress, command=_command())
         except (FileNotFoundError, ValueError) as exc:
             raise click.ClickException(str(exc)) from None
     try:
         paths = write_report(out, report_dir, _command())
         if readme is not None:
-            frame = comparison_frame(out)
-            update_readme(readme, readme_block(frame, read_protocol(out), _command(), paths["md"]))
+            update_readme(readme, readme_block(out, _command(), paths["md"]))
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo((Path(paths["md"]).read_text(encoding="utf-8")))

@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ksm.protocol import PROTOCOL_JSON, VARIANTS
+from ksm.protocol import COMMAND_JSON, PROTOCOL_JSON, VARIANTS
 
 NOISE_P = 0.05  # two variants whose Welch p-value is at least this are "within noise"
 SEPARATION_PP = 1.0  # a task on which all methods' means lie within this many points does not separate them
@@ -80,9 +81,11 @@ def welch_p(a: np.ndarray, b: np.ndarray) -> float:
     a, b = np.asarray(a, float), np.asarray(b, float)
     if len(a) < 2 or len(b) < 2:
         return math.nan
-    if a.std() == 0 and b.std() == 0:
+    if np.allclose(a, a[0]) and np.allclose(b, b[0]):
         return 1.0 if math.isclose(a.mean(), b.mean()) else 0.0
-    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # near-constant samples: scipy warns, the p-value stands
+        return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 
 def _samples(frame: pd.DataFrame) -> dict[str, dict[str, np.ndarray]]:
@@ -248,8 +251,17 @@ def comparison_figure(frame: pd.DataFrame, path: Path) -> Path:
     return path
 
 
+def producing_command(folder: Path, fallback: str) -> str:
+    """The command that trained the comparison (``OUT/command.json``), else ``fallback``."""
+    path = Path(folder) / COMMAND_JSON
+    if path.exists():
+        return str(json.loads(path.read_text(encoding="utf-8")).get("command") or fallback)
+    return fallback
+
+
 def write_report(folder: Path, report_dir: Path, command: str) -> dict[str, Path]:
     """``comparison.md``, ``comparison.csv`` (every run) and ``comparison.png`` under ``report_dir``."""
+    command = producing_command(folder, command)
     frame = comparison_frame(folder)
     protocol = read_protocol(folder)
     report_dir = Path(report_dir)
@@ -265,8 +277,9 @@ def write_report(folder: Path, report_dir: Path, command: str) -> dict[str, Path
     return paths
 
 
-def readme_block(frame: pd.DataFrame, protocol: dict[str, Any], command: str, report: Path) -> str:
+def readme_block(folder: Path, command: str, report: Path) -> str:
     """The README's summary: command, accuracy table, the soft-part sentence and a link to the report."""
+    frame, protocol, command = comparison_frame(folder), read_protocol(folder), producing_command(folder, command)
     return "\n".join([
         README_BEGIN,
         f"Produced by `{command}` (protocol `{protocol['name']}`; full report: [{report}]({report})).", "",

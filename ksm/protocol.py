@@ -38,6 +38,7 @@ from ksm.data import DEFAULT_SUITE, TaskData
 
 SELECTION_RULE = ("highest validation top-1; ties go to the earlier trial in grid order and the earlier epoch")
 PROTOCOL_JSON = "protocol.json"
+COMMAND_JSON = "command.json"
 
 
 class TestSplitRead(RuntimeError):
@@ -372,8 +373,11 @@ def check_comparison_folder(protocol: Protocol, out: Path, *, force: bool, resum
 
 def run_comparison(protocol: Protocol, out: Path, *, workers: int = 1, threads: int | None = None,
                    device: str = "cpu", force: bool = False, resume: bool = False,
-                   progress: bool = True) -> list[Unit]:
-    """Run every unit not yet finished, ``workers`` at a time; return the units run now."""
+                   progress: bool = True, command: str | None = None) -> list[Unit]:
+    """Run every unit not yet finished, ``workers`` at a time; return the units run now.
+
+    ``command`` (the command line that started it) is kept in ``OUT/command.json`` for the report.
+    """
     out = Path(out)
     check_comparison_folder(protocol, out, force=force, resume=resume)
     if force and out.exists():
@@ -382,6 +386,9 @@ def run_comparison(protocol: Protocol, out: Path, *, workers: int = 1, threads: 
     tmp = out / f".{PROTOCOL_JSON}.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(protocol.to_json(), indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, out / PROTOCOL_JSON)
+    if command and not (out / COMMAND_JSON).exists():
+        (out / COMMAND_JSON).write_text(json.dumps({"command": command, "workers": workers, "threads": threads,
+                                                     "device": device}, indent=2) + "\n", encoding="utf-8")
     todo = [u for u in plan_units(protocol, out) if not unit_done(u, protocol)]
     bar = tqdm(total=len(todo), desc=f"comparison {protocol.name}", disable=None if progress else True)
     if workers <= 1:
