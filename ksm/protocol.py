@@ -41,7 +41,7 @@ PROTOCOL_JSON = "protocol.json"
 COMMAND_JSON = "command.json"
 
 
-class TestSplitRead(RuntimeError):
+class LockedSplitError(RuntimeError):
     """The test split was asked for while a configuration was still being chosen."""
 
 
@@ -124,12 +124,12 @@ PROTOCOLS: dict[str, Protocol] = {
 
 
 def without_test(data: TaskData) -> TaskData:
-    """The same task with its test split locked: asking for it raises :class:`TestSplitRead`."""
+    """The same task with its test split locked: asking for it raises :class:`LockedSplitError`."""
     inner = data.batches
 
     def batches(split: str, batch_size: int, generator: Any, shard: tuple[int, int] = (0, 1)) -> Any:
         if split == "test":
-            raise TestSplitRead(f"{data.name}: the test split was read during model selection")
+            raise LockedSplitError(f"{data.name}: the test split was read during model selection")
         return inner(split, batch_size, generator, shard)
 
     return replace(data, batches=batches)

@@ -139,13 +139,15 @@ def train_task(model: nn.Module, method: Method, backbone: dict[str, Tensor], da
             factor = cosine_factor(epoch * steps_per_epoch + i, total_steps)
             for group in optimizer.param_groups:
                 group["lr"] = group["base_lr"] * factor
+            global_batch = min(cfg.batch_size, data.sizes["train"] - i * cfg.batch_size)
+            if global_batch == 1:  # a trailing single image: BatchNorm in train mode cannot normalise it
+                continue
             x, y = x.to(device), y.to(device)
             if cuda:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp and cuda):
                 logits = net(x)
                 loss = F.cross_entropy(logits.float(), y)
-            global_batch = min(cfg.batch_size, data.sizes["train"] - i * cfg.batch_size)
             optimizer.zero_grad(set_to_none=True)
             loss_share(loss, len(y), global_batch, ctx).backward()
             method.after_backward(model)

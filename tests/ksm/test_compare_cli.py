@@ -1,0 +1,66 @@
+"""``ksm-compare`` end to end: the whole default comparison under the CI-sized ``smoke`` protocol."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ksm.compare_cli import main
+from ksm.comparison import README_BEGIN, README_END
+from ksm.protocol import PROTOCOLS, VARIANTS
+
+
+def test_compare_refuses_tasks_outside_the_suite(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["--task", "cubs", "--out", str(tmp_path / "c")])
+    assert result.exit_code == 2 and "--task cubs: the comparison runs on the built-in tasks" in result.output
+    assert not (tmp_path / "c").exists()
+
+
+def test_report_only_names_a_folder_that_is_not_a_comparison(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["--report-only", "--out", str(tmp_path), "--report", str(tmp_path / "r")])
+    assert result.exit_code == 1 and f"{tmp_path}: no finished comparison runs" in result.output
+
+
+def test_compare_help_gives_examples() -> None:
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0 and "ksm-compare --protocol smoke" in result.output and "--workers" in result.output
+
+
+@pytest.mark.slow
+def test_smoke_comparison_runs_the_whole_suite(tmp_path: Path) -> None:
+    """Every (task, variant, seed) of the default suite under one grid; the report and README follow."""
+    protocol = PROTOCOLS["smoke"]
+    out, report, readme = tmp_path / "cmp", tmp_path / "report", tmp_path / "README.md"
+    readme.write_text(f"# x\n{README_BEGIN}\nold\n{README_END}\n")
+    args = ["--protocol", "smoke", "--out", str(out), "--report", str(report), "--readme", str(readme),
+            "--workers", "2", "--threads", "1", "--no-progress"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+
+    records = [json.loads(p.read_text()) for p in out.rglob("run.json")]
+    assert len(records) == len(protocol.tasks) * len(protocol.variants) * len(protocol.seeds) == 108
+    seen = {(r["task"], r["metrics"]["selection"]["variant"], r["metrics"]["selection"]["seed"]) for r in records}
+    assert len(seen) == 108
+    for r in records:
+        sel = r["metrics"]["selection"]
+        assert sel["grid"] == [list(g) for g in protocol.grid()] and sel["test_reads"] == 1
+        assert len(sel["trials"]) == (len(protocol.lr_head) if sel["variant"] == "feature" else len(protocol.grid()))
+        assert sel["split"]["val_size"] > 0 and r["dataset"]["val_seed"] == protocol.val_seed
+        assert 0.0 <= r["metrics"]["top1"] <= 1.0
+
+    text = (report / "comparison.md").read_text()
+    for name in VARIANTS:
+        assert f"| {name} " in text
+    assert "ksm-compare --protocol smoke" in text and "Welch" in text
+    assert (report / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len((report / "comparison.csv").read_text().splitlines()) == 109
+    block = readme.read_text()
+    assert "old" not in block and "| ksm " in block and block.startswith("# x\n" + README_BEGIN)
+
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 1 and "continue it with --resume" in again.output
+    resumed = CliRunner().invoke(main, args + ["--resume"])
+    assert resumed.exit_code == 0, resumed.output
