@@ -218,31 +218,35 @@ def comparison_markdown(frame: pd.DataFrame, protocol: dict[str, Any], command: 
 
 
 def comparison_figure(frame: pd.DataFrame, path: Path) -> Path:
-    """Grouped bars: mean test top-1 per task and variant, error bars one std over seeds."""
+    """Mean test top-1 per variant, one panel per task, error bars one std over seeds.
+
+    Points rather than bars, each panel on its own scale: the interesting differences are a few
+    points near the top, which bars starting at 0 would hide.
+    """
+    import matplotlib
     from matplotlib.figure import Figure
 
-    from hwsim.figures import STYLE, method_colors
-
-    import matplotlib
+    from hwsim.figures import MARKERS, STYLE, method_colors
 
     tasks = list(dict.fromkeys(frame["task"]))
     variants = _order(list(frame["variant"].unique()))
     stats = frame.groupby(["task", "variant"])["top1"].agg(["mean", "std"])
     colors = method_colors(variants)
     with matplotlib.rc_context(STYLE):
-        fig = Figure(figsize=(max(6.0, 1.6 * len(tasks) + 2), 3.8))
-        ax = fig.add_subplot()
-        width = 0.8 / len(variants)
-        for i, variant in enumerate(variants):
-            xs = [t + (i - (len(variants) - 1) / 2) * width for t in range(len(tasks))]
-            means = [stats["mean"].get((task, variant), np.nan) for task in tasks]
-            errs = [stats["std"].get((task, variant), np.nan) for task in tasks]
-            ax.bar(xs, means, width, yerr=errs, capsize=2, label=variant, color=colors[variant])
-        ax.set_xticks(range(len(tasks)), tasks)
-        ax.set_xlabel("task")
-        ax.set_ylabel("test top-1 (%), mean ± std over seeds")
-        ax.set_ylim(0, 100)
-        ax.legend(ncols=3, loc="lower left", framealpha=0.9)
+        fig = Figure(figsize=(2.3 * len(tasks) + 0.8, 3.6))
+        axes = fig.subplots(1, len(tasks), squeeze=False)[0]
+        for ax, task in zip(axes, tasks):  # one panel per task: each has its own scale
+            for i, variant in enumerate(variants):
+                if (task, variant) in stats.index:
+                    mean, std = stats.loc[(task, variant)]
+                    ax.errorbar([i], [mean], yerr=[0 if np.isnan(std) else std], fmt=MARKERS[i % len(MARKERS)],
+                                color=colors[variant], capsize=2, markersize=5)
+            ax.set_xticks(range(len(variants)), variants, rotation=70, ha="right")
+            ax.grid(axis="x", visible=False)
+            ax.set_title(task)
+        axes[0].set_ylabel("test top-1 (%)")
+        fig.suptitle("Test top-1 per task: mean ± std over seeds (chosen on validation)", fontsize=10)
+        fig.supxlabel("variant", fontsize=9)
         fig.tight_layout()
         path = Path(path)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
