@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import shlex
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,7 +14,23 @@ from ksm.protocol import PROTOCOLS, VARIANTS
 
 
 def _command() -> str:
-    return " ".join(["ksm-compare", *(shlex.quote(a) for a in sys.argv[1:])])
+    """This invocation as a command line: the options given on it, in the order ``--help`` lists them."""
+    ctx = click.get_current_context()
+    words = ["ksm-compare"]
+    for param in ctx.command.params:
+        if not isinstance(param, click.Option) or param.name is None:
+            continue
+        if ctx.get_parameter_source(param.name) != click.core.ParameterSource.COMMANDLINE:
+            continue
+        value = ctx.params[param.name]
+        if param.is_flag and not param.secondary_opts:
+            words.append(param.opts[0])
+        elif param.is_flag:
+            words.append(param.opts[0] if value else param.secondary_opts[0])
+        else:
+            for item in value if param.multiple else (value,):
+                words += [param.opts[0], shlex.quote(str(item))]
+    return " ".join(words)
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
@@ -91,7 +107,7 @@ def main(protocol_name: str, out: Path | None, report_dir: Path, readme: Path | 
     try:
         paths = write_report(out, report_dir, _command())
         if readme is not None:
-            update_readme(readme, readme_block(out, _command(), paths["md"]))
+            update_readme(readme, readme_block(out, _command(), Path(os.path.relpath(paths["md"], readme.parent))))
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo((Path(paths["md"]).read_text(encoding="utf-8")))
