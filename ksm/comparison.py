@@ -47,6 +47,7 @@ def comparison_frame(folder: Path) -> pd.DataFrame:
             "density": record["metrics"].get("mask_density"),
             "wall_seconds": record["train"]["wall_seconds"],
             "seconds_per_step": float(np.mean([t["seconds_per_step"] for t in steps])) if steps else math.nan,
+            "trial_seconds": float(np.mean([t.get("train_seconds", math.nan) for t in sel["trials"]])),
             "folder": str(path.parent)})
     if not rows:
         raise ValueError(f"{folder}: no finished comparison runs (run.json with a 'selection') found")
@@ -160,6 +161,7 @@ def choice_table(frame: pd.DataFrame) -> pd.DataFrame:
                      "epochs to selected checkpoint": group["epoch"].mean(),
                      "trials": int(group["trials"].max()),
                      "wall s / task": group["wall_seconds"].mean(),
+                     "train s / trial": group["trial_seconds"].mean(),
                      "s / step": group["seconds_per_step"].mean(),
                      "final mask density": group["density"].mean() if group["density"].notna().any() else math.nan})
     return pd.DataFrame(rows).set_index("variant").loc[_order(list(frame["variant"].unique()))]
@@ -210,8 +212,9 @@ def comparison_markdown(frame: pd.DataFrame, protocol: dict[str, Any], command: 
         "## Ablations and the soft part", "",
         soft_part_sentence(frame), "",
         "## Chosen configurations and training cost (same runs)", "",
-        "Wall seconds per task include every trial and the one test pass; seconds per step are the "
-        "training steps' mean over the trials.", "",
+        "Wall seconds per task include every trial, the validation passes and the one test pass; train "
+        "seconds per trial and seconds per step count training steps only (mean over the trials). "
+        "Workers shared the machine, so compare ratios between rows rather than the seconds.", "",
         choice_table(frame).to_markdown(floatfmt=".3g"), "",
     ]
     return "\n".join(lines)

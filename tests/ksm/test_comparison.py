@@ -20,7 +20,8 @@ def _frame(values: dict[tuple[str, str], list[float]]) -> pd.DataFrame:
             rows.append({"task": task, "variant": variant, "role": "ablation" if "-" in variant else "method",
                          "seed": seed, "top1": top1, "val_top1": top1, "lr_body": 1e-3, "lr_head": 1e-2,
                          "epoch": 3, "trials": 4, "density": 0.7 if variant != "finetune" else None,
-                         "wall_seconds": 10.0, "seconds_per_step": 0.2, "folder": "x"})
+                         "wall_seconds": 10.0, "seconds_per_step": 0.2, "trial_seconds": 2.0,
+                         "folder": "x"})
     return pd.DataFrame(rows)
 
 
@@ -91,13 +92,15 @@ def test_comparison_frame_reads_only_selected_runs(tmp_path: Path) -> None:
     run = tmp_path / "seed0" / "a-ksm"
     run.mkdir(parents=True)
     selection = {"variant": "ksm", "role": "method", "seed": 0, "chosen": {"val_top1": 0.5, "lr_body": 1e-3,
-                 "lr_head": 1e-3, "epoch": 2}, "trials": [{"seconds_per_step": 0.1}, {"seconds_per_step": 0.3}]}
+                 "lr_head": 1e-3, "epoch": 2}, "trials": [{"seconds_per_step": 0.1, "train_seconds": 1.0},
+                                                          {"seconds_per_step": 0.3, "train_seconds": 3.0}]}
     (run / "run.json").write_text(json.dumps({"task": "a", "metrics": {"top1": 0.25, "selection": selection},
                                               "train": {"wall_seconds": 3.0}}))
     (tmp_path / ".hidden" / "x").mkdir(parents=True)
     (tmp_path / ".hidden" / "x" / "run.json").write_text("{}")
     frame = comparison_frame(tmp_path)
     assert len(frame) == 1 and frame.loc[0, "top1"] == 25.0 and frame.loc[0, "seconds_per_step"] == pytest.approx(0.2)
+    assert frame.loc[0, "trial_seconds"] == pytest.approx(2.0)
 
 
 def test_update_readme_replaces_only_the_block(tmp_path: Path) -> None:
