@@ -192,6 +192,13 @@ def main(profiles: tuple[str, ...], masks: tuple[Path, ...], networks: tuple[str
             raise click.UsageError("give at least one of --masks, --network or --topology "
                                    "(or --list-profiles); see --help")
         chosen = _profiles(profiles)
+        if masks:  # runs/* may match results.md or a PackNet/CPG sequence folder: expand and skip as --report does
+            from hwsim.report import expand_run_paths
+
+            folders, skipped = expand_run_paths(masks)
+            for path in skipped:
+                click.echo(f"skipping {path}: not a run folder", err=True)
+            masks = tuple(folders)
         works = _workloads(masks, networks, topologies, method, batchnorm)
         modes = list(MODES) if mode == "both" else [mode]
         results = []

@@ -148,3 +148,16 @@ def _yaml(folder: Path, text: str, name: str = "p.yaml") -> Path:
     path = folder / name
     path.write_text(text)
     return path
+
+
+def test_a_glob_of_run_folders_skips_what_is_not_a_run(run_folder, tmp_path: Path) -> None:
+    """``--masks runs/*`` also matches results.md and plain folders: those are skipped, with a line each."""
+    a = run_folder("ksm", name="a")
+    (tmp_path / "runs" / "results.md").write_text("| table |\n")
+    (tmp_path / "runs" / "empty").mkdir()
+    r = invoke("--masks", *sorted(str(p) for p in (tmp_path / "runs").iterdir()), "-p", "edge_npu", "--json",
+               str(tmp_path / "c.json"))
+    assert r.exit_code == 0, r.output
+    assert "skipping" in r.output and "results.md: not a run folder" in r.output and "empty: not a run folder" in r.output
+    doc = json.loads((tmp_path / "c.json").read_text())
+    assert {res["source"] for res in doc["results"]} == {str(a)}
