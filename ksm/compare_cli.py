@@ -110,7 +110,7 @@ def main(protocol_name: str, out: Path | None, report_dir: Path, readme: Path | 
             update_readme(readme, readme_block(out, _command(), Path(os.path.relpath(paths["md"], readme.parent))))
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo((Path(paths["md"]).read_text(encoding="utf-8")))
+    click.echo(Path(paths["md"]).read_text(encoding="utf-8"))
     click.echo(f"report: {paths['md']}, {paths['csv']}, {paths['png']}")
 
 

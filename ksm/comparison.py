@@ -204,17 +204,17 @@ def comparison_markdown(frame: pd.DataFrame, protocol: dict[str, Any], command: 
         f"**Bold**: the best mean of the column; ≈: within noise of it (Welch p ≥ {NOISE_P}).", "",
         accuracy_table(frame).to_markdown(), "",
         "## Does the suite separate the methods?", "",
-        f"Spread of the methods' mean top-1 per task (ablations and head-only left out); under "
-        f"{SEPARATION_PP:g} point a task does not separate them.", "",
+        (f"Spread of the methods' mean top-1 per task (ablations and head-only left out); under "
+         f"{SEPARATION_PP:g} point a task does not separate them."), "",
         separation(frame).to_markdown(floatfmt=".2f"), "",
         "## Contrasts", "",
         pair_table(frame).to_markdown(index=False, floatfmt=".3f"), "",
         "## Ablations and the soft part", "",
         soft_part_sentence(frame), "",
         "## Chosen configurations and training cost (same runs)", "",
-        "Wall seconds per task include every trial, the validation passes and the one test pass; train "
-        "seconds per trial and seconds per step count training steps only (mean over the trials). "
-        "Workers shared the machine, so compare ratios between rows rather than the seconds.", "",
+        ("Wall seconds per task include every trial, the validation passes and the one test pass; train "
+         "seconds per trial and seconds per step count training steps only (mean over the trials). "
+         "Workers shared the machine, so compare ratios between rows rather than the seconds."), "",
         choice_table(frame).to_markdown(floatfmt=".3g"), "",
     ]
     return "\n".join(lines)

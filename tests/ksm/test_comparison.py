@@ -9,8 +9,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ksm.comparison import (README_BEGIN, README_END, accuracy_table, choice_table, comparison_frame,
-                            pair_table, separation, soft_part_sentence, suite_means, update_readme, welch_p)
+from ksm.comparison import (
+    README_BEGIN,
+    README_END,
+    accuracy_table,
+    choice_table,
+    comparison_frame,
+    pair_table,
+    separation,
+    soft_part_sentence,
+    suite_means,
+    update_readme,
+    welch_p,
+)
 
 
 def _frame(values: dict[tuple[str, str], list[float]]) -> pd.DataFrame:

@@ -13,8 +13,19 @@ import torch
 
 from ksm.data import TaskData, array_task, hold_out, load_digits, resize_gray, stratified_split
 from ksm.pipeline import RunSpec, build
-from ksm.protocol import (PROTOCOLS, VARIANTS, Protocol, LockedSplitError, check_comparison_folder, plan_units,
-                          select_task, sequence_selector, trial_grid, unit_done, without_test)
+from ksm.protocol import (
+    PROTOCOLS,
+    VARIANTS,
+    LockedSplitError,
+    Protocol,
+    check_comparison_folder,
+    plan_units,
+    select_task,
+    sequence_selector,
+    trial_grid,
+    unit_done,
+    without_test,
+)
 from ksm.train import TrainConfig, evaluate, train_task
 
 
