@@ -278,14 +278,19 @@ def hold_out(arrays: dict[str, np.ndarray], n_val: int, seed: int) -> dict[str, 
             "x_val": arrays["x_train"][val], "y_val": arrays["y_train"][val]}
 
 
-def suite_task(name: str, input_size: tuple[int, int], max_train: int | None = None, n_val: int = 0,
-               val_seed: int = SPLIT_SEED) -> TaskData:
-    """A built-in task; with ``n_val`` a validation split is held out of the training split first
-    (fixed ``val_seed``), and ``max_train`` then limits what is left."""
+def suite_task(name: str, input_size: tuple[int, int], max_train: int | None = None, val_fraction: float = 0.0,
+               max_val: int = 0, val_seed: int = SPLIT_SEED) -> TaskData:
+    """A built-in task. With ``val_fraction`` that fraction of the training split (at most ``max_val``
+    images when given) is held out first as a validation split (fixed ``val_seed``); ``max_train``
+    then limits what is left."""
     if name not in SUITE_LOADERS:
         raise ValueError(f"unknown task {name!r}; built-in tasks: {', '.join(DEFAULT_SUITE)} "
                          f"(benchmark tasks {', '.join(BENCHMARK_TASKS)} need --data-root)")
-    arrays = limit_train(hold_out(_suite_arrays(name, input_size), n_val, val_seed), max_train)
+    arrays = _suite_arrays(name, input_size)
+    n_val = round(val_fraction * len(arrays["y_train"]))
+    if max_val:
+        n_val = min(n_val, max_val)
+    arrays = limit_train(hold_out(arrays, n_val, val_seed), max_train)
     task = array_task(name, arrays, input_size, SUITE_LOADERS[name][1])
     task.extra["max_train"] = max_train
     if n_val:

@@ -146,13 +146,10 @@ def trial_grid(protocol: Protocol, variant: Variant) -> list[tuple[float | None,
 
 def load_protocol_task(protocol: Protocol, task: str) -> TaskData:
     """The task with its validation split held out of the training split (fixed seed)."""
-    from ksm.data import _suite_arrays, suite_task
+    from ksm.data import suite_task
 
-    size = (protocol.input_size, protocol.input_size)
-    n_val = round(protocol.val_fraction * len(_suite_arrays(task, size)["y_train"]))
-    if protocol.max_val:
-        n_val = min(n_val, protocol.max_val)
-    return suite_task(task, size, protocol.max_train or None, n_val=n_val, val_seed=protocol.val_seed)
+    return suite_task(task, (protocol.input_size, protocol.input_size), protocol.max_train or None,
+                      val_fraction=protocol.val_fraction, max_val=protocol.max_val, val_seed=protocol.val_seed)
 
 
 def _trial_record(lr_body: float | None, lr_head: float, metrics: dict[str, Any], val_top1: float,

@@ -100,8 +100,12 @@ def test_suite_task_records_the_split(tmp_path: Path, monkeypatch: pytest.Monkey
     from ksm.data import suite_task
 
     monkeypatch.setenv("KSM_CACHE_DIR", str(tmp_path))
-    task = suite_task("digits", (16, 16), max_train=200, n_val=150, val_seed=3)
+    task = suite_task("digits", (16, 16), max_train=200, val_fraction=0.5, max_val=150, val_seed=3)
     assert task.sizes["train"] == 200 and abs(task.sizes["val"] - 150) <= 10
+    uncapped = suite_task("digits", (16, 16), val_fraction=0.2)
+    full = suite_task("digits", (16, 16)).sizes["train"]
+    assert abs(uncapped.sizes["val"] - 0.2 * full) <= 10
+    assert uncapped.sizes["train"] + uncapped.sizes["val"] == full
     described = task.describe()
     assert described["val_seed"] == 3 and described["val_size"] == task.sizes["val"]
 
