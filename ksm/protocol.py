@@ -168,6 +168,7 @@ def _selection(protocol: Protocol, variant: Variant, seed: int, data: TaskData, 
     return {"protocol": protocol.to_json(), "variant": variant.name, "role": variant.role, "seed": seed,
             "split": {"train_size": data.sizes["train"], "val_size": data.sizes["val"],
                       "val_seed": protocol.val_seed, "val_fraction": protocol.val_fraction,
+                      "max_val": protocol.max_val,
                       "held_out_of": "the task's training split"},
             "grid": [list(p) for p in protocol.grid()],
             "trials": trials, "rule": SELECTION_RULE,
@@ -202,10 +203,10 @@ def select_task(protocol: Protocol, variant: Variant, data: TaskData, seed: int,
         trials.append(_trial_record(lr_body, lr_head, metrics, metrics["select_top1"], metrics["selected_epoch"]))
         if best is None or metrics["select_top1"] > best[0]:
             best = (metrics["select_top1"], model, method, spec, digest, metrics)
+            chosen = len(trials) - 1
     assert best is not None
-    _, model, method, spec, digest, metrics = best
-    chosen = next(i for i, t in enumerate(trials) if t["val_top1"] == best[0])
-    metrics = {**metrics, "val_top1": best[0], "selection": _selection(protocol, variant, seed, data, trials, chosen)}
+    val, model, method, spec, digest, metrics = best
+    metrics = {**metrics, "val_top1": val, "selection": _selection(protocol, variant, seed, data, trials, chosen)}
     return model, method, spec, digest, metrics
 
 
@@ -250,15 +251,13 @@ def sequence_selector(protocol: Protocol, variant: Variant, seed: int, *, device
             trial_cfg = replace(cfg, lr_body=lr_body, lr_head=lr_head)
             trial_model, metrics = trial_method.learn(trial_model, backbone, hidden, trial_cfg, train)
             val = metrics["top1"]
-            for h in metrics["history"]:
-                h.setdefault("steps", 0)
             trials.append(_trial_record(lr_body, lr_head, metrics, val, len(metrics["history"])))
             if best is None or val > best[0]:
                 best = (val, trial_model, trial_method, metrics)
+                chosen = len(trials) - 1
         assert best is not None
         val, model, method, metrics = best
         method.eval_split = "test"
-        chosen = next(i for i, t in enumerate(trials) if t["val_top1"] == val)
         metrics = {**metrics, "val_top1": val, "top1": evaluate(model, data, "test", device=device),
                    "selection": _selection(protocol, variant, seed, data, trials, chosen),
                    "train": {"lr_body": trials[chosen]["lr_body"], "lr_head": trials[chosen]["lr_head"]}}
