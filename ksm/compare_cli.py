@@ -41,8 +41,9 @@ def _command() -> str:
                    "8 trials, 5 seeds (for a GPU).")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Comparison folder (run folders per seed). Default: runs-compare/<protocol>.")
-@click.option("--report", "report_dir", type=click.Path(path_type=Path), default=Path("reports/default"),
-              show_default=True, help="Where comparison.md, comparison.csv and comparison.png go.")
+@click.option("--report", "report_dir", type=click.Path(path_type=Path), default=None,
+              help="Where comparison.md, comparison.csv and comparison.png go. Default: reports/default for "
+                   "the standard protocol, reports/compare-<protocol> for the others.")
 @click.option("--readme", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
               help="Also replace the <!-- comparison:begin/end --> block of this Markdown file with the table.")
 @click.option("--task", "tasks", multiple=True, metavar="NAME",
@@ -58,7 +59,7 @@ def _command() -> str:
 @click.option("--force", is_flag=True, help="Delete the comparison folder and start over.")
 @click.option("--report-only", is_flag=True, help="Only rebuild the report from the finished runs under --out.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a tqdm progress bar.")
-def main(protocol_name: str, out: Path | None, report_dir: Path, readme: Path | None, tasks: tuple[str, ...],
+def main(protocol_name: str, out: Path | None, report_dir: Path | None, readme: Path | None, tasks: tuple[str, ...],
          variants: tuple[str, ...], seeds: int | None, workers: int, threads: int | None, device: str,
          resume: bool, force: bool, report_only: bool, progress: bool) -> None:
     """Compare KSM, Piggyback, PackNet, CPG, fine-tuning and head-only (plus ablations) fairly.
@@ -76,7 +77,7 @@ def main(protocol_name: str, out: Path | None, report_dir: Path, readme: Path | 
       ksm-compare --protocol long --device cuda                    # all images, 64 px, 5 seeds
       ksm-compare --report-only --out runs-compare/standard      # rebuild the report
     """
-    from ksm.comparison import readme_block, update_readme, write_report
+    from ksm.comparison import read_protocol, readme_block, update_readme, write_report
     from ksm.data import DEFAULT_SUITE
     from ksm.protocol import run_comparison
 
@@ -95,16 +96,15 @@ def main(protocol_name: str, out: Path | None, report_dir: Path, readme: Path | 
     protocol = replace(protocol, **changes)
     out = out or Path("runs-compare") / protocol.name
     if not report_only:
-        if threads and workers == 1:
-            import torch
-
-            torch.set_num_threads(threads)
         try:
             run_comparison(protocol, out, workers=workers, threads=threads, device=device, force=force,
                            resume=resume, progress=progress, command=_command())
         except (FileNotFoundError, ValueError) as exc:
             raise click.ClickException(str(exc)) from None
     try:
+        if report_dir is None:  # named after the protocol the folder was run with (--report-only may differ)
+            name = read_protocol(out)["name"]
+            report_dir = Path("reports") / ("default" if name == "standard" else f"compare-{name}")
         paths = write_report(out, report_dir, _command())
         if readme is not None:
             update_readme(readme, readme_block(out, _command(), Path(os.path.relpath(paths["md"], readme.parent))))

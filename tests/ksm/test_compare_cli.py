@@ -64,3 +64,20 @@ def test_smoke_comparison_runs_the_whole_suite(tmp_path: Path) -> None:
     assert again.exit_code == 1 and "continue it with --resume" in again.output
     resumed = CliRunner().invoke(main, args + ["--resume"])
     assert resumed.exit_code == 0, resumed.output
+
+
+def test_report_only_defaults_to_a_folder_named_after_the_protocol(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A smoke comparison's report never lands in reports/default, where the headline lives."""
+    monkeypatch.chdir(tmp_path)
+    out = Path("cmp")
+    run = out / "seed0" / "digits-ksm"
+    run.mkdir(parents=True)
+    (out / "protocol.json").write_text(json.dumps(PROTOCOLS["smoke"].to_json()))
+    selection = {"variant": "ksm", "role": "method", "seed": 0, "trials": [{"seconds_per_step": 0.1}],
+                 "chosen": {"val_top1": 0.5, "lr_body": 1e-3, "lr_head": 1e-3, "epoch": 1}}
+    (run / "run.json").write_text(json.dumps({"task": "digits", "train": {"wall_seconds": 1.0},
+                                              "metrics": {"top1": 0.5, "selection": selection}}))
+    result = CliRunner().invoke(main, ["--report-only", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert Path("reports/compare-smoke/comparison.md").exists() and not Path("reports/default").exists()
