@@ -10,13 +10,15 @@ from pathlib import Path
 import click
 import pandas as pd
 
+from hwsim import catalogue
 from hwsim.layers import InputError, Workload, bundled_networks, load_network, load_run, load_topology
 from hwsim.masks import MODES
 from hwsim.profile import Profile, bundled_profiles, load_profile
 from hwsim.sim import SimResult, results_document, simulate
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-METHOD_CHOICES = ("ksm", "piggyback", "packnet", "finetune", "feature")
+# Methods costable without a run (CPG needs the per-layer counts only its runs record).
+METHOD_CHOICES = tuple(t.name for t in catalogue.methods() if not t.mask.needs_run)
 
 
 def _profiles(names: tuple[str, ...]) -> list[Profile]:
