@@ -55,6 +55,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from hwsim import catalogue
 from ksm.data import TaskData
 from ksm.masks import KernelSoftMask
 from ksm.methods import Method, maskable_layers
@@ -65,7 +66,6 @@ OPSET = 17
 DEFAULT_CALIBRATION = 256
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 DEFAULT_TOLERANCE = 1e-3  # max |onnxruntime − torch| on logits, relative to max |torch logits| (float32 export)
-MASK_METHODS = ("ksm", "piggyback")
 
 
 class ExportError(RuntimeError):
@@ -272,7 +272,7 @@ def on_the_fly_model(model: nn.Module, method: Method, *, mask_scale_bits: int, 
     ``model`` is a task network from :func:`ksm.pipeline.load_run_model`; it is modified (its frozen
     backbone weights are replaced by their quantised values), so pass a fresh one.
     """
-    if method.name not in MASK_METHODS:
+    if not catalogue.get(method.name).mask.learned:
         raise ValueError(f"method {method.name!r} has no mask to apply on the fly")
     for name, module in maskable_layers(model, method.head):
         if parametrize.is_parametrized(module, "weight"):
@@ -371,7 +371,7 @@ def export_run(folder: Path, onnx_path: Path, *, data: TaskData | None = None, i
     folded_top1 = onnx_accuracy(result.int8_onnx, data, batch_size=batch_size, threads=threads)
     cpu_top1 = onnx_accuracy(result.int8_onnx, data, batch_size=batch_size, threads=threads, integer_kernels=True)
     on_the_fly_top1 = on_the_fly_float = None
-    if method.name in MASK_METHODS:
+    if catalogue.get(method.name).mask.learned:
         fresh, _, _ = load_run_model(folder, weights=weights)
         otf = on_the_fly_model(fresh, method, mask_scale_bits=mask_scale_bits)
         on_the_fly_float = evaluate(otf, data, "test", batch_size=batch_size)  # int8 weights, float activations
