@@ -456,20 +456,15 @@ def record_int8(folder: Path, metrics: dict[str, Any], *, expected_sha256: str |
 # ---------------------------------------------------------------------------------------------
 def int8_table(records: list[dict[str, Any]]) -> Any:
     """Test top-1 (%) per task (rows): for each method its float, int8 folded and (mask methods)
-    int8 on-the-fly accuracy, from ``metrics.int8``; a mean row when there are several tasks."""
+    int8 on-the-fly accuracy (:func:`ksm.results.int8_frame`); a mean row when there are several tasks."""
     import pandas as pd
 
-    from ksm.results import method_label
+    from ksm.results import int8_frame
 
-    rows = []
-    for r in records:
-        q = r["metrics"].get("int8") or {}
-        label = method_label(r)
-        rows.append({"task": r["task"], "column": f"{label} float", "top1": 100 * r["metrics"]["top1"]})
-        if q.get("folded_top1") is not None:
-            rows.append({"task": r["task"], "column": f"{label} int8", "top1": 100 * q["folded_top1"]})
-        if q.get("on_the_fly_top1") is not None:
-            rows.append({"task": r["task"], "column": f"{label} int8 on-the-fly", "top1": 100 * q["on_the_fly_top1"]})
+    suffix = {"float32": "float", "int8 folded": "int8", "int8 on the fly": "int8 on-the-fly"}
+    frame = int8_frame(records)
+    rows = [{"task": row["task"], "column": f"{row['method']} {name}", "top1": row[column]}
+            for _, row in frame.iterrows() for column, name in suffix.items() if pd.notna(row[column])]
     table = pd.DataFrame(rows).pivot_table(index="task", columns="column", values="top1", sort=False)
     if len(table) > 1:
         table.loc["mean"] = table.mean(numeric_only=True)

@@ -43,16 +43,28 @@ def cost_table(records: list[dict[str, Any]]) -> pd.DataFrame:
     return table.loc[sorted(table.index, key=label_rank)]
 
 
+INT8_COLUMNS = ("float32", "int8 folded", "int8 on the fly")
+
+
+def int8_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per run: task, method label and the top-1 (%) of its float32 model, its int8 folded
+    model (``metrics.int8.top1``) and its int8 on-the-fly model; NaN where ``ksm-export`` did not measure."""
+    def pct(value: Any) -> float:
+        return float("nan") if value is None else 100 * value
+
+    rows = []
+    for r in records:
+        q = r.get("metrics", {}).get("int8") or {}
+        rows.append({"task": r["task"], "method": method_label(r), "float32": pct(r["metrics"]["top1"]),
+                     "int8 folded": pct(q.get("top1")), "int8 on the fly": pct(q.get("on_the_fly_top1"))})
+    return pd.DataFrame(rows, columns=["task", "method", *INT8_COLUMNS])
+
+
 def int8_table(records: list[dict[str, Any]]) -> pd.DataFrame | None:
-    """Float vs int8 (onnxruntime) top-1 (%) of the runs that ``ksm-export --int8`` measured."""
-    rows = [{"task": r["task"], "method": method_label(r), "float32": 100 * r["metrics"]["top1"],
-             "int8 folded": 100 * r["metrics"]["int8"]["top1"],
-             "int8 on the fly": (100 * r["metrics"]["int8"]["on_the_fly_top1"]
-                                 if r["metrics"]["int8"].get("on_the_fly_top1") is not None else None)}
-            for r in records if r.get("metrics", {}).get("int8")]
-    if not rows:
+    """Float vs int8 (onnxruntime) top-1 (%) of the runs that ``ksm-export --int8`` measured, by (method, task)."""
+    table = int8_frame(records).dropna(subset=["int8 folded"])
+    if table.empty:
         return None
-    table = pd.DataFrame(rows)
     table["order"] = table["method"].map(label_rank)
     return table.sort_values(["order", "task"]).drop(columns="order").set_index(["method", "task"])
 
