@@ -1,11 +1,11 @@
 """The catalogue of methods: one row of torch-free traits per method, shared by ``ksm`` and ``hwsim``.
 
 Why a table: a method's name, its default BatchNorm policy, what it stores per task, whether it learns
-the tasks in order, where it sorts and how it is drawn used to be spelled out in a dozen places in
-both packages, and they drifted (two functions named the same run differently). Here each method is
-one :class:`MethodTraits`; ``ksm`` binds a name to its training code (``ksm.registry``), ``hwsim``
-prices its mask through its :class:`MaskKind` (``hwsim.masks``), and the report labels, orders and
-colours its runs from the same row.
+the tasks in order, where it sorts and how it is drawn are needed by both packages; kept in one row
+they cannot drift apart (a run gets one label everywhere, a method one colour in every figure). ``ksm``
+binds a name to its training code (``ksm.registry``), ``hwsim`` prices its mask through its
+:class:`MaskKind` (``hwsim.masks``), and tables and figures label, order and colour runs from the row.
+Adding a method is one :func:`register` call here plus its class in ksm.
 
 This module imports nothing from hwsim or ksm, so every other module may import it.
 

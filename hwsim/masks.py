@@ -1,5 +1,8 @@
 """What a task costs beyond the shared backbone: mask storage, task-specific bytes, mask application.
 
+A method is priced by its mask kind in ``hwsim.catalogue``: :data:`STORAGE_RULES` maps each kind
+to one rule, which calls the formula below, so a new method of a known kind needs no code here.
+
 Storage per task, by method (bits; no anchor models per-task masks, so these are derived here, with
 Sparseloop's bitmask metadata (1 bit per element) as precedent, hwsim-anchors.md §2.7):
 
@@ -34,9 +37,8 @@ Application modes:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from hwsim import catalogue
 from hwsim.cost import MaskLoad, element_mask_entries, kernel_mask_entries, weight_elems
