@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import click
 import pandas as pd
 
+from hwsim import catalogue, tables
+from hwsim.fsutil import atomic_write
 from hwsim.layers import InputError, Workload, bundled_networks, load_network, load_run, load_topology
 from hwsim.masks import MODES
 from hwsim.profile import Profile, bundled_profiles, load_profile
+from hwsim.runs import expand_run_paths
 from hwsim.sim import SimResult, results_document, simulate
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-METHOD_CHOICES = ("ksm", "piggyback", "packnet", "finetune", "feature")
+# Methods costable without a run (CPG needs the per-layer counts only its runs record).
+METHOD_CHOICES = tuple(t.name for t in catalogue.methods() if not t.mask.needs_run)
 
 
 def _profiles(names: tuple[str, ...]) -> list[Profile]:
@@ -37,25 +39,8 @@ def _workloads(masks: tuple[Path, ...], networks: tuple[str, ...], topologies: t
 
 
 def profiles_frame() -> pd.DataFrame:
-    """Headline numbers of every bundled profile."""
-    rows = []
-    for name in bundled_profiles():
-        p = load_profile(name)
-        dram = p.dram
-        rows.append({
-            "profile": p.name,
-            "dataflow": p.dataflow,
-            "PEs": f"{p.array.rows}x{p.array.cols}",
-            "clock (MHz)": p.clock_hz / 1e6,
-            "peak (GMAC/s)": p.peak_macs_per_s / 1e9,
-            "W/I/psum bits": f"{p.precision_bits.weights}/{p.precision_bits.inputs}/{p.precision_bits.psums}",
-            "on-chip (KiB)": p.on_chip_bytes / 1024,
-            "outer BW (GB/s)": dram.bandwidth_bytes_per_cycle * p.clock_hz / 1e9,
-            "outer (pJ/bit rd)": dram.read_energy_pj / dram.word_bits,
-            "MAC (pJ)": p.array.mac_energy_pj,
-            "levels": " > ".join(lv.name for lv in p.levels),
-        })
-    return pd.DataFrame(rows)
+    """Headline numbers of every bundled profile (the report's table plus the memory levels)."""
+    return tables.profiles_frame([load_profile(name) for name in bundled_profiles()], levels=True)
 
 
 def _fmt(x: float) -> str:
@@ -100,22 +85,13 @@ def summary_text(result: SimResult, with_layers: bool) -> str:
 
 def _write_json(path: Path, document: dict) -> None:
     """Write atomically: a temporary sibling renamed into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, indent=1)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, json.dumps(document, indent=1) + "\n")
 
 
 def _report(masks: tuple[Path, ...], networks: tuple[str, ...], topologies: tuple[Path, ...],
             profiles: tuple[str, ...], report_dir: Path, title: str | None, tasks: int, mask_density: float) -> None:
     """``--report``: the runs' accuracy beside their cost on every profile, as Markdown + PNG."""
-    from hwsim.report import expand_run_paths, write_report  # local: matplotlib only for reports
+    from hwsim.report import write_report  # local: matplotlib only for reports
 
     if networks or topologies:
         raise click.UsageError("--report reads run folders only (--masks); drop --network/--topology")
@@ -193,8 +169,6 @@ def main(profiles: tuple[str, ...], masks: tuple[Path, ...], networks: tuple[str
                                    "(or --list-profiles); see --help")
         chosen = _profiles(profiles)
         if masks:  # runs/* may match results.md or a PackNet/CPG sequence folder: expand and skip as --report does
-            from hwsim.report import expand_run_paths
-
             folders, skipped = expand_run_paths(masks)
             for path in skipped:
                 click.echo(f"skipping {path}: not a run folder", err=True)

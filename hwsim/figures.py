@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -19,22 +19,20 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from hwsim.catalogue import Style
+from hwsim.fsutil import atomic_write
+
 DPI = 110
 STYLE = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8,
          "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3,
          "savefig.facecolor": "white"}
 OUTLIER_PP = 30.0  # accuracy-vs-storage: runs this far below a task's best are pinned to the axis
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")  # per task (methods: hwsim.catalogue.style)
 # Pale-to-strong hues for the stacked energy bars: one colour per memory level / operand.
 LEVEL_COLORS = ("#08306b", "#2171b5", "#6baed6", "#c6dbef", "#9e9ac8", "#54278f")  # outermost level darkest
 OPERAND_COLORS = {"weights": "#228833", "inputs": "#ccbb44", "outputs": "#66ccee", "masks": "#ee6677"}
 FIXED_COLORS = {"MAC": "#777777", "mask ops": "#aa3377"}  # the same quantity in both panels
-
-
-def method_colors(methods: Sequence[str]) -> dict[str, str]:
-    """A fixed colour per method label (tab10 order), shared by every figure."""
-    palette = matplotlib.colormaps["tab10"].colors
-    return {m: matplotlib.colors.to_hex(palette[i % len(palette)]) for i, m in enumerate(methods)}
+LINESTYLES = ("-", "--", "-.", ":")  # system storage: lines that overlap stay apart
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -44,10 +42,11 @@ def _save(fig: Figure, path: Path) -> Path:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
     buffer.seek(0)
+    out = io.BytesIO()
     with Image.open(buffer) as image:
         image.convert("RGB").quantize(colors=128, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
-            path, format="PNG", optimize=True)
-    return path
+            out, format="PNG", optimize=True)
+    return atomic_write(path, out.getvalue())
 
 
 def _number(x: float) -> str:
@@ -68,8 +67,16 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, flo
     return front
 
 
-def accuracy_vs_storage(table: pd.DataFrame, colors: dict[str, str], path: Path) -> Path:
-    """Figure 2: one panel per task; x = task-specific storage (KiB, log), y = top-1 (%); Pareto front."""
+def _scatter_style(style: Style) -> dict[str, object]:
+    """A method's own runs: filled, black edge; its variants (another BatchNorm, no soft part): open."""
+    if style.filled:
+        return {"color": style.color, "edgecolor": "black", "linewidth": 0.4}
+    return {"facecolor": "none", "edgecolor": style.color, "linewidth": 1.2}
+
+
+def accuracy_vs_storage(table: pd.DataFrame, styles: Mapping[str, Style], path: Path) -> Path:
+    """Figure 2: one panel per task; x = task-specific storage (KiB, log), y = top-1 (%); Pareto front.
+    ``styles``: each method label's colour and marker, in legend order."""
     data = table.dropna(subset=["top-1 (%)"])
     tasks = list(dict.fromkeys(table["task"]))
     cols = min(len(tasks), 2)
@@ -87,9 +94,9 @@ def accuracy_vs_storage(table: pd.DataFrame, colors: dict[str, str], path: Path)
             for _, row in sub.iterrows():
                 low = row["top-1 (%)"] < floor
                 y = bottom if low else row["top-1 (%)"]
-                ax.scatter(row["task-specific (KiB)"], y, s=36, color=colors[row["method"]],
-                           marker=MARKERS[list(colors).index(row["method"]) % len(MARKERS)], zorder=3,
-                           edgecolor="black", linewidth=0.4, clip_on=False)
+                style = styles[row["method"]]
+                ax.scatter(row["task-specific (KiB)"], y, s=36, marker=style.marker, zorder=3, clip_on=False,
+                           **_scatter_style(style))
                 if low:
                     ax.annotate(f"{row['top-1 (%)']:.1f}% (off scale)", (row["task-specific (KiB)"], y),
                                 xytext=(6, 4), textcoords="offset points", fontsize=7, color="0.3")
@@ -108,9 +115,11 @@ def accuracy_vs_storage(table: pd.DataFrame, colors: dict[str, str], path: Path)
             ax.set_ylabel("test top-1 (%)")
         for ax in axes[len(tasks):]:
             ax.set_visible(False)
-        handles = [matplotlib.lines.Line2D([], [], color=c, marker=MARKERS[i % len(MARKERS)], linestyle="",
-                                           markeredgecolor="black", markeredgewidth=0.4, label=m)
-                   for i, (m, c) in enumerate(colors.items())]
+        handles = [matplotlib.lines.Line2D([], [], color=st.color, marker=st.marker, linestyle="",
+                                           markerfacecolor=st.facecolor,
+                                           markeredgecolor="black" if st.filled else st.color,
+                                           markeredgewidth=0.4 if st.filled else 1.2, label=m)
+                   for m, st in styles.items()]
         handles.append(matplotlib.lines.Line2D([], [], color="0.35", linestyle="--", label="Pareto front"))
         fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 4), frameon=False)
         fig.suptitle("Accuracy vs per-task storage (up and left is better)")
@@ -146,19 +155,20 @@ def energy_split(parts: pd.DataFrame, profile: str, path: Path) -> Path:
         return _save(fig, path)
 
 
-def system_storage(system: pd.DataFrame, colors: dict[str, str], path: Path,
+def system_storage(system: pd.DataFrame, styles: Mapping[str, Style], path: Path,
                    crossings: dict[str, int | None] | None = None) -> Path:
-    """Figure 4: whole-system storage vs number of tasks (``system`` in MiB), one line per method;
-    ``crossings`` (method -> first T at which fine-tuning stores more) are marked."""
+    """Figure 4: whole-system storage vs number of tasks (``system`` in MiB), one line per method
+    (colour and marker from ``styles``); ``crossings`` (method -> first T at which fine-tuning stores
+    more) are marked."""
     scale, unit = (1.0, "MiB") if system.to_numpy().max() >= 1 else (1024.0, "KiB")
     data = system * scale
-    styles = ("-", "--", "-.", ":")
     with matplotlib.rc_context(STYLE):
         fig = Figure(figsize=(6.4, 4.0), layout="constrained")
         ax = fig.subplots()
         for i, method in enumerate(data.columns):
-            ax.plot(data.index, data[method], color=colors.get(method), marker=MARKERS[i % len(MARKERS)],
-                    markersize=3.5, linewidth=1.5, linestyle=styles[i % len(styles)], label=method)
+            style = styles[method]
+            ax.plot(data.index, data[method], color=style.color, marker=style.marker, markerfacecolor=style.facecolor,
+                    markersize=3.5, linewidth=1.5, linestyle=LINESTYLES[i % len(LINESTYLES)], label=method)
         overtakes = {m: t for m, t in (crossings or {}).items() if t is not None and t > 1}  # was below first
         for method, t in overtakes.items():
             if "finetune" in data.columns:

@@ -25,9 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from hwsim import catalogue
+
 RUN_FORMAT = "ksm-run"
 LAYERS_FORMAT = "ksm-layers"
-METHODS = ("ksm", "piggyback", "packnet", "finetune", "feature", "cpg")
 MASK_ROLES = ("mask", "binary", "scale")
 
 
@@ -350,8 +351,8 @@ def load_run(folder: str | Path) -> Workload:
         if key not in run:
             raise InputError(f"{run_path}: {key}: missing key")
     method = run["method"]
-    if method not in METHODS:
-        raise InputError(f"{run_path}: method: unknown method {method!r} (known: {', '.join(METHODS)})")
+    if catalogue.find(method) is None:
+        raise InputError(f"{run_path}: method: unknown method {method!r} (known: {', '.join(catalogue.names())})")
     batchnorm = run.get("batchnorm", "task")
     if batchnorm not in ("task", "frozen"):
         raise InputError(f"{run_path}: batchnorm: must be 'task' or 'frozen', got {batchnorm!r}")

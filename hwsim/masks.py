@@ -1,5 +1,8 @@
 """What a task costs beyond the shared backbone: mask storage, task-specific bytes, mask application.
 
+A method is priced by its mask kind in ``hwsim.catalogue``: :data:`STORAGE_RULES` maps each kind
+to one rule, which calls the formula below, so a new method of a known kind needs no code here.
+
 Storage per task, by method (bits; no anchor models per-task masks, so these are derived here, with
 Sparseloop's bitmask metadata (1 bit per element) as precedent, hwsim-anchors.md §2.7):
 
@@ -34,14 +37,15 @@ Application modes:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from hwsim import catalogue
 from hwsim.cost import MaskLoad, element_mask_entries, kernel_mask_entries, weight_elems
 from hwsim.layers import Layer, Workload
-from hwsim.profile import Profile
+from hwsim.profile import MaskOpEnergy, Precision, Profile
 
 MODES = ("folded", "on_the_fly")
-MASK_METHODS = ("ksm", "piggyback", "packnet", "cpg")  # methods that apply a mask to shared weights
 
 
 def ksm_mask_bits(layer: Layer, zeros: float, scale_bits: int) -> float:
@@ -76,6 +80,76 @@ def finetune_bits(layer: Layer, weight_bits: int) -> int:
 
 
 @dataclass(frozen=True, slots=True)
+class LayerMask:
+    """One layer's per-task mask: stored bits (growth aside), energy to apply it per weight, grown bits."""
+
+    bits: float
+    op_pj: float
+    grown_bits: float = 0.0
+    assumed_density: float | None = None  # KSM: the density assumed for lack of a stored binary mask
+
+
+@dataclass(frozen=True, slots=True)
+class MaskContext:
+    """What a storage rule may read besides the layer: the run's facts and the profile's precisions."""
+
+    precision: Precision
+    ops: MaskOpEnergy
+    tasks: int
+    soft: bool
+    density: float
+    zeros: Mapping[str, float]  # layer -> zero entries of the stored binary mask
+    sequence: Mapping[str, tuple[int, int]]  # layer -> (weights of earlier tasks, weights grown)
+
+
+def kernel_rule(layer: Layer, ctx: MaskContext) -> LayerMask:
+    """KSM (:func:`ksm_mask_bits`): the soft entries are multiplied, the rest gated."""
+    zeros = ctx.zeros.get(layer.name)
+    assumed = None
+    if zeros is None:
+        zeros = (1.0 - ctx.density) * kernel_mask_entries(layer)
+        assumed = ctx.density
+    soft_entries = zeros if ctx.soft else 0.0
+    soft = soft_entries / kernel_mask_entries(layer)
+    return LayerMask(ksm_mask_bits(layer, soft_entries, ctx.precision.mask_scale),
+                     (1.0 - soft) * ctx.ops.gate + soft * ctx.ops.multiply, assumed_density=assumed)
+
+
+def element_rule(layer: Layer, ctx: MaskContext) -> LayerMask:
+    """Piggyback (:func:`piggyback_mask_bits`)."""
+    return LayerMask(piggyback_mask_bits(layer), ctx.ops.gate)
+
+
+def task_index_rule(layer: Layer, ctx: MaskContext) -> LayerMask:
+    """PackNet (:func:`packnet_mask_bits`)."""
+    return LayerMask(packnet_mask_bits(layer, ctx.tasks), ctx.ops.gate)
+
+
+def task_index_pick_rule(layer: Layer, ctx: MaskContext) -> LayerMask:
+    """CPG (:func:`cpg_mask_bits`), plus the weights its growth added at ``weights`` bits."""
+    earlier, added = ctx.sequence.get(layer.name, (0, 0))
+    return LayerMask(cpg_mask_bits(layer, ctx.tasks, earlier), ctx.ops.gate,
+                     grown_bits=float(added * ctx.precision.weights) if added else 0.0)
+
+
+def copy_rule(layer: Layer, ctx: MaskContext) -> LayerMask:
+    """Fine-tuning (:func:`finetune_bits`): nothing to apply, the copy replaces the weights."""
+    return LayerMask(finetune_bits(layer, ctx.precision.weights), 0.0)
+
+
+StorageRule = Callable[[Layer, MaskContext], LayerMask]
+# One rule per mask kind of the catalogue (hwsim.catalogue.MaskKind.name); a kind without a rule stores
+# no mask (head only).
+STORAGE_RULES: dict[str, StorageRule] = {
+    catalogue.KERNEL.name: kernel_rule,
+    catalogue.ELEMENT.name: element_rule,
+    catalogue.TASK_INDEX.name: task_index_rule,
+    catalogue.TASK_INDEX_PICK.name: task_index_pick_rule,
+    catalogue.COPY.name: copy_rule,
+}
+
+
+@dataclass(frozen=True, slots=True)
 class TaskCost:
     """Task-specific storage, per-layer mask work, and the cost of switching to the task."""
 
@@ -102,10 +176,10 @@ class TaskCost:
         return self.mask_storage_bits / 8 + self.batchnorm_bytes + self.head_bytes
 
 
-def _masked_layers(work: Workload) -> list[Layer]:
+def _masked_layers(work: Workload, kind: catalogue.MaskKind) -> list[Layer]:
     """Layers whose weights get a per-task mask (or copy): those a run stores a mask for, else every
     layer except the classifier head."""
-    roles = {"mask", "binary"} if work.method in ("ksm", "piggyback") else {"weight"}
+    roles = {"mask", "binary"} if kind.learned else {"weight"}
     named = {t.key.rpartition(".")[0] for t in work.tensors if t.role in roles}
     head = work.head
     if named:
@@ -131,40 +205,29 @@ def task_cost(work: Workload, profile: Profile, mode: str = "on_the_fly", tasks:
     method = work.method
     if method is None:
         return TaskCost(None, None, {}, 0.0, 0.0, {}, 0.0, 0.0, 0.0, 0.0, 0.0, None)
-    zeros_by_layer = {t.key.rpartition(".")[0]: t.zeros for t in work.tensors if t.role == "binary"}
-    density = work.mask_density if work.mask_density is not None else mask_density
+    traits = catalogue.get(method)
+    kind = traits.mask
+    rule = STORAGE_RULES.get(kind.name)
+    masked = _masked_layers(work, kind) if rule is not None else []
+    ctx = MaskContext(precision=pb, ops=ops,
+                      tasks=work.sequence_tasks if traits.sequence and work.sequence_tasks else tasks,
+                      soft=work.ksm_soft,
+                      density=work.mask_density if work.mask_density is not None else mask_density,
+                      zeros={t.key.rpartition(".")[0]: t.zeros for t in work.tensors if t.role == "binary"},
+                      sequence={name: (earlier, added) for name, earlier, added in work.sequence_weights})
     assumed = None
-    masked = _masked_layers(work) if method != "feature" else []
     bits: dict[str, float] = {}
     live: dict[str, MaskLoad] = {}
     grown: dict[str, float] = {}
-    if method in ("packnet", "cpg") and work.sequence_tasks:
-        tasks = work.sequence_tasks
-    seq = {name: (earlier, added) for name, earlier, added in work.sequence_weights}
     for layer in masked:
-        if method == "ksm":
-            zeros = zeros_by_layer.get(layer.name)
-            if zeros is None:
-                zeros = (1.0 - density) * kernel_mask_entries(layer)
-                assumed = density
-            soft_entries = zeros if work.ksm_soft else 0.0
-            b = ksm_mask_bits(layer, soft_entries, pb.mask_scale)
-            soft = soft_entries / kernel_mask_entries(layer)
-            op = (1.0 - soft) * ops.gate + soft * ops.multiply
-        elif method == "piggyback":
-            b, op = piggyback_mask_bits(layer), ops.gate
-        elif method == "packnet":
-            b, op = packnet_mask_bits(layer, tasks), ops.gate
-        elif method == "cpg":
-            earlier, added = seq.get(layer.name, (0, 0))
-            b, op = cpg_mask_bits(layer, tasks, earlier), ops.gate
-            if added:
-                grown[layer.name] = float(added * pb.weights)
-        else:  # finetune
-            b, op = finetune_bits(layer, pb.weights), 0.0
-        bits[layer.name] = float(b) + grown.get(layer.name, 0.0)
-        if method in MASK_METHODS and mode == "on_the_fly":
-            live[layer.name] = MaskLoad(bits=float(b), op_pj_per_weight=op)
+        lm = rule(layer, ctx)  # type: ignore[misc]  # masked is empty without a rule
+        if lm.assumed_density is not None:
+            assumed = lm.assumed_density
+        if lm.grown_bits:
+            grown[layer.name] = lm.grown_bits
+        bits[layer.name] = float(lm.bits) + lm.grown_bits
+        if kind.applied and mode == "on_the_fly":
+            live[layer.name] = MaskLoad(bits=float(lm.bits), op_pj_per_weight=lm.op_pj)
 
     if work.batchnorm == "task":
         stored = [t for t in work.tensors if t.role == "batchnorm" and t.key.endswith(".weight")]
@@ -185,14 +248,14 @@ def task_cost(work: Workload, profile: Profile, mode: str = "on_the_fly", tasks:
     write_b = 0.0
     n_ops = 0.0
     op_pj = 0.0
-    if method in MASK_METHODS and mode == "folded":
+    if kind.applied and mode == "folded":
         w_bytes = sum(weight_elems(layer) for layer in masked) * pb.weights / 8
         read_b += mask_bytes + w_bytes
         write_b += w_bytes
         n_ops = float(sum(weight_elems(layer) for layer in masked))
         op_pj = sum(weight_elems(layer) * live_op for layer, live_op in
-                    ((layer, _op_for(method, bits[layer.name], layer, pb.mask_scale, ops)) for layer in masked))
-    elif method == "finetune":
+                    ((layer, _op_for(kind, bits[layer.name], layer, pb.mask_scale, ops)) for layer in masked))
+    elif kind == catalogue.COPY:
         read_b += mask_bytes  # the task's own weights are loaded in place of the backbone's
     energy = (read_b * 8 / dram.word_bits * dram.read_energy_pj
               + write_b * 8 / dram.word_bits * dram.write_energy_pj + op_pj)
@@ -202,9 +265,10 @@ def task_cost(work: Workload, profile: Profile, mode: str = "on_the_fly", tasks:
                     switch_energy_pj=energy, switch_cycles=cycles, assumed_density=assumed, grown_bits=grown)
 
 
-def _op_for(method: str, layer_bits: float, layer: Layer, scale_bits: int, ops) -> float:
+def _op_for(kind: catalogue.MaskKind, layer_bits: float, layer: Layer, scale_bits: int,
+            ops: MaskOpEnergy) -> float:
     """Energy of applying the mask to one weight: KSM multiplies the soft entries and gates the rest."""
-    if method != "ksm":
+    if kind != catalogue.KERNEL:
         return ops.gate
     entries = kernel_mask_entries(layer)
     soft = (layer_bits - entries) / scale_bits / entries  # fraction of zero (soft) entries

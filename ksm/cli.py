@@ -9,9 +9,10 @@ from pathlib import Path
 
 import click
 
+from hwsim import catalogue
+from ksm.registry import MethodChoice
+
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-METHOD_NAMES = ("ksm", "piggyback", "finetune", "feature", "packnet", "cpg")
-SEQUENCE_METHODS = ("packnet", "cpg")  # one sequence folder RUNS_DIR/<method>/ for all tasks
 ARCH_NAMES = ("mobilenet_v2", "resnet18", "resnet50", "vgg16", "vgg16_bn")
 
 
@@ -52,7 +53,7 @@ def run_folder_name(task: str, method: str, batchnorm: str | None, soft: bool) -
               help="Shorthand for all four built-in tasks.")
 @click.option("--data-root", type=click.Path(path_type=Path), default=None,
               help="Folder with the paper's benchmark in Piggyback's layout DIR/<task>/{train,test}/<class>/*.jpg.")
-@click.option("--method", "methods", multiple=True, type=click.Choice(METHOD_NAMES), default=("ksm",),
+@click.option("--method", "methods", multiple=True, type=MethodChoice(), default=("ksm",),
               show_default=True, help="ksm (kernel-wise soft mask), piggyback (element-wise binary mask), "
                                       "finetune (all weights), feature (head only), packnet and cpg (the tasks "
                                       "in order on shared weights, into RUNS_DIR/<method>/). Repeatable.")
@@ -149,8 +150,8 @@ def main(tasks: tuple[str, ...], suite: str | None, data_root: Path | None, meth
     if not names:
         raise click.UsageError("name a --task or --suite default")
     methods = tuple(dict.fromkeys(methods))
-    sequences = [m for m in methods if m in SEQUENCE_METHODS]
-    methods = tuple(m for m in methods if m not in SEQUENCE_METHODS)
+    sequences = [m for m in methods if catalogue.get(m).sequence]  # one folder RUNS_DIR/<method>/ for all tasks
+    methods = tuple(m for m in methods if not catalogue.get(m).sequence)
     if out is not None and sequences and (methods or len(sequences) != 1):
         raise click.UsageError("with packnet/cpg, --out names the sequence folder of exactly one method")
     if sequences and nproc > 1:

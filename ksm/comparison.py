@@ -11,12 +11,14 @@ import json
 import math
 import os
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from hwsim import catalogue
 from ksm.protocol import COMMAND_JSON, PROTOCOL_JSON, VARIANTS
 
 NOISE_P = 0.05  # two variants whose Welch p-value is at least this are "within noise"
@@ -220,6 +222,15 @@ def comparison_markdown(frame: pd.DataFrame, protocol: dict[str, Any], command: 
     return "\n".join(lines)
 
 
+def variant_style(variant: str) -> catalogue.Style:
+    """A variant is drawn in its method's colour and marker (hwsim's catalogue, as in the report's
+    figures); an ablation's marker is left open."""
+    known = VARIANTS.get(variant)
+    if known is None:
+        return catalogue.FALLBACK_STYLE
+    return replace(catalogue.style(known.method), filled=variant == known.method)
+
+
 def comparison_figure(frame: pd.DataFrame, path: Path) -> Path:
     """Mean test top-1 per variant, one panel per task, error bars one std over seeds.
 
@@ -229,12 +240,12 @@ def comparison_figure(frame: pd.DataFrame, path: Path) -> Path:
     import matplotlib
     from matplotlib.figure import Figure
 
-    from hwsim.figures import MARKERS, STYLE, method_colors
+    from hwsim.figures import STYLE
 
     tasks = list(dict.fromkeys(frame["task"]))
     variants = _order(list(frame["variant"].unique()))
     stats = frame.groupby(["task", "variant"])["top1"].agg(["mean", "std"])
-    colors = method_colors(variants)
+    styles = {v: variant_style(v) for v in variants}
     with matplotlib.rc_context(STYLE):
         fig = Figure(figsize=(2.3 * len(tasks) + 0.8, 3.6))
         axes = fig.subplots(1, len(tasks), squeeze=False)[0]
@@ -242,8 +253,9 @@ def comparison_figure(frame: pd.DataFrame, path: Path) -> Path:
             for i, variant in enumerate(variants):
                 if (task, variant) in stats.index:
                     mean, std = stats.loc[(task, variant)]
-                    ax.errorbar([i], [mean], yerr=[0 if np.isnan(std) else std], fmt=MARKERS[i % len(MARKERS)],
-                                color=colors[variant], capsize=2, markersize=5)
+                    style = styles[variant]
+                    ax.errorbar([i], [mean], yerr=[0 if np.isnan(std) else std], fmt=style.marker,
+                                color=style.color, markerfacecolor=style.facecolor, capsize=2, markersize=5)
             ax.set_xticks(range(len(variants)), variants, rotation=70, ha="right")
             ax.grid(axis="x", visible=False)
             ax.set_title(task)

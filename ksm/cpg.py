@@ -37,6 +37,7 @@ from ksm.backbones import ARCHS, replace_head
 from ksm.data import TaskData
 from ksm.masks import _IdentitySTE
 from ksm.methods import MaskConfig, maskable_layers
+from ksm.registry import register_method
 from ksm.sequence import SequenceMethod, phase_history, raw_weight, scaled
 from ksm.train import TrainConfig
 
@@ -91,6 +92,7 @@ def widen(model: nn.Module, arch: str, width_mult: float, head: str) -> nn.Modul
     return new
 
 
+@register_method
 class CPG(SequenceMethod):
     """Compact (gradual pruning), pick (a learned mask over earlier tasks' weights), grow (widen)."""
 

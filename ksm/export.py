@@ -55,6 +55,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from hwsim import catalogue
 from ksm.data import TaskData
 from ksm.masks import KernelSoftMask
 from ksm.methods import Method, maskable_layers
@@ -65,7 +66,6 @@ OPSET = 17
 DEFAULT_CALIBRATION = 256
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 DEFAULT_TOLERANCE = 1e-3  # max |onnxruntime − torch| on logits, relative to max |torch logits| (float32 export)
-MASK_METHODS = ("ksm", "piggyback")
 
 
 class ExportError(RuntimeError):
@@ -272,7 +272,7 @@ def on_the_fly_model(model: nn.Module, method: Method, *, mask_scale_bits: int, 
     ``model`` is a task network from :func:`ksm.pipeline.load_run_model`; it is modified (its frozen
     backbone weights are replaced by their quantised values), so pass a fresh one.
     """
-    if method.name not in MASK_METHODS:
+    if not catalogue.get(method.name).mask.learned:
         raise ValueError(f"method {method.name!r} has no mask to apply on the fly")
     for name, module in maskable_layers(model, method.head):
         if parametrize.is_parametrized(module, "weight"):
@@ -371,7 +371,7 @@ def export_run(folder: Path, onnx_path: Path, *, data: TaskData | None = None, i
     folded_top1 = onnx_accuracy(result.int8_onnx, data, batch_size=batch_size, threads=threads)
     cpu_top1 = onnx_accuracy(result.int8_onnx, data, batch_size=batch_size, threads=threads, integer_kernels=True)
     on_the_fly_top1 = on_the_fly_float = None
-    if method.name in MASK_METHODS:
+    if catalogue.get(method.name).mask.learned:
         fresh, _, _ = load_run_model(folder, weights=weights)
         otf = on_the_fly_model(fresh, method, mask_scale_bits=mask_scale_bits)
         on_the_fly_float = evaluate(otf, data, "test", batch_size=batch_size)  # int8 weights, float activations
@@ -456,20 +456,15 @@ def record_int8(folder: Path, metrics: dict[str, Any], *, expected_sha256: str |
 # ---------------------------------------------------------------------------------------------
 def int8_table(records: list[dict[str, Any]]) -> Any:
     """Test top-1 (%) per task (rows): for each method its float, int8 folded and (mask methods)
-    int8 on-the-fly accuracy, from ``metrics.int8``; a mean row when there are several tasks."""
+    int8 on-the-fly accuracy (:func:`ksm.results.int8_frame`); a mean row when there are several tasks."""
     import pandas as pd
 
-    from ksm.results import method_label
+    from ksm.results import int8_frame
 
-    rows = []
-    for r in records:
-        q = r["metrics"].get("int8") or {}
-        label = method_label(r)
-        rows.append({"task": r["task"], "column": f"{label} float", "top1": 100 * r["metrics"]["top1"]})
-        if q.get("folded_top1") is not None:
-            rows.append({"task": r["task"], "column": f"{label} int8", "top1": 100 * q["folded_top1"]})
-        if q.get("on_the_fly_top1") is not None:
-            rows.append({"task": r["task"], "column": f"{label} int8 on-the-fly", "top1": 100 * q["on_the_fly_top1"]})
+    suffix = {"float32": "float", "int8 folded": "int8", "int8 on the fly": "int8 on-the-fly"}
+    frame = int8_frame(records)
+    rows = [{"task": row["task"], "column": f"{row['method']} {name}", "top1": row[column]}
+            for _, row in frame.iterrows() for column, name in suffix.items() if pd.notna(row[column])]
     table = pd.DataFrame(rows).pivot_table(index="task", columns="column", values="top1", sort=False)
     if len(table) > 1:
         table.loc["mean"] = table.mean(numeric_only=True)

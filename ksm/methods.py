@@ -17,7 +17,9 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from ksm.backbones import ARCHS, classifier_path, replace_head
+from hwsim import catalogue
 from ksm.masks import DEFAULT_INIT, DEFAULT_THRESHOLD, ElementBinaryMask, KernelSoftMask
+from ksm.registry import method_class, register_method
 
 BN_TENSORS = ("weight", "bias", "running_mean", "running_var")
 
@@ -150,12 +152,14 @@ class Method:
         return folded.eval()
 
 
+@register_method
 class Feature(Method):
     """Head only: the frozen backbone as a feature extractor (cheap lower reference)."""
 
     name = "feature"
 
 
+@register_method
 class FineTune(Method):
     """Every weight trained per task (the storage-heavy upper reference)."""
 
@@ -241,6 +245,7 @@ class _Masked(Method):
         return ones / total if total else None
 
 
+@register_method
 class KSM(_Masked):
     """Kernel-wise Soft Mask (Yang et al., CVPR 2021) with task-specific BatchNorm (authors' default)."""
 
@@ -258,6 +263,7 @@ class KSM(_Masked):
                               temperature=m.temperature, soft=self.soft)
 
 
+@register_method
 class Piggyback(_Masked):
     """Element-wise binary mask with the identity straight-through estimator (Mallya et al., 2018)."""
 
@@ -268,23 +274,13 @@ class Piggyback(_Masked):
         return ElementBinaryMask(weight.shape, init=self.mask.init, threshold=self.mask.threshold)
 
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (KSM, Piggyback, FineTune, Feature)}
-
-# Sequence methods (tasks learnt one after another on shared weights; ksm/sequence.py): imported on
-# first use, since their modules subclass Method.
-SEQUENCE_METHODS = {"packnet": ("ksm.packnet", "PackNet"), "cpg": ("ksm.cpg", "CPG")}
-
-
 def make_method(name: str, arch: str, *, batchnorm: str | None = None, mask: MaskConfig = MaskConfig(),
                 soft: bool = True, options: dict | None = None) -> Method:
-    """``options``: keyword arguments of the sequence methods (e.g. ``prune_ratio``)."""
-    if name in SEQUENCE_METHODS:
-        import importlib
-
-        module, cls = SEQUENCE_METHODS[name]
-        return getattr(importlib.import_module(module), cls)(arch, batchnorm=batchnorm, mask=mask, **(options or {}))
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; choose one of {', '.join([*METHODS, *SEQUENCE_METHODS])}")
-    if name == "ksm":
-        return KSM(arch, batchnorm=batchnorm, mask=mask, soft=soft)
-    return METHODS[name](arch, batchnorm=batchnorm, mask=mask)
+    """The registered method ``name`` (``ksm.registry``). ``soft``: methods with a soft part (KSM);
+    ``options``: keyword arguments of the sequence methods (e.g. ``prune_ratio``)."""
+    cls = method_class(name)
+    traits = catalogue.get(name)
+    extra = dict(options or {}) if traits.sequence else {}
+    if traits.soft_part:
+        extra["soft"] = soft
+    return cls(arch, batchnorm=batchnorm, mask=mask, **extra)

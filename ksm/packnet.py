@@ -28,12 +28,14 @@ from torch import Tensor, nn
 
 from ksm.data import TaskData
 from ksm.methods import MaskConfig
+from ksm.registry import register_method
 from ksm.sequence import SequenceMethod, phase_history, scaled
 from ksm.train import TrainConfig
 
 RETRAIN_LR_FACTOR = 0.1  # authors: 1e-3 for training, 1e-4 for retraining
 
 
+@register_method
 class PackNet(SequenceMethod):
     """One network, a uint8 task index per weight; task t uses the weights of tasks ≤ t."""
 

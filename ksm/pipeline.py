@@ -17,6 +17,7 @@ import torchvision
 from torch import Tensor, nn
 
 import ksm
+from hwsim.catalogue import SOFT_PRECISIONS  # the report sweeps the same precisions
 from ksm.backbones import BackboneSpec, build_backbone
 from ksm.data import TaskData
 from ksm.distributed import SINGLE, Context, barrier, convert_batchnorm
@@ -25,9 +26,6 @@ from ksm.masks import KernelSoftMask
 from ksm.methods import MaskConfig, Method, make_method
 from ksm.runfolder import RunError, check_output, partial_dir, read_run, write_run
 from ksm.train import TrainConfig, evaluate, train_task
-
-SOFT_PRECISIONS = (0, 2, 4, 8, 16)
-
 
 @dataclass(frozen=True)
 class RunSpec:

@@ -35,6 +35,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from hwsim import catalogue
 from ksm.data import DEFAULT_SUITE, TaskData
 
 SELECTION_RULE = ("highest validation top-1; ties go to the earlier trial in grid order and the earlier epoch")
@@ -58,7 +59,7 @@ class Variant:
 
     @property
     def sequence(self) -> bool:
-        return self.method in ("packnet", "cpg")
+        return catalogue.get(self.method).sequence
 
 
 VARIANTS: dict[str, Variant] = {v.name: v for v in (

@@ -14,27 +14,9 @@ from typing import Any
 
 import pandas as pd
 
+from hwsim.catalogue import label_rank, run_label
 
-def method_label(record: dict[str, Any]) -> str:
-    """e.g. ``ksm``, ``piggyback (BN task)``, ``ksm (binary only)``."""
-    label = record["method"]
-    defaults = {"ksm": "task", "finetune": "task", "piggyback": "frozen", "feature": "frozen"}
-    if record.get("batchnorm") and record["batchnorm"] != defaults.get(label, record["batchnorm"]):
-        label += f" (BN {record['batchnorm']})"
-    if record["method"] == "ksm" and record.get("train", {}).get("soft") is False:
-        label += " (binary only)"
-    lr = record.get("train", {}).get("lr_body")
-    if lr is not None and lr != 1e-3:
-        label += f" (lr {lr:g})"
-    return label
-
-
-METHOD_ORDER = ("ksm", "piggyback", "packnet", "cpg", "finetune", "feature")
-
-
-def _method_order(label: str) -> tuple[int, str]:
-    base = label.split(" ")[0]
-    return (METHOD_ORDER.index(base) if base in METHOD_ORDER else len(METHOD_ORDER), label)
+method_label = run_label  # hwsim's catalogue names a run for both packages
 
 
 def find_runs(*folders: Path) -> list[dict[str, Any]]:
@@ -58,20 +40,32 @@ def cost_table(records: list[dict[str, Any]]) -> pd.DataFrame:
                      "epochs / task": r["train"].get("epochs_total", len(history)),
                      "s / step": seconds / steps if steps else float("nan")})
     table = pd.DataFrame(rows).groupby("method").mean()
-    return table.loc[sorted(table.index, key=_method_order)]
+    return table.loc[sorted(table.index, key=label_rank)]
+
+
+INT8_COLUMNS = ("float32", "int8 folded", "int8 on the fly")
+
+
+def int8_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per run: task, method label and the top-1 (%) of its float32 model, its int8 folded
+    model (``metrics.int8.top1``) and its int8 on-the-fly model; NaN where ``ksm-export`` did not measure."""
+    def pct(value: Any) -> float:
+        return float("nan") if value is None else 100 * value
+
+    rows = []
+    for r in records:
+        q = r.get("metrics", {}).get("int8") or {}
+        rows.append({"task": r["task"], "method": method_label(r), "float32": pct(r["metrics"]["top1"]),
+                     "int8 folded": pct(q.get("top1")), "int8 on the fly": pct(q.get("on_the_fly_top1"))})
+    return pd.DataFrame(rows, columns=["task", "method", *INT8_COLUMNS])
 
 
 def int8_table(records: list[dict[str, Any]]) -> pd.DataFrame | None:
-    """Float vs int8 (onnxruntime) top-1 (%) of the runs that ``ksm-export --int8`` measured."""
-    rows = [{"task": r["task"], "method": method_label(r), "float32": 100 * r["metrics"]["top1"],
-             "int8 folded": 100 * r["metrics"]["int8"]["top1"],
-             "int8 on the fly": (100 * r["metrics"]["int8"]["on_the_fly_top1"]
-                                 if r["metrics"]["int8"].get("on_the_fly_top1") is not None else None)}
-            for r in records if r.get("metrics", {}).get("int8")]
-    if not rows:
+    """Float vs int8 (onnxruntime) top-1 (%) of the runs that ``ksm-export --int8`` measured, by (method, task)."""
+    table = int8_frame(records).dropna(subset=["int8 folded"])
+    if table.empty:
         return None
-    table = pd.DataFrame(rows)
-    table["order"] = table["method"].map(_method_order)
+    table["order"] = table["method"].map(label_rank)
     return table.sort_values(["order", "task"]).drop(columns="order").set_index(["method", "task"])
 
 
@@ -79,7 +73,7 @@ def results_table(records: list[dict[str, Any]]) -> pd.DataFrame:
     """Test top-1 (%) per task (rows) and method (columns), with a mean row."""
     rows = [{"task": r["task"], "method": method_label(r), "top1": 100 * r["metrics"]["top1"]} for r in records]
     table = pd.DataFrame(rows).pivot_table(index="task", columns="method", values="top1", sort=False)
-    table = table[sorted(table.columns, key=_method_order)]
+    table = table[sorted(table.columns, key=label_rank)]
     if len(table) > 1:
         table.loc["mean"] = table.mean(numeric_only=True, skipna=False)  # a method missing a task has no mean
     table.columns.name = None

@@ -271,3 +271,22 @@ def test_a_runs_folder_expands_into_sequence_tasks(tmp_path: Path) -> None:
     folders, skipped = expand_run_paths([tmp_path / "runs"])
     assert folders == [tmp_path / "runs" / "digits", tmp_path / "runs" / "packnet" / "digits"]
     assert skipped == []
+
+
+def test_figure_files_come_from_the_sections(tmp_path: Path) -> None:
+    from hwsim.report import SECTIONS, Figure, Part, Section, build_report, figure_patterns
+
+    assert set(figure_patterns()) == {"accuracy-vs-storage.png", "energy-*.png", "system-storage.png",
+                                      "layer-masks.png", "soft-precision.png"}
+    out = tmp_path / "rep"
+    out.mkdir()
+    (out / "energy-dropped_profile.png").write_bytes(b"old")  # a figure of an earlier report: removed
+    (out / "mine.png").write_bytes(b"mine")  # not a report figure: kept
+    run = write_run(tmp_path / "runs" / "toy", method="ksm")
+    write_report([run], ["edge_npu"], out)
+    assert not (out / "energy-dropped_profile.png").exists() and (out / "mine.png").exists()
+
+    costs = cost_runs(load_runs([run]), [load_profile("edge_npu")])
+    sneaky = Section(lambda r: Part(["x"], [Figure("undeclared.png", lambda path: path)]))
+    with pytest.raises(ValueError, match="undeclared.png"):
+        build_report(costs, tmp_path, "cmd", sections=[*SECTIONS, sneaky])

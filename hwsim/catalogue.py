@@ -1,0 +1,201 @@
+"""The catalogue of methods: one row of torch-free traits per method, shared by ``ksm`` and ``hwsim``.
+
+Why a table: a method's name, its default BatchNorm policy, what it stores per task, whether it learns
+the tasks in order, where it sorts and how it is drawn are needed by both packages; kept in one row
+they cannot drift apart (a run gets one label everywhere, a method one colour in every figure). ``ksm``
+binds a name to its training code (``ksm.registry``), ``hwsim`` prices its mask through its
+:class:`MaskKind` (``hwsim.masks``), and tables and figures label, order and colour runs from the row.
+Adding a method is one :func:`register` call here plus its class in ksm.
+
+This module imports nothing from hwsim or ksm, so every other module may import it.
+
+Example:
+    >>> from hwsim import catalogue
+    >>> catalogue.get("piggyback").batchnorm
+    'frozen'
+    >>> catalogue.run_label({"method": "piggyback", "batchnorm": "task"})
+    'piggyback (BN task)'
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_LR = 1e-3  # ksm-train's default --lr-mask: a run trained at another rate says so in its label
+SOFT_PRECISIONS = (0, 2, 4, 8, 16)  # bits of KSM's soft part that ksm-train measures and the report sweeps
+
+
+@dataclass(frozen=True, slots=True)
+class MaskKind:
+    """What a method keeps per task to turn the shared weights into the task's weights.
+
+    ``name`` selects the storage rule in ``hwsim.masks`` (one rule per kind, not per method, so a new
+    method with a known kind needs no cost code).
+    """
+
+    name: str
+    applied: bool  # a mask gates the shared weights: costed on the fly or folded at a task switch
+    learned: bool  # a real-valued mask tensor is trained (stored as ``<layer>.mask``/``.binary``)
+    needs_run: bool = False  # its storage depends on counts only a run records (not costable from a network)
+
+
+KERNEL = MaskKind("kernel", applied=True, learned=True)  # KSM: a bit per kernel + soft scale
+ELEMENT = MaskKind("element", applied=True, learned=True)  # Piggyback: a bit per weight
+TASK_INDEX = MaskKind("task_index", applied=True, learned=False)  # PackNet: owning task per weight
+TASK_INDEX_PICK = MaskKind("task_index_pick", applied=True, learned=False, needs_run=True)  # CPG: + pick, growth
+COPY = MaskKind("copy", applied=False, learned=False)  # fine-tuning: the task's own weights
+NONE = MaskKind("none", applied=False, learned=False)  # head only
+
+
+@dataclass(frozen=True, slots=True)
+class MethodTraits:
+    """Everything about a method that does not need torch."""
+
+    name: str  # as in run.json "method" and on the command lines
+    description: str  # a few words for --help: what the method learns
+    batchnorm: str  # the BatchNorm policy it trains with unless told otherwise: "task" or "frozen"
+    mask: MaskKind
+    sequence: bool  # the tasks are learnt in order on shared weights (one sequence folder)
+    order: int  # position in tables and legends
+    color: str  # the one colour of this method in every figure
+    marker: str  # the one matplotlib marker of this method in every figure
+    soft_part: bool = False  # KSM: a run trained without its soft part is labelled "(binary only)"
+
+    def __post_init__(self) -> None:
+        if self.batchnorm not in ("task", "frozen"):
+            raise ValueError(f"{self.name}: batchnorm must be 'task' or 'frozen', not {self.batchnorm!r}")
+        if not self.name or " " in self.name:
+            raise ValueError(f"method name must be one word, not {self.name!r}")
+
+
+_TABLE: dict[str, MethodTraits] = {}
+
+
+def register(traits: MethodTraits) -> MethodTraits:
+    """Add a method to the catalogue; a name may be registered once."""
+    if traits.name in _TABLE:
+        raise ValueError(f"method {traits.name!r} is already in the catalogue")
+    _TABLE[traits.name] = traits
+    return traits
+
+
+def unregister(name: str) -> None:
+    """Remove a method (tests that register a toy method clean up with this)."""
+    _TABLE.pop(name, None)
+
+
+def get(name: str) -> MethodTraits:
+    """The traits of ``name``; a ``KeyError`` that lists the known methods otherwise."""
+    try:
+        return _TABLE[name]
+    except KeyError:
+        raise KeyError(f"unknown method {name!r} (known: {', '.join(names())})") from None
+
+
+def find(name: Any) -> MethodTraits | None:
+    """The traits of ``name``, or None for an unknown one."""
+    return _TABLE.get(name) if isinstance(name, str) else None
+
+
+def names() -> tuple[str, ...]:
+    """Every method, in display order."""
+    return tuple(t.name for t in sorted(_TABLE.values(), key=lambda t: (t.order, t.name)))
+
+
+def methods() -> tuple[MethodTraits, ...]:
+    """Every method's traits, in display order."""
+    return tuple(get(n) for n in names())
+
+
+# --------------------------------------------------------------------------------------------
+# Runs: one label and one order for both packages
+
+
+def run_label(record: Mapping[str, Any]) -> str:
+    """How a run (its ``run.json`` record) is named in every table and figure.
+
+    The method, then what differs from its defaults: ``piggyback (BN task)``, ``ksm (binary only)``,
+    ``piggyback (lr 0.0001)``. A learning rate chosen on validation (``metrics.selection``) is part of
+    the protocol, not of the method, so it is not named.
+    """
+    method = str(record.get("method"))
+    traits = find(method)
+    label = method
+    bn = record.get("batchnorm")
+    if bn and traits is not None and bn != traits.batchnorm:
+        label += f" (BN {bn})"
+    train = record.get("train")
+    train = train if isinstance(train, Mapping) else {}
+    if traits is not None and traits.soft_part and train.get("soft") is False:
+        label += " (binary only)"
+    lr = train.get("lr_body")
+    metrics = record.get("metrics")
+    chosen = isinstance(metrics, Mapping) and bool(metrics.get("selection"))
+    if isinstance(lr, (int, float)) and not isinstance(lr, bool) and math.isfinite(lr) and lr != DEFAULT_LR \
+            and not chosen:
+        label += f" (lr {lr:g})"
+    return label
+
+
+def base_method(label: str) -> str:
+    """The method a label names (``piggyback (BN task)`` -> ``piggyback``)."""
+    return label.split(" ", 1)[0]
+
+
+def label_rank(label: str) -> tuple[int, int, str]:
+    """Sort key of a run label: methods in display order, each method's own label before its variants."""
+    base = base_method(label)
+    order = names()
+    position = order.index(base) if base in order else len(order)
+    return (position, 0 if label == base else 1, label)
+
+
+def sort_labels(labels: list[str] | tuple[str, ...]) -> list[str]:
+    """Distinct labels in display order."""
+    return sorted(dict.fromkeys(labels), key=label_rank)
+
+
+@dataclass(frozen=True, slots=True)
+class Style:
+    """How a label is drawn: its method's colour and marker; a variant's marker is left open."""
+
+    color: str
+    marker: str
+    filled: bool
+
+    @property
+    def facecolor(self) -> str:
+        return self.color if self.filled else "none"
+
+
+FALLBACK_STYLE = Style("#7f7f7f", "X", True)  # a method the catalogue does not know
+
+
+def style(label: str) -> Style:
+    """The colour and marker of a run label (or a bare method name)."""
+    traits = find(base_method(label))
+    if traits is None:
+        return FALLBACK_STYLE
+    return Style(traits.color, traits.marker, filled=label == traits.name)
+
+
+# --------------------------------------------------------------------------------------------
+# The built-in methods (colours: matplotlib's tab10 in display order)
+
+for _traits in (
+    MethodTraits("ksm", "kernel-wise soft mask", "task", KERNEL, sequence=False, order=0,
+                 color="#1f77b4", marker="o", soft_part=True),
+    MethodTraits("piggyback", "element-wise binary mask", "frozen", ELEMENT, sequence=False, order=1,
+                 color="#ff7f0e", marker="s"),
+    MethodTraits("packnet", "prune and retrain, the tasks in order on shared weights", "task", TASK_INDEX,
+                 sequence=True, order=2, color="#2ca02c", marker="^"),
+    MethodTraits("cpg", "compact, pick and grow, the tasks in order on shared weights", "task", TASK_INDEX_PICK,
+                 sequence=True, order=3, color="#d62728", marker="D"),
+    MethodTraits("finetune", "all weights", "task", COPY, sequence=False, order=4, color="#9467bd", marker="v"),
+    MethodTraits("feature", "head only", "frozen", NONE, sequence=False, order=5, color="#8c564b", marker="P"),
+):
+    register(_traits)
+del _traits
