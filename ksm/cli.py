@@ -72,11 +72,10 @@ class SectionedCommand(click.Command):
         records = {p.name: p.get_help_record(ctx) for p in self.get_params(ctx)}
         width = min(max(len(r[0]) for r in records.values() if r), 30)  # one help column for every section
         for title, names in [*SECTIONS.items(), ("Other options", tuple(records))]:
-            rows = [(term.ljust(width), text) for name in names if (row := records.pop(name, None))
-                    for term, text in [row]]
+            rows = [records.pop(name) for name in names if records.get(name)]
             if rows:
                 with formatter.section(title):
-                    formatter.write_dl(rows)
+                    formatter.write_dl([(term.ljust(width), text) for term, text in rows])
 
 
 @dataclass(frozen=True)
