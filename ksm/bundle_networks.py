@@ -9,12 +9,12 @@ network's conv and linear layers at 224×224 (ImageNet input, 1000 classes) exac
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torchvision
 
+from ksm.files import write_text_atomic
 from ksm.geometry import layer_records
 
 NETWORKS = {"resnet18": torchvision.models.resnet18, "resnet50": torchvision.models.resnet50,
@@ -34,9 +34,7 @@ def main() -> None:
     FOLDER.mkdir(parents=True, exist_ok=True)
     for name in NETWORKS:
         path = FOLDER / f"{name}.json"
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(network_table(name), indent=1) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        write_text_atomic(path, json.dumps(network_table(name), indent=1) + "\n")
         print(path)
 
 

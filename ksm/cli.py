@@ -5,15 +5,36 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from hwsim import catalogue
 from ksm.registry import MethodChoice
 
+if TYPE_CHECKING:
+    from ksm.data import TaskData
+    from ksm.distributed import Context
+    from ksm.pipeline import RunSpec
+
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 ARCH_NAMES = ("mobilenet_v2", "resnet18", "resnet50", "vgg16", "vgg16_bn")
+SEQUENCE_OPTIONS = {  # the options each sequence method takes, passed to it as keyword arguments
+    "packnet": ("prune_ratio", "retrain_epochs"),
+    "cpg": ("prune_ratio", "prune_steps", "prune_epochs", "target_accuracy", "grow_step", "max_grow"),
+}
+SECTIONS: dict[str, tuple[str, ...]] = {  # --help's sections, each with its options in order
+    "Tasks and methods": ("tasks", "suite", "data_root", "methods"),
+    "Backbone and data": ("arch", "weights", "input_size", "max_train"),
+    "Training": ("epochs", "batch_size", "lr_mask", "lr_head", "seed"),
+    "Masks and BatchNorm": ("batchnorm", "soft", "mask_init", "threshold", "beta", "temperature"),
+    "PackNet and CPG": ("prune_ratio", "retrain_epochs", "prune_steps", "prune_epochs", "target_accuracy",
+                        "grow_step", "max_grow"),
+    "Output": ("out", "runs_dir", "force", "resume", "skip_existing", "progress"),
+    "Hardware": ("device", "threads", "nproc", "amp"),
+}
 
 
 def _without_nproc(argv: list[str]) -> list[str]:
@@ -45,7 +66,103 @@ def run_folder_name(task: str, method: str, batchnorm: str | None, soft: bool) -
     return name
 
 
-@click.command(context_settings=CONTEXT_SETTINGS)
+class SectionedCommand(click.Command):
+    """A command whose ``--help`` lists its options under the titles of :data:`SECTIONS`."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        records = {p.name: p.get_help_record(ctx) for p in self.get_params(ctx)}
+        width = min(max(len(r[0]) for r in records.values() if r), 30)  # one help column for every section
+        for title, names in [*SECTIONS.items(), ("Other options", tuple(records))]:
+            rows = [records.pop(name) for name in names if records.get(name)]
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl([(term.ljust(width), text) for term, text in rows])
+
+
+@dataclass(frozen=True)
+class Options:
+    """``ksm-train``'s command line, by section, and what it turns into: task names, data, run specs."""
+
+    # Tasks and methods
+    tasks: tuple[str, ...]
+    suite: str | None
+    data_root: Path | None
+    methods: tuple[str, ...]
+    # Backbone and data
+    arch: str
+    weights: str
+    input_size: int | None
+    max_train: int
+    # Training
+    epochs: int
+    batch_size: int
+    lr_mask: float
+    lr_head: float
+    seed: int
+    # Masks and BatchNorm
+    batchnorm: str | None
+    soft: bool
+    mask_init: float
+    threshold: float
+    beta: float
+    temperature: float
+    # PackNet and CPG
+    prune_ratio: float
+    retrain_epochs: int
+    prune_steps: int
+    prune_epochs: int
+    target_accuracy: float | None
+    grow_step: float
+    max_grow: int
+    # Output
+    out: Path | None
+    runs_dir: Path
+    force: bool
+    resume: bool
+    skip_existing: bool
+    progress: bool
+    # Hardware
+    device: str
+    threads: int | None
+    nproc: int
+    amp: bool
+
+    def task_names(self) -> list[str]:
+        from ksm.data import DEFAULT_SUITE
+
+        names = list(self.tasks) + (list(DEFAULT_SUITE) if self.suite == "default" else [])
+        if not names:
+            raise click.UsageError("name a --task or --suite default")
+        return names
+
+    def load(self, task: str) -> TaskData:
+        """The task's data at the run's input size (built-in tasks limited to ``--max-train`` images)."""
+        from ksm.data import load_task
+
+        return load_task(task, data_root=self.data_root, input_size=self.input_size or (224 if self.data_root else 64),
+                         max_train=None if self.data_root or not self.max_train else self.max_train)
+
+    def spec(self, method: str) -> RunSpec:
+        """The run spec of ``method`` (a sequence method's spec covers the whole sequence)."""
+        from ksm.methods import MaskConfig
+        from ksm.pipeline import make_spec
+
+        return make_spec(method, arch=self.arch, weights=self.weights, epochs=self.epochs, batch_size=self.batch_size,
+                         lr_body=self.lr_mask, lr_head=self.lr_head, seed=self.seed,
+                         mask=MaskConfig(init=self.mask_init, threshold=self.threshold, beta=self.beta,
+                                         temperature=self.temperature),
+                         batchnorm=self.batchnorm, soft=self.soft,
+                         options={k: getattr(self, k) for k in SEQUENCE_OPTIONS.get(method, ())})
+
+    def run_folder(self, task: str, method: str) -> Path:
+        return self.out or self.runs_dir / run_folder_name(task, method, self.batchnorm, self.soft)
+
+    def sequence_folder(self, method: str) -> Path:
+        return self.out or self.runs_dir / (method + (f"-bn{self.batchnorm}" if self.batchnorm else ""))
+
+
+@click.command(cls=SectionedCommand, context_settings=CONTEXT_SETTINGS)
+# Tasks and methods
 @click.option("--task", "tasks", multiple=True, metavar="NAME",
               help="Task to learn (repeatable). Built in: fashion_mnist, animals, mnist5k, digits. With "
                    "--data-root: any folder under it, e.g. cubs_cropped, stanford_cars, flowers, wikiart, sketches.")
@@ -57,25 +174,27 @@ def run_folder_name(task: str, method: str, batchnorm: str | None, soft: bool) -
               show_default=True, help="ksm (kernel-wise soft mask), piggyback (element-wise binary mask), "
                                       "finetune (all weights), feature (head only), packnet and cpg (the tasks "
                                       "in order on shared weights, into RUNS_DIR/<method>/). Repeatable.")
+# Backbone and data
 @click.option("--arch", type=click.Choice(ARCH_NAMES), default="mobilenet_v2", show_default=True,
               help="torchvision backbone.")
 @click.option("--weights", default="IMAGENET1K_V1", show_default=True,
               help="torchvision weights name (read from $TORCH_HOME/hub/checkpoints), a local .pth state dict, "
                    "or 'none' for random init.")
-@click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Run folder (only with one task and one method). Default: RUNS_DIR/<task> for ksm, "
-                   "RUNS_DIR/<task>-<method> for the others.")
-@click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
-              help="Where run folders and the results table go.")
+@click.option("--input-size", type=click.IntRange(16), default=None,
+              help="Image side in pixels. Default 64 for the built-in tasks (MobileNetV2 keeps a 2×2 map "
+                   "before pooling; 32 px is 2× faster and loses accuracy), 224 with --data-root.")
+@click.option("--max-train", type=click.IntRange(0), default=3000, show_default=True,
+              help="Built-in tasks: use at most N training images per task (class-balanced, fixed seed; "
+                   "0 = all). Keeps the default job under 20 minutes on 2 CPU cores; ignored with --data-root.")
+# Training
 @click.option("--epochs", type=click.IntRange(1), default=2, show_default=True, help="Epochs per task.")
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True, help="Images per step.")
 @click.option("--lr-mask", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True,
               help="Adam learning rate of masks and BatchNorm (finetune: of all weights).")
 @click.option("--lr-head", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True,
               help="Adam learning rate of the classifier head.")
-@click.option("--input-size", type=click.IntRange(16), default=None,
-              help="Image side in pixels. Default 64 for the built-in tasks (MobileNetV2 keeps a 2×2 map "
-                   "before pooling; 32 px is 2× faster and loses accuracy), 224 with --data-root.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of head init, data order, dropout.")
+# Masks and BatchNorm
 @click.option("--batchnorm", type=click.Choice(["task", "frozen"]), default=None,
               help="BatchNorm policy. Default: task for ksm/finetune (authors' code), frozen for piggyback/feature.")
 @click.option("--soft/--no-soft", default=True, show_default=True,
@@ -84,23 +203,7 @@ def run_folder_name(task: str, method: str, batchnorm: str | None, soft: bool) -
 @click.option("--threshold", type=float, default=5e-3, show_default=True, help="Binarisation threshold τ.")
 @click.option("--beta", type=float, default=1200.0, show_default=True, help="KSM logistic scale β.")
 @click.option("--temperature", type=float, default=100.0, show_default=True, help="KSM softmax temperature T.")
-@click.option("--max-train", type=click.IntRange(0), default=3000, show_default=True,
-              help="Built-in tasks: use at most N training images per task (class-balanced, fixed seed; "
-                   "0 = all). Keeps the default job under 20 minutes on 2 CPU cores; ignored with --data-root.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of head init, data order, dropout.")
-@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu or cuda.")
-@click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads for torch (per process).")
-@click.option("--nproc", type=click.IntRange(1), default=1, show_default=True,
-              help="Data-parallel processes on this machine: relaunches the command under torchrun "
-                   "(DistributedDataParallel; gloo on CPU, nccl with --device cuda, one GPU per process). "
-                   "For several machines call torchrun yourself: torchrun --nnodes 2 --nproc_per_node 4 "
-                   "--rdzv_backend c10d --rdzv_endpoint HOST:29500 -m ksm ...")
-@click.option("--amp/--no-amp", default=False, show_default=True,
-              help="bfloat16 autocast on CUDA (channels_last is always used on CUDA); not available on CPU.")
-@click.option("--force", is_flag=True, help="Overwrite finished runs.")
-@click.option("--resume", is_flag=True, help="Continue interrupted runs from their last epoch checkpoint.")
-@click.option("--skip-existing", is_flag=True, help="Reuse finished runs instead of refusing (suites).")
-@click.option("--progress/--no-progress", default=True, show_default=True, help="Show tqdm progress bars.")
+# PackNet and CPG
 @click.option("--prune-ratio", type=click.FloatRange(0, 1, max_open=True), default=0.5, show_default=True,
               help="packnet/cpg: fraction of each task's weights pruned per layer (freed for later tasks).")
 @click.option("--retrain-epochs", type=click.IntRange(0), default=1, show_default=True,
@@ -114,13 +217,27 @@ def run_folder_name(task: str, method: str, batchnorm: str | None, soft: bool) -
 @click.option("--grow-step", type=click.FloatRange(0, min_open=True), default=0.5, show_default=True,
               help="cpg: width multiplier added per growth (mobilenet_v2).")
 @click.option("--max-grow", type=click.IntRange(0), default=1, show_default=True, help="cpg: growths per task at most.")
-def main(tasks: tuple[str, ...], suite: str | None, data_root: Path | None, methods: tuple[str, ...], arch: str,
-         weights: str, out: Path | None, runs_dir: Path, epochs: int, batch_size: int, lr_mask: float,
-         lr_head: float, input_size: int | None, batchnorm: str | None, soft: bool, mask_init: float,
-         threshold: float, beta: float, temperature: float, max_train: int | None, seed: int, device: str, threads: int | None,
-         nproc: int, amp: bool, force: bool, resume: bool, skip_existing: bool, progress: bool,
-         prune_ratio: float = 0.5, retrain_epochs: int = 1, prune_steps: int = 2, prune_epochs: int = 1,
-         target_accuracy: float | None = None, grow_step: float = 0.5, max_grow: int = 1) -> None:
+# Output
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Run folder (only with one task and one method). Default: RUNS_DIR/<task> for ksm, "
+                   "RUNS_DIR/<task>-<method> for the others.")
+@click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
+              help="Where run folders and the results table go.")
+@click.option("--force", is_flag=True, help="Overwrite finished runs.")
+@click.option("--resume", is_flag=True, help="Continue interrupted runs from their last epoch checkpoint.")
+@click.option("--skip-existing", is_flag=True, help="Reuse finished runs instead of refusing (suites).")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show tqdm progress bars.")
+# Hardware
+@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu or cuda.")
+@click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads for torch (per process).")
+@click.option("--nproc", type=click.IntRange(1), default=1, show_default=True,
+              help="Data-parallel processes on this machine: relaunches the command under torchrun "
+                   "(DistributedDataParallel; gloo on CPU, nccl with --device cuda, one GPU per process). "
+                   "For several machines call torchrun yourself: torchrun --nnodes 2 --nproc_per_node 4 "
+                   "--rdzv_backend c10d --rdzv_endpoint HOST:29500 -m ksm ...")
+@click.option("--amp/--no-amp", default=False, show_default=True,
+              help="bfloat16 autocast on CUDA (channels_last is always used on CUDA); not available on CPU.")
+def main(**values: Any) -> None:
     """Learn per-task masks on a frozen pretrained backbone; one run folder per (task, method).
 
     \b
@@ -131,119 +248,127 @@ def main(tasks: tuple[str, ...], suite: str | None, data_root: Path | None, meth
       ksm-train --suite default --method packnet --method cpg   # sequences: runs/packnet/, runs/cpg/
       ksm-train --suite default --nproc 2                 # 2 data-parallel processes (torchrun)
     """
-    if nproc > 1 and "WORLD_SIZE" not in os.environ:
-        sys.exit(relaunch_with_torchrun(nproc))
-    if amp and not device.startswith("cuda"):
+    o = Options(**values)
+    if o.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        sys.exit(relaunch_with_torchrun(o.nproc))
+    if o.amp and not o.device.startswith("cuda"):
         raise click.UsageError("--amp needs --device cuda")
     import torch
 
-    from ksm.backbones import BackboneSpec
-    from ksm.data import DEFAULT_SUITE, load_task
     from ksm.distributed import from_environment, shutdown
-    from ksm.methods import MaskConfig
-    from ksm.pipeline import RunSpec, run_task
-    from ksm.results import results_table, write_results
-    from ksm.runfolder import RUN_JSON, RunError, check_output, read_run
-    from ksm.train import TrainConfig
 
-    names = list(tasks) + (list(DEFAULT_SUITE) if suite == "default" else [])
-    if not names:
-        raise click.UsageError("name a --task or --suite default")
-    methods = tuple(dict.fromkeys(methods))
+    names = o.task_names()
+    methods = tuple(dict.fromkeys(o.methods))
     sequences = [m for m in methods if catalogue.get(m).sequence]  # one folder RUNS_DIR/<method>/ for all tasks
     methods = tuple(m for m in methods if not catalogue.get(m).sequence)
-    if out is not None and sequences and (methods or len(sequences) != 1):
+    if o.out is not None and sequences and (methods or len(sequences) != 1):
         raise click.UsageError("with packnet/cpg, --out names the sequence folder of exactly one method")
-    if sequences and nproc > 1:
+    if sequences and o.nproc > 1:
         raise click.UsageError("packnet/cpg sequences train in one process; drop --nproc")
-    if out is not None and methods and len(names) * len(methods) != 1:
+    if o.out is not None and methods and len(names) * len(methods) != 1:
         raise click.UsageError("--out takes exactly one task and one method; use --runs-dir for several")
-    if threads:
-        torch.set_num_threads(threads)
-    size = input_size or (224 if data_root else 64)
-    ctx = from_environment(device)
+    if o.threads:
+        torch.set_num_threads(o.threads)
+    ctx = from_environment(o.device)
+    device = o.device
     if ctx.active and device.startswith("cuda"):
         device = f"cuda:{ctx.local_rank}"
         torch.cuda.set_device(device)
-    say = click.echo if ctx.main else (lambda *a, **k: None)
 
-    plan = []
-    for task in names:
-        for method in methods:
-            folder = out or runs_dir / run_folder_name(task, method, batchnorm, soft)
-            if skip_existing and (folder / RUN_JSON).exists():
-                plan.append((task, method, folder, True))
-                continue
-            try:
-                check_output(folder, force=force, resume=resume)
-            except RunError as exc:
-                shutdown()
-                raise click.ClickException(str(exc)) from None
-            plan.append((task, method, folder, False))
-
-    records = []
-    seq_plan = []
-    for method in sequences:
-        from ksm.sequence import check_sequence
-
-        folder = out or runs_dir / (method + (f"-bn{batchnorm}" if batchnorm else ""))
-        try:
-            check_sequence(folder, names, force=force, resume=resume or skip_existing)
-        except (RunError, ValueError) as exc:
-            raise click.ClickException(str(exc)) from None
-        seq_plan.append((method, folder))
-    limit = None if data_root or not max_train else max_train
+    plan = plan_runs(o, names, methods)
+    sequence_plan = plan_sequences(o, names, sequences)
     try:
-        for method, folder in seq_plan:
-            from ksm.sequence import SequenceSpec, run_sequence
-
-            options = ({"prune_ratio": prune_ratio, "retrain_epochs": retrain_epochs} if method == "packnet" else
-                       {"prune_ratio": prune_ratio, "prune_steps": prune_steps, "prune_epochs": prune_epochs,
-                        "target_accuracy": target_accuracy, "grow_step": grow_step, "max_grow": max_grow})
-            sspec = SequenceSpec(method=method, backbone=BackboneSpec(arch, weights),
-                                 train=TrainConfig(epochs=epochs, batch_size=batch_size, lr_body=lr_mask,
-                                                   lr_head=lr_head, seed=seed),
-                                 mask=MaskConfig(init=mask_init, threshold=threshold, beta=beta, temperature=temperature),
-                                 batchnorm=batchnorm, options=options)
-            done = len(records)
-            records += run_sequence(sspec, names, lambda t: load_task(t, data_root=data_root, input_size=size,
-                                                                      max_train=limit),
-                                    folder, force=force, resume=resume or skip_existing, device=device,
-                                    progress=progress)
-            for r in records[done:]:
-                click.echo(f"{folder / r['task']}: {r['task']} {method} top-1 {100 * r['metrics']['top1']:.2f}%, "
-                           f"{r['train']['epochs_total']} epochs, {r['train']['wall_seconds']:.0f} s")
-        data_cache = {}
-        for task, method, folder, done in plan:
-            if done:
-                say(f"{folder}: finished run reused")
-                records.append(read_run(folder)[0])
-                continue
-            if task not in data_cache:
-                data_cache = {task: load_task(task, data_root=data_root, input_size=size,
-                                             max_train=None if data_root or not max_train else max_train)}
-            spec = RunSpec(method=method, backbone=BackboneSpec(arch, weights),
-                           train=TrainConfig(epochs=epochs, batch_size=batch_size, lr_body=lr_mask,
-                                             lr_head=lr_head, seed=seed),
-                           mask=MaskConfig(init=mask_init, threshold=threshold, beta=beta, temperature=temperature),
-                           batchnorm=batchnorm, soft=soft)
-            record = run_task(spec, data_cache[task], folder, force=force, resume=resume, device=device,
-                              progress=progress, ctx=ctx, amp=amp)
-            if record is None:  # not rank 0
-                continue
-            records.append(record)
-            density = record["metrics"]["mask_density"]
-            click.echo(f"{folder}: {task} {method} top-1 {100 * record['metrics']['top1']:.2f}%"
-                       + (f", mask density {density:.3f}" if density is not None else "")
-                       + f", {record['train']['wall_seconds']:.0f} s")
+        records = [r for method, folder in sequence_plan for r in train_sequence(o, method, folder, names, device)]
+        records += train_runs(o, plan, device, ctx)
     except (FileNotFoundError, ValueError) as exc:
         shutdown()
         raise click.ClickException(f"[rank {ctx.rank}] {exc}" if ctx.active else str(exc)) from None
     shutdown()
-    if not ctx.main:
-        return
+    if ctx.main:
+        report(o, records)
+
+
+def plan_runs(o: Options, names: list[str], methods: tuple[str, ...]) -> list[tuple[str, str, Path, bool]]:
+    """(task, method, folder, already finished) of every independent run; refuses unwritable folders up front."""
+    from ksm.distributed import shutdown
+    from ksm.runfolder import RUN_JSON, RunError, check_output
+
+    plan = []
+    for task in names:
+        for method in methods:
+            folder = o.run_folder(task, method)
+            if o.skip_existing and (folder / RUN_JSON).exists():
+                plan.append((task, method, folder, True))
+                continue
+            try:
+                check_output(folder, force=o.force, resume=o.resume)
+            except RunError as exc:
+                shutdown()
+                raise click.ClickException(str(exc)) from None
+            plan.append((task, method, folder, False))
+    return plan
+
+
+def plan_sequences(o: Options, names: list[str], sequences: list[str]) -> list[tuple[str, Path]]:
+    """(method, folder) of every sequence; refuses folders that cannot take it up front."""
+    from ksm.runfolder import RunError, check_sequence
+
+    plan = []
+    for method in sequences:
+        folder = o.sequence_folder(method)
+        try:
+            check_sequence(folder, names, force=o.force, resume=o.resume or o.skip_existing)
+        except (RunError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from None
+        plan.append((method, folder))
+    return plan
+
+
+def train_sequence(o: Options, method: str, folder: Path, names: list[str], device: str) -> list[dict[str, Any]]:
+    """Learn the tasks in order with ``method`` (PackNet, CPG) into its sequence folder."""
+    from ksm.pipeline import run_sequence
+
+    records = run_sequence(o.spec(method), names, o.load, folder, force=o.force, resume=o.resume or o.skip_existing,
+                           device=device, progress=o.progress)
+    for r in records:
+        click.echo(f"{folder / r['task']}: {r['task']} {method} top-1 {100 * r['metrics']['top1']:.2f}%, "
+                   f"{r['train']['epochs_total']} epochs, {r['train']['wall_seconds']:.0f} s")
+    return records
+
+
+def train_runs(o: Options, plan: list[tuple[str, str, Path, bool]], device: str, ctx: Context) -> list[dict[str, Any]]:
+    """Train (or reuse) every independent run of ``plan``; return the records rank 0 holds."""
+    from ksm.pipeline import run_task
+    from ksm.runfolder import read_run
+
+    say = click.echo if ctx.main else (lambda *a, **k: None)
+    records = []
+    data_cache: dict[str, TaskData] = {}
+    for task, method, folder, done in plan:
+        if done:
+            say(f"{folder}: finished run reused")
+            records.append(read_run(folder)[0])
+            continue
+        if task not in data_cache:
+            data_cache = {task: o.load(task)}
+        record = run_task(o.spec(method), data_cache[task], folder, force=o.force, resume=o.resume, device=device,
+                          progress=o.progress, ctx=ctx, amp=o.amp)
+        if record is None:  # not rank 0
+            continue
+        records.append(record)
+        density = record["metrics"]["mask_density"]
+        click.echo(f"{folder}: {task} {method} top-1 {100 * record['metrics']['top1']:.2f}%"
+                   + (f", mask density {density:.3f}" if density is not None else "")
+                   + f", {record['train']['wall_seconds']:.0f} s")
+    return records
+
+
+def report(o: Options, records: list[dict[str, Any]]) -> None:
+    """Print the results table; without ``--out``, also write it next to the runs."""
+    from ksm.results import results_table, write_results
+
     table = results_table(records)
     click.echo("\n" + table.to_markdown(floatfmt=".2f"))
-    if out is None:
-        write_results(table, runs_dir)
-        click.echo(f"\nresults: {runs_dir / 'results.md'}")
+    if o.out is None:
+        write_results(table, o.runs_dir)
+        click.echo(f"\nresults: {o.runs_dir / 'results.md'}")

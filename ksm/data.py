@@ -39,6 +39,8 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from ksm.files import write_atomic
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 SPLIT_SEED = 0
@@ -220,6 +222,11 @@ def resize_gray(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return out
 
 
+def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    with open(path, "wb") as handle:  # a file object: given a name, numpy would append ".npz" to it
+        np.savez(handle, **arrays)
+
+
 def _suite_arrays(task: str, size: tuple[int, int]) -> dict[str, np.ndarray]:
     path = cache_dir() / "data" / f"{task}-{size[0]}x{size[1]}.npz"
     if path.exists():
@@ -229,9 +236,7 @@ def _suite_arrays(task: str, size: tuple[int, int]) -> dict[str, np.ndarray]:
     arrays = {"x_train": resize_gray(raw["x_train"], size), "y_train": raw["y_train"].astype(np.int64),
               "x_test": resize_gray(raw["x_test"], size), "y_test": raw["y_test"].astype(np.int64)}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: _savez(tmp, arrays))
     return arrays
 
 

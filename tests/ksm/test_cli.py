@@ -26,6 +26,15 @@ def test_help_explains_every_option_with_an_example() -> None:
             assert option.help, f"--{option.name} has no help"
 
 
+def test_help_sections_hold_every_option_once() -> None:
+    from ksm.cli import SECTIONS
+
+    listed = [name for names in SECTIONS.values() for name in names]
+    assert sorted(listed) == sorted(p.name for p in main.params if p.name != "help")
+    output = _invoke(["--help"]).output
+    assert all(f"{title}:" in output for title in SECTIONS)
+
+
 def test_console_scripts_are_installed() -> None:
     names = {e.name for e in entry_points(group="console_scripts")}
     assert {"ksm-train", "ksm-sim"} <= names

@@ -10,9 +10,9 @@ import torch
 from safetensors.torch import load_file
 
 from ksm.backbones import BackboneSpec
-from ksm.data import TaskData
 from ksm.methods import make_method
-from ksm.sequence import SHARED, SequenceSpec, load_sequence_task, run_sequence
+from ksm.pipeline import RunSpec, load_sequence_task
+from ksm.runfolder import SHARED
 from ksm.train import TrainConfig, evaluate
 
 FAST = TrainConfig(epochs=1, batch_size=32, lr_body=1e-3, lr_head=1e-3, seed=0)
@@ -20,34 +20,15 @@ OPTIONS = {"prune_ratio": 0.5, "prune_steps": 1, "prune_epochs": 1, "target_accu
            "max_grow": 1}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def sequence(tmp_path_factory: pytest.TempPathFactory, backbone_file: Path, small_task: TaskData,
-             other_task: TaskData) -> dict:
+def sequence(tmp_path_factory: pytest.TempPathFactory, backbone_file: Path, two_task_sequence) -> dict:
     """Two CPG tasks; an unreachable target (100% training accuracy) makes each task grow once."""
-    folder = tmp_path_factory.mktemp("cpg") / "cpg"
-    tasks = {small_task.name: small_task, other_task.name: other_task}
-    x, _ = next(small_task.batches("test", 16, None))
-    seen: dict = {}
-
-    def after(position: int) -> None:
-        if position == 1:
-            model, _, _ = load_sequence_task(folder / small_task.name)
-            with torch.no_grad():
-                seen["out1"] = model(x)
-            seen["shared1"] = load_file(str(folder / SHARED))
-
-    spec = SequenceSpec(method="cpg", backbone=BackboneSpec("mobilenet_v2", str(backbone_file)), train=FAST,
-                        options=OPTIONS)
-    records = run_sequence(spec, list(tasks), tasks.__getitem__, folder, progress=False, on_task=after)
-    return {"folder": folder, "records": records, "tasks": tasks, "probe": x, **seen}
+    spec = RunSpec(method="cpg", backbone=BackboneSpec("mobilenet_v2", str(backbone_file)), train=FAST,
+                   options=OPTIONS)
+    return two_task_sequence(spec, tmp_path_factory.mktemp("cpg") / "cpg")
 
 
 def test_growth_is_recorded_and_layers_describe_the_grown_geometry(sequence: dict) -> None:

@@ -11,8 +11,9 @@ import torchvision
 from torch import nn
 from torch.nn.utils import parametrize
 
-from ksm.backbones import BackboneSpec, sha256_of
+from ksm.backbones import BackboneSpec
 from ksm.data import TaskData
+from ksm.files import sha256_file
 from ksm.pipeline import RunSpec, build, load_run_model, run_task
 from ksm.runfolder import partial_dir, read_run
 from ksm.train import TrainConfig, evaluate, train_task
@@ -35,10 +36,10 @@ def _frozen_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("method", ["ksm", "piggyback", "feature"])
 def test_backbone_is_bit_identical_after_training(backbone_file: Path, small_task: TaskData, method: str) -> None:
-    digest = sha256_of(backbone_file)
+    digest = sha256_file(backbone_file)
     model, m, backbone, _ = build(_spec(backbone_file, method))
     train_task(model, m, backbone, small_task, FAST, progress=False)
-    assert sha256_of(backbone_file) == digest
+    assert sha256_file(backbone_file) == digest
     pristine = torch.load(backbone_file, weights_only=True)
     held = _frozen_tensors(model)
     if method == "feature":
@@ -87,7 +88,7 @@ def test_run_folder_reloads_to_the_recorded_accuracy(backbone_file: Path, small_
     record = run_task(_spec(backbone_file), small_task, out, progress=False)
     assert not partial_dir(out).exists()
     meta, tensors = read_run(out)
-    assert meta["format"] == "ksm-run/1" and meta["backbone"]["sha256"] == sha256_of(backbone_file)
+    assert meta["format"] == "ksm-run/1" and meta["backbone"]["sha256"] == sha256_file(backbone_file)
     assert meta["layers"][0]["name"] == "features.0.0" and meta["layers"][-1]["out_channels"] == 10
     first = meta["layers"][0]
     assert tensors["features.0.0.mask"].shape == (first["out_channels"], first["in_channels"] // first["groups"])

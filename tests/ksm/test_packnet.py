@@ -12,34 +12,21 @@ from torch import nn
 
 from ksm.backbones import BackboneSpec
 from ksm.data import TaskData
-from ksm.pipeline import load_run_model
-from ksm.runfolder import RunError
-from ksm.sequence import (
-    SHARED,
-    SequenceSpec,
-    check_sequence,
-    file_sha256,
-    index_bits,
-    load_sequence_task,
-    run_sequence,
-)
+from ksm.files import sha256_file
+from ksm.pipeline import RunSpec, load_run_model, load_sequence_task, run_sequence
+from ksm.runfolder import SHARED, RunError, check_sequence
+from ksm.sequence import index_bits
 from ksm.train import TrainConfig, evaluate
 
 FAST = TrainConfig(epochs=1, batch_size=32, lr_body=1e-3, lr_head=1e-3, seed=0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These tiny batches run faster on one thread, and leave the other core to the machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _spec(backbone_file: Path, **options) -> SequenceSpec:
-    return SequenceSpec(method="packnet", backbone=BackboneSpec("mobilenet_v2", str(backbone_file)), train=FAST,
-                        options={"prune_ratio": 0.5, "retrain_epochs": 1, **options})
+def _spec(backbone_file: Path, **options) -> RunSpec:
+    return RunSpec(method="packnet", backbone=BackboneSpec("mobilenet_v2", str(backbone_file)), train=FAST,
+                   options={"prune_ratio": 0.5, "retrain_epochs": 1, **options})
 
 
 def _outputs(folder: Path, probe: torch.Tensor) -> torch.Tensor:
@@ -49,21 +36,9 @@ def _outputs(folder: Path, probe: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.fixture(scope="module")
-def sequence(tmp_path_factory: pytest.TempPathFactory, backbone_file: Path, small_task: TaskData,
-             other_task: TaskData) -> dict:
+def sequence(tmp_path_factory: pytest.TempPathFactory, backbone_file: Path, two_task_sequence) -> dict:
     """Two tasks in one PackNet sequence; task 1's outputs and the shared file captured after task 1."""
-    folder = tmp_path_factory.mktemp("packnet") / "packnet"
-    tasks = {small_task.name: small_task, other_task.name: other_task}
-    x, _ = next(small_task.batches("test", 16, None))
-    seen: dict = {}
-
-    def after(position: int) -> None:
-        if position == 1:
-            seen["out1"] = _outputs(folder / small_task.name, x)
-            seen["shared1"] = load_file(str(folder / SHARED))
-
-    records = run_sequence(_spec(backbone_file), list(tasks), tasks.__getitem__, folder, progress=False, on_task=after)
-    return {"folder": folder, "records": records, "tasks": tasks, "probe": x, **seen}
+    return two_task_sequence(_spec(backbone_file), tmp_path_factory.mktemp("packnet") / "packnet")
 
 
 def test_earlier_task_bit_identical_after_later_task(sequence: dict) -> None:
@@ -113,7 +88,7 @@ def test_run_folders_record_the_sequence_and_match_disk(sequence: dict) -> None:
             idx = shared[f"{name}.task"]
             assert counts["own"] == int((idx == position).sum())
             assert counts["earlier"] == int(((idx >= 1) & (idx < position)).sum())
-    assert records[-1]["sequence"]["shared_sha256"] == file_sha256(folder / SHARED)
+    assert records[-1]["sequence"]["shared_sha256"] == sha256_file(folder / SHARED)
     assert not list(folder.glob(".*"))  # no temporary files left
 
 
@@ -139,7 +114,7 @@ def test_resume_after_interruption_gives_the_same_sequence(sequence: dict, backb
     records = run_sequence(_spec(backbone_file), list(tasks), lambda t: loaded.append(t) or tasks[t], folder,
                            resume=True, progress=False)
     assert loaded == list(tasks)[1:]  # the finished task was not trained again
-    assert file_sha256(folder / SHARED) == file_sha256(sequence["folder"] / SHARED)
+    assert sha256_file(folder / SHARED) == sha256_file(sequence["folder"] / SHARED)
     assert [r["metrics"]["top1"] for r in records] == [r["metrics"]["top1"] for r in sequence["records"]]
 
 

@@ -196,11 +196,11 @@ def test_head_only_trials_collapse_to_the_head_rates(tiny: Protocol) -> None:
 def test_sequence_choice_never_reads_test(val_task: TaskData, tiny: Protocol, backbone_file: Path) -> None:
     """PackNet's greedy per-task choice with the test split scrambled picks the same trial."""
     from ksm.backbones import BackboneSpec, build_backbone
-    from ksm.sequence import SequenceSpec, make_sequence_method
+    from ksm.pipeline import RunSpec, make_sequence_method
 
     def choose(task: TaskData) -> dict:
-        spec = SequenceSpec(method="packnet", backbone=BackboneSpec("mobilenet_v2", str(backbone_file)),
-                            train=TrainConfig(epochs=1, seed=0))
+        spec = RunSpec(method="packnet", backbone=BackboneSpec("mobilenet_v2", str(backbone_file)),
+                       train=TrainConfig(epochs=1, seed=0))
         model, _ = build_backbone(spec.backbone)
         backbone = {k: v.detach().clone() for k, v in model.state_dict().items()}
         method = make_sequence_method(spec)
