@@ -1,0 +1,406 @@
+"""Mapping search: loop order, tiles per memory level and spatial unrolling, costed in closed form.
+
+A *mapping* of one layer (Timeloop/ZigZag notation) is
+
+- a **spatial unrolling**: one loop dimension on the array's rows and one on its columns, each unrolled
+  ``u = min(size, axis)`` ways; ``ceil(size / u)`` folds remain as a temporal loop (ZigZag's "uneven"
+  unrolling: the last fold is partial, so the temporal loop count is the ceiling and every access
+  count below uses the true loop bounds, as ZigZag's 12.8 x 11.6 unrolling of K=C=128 on 14 x 12);
+- a **temporal loop nest**: the remaining loops, innermost first, each a prime factor of a dimension's
+  fold count (as LOMA's loop prime factors, Symons et al., "LOMA: Fast Auto-Scheduling on DNN
+  Accelerators through Loop-Order-based Memory Allocation", AICAS 2021);
+- **memory allocation**: for every operand, the loops below each of its memory levels. As LOMA does,
+  loops are given to the innermost level of each operand while its tile still fits (memories shared by
+  several operands hold all their tiles at once), then to the next level, and so on up to DRAM.
+
+Access counts for a mapping (Timeloop's tile analysis, Parashar et al., ISPASS 2019; ZigZag's
+``Mapping.calc_data_access``, Mei et al., IEEE TC 2021):
+
+- the **tile** of operand ``o`` at a level is the projection of the loop bounds below it onto the
+  dimensions ``o`` depends on; for inputs the window gives a halo: ``(oy - 1) * stride + fy`` rows;
+- **fills** of a level = tile x the number of times the tile changes = tile x the product of the loops
+  above it, except the irrelevant loops directly above (those leave the tile in place: stationarity);
+- **outputs** move up as partial sums: each fill of an output tile is written up once it is done;
+  the parent reads it back for further accumulation except the first time (read-modify-write);
+- per-PE levels count per PE; the array's shared levels send one copy of a tile to all PEs that
+  need it (multicast over the unrolled dimensions the operand does not depend on);
+- transfers are counted in words of the level's port (``word_bits``); a per-PE register file moves
+  one element per access.
+
+Cycles: the product of all temporal loop counts (compute), plus the stall of the slowest level when
+its traffic exceeds its bandwidth over the compute time, plus on-loading of the first tiles and
+off-loading of the last outputs that cannot overlap compute (ZigZag's latency model: ideal temporal
+cycles + stalls + data on/off-loading, Mei et al., IEEE TC 2021, §IV-C).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+from hwsim.profile import OPERANDS, MemoryLevel, Profile
+
+W, I, O = OPERANDS
+DIMS = ("B", "G", "K", "C", "OY", "OX", "FY", "FX")
+# which dimensions each operand depends on (OY/FY and OX/FX are partially relevant to inputs)
+RELEVANT = {W: frozenset({"G", "K", "C", "FY", "FX"}), I: frozenset({"B", "G", "C", "OY", "OX", "FY", "FX"}),
+            O: frozenset({"B", "G", "K", "OY", "OX"})}
+OBJECTIVES = ("energy", "latency", "edp")
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """Loop bounds of one layer (per group K and C), its stride and its input footprint rows/cols."""
+
+    b: int
+    g: int
+    k: int
+    c: int
+    oy: int
+    ox: int
+    fy: int
+    fx: int
+    sy: int = 1
+    sx: int = 1
+    iy: int = 0  # input rows the window touches (padding included), 0 = (oy-1)*sy + fy
+    ix: int = 0
+
+    def size(self, dim: str) -> int:
+        return int(getattr(self, dim.lower()))
+
+    @property
+    def macs(self) -> int:
+        return self.b * self.g * self.k * self.c * self.oy * self.ox * self.fy * self.fx
+
+
+@dataclass(frozen=True, slots=True)
+class Spatial:
+    """Unrolling on the array: ``rows`` and ``cols`` as (dimension, ways) pairs."""
+
+    rows: tuple[tuple[str, int], ...]
+    cols: tuple[tuple[str, int], ...]
+
+    def ways(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for d, u in (*self.rows, *self.cols):
+            out[d] = out.get(d, 1) * u
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class MappingCost:
+    """One evaluated mapping. Element counts per (level name, operand); cycles; energy in pJ."""
+
+    spatial: Spatial
+    loops: tuple[tuple[str, int], ...]  # temporal loops, innermost first
+    cuts: dict[str, tuple[int, ...]]  # operand -> number of loops below each of its levels (innermost first)
+    reads: dict[tuple[str, str], float]  # (level, operand) -> bytes read from the level
+    writes: dict[tuple[str, str], float]
+    energy_pj: dict[tuple[str, str], float]
+    compute_cycles: int
+    stall_cycles: float
+    onload_cycles: float
+    offload_cycles: float
+    fill_drain_cycles: float
+    bound: str
+
+    @property
+    def cycles(self) -> float:
+        return self.compute_cycles + self.stall_cycles + self.onload_cycles + self.offload_cycles + self.fill_drain_cycles
+
+    @property
+    def energy(self) -> float:
+        return sum(self.energy_pj.values())
+
+    def notation(self, profile: Profile) -> dict[str, object]:
+        """The mapping in ZigZag/Timeloop notation: spatial unrolling and, per operand, loops per level."""
+        per_operand = {}
+        for o in OPERANDS:
+            chain = profile.chain(o)[::-1]  # innermost first
+            cuts = self.cuts[o]
+            levels = {}
+            lo = 0
+            for level, hi in zip(chain, (*cuts, len(self.loops))):
+                levels[level.name] = [list(x) for x in self.loops[lo:hi]]
+                lo = hi
+            per_operand[o] = levels
+        return {"spatial": {"rows": [list(x) for x in self.spatial.rows], "cols": [list(x) for x in self.spatial.cols]},
+                "temporal_innermost_first": per_operand}
+
+
+def _primes(n: int) -> list[int]:
+    out, p = [], 2
+    while n > 1 and p * p <= n:
+        while n % p == 0:
+            out.append(p)
+            n //= p
+        p += 1
+    if n > 1:
+        out.append(n)
+    return out
+
+
+def _extent(shape: Shape, o: str, bounds: dict[str, float]) -> float:
+    """Elements of operand ``o`` touched by loop bounds ``bounds`` (the tile; inputs with their halo)."""
+    g = bounds.get("G", 1)
+    if o == W:
+        return g * bounds.get("K", 1) * bounds.get("C", 1) * bounds.get("FY", 1) * bounds.get("FX", 1)
+    if o == O:
+        return bounds.get("B", 1) * g * bounds.get("K", 1) * bounds.get("OY", 1) * bounds.get("OX", 1)
+    oy, fy, ox, fx = bounds.get("OY", 1), bounds.get("FY", 1), bounds.get("OX", 1), bounds.get("FX", 1)
+    rows = (oy - 1) * min(shape.sy, fy) + fy if fy < shape.fy or oy < shape.oy else (shape.iy or (oy - 1) * shape.sy + fy)
+    cols = (ox - 1) * min(shape.sx, fx) + fx if fx < shape.fx or ox < shape.ox else (shape.ix or (ox - 1) * shape.sx + fx)
+    return bounds.get("B", 1) * g * bounds.get("C", 1) * rows * cols
+
+
+@dataclass(frozen=True, slots=True)
+class Arch:
+    """The profile, pre-digested: per operand its levels innermost first, DRAM last."""
+
+    chains: dict[str, tuple[MemoryLevel, ...]]
+    bits: dict[str, int]
+    out_bits: int
+    pes: int
+    rows: int
+    cols: int
+    mac_pj: float
+    spatial_dims: tuple[tuple[str, ...], tuple[str, ...]]
+    spatial_pairs: bool
+
+
+_DEFAULT_SPATIAL = {  # dimensions each array axis may unroll, by dataflow
+    "weight_stationary": (("C", "FX", "FY"), ("K", "G")),
+    "output_stationary": (("OX", "OY"), ("K", "G")),
+    "row_stationary": (("FY", "C"), ("OY", "K", "G")),
+}
+
+
+@lru_cache(maxsize=64)
+def arch(profile: Profile) -> Arch:
+    pb = profile.precision_bits
+    chains = {o: tuple(reversed(profile.chain(o))) for o in OPERANDS}
+    return Arch(chains=chains, bits={W: pb.weights, I: pb.inputs, O: pb.psums}, out_bits=pb.outputs,
+                pes=profile.array.pes, rows=profile.array.rows, cols=profile.array.cols,
+                mac_pj=profile.array.mac_energy_pj,
+                spatial_dims=((profile.spatial.rows, profile.spatial.cols) if profile.spatial
+                              else _DEFAULT_SPATIAL[profile.dataflow]),
+                spatial_pairs=profile.spatial is None)
+
+
+def spatial_options(shape: Shape, a: Arch) -> list[Spatial]:
+    """Candidate unrollings: one dimension per axis (the profile's dataflow allows which), or two
+    dimensions on an axis when the first does not fill it (e.g. C x FY for a 3-channel stem)."""
+    def axis(dims: tuple[str, ...], n: int, taken: set[str]) -> list[tuple[tuple[str, int], ...]]:
+        out = []
+        for d in dims:
+            if d in taken or shape.size(d) == 1:
+                continue
+            u = min(shape.size(d), n)
+            out.append(((d, u),))
+            rest = n // u
+            for d2 in dims if a.spatial_pairs else ():
+                if d2 != d and d2 not in taken and rest > 1 and shape.size(d2) > 1:
+                    out.append(((d, u), (d2, min(shape.size(d2), rest))))
+        return out or [()]
+    opts = []
+    for r in axis(a.spatial_dims[0], a.rows, set()):
+        for c in axis(a.spatial_dims[1], a.cols, {d for d, _ in r}):
+            opts.append(Spatial(rows=r, cols=c))
+    return opts
+
+
+def evaluate(shape: Shape, a: Arch, spatial: Spatial, loops: tuple[tuple[str, int], ...]) -> MappingCost:
+    """Allocate ``loops`` (innermost first) to every operand's levels bottom-up (LOMA) and count accesses.
+
+    Elements crossing the boundary below a level (its fills) = MACs / (the product of the loops below
+    it that the operand does not depend on, times the irrelevant loops directly above: stationarity);
+    for inputs times the halo ratio (window rows x cols over OY*FY x OX*FX) of the tile. This is
+    ZigZag's ``data_access_raw`` (MACs over the irrelevant-loop product, exact with uneven unrolling)
+    and Timeloop's tile x tile-changes for the halo.
+    """
+    n_loops = len(loops)
+    folds = dict.fromkeys(DIMS, 1)
+    for d, f in loops:
+        folds[d] *= f
+    ways_int = spatial.ways()
+    true_ways = {d: shape.size(d) / folds[d] for d in ways_int}  # uneven unrolling: 128 on 14 -> 12.8
+    cum: list[dict[str, int]] = [dict.fromkeys(DIMS, 1)]
+    for d, f in loops:
+        nxt = dict(cum[-1])
+        nxt[d] *= f
+        cum.append(nxt)
+
+    def bounds(j: int, shared: bool) -> dict[str, float]:
+        b: dict[str, float] = {}
+        for d in DIMS:
+            v = cum[j][d] * (ways_int.get(d, 1) if shared else 1)
+            b[d] = float(min(v, shape.size(d)))
+        return b
+
+    # allocation (LOMA): levels innermost first; a memory shared by several operands holds all their tiles
+    depth = {o: {lv.name: i for i, lv in enumerate(a.chains[o])} for o in OPERANDS}
+    order: list[MemoryLevel] = []
+    for o in OPERANDS:
+        for lv in a.chains[o][:-1]:
+            if lv not in order:
+                order.append(lv)
+    order.sort(key=lambda lv: (not lv.per_pe, max(depth[o].get(lv.name, -1) for o in OPERANDS)))
+    ebytes = {o: a.bits[o] / 8 for o in OPERANDS}
+    cuts: dict[str, list[int]] = {o: [] for o in OPERANDS}
+    for lv in order:
+        ops = [o for o in OPERANDS if lv.name in depth[o]]
+        start = {o: (cuts[o][-1] if cuts[o] else 0) for o in ops}
+        j = max(start.values())
+
+        def fits(jj: int) -> bool:
+            return sum(_extent(shape, o, bounds(max(start[o], jj), not lv.per_pe)) * ebytes[o]
+                       for o in ops) <= lv.size_bytes
+        while j < n_loops and fits(j + 1):
+            j += 1
+        for o in ops:
+            cuts[o].append(max(start[o], j))
+
+    macs = float(shape.macs)
+    temporal = math.prod(f for _, f in loops)
+
+    def fills(o: str, j: int, shared: bool) -> float:
+        """Elements written into a level whose tile spans loops[:j] (and the array when ``shared``)."""
+        k = j
+        while k < n_loops and loops[k][0] not in RELEVANT[o]:
+            k += 1
+        ir = math.prod(f for d, f in loops[:k] if d not in RELEVANT[o])
+        if shared:
+            ir *= math.prod(u for d, u in true_ways.items() if d not in RELEVANT[o])
+        n = macs / ir
+        if o == I:
+            b = bounds(j, shared)
+            rel = b["OY"] * b["FY"] * b["OX"] * b["FX"]
+            n *= _extent(shape, I, b) / (b["B"] * b["G"] * b["C"] * rel)
+        return n
+
+    reads: dict[tuple[str, str], float] = {}
+    writes: dict[tuple[str, str], float] = {}
+    energy: dict[tuple[str, str], float] = {}
+    level_bytes: dict[str, float] = {}
+
+    def add(level: MemoryLevel, o: str, r: float, r_bits: int, w: float, w_bits: int) -> None:
+        key = (level.name, o)
+        reads[key] = reads.get(key, 0.0) + r * r_bits / 8
+        writes[key] = writes.get(key, 0.0) + w * w_bits / 8
+        level_bytes[level.name] = level_bytes.get(level.name, 0.0) + (r * r_bits + w * w_bits) / 8
+        if level.per_pe:
+            rw, ww = r * math.ceil(r_bits / level.word_bits), w * math.ceil(w_bits / level.word_bits)
+        else:
+            rw, ww = r * r_bits / level.word_bits, w * w_bits / level.word_bits
+        energy[key] = energy.get(key, 0.0) + rw * level.read_energy_pj + ww * level.write_energy_pj
+
+    n_out = float(shape.b * shape.g * shape.k * shape.oy * shape.ox)
+    onload = offload = 0.0
+    for o in OPERANDS:
+        chain, c = a.chains[o], cuts[o]
+        # into[i]: elements written into chain[i] from its parent; out[i]: elements chain[i+1] sends down
+        into = [fills(o, c[i], not lv.per_pe) for i, lv in enumerate(chain[:-1])]
+        down = [into[i] / (_multicast(spatial, true_ways, o) if chain[i].per_pe else 1.0) for i in range(len(into))]
+        if o in (W, I):
+            for i, lv in enumerate(chain):
+                r = (macs if lv.per_pe else macs / _multicast(spatial, true_ways, o)) if i == 0 else down[i - 1]
+                w = into[i] if i < len(into) else 0.0
+                add(lv, o, r, a.bits[o], w, a.bits[o])
+            if len(chain) > 1:
+                onload = max(onload, _first_tile(shape, o, chain[0], bounds(c[0], not chain[0].per_pe),
+                                                 spatial, true_ways) * ebytes[o])
+        else:
+            # up[i]: output elements chain[i] sends up (partial or final); back[i]: partial sums it gets back
+            up = [max(x, n_out) for x in down]
+            back = [u - n_out for u in up]
+            ps, fin = a.bits[O], a.out_bits
+            for i, lv in enumerate(chain):
+                bits_up = ps if (i < len(up) and back[i] > 0.5) else fin
+                bits_in = ps if (i > 0 and back[i - 1] > 0.5) else fin
+                if i == 0:  # the MACs read and write the innermost level once per MAC (reduced across PEs)
+                    red = 1.0 if lv.per_pe else _multicast(spatial, true_ways, O)
+                    r_child, w_child, bits_in = macs / red, macs / red, ps
+                else:
+                    r_child, w_child = back[i - 1], up[i - 1]
+                r_up = up[i] if i < len(up) else 0.0
+                w_back = back[i] if i < len(back) else 0.0
+                add(lv, O, r_child, ps if i == 0 else bits_in, w_child, bits_in)
+                add(lv, O, r_up, bits_up, w_back, ps)
+            if len(chain) > 1:
+                offload = _first_tile(shape, O, chain[0], bounds(c[0], not chain[0].per_pe),
+                                      spatial, true_ways) * a.out_bits / 8
+    energy[("mac", "mac")] = macs * a.mac_pj
+    stall, bound = 0.0, "compute"
+    seen: set[str] = set()
+    outer = a.chains[W][-1].name
+    for o in OPERANDS:
+        for lv in a.chains[o]:
+            if lv.name in seen:
+                continue
+            seen.add(lv.name)
+            bw = lv.bandwidth_bytes_per_cycle * (a.pes if lv.per_pe else 1)
+            r = sum(v for (n, _), v in reads.items() if n == lv.name)
+            w = sum(v for (n, _), v in writes.items() if n == lv.name)
+            # DRAM has one read-write port; on-chip memories a read port and a write port (as every
+            # memory of ZigZag's example architectures and Eyeriss' spads)
+            t = (r + w if lv.name == outer else max(r, w)) / bw
+            if t - temporal > stall:
+                stall, bound = t - temporal, lv.name
+    dram_bw = a.chains[W][-1].bandwidth_bytes_per_cycle
+    return MappingCost(spatial=spatial, loops=loops, cuts={o: tuple(v) for o, v in cuts.items()}, reads=reads,
+                       writes=writes, energy_pj=energy, compute_cycles=int(temporal), stall_cycles=stall,
+                       onload_cycles=onload / dram_bw, offload_cycles=offload / dram_bw, fill_drain_cycles=0.0,
+                       bound=bound)
+
+
+def _first_tile(shape: Shape, o: str, level: MemoryLevel, b: dict[str, float], spatial: Spatial,
+                true_ways: dict[str, float]) -> float:
+    """Elements of the first tile of ``o`` at its innermost level (all PEs' distinct copies when per PE):
+    what must arrive before the array starts (on-loading) or leave after it stops (off-loading)."""
+    tile = _extent(shape, o, b)
+    if level.per_pe:
+        tile *= math.prod(u for d, u in true_ways.items() if d in RELEVANT[o])
+    return tile
+
+
+def _multicast(spatial: Spatial, true_ways: dict[str, float], o: str) -> float:
+    """PEs sharing one copy of a tile (or reduced into one output): unrolled dimensions irrelevant to ``o``."""
+    return math.prod(u for d, u in true_ways.items() if d not in RELEVANT[o])
+
+
+def _orders(dims: list[str], limit: int) -> list[tuple[str, ...]]:
+    perms = list(itertools.permutations(dims))
+    return perms[:limit] if limit else perms
+
+
+@lru_cache(maxsize=4096)
+def search(shape: Shape, profile: Profile, objective: str = "energy") -> MappingCost:
+    """The cheapest mapping under ``objective`` (energy, latency or edp) over spatial unrollings and
+    orders of the temporal loop dimensions (each dimension's prime factors kept together, split at
+    memory boundaries by the allocation)."""
+    a = arch(profile)
+    best: MappingCost | None = None
+    best_key = math.inf
+    for sp in spatial_options(shape, a):
+        ways = sp.ways()
+        folds = {d: -(-shape.size(d) // ways.get(d, 1)) for d in DIMS}
+        window = [d for d in ("FX", "FY") if folds[d] > 1]
+        live = [d for d in DIMS if folds[d] > 1 and d not in window]
+        for order in itertools.permutations(live):
+            loops = tuple((d, p) for d in (*window, *order) for p in _primes(folds[d]))
+            m = evaluate(shape, a, sp, loops)
+            key = _key(m, objective)
+            if key < best_key:
+                best, best_key = m, key
+    assert best is not None
+    return best
+
+
+def _key(m: MappingCost, objective: str) -> float:
+    if objective == "energy":
+        return m.energy + 1e-9 * m.cycles
+    if objective == "latency":
+        return m.cycles + 1e-12 * m.energy
+    return m.energy * m.cycles
