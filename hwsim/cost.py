@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from hwsim.layers import Layer
+from hwsim.mapping import Shape, search
 from hwsim.profile import OPERANDS, MemoryLevel, Profile
 
 W, I, O = OPERANDS  # "weights", "inputs", "outputs"
@@ -332,7 +333,7 @@ class MaskLoad:
 
 @dataclass(frozen=True, slots=True)
 class LayerCost:
-    """The cost of one layer on one profile. Bytes, cycles, picojoules."""
+    """The cost of one layer (for the whole batch) on one profile. Bytes, cycles, picojoules."""
 
     name: str
     kind: str
@@ -340,11 +341,25 @@ class LayerCost:
     compute_cycles: int
     cycles: float
     utilization: float
-    bound: str  # "compute" or the name of the level that limits the layer
+    bound: str  # "compute" or the name of the level whose bandwidth stalls the layer
     read_bytes: dict[tuple[str, str], float]  # (level, operand) -> bytes read from that level
     write_bytes: dict[tuple[str, str], float]
     energy_pj: dict[tuple[str, str], float]  # (level, operand) -> pJ; plus ("mac", "mac"), ("mask_ops", "masks")
     mask_ops: float
+    stall_cycles: float = 0.0
+    onload_cycles: float = 0.0
+    offload_cycles: float = 0.0
+    mapping: dict | None = None  # the chosen mapping in ZigZag/Timeloop notation
+    batch: int = 1
+
+
+def shape_of(layer: Layer, batch: int = 1) -> Shape:
+    """The loop bounds the mapping search works on (per group K and C; input footprint with padding)."""
+    d = dims(layer)
+    iy, ix = (min((p - 1) * min(s, k) + k, h + 2 * pad) for p, k, s, h, pad in
+              zip(layer.output_hw, layer.kernel_hw, layer.stride_hw, layer.input_hw, layer.padding_hw))
+    return Shape(b=batch, g=d.g, k=d.k, c=d.c, oy=d.oy, ox=d.ox, fy=d.fy, fx=d.fx, sy=layer.stride_hw[0],
+                 sx=layer.stride_hw[1], iy=iy, ix=ix)
 
 
 def _words(nbytes: float, level: MemoryLevel, bits: int) -> float:
@@ -359,96 +374,50 @@ def _words(nbytes: float, level: MemoryLevel, bits: int) -> float:
     return nbytes * 8 / level.word_bits
 
 
-def layer_cost(layer: Layer, profile: Profile, mask: MaskLoad | None = None) -> LayerCost:
-    """Traffic per level and operand, energy, cycles and roofline latency of one layer.
+def layer_cost(layer: Layer, profile: Profile, mask: MaskLoad | None = None, batch: int = 1,
+               objective: str = "energy") -> LayerCost:
+    """Traffic per level and operand, energy and latency of one layer under its best mapping.
+
+    The mapping (spatial unrolling, loop order, tiles per level) is the one :func:`hwsim.mapping.search`
+    finds for ``objective``; its access counts are closed forms (see :mod:`hwsim.mapping`). Masks travel
+    with the weights: every weight element moved between two levels above the array carries
+    ``mask.bits / weights`` bits of mask (Sparseloop's metadata model, Wu et al., MICRO 2021), and each
+    weight entering the array costs one mask operation.
 
     Args:
         layer: the layer.
         profile: the accelerator.
-        mask: on-the-fly mask work for this layer (mask bits streamed with the weights, one gate or
-            multiply per weight entering the array), or None.
+        mask: on-the-fly mask work for this layer, or None.
+        batch: images per inference (the batch is a loop of the mapping).
+        objective: energy, latency or edp.
     """
-    pb = profile.precision_bits
-    bits = {W: pb.weights, I: pb.inputs, O: pb.psums}
-    nbytes = {W: pb.weights / 8, I: pb.inputs / 8, O: pb.psums / 8}
-    n_macs = macs(layer)
-    comp = {W: weight_elems(layer), I: input_elems(layer), O: output_elems(layer)}
-    m = mapping(layer, profile)
-    arr = {W: m.weights, I: m.inputs, O: m.outputs}
-    foot = {o: comp[o] * nbytes[o] for o in OPERANDS}
-    byte_cost = {W: nbytes[W], I: nbytes[I], O: 2 * nbytes[O]}
-    p = plan(profile)
-
-    # traffic into the k-th shared level of each operand (k = 0 is the first level below DRAM)
-    into: dict[str, list[int]] = {o: [] for o in OPERANDS}
-    for tier in p.tiers:
-        t = tier_traffic(layer, tier, foot, comp, arr, byte_cost)
-        for o, v in t.items():
-            prev = into[o][-1] if into[o] else 0
-            into[o].append(max(v, prev))  # an inner level never receives less than its parent did
-
-    # the array's own order follows a tier that refetches more than it would (traffic grows inwards)
-    arr = {o: max(arr[o], into[o][-1]) if into[o] else arr[o] for o in OPERANDS}
-    read: dict[tuple[str, str], float] = {}
-    write: dict[tuple[str, str], float] = {}
-    energy: dict[tuple[str, str], float] = {}
-    out_b, psum_b = pb.outputs / 8, pb.psums / 8
-    dram = profile.dram
-
-    def add(level: MemoryLevel, operand: str, r: float, w: float, elem_bits: int) -> None:
-        key = (level.name, operand)
-        read[key] = read.get(key, 0.0) + r
-        write[key] = write.get(key, 0.0) + w
-        e = _words(r, level, elem_bits) * level.read_energy_pj + _words(w, level, elem_bits) * level.write_energy_pj
-        energy[key] = energy.get(key, 0.0) + e
-
-    for o in (W, I):
-        chain = (dram, *p.shared[o])
-        flows = [*into[o], arr[o]]  # flows[j] = elements moved from chain[j] to its child
-        for j, level in enumerate(chain):
-            add(level, o, flows[j] * nbytes[o], (flows[j - 1] * nbytes[o]) if j else 0.0, bits[o])
-        pe = p.per_pe[o]
-        if pe is not None:
-            add(pe, o, n_macs * nbytes[o], arr[o] * nbytes[o], bits[o])
-    # outputs: ups[j] = output transfers from chain[j]'s child up into chain[j]
-    n_out = comp[O]
-    chain = (dram, *p.shared[O])
-    ups = [*into[O], arr[O]]
-
-    def up_bytes(u: float) -> float:
-        return n_out * out_b + (u - n_out) * psum_b
-
-    for j, level in enumerate(chain):
-        back_down = (ups[j] - n_out) * psum_b  # spilled partial sums read back for more accumulation
-        r = back_down + (up_bytes(ups[j - 1]) if j else 0.0)
-        w = up_bytes(ups[j]) + ((ups[j - 1] - n_out) * psum_b if j else 0.0)
-        add(level, O, r, w, pb.psums)
-    pe = p.per_pe[O]
-    if pe is not None:
-        add(pe, O, n_macs * psum_b + (arr[O] - n_out) * psum_b, n_macs * psum_b, pb.psums)
-
+    m = search(shape_of(layer, batch), profile, objective)
+    read = dict(m.reads)
+    write = dict(m.writes)
+    energy = dict(m.energy_pj)
+    n_w = weight_elems(layer)
     mask_ops = 0.0
     if mask is not None and mask.bits > 0:
-        per_weight_bytes = mask.bits / 8 / comp[W]
-        flows = [*into[W], arr[W]]
-        for j, level in enumerate((dram, *p.shared[W])):
-            add(level, "masks", flows[j] * per_weight_bytes, (flows[j - 1] * per_weight_bytes) if j else 0.0, 1)
-        mask_ops = float(arr[W])
+        per_weight = mask.bits / n_w  # mask bits per weight element
+        wbits = profile.precision_bits.weights
+        chain = profile.chain(W)
+        for level in chain:
+            if level.per_pe:
+                continue
+            r = m.reads.get((level.name, W), 0.0) * 8 / wbits  # weight elements read from the level
+            w = m.writes.get((level.name, W), 0.0) * 8 / wbits
+            key = (level.name, "masks")
+            read[key] = r * per_weight / 8
+            write[key] = w * per_weight / 8
+            energy[key] = (_words(read[key], level, 1) * level.read_energy_pj
+                           + _words(write[key], level, 1) * level.write_energy_pj)
+        shared = [lv for lv in chain if not lv.per_pe]
+        mask_ops = m.reads.get((shared[-1].name, W), 0.0) * 8 / wbits  # weights entering the array
         energy[("mask_ops", "masks")] = mask_ops * mask.op_pj_per_weight
-    energy[("mac", "mac")] = n_macs * profile.array.mac_energy_pj
-
-    # roofline: the slowest of compute and every level's bytes over its bandwidth
-    cycles, bound = float(m.cycles), "compute"
-    per_level: dict[str, float] = {}
-    for (name, _), r in read.items():
-        per_level[name] = per_level.get(name, 0.0) + r + write[(name, _)]
-    for level in profile.levels:
-        if level.name in per_level:
-            bw = level.bandwidth_bytes_per_cycle * (profile.array.pes if level.per_pe else 1)
-            t = per_level[level.name] / bw
-            if t > cycles:
-                cycles, bound = t, level.name
-    util = n_macs / (m.cycles * profile.array.pes)
-    return LayerCost(name=layer.name, kind=layer.kind, macs=n_macs, compute_cycles=m.cycles, cycles=cycles,
-                     utilization=util, bound=bound, read_bytes=read, write_bytes=write, energy_pj=energy,
-                     mask_ops=mask_ops)
+    if profile.static_power_w > 0:  # leakage and clock tree for the layer's latency, reported apart
+        energy[("static", "static")] = profile.static_power_w * m.cycles / profile.clock_hz * 1e12
+    util = m.compute_cycles and macs(layer) * batch / (m.compute_cycles * profile.array.pes)
+    return LayerCost(name=layer.name, kind=layer.kind, macs=macs(layer) * batch, compute_cycles=m.compute_cycles,
+                     cycles=m.cycles, utilization=float(util), bound=m.bound, read_bytes=read, write_bytes=write,
+                     energy_pj=energy, mask_ops=mask_ops, stall_cycles=m.stall_cycles, onload_cycles=m.onload_cycles,
+                     offload_cycles=m.offload_cycles, mapping=m.notation(profile), batch=batch)

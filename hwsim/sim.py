@@ -18,7 +18,7 @@ from hwsim.profile import OPERANDS, Profile
 
 FORMAT = "ksm-sim/1"
 PJ = 1e-12
-ENERGY_OPERANDS = (*OPERANDS, "masks", "mac")
+ENERGY_OPERANDS = (*OPERANDS, "masks", "mac", "static")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +30,8 @@ class SimResult:
     mode: str | None
     task: TaskCost
     layers: tuple[LayerCost, ...]
+    batch: int = 1
+    objective: str = "energy"
 
     # ---- totals -------------------------------------------------------------------------
     @property
@@ -104,6 +106,11 @@ class SimResult:
             "dram_write_bytes": {"outputs": writes["outputs"], "weights": writes["weights"],
                                  "inputs": writes["inputs"], "masks": writes["masks"]},
             "levels": levels,
+            "latency_breakdown_cycles": {
+                "compute": self.compute_cycles,
+                "stall": sum(c.stall_cycles for c in self.layers),
+                "onload": sum(c.onload_cycles for c in self.layers),
+                "offload": sum(c.offload_cycles for c in self.layers)},
             "mask_storage_bits": t.mask_storage_bits,
             "mask_ops": sum(c.mask_ops for c in self.layers),
             "task_specific_bytes": t.task_specific_bytes,
@@ -113,8 +120,13 @@ class SimResult:
                             "mask_ops": t.switch_ops, "energy_j": t.switch_energy_pj * PJ,
                             "latency_s": t.switch_cycles / self.profile.clock_hz},
         }
+        per_image = {"latency_per_image_s": self.latency_s / self.batch,
+                     "energy_per_image_j": totals["energy_j"] / self.batch,
+                     "dram_bytes_per_image": (sum(reads.values()) + sum(writes.values())) / self.batch}
         out: dict[str, Any] = {
             "profile": self.profile.name,
+            "batch": self.batch,
+            "objective": self.objective,
             "source": self.work.source,
             "task": self.work.task,
             "method": self.work.method,
@@ -124,6 +136,7 @@ class SimResult:
             "batchnorm": self.work.batchnorm if self.work.method else None,
             "assumed_mask_density": t.assumed_density,
             "totals": totals,
+            "per_image": per_image,
         }
         if with_layers:
             out["layers"] = [self._layer_dict(c) for c in self.layers]
@@ -157,8 +170,14 @@ class SimResult:
         for (lv, o), v in c.write_bytes.items():
             if lv == dram:
                 writes[o] += v
+        by_level: dict[str, dict[str, float]] = {}
+        for (lv, o), pj in c.energy_pj.items():
+            by_level.setdefault(lv, {})[o] = pj * PJ
         return {"name": c.name, "kind": c.kind, "macs": c.macs, "compute_cycles": c.compute_cycles,
                 "cycles": c.cycles, "utilization": c.utilization, "bound": c.bound,
+                "latency_breakdown_cycles": {"compute": c.compute_cycles, "stall": c.stall_cycles,
+                                             "onload": c.onload_cycles, "offload": c.offload_cycles},
+                "energy_by_level_operand_j": by_level, "mapping": c.mapping,
                 "energy_j": sum(c.energy_pj.values()) * PJ, "mask_storage_bits": self.task.mask_bits.get(c.name, 0.0),
                 "dram_read_bytes": reads, "dram_write_bytes": writes}
 
@@ -179,7 +198,7 @@ class SimResult:
         """Energy (J) by memory level (rows) and operand (columns), with totals."""
         by = self.energy_by()
         names = [lv.name for lv in self.profile.levels]
-        frame = pd.DataFrame(0.0, index=[*names, "mac", "mask_ops"], columns=list(ENERGY_OPERANDS))
+        frame = pd.DataFrame(0.0, index=[*names, "mac", "mask_ops", "static"], columns=list(ENERGY_OPERANDS))
         for (level, operand), j in by.items():
             frame.loc[level, operand] += j
         frame = frame.loc[(frame != 0).any(axis=1)]
@@ -200,7 +219,7 @@ class SimResult:
 
 
 def simulate(work: Workload, profile: Profile, mode: str | None = "on_the_fly", tasks: int = 6,
-             mask_density: float = 0.5) -> SimResult:
+             mask_density: float = 0.5, batch: int = 1, objective: str = "energy") -> SimResult:
     """Cost every layer of ``work`` on ``profile``.
 
     Args:
@@ -209,6 +228,8 @@ def simulate(work: Workload, profile: Profile, mode: str | None = "on_the_fly", 
         mode: ``folded`` or ``on_the_fly`` mask application; ignored (None) when the workload has no method.
         tasks: tasks sharing the backbone (PackNet index width).
         mask_density: KSM fraction of binary-1 entries assumed when the run does not give it.
+        batch: images per inference; totals and layers are for the whole batch (``per_image`` beside).
+        objective: what the per-layer mapping search minimises: energy, latency or edp.
 
     Example:
         >>> from hwsim import load_network, load_profile, simulate
@@ -219,8 +240,10 @@ def simulate(work: Workload, profile: Profile, mode: str | None = "on_the_fly", 
     mode = (mode or "on_the_fly") if work.method is not None else None
     tc = task_cost(work, profile, mode or "on_the_fly", tasks, mask_density)
     live = tc.on_the_fly
-    costs = tuple(layer_cost(layer, profile, live.get(layer.name)) for layer in work.layers)
-    return SimResult(profile=profile, work=work, mode=mode, task=tc, layers=costs)
+    if batch < 1:
+        raise ValueError(f"batch must be at least 1, got {batch}")
+    costs = tuple(layer_cost(layer, profile, live.get(layer.name), batch, objective) for layer in work.layers)
+    return SimResult(profile=profile, work=work, mode=mode, task=tc, layers=costs, batch=batch, objective=objective)
 
 
 def results_document(results: list[SimResult], with_layers: bool = True) -> dict[str, Any]:
