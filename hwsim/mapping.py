@@ -168,6 +168,8 @@ class Arch:
     mac_pj: float
     spatial_dims: tuple[tuple[str, ...], tuple[str, ...]]
     spatial_pairs: bool
+    spatial_first: bool = False  # each axis takes the first listed dimension larger than 1 (no search)
+    alloc: tuple[tuple[MemoryLevel, tuple[str, ...]], ...] = ()  # levels innermost first, with their operands
 
 
 _DEFAULT_SPATIAL = {  # dimensions each array axis may unroll, by dataflow
@@ -181,12 +183,21 @@ _DEFAULT_SPATIAL = {  # dimensions each array axis may unroll, by dataflow
 def arch(profile: Profile) -> Arch:
     pb = profile.precision_bits
     chains = {o: tuple(reversed(profile.chain(o))) for o in OPERANDS}
-    return Arch(chains=chains, bits={W: pb.weights, I: pb.inputs, O: pb.psums}, out_bits=pb.outputs,
+    depth = {o: {lv.name: i for i, lv in enumerate(chains[o])} for o in OPERANDS}
+    order: list[MemoryLevel] = []
+    for o in OPERANDS:
+        for lv in chains[o][:-1]:
+            if lv not in order:
+                order.append(lv)
+    order.sort(key=lambda lv: (not lv.per_pe, max(depth[o].get(lv.name, -1) for o in OPERANDS)))
+    alloc = tuple((lv, tuple(o for o in OPERANDS if lv.name in depth[o])) for lv in order)
+    return Arch(alloc=alloc, chains=chains, bits={W: pb.weights, I: pb.inputs, O: pb.psums}, out_bits=pb.outputs,
                 pes=profile.array.pes, rows=profile.array.rows, cols=profile.array.cols,
                 mac_pj=profile.array.mac_energy_pj,
                 spatial_dims=((profile.spatial.rows, profile.spatial.cols) if profile.spatial
                               else _DEFAULT_SPATIAL[profile.dataflow]),
-                spatial_pairs=profile.spatial is None)
+                spatial_pairs=profile.spatial is None,
+                spatial_first=bool(profile.spatial and not profile.spatial.search))
 
 
 def spatial_options(shape: Shape, a: Arch) -> list[Spatial]:
@@ -203,6 +214,8 @@ def spatial_options(shape: Shape, a: Arch) -> list[Spatial]:
             for d2 in dims if a.spatial_pairs else ():
                 if d2 != d and d2 not in taken and rest > 1 and shape.size(d2) > 1:
                     out.append(((d, u), (d2, min(shape.size(d2), rest))))
+        if a.spatial_first:
+            out = out[:1]
         return out or [()]
     opts = []
     for r in axis(a.spatial_dims[0], a.rows, set()):
@@ -226,38 +239,36 @@ def evaluate(shape: Shape, a: Arch, spatial: Spatial, loops: tuple[tuple[str, in
         folds[d] *= f
     ways_int = spatial.ways()
     true_ways = {d: shape.size(d) / folds[d] for d in ways_int}  # uneven unrolling: 128 on 14 -> 12.8
+    sizes = {d: shape.size(d) for d in DIMS}
     cum: list[dict[str, int]] = [dict.fromkeys(DIMS, 1)]
     for d, f in loops:
         nxt = dict(cum[-1])
         nxt[d] *= f
         cum.append(nxt)
+    memo: dict[tuple[int, bool], dict[str, float]] = {}
 
     def bounds(j: int, shared: bool) -> dict[str, float]:
-        b: dict[str, float] = {}
-        for d in DIMS:
-            v = cum[j][d] * (ways_int.get(d, 1) if shared else 1)
-            b[d] = float(min(v, shape.size(d)))
+        b = memo.get((j, shared))
+        if b is None:
+            c = cum[j]
+            if shared:
+                b = {d: float(min(c[d] * ways_int.get(d, 1), sizes[d])) for d in DIMS}
+            else:
+                b = {d: float(min(c[d], sizes[d])) for d in DIMS}
+            memo[(j, shared)] = b
         return b
 
     # allocation (LOMA): levels innermost first; a memory shared by several operands holds all their tiles
-    depth = {o: {lv.name: i for i, lv in enumerate(a.chains[o])} for o in OPERANDS}
-    order: list[MemoryLevel] = []
-    for o in OPERANDS:
-        for lv in a.chains[o][:-1]:
-            if lv not in order:
-                order.append(lv)
-    order.sort(key=lambda lv: (not lv.per_pe, max(depth[o].get(lv.name, -1) for o in OPERANDS)))
     ebytes = {o: a.bits[o] / 8 for o in OPERANDS}
     cuts: dict[str, list[int]] = {o: [] for o in OPERANDS}
-    for lv in order:
-        ops = [o for o in OPERANDS if lv.name in depth[o]]
+    for lv, ops in a.alloc:
         start = {o: (cuts[o][-1] if cuts[o] else 0) for o in ops}
         j = max(start.values())
+        shared = not lv.per_pe
+        cap = lv.size_bytes
 
-        def fits(jj: int) -> bool:
-            return sum(_extent(shape, o, bounds(max(start[o], jj), not lv.per_pe)) * ebytes[o]
-                       for o in ops) <= lv.size_bytes
-        while j < n_loops and fits(j + 1):
+        while j < n_loops and sum(_extent(shape, o, bounds(max(start[o], j + 1), shared)) * ebytes[o]
+                                  for o in ops) <= cap:
             j += 1
         for o in ops:
             cuts[o].append(max(start[o], j))
@@ -304,11 +315,11 @@ def evaluate(shape: Shape, a: Arch, spatial: Spatial, loops: tuple[tuple[str, in
         into = [fills(o, c[i], not lv.per_pe) for i, lv in enumerate(chain[:-1])]
         down = [into[i] / (_multicast(spatial, true_ways, o) if chain[i].per_pe else 1.0) for i in range(len(into))]
         if o in (W, I):
-            # a shared innermost level feeds the MACs' operand latches, which keep a value while the innermost
-            # loops do not change it (a per-PE register file is read once per MAC);
-            # (ZigZag's access_same_data_considered_as_no_access / mac_level_data_stationary_cycle)
+            # the innermost level's read port keeps its word at the MAC while the innermost loops do not
+            # change it (ZigZag's access_same_data_considered_as_no_access: reads / mac_level_data_stationary_cycle,
+            # when the port is at least one element wide)
             held = 1.0
-            for d, f in (loops if not chain[0].per_pe else ()):
+            for d, f in (loops if chain[0].word_bits >= a.bits[o] else ()):
                 if d in RELEVANT[o]:
                     break
                 held *= f
@@ -397,21 +408,49 @@ def search(shape: Shape, profile: Profile, objective: str = "energy") -> Mapping
     a = arch(profile)
     best: MappingCost | None = None
     best_key = math.inf
-    for sp in spatial_options(shape, a):
+    options = spatial_options(shape, a)
+    # as ZigZag's spatial-mapping generator: keep the unrollings of highest utilisation (its default 3)
+    options.sort(key=lambda sp: -_utilisation(shape, sp, a))
+    for sp in options[:SPATIAL_KEEP]:
         ways = sp.ways()
         folds = {d: -(-shape.size(d) // ways.get(d, 1)) for d in DIMS}
-        window = [d for d in ("FX", "FY") if folds[d] > 1]
+        window = tuple(d for d in ("FX", "FY") if folds[d] > 1)
         live = [d for d in DIMS if folds[d] > 1 and d not in window]
-        placements = [(tuple(window), ())] + ([((), tuple(window))] if window else [])
+        factors = _limit_factors({d: _primes(folds[d]) for d in DIMS if folds[d] > 1}, LPF_LIMIT)
+        placements = [(window, ())] + ([((), window)] if window else [])
         for order in itertools.permutations(live):
             for below, above in placements:  # window loops innermost, or outermost (weights stationary)
-                loops = tuple((d, p) for d in (*below, *order, *above) for p in _primes(folds[d]))
+                loops = tuple((d, p) for d in (*below, *order, *above) for p in factors[d])
                 m = evaluate(shape, a, sp, loops)
                 key = _key(m, objective)
                 if key < best_key:
                     best, best_key = m, key
     assert best is not None
     return best
+
+
+SPATIAL_KEEP = 3
+LPF_LIMIT = 6  # LOMA's default lpf_limit (zigzag.api.get_hardware_performance_zigzag)
+
+
+def _limit_factors(factors: dict[str, list[int]], limit: int) -> dict[str, list[int]]:
+    """Merge the smallest prime factors until at most ``limit`` loops remain (LOMA's ``lpf_limit``)."""
+    out = {d: sorted(v) for d, v in factors.items()}
+    while sum(len(v) for v in out.values()) > limit:
+        splittable = [d for d in out if len(out[d]) > 1]
+        if not splittable:
+            break
+        d = min(splittable, key=lambda k: (out[k][0] * out[k][1], k))  # the smallest product of two factors
+        v = out[d]
+        out[d] = sorted([v[0] * v[1], *v[2:]])
+    return out
+
+
+def _utilisation(shape: Shape, sp: Spatial, a: Arch) -> float:
+    """MACs over (temporal iterations x unrolled PEs): how well the unrolling fills the array."""
+    ways = sp.ways()
+    iters = math.prod(-(-shape.size(d) // ways.get(d, 1)) for d in DIMS)
+    return shape.macs / (iters * a.pes)
 
 
 def _key(m: MappingCost, objective: str) -> float:

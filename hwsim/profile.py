@@ -94,6 +94,7 @@ class SpatialAxes:
 
     rows: tuple[str, ...]
     cols: tuple[str, ...]
+    search: bool = True  # False: each axis unrolls the first listed dimension larger than 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,7 +241,10 @@ def profile_from_dict(raw: Any, where: str) -> Profile:
                 raise InputError(f"{where}.spatial.{axis}: must be a non-empty list drawn from "
                                  f"{', '.join(SPATIAL_DIMS)}, got {dims!r}")
             axes[axis] = tuple(dims)
-        spatial = SpatialAxes(**axes)
+        search = s.get("search", True)
+        if not isinstance(search, bool):
+            raise InputError(f"{where}.spatial.search: must be true or false, got {search!r}")
+        spatial = SpatialAxes(**axes, search=search)
     static = _non_negative(top.get("static_power_w", 0.0), f"{where}.static_power_w")
     return Profile(name=name, description=top["description"],
                    clock_hz=_positive(top["clock_hz"], f"{where}.clock_hz"), dataflow=top["dataflow"],
