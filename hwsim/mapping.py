@@ -40,6 +40,8 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numpy as np
+
 from hwsim.profile import OPERANDS, MemoryLevel, Profile
 
 W, I, O = OPERANDS
@@ -306,7 +308,11 @@ def evaluate(shape: Shape, a: Arch, spatial: Spatial, loops: tuple[tuple[str, in
         else:
             rw, ww = r * r_bits / level.word_bits, w * w_bits / level.word_bits
         energy[key] = energy.get(key, 0.0) + rw * level.read_energy_pj + ww * level.write_energy_pj
+        r_acc[level.name] = r_acc.get(level.name, 0.0) + rw
+        w_acc[level.name] = w_acc.get(level.name, 0.0) + ww
 
+    r_acc: dict[str, float] = {}
+    w_acc: dict[str, float] = {}
     n_out = float(shape.b * shape.g * shape.k * shape.oy * shape.ox)
     onload = offload = 0.0
     for o in OPERANDS:
@@ -345,6 +351,10 @@ def evaluate(shape: Shape, a: Arch, spatial: Spatial, loops: tuple[tuple[str, in
                     r_child, w_child = back[i - 1], up[i - 1]
                 r_up = up[i] if i < len(up) else 0.0
                 w_back = back[i] if i < len(back) else 0.0
+                if lv.per_pe and i < len(into):  # every PE's register file is read and written itself;
+                    # the reduction across PEs happens on the way up (ZigZag counts the rf per PE)
+                    r_up = max(into[i], n_out * _multicast(spatial, true_ways, O))
+                    w_back = r_up - n_out * _multicast(spatial, true_ways, O)
                 add(lv, O, r_child, ps if i == 0 else bits_in, w_child, bits_in)
                 add(lv, O, r_up, bits_up, w_back, ps)
             if len(chain) > 1:
@@ -359,12 +369,14 @@ def evaluate(shape: Shape, a: Arch, spatial: Spatial, loops: tuple[tuple[str, in
             if lv.name in seen:
                 continue
             seen.add(lv.name)
-            bw = lv.bandwidth_bytes_per_cycle * (a.pes if lv.per_pe else 1)
-            r = sum(v for (n, _), v in reads.items() if n == lv.name)
-            w = sum(v for (n, _), v in writes.items() if n == lv.name)
+            # port accesses per cycle; a per-PE memory serves its own PE (the active PEs share the load)
+            bw = lv.bandwidth_bytes_per_cycle * 8 / lv.word_bits * (macs / temporal if lv.per_pe else 1)
+            r, w = r_acc.get(lv.name, 0.0), w_acc.get(lv.name, 0.0)
             # DRAM has one read-write port; on-chip memories a read port and a write port (as every
             # memory of ZigZag's example architectures and Eyeriss' spads)
-            t = (r + w if lv.name == outer else max(r, w)) / bw
+            # the first tiles' on-loading and the last outputs' off-loading are charged apart (they cannot
+            # overlap compute); the rest of the DRAM traffic overlaps it
+            t = (r + w - (onload + offload) * 8 / lv.word_bits if lv.name == outer else max(r, w)) / bw
             if t - temporal > stall:
                 stall, bound = t - temporal, lv.name
     dram_bw = a.chains[W][-1].bandwidth_bytes_per_cycle
@@ -395,38 +407,210 @@ def _multicast(spatial: Spatial, true_ways: dict[str, float], o: str) -> float:
     return math.prod(u for d, u in true_ways.items() if d not in RELEVANT[o])
 
 
-def _orders(dims: list[str], limit: int) -> list[tuple[str, ...]]:
-    perms = list(itertools.permutations(dims))
-    return perms[:limit] if limit else perms
+def score_orders(shape: Shape, a: Arch, spatial: Spatial, orders: np.ndarray, factors: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Energy (pJ) and cycles of many loop orders at once: :func:`evaluate`'s formulas over numpy arrays.
+
+    ``orders`` holds dimension indices (into ``DIMS``), ``factors`` the loop counts, both shaped
+    (orders, loops), innermost loop first. The search scores every order this way and rebuilds only
+    the winner with :func:`evaluate` (a test checks the two agree).
+    """
+    n, n_loops = orders.shape
+    ways = spatial.ways()
+    size = np.array([shape.size(d) for d in DIMS], dtype=float)
+    folds = np.ones(len(DIMS))
+    for j in range(n_loops):
+        folds[orders[0, j]] *= factors[0, j]
+    ways_v = np.array([ways.get(d, 1) for d in DIMS], dtype=float)
+    true_ways = {d: shape.size(d) / folds[k] for k, d in enumerate(DIMS) if d in ways}
+    onehot = orders[:, :, None] == np.arange(len(DIMS))[None, None, :]
+    mult = np.where(onehot, factors[:, :, None], 1.0)
+    cum = np.concatenate([np.ones((n, 1, len(DIMS))), np.cumprod(mult, axis=1)], axis=1)  # (n, L+1, 8)
+    b_pe = np.minimum(cum, size)
+    b_sh = np.minimum(cum * ways_v, size)
+    B, G, K, C, OY, OX, FY, FX = range(8)
+
+    def extent(o: str, b: np.ndarray) -> np.ndarray:
+        if o == W:
+            return b[..., G] * b[..., K] * b[..., C] * b[..., FY] * b[..., FX]
+        if o == O:
+            return b[..., B] * b[..., G] * b[..., K] * b[..., OY] * b[..., OX]
+        full_r = shape.iy or (shape.oy - 1) * shape.sy + shape.fy
+        full_c = shape.ix or (shape.ox - 1) * shape.sx + shape.fx
+        part = (b[..., FY] < shape.fy) | (b[..., OY] < shape.oy)
+        rows = np.where(part, (b[..., OY] - 1) * np.minimum(shape.sy, b[..., FY]) + b[..., FY], full_r)
+        part = (b[..., FX] < shape.fx) | (b[..., OX] < shape.ox)
+        cols = np.where(part, (b[..., OX] - 1) * np.minimum(shape.sx, b[..., FX]) + b[..., FX], full_c)
+        return b[..., B] * b[..., G] * b[..., C] * rows * cols
+
+    ext = {(o, s): extent(o, b_sh if s else b_pe) for o in OPERANDS for s in (False, True)}  # (n, L+1)
+    ebytes = {o: a.bits[o] / 8 for o in OPERANDS}
+    rows_idx = np.arange(n)
+    jj = np.arange(n_loops + 1)[None, :]
+    cuts: dict[str, list[np.ndarray]] = {o: [] for o in OPERANDS}
+    for lv, ops in a.alloc:
+        shared = not lv.per_pe
+        start = {o: (cuts[o][-1] if cuts[o] else np.zeros(n, dtype=int)) for o in ops}
+        j0 = np.max(np.stack([start[o] for o in ops]), axis=0)
+        total = np.zeros((n, n_loops + 1))
+        for o in ops:
+            idx = np.maximum(start[o][:, None], jj)
+            total += np.take_along_axis(ext[(o, shared)], idx, axis=1) * ebytes[o]
+        fits = (total <= lv.size_bytes) & (jj > j0[:, None])
+        j = j0 + fits.sum(axis=1)
+        for o in ops:
+            cuts[o].append(np.maximum(start[o], j))
+
+    macs = float(shape.macs)
+    temporal = float(np.prod(factors[0]))
+    rel = {o: np.isin(orders, [DIMS.index(d) for d in RELEVANT[o]]) for o in OPERANDS}
+    idx_l = np.arange(n_loops)[None, :]
+    nextrel = {}
+    cir = {}
+    for o in OPERANDS:
+        pos = np.where(rel[o], idx_l, n_loops)
+        nextrel[o] = np.concatenate([np.minimum.accumulate(pos[:, ::-1], axis=1)[:, ::-1],
+                                     np.full((n, 1), n_loops)], axis=1)  # (n, L+1)
+        cir[o] = np.concatenate([np.ones((n, 1)), np.cumprod(np.where(rel[o], 1.0, factors), axis=1)], axis=1)
+    mc = {o: math.prod(u for d, u in true_ways.items() if d not in RELEVANT[o]) for o in OPERANDS}
+
+    def fills(o: str, j: np.ndarray, shared: bool) -> np.ndarray:
+        k = nextrel[o][rows_idx, j]
+        ir = cir[o][rows_idx, k] * (mc[o] if shared else 1.0)
+        out = macs / ir
+        if o == I:
+            b = (b_sh if shared else b_pe)[rows_idx, j]
+            out = out * extent(I, b) / (b[:, B] * b[:, G] * b[:, C] * b[:, OY] * b[:, FY] * b[:, OX] * b[:, FX])
+        return out
+
+    energy = np.full(n, macs * a.mac_pj)
+    r_lv: dict[str, np.ndarray] = {}
+    w_lv: dict[str, np.ndarray] = {}
+
+    def add(lv: MemoryLevel, r: np.ndarray | float, r_bits: np.ndarray | float, w: np.ndarray | float,
+            w_bits: np.ndarray | float) -> None:
+        nonlocal energy
+        if lv.per_pe:
+            rw, ww = r * np.ceil(r_bits / lv.word_bits), w * np.ceil(w_bits / lv.word_bits)
+        else:
+            rw, ww = r * r_bits / lv.word_bits, w * w_bits / lv.word_bits
+        energy = energy + rw * lv.read_energy_pj + ww * lv.write_energy_pj
+        r_lv[lv.name] = r_lv.get(lv.name, 0.0) + rw
+        w_lv[lv.name] = w_lv.get(lv.name, 0.0) + ww
+
+    n_out = float(shape.b * shape.g * shape.k * shape.oy * shape.ox)
+    onload = np.zeros(n)
+    offload = np.zeros(n)
+
+    def first_tile(o: str, lv: MemoryLevel, j: np.ndarray) -> np.ndarray:
+        t = extent(o, (b_pe if lv.per_pe else b_sh)[rows_idx, j])
+        if lv.per_pe:
+            t = t * math.prod(u for d, u in true_ways.items() if d in RELEVANT[o])
+        return t
+
+    for o in OPERANDS:
+        chain, c = a.chains[o], cuts[o]
+        into = [fills(o, c[i], not lv.per_pe) for i, lv in enumerate(chain[:-1])]
+        down = [into[i] / (mc[o] if chain[i].per_pe else 1.0) for i in range(len(into))]
+        if o in (W, I):
+            if chain[0].word_bits >= a.bits[o]:
+                lead = np.cumprod(~rel[o], axis=1).astype(bool)  # the leading run of irrelevant loops
+                held = np.prod(np.where(lead, factors, 1.0), axis=1)
+            else:
+                held = np.ones(n)
+            for i, lv in enumerate(chain):
+                r = macs / held / (1.0 if lv.per_pe else mc[o]) if i == 0 else down[i - 1]
+                w = into[i] if i < len(into) else 0.0
+                add(lv, r, a.bits[o], w, a.bits[o])
+            if len(chain) > 1:
+                onload = np.maximum(onload, first_tile(o, chain[0], c[0]) * ebytes[o])
+        else:
+            up = [np.maximum(x, n_out) for x in down]
+            back = [u - n_out for u in up]
+            ps, fin = a.bits[O], a.out_bits
+            for i, lv in enumerate(chain):
+                bits_up = np.where(back[i] > 0.5, ps, fin) if i < len(up) else fin
+                if i == 0:
+                    red = 1.0 if lv.per_pe else mc[O]
+                    add(lv, macs / red, ps, macs / red, ps)
+                else:
+                    bits_in = np.where(back[i - 1] > 0.5, ps, fin)
+                    add(lv, back[i - 1], bits_in, up[i - 1], bits_in)
+                if lv.per_pe and i < len(into):
+                    r_up = np.maximum(into[i], n_out * mc[O])
+                    add(lv, r_up, bits_up, r_up - n_out * mc[O], ps)
+                else:
+                    add(lv, up[i] if i < len(up) else 0.0, bits_up, back[i] if i < len(back) else 0.0, ps)
+            if len(chain) > 1:
+                offload = first_tile(O, chain[0], c[0]) * a.out_bits / 8
+    stall = np.zeros(n)
+    outer = a.chains[W][-1].name
+    seen: set[str] = set()
+    for o in OPERANDS:
+        for lv in a.chains[o]:
+            if lv.name in seen:
+                continue
+            seen.add(lv.name)
+            bw = lv.bandwidth_bytes_per_cycle * 8 / lv.word_bits * (macs / temporal if lv.per_pe else 1)
+            r, w = r_lv.get(lv.name, 0.0), w_lv.get(lv.name, 0.0)
+            t = ((r + w - (onload + offload) * 8 / lv.word_bits) if lv.name == outer else np.maximum(r, w)) / bw
+            stall = np.maximum(stall, t - temporal)
+    dram_bw = a.chains[W][-1].bandwidth_bytes_per_cycle
+    cycles = temporal + stall + (onload + offload) / dram_bw
+    return energy, cycles
+
+
+@lru_cache(maxsize=256)
+def _loop_orders(factor_list: tuple[tuple[int, int], ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Every distinct order of the (dimension index, factor) loops, as LOMA enumerates them."""
+    perms = sorted(set(itertools.permutations(factor_list)))
+    arr = np.array(perms, dtype=float).reshape(len(perms), len(factor_list), 2)
+    return arr[:, :, 0].astype(int), arr[:, :, 1]
 
 
 @lru_cache(maxsize=4096)
 def search(shape: Shape, profile: Profile, objective: str = "energy") -> MappingCost:
-    """The cheapest mapping under ``objective`` (energy, latency or edp) over spatial unrollings and
-    orders of the temporal loop dimensions (each dimension's prime factors kept together, split at
-    memory boundaries by the allocation)."""
+    """The cheapest mapping under ``objective`` (energy, latency or edp).
+
+    Spatial: the profile's unrollings, the ``SPATIAL_KEEP`` of highest utilisation (as ZigZag's
+    spatial-mapping generator keeps 3). Temporal: every distinct order of the loop prime factors, at
+    most ``LPF_LIMIT`` of them after merging the smallest (LOMA, lpf_limit 6), each allocated bottom-up
+    to the memory levels. Cached per (shape, profile, objective).
+    """
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     a = arch(profile)
-    best: MappingCost | None = None
-    best_key = math.inf
     options = spatial_options(shape, a)
-    # as ZigZag's spatial-mapping generator: keep the unrollings of highest utilisation (its default 3)
     options.sort(key=lambda sp: -_utilisation(shape, sp, a))
+    best: tuple[float, Spatial, tuple[tuple[str, int], ...]] | None = None
     for sp in options[:SPATIAL_KEEP]:
         ways = sp.ways()
         folds = {d: -(-shape.size(d) // ways.get(d, 1)) for d in DIMS}
-        window = tuple(d for d in ("FX", "FY") if folds[d] > 1)
-        live = [d for d in DIMS if folds[d] > 1 and d not in window]
         factors = _limit_factors({d: _primes(folds[d]) for d in DIMS if folds[d] > 1}, LPF_LIMIT)
-        placements = [(window, ())] + ([((), window)] if window else [])
-        for order in itertools.permutations(live):
-            for below, above in placements:  # window loops innermost, or outermost (weights stationary)
-                loops = tuple((d, p) for d in (*below, *order, *above) for p in factors[d])
-                m = evaluate(shape, a, sp, loops)
-                key = _key(m, objective)
-                if key < best_key:
-                    best, best_key = m, key
+        flat = tuple((DIMS.index(d), f) for d in DIMS if d in factors for f in factors[d])
+        if not flat:
+            loops: tuple[tuple[str, int], ...] = ()
+            m = evaluate(shape, a, sp, loops)
+            key = float(_key_arrays(np.array([m.energy]), np.array([m.cycles]), objective)[0])
+        else:
+            dims_idx, facs = _loop_orders(flat)
+            e, cyc = score_orders(shape, a, sp, dims_idx, facs)
+            keys = _key_arrays(e, cyc, objective)
+            k = int(np.argmin(keys))
+            key = float(keys[k])
+            loops = tuple((DIMS[int(d)], int(f)) for d, f in zip(dims_idx[k], facs[k]))
+        if best is None or key < best[0]:
+            best = (key, sp, loops)
     assert best is not None
-    return best
+    return evaluate(shape, a, best[1], best[2])
+
+
+def _key_arrays(energy: np.ndarray, cycles: np.ndarray, objective: str) -> np.ndarray:
+    if objective == "energy":
+        return energy * (1 + 1e-12) + 1e-9 * cycles
+    if objective == "latency":
+        return cycles + 1e-12 * energy
+    return energy * cycles
 
 
 SPATIAL_KEEP = 3

@@ -19,17 +19,8 @@ from hwsim import Layer, Workload, load_profile, simulate
 CASES = json.loads((Path(__file__).parent / "fixtures" / "zigzag_cases.json").read_text())["cases"]
 IDS = [c["case"] for c in CASES]
 
-# cases where hwsim misses a target, and why (reported, not hidden: strict xfail fails once they pass)
-KNOWN = {
-    ("eyeriss_like/stem_7x7_s2", "energy"): "hwsim charges the 3-channel stem's output partial sums at the "
-    "16-bit precision through sram_8KB; ZigZag's LOMA keeps more of FY in the rf (energy 1.19x)",
-    ("eyeriss_like/r50_1x1_expand", "energy"): "1x1 with C=64 on 12 rows: hwsim's per-PE output rf "
-    "traffic counts every MAC's read-modify-write; ZigZag's mapping reuses across C in rf_16B (1.25x)",
-    ("tpu_like/dw_3x3", "cycles"): "hwsim's latency is bound by one DRAM read/write port moving every byte "
-    "at 8 B/cycle; ZigZag overlaps part of the depthwise layer's on/off-loading with compute (1.52x)",
-    ("tpu_like/fc_512_1000", "cycles"): "512 KB of weights through the 8 B/cycle DRAM port: hwsim serialises "
-    "all of it (64k cycles), ZigZag counts 55.9k (1.26x, just outside 25 %)",
-}
+# cases where hwsim misses a target, with the reason (strict xfail: it fails as soon as the case passes)
+KNOWN: dict[tuple[str, str], str] = {}
 
 
 def layer_of(case: dict) -> Layer:
@@ -123,3 +114,25 @@ def test_live_zigzag_agrees_on_dram() -> None:
     assert reads["weights"] == pytest.approx(ref["weights"], rel=0.01)
     assert reads["inputs"] == pytest.approx(ref["inputs"], rel=0.01)
     assert writes["outputs"] == pytest.approx(ref["outputs"], rel=0.01)
+
+
+def test_vectorised_scores_equal_scalar_evaluation() -> None:
+    """The search scores loop orders with numpy; the winner is rebuilt by evaluate(): both must agree."""
+    import numpy as np
+
+    from hwsim.cost import shape_of
+    from hwsim.mapping import DIMS, _loop_orders, arch, evaluate, score_orders, search
+
+    for case in CASES[:6]:
+        profile = load_profile("zigzag_" + case["arch"])
+        shape = shape_of(layer_of(case))
+        best = search(shape, profile)
+        flat = tuple((DIMS.index(d), f) for d, f in sorted(best.loops))
+        dims_idx, facs = _loop_orders(flat)
+        pick = np.linspace(0, len(dims_idx) - 1, 12).astype(int)
+        e, cyc = score_orders(shape, arch(profile), best.spatial, dims_idx[pick], facs[pick])
+        for k, row in enumerate(pick):
+            loops = tuple((DIMS[int(d)], int(f)) for d, f in zip(dims_idx[row], facs[row]))
+            m = evaluate(shape, arch(profile), best.spatial, loops)
+            assert e[k] == pytest.approx(m.energy, rel=1e-9), loops
+            assert cyc[k] == pytest.approx(m.cycles, rel=1e-9), loops
