@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from hwsim import units
 from hwsim.cost import LayerCost, layer_cost
 from hwsim.layers import Workload
 from hwsim.masks import TaskCost, task_cost
@@ -192,6 +193,34 @@ class SimResult:
                          "DRAM rd mask (B)": d["dram_read_bytes"]["masks"],
                          "DRAM wr O (B)": d["dram_write_bytes"]["outputs"],
                          "mask bits": d["mask_storage_bits"]})
+        return pd.DataFrame(rows)
+
+    def layers_table(self) -> pd.DataFrame:
+        """The per-layer table printed by ``--layers``, in engineering units: latency split (compute,
+        stalls, on/off-loading), energy by level and operand, DRAM traffic, and the chosen mapping
+        (spatial unrolling; loops per level of the outermost operand chain, innermost first)."""
+        clock = self.profile.clock_hz
+        rows = []
+        for c in self.layers:
+            by_level: dict[str, float] = {}
+            for (lv, o), pj in c.energy_pj.items():
+                by_level[lv] = by_level.get(lv, 0.0) + pj * PJ
+            dram = self.profile.dram.name
+            moved = sum(v for (lv, _), v in c.read_bytes.items() if lv == dram)
+            moved += sum(v for (lv, _), v in c.write_bytes.items() if lv == dram)
+            m = c.mapping or {}
+            sp = m.get("spatial", {})
+            spatial = " x ".join(f"{d}{u}" for axis in ("rows", "cols") for d, u in sp.get(axis, []))
+            top = (m.get("temporal_innermost_first") or {}).get("weights", {})
+            temporal = " | ".join(f"{lv}: " + " ".join(f"{d}{f}" for d, f in loops) for lv, loops in top.items()
+                                  if loops)
+            rows.append({"layer": c.name, "MACs": f"{c.macs:,}", "util": f"{c.utilization:.2f}",
+                         "latency": units.seconds(c.cycles / clock),
+                         "compute / stall / on+off-load (cycles)": (f"{c.compute_cycles:,} / {c.stall_cycles:,.0f} / "
+                                                                    f"{c.onload_cycles + c.offload_cycles:,.0f}"),
+                         "bound": c.bound, "energy": units.energy(sum(by_level.values())),
+                         "energy by level": ", ".join(f"{lv} {units.energy(j)}" for lv, j in by_level.items() if j),
+                         "DRAM": units.nbytes(moved), "spatial": spatial, "weights' loops (innermost first)": temporal})
         return pd.DataFrame(rows)
 
     def energy_frame(self) -> pd.DataFrame:
