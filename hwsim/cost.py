@@ -1,39 +1,29 @@
-"""The per-layer cost model: small pure functions over a :class:`~hwsim.layers.Layer` and a profile.
+"""The per-layer cost model: layer sizes, the fixed-dataflow closed forms, and :func:`layer_cost`.
 
 Notation (Timeloop/ZigZag): G groups; per group K output channels, C input channels; output P x Q
 (OY x OX); kernel R x S (FY x FX); the reduction window of one output is ``win = C*R*S``.
 
-The model, in four steps (``docs`` of each function give the formula and where it comes from):
+:func:`layer_cost` costs a layer under the mapping that :func:`hwsim.mapping.search` finds (spatial
+unrolling, loop order and tiles per memory level, LOMA-style; access counts in closed form, see
+:mod:`hwsim.mapping`), adds the masks that travel with the weights, static power, and returns traffic
+per (level, operand), energy, and latency split into compute, stalls and on/off-loading.
 
-1. **Compute.** The dataflow fixes which loop dimensions are unrolled over the array's rows and
-   columns (:func:`map_weight_stationary`, :func:`map_output_stationary`, :func:`map_row_stationary`).
-   Cycles = product over dimensions of ceil(size / unrolling); utilisation = MACs / (cycles * PEs).
-2. **Array traffic.** The same folding gives how many operand elements the array pulls from its
-   innermost shared buffer (SCALE-Sim's closed forms for WS and OS, the Eyeriss RS reuse for RS).
-3. **Tiling per memory tier** (:func:`tier_traffic`). Tier k is, for every operand, the k-th level
-   below DRAM that holds it. If the tier holds the working set of the layer, traffic from its parent
-   is compulsory; otherwise the layer is blocked by output-row strips (inputs and outputs resident,
-   weights refetched per strip) or by output-channel blocks (weights and outputs resident, inputs
-   refetched per block), whichever moves fewer bytes; if neither fits, data passes through at the
-   array's rate. Traffic into a level is clamped between the compulsory minimum and the array rate.
-4. **Energy and latency.** Accesses (in words of the level's port width) x energy per access, plus
-   MACs x MAC energy and mask operations; roofline latency = max(compute cycles, bytes / bandwidth of
-   each level).
+The ``map_*`` functions are the fixed dataflows hwsim used before the search (SCALE-Sim's closed forms
+for weight and output stationary, Eyeriss' row stationary): kept as documented references; the tests
+check that the searched mapping never moves more data than they do.
 
 Conventions a reader must know:
 
 - Inputs are counted as the window's **footprint**, padding included where the window touches it
-  (``(P-1)*min(stride, R) + R`` rows), as ZigZag counts the padded ifmap (hwsim-anchors.md §2.3, §3.4).
-- Partial sums live at ``psums`` bits on chip; final outputs move at ``outputs`` bits. Partial sums
-  that spill to a parent are written up and read back at ``psums`` bits.
-- Pipeline fill/drain and bank conflicts are not modelled (SCALE-Sim measures 8-10 % on small layers).
+  (``(P-1)*min(stride, R) + R`` rows), as ZigZag counts the padded ifmap (30 x 30 x 128 = 115,200 B for
+  ResNet-18 conv3_x in ZigZag 3.9.1).
+- Partial sums live at ``psums`` bits on chip; final outputs move at ``outputs`` bits.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 
 from hwsim.layers import Layer
 from hwsim.mapping import Shape, search
@@ -77,7 +67,7 @@ def dims(layer: Layer) -> Dims:
 def macs(layer: Layer) -> int:
     """Multiply-accumulates: out_channels * (in_channels / groups) * kh * kw * P * Q.
 
-    The count torchvision reports as GFLOPS for its models (conv and linear MACs; hwsim-anchors.md §3.4:
+    The count torchvision reports as GFLOPS for its models (conv and linear MACs; ZigZag 3.9.1 counts
     128*128*28*28*9 = 115,605,504 for ResNet-18 conv3_x).
     """
     d = dims(layer)
@@ -99,7 +89,7 @@ def input_elems(layer: Layer) -> int:
     """Input footprint: the ifmap elements the sliding window touches, padding included.
 
     Per axis ``(P-1)*min(stride, kernel) + kernel``, capped at the padded input size: 30 x 30 x 128 =
-    115,200 for ResNet-18 conv3_x (ZigZag's padded-ifmap count, hwsim-anchors.md §3.4). With stride
+    115,200 for ResNet-18 conv3_x (ZigZag 3.9.1's padded-ifmap count). With stride
     larger than the kernel (a 1x1 stride-2 shortcut) only the touched rows and columns count.
     """
     touched = 1
@@ -147,7 +137,7 @@ def map_weight_stationary(d: Dims, rows: int, cols: int, input_footprint: int) -
     Rows unroll the im2col window (C*R*S), columns the output channels K; groups that leave rows and
     columns free are packed block-diagonally. Each weight is loaded once; every window element is
     streamed once per column fold; every output gets one partial sum per row fold
-    (SCALE-Sim closed forms, hwsim-anchors.md §3.2: ifmap reads = PQ * win * ceil(K/cols),
+    (SCALE-Sim v2 closed forms, Samajdar et al., ISPASS 2020: ifmap reads = PQ * win * ceil(K/cols),
     filter reads = compulsory, ofmap writes = PQ * K * ceil(win/rows)).
     Cycles = ceil(G/u_g) * ceil(K/cols) * ceil(win/rows) * PQ (= MACs/1024 on a 32x32 array for
     ResNet-18 conv3_x: 112,896, as ZigZag's tpu_like, §3.4).
@@ -165,7 +155,7 @@ def map_output_stationary(d: Dims, rows: int, cols: int, input_footprint: int) -
     Rows unroll output pixels, columns output channels; each PE accumulates one output over the
     whole window, so outputs leave once. Every window element is streamed once per column fold, every
     weight once per row (pixel) fold: ifmap reads = PQ * win * ceil(K/cols), filter reads =
-    K * win * ceil(PQ/rows) (SCALE-Sim closed forms, hwsim-anchors.md §3.2). Groups use free columns.
+    K * win * ceil(PQ/rows) (SCALE-Sim v2 closed forms, Samajdar et al., ISPASS 2020). Groups use free columns.
     Cycles = ceil(G/u_g) * ceil(K/cols) * ceil(PQ/rows) * win.
     """
     u_px, u_k = min(d.px, rows), min(d.k, cols)
@@ -200,123 +190,6 @@ def map_row_stationary(d: Dims, rows: int, cols: int, input_footprint: int, filt
     out = d.g * d.k * d.px
     return Mapping(cycles=f_g * f_k * f_c * f_fy * f_oy * d.ox * d.fx, weights=d.g * d.k * d.win * f_oy,
                    inputs=input_footprint * _cdiv(f_k, p), outputs=out * _cdiv(f_c, q) * f_fy)
-
-
-MAPPERS = {"weight_stationary": map_weight_stationary, "output_stationary": map_output_stationary,
-           "row_stationary": map_row_stationary}
-
-
-def mapping(layer: Layer, profile: Profile) -> Mapping:
-    """Cycles and array traffic of a layer under the profile's dataflow and array shape."""
-    d = dims(layer)
-    a = profile.array
-    if profile.dataflow == "row_stationary":
-        p, q = rs_reuse(profile, d.fx)
-        return map_row_stationary(d, a.rows, a.cols, input_elems(layer), p, q)
-    return MAPPERS[profile.dataflow](d, a.rows, a.cols, input_elems(layer))
-
-
-def rs_reuse(profile: Profile, taps: int) -> tuple[int, int]:
-    """Filters ``p`` and channels ``q`` one row-stationary PE interleaves, from its spad sizes.
-
-    ``p`` = psum spad words (one partial sum per filter); ``q`` = filter spad words // (p * S), as in
-    Eyeriss' mapping where the filter spad holds p*q*S weights (Chen et al., ISCA 2016). Profiles
-    without per-PE levels get p = q = 1.
-    """
-    pb = profile.precision_bits
-    pe = {o: next((lv for lv in profile.chain(o) if lv.per_pe), None) for o in (W, O)}
-    p = int(pe[O].size_bytes * 8 // pb.psums) if pe[O] else 1
-    p = max(1, p)
-    q = int(pe[W].size_bytes * 8 // pb.weights // (p * taps)) if pe[W] else 1
-    return p, max(1, q)
-
-
-# --------------------------------------------------------------------------------------------
-# Tiling per memory tier
-
-
-@dataclass(frozen=True, slots=True)
-class Tier:
-    """The k-th shared (not per-PE) level below DRAM of each operand that has one."""
-
-    levels: tuple[tuple[str, MemoryLevel], ...]  # (operand, level)
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """A profile, pre-digested for the per-layer loop: chains and tiers (computed once per profile)."""
-
-    shared: dict[str, tuple[MemoryLevel, ...]]  # operand -> shared levels below DRAM, outermost first
-    per_pe: dict[str, MemoryLevel | None]  # operand -> its per-PE level, if any
-    tiers: tuple[Tier, ...]
-
-
-@lru_cache(maxsize=64)
-def plan(profile: Profile) -> Plan:
-    """Split every operand's chain into shared levels and its per-PE level; group them into tiers."""
-    shared, per_pe = {}, {}
-    for operand in OPERANDS:
-        chain = profile.chain(operand)[1:]
-        shared[operand] = tuple(lv for lv in chain if not lv.per_pe)
-        per_pe[operand] = next((lv for lv in chain if lv.per_pe), None)
-    depth = max(len(v) for v in shared.values())
-    tiers = tuple(Tier(tuple((o, shared[o][k]) for o in OPERANDS if k < len(shared[o]))) for k in range(depth))
-    return Plan(shared=shared, per_pe=per_pe, tiers=tiers)
-
-
-def blocks_needed(footprints: dict[str, float], tier: Tier, resident: tuple[str, ...]) -> int:
-    """Blocks the resident operands must be split into so that each block fits its memories.
-
-    For every memory of the tier: ceil(sum of the resident operands' footprints it holds / its size);
-    the tier needs the largest. Operands not held at this tier take no room here.
-    """
-    need: dict[str, float] = {}
-    size: dict[str, float] = {}
-    for operand, level in tier.levels:
-        if operand in resident:
-            need[level.name] = need.get(level.name, 0.0) + footprints[operand]
-            size[level.name] = level.size_bytes
-    return max([1] + [math.ceil(need[n] / size[n]) for n in need])
-
-
-def tier_traffic(layer: Layer, tier: Tier, footprints: dict[str, float], compulsory: dict[str, int],
-                 array: dict[str, int], byte_cost: dict[str, float]) -> dict[str, int]:
-    """Element traffic into the tier's levels from their parents, for the operands held at this tier.
-
-    Candidates (loop-blocking, as Timeloop/ZigZag evaluate one mapping; hwsim-anchors.md §2.1):
-
-    - everything fits its memory: compulsory traffic (W, I, O once);
-    - output-row strips: inputs and partial sums resident, ``nb`` strips; weights refetched ``nb``
-      times (feasible while a strip is at least one output row);
-    - output-channel blocks: weights and partial sums resident, ``nb`` blocks; inputs refetched
-      ``ceil(nb / groups)`` times (a block inside one group needs only that group's inputs);
-    - pass-through: the array's own traffic (the tier is too small to block).
-
-    Each candidate is one consistent loop order (its traffic is never below compulsory); the one
-    moving the fewest bytes wins. Non-increasing in every size of the tier (larger memories never need
-    more blocks), which a test checks. If the winner refetches an operand more often than the array's
-    own order would, the array's order follows it (the caller keeps traffic non-decreasing inwards).
-    """
-    held = tuple(dict.fromkeys(o for o, _ in tier.levels))
-
-    def clamp(candidate: dict[str, int]) -> dict[str, int]:
-        return {o: max(compulsory[o], candidate[o]) for o in held}
-
-    def cost(traffic: dict[str, int]) -> float:
-        return sum(traffic[o] * byte_cost[o] for o in held)
-
-    all_fit = blocks_needed(footprints, tier, OPERANDS) == 1
-    if all_fit:
-        return clamp(compulsory)
-    options = [clamp(array)]
-    strips = blocks_needed(footprints, tier, (I, O))
-    if strips <= layer.output_hw[0]:
-        options.append(clamp({W: compulsory[W] * strips, I: compulsory[I], O: compulsory[O]}))
-    chans = blocks_needed(footprints, tier, (W, O))
-    if chans <= layer.out_channels:
-        refetch = _cdiv(chans, layer.groups)
-        options.append(clamp({W: compulsory[W], I: compulsory[I] * refetch, O: compulsory[O]}))
-    return min(options, key=cost)
 
 
 # --------------------------------------------------------------------------------------------
@@ -366,7 +239,7 @@ def _words(nbytes: float, level: MemoryLevel, bits: int) -> float:
     """Accesses of ``level`` needed to move ``nbytes`` of ``bits``-wide elements.
 
     Shared buffers pack elements into port-wide words (ZigZag counts port-width words: 115,200 B in
-    64-bit words = 14,400 DRAM accesses, hwsim-anchors.md §3.4); a per-PE register file moves one
+    64-bit words = 14,400 DRAM accesses in ZigZag 3.9.1); a per-PE register file moves one
     element per access, or several accesses when the element is wider than the port.
     """
     if level.per_pe:
