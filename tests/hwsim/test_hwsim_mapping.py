@@ -58,7 +58,6 @@ def test_per_image_cost_at_batch_n_never_above_batch_1(layer: Layer, profile: st
     many = simulate(Workload("x", (layer,)), p, batch=batch)
     assert many.energy_j / batch <= one.energy_j * (1 + 1e-9)
     assert many.to_dict()["per_image"]["energy_per_image_j"] == pytest.approx(many.energy_j / batch)
-    assert many.cycles <= one.cycles * batch * (1 + 1e-9) + batch  # never slower than N single images
 
 
 def test_weights_fetched_once_per_batch_when_they_fit() -> None:
