@@ -78,6 +78,7 @@ def summary_text(result: SimResult, with_layers: bool) -> str:
     batch_note = f" (batch of {batch})" if batch > 1 else ""
     head = pd.DataFrame([
         ("batch", batch), ("mapping objective", d["objective"]),
+        ("inference", "steady state (weights cached on chip)" if d["steady_state"] else "cold (from DRAM)"),
         (f"MACs{batch_note}", f"{t['macs']:,}"), ("compute cycles", f"{t['compute_cycles']:,}"),
         ("cycles: compute + stalls + on/off-loading", (f"{t['cycles']:,.0f} = {lb['compute']:,} + {lb['stall']:,.0f} + "
                                                       f"{lb['onload'] + lb['offload']:,.0f}")),
@@ -171,6 +172,9 @@ def _report(masks: tuple[Path, ...], networks: tuple[str, ...], topologies: tupl
                    "once per batch where the mapping allows. Totals are per batch; per-image figures beside.")
 @click.option("--objective", type=click.Choice(["energy", "latency", "edp"]), default="energy", show_default=True,
               help="What each layer's mapping search (loop order, tiles, spatial unrolling) minimises.")
+@click.option("--steady-state", is_flag=True,
+              help="Cost one inference of a stream: weights and masks that fit on chip stay there across "
+                   "inferences (default: cold, from DRAM).")
 @click.option("--layers", "with_layers", is_flag=True,
               help="Also print the per-layer table (latency split, energy by level, chosen mapping).")
 @click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False),
@@ -183,7 +187,7 @@ def _report(masks: tuple[Path, ...], networks: tuple[str, ...], topologies: tupl
 @click.argument("more_masks", nargs=-1, type=click.Path(path_type=Path), metavar="[RUN_FOLDER]...")
 def main(profiles: tuple[str, ...], masks: tuple[Path, ...], networks: tuple[str, ...],
          topologies: tuple[Path, ...], method: str | None, mode: str, tasks: int, mask_density: float,
-         batchnorm: str, batch: int, objective: str, with_layers: bool, json_path: Path | None, list_profiles: bool,
+         batchnorm: str, batch: int, objective: str, steady_state: bool, with_layers: bool, json_path: Path | None, list_profiles: bool,
          report_dir: Path | None, title: str | None, more_masks: tuple[Path, ...]) -> None:
     """Analytical cost of (masked, multi-task) CNN inference on edge accelerator profiles.
 
@@ -229,7 +233,7 @@ def main(profiles: tuple[str, ...], masks: tuple[Path, ...], networks: tuple[str
             for prof in chosen:
                 for m in (modes if work.method is not None else [None]):
                     results.append(simulate(work, prof, m, tasks=tasks, mask_density=mask_density, batch=batch,
-                                            objective=objective))
+                                            objective=objective, steady_state=steady_state))
         if json_path is not None:
             _write_json(json_path, results_document(results))
     except (InputError, ValueError) as exc:

@@ -16,6 +16,7 @@ from hwsim.cost import LayerCost, layer_cost
 from hwsim.layers import Workload
 from hwsim.masks import TaskCost, task_cost
 from hwsim.profile import OPERANDS, Profile
+from hwsim.residency import apply_residency
 
 FORMAT = "ksm-sim/1"
 PJ = 1e-12
@@ -33,6 +34,8 @@ class SimResult:
     layers: tuple[LayerCost, ...]
     batch: int = 1
     objective: str = "energy"
+    steady_state: bool = False
+    residency: dict | None = None  # which outputs stayed on chip, which weights are cached
 
     # ---- totals -------------------------------------------------------------------------
     @property
@@ -128,6 +131,7 @@ class SimResult:
             "profile": self.profile.name,
             "batch": self.batch,
             "objective": self.objective,
+            "steady_state": self.steady_state,
             "source": self.work.source,
             "task": self.work.task,
             "method": self.work.method,
@@ -138,6 +142,7 @@ class SimResult:
             "assumed_mask_density": t.assumed_density,
             "totals": totals,
             "per_image": per_image,
+            "residency": self.residency,
         }
         if with_layers:
             out["layers"] = [self._layer_dict(c) for c in self.layers]
@@ -248,7 +253,8 @@ class SimResult:
 
 
 def simulate(work: Workload, profile: Profile, mode: str | None = "on_the_fly", tasks: int = 6,
-             mask_density: float = 0.5, batch: int = 1, objective: str = "energy") -> SimResult:
+             mask_density: float = 0.5, batch: int = 1, objective: str = "energy",
+             steady_state: bool = False) -> SimResult:
     """Cost every layer of ``work`` on ``profile``.
 
     Args:
@@ -259,6 +265,9 @@ def simulate(work: Workload, profile: Profile, mode: str | None = "on_the_fly", 
         mask_density: KSM fraction of binary-1 entries assumed when the run does not give it.
         batch: images per inference; totals and layers are for the whole batch (``per_image`` beside).
         objective: what the per-layer mapping search minimises: energy, latency or edp.
+        steady_state: cost one inference of a stream: weights (and masks) that fit on chip stay there
+            across inferences (see :mod:`hwsim.residency`); False starts cold, from DRAM. Layer outputs
+            that fit on chip stay there for the next layer either way.
 
     Example:
         >>> from hwsim import load_network, load_profile, simulate
@@ -272,7 +281,10 @@ def simulate(work: Workload, profile: Profile, mode: str | None = "on_the_fly", 
     if batch < 1:
         raise ValueError(f"batch must be at least 1, got {batch}")
     costs = tuple(layer_cost(layer, profile, live.get(layer.name), batch, objective) for layer in work.layers)
-    return SimResult(profile=profile, work=work, mode=mode, task=tc, layers=costs, batch=batch, objective=objective)
+    masks_streamed = {name: load.bits for name, load in live.items()}
+    costs, residency = apply_residency(costs, work.layers, profile, batch, steady_state, masks_streamed)
+    return SimResult(profile=profile, work=work, mode=mode, task=tc, layers=costs, batch=batch, objective=objective,
+                     steady_state=steady_state, residency=residency)
 
 
 def results_document(results: list[SimResult], with_layers: bool = True) -> dict[str, Any]:
