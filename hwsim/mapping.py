@@ -561,12 +561,21 @@ def score_orders(shape: Shape, a: Arch, spatial: Spatial, orders: np.ndarray, fa
     return energy, cycles
 
 
+@lru_cache(maxsize=16)
+def _permutations(n: int) -> np.ndarray:
+    """All orders of ``n`` positions, as an (n!, n) index array."""
+    return np.array(list(itertools.permutations(range(n))), dtype=np.int64).reshape(-1, n)
+
+
 @lru_cache(maxsize=256)
 def _loop_orders(factor_list: tuple[tuple[int, int], ...]) -> tuple[np.ndarray, np.ndarray]:
     """Every distinct order of the (dimension index, factor) loops, as LOMA enumerates them."""
-    perms = sorted(set(itertools.permutations(factor_list)))
-    arr = np.array(perms, dtype=float).reshape(len(perms), len(factor_list), 2)
-    return arr[:, :, 0].astype(int), arr[:, :, 1]
+    loops = np.array(factor_list, dtype=np.int64).reshape(-1, 2)
+    code = loops[:, 0] * 1_000_003 + loops[:, 1]  # one number per (dimension, factor)
+    perms = _permutations(len(factor_list))
+    _, first = np.unique(code[perms], axis=0, return_index=True)  # repeated loops give repeated orders
+    rows = perms[np.sort(first)]
+    return loops[rows, 0], loops[rows, 1].astype(float)
 
 
 @lru_cache(maxsize=4096)
