@@ -17,10 +17,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "hwsim"))
 
-from test_hwsim_eyeriss import TABLE_V  # noqa: E402
-from test_hwsim_zigzag import layer_of, zigzag_dram  # noqa: E402
+from test_hwsim_eyeriss import TABLE_V
+from test_hwsim_zigzag import layer_of, zigzag_dram
 
-from hwsim import Workload, load_network, load_profile, simulate  # noqa: E402
+from hwsim import Workload, load_network, load_profile, simulate
 
 
 def zigzag_frame() -> pd.DataFrame:
