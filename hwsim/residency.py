@@ -58,8 +58,9 @@ def _feeds(a: Layer, b: Layer) -> bool:
 
 
 def _move(cost: LayerCost, operand: str, dram: MemoryLevel, to: MemoryLevel, reads: bool, writes: bool,
-          saved_cycles: float) -> LayerCost:
-    """Serve ``operand``'s DRAM reads and/or writes of one layer from ``to`` instead (bytes and energy)."""
+          saved: str | None) -> LayerCost:
+    """Serve ``operand``'s DRAM reads and/or writes of one layer from ``to`` instead (bytes and energy);
+    ``saved`` names the latency part ("onload" or "offload") that no longer waits for DRAM."""
     rb, wb, en = dict(cost.read_bytes), dict(cost.write_bytes), dict(cost.energy_pj)
     src, dst = (dram.name, operand), (to.name, operand)
     r = rb.get(src, 0.0) if reads else 0.0
@@ -73,8 +74,11 @@ def _move(cost: LayerCost, operand: str, dram: MemoryLevel, to: MemoryLevel, rea
     en[src] = en.get(src, 0.0) - (r * 8 / dram.word_bits * dram.read_energy_pj
                                   + w * 8 / dram.word_bits * dram.write_energy_pj)
     en[dst] = en.get(dst, 0.0) + r * 8 / to.word_bits * to.read_energy_pj + w * 8 / to.word_bits * to.write_energy_pj
-    cycles = max(cost.compute_cycles, cost.cycles - saved_cycles)
-    return dataclasses.replace(cost, read_bytes=rb, write_bytes=wb, energy_pj=en, cycles=cycles)
+    parts = {"onload_cycles": cost.onload_cycles, "offload_cycles": cost.offload_cycles}
+    cut = parts[f"{saved}_cycles"] if saved else 0.0
+    if saved:
+        parts[f"{saved}_cycles"] = 0.0
+    return dataclasses.replace(cost, read_bytes=rb, write_bytes=wb, energy_pj=en, cycles=cost.cycles - cut, **parts)
 
 
 def apply_residency(costs: Sequence[LayerCost], layers: Sequence[Layer], profile: Profile, batch: int = 1,
@@ -98,9 +102,8 @@ def apply_residency(costs: Sequence[LayerCost], layers: Sequence[Layer], profile
             nxt_out = _activation_bytes(b, profile, batch)[1]
             if out_b + nxt_out > act.size_bytes:  # the next layer needs it beside its own output
                 continue
-            out[i] = _move(out[i], "outputs", dram, act, reads=True, writes=True, saved_cycles=out[i].offload_cycles)
-            out[i + 1] = _move(out[i + 1], "inputs", dram, act, reads=True, writes=False,
-                               saved_cycles=out[i + 1].onload_cycles)
+            out[i] = _move(out[i], "outputs", dram, act, reads=True, writes=True, saved="offload")
+            out[i + 1] = _move(out[i + 1], "inputs", dram, act, reads=True, writes=False, saved=None)
             kept.append(a.name)
     resident_weights = 0.0
     cached: list[str] = []
@@ -116,8 +119,9 @@ def apply_residency(costs: Sequence[LayerCost], layers: Sequence[Layer], profile
             resident_weights += need
             cached.append(layer.name)
             for operand in ("weights", "masks"):
-                out[i] = _move(out[i], operand, dram, wl, reads=True, writes=False,
-                               saved_cycles=out[i].onload_cycles if operand == "weights" else 0.0)
+                out[i] = _move(out[i], operand, dram, wl, reads=True, writes=False, saved=None)
+            if i == 0 or layers[i - 1].name in kept:  # its inputs are on chip too: nothing to wait for
+                out[i] = dataclasses.replace(out[i], cycles=out[i].cycles - out[i].onload_cycles, onload_cycles=0.0)
     return tuple(out), {"outputs_kept_on_chip": kept, "weights_cached_layers": cached,
                         "weights_cached_bytes": resident_weights}
 
