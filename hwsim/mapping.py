@@ -2,35 +2,43 @@
 
 A *mapping* of one layer (Timeloop/ZigZag notation) is
 
-- a **spatial unrolling**: one loop dimension on the array's rows and one on its columns, each unrolled
-  ``u = min(size, axis)`` ways; ``ceil(size / u)`` folds remain as a temporal loop (ZigZag's "uneven"
-  unrolling: the last fold is partial, so the temporal loop count is the ceiling and every access
-  count below uses the true loop bounds, as ZigZag's 12.8 x 11.6 unrolling of K=C=128 on 14 x 12);
+- a **spatial unrolling**: a loop dimension (or, for the dataflow defaults, two) on the array's rows
+  and on its columns, each unrolled ``u = min(size, axis)`` ways; ``ceil(size / u)`` folds remain as a
+  temporal loop. As ZigZag's "uneven" unrolling, access counts use the true bounds (K = 128 on 14
+  columns in 10 folds is 12.8 ways on average), the cycle count the ceiling;
 - a **temporal loop nest**: the remaining loops, innermost first, each a prime factor of a dimension's
-  fold count (as LOMA's loop prime factors, Symons et al., "LOMA: Fast Auto-Scheduling on DNN
-  Accelerators through Loop-Order-based Memory Allocation", AICAS 2021);
+  fold count, merged down to at most 6 loops (LOMA's ``lpf_limit``; Symons et al., "LOMA: Fast
+  Auto-Scheduling on DNN Accelerators through Loop-Order-based Memory Allocation", AICAS 2021);
 - **memory allocation**: for every operand, the loops below each of its memory levels. As LOMA does,
-  loops are given to the innermost level of each operand while its tile still fits (memories shared by
-  several operands hold all their tiles at once), then to the next level, and so on up to DRAM.
+  loops go to the innermost level of each operand while its tile still fits (a memory shared by
+  several operands holds all their tiles at once), then to the next level, and so on up to DRAM.
 
-Access counts for a mapping (Timeloop's tile analysis, Parashar et al., ISPASS 2019; ZigZag's
-``Mapping.calc_data_access``, Mei et al., IEEE TC 2021):
+Access counts for a mapping (ZigZag's ``Mapping.calc_data_access``, Mei et al., "ZigZag: Enlarging
+Joint Architecture-Mapping Design Space Exploration for DNN Accelerators", IEEE TC 2021; Timeloop's
+tile analysis, Parashar et al., ISPASS 2019):
 
-- the **tile** of operand ``o`` at a level is the projection of the loop bounds below it onto the
-  dimensions ``o`` depends on; for inputs the window gives a halo: ``(oy - 1) * stride + fy`` rows;
-- **fills** of a level = tile x the number of times the tile changes = tile x the product of the loops
-  above it, except the irrelevant loops directly above (those leave the tile in place: stationarity);
-- **outputs** move up as partial sums: each fill of an output tile is written up once it is done;
-  the parent reads it back for further accumulation except the first time (read-modify-write);
-- per-PE levels count per PE; the array's shared levels send one copy of a tile to all PEs that
-  need it (multicast over the unrolled dimensions the operand does not depend on);
+- elements written into a level (its **fills**) = MACs / (the loops below it that the operand does
+  not depend on x the irrelevant loops directly above it, which leave the tile in place); for inputs
+  times the halo ratio of the tile (``(oy - 1) * stride + fy`` rows over ``oy * fy``);
+- a level shared by the PEs sends one copy to every PE that needs it (multicast over the unrolled
+  dimensions the operand does not depend on) and partial sums are reduced on the way up; a per-PE
+  level is read and written by each PE itself;
+- the innermost level is read once per MAC, except while the innermost loops do not change the
+  operand (the word stays at the MAC: ZigZag's ``access_same_data_considered_as_no_access``);
+- **outputs** travel up as partial sums and come back for further accumulation except the first time
+  (read-modify-write); a level's transfers move at the partial-sum width unless only final outputs cross;
 - transfers are counted in words of the level's port (``word_bits``); a per-PE register file moves
   one element per access.
 
-Cycles: the product of all temporal loop counts (compute), plus the stall of the slowest level when
-its traffic exceeds its bandwidth over the compute time, plus on-loading of the first tiles and
-off-loading of the last outputs that cannot overlap compute (ZigZag's latency model: ideal temporal
-cycles + stalls + data on/off-loading, Mei et al., IEEE TC 2021, §IV-C).
+Cycles (ZigZag's latency model, Mei et al. 2021, §IV-C): the product of the temporal loop counts
+(compute) + the stall of the slowest memory port (on-chip memories have a read and a write port, DRAM
+one shared port; a per-PE memory serves its PE) + on-loading of the first tiles the array needs and
+off-loading of the last outputs, which cannot overlap compute. Array fill and drain are not modelled
+(ZigZag 3.9.1 adds none for its example arrays either).
+
+The search scores every loop order of the best-utilised spatial unrollings at once with numpy
+(:func:`score_orders`) and rebuilds the winner with :func:`evaluate`; results are cached per
+(layer shape, profile, objective).
 """
 
 from __future__ import annotations
@@ -106,12 +114,11 @@ class MappingCost:
     stall_cycles: float
     onload_cycles: float
     offload_cycles: float
-    fill_drain_cycles: float
     bound: str
 
     @property
     def cycles(self) -> float:
-        return self.compute_cycles + self.stall_cycles + self.onload_cycles + self.offload_cycles + self.fill_drain_cycles
+        return self.compute_cycles + self.stall_cycles + self.onload_cycles + self.offload_cycles
 
     @property
     def energy(self) -> float:
@@ -383,8 +390,7 @@ def evaluate(shape: Shape, a: Arch, spatial: Spatial, loops: tuple[tuple[str, in
     dram_bw = a.chains[W][-1].bandwidth_bytes_per_cycle
     return MappingCost(spatial=spatial, loops=loops, cuts={o: tuple(v) for o, v in cuts.items()}, reads=reads,
                        writes=writes, energy_pj=energy, compute_cycles=int(temporal), stall_cycles=stall,
-                       onload_cycles=onload / dram_bw, offload_cycles=offload / dram_bw, fill_drain_cycles=0.0,
-                       bound=bound)
+                       onload_cycles=onload / dram_bw, offload_cycles=offload / dram_bw, bound=bound)
 
 
 def _tidy(x: float) -> float:
@@ -624,8 +630,9 @@ def search(shape: Shape, profile: Profile, objective: str = "energy") -> Mapping
 
 
 def _key_arrays(energy: np.ndarray, cycles: np.ndarray, objective: str) -> np.ndarray:
+    """What the search minimises: energy (pJ), cycles, or their product (EDP)."""
     if objective == "energy":
-        return energy * (1 + 1e-12) + 1e-9 * cycles
+        return energy + 1e-9 * cycles  # ties broken by latency
     if objective == "latency":
         return cycles + 1e-12 * energy
     return energy * cycles
@@ -653,11 +660,3 @@ def _utilisation(shape: Shape, sp: Spatial, a: Arch) -> float:
     ways = sp.ways()
     iters = math.prod(-(-shape.size(d) // ways.get(d, 1)) for d in DIMS)
     return shape.macs / (iters * a.pes)
-
-
-def _key(m: MappingCost, objective: str) -> float:
-    if objective == "energy":
-        return m.energy + 1e-9 * m.cycles
-    if objective == "latency":
-        return m.cycles + 1e-12 * m.energy
-    return m.energy * m.cycles
