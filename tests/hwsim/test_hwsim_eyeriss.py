@@ -47,6 +47,9 @@ def ratios(result) -> dict[str, tuple[float, float]]:
 def test_alexnet_groups_as_in_the_original_network(result) -> None:
     assert [c.name for c in result.layers] == list(TABLE_V)
     assert result.macs == 4 * 665_784_864  # AlexNet CONV1-5 with groups (Krizhevsky 2012): 666 M MACs/image
+    # with FC6-8: 724 M MACs, the figure of Sze et al., Proc. IEEE 2017, Table of DNN models
+    whole = simulate(load_network("alexnet"), load_profile("eyeriss"))
+    assert round(whole.macs / 1e6) == 724
 
 
 def test_totals_within_20_percent(result) -> None:
