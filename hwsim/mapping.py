@@ -584,6 +584,219 @@ def _loop_orders(factor_list: tuple[tuple[int, int], ...]) -> tuple[np.ndarray, 
     return loops[rows, 0], loops[rows, 1].astype(float)
 
 
+@lru_cache(maxsize=8)
+def _subset_bits(n: int) -> np.ndarray:
+    """(2**n, n) booleans: loop ``i`` belongs to subset ``s`` when bit ``i`` of ``s`` is set."""
+    s = np.arange(1 << n)
+    return ((s[:, None] >> np.arange(n)[None, :]) & 1).astype(bool)
+
+
+@dataclass(frozen=True, slots=True)
+class _Orders:
+    """Layer-independent tables of every distinct order of ``n`` loops with a given repetition pattern.
+
+    ``loop[r, p]``: which loop (index into the factor list) order ``r`` puts at position ``p``;
+    ``prefix[r, j]``: the subset (bit mask) of loops below position ``j``; ``stay[o][r, j]``: the subset
+    below the first loop at or above ``j`` that operand ``o`` depends on (the tile below ``j`` plus the
+    irrelevant loops directly above it, which leave the tile in place: stationarity).
+    """
+
+    loop: np.ndarray
+    prefix: np.ndarray
+    stay: dict[str, np.ndarray]
+
+
+@lru_cache(maxsize=512)
+def _order_tables(pattern: tuple[tuple[int, int], ...]) -> _Orders:
+    """The distinct orders of loops given as (dimension index, rank of the factor within its dimension).
+
+    Two loops with the same dimension and factor are interchangeable, so the orders are deduplicated
+    on (dimension, factor rank) exactly as :func:`_loop_orders` does on (dimension, factor), in the
+    same order: the tables depend on the pattern only, so layers with the same pattern share them.
+    """
+    n = len(pattern)
+    code = np.array([d * 64 + r for d, r in pattern], dtype=np.int64)
+    perms = _permutations(n)
+    _, first = np.unique(code[perms], axis=0, return_index=True)
+    loop = perms[np.sort(first)]
+    rows = np.arange(len(loop))[:, None]
+    prefix = np.zeros((len(loop), n + 1), dtype=np.int64)
+    prefix[:, 1:] = np.cumsum(1 << loop, axis=1)
+    dims = np.array([d for d, _ in pattern], dtype=np.int64)[loop]
+    stay = {}
+    for o in OPERANDS:
+        rel = np.isin(dims, [DIMS.index(d) for d in RELEVANT[o]])
+        pos = np.where(rel, np.arange(n)[None, :], n)
+        nextrel = np.concatenate([np.minimum.accumulate(pos[:, ::-1], axis=1)[:, ::-1],
+                                  np.full((len(loop), 1), n)], axis=1)
+        stay[o] = prefix[rows, nextrel]
+    return _Orders(loop=loop, prefix=prefix, stay=stay)
+
+
+def _score_patterned(shape: Shape, a: Arch, spatial: Spatial, flat: tuple[tuple[int, int], ...],
+                     t: _Orders) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`score_orders` for every order in ``t`` of the loops ``flat``, computed per loop *subset*.
+
+    Every per-order quantity of :func:`score_orders` is a function of a prefix subset of the loops
+    (tile bounds, extents, halo, irrelevant-loop products: products of exact integers, whatever the
+    order of multiplication), so it is computed once for each of the ``2**n`` subsets and gathered
+    through ``t.prefix`` / ``t.stay``; the remaining arithmetic is :func:`score_orders`' own, in the
+    same order, so the scores are the same numbers.
+    """
+    n = len(flat)
+    nd = len(DIMS)
+    ways = spatial.ways()
+    size = np.array([shape.size(d) for d in DIMS], dtype=float)
+    folds = [1] * nd
+    for d, f in flat:
+        folds[d] *= f
+    ways_v = np.array([ways.get(d, 1) for d in DIMS], dtype=float)
+    true_ways = {d: shape.size(d) / float(folds[k]) for k, d in enumerate(DIMS) if d in ways}
+    bits = _subset_bits(n)
+    fac = np.ones((n, nd))
+    for i, (d, f) in enumerate(flat):
+        fac[i, d] = f
+    cum = np.prod(np.where(bits[:, :, None], fac[None], 1.0), axis=1)  # (2**n, 8)
+    bnd = {False: np.minimum(cum, size), True: np.minimum(cum * ways_v, size)}
+    B, G, K, C, OY, OX, FY, FX = range(8)
+
+    def extent(o: str, b: np.ndarray) -> np.ndarray:
+        if o == W:
+            return b[..., G] * b[..., K] * b[..., C] * b[..., FY] * b[..., FX]
+        if o == O:
+            return b[..., B] * b[..., G] * b[..., K] * b[..., OY] * b[..., OX]
+        full_r = shape.iy or (shape.oy - 1) * shape.sy + shape.fy
+        full_c = shape.ix or (shape.ox - 1) * shape.sx + shape.fx
+        part = (b[..., FY] < shape.fy) | (b[..., OY] < shape.oy)
+        rows = np.where(part, (b[..., OY] - 1) * np.minimum(shape.sy, b[..., FY]) + b[..., FY], full_r)
+        part = (b[..., FX] < shape.fx) | (b[..., OX] < shape.ox)
+        cols = np.where(part, (b[..., OX] - 1) * np.minimum(shape.sx, b[..., FX]) + b[..., FX], full_c)
+        return b[..., B] * b[..., G] * b[..., C] * rows * cols
+
+    ext = {(o, s): extent(o, bnd[s]) for o in OPERANDS for s in (False, True)}  # (2**n,)
+    ebytes = {o: a.bits[o] / 8 for o in OPERANDS}
+    prefix = t.prefix
+    nr = len(prefix)
+    ar = np.arange(nr)
+    jj = np.arange(n + 1)[None, :]
+    cuts: dict[str, list[np.ndarray]] = {o: [] for o in OPERANDS}
+    for lv, ops in a.alloc:
+        shared = not lv.per_pe
+        starts = [cuts[o][-1] if cuts[o] else None for o in ops]
+        if len(ops) == 1:  # total = 0 + extent x bytes: a per-subset test
+            fit_s = ext[(ops[0], shared)] * ebytes[ops[0]] <= lv.size_bytes
+            fits = fit_s[prefix]
+            if starts[0] is None:
+                j = fits[:, 1:].sum(axis=1)
+            else:
+                j = starts[0] + (fits & (jj > starts[0][:, None])).sum(axis=1)
+            cuts[ops[0]].append(j)
+            continue
+        st = [np.zeros(nr, dtype=np.int64) if s is None else s for s in starts]
+        j0 = np.max(np.stack(st), axis=0)
+        total = np.zeros((nr, n + 1))
+        for o, s in zip(ops, st):
+            sub = prefix[ar[:, None], np.maximum(s[:, None], jj)]
+            total += ext[(o, shared)][sub] * ebytes[o]
+        fits = (total <= lv.size_bytes) & (jj > j0[:, None])
+        j = j0 + fits.sum(axis=1)
+        for o, s in zip(ops, st):
+            cuts[o].append(np.maximum(s, j))
+
+    macs = float(shape.macs)
+    temporal = float(math.prod(f for _, f in flat))
+    ir_tab = {}
+    for o in OPERANDS:
+        irr = np.array([1.0 if DIMS[d] in RELEVANT[o] else float(f) for d, f in flat])
+        ir_tab[o] = np.prod(np.where(bits, irr[None, :], 1.0), axis=1)
+    mc = {o: math.prod(u for d, u in true_ways.items() if d not in RELEVANT[o]) for o in OPERANDS}
+    den = {s: bnd[s][:, B] * bnd[s][:, G] * bnd[s][:, C] * bnd[s][:, OY] * bnd[s][:, FY] * bnd[s][:, OX]
+           * bnd[s][:, FX] for s in (False, True)}
+
+    def fills(o: str, j: np.ndarray, shared: bool) -> np.ndarray:
+        ir = ir_tab[o][t.stay[o][ar, j]] * (mc[o] if shared else 1.0)
+        out = macs / ir
+        if o == I:
+            s = prefix[ar, j]
+            out = out * ext[(I, shared)][s] / den[shared][s]
+        return out
+
+    energy = np.full(nr, macs * a.mac_pj)
+    r_lv: dict[str, np.ndarray] = {}
+    w_lv: dict[str, np.ndarray] = {}
+
+    def add(lv: MemoryLevel, r: np.ndarray | float, r_bits: np.ndarray | float, w: np.ndarray | float,
+            w_bits: np.ndarray | float) -> None:
+        nonlocal energy
+        if lv.per_pe:
+            rw, ww = r * np.ceil(r_bits / lv.word_bits), w * np.ceil(w_bits / lv.word_bits)
+        else:
+            rw, ww = r * r_bits / lv.word_bits, w * w_bits / lv.word_bits
+        energy = energy + rw * lv.read_energy_pj + ww * lv.write_energy_pj
+        r_lv[lv.name] = r_lv.get(lv.name, 0.0) + rw
+        w_lv[lv.name] = w_lv.get(lv.name, 0.0) + ww
+
+    n_out = float(shape.b * shape.g * shape.k * shape.oy * shape.ox)
+    onload = np.zeros(nr)
+    offload = np.zeros(nr)
+
+    def first_tile(o: str, lv: MemoryLevel, j: np.ndarray) -> np.ndarray:
+        tile = ext[(o, not lv.per_pe)][prefix[ar, j]]
+        if lv.per_pe:
+            tile = tile * math.prod(u for d, u in true_ways.items() if d in RELEVANT[o])
+        return tile
+
+    for o in OPERANDS:
+        chain, c = a.chains[o], cuts[o]
+        into = [fills(o, c[i], not lv.per_pe) for i, lv in enumerate(chain[:-1])]
+        down = [into[i] / (mc[o] if chain[i].per_pe else 1.0) for i in range(len(into))]
+        if o in (W, I):
+            if chain[0].word_bits >= a.bits[o]:
+                held = ir_tab[o][t.stay[o][:, 0]]
+            else:
+                held = np.ones(nr)
+            for i, lv in enumerate(chain):
+                r = macs / held / (1.0 if lv.per_pe else mc[o]) if i == 0 else down[i - 1]
+                w = into[i] if i < len(into) else 0.0
+                add(lv, r, a.bits[o], w, a.bits[o])
+            if len(chain) > 1:
+                onload = np.maximum(onload, first_tile(o, chain[0], c[0]) * ebytes[o])
+        else:
+            up = [np.maximum(x, n_out) for x in down]
+            back = [u - n_out for u in up]
+            ps, fin = a.bits[O], a.out_bits
+            for i, lv in enumerate(chain):
+                bits_up = np.where(back[i] > 0.5, ps, fin) if i < len(up) else fin
+                if i == 0:
+                    red = 1.0 if lv.per_pe else mc[O]
+                    add(lv, macs / red, ps, macs / red, ps)
+                else:
+                    bits_in = np.where(back[i - 1] > 0.5, ps, fin)
+                    add(lv, back[i - 1], bits_in, up[i - 1], bits_in)
+                if lv.per_pe and i < len(into):
+                    r_up = np.maximum(into[i], n_out * mc[O])
+                    add(lv, r_up, bits_up, r_up - n_out * mc[O], ps)
+                else:
+                    add(lv, up[i] if i < len(up) else 0.0, bits_up, back[i] if i < len(back) else 0.0, ps)
+            if len(chain) > 1:
+                offload = first_tile(O, chain[0], c[0]) * a.out_bits / 8
+    stall = np.zeros(nr)
+    outer = a.chains[W][-1].name
+    seen: set[str] = set()
+    for o in OPERANDS:
+        for lv in a.chains[o]:
+            if lv.name in seen:
+                continue
+            seen.add(lv.name)
+            bw = lv.bandwidth_bytes_per_cycle * 8 / lv.word_bits * (macs / temporal if lv.per_pe else 1)
+            r, w = r_lv.get(lv.name, 0.0), w_lv.get(lv.name, 0.0)
+            tt = ((r + w - (onload + offload) * 8 / lv.word_bits) if lv.name == outer else np.maximum(r, w)) / bw
+            stall = np.maximum(stall, tt - temporal)
+    dram_bw = a.chains[W][-1].bandwidth_bytes_per_cycle
+    cycles = temporal + stall + (onload + offload) / dram_bw
+    return energy, cycles
+
+
 @lru_cache(maxsize=4096)
 def search(shape: Shape, profile: Profile, objective: str = "energy") -> MappingCost:
     """The cheapest mapping under ``objective`` (energy, latency or edp).
@@ -609,12 +822,12 @@ def search(shape: Shape, profile: Profile, objective: str = "energy") -> Mapping
             m = evaluate(shape, a, sp, loops)
             key = float(_key_arrays(np.array([m.energy]), np.array([m.cycles]), objective)[0])
         else:
-            dims_idx, facs = _loop_orders(flat)
-            e, cyc = score_orders(shape, a, sp, dims_idx, facs)
+            t = _order_tables(_pattern(flat))
+            e, cyc = _score_patterned(shape, a, sp, flat, t)
             keys = _key_arrays(e, cyc, objective)
             k = int(np.argmin(keys))
             key = float(keys[k])
-            loops = tuple((DIMS[int(d)], int(f)) for d, f in zip(dims_idx[k], facs[k]))
+            loops = tuple((DIMS[flat[i][0]], flat[i][1]) for i in t.loop[k])
         if best is None or key < best[0]:
             best = (key, sp, loops)
     assert best is not None
@@ -627,6 +840,12 @@ def search(shape: Shape, profile: Profile, objective: str = "energy") -> Mapping
         if float(_key_arrays(np.array([alt.energy]), np.array([alt.cycles]), objective)[0]) < best[0]:
             chosen = alt
     return chosen
+
+
+def _pattern(flat: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
+    """(dimension, factor) loops as (dimension, rank of the factor among that dimension's factors)."""
+    ranks = {d: sorted({f for dd, f in flat if dd == d}) for d, _ in flat}
+    return tuple((d, ranks[d].index(f)) for d, f in flat)
 
 
 def _key_arrays(energy: np.ndarray, cycles: np.ndarray, objective: str) -> np.ndarray:
