@@ -633,32 +633,26 @@ def _order_tables(pattern: tuple[tuple[int, int], ...]) -> _Orders:
     return _Orders(loop=loop, prefix=prefix, stay=stay)
 
 
-def _score_patterned(shape: Shape, a: Arch, spatial: Spatial, flat: tuple[tuple[int, int], ...],
-                     t: _Orders) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`score_orders` for every order in ``t`` of the loops ``flat``, computed per loop *subset*.
+def _score_batch(shape: Shape, a: Arch, items: list[tuple[Spatial, tuple[tuple[int, int], ...], _Orders]]
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`score_orders` for every order of every (spatial unrolling, loops, order tables) item, in
+    one numpy pass (rows item after item); computed per loop *subset*.
 
-    Every per-order quantity of :func:`score_orders` is a function of a prefix subset of the loops
-    (tile bounds, extents, halo, irrelevant-loop products: products of exact integers, whatever the
-    order of multiplication), so it is computed once for each of the ``2**n`` subsets and gathered
-    through ``t.prefix`` / ``t.stay``; the remaining arithmetic is :func:`score_orders`' own, in the
-    same order, so the scores are the same numbers.
+    Every per-order quantity of :func:`score_orders` is a function of one subset of the loops: the tile
+    below a cut is the subset below it (bounds, extents, input halo, the fit test of a level: for the
+    positions above every operand's previous cut, each operand's tile is the same prefix), and the
+    loops a tile stays in place for are the subset below the next relevant loop (``_Orders.stay``: the
+    irrelevant-loop product, an exact integer whatever the order of multiplication). So each is
+    computed once for each of the ``2**n`` subsets and gathered per order; the remaining arithmetic is
+    :func:`score_orders`' own, in the same order, so the scores are the same numbers (a test checks).
+    Items with fewer loops are padded with the full set, which changes no gathered value.
     """
-    n = len(flat)
     nd = len(DIMS)
-    ways = spatial.ways()
-    size = np.array([shape.size(d) for d in DIMS], dtype=float)
-    folds = [1] * nd
-    for d, f in flat:
-        folds[d] *= f
-    ways_v = np.array([ways.get(d, 1) for d in DIMS], dtype=float)
-    true_ways = {d: shape.size(d) / float(folds[k]) for k, d in enumerate(DIMS) if d in ways}
-    bits = _subset_bits(n)
-    fac = np.ones((n, nd))
-    for i, (d, f) in enumerate(flat):
-        fac[i, d] = f
-    cum = np.prod(np.where(bits[:, :, None], fac[None], 1.0), axis=1)  # (2**n, 8)
-    bnd = {False: np.minimum(cum, size), True: np.minimum(cum * ways_v, size)}
     B, G, K, C, OY, OX, FY, FX = range(8)
+    size = np.array([shape.size(d) for d in DIMS], dtype=float)
+    macs = float(shape.macs)
+    ebytes = {o: a.bits[o] / 8 for o in OPERANDS}
+    levels = [lv for lv, _ in a.alloc]
 
     def extent(o: str, b: np.ndarray) -> np.ndarray:
         if o == W:
@@ -673,52 +667,97 @@ def _score_patterned(shape: Shape, a: Arch, spatial: Spatial, flat: tuple[tuple[
         cols = np.where(part, (b[..., OX] - 1) * np.minimum(shape.sx, b[..., FX]) + b[..., FX], full_c)
         return b[..., B] * b[..., G] * b[..., C] * rows * cols
 
-    ext = {(o, s): extent(o, bnd[s]) for o in OPERANDS for s in (False, True)}  # (2**n,)
-    ebytes = {o: a.bits[o] / 8 for o in OPERANDS}
-    prefix = t.prefix
-    nr = len(prefix)
-    ar = np.arange(nr)
-    jj = np.arange(n + 1)[None, :]
-    cuts: dict[str, list[np.ndarray]] = {o: [] for o in OPERANDS}
-    for lv, ops in a.alloc:
-        shared = not lv.per_pe
-        starts = [cuts[o][-1] if cuts[o] else None for o in ops]
-        if len(ops) == 1:  # total = 0 + extent x bytes: a per-subset test
-            fit_s = ext[(ops[0], shared)] * ebytes[ops[0]] <= lv.size_bytes
-            fits = fit_s[prefix]
-            if starts[0] is None:
-                j = fits[:, 1:].sum(axis=1)
-            else:
-                j = starts[0] + (fits & (jj > starts[0][:, None])).sum(axis=1)
-            cuts[ops[0]].append(j)
-            continue
-        st = [np.zeros(nr, dtype=np.int64) if s is None else s for s in starts]
-        j0 = np.max(np.stack(st), axis=0)
-        total = np.zeros((nr, n + 1))
-        for o, s in zip(ops, st):
-            sub = prefix[ar[:, None], np.maximum(s[:, None], jj)]
-            total += ext[(o, shared)][sub] * ebytes[o]
-        fits = (total <= lv.size_bytes) & (jj > j0[:, None])
-        j = j0 + fits.sum(axis=1)
-        for o, s in zip(ops, st):
-            cuts[o].append(np.maximum(s, j))
+    n_max = max(len(flat) for _, flat, _ in items)
+    width = n_max + 1
+    tabs: dict[object, list[np.ndarray]] = {}
+    per_row: dict[object, list[float]] = {}
+    prefixes, stays, counts = [], {o: [] for o in OPERANDS}, []
+    offset = 0
+    for sp, flat, t in items:
+        n = len(flat)
+        ways = sp.ways()
+        folds = [1] * nd
+        for d, f in flat:
+            folds[d] *= f
+        ways_v = np.array([ways.get(d, 1) for d in DIMS], dtype=float)
+        true_ways = {d: shape.size(d) / float(folds[k]) for k, d in enumerate(DIMS) if d in ways}
+        bits = _subset_bits(n)
+        fac = np.ones((n, nd))
+        for i, (d, f) in enumerate(flat):
+            fac[i, d] = f
+        cum = np.prod(np.where(bits[:, :, None], fac[None], 1.0), axis=1)  # (2**n, 8): exact integers
+        bnd = {False: np.minimum(cum, size), True: np.minimum(cum * ways_v, size)}
+        ext = {(o, s): extent(o, bnd[s]) for o in OPERANDS for s in (False, True)}
+        for key, v in ext.items():
+            tabs.setdefault(key, []).append(v)
+        for s in (False, True):
+            b = bnd[s]
+            tabs.setdefault(("den", s), []).append(b[:, B] * b[:, G] * b[:, C] * b[:, OY] * b[:, FY] * b[:, OX]
+                                                   * b[:, FX])
+        for o in OPERANDS:
+            irr = np.array([1.0 if DIMS[d] in RELEVANT[o] else float(f) for d, f in flat])
+            tabs.setdefault(("ir", o), []).append(np.prod(np.where(bits, irr[None, :], 1.0), axis=1))
+        for li, (lv, ops) in enumerate(a.alloc):
+            total = 0.0
+            for o in ops:
+                total = total + ext[(o, not lv.per_pe)] * ebytes[o]
+            tabs.setdefault(("fit", li), []).append(total <= lv.size_bytes)
+        temporal = float(math.prod(f for _, f in flat))
+        scal: dict[object, float] = {"temporal": temporal}
+        for o in OPERANDS:
+            scal[("mc", o)] = math.prod(u for d, u in true_ways.items() if d not in RELEVANT[o])
+            scal[("pe", o)] = math.prod(u for d, u in true_ways.items() if d in RELEVANT[o])
+        for lv in levels:
+            if lv.per_pe:
+                scal[("bw", lv.name)] = lv.bandwidth_bytes_per_cycle * 8 / lv.word_bits * (macs / temporal)
+        for key, v in scal.items():
+            per_row.setdefault(key, []).append(v)
+        pre = t.prefix
+        if n < n_max:
+            pre = np.concatenate([pre, np.repeat(pre[:, -1:], n_max - n, axis=1)], axis=1)
+        prefixes.append(pre + offset)
+        for o in OPERANDS:
+            st = t.stay[o]
+            if n < n_max:
+                st = np.concatenate([st, np.repeat(st[:, -1:], n_max - n, axis=1)], axis=1)
+            stays[o].append(st + offset)
+        counts.append(len(pre))
+        offset += 1 << n
 
-    macs = float(shape.macs)
-    temporal = float(math.prod(f for _, f in flat))
-    ir_tab = {}
-    for o in OPERANDS:
-        irr = np.array([1.0 if DIMS[d] in RELEVANT[o] else float(f) for d, f in flat])
-        ir_tab[o] = np.prod(np.where(bits, irr[None, :], 1.0), axis=1)
-    mc = {o: math.prod(u for d, u in true_ways.items() if d not in RELEVANT[o]) for o in OPERANDS}
-    den = {s: bnd[s][:, B] * bnd[s][:, G] * bnd[s][:, C] * bnd[s][:, OY] * bnd[s][:, FY] * bnd[s][:, OX]
-           * bnd[s][:, FX] for s in (False, True)}
+    tab = {key: np.concatenate(v) for key, v in tabs.items()}
+    rep = {key: np.repeat(np.array(v), counts) for key, v in per_row.items()}
+    prefix = np.concatenate(prefixes).ravel()
+    stay = {o: np.concatenate(v).ravel() for o, v in stays.items()}
+    nr = sum(counts)
+    base = np.arange(nr) * width
+    jj = np.arange(width)[None, :]
+    prefix_2d = prefix.reshape(nr, width)
+    cuts: dict[str, list[np.ndarray]] = {o: [] for o in OPERANDS}
+    for li, (lv, ops) in enumerate(a.alloc):
+        # for the positions above every operand's previous cut, the tiles are those of one prefix subset
+        fits = tab[("fit", li)][prefix_2d]
+        starts = [cuts[o][-1] for o in ops if cuts[o]]
+        if not starts:
+            j = fits[:, 1:].sum(axis=1)
+            for o in ops:
+                cuts[o].append(j)
+            continue
+        j0 = starts[0] if len(starts) == 1 else np.max(np.stack(starts), axis=0)
+        if len(starts) < len(ops):
+            j0 = np.maximum(j0, 0)
+        j = j0 + (fits & (jj > j0[:, None])).sum(axis=1)
+        for o in ops:
+            cuts[o].append(np.maximum(cuts[o][-1], j) if cuts[o] else j)
+
+    temporal = rep["temporal"]
+    mc = {o: rep[("mc", o)] for o in OPERANDS}
 
     def fills(o: str, j: np.ndarray, shared: bool) -> np.ndarray:
-        ir = ir_tab[o][t.stay[o][ar, j]] * (mc[o] if shared else 1.0)
+        ir = tab[("ir", o)][stay[o][base + j]] * (mc[o] if shared else 1.0)
         out = macs / ir
         if o == I:
-            s = prefix[ar, j]
-            out = out * ext[(I, shared)][s] / den[shared][s]
+            s = prefix[base + j]
+            out = out * tab[(I, shared)][s] / tab[("den", shared)][s]
         return out
 
     energy = np.full(nr, macs * a.mac_pj)
@@ -741,9 +780,9 @@ def _score_patterned(shape: Shape, a: Arch, spatial: Spatial, flat: tuple[tuple[
     offload = np.zeros(nr)
 
     def first_tile(o: str, lv: MemoryLevel, j: np.ndarray) -> np.ndarray:
-        tile = ext[(o, not lv.per_pe)][prefix[ar, j]]
+        tile = tab[(o, not lv.per_pe)][prefix[base + j]]
         if lv.per_pe:
-            tile = tile * math.prod(u for d, u in true_ways.items() if d in RELEVANT[o])
+            tile = tile * rep[("pe", o)]
         return tile
 
     for o in OPERANDS:
@@ -752,7 +791,7 @@ def _score_patterned(shape: Shape, a: Arch, spatial: Spatial, flat: tuple[tuple[
         down = [into[i] / (mc[o] if chain[i].per_pe else 1.0) for i in range(len(into))]
         if o in (W, I):
             if chain[0].word_bits >= a.bits[o]:
-                held = ir_tab[o][t.stay[o][:, 0]]
+                held = tab[("ir", o)][stay[o][base]]
             else:
                 held = np.ones(nr)
             for i, lv in enumerate(chain):
@@ -788,7 +827,7 @@ def _score_patterned(shape: Shape, a: Arch, spatial: Spatial, flat: tuple[tuple[
             if lv.name in seen:
                 continue
             seen.add(lv.name)
-            bw = lv.bandwidth_bytes_per_cycle * 8 / lv.word_bits * (macs / temporal if lv.per_pe else 1)
+            bw = rep[("bw", lv.name)] if lv.per_pe else lv.bandwidth_bytes_per_cycle * 8 / lv.word_bits * 1
             r, w = r_lv.get(lv.name, 0.0), w_lv.get(lv.name, 0.0)
             tt = ((r + w - (onload + offload) * 8 / lv.word_bits) if lv.name == outer else np.maximum(r, w)) / bw
             stall = np.maximum(stall, tt - temporal)
@@ -811,22 +850,28 @@ def search(shape: Shape, profile: Profile, objective: str = "energy") -> Mapping
     a = arch(profile)
     options = spatial_options(shape, a)
     options.sort(key=lambda sp: -_utilisation(shape, sp, a))
-    best: tuple[float, Spatial, tuple[tuple[str, int], ...]] | None = None
-    for sp in options[:SPATIAL_KEEP]:
+    kept = options[:SPATIAL_KEEP]
+    flats = []
+    for sp in kept:
         ways = sp.ways()
         folds = {d: -(-shape.size(d) // ways.get(d, 1)) for d in DIMS}
         factors = _limit_factors({d: _primes(folds[d]) for d in DIMS if folds[d] > 1}, LPF_LIMIT)
-        flat = tuple((DIMS.index(d), f) for d in DIMS if d in factors for f in factors[d])
+        flats.append(tuple((DIMS.index(d), f) for d in DIMS if d in factors for f in factors[d]))
+    items = [(sp, flat, _order_tables(_pattern(flat))) for sp, flat in zip(kept, flats) if flat]
+    keys = _key_arrays(*_score_batch(shape, a, items), objective) if items else np.zeros(0)
+    lo = 0
+    best: tuple[float, Spatial, tuple[tuple[str, int], ...]] | None = None
+    for sp, flat in zip(kept, flats):
         if not flat:
             loops: tuple[tuple[str, int], ...] = ()
             m = evaluate(shape, a, sp, loops)
             key = float(_key_arrays(np.array([m.energy]), np.array([m.cycles]), objective)[0])
         else:
             t = _order_tables(_pattern(flat))
-            e, cyc = _score_patterned(shape, a, sp, flat, t)
-            keys = _key_arrays(e, cyc, objective)
-            k = int(np.argmin(keys))
-            key = float(keys[k])
+            seg = keys[lo:lo + len(t.loop)]
+            lo += len(t.loop)
+            k = int(np.argmin(seg))
+            key = float(seg[k])
             loops = tuple((DIMS[flat[i][0]], flat[i][1]) for i in t.loop[k])
         if best is None or key < best[0]:
             best = (key, sp, loops)
