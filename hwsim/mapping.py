@@ -615,17 +615,20 @@ def _order_tables(pattern: tuple[tuple[int, int], ...]) -> _Orders:
     same order: the tables depend on the pattern only, so layers with the same pattern share them.
     """
     n = len(pattern)
-    code = np.array([d * 64 + r for d, r in pattern], dtype=np.int64)
     perms = _permutations(n)
-    _, first = np.unique(code[perms], axis=0, return_index=True)
-    loop = perms[np.sort(first)]
+    if len(set(pattern)) == n:  # no two loops interchangeable: every permutation is distinct
+        loop = perms
+    else:  # one integer per order (base-64 digits (dimension, factor rank)); first occurrences, in order
+        code = np.array([d * 8 + r for d, r in pattern], dtype=np.int64)
+        _, first = np.unique(code[perms] @ (64 ** np.arange(n, dtype=np.int64)), return_index=True)
+        loop = perms[np.sort(first)]
     rows = np.arange(len(loop))[:, None]
     prefix = np.zeros((len(loop), n + 1), dtype=np.int64)
     prefix[:, 1:] = np.cumsum(1 << loop, axis=1)
     dims = np.array([d for d, _ in pattern], dtype=np.int64)[loop]
     stay = {}
     for o in OPERANDS:
-        rel = np.isin(dims, [DIMS.index(d) for d in RELEVANT[o]])
+        rel = np.array([d in RELEVANT[o] for d in DIMS])[dims]
         pos = np.where(rel, np.arange(n)[None, :], n)
         nextrel = np.concatenate([np.minimum.accumulate(pos[:, ::-1], axis=1)[:, ::-1],
                                   np.full((len(loop), 1), n)], axis=1)
@@ -854,9 +857,7 @@ def search(shape: Shape, profile: Profile, objective: str = "energy") -> Mapping
     flats = []
     for sp in kept:
         ways = sp.ways()
-        folds = {d: -(-shape.size(d) // ways.get(d, 1)) for d in DIMS}
-        factors = _limit_factors({d: _primes(folds[d]) for d in DIMS if folds[d] > 1}, LPF_LIMIT)
-        flats.append(tuple((DIMS.index(d), f) for d in DIMS if d in factors for f in factors[d]))
+        flats.append(_flat_loops(tuple(-(-shape.size(d) // ways.get(d, 1)) for d in DIMS)))
     items = [(sp, flat, _order_tables(_pattern(flat))) for sp, flat in zip(kept, flats) if flat]
     keys = _key_arrays(*_score_batch(shape, a, items), objective) if items else np.zeros(0)
     lo = 0
@@ -887,6 +888,15 @@ def search(shape: Shape, profile: Profile, objective: str = "energy") -> Mapping
     return chosen
 
 
+@lru_cache(maxsize=4096)
+def _flat_loops(folds: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
+    """The temporal loops left by ``folds`` (per dimension of ``DIMS``): prime factors, merged down to
+    ``LPF_LIMIT`` loops, as (dimension index, factor) in ``DIMS`` order, smallest factor first."""
+    factors = _limit_factors({d: _primes(f) for d, f in zip(DIMS, folds) if f > 1}, LPF_LIMIT)
+    return tuple((DIMS.index(d), f) for d in DIMS if d in factors for f in factors[d])
+
+
+@lru_cache(maxsize=4096)
 def _pattern(flat: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
     """(dimension, factor) loops as (dimension, rank of the factor among that dimension's factors)."""
     ranks = {d: sorted({f for dd, f in flat if dd == d}) for d, _ in flat}
