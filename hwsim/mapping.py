@@ -896,6 +896,12 @@ def _flat_loops(folds: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
     return tuple((DIMS.index(d), f) for d in DIMS if d in factors for f in factors[d])
 
 
+def clear_caches() -> None:
+    """Empty every cache of this module (searches, loop factors, order tables): a cold start."""
+    for f in (search, _flat_loops, _pattern, _order_tables, _loop_orders, _permutations, _subset_bits, arch):
+        f.cache_clear()
+
+
 @lru_cache(maxsize=4096)
 def _pattern(flat: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
     """(dimension, factor) loops as (dimension, rank of the factor among that dimension's factors)."""
