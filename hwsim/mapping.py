@@ -46,6 +46,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -636,10 +637,10 @@ def _order_tables(pattern: tuple[tuple[int, int], ...]) -> _Orders:
     return _Orders(loop=loop, prefix=prefix, stay=stay)
 
 
-def _score_batch(shape: Shape, a: Arch, items: list[tuple[Spatial, tuple[tuple[int, int], ...], _Orders]]
+def _score_batch(a: Arch, items: list[tuple[Shape, Spatial, tuple[tuple[int, int], ...], _Orders]]
                  ) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`score_orders` for every order of every (spatial unrolling, loops, order tables) item, in
-    one numpy pass (rows item after item); computed per loop *subset*.
+    """:func:`score_orders` for every order of every (layer shape, spatial unrolling, loops, order
+    tables) item, in one numpy pass (rows item after item); computed per loop *subset*.
 
     Every per-order quantity of :func:`score_orders` is a function of one subset of the loops: the tile
     below a cut is the subset below it (bounds, extents, input halo, the fit test of a level: for the
@@ -647,66 +648,44 @@ def _score_batch(shape: Shape, a: Arch, items: list[tuple[Spatial, tuple[tuple[i
     loops a tile stays in place for are the subset below the next relevant loop (``_Orders.stay``: the
     irrelevant-loop product, an exact integer whatever the order of multiplication). So each is
     computed once for each of the ``2**n`` subsets and gathered per order; the remaining arithmetic is
-    :func:`score_orders`' own, in the same order, so the scores are the same numbers (a test checks).
-    Items with fewer loops are padded with the full set, which changes no gathered value.
+    :func:`score_orders`' own, in the same order, with the layer's and the unrolling's numbers as
+    per-row arrays, so the scores are the same numbers (a test checks). Items with fewer loops are
+    padded with loops of one iteration (subset tables) and with the full set (order tables), which
+    changes no gathered value.
     """
     nd = len(DIMS)
     B, G, K, C, OY, OX, FY, FX = range(8)
-    size = np.array([shape.size(d) for d in DIMS], dtype=float)
-    macs = float(shape.macs)
+    m = len(items)
+    n_max = max(len(flat) for _, _, flat, _ in items)
+    width, n_sub = n_max + 1, 1 << n_max
     ebytes = {o: a.bits[o] / 8 for o in OPERANDS}
     levels = [lv for lv, _ in a.alloc]
-
-    def extent(o: str, b: np.ndarray) -> np.ndarray:
-        if o == W:
-            return b[..., G] * b[..., K] * b[..., C] * b[..., FY] * b[..., FX]
-        if o == O:
-            return b[..., B] * b[..., G] * b[..., K] * b[..., OY] * b[..., OX]
-        full_r = shape.iy or (shape.oy - 1) * shape.sy + shape.fy
-        full_c = shape.ix or (shape.ox - 1) * shape.sx + shape.fx
-        part = (b[..., FY] < shape.fy) | (b[..., OY] < shape.oy)
-        rows = np.where(part, (b[..., OY] - 1) * np.minimum(shape.sy, b[..., FY]) + b[..., FY], full_r)
-        part = (b[..., FX] < shape.fx) | (b[..., OX] < shape.ox)
-        cols = np.where(part, (b[..., OX] - 1) * np.minimum(shape.sx, b[..., FX]) + b[..., FX], full_c)
-        return b[..., B] * b[..., G] * b[..., C] * rows * cols
-
-    n_max = max(len(flat) for _, flat, _ in items)
-    width = n_max + 1
-    tabs: dict[object, list[np.ndarray]] = {}
-    per_row: dict[object, list[float]] = {}
-    prefixes, stays, counts = [], {o: [] for o in OPERANDS}, []
-    offset = 0
-    for sp, flat, t in items:
-        n = len(flat)
+    fac = np.ones((m, n_max, nd))
+    irr = {o: np.ones((m, n_max)) for o in OPERANDS}
+    ways_v = np.ones((m, nd))
+    size = np.empty((m, nd))
+    geo = np.empty((m, 8))  # sy, sx, fy, fx, oy, ox, full rows, full cols of the input window
+    per_item: dict[object, list[float]] = {}
+    counts = []
+    for k, (shape, sp, flat, t) in enumerate(items):
         ways = sp.ways()
         folds = [1] * nd
-        for d, f in flat:
-            folds[d] *= f
-        ways_v = np.array([ways.get(d, 1) for d in DIMS], dtype=float)
-        true_ways = {d: shape.size(d) / float(folds[k]) for k, d in enumerate(DIMS) if d in ways}
-        bits = _subset_bits(n)
-        fac = np.ones((n, nd))
         for i, (d, f) in enumerate(flat):
-            fac[i, d] = f
-        cum = np.prod(np.where(bits[:, :, None], fac[None], 1.0), axis=1)  # (2**n, 8): exact integers
-        bnd = {False: np.minimum(cum, size), True: np.minimum(cum * ways_v, size)}
-        ext = {(o, s): extent(o, bnd[s]) for o in OPERANDS for s in (False, True)}
-        for key, v in ext.items():
-            tabs.setdefault(key, []).append(v)
-        for s in (False, True):
-            b = bnd[s]
-            tabs.setdefault(("den", s), []).append(b[:, B] * b[:, G] * b[:, C] * b[:, OY] * b[:, FY] * b[:, OX]
-                                                   * b[:, FX])
-        for o in OPERANDS:
-            irr = np.array([1.0 if DIMS[d] in RELEVANT[o] else float(f) for d, f in flat])
-            tabs.setdefault(("ir", o), []).append(np.prod(np.where(bits, irr[None, :], 1.0), axis=1))
-        for li, (lv, ops) in enumerate(a.alloc):
-            total = 0.0
-            for o in ops:
-                total = total + ext[(o, not lv.per_pe)] * ebytes[o]
-            tabs.setdefault(("fit", li), []).append(total <= lv.size_bytes)
+            folds[d] *= f
+            fac[k, i, d] = f
+            for o in OPERANDS:
+                if DIMS[d] not in RELEVANT[o]:
+                    irr[o][k, i] = f
+        sizes = [shape.size(d) for d in DIMS]
+        size[k] = sizes
+        ways_v[k] = [ways.get(d, 1) for d in DIMS]
+        geo[k] = (shape.sy, shape.sx, shape.fy, shape.fx, shape.oy, shape.ox,
+                  shape.iy or (shape.oy - 1) * shape.sy + shape.fy, shape.ix or (shape.ox - 1) * shape.sx + shape.fx)
+        true_ways = {d: sizes[j] / float(folds[j]) for j, d in enumerate(DIMS) if d in ways}
+        macs = float(shape.macs)
         temporal = float(math.prod(f for _, f in flat))
-        scal: dict[object, float] = {"temporal": temporal}
+        scal: dict[object, float] = {"macs": macs, "temporal": temporal, "mac_e": macs * a.mac_pj,
+                                     "n_out": float(shape.b * shape.g * shape.k * shape.oy * shape.ox)}
         for o in OPERANDS:
             scal[("mc", o)] = math.prod(u for d, u in true_ways.items() if d not in RELEVANT[o])
             scal[("pe", o)] = math.prod(u for d, u in true_ways.items() if d in RELEVANT[o])
@@ -714,31 +693,57 @@ def _score_batch(shape: Shape, a: Arch, items: list[tuple[Spatial, tuple[tuple[i
             if lv.per_pe:
                 scal[("bw", lv.name)] = lv.bandwidth_bytes_per_cycle * 8 / lv.word_bits * (macs / temporal)
         for key, v in scal.items():
-            per_row.setdefault(key, []).append(v)
-        pre = t.prefix
-        if n < n_max:
-            pre = np.concatenate([pre, np.repeat(pre[:, -1:], n_max - n, axis=1)], axis=1)
-        prefixes.append(pre + offset)
-        for o in OPERANDS:
-            st = t.stay[o]
-            if n < n_max:
-                st = np.concatenate([st, np.repeat(st[:, -1:], n_max - n, axis=1)], axis=1)
-            stays[o].append(st + offset)
-        counts.append(len(pre))
-        offset += 1 << n
+            per_item.setdefault(key, []).append(v)
+        counts.append(len(t.loop))
 
-    tab = {key: np.concatenate(v) for key, v in tabs.items()}
-    rep = {key: np.repeat(np.array(v), counts) for key, v in per_row.items()}
-    prefix = np.concatenate(prefixes).ravel()
-    stay = {o: np.concatenate(v).ravel() for o, v in stays.items()}
-    nr = sum(counts)
+    # per-subset tables, (items x 2**n_max) rows: loops past an item's own are one-iteration loops
+    bits = _subset_bits(n_max)
+    cum = np.prod(np.where(bits[None, :, :, None], fac[:, None, :, :], 1.0), axis=2)  # exact integers
+    size_t = np.repeat(size, n_sub, axis=0)
+    cum = cum.reshape(m * n_sub, nd)
+    bnd = {False: np.minimum(cum, size_t), True: np.minimum(cum * np.repeat(ways_v, n_sub, axis=0), size_t)}
+    sy, sx, fy, fx, oy, ox, full_r, full_c = np.repeat(geo, n_sub, axis=0).T
+
+    def extent(o: str, b: np.ndarray) -> np.ndarray:
+        if o == W:
+            return b[:, G] * b[:, K] * b[:, C] * b[:, FY] * b[:, FX]
+        if o == O:
+            return b[:, B] * b[:, G] * b[:, K] * b[:, OY] * b[:, OX]
+        part = (b[:, FY] < fy) | (b[:, OY] < oy)
+        rows = np.where(part, (b[:, OY] - 1) * np.minimum(sy, b[:, FY]) + b[:, FY], full_r)
+        part = (b[:, FX] < fx) | (b[:, OX] < ox)
+        cols = np.where(part, (b[:, OX] - 1) * np.minimum(sx, b[:, FX]) + b[:, FX], full_c)
+        return b[:, B] * b[:, G] * b[:, C] * rows * cols
+
+    tab: dict[object, np.ndarray] = {(o, s): extent(o, bnd[s]) for o in OPERANDS for s in (False, True)}
+    for s in (False, True):
+        b = bnd[s]
+        tab[("den", s)] = b[:, B] * b[:, G] * b[:, C] * b[:, OY] * b[:, FY] * b[:, OX] * b[:, FX]
+    for o in OPERANDS:
+        tab[("ir", o)] = np.prod(np.where(bits[None], irr[o][:, None, :], 1.0), axis=2).ravel()
+    for li, (lv, ops) in enumerate(a.alloc):
+        total = 0.0
+        for o in ops:
+            total = total + tab[(o, not lv.per_pe)] * ebytes[o]
+        tab[("fit", li)] = total <= lv.size_bytes
+
+    # per-order tables, padded to n_max loops with the full set, offset to the item's subset rows
+    def padded(x: np.ndarray, n: int, off: int) -> np.ndarray:
+        if n < n_max:
+            x = np.concatenate([x, np.repeat(x[:, -1:], n_max - n, axis=1)], axis=1)
+        return x + off
+
+    prefix = np.concatenate([padded(t.prefix, len(flat), k * n_sub) for k, (_, _, flat, t) in enumerate(items)])
+    stay = {o: np.concatenate([padded(t.stay[o], len(flat), k * n_sub)
+                               for k, (_, _, flat, t) in enumerate(items)]).ravel() for o in OPERANDS}
+    rep = {key: np.repeat(np.array(v), counts) for key, v in per_item.items()}
+    nr = len(prefix)
     base = np.arange(nr) * width
     jj = np.arange(width)[None, :]
-    prefix_2d = prefix.reshape(nr, width)
     cuts: dict[str, list[np.ndarray]] = {o: [] for o in OPERANDS}
     for li, (lv, ops) in enumerate(a.alloc):
         # for the positions above every operand's previous cut, the tiles are those of one prefix subset
-        fits = tab[("fit", li)][prefix_2d]
+        fits = tab[("fit", li)][prefix]
         starts = [cuts[o][-1] for o in ops if cuts[o]]
         if not starts:
             j = fits[:, 1:].sum(axis=1)
@@ -746,13 +751,12 @@ def _score_batch(shape: Shape, a: Arch, items: list[tuple[Spatial, tuple[tuple[i
                 cuts[o].append(j)
             continue
         j0 = starts[0] if len(starts) == 1 else np.max(np.stack(starts), axis=0)
-        if len(starts) < len(ops):
-            j0 = np.maximum(j0, 0)
         j = j0 + (fits & (jj > j0[:, None])).sum(axis=1)
         for o in ops:
             cuts[o].append(np.maximum(cuts[o][-1], j) if cuts[o] else j)
+    prefix = prefix.ravel()
 
-    temporal = rep["temporal"]
+    macs, temporal, n_out = rep["macs"], rep["temporal"], rep["n_out"]
     mc = {o: rep[("mc", o)] for o in OPERANDS}
 
     def fills(o: str, j: np.ndarray, shared: bool) -> np.ndarray:
@@ -763,7 +767,7 @@ def _score_batch(shape: Shape, a: Arch, items: list[tuple[Spatial, tuple[tuple[i
             out = out * tab[(I, shared)][s] / tab[("den", shared)][s]
         return out
 
-    energy = np.full(nr, macs * a.mac_pj)
+    energy = rep["mac_e"]
     r_lv: dict[str, np.ndarray] = {}
     w_lv: dict[str, np.ndarray] = {}
 
@@ -778,7 +782,6 @@ def _score_batch(shape: Shape, a: Arch, items: list[tuple[Spatial, tuple[tuple[i
         r_lv[lv.name] = r_lv.get(lv.name, 0.0) + rw
         w_lv[lv.name] = w_lv.get(lv.name, 0.0) + ww
 
-    n_out = float(shape.b * shape.g * shape.k * shape.oy * shape.ox)
     onload = np.zeros(nr)
     offload = np.zeros(nr)
 
@@ -839,53 +842,83 @@ def _score_batch(shape: Shape, a: Arch, items: list[tuple[Spatial, tuple[tuple[i
     return energy, cycles
 
 
-@lru_cache(maxsize=4096)
+_SEARCHES: dict[tuple[Shape, Profile, str], MappingCost] = {}
+_SEARCHES_MAX = 4096
+
+
 def search(shape: Shape, profile: Profile, objective: str = "energy") -> MappingCost:
     """The cheapest mapping under ``objective`` (energy, latency or edp).
 
     Spatial: the profile's unrollings, the ``SPATIAL_KEEP`` of highest utilisation (as ZigZag's
     spatial-mapping generator keeps 3). Temporal: every distinct order of the loop prime factors, at
     most ``LPF_LIMIT`` of them after merging the smallest (LOMA, lpf_limit 6), each allocated bottom-up
-    to the memory levels. Cached per (shape, profile, objective).
+    to the memory levels. Cached per (shape, profile, objective); :func:`search_many` fills the cache
+    for many shapes in one numpy pass.
+    """
+    m = _SEARCHES.get((shape, profile, objective))
+    if m is None:
+        m = search_many((shape,), profile, objective)[0]
+    return m
+
+
+def search_many(shapes: Iterable[Shape], profile: Profile, objective: str = "energy") -> list[MappingCost]:
+    """:func:`search` for every shape in ``shapes``, the ones not yet cached scored together.
+
+    One numpy pass over every loop order of every kept unrolling of every distinct new shape (a
+    network's layers share one pass instead of paying numpy's per-call overhead once per layer); each
+    shape's choice is the one :func:`search` makes on its own (its rows are its own, in its order).
     """
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
-    a = arch(profile)
-    options = spatial_options(shape, a)
-    options.sort(key=lambda sp: -_utilisation(shape, sp, a))
-    kept = options[:SPATIAL_KEEP]
-    flats = []
-    for sp in kept:
-        ways = sp.ways()
-        flats.append(_flat_loops(tuple(-(-shape.size(d) // ways.get(d, 1)) for d in DIMS)))
-    items = [(sp, flat, _order_tables(_pattern(flat))) for sp, flat in zip(kept, flats) if flat]
-    keys = _key_arrays(*_score_batch(shape, a, items), objective) if items else np.zeros(0)
-    lo = 0
-    best: tuple[float, Spatial, tuple[tuple[str, int], ...]] | None = None
-    for sp, flat in zip(kept, flats):
-        if not flat:
-            loops: tuple[tuple[str, int], ...] = ()
-            m = evaluate(shape, a, sp, loops)
-            key = float(_key_arrays(np.array([m.energy]), np.array([m.cycles]), objective)[0])
-        else:
-            t = _order_tables(_pattern(flat))
-            seg = keys[lo:lo + len(t.loop)]
-            lo += len(t.loop)
-            k = int(np.argmin(seg))
-            key = float(seg[k])
-            loops = tuple((DIMS[flat[i][0]], flat[i][1]) for i in t.loop[k])
-        if best is None or key < best[0]:
-            best = (key, sp, loops)
-    assert best is not None
-    chosen = evaluate(shape, a, best[1], best[2])
-    if shape.b > 1:
-        # the batch loop outermost around the best single-image mapping is always a valid mapping: the
-        # search never does worse per image than batch 1 (the lpf limit can otherwise hide it)
-        one = search(dataclasses.replace(shape, b=1), profile, objective)
-        alt = evaluate(shape, a, one.spatial, (*one.loops, ("B", shape.b)))
-        if float(_key_arrays(np.array([alt.energy]), np.array([alt.cycles]), objective)[0]) < best[0]:
-            chosen = alt
-    return chosen
+    shapes = list(shapes)
+    new: list[Shape] = []
+    for s in shapes:  # single-image shapes first: a batch's search compares with its single image's
+        for x in ((dataclasses.replace(s, b=1), s) if s.b > 1 else (s,)):
+            if (x, profile, objective) not in _SEARCHES and x not in new:
+                new.append(x)
+    new.sort(key=lambda s: s.b > 1)
+    if new:
+        if len(_SEARCHES) + len(new) > _SEARCHES_MAX:
+            _SEARCHES.clear()
+        a = arch(profile)
+        plans = []
+        items = []
+        for shape in new:
+            options = spatial_options(shape, a)
+            options.sort(key=lambda sp: -_utilisation(shape, sp, a))
+            kept = options[:SPATIAL_KEEP]
+            flats = [_flat_loops(tuple(-(-shape.size(d) // sp.ways().get(d, 1)) for d in DIMS)) for sp in kept]
+            plans.append((shape, kept, flats))
+            items += [(shape, sp, flat, _order_tables(_pattern(flat))) for sp, flat in zip(kept, flats) if flat]
+        keys = _key_arrays(*_score_batch(a, items), objective) if items else np.zeros(0)
+        lo = 0
+        for shape, kept, flats in plans:
+            best: tuple[float, Spatial, tuple[tuple[str, int], ...]] | None = None
+            for sp, flat in zip(kept, flats):
+                if not flat:
+                    loops: tuple[tuple[str, int], ...] = ()
+                    m = evaluate(shape, a, sp, loops)
+                    key = float(_key_arrays(np.array([m.energy]), np.array([m.cycles]), objective)[0])
+                else:
+                    t = _order_tables(_pattern(flat))
+                    seg = keys[lo:lo + len(t.loop)]
+                    lo += len(t.loop)
+                    k = int(np.argmin(seg))
+                    key = float(seg[k])
+                    loops = tuple((DIMS[flat[i][0]], flat[i][1]) for i in t.loop[k])
+                if best is None or key < best[0]:
+                    best = (key, sp, loops)
+            assert best is not None
+            chosen = evaluate(shape, a, best[1], best[2])
+            if shape.b > 1:
+                # the batch loop outermost around the best single-image mapping is always a valid mapping:
+                # the search never does worse per image than batch 1 (the lpf limit can otherwise hide it)
+                one = _SEARCHES[(dataclasses.replace(shape, b=1), profile, objective)]
+                alt = evaluate(shape, a, one.spatial, (*one.loops, ("B", shape.b)))
+                if float(_key_arrays(np.array([alt.energy]), np.array([alt.cycles]), objective)[0]) < best[0]:
+                    chosen = alt
+            _SEARCHES[(shape, profile, objective)] = chosen
+    return [_SEARCHES[(s, profile, objective)] for s in shapes]
 
 
 @lru_cache(maxsize=4096)
@@ -898,7 +931,8 @@ def _flat_loops(folds: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
 
 def clear_caches() -> None:
     """Empty every cache of this module (searches, loop factors, order tables): a cold start."""
-    for f in (search, _flat_loops, _pattern, _order_tables, _loop_orders, _permutations, _subset_bits, arch):
+    _SEARCHES.clear()
+    for f in (_flat_loops, _pattern, _order_tables, _loop_orders, _permutations, _subset_bits, arch):
         f.cache_clear()
 
 

@@ -12,8 +12,9 @@ from typing import Any
 import pandas as pd
 
 from hwsim import units
-from hwsim.cost import LayerCost, layer_cost
+from hwsim.cost import LayerCost, layer_cost, shape_of
 from hwsim.layers import Workload
+from hwsim.mapping import search_many
 from hwsim.masks import TaskCost, task_cost
 from hwsim.profile import OPERANDS, Profile
 from hwsim.residency import apply_residency
@@ -280,6 +281,7 @@ def simulate(work: Workload, profile: Profile, mode: str | None = "on_the_fly", 
     live = tc.on_the_fly
     if batch < 1:
         raise ValueError(f"batch must be at least 1, got {batch}")
+    search_many([shape_of(layer, batch) for layer in work.layers], profile, objective)  # one numpy pass
     costs = tuple(layer_cost(layer, profile, live.get(layer.name), batch, objective) for layer in work.layers)
     masks_streamed = {name: load.bits for name, load in live.items()}
     costs, residency = apply_residency(costs, work.layers, profile, batch, steady_state, masks_streamed)
