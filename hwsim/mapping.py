@@ -60,6 +60,7 @@ DIMS = ("B", "G", "K", "C", "OY", "OX", "FY", "FX")
 RELEVANT = {W: frozenset({"G", "K", "C", "FY", "FX"}), I: frozenset({"B", "G", "C", "OY", "OX", "FY", "FX"}),
             O: frozenset({"B", "G", "K", "OY", "OX"})}
 OBJECTIVES = ("energy", "latency", "edp")
+_FIELD = {d: d.lower() for d in DIMS}  # Shape's field for each dimension
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +81,7 @@ class Shape:
     ix: int = 0
 
     def size(self, dim: str) -> int:
-        return int(getattr(self, dim.lower()))
+        return int(getattr(self, _FIELD[dim]))
 
     @property
     def macs(self) -> int:
@@ -736,7 +737,7 @@ def _score_batch(a: Arch, items: list[tuple[Shape, Spatial, tuple[tuple[int, int
     prefix = np.concatenate([padded(t.prefix, len(flat), k * n_sub) for k, (_, _, flat, t) in enumerate(items)])
     stay = {o: np.concatenate([padded(t.stay[o], len(flat), k * n_sub)
                                for k, (_, _, flat, t) in enumerate(items)]).ravel() for o in OPERANDS}
-    rep = {key: np.repeat(np.array(v), counts) for key, v in per_item.items()}
+    rep = dict(zip(per_item, np.repeat(np.array(list(per_item.values())), counts, axis=1)))
     nr = len(prefix)
     base = np.arange(nr) * width
     jj = np.arange(width)[None, :]
@@ -884,10 +885,15 @@ def search_many(shapes: Iterable[Shape], profile: Profile, objective: str = "ene
         plans = []
         items = []
         for shape in new:
-            options = spatial_options(shape, a)
-            options.sort(key=lambda sp: -_utilisation(shape, sp, a))
-            kept = options[:SPATIAL_KEEP]
-            flats = [_flat_loops(tuple(-(-shape.size(d) // sp.ways().get(d, 1)) for d in DIMS)) for sp in kept]
+            sizes = [shape.size(d) for d in DIMS]
+            ranked = []
+            for sp in spatial_options(shape, a):
+                ways = sp.ways()
+                folds = tuple(-(-n // ways.get(d, 1)) for d, n in zip(DIMS, sizes))
+                ranked.append((-(shape.macs / (math.prod(folds) * a.pes)), sp, folds))  # _utilisation
+            ranked.sort(key=lambda x: x[0])  # stable: ties keep the options' order
+            kept = [sp for _, sp, _ in ranked[:SPATIAL_KEEP]]
+            flats = [_flat_loops(folds) for _, _, folds in ranked[:SPATIAL_KEEP]]
             plans.append((shape, kept, flats))
             items += [(shape, sp, flat, _order_tables(_pattern(flat))) for sp, flat in zip(kept, flats) if flat]
         keys = _key_arrays(*_score_batch(a, items), objective) if items else np.zeros(0)
