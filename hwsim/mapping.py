@@ -625,7 +625,7 @@ def _order_tables(pattern: tuple[tuple[int, int], ...]) -> _Orders:
         _, first = np.unique(code[perms] @ (64 ** np.arange(n, dtype=np.int64)), return_index=True)
         loop = perms[np.sort(first)]
     rows = np.arange(len(loop))[:, None]
-    prefix = np.zeros((len(loop), n + 1), dtype=np.int64)
+    prefix = np.zeros((len(loop), n + 1), dtype=np.uint8)  # subsets of at most 8 loops (8 dimensions)
     prefix[:, 1:] = np.cumsum(1 << loop, axis=1)
     dims = np.array([d for d, _ in pattern], dtype=np.int64)[loop]
     stay = {}
@@ -728,15 +728,14 @@ def _score_batch(a: Arch, items: list[tuple[Shape, Spatial, tuple[tuple[int, int
             total = total + tab[(o, not lv.per_pe)] * ebytes[o]
         tab[("fit", li)] = total <= lv.size_bytes
 
-    # per-order tables, padded to n_max loops with the full set, offset to the item's subset rows
-    def padded(x: np.ndarray, n: int, off: int) -> np.ndarray:
-        if n < n_max:
-            x = np.concatenate([x, np.repeat(x[:, -1:], n_max - n, axis=1)], axis=1)
-        return x + off
+    # per-order tables, padded to n_max loops with the full set; subset ids offset to the item's rows
+    def padded(x: np.ndarray, n: int) -> np.ndarray:
+        return x if n == n_max else np.concatenate([x, np.repeat(x[:, -1:], n_max - n, axis=1)], axis=1)
 
-    prefix = np.concatenate([padded(t.prefix, len(flat), k * n_sub) for k, (_, _, flat, t) in enumerate(items)])
-    stay = {o: np.concatenate([padded(t.stay[o], len(flat), k * n_sub)
-                               for k, (_, _, flat, t) in enumerate(items)]).ravel() for o in OPERANDS}
+    off = np.repeat(np.arange(m, dtype=np.int64) * n_sub, counts)
+    prefix = np.concatenate([padded(t.prefix, len(flat)) for _, _, flat, t in items]) + off[:, None]
+    stay_local = {o: np.concatenate([padded(t.stay[o], len(flat)) for _, _, flat, t in items]).ravel()
+                  for o in OPERANDS}
     rep = dict(zip(per_item, np.repeat(np.array(list(per_item.values())), counts, axis=1)))
     nr = len(prefix)
     base = np.arange(nr) * width
@@ -761,7 +760,7 @@ def _score_batch(a: Arch, items: list[tuple[Shape, Spatial, tuple[tuple[int, int
     mc = {o: rep[("mc", o)] for o in OPERANDS}
 
     def fills(o: str, j: np.ndarray, shared: bool) -> np.ndarray:
-        ir = tab[("ir", o)][stay[o][base + j]] * (mc[o] if shared else 1.0)
+        ir = tab[("ir", o)][stay_local[o][base + j] + off] * (mc[o] if shared else 1.0)
         out = macs / ir
         if o == I:
             s = prefix[base + j]
@@ -798,7 +797,7 @@ def _score_batch(a: Arch, items: list[tuple[Shape, Spatial, tuple[tuple[int, int
         down = [into[i] / (mc[o] if chain[i].per_pe else 1.0) for i in range(len(into))]
         if o in (W, I):
             if chain[0].word_bits >= a.bits[o]:
-                held = tab[("ir", o)][stay[o][base]]
+                held = tab[("ir", o)][stay_local[o][base] + off]
             else:
                 held = np.ones(nr)
             for i, lv in enumerate(chain):
