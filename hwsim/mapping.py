@@ -36,9 +36,25 @@ one shared port; a per-PE memory serves its PE) + on-loading of the first tiles 
 off-loading of the last outputs, which cannot overlap compute. Array fill and drain are not modelled
 (ZigZag 3.9.1 adds none for its example arrays either).
 
-The search scores every loop order of the best-utilised spatial unrollings at once with numpy
-(:func:`score_orders`) and rebuilds the winner with :func:`evaluate`; results are cached per
-(layer shape, profile, objective).
+The search scores every loop order of the best-utilised spatial unrollings with numpy and rebuilds
+the winner with :func:`evaluate`; results are cached per (layer shape, profile, objective).
+Speed without changing the answer (a test holds the search to a brute force over :func:`evaluate`):
+
+- **subset tables** (:func:`_score_batch`): everything an order's cost depends on is a function of a
+  few *sets* of loops: the tile below a cut (the loops below it), and the loops a tile stays in place
+  for (those below the next loop the operand depends on: ZigZag's and Timeloop's stationarity). With
+  at most 6 loops there are 64 subsets, so tile extents, halos, fit tests and irrelevant-loop products
+  are computed once per subset and gathered per order (products of integer loop counts are exact in
+  any order), instead of once per (order, position);
+- **one pass per network** (:func:`search_many`): every new layer shape of a network, and each of its
+  kept unrollings, is one block of rows of the same numpy pass, so numpy's per-call cost is paid once;
+- **layer-independent order tables** (:func:`_order_tables`): the distinct orders of a multiset of
+  loops depend only on which loops repeat, so layers with the same pattern share them;
+- orders are not pruned beyond interchangeable loops (same dimension and count: the same order). The
+  stationarity argument that lets Timeloop and ZigZag skip orders (only the innermost relevant loop of
+  each operand in a level matters) holds for fixed tiles; under LOMA's bottom-up allocation
+  (Symons et al., AICAS 2021) swapping two loops changes the set below the swap point, hence which
+  tile fits and where each level's cut falls, so such orders can cost differently and are all scored.
 """
 
 from __future__ import annotations
@@ -421,8 +437,9 @@ def score_orders(shape: Shape, a: Arch, spatial: Spatial, orders: np.ndarray, fa
     """Energy (pJ) and cycles of many loop orders at once: :func:`evaluate`'s formulas over numpy arrays.
 
     ``orders`` holds dimension indices (into ``DIMS``), ``factors`` the loop counts, both shaped
-    (orders, loops), innermost loop first. The search scores every order this way and rebuilds only
-    the winner with :func:`evaluate` (a test checks the two agree).
+    (orders, loops), innermost loop first. The reference form of what the search computes with
+    :func:`_score_batch` (per loop subset, many layers at once); tests check that both give the same
+    numbers and that they agree with :func:`evaluate`, which rebuilds the winner.
     """
     n, n_loops = orders.shape
     ways = spatial.ways()

@@ -177,3 +177,33 @@ def test_search_finds_the_brute_force_optimum(layer: Layer, profile: str, object
     got = search(shape, p, objective)
     key = float(_key_arrays(np.array([got.energy]), np.array([got.cycles]), objective)[0])
     assert key == best  # the same float: the scorer does evaluate()'s arithmetic in the same order
+
+
+def test_batched_subset_scores_are_the_per_order_scores() -> None:
+    """_score_batch (per loop subset, several layers and unrollings in one pass, padded to the longest
+    loop list) gives exactly score_orders' numbers for every order (the same floats, not merely close)."""
+    import numpy as np
+
+    from hwsim.mapping import _flat_loops, _loop_orders, _order_tables, _pattern, _score_batch, score_orders
+
+    for profile in ("edge_npu", "eyeriss", "zigzag_eyeriss_like"):
+        p = load_profile(profile)
+        a = arch(p)
+        items = []
+        for layer, _ in BRUTE_CASES:
+            shape = shape_of(layer)
+            for sp in spatial_options(shape, a)[:2]:
+                ways = sp.ways()
+                flat = _flat_loops(tuple(-(-shape.size(d) // ways.get(d, 1)) for d in DIMS))
+                if flat:
+                    items.append((shape, sp, flat, _order_tables(_pattern(flat))))
+        energy, cycles = _score_batch(a, items)
+        lo = 0
+        for shape, sp, flat, t in items:
+            dims_idx, facs = _loop_orders(flat)
+            e, c = score_orders(shape, a, sp, dims_idx, facs)
+            assert len(t.loop) == len(e)
+            np.testing.assert_array_equal(energy[lo:lo + len(e)], e)
+            np.testing.assert_array_equal(cycles[lo:lo + len(e)], c)
+            lo += len(e)
+        assert lo == len(energy)
