@@ -888,15 +888,23 @@ def search_many(shapes: Iterable[Shape], profile: Profile, objective: str = "ene
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     shapes = list(shapes)
-    new: list[Shape] = []
-    for s in shapes:  # single-image shapes first: a batch's search compares with its single image's
-        for x in ((dataclasses.replace(s, b=1), s) if s.b > 1 else (s,)):
-            if (x, profile, objective) not in _SEARCHES and x not in new:
-                new.append(x)
-    new.sort(key=lambda s: s.b > 1)
+    if len(_SEARCHES) + 2 * len(shapes) > _SEARCHES_MAX:
+        _SEARCHES.clear()
+    new = dict.fromkeys(x for s in shapes for x in ((dataclasses.replace(s, b=1), s) if s.b > 1 else (s,))
+                        if (x, profile, objective) not in _SEARCHES)
+    # single-image shapes first: a batch's search compares with its single image's
+    order = sorted(new, key=lambda s: s.b > 1)
+    for i in range(0, len(order), _BLOCK):  # bounded memory: _BLOCK shapes per numpy pass
+        _search_block(order[i:i + _BLOCK], profile, objective)
+    return [_SEARCHES[(s, profile, objective)] for s in shapes]
+
+
+_BLOCK = 128  # layer shapes per numpy pass (about 2,000 rows each, 7 positions: ~16 MB per array at most)
+
+
+def _search_block(new: list[Shape], profile: Profile, objective: str) -> None:
+    """Search the uncached ``new`` shapes in one numpy pass and cache the results (see search_many)."""
     if new:
-        if len(_SEARCHES) + len(new) > _SEARCHES_MAX:
-            _SEARCHES.clear()
         a = arch(profile)
         plans = []
         items = []
@@ -940,7 +948,6 @@ def search_many(shapes: Iterable[Shape], profile: Profile, objective: str = "ene
                 if float(_key_arrays(np.array([alt.energy]), np.array([alt.cycles]), objective)[0]) < best[0]:
                     chosen = alt
             _SEARCHES[(shape, profile, objective)] = chosen
-    return [_SEARCHES[(s, profile, objective)] for s in shapes]
 
 
 @lru_cache(maxsize=4096)
