@@ -899,6 +899,21 @@ def search_many(shapes: Iterable[Shape], profile: Profile, objective: str = "ene
     return [_SEARCHES[(s, profile, objective)] for s in shapes]
 
 
+def _passes(items: list[tuple[Shape, Spatial, tuple[tuple[int, int], ...], _Orders]]) -> list[list]:
+    """``items`` in consecutive groups of at most ``_PASS_ROWS`` orders (one item at least): numpy's
+    temporaries of a few thousand rows stay in the core's cache (2x faster than one pass of 26,000)."""
+    out: list[list] = []
+    rows = _PASS_ROWS
+    for it in items:
+        if rows + len(it[3].loop) > _PASS_ROWS:
+            out.append([])
+            rows = 0
+        out[-1].append(it)
+        rows += len(it[3].loop)
+    return out
+
+
+_PASS_ROWS = 8192
 _BLOCK = 128  # layer shapes per numpy pass (about 2,000 rows each, 7 positions: ~16 MB per array at most)
 
 
@@ -920,7 +935,7 @@ def _search_block(new: list[Shape], profile: Profile, objective: str) -> None:
             flats = [_flat_loops(folds) for _, _, folds in ranked[:SPATIAL_KEEP]]
             plans.append((shape, kept, flats))
             items += [(shape, sp, flat, _order_tables(_pattern(flat))) for sp, flat in zip(kept, flats) if flat]
-        keys = _key_arrays(*_score_batch(a, items), objective) if items else np.zeros(0)
+        keys = np.concatenate([np.zeros(0)] + [_key_arrays(*_score_batch(a, g), objective) for g in _passes(items)])
         lo = 0
         for shape, kept, flats in plans:
             best: tuple[float, Spatial, tuple[tuple[str, int], ...]] | None = None
