@@ -641,17 +641,15 @@ def _order_tables(pattern: tuple[tuple[int, int], ...]) -> _Orders:
         code = np.array([d * 8 + r for d, r in pattern], dtype=np.int64)
         _, first = np.unique(code[perms] @ (64 ** np.arange(n, dtype=np.int64)), return_index=True)
         loop = perms[np.sort(first)]
-    rows = np.arange(len(loop))[:, None]
     prefix = np.zeros((len(loop), n + 1), dtype=np.uint8)  # subsets of at most 8 loops (8 dimensions)
     prefix[:, 1:] = np.cumsum(1 << loop, axis=1)
-    dims = np.array([d for d, _ in pattern], dtype=np.int64)[loop]
     stay = {}
     for o in OPERANDS:
-        rel = np.array([d in RELEVANT[o] for d in DIMS])[dims]
-        pos = np.where(rel, np.arange(n)[None, :], n)
-        nextrel = np.concatenate([np.minimum.accumulate(pos[:, ::-1], axis=1)[:, ::-1],
-                                  np.full((len(loop), 1), n)], axis=1)
-        stay[o] = prefix[rows, nextrel]
+        rel = np.array([DIMS[d] in RELEVANT[o] for d, _ in pattern])[loop]  # (orders, positions)
+        s = prefix.copy()  # from the outermost position in: the subset below the next relevant loop
+        for j in range(n - 1, -1, -1):
+            s[:, j] = np.where(rel[:, j], prefix[:, j], s[:, j + 1])
+        stay[o] = s
     return _Orders(loop=loop, prefix=prefix, stay=stay)
 
 
