@@ -615,9 +615,10 @@ class _Orders:
     """Layer-independent tables of every distinct order of ``n`` loops with a given repetition pattern.
 
     ``loop[r, p]``: which loop (index into the factor list) order ``r`` puts at position ``p``;
-    ``prefix[r, j]``: the subset (bit mask) of loops below position ``j``; ``stay[o][r, j]``: the subset
+    ``prefix[j, r]``: the subset (bit mask) of loops below position ``j``; ``stay[o][j, r]``: the subset
     below the first loop at or above ``j`` that operand ``o`` depends on (the tile below ``j`` plus the
-    irrelevant loops directly above it, which leave the tile in place: stationarity).
+    irrelevant loops directly above it, which leave the tile in place: stationarity). Positions are
+    the first axis so that sums over positions run over contiguous rows.
     """
 
     loop: np.ndarray
@@ -649,8 +650,8 @@ def _order_tables(pattern: tuple[tuple[int, int], ...]) -> _Orders:
         s = prefix.copy()  # from the outermost position in: the subset below the next relevant loop
         for j in range(n - 1, -1, -1):
             s[:, j] = np.where(rel[:, j], prefix[:, j], s[:, j + 1])
-        stay[o] = s
-    return _Orders(loop=loop, prefix=prefix, stay=stay)
+        stay[o] = np.ascontiguousarray(s.T)
+    return _Orders(loop=loop, prefix=np.ascontiguousarray(prefix.T), stay=stay)
 
 
 def _score_batch(a: Arch, items: list[tuple[Shape, Spatial, tuple[tuple[int, int], ...], _Orders]]
@@ -745,28 +746,28 @@ def _score_batch(a: Arch, items: list[tuple[Shape, Spatial, tuple[tuple[int, int
 
     # per-order tables, padded to n_max loops with the full set; subset ids offset to the item's rows
     def padded(x: np.ndarray, n: int) -> np.ndarray:
-        return x if n == n_max else np.concatenate([x, np.repeat(x[:, -1:], n_max - n, axis=1)], axis=1)
+        return x if n == n_max else np.concatenate([x, np.repeat(x[-1:], n_max - n, axis=0)], axis=0)
 
     off = np.repeat(np.arange(m, dtype=np.int64) * n_sub, counts)
-    prefix = np.concatenate([padded(t.prefix, len(flat)) for _, _, flat, t in items]) + off[:, None]
-    stay_local = {o: np.concatenate([padded(t.stay[o], len(flat)) for _, _, flat, t in items]).ravel()
-                  for o in OPERANDS}
+    prefix = np.concatenate([padded(t.prefix, len(flat)) for _, _, flat, t in items], axis=1) + off[None, :]
+    stay_local = {o: np.concatenate([padded(t.stay[o], len(flat)) for _, _, flat, t in items], axis=1).ravel()
+                  for o in OPERANDS}  # (positions x orders), flat: position j of order r at j * nr + r
     rep = dict(zip(per_item, np.repeat(np.array(list(per_item.values())), counts, axis=1)))
-    nr = len(prefix)
-    base = np.arange(nr) * width
-    jj = np.arange(width)[None, :]
+    nr = prefix.shape[1]
+    base = np.arange(nr)
+    jj = np.arange(width)[:, None]
     cuts: dict[str, list[np.ndarray]] = {o: [] for o in OPERANDS}
     for li, (lv, ops) in enumerate(a.alloc):
         # for the positions above every operand's previous cut, the tiles are those of one prefix subset
-        fits = tab[("fit", li)][prefix]
+        fits = tab[("fit", li)][prefix]  # (positions, orders)
         starts = [cuts[o][-1] for o in ops if cuts[o]]
         if not starts:
-            j = fits[:, 1:].sum(axis=1)
+            j = fits[1:].sum(axis=0)
             for o in ops:
                 cuts[o].append(j)
             continue
         j0 = starts[0] if len(starts) == 1 else np.max(np.stack(starts), axis=0)
-        j = j0 + (fits & (jj > j0[:, None])).sum(axis=1)
+        j = j0 + (fits & (jj > j0[None, :])).sum(axis=0)
         for o in ops:
             cuts[o].append(np.maximum(cuts[o][-1], j) if cuts[o] else j)
     prefix = prefix.ravel()
@@ -775,10 +776,10 @@ def _score_batch(a: Arch, items: list[tuple[Shape, Spatial, tuple[tuple[int, int
     mc = {o: rep[("mc", o)] for o in OPERANDS}
 
     def fills(o: str, j: np.ndarray, shared: bool) -> np.ndarray:
-        ir = tab[("ir", o)][stay_local[o][base + j] + off] * (mc[o] if shared else 1.0)
+        ir = tab[("ir", o)][stay_local[o][j * nr + base] + off] * (mc[o] if shared else 1.0)
         out = macs / ir
         if o == I:
-            s = prefix[base + j]
+            s = prefix[j * nr + base]
             out = out * tab[(I, shared)][s] / tab[("den", shared)][s]
         return out
 
@@ -801,7 +802,7 @@ def _score_batch(a: Arch, items: list[tuple[Shape, Spatial, tuple[tuple[int, int
     offload = np.zeros(nr)
 
     def first_tile(o: str, lv: MemoryLevel, j: np.ndarray) -> np.ndarray:
-        tile = tab[(o, not lv.per_pe)][prefix[base + j]]
+        tile = tab[(o, not lv.per_pe)][prefix[j * nr + base]]
         if lv.per_pe:
             tile = tile * rep[("pe", o)]
         return tile
