@@ -603,13 +603,6 @@ def _loop_orders(factor_list: tuple[tuple[int, int], ...]) -> tuple[np.ndarray, 
     return loops[rows, 0], loops[rows, 1].astype(float)
 
 
-@lru_cache(maxsize=8)
-def _subset_bits(n: int) -> np.ndarray:
-    """(2**n, n) booleans: loop ``i`` belongs to subset ``s`` when bit ``i`` of ``s`` is set."""
-    s = np.arange(1 << n)
-    return ((s[:, None] >> np.arange(n)[None, :]) & 1).astype(bool)
-
-
 @dataclass(frozen=True, slots=True)
 class _Orders:
     """Layer-independent tables of every distinct order of ``n`` loops with a given repetition pattern.
@@ -678,7 +671,6 @@ def _score_batch(a: Arch, items: list[tuple[Shape, Spatial, tuple[tuple[int, int
     ebytes = {o: a.bits[o] / 8 for o in OPERANDS}
     levels = [lv for lv, _ in a.alloc]
     fac = np.ones((m, n_max, nd))
-    irr = {o: np.ones((m, n_max)) for o in OPERANDS}
     ways_v = np.ones((m, nd))
     size = np.empty((m, nd))
     geo = np.empty((m, 8))  # sy, sx, fy, fx, oy, ox, full rows, full cols of the input window
@@ -690,9 +682,6 @@ def _score_batch(a: Arch, items: list[tuple[Shape, Spatial, tuple[tuple[int, int
         for i, (d, f) in enumerate(flat):
             folds[d] *= f
             fac[k, i, d] = f
-            for o in OPERANDS:
-                if DIMS[d] not in RELEVANT[o]:
-                    irr[o][k, i] = f
         sizes = [shape.size(d) for d in DIMS]
         size[k] = sizes
         ways_v[k] = [ways.get(d, 1) for d in DIMS]
@@ -714,8 +703,9 @@ def _score_batch(a: Arch, items: list[tuple[Shape, Spatial, tuple[tuple[int, int
         counts.append(len(t.loop))
 
     # per-subset tables, (items x 2**n_max) rows: loops past an item's own are one-iteration loops
-    bits = _subset_bits(n_max)
-    cum = np.prod(np.where(bits[None, :, :, None], fac[:, None, :, :], 1.0), axis=2)  # exact integers
+    cum = np.ones((m, n_sub, nd))  # per dimension, the product of the subset's loops: exact integers
+    for i in range(n_max):  # the subsets whose highest loop is i: those without it, times its count
+        cum[:, 1 << i:2 << i] = cum[:, :1 << i] * fac[:, i, None, :]
     size_t = np.repeat(size, n_sub, axis=0)
     cum = cum.reshape(m * n_sub, nd)
     bnd = {False: np.minimum(cum, size_t), True: np.minimum(cum * np.repeat(ways_v, n_sub, axis=0), size_t)}
@@ -737,7 +727,7 @@ def _score_batch(a: Arch, items: list[tuple[Shape, Spatial, tuple[tuple[int, int
         b = bnd[s]
         tab[("den", s)] = b[:, B] * b[:, G] * b[:, C] * b[:, OY] * b[:, FY] * b[:, OX] * b[:, FX]
     for o in OPERANDS:
-        tab[("ir", o)] = np.prod(np.where(bits[None], irr[o][:, None, :], 1.0), axis=2).ravel()
+        tab[("ir", o)] = np.prod(cum[:, [k for k, d in enumerate(DIMS) if d not in RELEVANT[o]]], axis=1)
     for li, (lv, ops) in enumerate(a.alloc):
         total = 0.0
         for o in ops:
@@ -975,7 +965,7 @@ def _flat_loops(folds: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
 def clear_caches() -> None:
     """Empty every cache of this module (searches, loop factors, order tables): a cold start."""
     _SEARCHES.clear()
-    for f in (_flat_loops, _pattern, _order_tables, _loop_orders, _permutations, _subset_bits, arch):
+    for f in (_flat_loops, _pattern, _order_tables, _loop_orders, _permutations, arch):
         f.cache_clear()
 
 
