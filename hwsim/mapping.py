@@ -628,23 +628,36 @@ def _order_tables(pattern: tuple[tuple[int, int], ...]) -> _Orders:
     same order: the tables depend on the pattern only, so layers with the same pattern share them.
     """
     n = len(pattern)
-    perms = _permutations(n)
+    perms, prefix = _all_orders(n)
+    stay = {o: _stay_all(tuple(DIMS[d] in RELEVANT[o] for d, _ in pattern)) for o in OPERANDS}
     if len(set(pattern)) == n:  # no two loops interchangeable: every permutation is distinct
-        loop = perms
-    else:  # one integer per order (base-64 digits (dimension, factor rank)); first occurrences, in order
-        code = np.array([d * 8 + r for d, r in pattern], dtype=np.int64)
-        _, first = np.unique(code[perms] @ (64 ** np.arange(n, dtype=np.int64)), return_index=True)
-        loop = perms[np.sort(first)]
-    prefix = np.zeros((len(loop), n + 1), dtype=np.uint8)  # subsets of at most 8 loops (8 dimensions)
-    prefix[:, 1:] = np.cumsum(1 << loop, axis=1)
-    stay = {}
-    for o in OPERANDS:
-        rel = np.array([DIMS[d] in RELEVANT[o] for d, _ in pattern])[loop]  # (orders, positions)
-        s = prefix.copy()  # from the outermost position in: the subset below the next relevant loop
-        for j in range(n - 1, -1, -1):
-            s[:, j] = np.where(rel[:, j], prefix[:, j], s[:, j + 1])
-        stay[o] = np.ascontiguousarray(s.T)
-    return _Orders(loop=loop, prefix=np.ascontiguousarray(prefix.T), stay=stay)
+        return _Orders(loop=perms, prefix=prefix, stay=stay)
+    # one integer per order (base-64 digits (dimension, factor rank)); first occurrences, in order
+    code = np.array([d * 8 + r for d, r in pattern], dtype=np.int64)
+    _, first = np.unique(code[perms] @ (64 ** np.arange(n, dtype=np.int64)), return_index=True)
+    rows = np.sort(first)
+    return _Orders(loop=perms[rows], prefix=prefix[:, rows], stay={o: s[:, rows] for o, s in stay.items()})
+
+
+@lru_cache(maxsize=16)
+def _all_orders(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every order of ``n`` loops, (n!, n), and the subset below each position, (n + 1, n!) bytes."""
+    perms = _permutations(n)
+    prefix = np.zeros((n + 1, len(perms)), dtype=np.uint8)  # subsets of at most 8 loops (8 dimensions)
+    prefix[1:] = np.cumsum(1 << perms, axis=1).T
+    return perms, prefix
+
+
+@lru_cache(maxsize=1024)
+def _stay_all(relevant: tuple[bool, ...]) -> np.ndarray:
+    """For every order of loops of which those flagged ``relevant`` matter to an operand, the subset
+    below the first relevant loop at or above each position, (n + 1, n!) bytes."""
+    perms, prefix = _all_orders(len(relevant))
+    rel = np.array(relevant)[perms].T  # (positions, orders)
+    s = prefix.copy()  # from the outermost position in: the subset below the next relevant loop
+    for j in range(len(relevant) - 1, -1, -1):
+        s[j] = np.where(rel[j], prefix[j], s[j + 1])
+    return s
 
 
 def _score_batch(a: Arch, items: list[tuple[Shape, Spatial, tuple[tuple[int, int], ...], _Orders]]
@@ -965,7 +978,7 @@ def _flat_loops(folds: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
 def clear_caches() -> None:
     """Empty every cache of this module (searches, loop factors, order tables): a cold start."""
     _SEARCHES.clear()
-    for f in (_flat_loops, _pattern, _order_tables, _loop_orders, _permutations, arch):
+    for f in (_flat_loops, _pattern, _order_tables, _loop_orders, _permutations, _all_orders, _stay_all, arch):
         f.cache_clear()
 
 
