@@ -589,7 +589,8 @@ def score_orders(shape: Shape, a: Arch, spatial: Spatial, orders: np.ndarray, fa
 @lru_cache(maxsize=16)
 def _permutations(n: int) -> np.ndarray:
     """All orders of ``n`` positions, as an (n!, n) index array."""
-    return np.array(list(itertools.permutations(range(n))), dtype=np.int64).reshape(-1, n)
+    flat = itertools.chain.from_iterable(itertools.permutations(range(n)))  # itertools' (lexicographic) order
+    return np.fromiter(flat, dtype=np.int64, count=math.factorial(n) * n).reshape(math.factorial(n), n)
 
 
 @lru_cache(maxsize=256)
