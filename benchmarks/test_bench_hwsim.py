@@ -7,8 +7,11 @@ Targets (issue 12): with the mapping search, ResNet-50 on one profile in under 5
 2-core CI-class machine). Each benchmark records its ratio to ZigZag in ``extra_info``; nothing here
 asserts a time.
 
-"Cold" rounds clear the per-(shape, profile, objective) mapping cache first; "warm" rounds reuse it
-(the same layer shapes costed again, as a sweep over methods or modes does).
+"Cold" rounds clear every cache of ``hwsim.mapping`` first (searches, and the layer-independent
+tables of loop orders too); "warm" rounds reuse them (the same layer shapes costed again, as a sweep
+over methods or modes does). The machine is shared with training runs: besides pytest-benchmark's
+wall times, the cold benchmarks record the least CPU time of this process over a few rounds and
+the 1-minute load average, and the ratios to ZigZag from both.
 """
 
 from __future__ import annotations

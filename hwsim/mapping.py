@@ -46,8 +46,10 @@ Speed without changing the answer (a test holds the search to a brute force over
   at most 6 loops there are 64 subsets, so tile extents, halos, fit tests and irrelevant-loop products
   are computed once per subset and gathered per order (products of integer loop counts are exact in
   any order), instead of once per (order, position);
-- **one pass per network** (:func:`search_many`): every new layer shape of a network, and each of its
-  kept unrollings, is one block of rows of the same numpy pass, so numpy's per-call cost is paid once;
+- **one search per network** (:func:`search_many`, which :func:`hwsim.simulate` calls first): every
+  new layer shape of a network and each of its kept unrollings are rows of shared numpy passes of a
+  few thousand orders each (small enough for the temporaries to stay in cache), so numpy's per-call
+  cost is not paid once per layer;
 - **layer-independent order tables** (:func:`_order_tables`): the distinct orders of a multiset of
   loops depend only on which loops repeat, so layers with the same pattern share them;
 - orders are not pruned beyond interchangeable loops (same dimension and count: the same order). The

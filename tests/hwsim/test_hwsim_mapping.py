@@ -176,7 +176,7 @@ def test_search_finds_the_brute_force_optimum(layer: Layer, profile: str, object
             best = min(best, float(_key_arrays(np.array([m.energy]), np.array([m.cycles]), objective)[0]))
     got = search(shape, p, objective)
     key = float(_key_arrays(np.array([got.energy]), np.array([got.cycles]), objective)[0])
-    assert key == best  # the same float: the scorer does evaluate()'s arithmetic in the same order
+    assert key == best  # the same float: the winner is re-costed by evaluate(), as every order is here
 
 
 def test_batched_subset_scores_are_the_per_order_scores() -> None:
