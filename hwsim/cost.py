@@ -26,7 +26,7 @@ import math
 from dataclasses import dataclass
 
 from hwsim.layers import Layer
-from hwsim.mapping import Shape, search
+from hwsim.mapping import MappingCost, Shape, notation, search
 from hwsim.profile import OPERANDS, MemoryLevel, Profile
 
 W, I, O = OPERANDS  # "weights", "inputs", "outputs"
@@ -264,14 +264,21 @@ def layer_cost(layer: Layer, profile: Profile, mask: MaskLoad | None = None, bat
         batch: images per inference (the batch is a loop of the mapping).
         objective: energy, latency or edp.
     """
-    m = search(shape_of(layer, batch), profile, objective)
+    shape = shape_of(layer, batch)
+    return cost_of_mapping(layer, shape, search(shape, profile, objective), profile, mask, batch)
+
+
+def cost_of_mapping(layer: Layer, shape: Shape, m: MappingCost, profile: Profile, mask: MaskLoad | None = None,
+                    batch: int = 1) -> LayerCost:
+    """:func:`layer_cost` of ``layer`` (loop bounds ``shape = shape_of(layer, batch)``) under the mapping
+    ``m`` that :func:`hwsim.mapping.search` chose for it (what :func:`hwsim.simulate` calls after one
+    search over the whole network)."""
     read = dict(m.reads)
     write = dict(m.writes)
     energy = dict(m.energy_pj)
-    n_w = weight_elems(layer)
     mask_ops = 0.0
     if mask is not None and mask.bits > 0:
-        per_weight = mask.bits / n_w  # mask bits per weight element
+        per_weight = mask.bits / weight_elems(layer)  # mask bits per weight element
         wbits = profile.precision_bits.weights
         chain = profile.chain(W)
         for level in chain:
@@ -289,8 +296,9 @@ def layer_cost(layer: Layer, profile: Profile, mask: MaskLoad | None = None, bat
         energy[("mask_ops", "masks")] = mask_ops * mask.op_pj_per_weight
     if profile.static_power_w > 0:  # leakage and clock tree for the layer's latency, reported apart
         energy[("static", "static")] = profile.static_power_w * m.cycles / profile.clock_hz * 1e12
-    util = m.compute_cycles and macs(layer) * batch / (m.compute_cycles * profile.array.pes)
-    return LayerCost(name=layer.name, kind=layer.kind, macs=macs(layer) * batch, compute_cycles=m.compute_cycles,
+    n_macs = shape.macs  # = macs(layer) * batch
+    util = m.compute_cycles and n_macs / (m.compute_cycles * profile.array.pes)
+    return LayerCost(name=layer.name, kind=layer.kind, macs=n_macs, compute_cycles=m.compute_cycles,
                      cycles=m.cycles, utilization=float(util), bound=m.bound, read_bytes=read, write_bytes=write,
                      energy_pj=energy, mask_ops=mask_ops, stall_cycles=m.stall_cycles, onload_cycles=m.onload_cycles,
-                     offload_cycles=m.offload_cycles, mapping=m.notation(profile), batch=batch)
+                     offload_cycles=m.offload_cycles, mapping=notation(m, profile), batch=batch)

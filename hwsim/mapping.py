@@ -864,8 +864,12 @@ def _score_batch(a: Arch, items: list[tuple[Shape, Spatial, tuple[tuple[int, int
     return energy, cycles
 
 
-_SEARCHES: dict[tuple[Shape, Profile, str], MappingCost] = {}
+# (profile, objective) -> shape -> the chosen mapping: the profile (a deep frozen dataclass, slow to
+# hash) is hashed once per lookup of a whole network, not once per layer
+_SEARCHES: dict[tuple[Profile, str], dict[Shape, MappingCost]] = {}
 _SEARCHES_MAX = 4096
+# id(mapping) -> (mapping, its notation): built once per search result, shared by the layers using it
+_NOTATIONS: dict[int, tuple[MappingCost, dict[str, object]]] = {}
 
 
 def search(shape: Shape, profile: Profile, objective: str = "energy") -> MappingCost:
@@ -877,10 +881,21 @@ def search(shape: Shape, profile: Profile, objective: str = "energy") -> Mapping
     to the memory levels. Cached per (shape, profile, objective); :func:`search_many` fills the cache
     for many shapes in one numpy pass.
     """
-    m = _SEARCHES.get((shape, profile, objective))
+    m = _SEARCHES.get((profile, objective), {}).get(shape)
     if m is None:
         m = search_many((shape,), profile, objective)[0]
     return m
+
+
+def notation(m: MappingCost, profile: Profile) -> dict[str, object]:
+    """``m.notation(profile)`` for a mapping returned by :func:`search`, built once per search result
+    (the same dict for every layer of that shape: treat it as read-only)."""
+    hit = _NOTATIONS.get(id(m))
+    if hit is not None and hit[0] is m:
+        return hit[1]
+    out = m.notation(profile)
+    _NOTATIONS[id(m)] = (m, out)
+    return out
 
 
 def search_many(shapes: Iterable[Shape], profile: Profile, objective: str = "energy") -> list[MappingCost]:
@@ -893,15 +908,17 @@ def search_many(shapes: Iterable[Shape], profile: Profile, objective: str = "ene
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     shapes = list(shapes)
-    if len(_SEARCHES) + 2 * len(shapes) > _SEARCHES_MAX:
+    if sum(map(len, _SEARCHES.values())) + 2 * len(shapes) > _SEARCHES_MAX:
         _SEARCHES.clear()
-    new = dict.fromkeys(x for s in shapes for x in ((dataclasses.replace(s, b=1), s) if s.b > 1 else (s,))
-                        if (x, profile, objective) not in _SEARCHES)
+        _NOTATIONS.clear()
+    cache = _SEARCHES.setdefault((profile, objective), {})
+    new = dict.fromkeys(x for s in dict.fromkeys(shapes)
+                        for x in ((dataclasses.replace(s, b=1), s) if s.b > 1 else (s,)) if x not in cache)
     # single-image shapes first: a batch's search compares with its single image's
     order = sorted(new, key=lambda s: s.b > 1)
     for i in range(0, len(order), _BLOCK):  # bounded memory: _BLOCK shapes per numpy pass
-        _search_block(order[i:i + _BLOCK], profile, objective)
-    return [_SEARCHES[(s, profile, objective)] for s in shapes]
+        _search_block(order[i:i + _BLOCK], profile, objective, cache)
+    return [cache[s] for s in shapes]
 
 
 def _passes(items: list[tuple[Shape, Spatial, tuple[tuple[int, int], ...], _Orders]]) -> list[list]:
@@ -922,7 +939,7 @@ _PASS_ROWS = 6144
 _BLOCK = 128  # layer shapes per numpy pass (about 2,000 rows each, 7 positions: ~16 MB per array at most)
 
 
-def _search_block(new: list[Shape], profile: Profile, objective: str) -> None:
+def _search_block(new: list[Shape], profile: Profile, objective: str, cache: dict[Shape, MappingCost]) -> None:
     """Search the uncached ``new`` shapes in one numpy pass and cache the results (see search_many)."""
     if new:
         a = arch(profile)
@@ -963,11 +980,11 @@ def _search_block(new: list[Shape], profile: Profile, objective: str) -> None:
             if shape.b > 1:
                 # the batch loop outermost around the best single-image mapping is always a valid mapping:
                 # the search never does worse per image than batch 1 (the lpf limit can otherwise hide it)
-                one = _SEARCHES[(dataclasses.replace(shape, b=1), profile, objective)]
+                one = cache[dataclasses.replace(shape, b=1)]
                 alt = evaluate(shape, a, one.spatial, (*one.loops, ("B", shape.b)))
                 if float(_key_arrays(np.array([alt.energy]), np.array([alt.cycles]), objective)[0]) < best[0]:
                     chosen = alt
-            _SEARCHES[(shape, profile, objective)] = chosen
+            cache[shape] = chosen
 
 
 @lru_cache(maxsize=4096)
@@ -981,6 +998,7 @@ def _flat_loops(folds: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
 def clear_caches() -> None:
     """Empty every cache of this module (searches, loop factors, order tables): a cold start."""
     _SEARCHES.clear()
+    _NOTATIONS.clear()
     for f in (_flat_loops, _pattern, _order_tables, _loop_orders, _permutations, _all_orders, _stay_all, arch):
         f.cache_clear()
 

@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from hwsim import units
-from hwsim.cost import LayerCost, layer_cost, shape_of
+from hwsim.cost import LayerCost, cost_of_mapping, shape_of
 from hwsim.layers import Workload
 from hwsim.mapping import search_many
 from hwsim.masks import TaskCost, task_cost
@@ -281,8 +281,10 @@ def simulate(work: Workload, profile: Profile, mode: str | None = "on_the_fly", 
     live = tc.on_the_fly
     if batch < 1:
         raise ValueError(f"batch must be at least 1, got {batch}")
-    search_many([shape_of(layer, batch) for layer in work.layers], profile, objective)  # one numpy pass
-    costs = tuple(layer_cost(layer, profile, live.get(layer.name), batch, objective) for layer in work.layers)
+    shapes = [shape_of(layer, batch) for layer in work.layers]
+    found = search_many(shapes, profile, objective)  # one numpy pass for the network's new shapes
+    costs = tuple(cost_of_mapping(layer, shape, m, profile, live.get(layer.name), batch)
+                  for layer, shape, m in zip(work.layers, shapes, found))
     masks_streamed = {name: load.bits for name, load in live.items()}
     costs, residency = apply_residency(costs, work.layers, profile, batch, steady_state, masks_streamed)
     return SimResult(profile=profile, work=work, mode=mode, task=tc, layers=costs, batch=batch, objective=objective,
