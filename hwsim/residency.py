@@ -57,6 +57,18 @@ def _feeds(a: Layer, b: Layer) -> bool:
     return a.out_channels == b.in_channels and tuple(a.output_hw) == tuple(b.input_hw)
 
 
+_COST_FIELDS = tuple(f.name for f in dataclasses.fields(LayerCost))
+
+
+def _replace(cost: LayerCost, **changes: object) -> LayerCost:
+    """``dataclasses.replace`` for a LayerCost (no ``__post_init__``, no init-only fields), without its
+    per-call field introspection: the same object, field for field."""
+    new = object.__new__(LayerCost)
+    for name in _COST_FIELDS:
+        object.__setattr__(new, name, changes[name] if name in changes else getattr(cost, name))
+    return new
+
+
 def _move(cost: LayerCost, operand: str, dram: MemoryLevel, to: MemoryLevel, reads: bool, writes: bool,
           saved: str | None) -> LayerCost:
     """Serve ``operand``'s DRAM reads and/or writes of one layer from ``to`` instead (bytes and energy);
@@ -78,7 +90,7 @@ def _move(cost: LayerCost, operand: str, dram: MemoryLevel, to: MemoryLevel, rea
     cut = parts[f"{saved}_cycles"] if saved else 0.0
     if saved:
         parts[f"{saved}_cycles"] = 0.0
-    return dataclasses.replace(cost, read_bytes=rb, write_bytes=wb, energy_pj=en, cycles=cost.cycles - cut, **parts)
+    return _replace(cost, read_bytes=rb, write_bytes=wb, energy_pj=en, cycles=cost.cycles - cut, **parts)
 
 
 def apply_residency(costs: Sequence[LayerCost], layers: Sequence[Layer], profile: Profile, batch: int = 1,
@@ -121,7 +133,7 @@ def apply_residency(costs: Sequence[LayerCost], layers: Sequence[Layer], profile
             for operand in ("weights", "masks"):
                 out[i] = _move(out[i], operand, dram, wl, reads=True, writes=False, saved=None)
             if i == 0 or layers[i - 1].name in kept:  # its inputs are on chip too: nothing to wait for
-                out[i] = dataclasses.replace(out[i], cycles=out[i].cycles - out[i].onload_cycles, onload_cycles=0.0)
+                out[i] = _replace(out[i], cycles=out[i].cycles - out[i].onload_cycles, onload_cycles=0.0)
     return tuple(out), {"outputs_kept_on_chip": kept, "weights_cached_layers": cached,
                         "weights_cached_bytes": resident_weights}
 
