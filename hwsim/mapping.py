@@ -690,32 +690,37 @@ def _score_batch(a: Arch, items: list[tuple[Shape, Spatial, tuple[tuple[int, int
     ways_v = np.ones((m, nd))
     size = np.empty((m, nd))
     geo = np.empty((m, 8))  # sy, sx, fy, fx, oy, ox, full rows, full cols of the input window
-    per_item: dict[object, list[float]] = {}
+    per_pe = [lv for lv in levels if lv.per_pe]
+    keys: list[object] = ["macs", "temporal", "mac_e", "n_out"]
+    for o in OPERANDS:
+        keys += [("mc", o), ("pe", o)]
+    keys += [("bw", lv.name) for lv in per_pe]
+    bw_pe = [lv.bandwidth_bytes_per_cycle * 8 / lv.word_bits for lv in per_pe]
+    rel_o = [RELEVANT[o] for o in OPERANDS]
+    mac_pj = a.mac_pj
+    vals: list[list[float]] = []
     counts = []
     for k, (shape, sp, flat, t) in enumerate(items):
         ways = sp.ways()
         folds = [1] * nd
+        fk = fac[k]
         for i, (d, f) in enumerate(flat):
             folds[d] *= f
-            fac[k, i, d] = f
-        sizes = [shape.size(d) for d in DIMS]
+            fk[i, d] = f
+        sizes = [shape.b, shape.g, shape.k, shape.c, shape.oy, shape.ox, shape.fy, shape.fx]  # shape.size(d)
         size[k] = sizes
         ways_v[k] = [ways.get(d, 1) for d in DIMS]
         geo[k] = (shape.sy, shape.sx, shape.fy, shape.fx, shape.oy, shape.ox,
                   shape.iy or (shape.oy - 1) * shape.sy + shape.fy, shape.ix or (shape.ox - 1) * shape.sx + shape.fx)
-        true_ways = {d: sizes[j] / float(folds[j]) for j, d in enumerate(DIMS) if d in ways}
+        true_ways = [(d, sizes[j] / float(folds[j])) for j, d in enumerate(DIMS) if d in ways]
         macs = float(shape.macs)
-        temporal = float(math.prod(f for _, f in flat))
-        scal: dict[object, float] = {"macs": macs, "temporal": temporal, "mac_e": macs * a.mac_pj,
-                                     "n_out": float(shape.b * shape.g * shape.k * shape.oy * shape.ox)}
-        for o in OPERANDS:
-            scal[("mc", o)] = math.prod(u for d, u in true_ways.items() if d not in RELEVANT[o])
-            scal[("pe", o)] = math.prod(u for d, u in true_ways.items() if d in RELEVANT[o])
-        for lv in levels:
-            if lv.per_pe:
-                scal[("bw", lv.name)] = lv.bandwidth_bytes_per_cycle * 8 / lv.word_bits * (macs / temporal)
-        for key, v in scal.items():
-            per_item.setdefault(key, []).append(v)
+        temporal = float(math.prod([f for _, f in flat]))
+        row = [macs, temporal, macs * mac_pj, float(shape.b * shape.g * shape.k * shape.oy * shape.ox)]
+        for rel in rel_o:
+            row.append(math.prod([u for d, u in true_ways if d not in rel]))
+            row.append(math.prod([u for d, u in true_ways if d in rel]))
+        row += [bw * (macs / temporal) for bw in bw_pe]
+        vals.append(row)
         counts.append(len(t.loop))
 
     # per-subset tables, (items x 2**n_max) rows: loops past an item's own are one-iteration loops
@@ -758,7 +763,7 @@ def _score_batch(a: Arch, items: list[tuple[Shape, Spatial, tuple[tuple[int, int
     prefix = np.concatenate([padded(t.prefix, len(flat)) for _, _, flat, t in items], axis=1) + off[None, :]
     stay_local = {o: np.concatenate([padded(t.stay[o], len(flat)) for _, _, flat, t in items], axis=1).ravel()
                   for o in OPERANDS}  # (positions x orders), flat: position j of order r at j * nr + r
-    rep = dict(zip(per_item, np.repeat(np.array(list(per_item.values())), counts, axis=1)))
+    rep = dict(zip(keys, np.repeat(np.array(vals).T, counts, axis=1)))
     nr = prefix.shape[1]
     base = np.arange(nr)
     jj = np.arange(width)[:, None]
