@@ -1031,13 +1031,17 @@ LPF_LIMIT = 6  # LOMA's default lpf_limit (zigzag.api.get_hardware_performance_z
 def _limit_factors(factors: dict[str, list[int]], limit: int) -> dict[str, list[int]]:
     """Merge the smallest prime factors until at most ``limit`` loops remain (LOMA's ``lpf_limit``)."""
     out = {d: sorted(v) for d, v in factors.items()}
-    while sum(len(v) for v in out.values()) > limit:
-        splittable = [d for d in out if len(out[d]) > 1]
-        if not splittable:
+    total = sum(len(v) for v in out.values())
+    while total > limit:
+        best = None  # the smallest product of two factors (then the dimension's name)
+        for k, v in out.items():
+            if len(v) > 1 and (best is None or (v[0] * v[1], k) < best):
+                best = (v[0] * v[1], k)
+        if best is None:
             break
-        d = min(splittable, key=lambda k: (out[k][0] * out[k][1], k))  # the smallest product of two factors
-        v = out[d]
-        out[d] = sorted([v[0] * v[1], *v[2:]])
+        v = out[best[1]]
+        out[best[1]] = sorted([v[0] * v[1], *v[2:]])
+        total -= 1
     return out
 
 
