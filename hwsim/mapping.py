@@ -777,7 +777,9 @@ def _score_batch(a: Arch, items: list[tuple[Shape, Spatial, tuple[tuple[int, int
             for o in ops:
                 cuts[o].append(j)
             continue
-        j0 = starts[0] if len(starts) == 1 else np.max(np.stack(starts), axis=0)
+        j0 = starts[0]
+        for other in starts[1:]:  # the highest previous cut (integers: any order)
+            j0 = np.maximum(j0, other)
         j = j0 + (fits & (jj > j0[None, :])).sum(axis=0)
         for o in ops:
             cuts[o].append(np.maximum(cuts[o][-1], j) if cuts[o] else j)
@@ -786,11 +788,20 @@ def _score_batch(a: Arch, items: list[tuple[Shape, Spatial, tuple[tuple[int, int
     macs, temporal, n_out = rep["macs"], rep["temporal"], rep["n_out"]
     mc = {o: rep[("mc", o)] for o in OPERANDS}
 
+    flat_at: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def at(j: np.ndarray) -> np.ndarray:
+        """Flat index of position ``j[r]`` of every order ``r`` (operands sharing a level share ``j``)."""
+        hit = flat_at.get(id(j))
+        if hit is None or hit[0] is not j:
+            hit = flat_at[id(j)] = (j, j * nr + base)
+        return hit[1]
+
     def fills(o: str, j: np.ndarray, shared: bool) -> np.ndarray:
-        ir = tab[("ir", o)][stay_local[o][j * nr + base] + off] * (mc[o] if shared else 1.0)
+        ir = tab[("ir", o)][stay_local[o][at(j)] + off] * (mc[o] if shared else 1.0)
         out = macs / ir
         if o == I:
-            s = prefix[j * nr + base]
+            s = prefix[at(j)]
             out = out * tab[(I, shared)][s] / tab[("den", shared)][s]
         return out
 
@@ -813,7 +824,7 @@ def _score_batch(a: Arch, items: list[tuple[Shape, Spatial, tuple[tuple[int, int
     offload = np.zeros(nr)
 
     def first_tile(o: str, lv: MemoryLevel, j: np.ndarray) -> np.ndarray:
-        tile = tab[(o, not lv.per_pe)][prefix[j * nr + base]]
+        tile = tab[(o, not lv.per_pe)][prefix[at(j)]]
         if lv.per_pe:
             tile = tile * rep[("pe", o)]
         return tile
