@@ -276,6 +276,18 @@ def evaluate(shape: Shape, a: Arch, spatial: Spatial, loops: tuple[tuple[str, in
         nxt[d] *= f
         cum.append(nxt)
     memo: dict[tuple[int, bool], dict[str, float]] = {}
+    sfy, sfx, soy, sox, ssy, ssx, siy, six = shape.fy, shape.fx, shape.oy, shape.ox, shape.sy, shape.sx, shape.iy, shape.ix
+
+    def extent(o: str, b: dict[str, float]) -> float:
+        """:func:`_extent` for bounds that name every dimension (the same products, in the same order)."""
+        if o == W:
+            return b["G"] * b["K"] * b["C"] * b["FY"] * b["FX"]
+        if o == O:
+            return b["B"] * b["G"] * b["K"] * b["OY"] * b["OX"]
+        oy, fy, ox, fx = b["OY"], b["FY"], b["OX"], b["FX"]
+        rows = (oy - 1) * min(ssy, fy) + fy if fy < sfy or oy < soy else (siy or (oy - 1) * ssy + fy)
+        cols = (ox - 1) * min(ssx, fx) + fx if fx < sfx or ox < sox else (six or (ox - 1) * ssx + fx)
+        return b["B"] * b["G"] * b["C"] * rows * cols
 
     def bounds(j: int, shared: bool) -> dict[str, float]:
         b = memo.get((j, shared))
@@ -297,40 +309,40 @@ def evaluate(shape: Shape, a: Arch, spatial: Spatial, loops: tuple[tuple[str, in
         shared = not lv.per_pe
         cap = lv.size_bytes
 
-        while j < n_loops and sum(_extent(shape, o, bounds(max(start[o], j + 1), shared)) * ebytes[o]
-                                  for o in ops) <= cap:
+        while j < n_loops and sum([extent(o, bounds(max(start[o], j + 1), shared)) * ebytes[o]
+                                   for o in ops]) <= cap:
             j += 1
         for o in ops:
             cuts[o].append(max(start[o], j))
 
     macs = float(shape.macs)
-    temporal = math.prod(f for _, f in loops)
+    temporal = math.prod([f for _, f in loops])
+    mc = {o: _multicast(spatial, true_ways, o) for o in OPERANDS}
 
     def fills(o: str, j: int, shared: bool) -> float:
         """Elements written into a level whose tile spans loops[:j] (and the array when ``shared``)."""
         k = j
         while k < n_loops and loops[k][0] not in RELEVANT[o]:
             k += 1
-        ir = math.prod(f for d, f in loops[:k] if d not in RELEVANT[o])
+        rel_o = RELEVANT[o]
+        ir = math.prod([f for d, f in loops[:k] if d not in rel_o])
         if shared:
-            ir *= math.prod(u for d, u in true_ways.items() if d not in RELEVANT[o])
+            ir *= mc[o]
         n = macs / ir
         if o == I:
             b = bounds(j, shared)
             rel = b["OY"] * b["FY"] * b["OX"] * b["FX"]
-            n *= _extent(shape, I, b) / (b["B"] * b["G"] * b["C"] * rel)
+            n *= extent(I, b) / (b["B"] * b["G"] * b["C"] * rel)
         return _tidy(n)
 
     reads: dict[tuple[str, str], float] = {}
     writes: dict[tuple[str, str], float] = {}
     energy: dict[tuple[str, str], float] = {}
-    level_bytes: dict[str, float] = {}
 
     def add(level: MemoryLevel, o: str, r: float, r_bits: int, w: float, w_bits: int) -> None:
         key = (level.name, o)
         reads[key] = reads.get(key, 0.0) + r * r_bits / 8
         writes[key] = writes.get(key, 0.0) + w * w_bits / 8
-        level_bytes[level.name] = level_bytes.get(level.name, 0.0) + (r * r_bits + w * w_bits) / 8
         if level.per_pe:
             rw, ww = r * math.ceil(r_bits / level.word_bits), w * math.ceil(w_bits / level.word_bits)
         else:
@@ -347,7 +359,7 @@ def evaluate(shape: Shape, a: Arch, spatial: Spatial, loops: tuple[tuple[str, in
         chain, c = a.chains[o], cuts[o]
         # into[i]: elements written into chain[i] from its parent; out[i]: elements chain[i+1] sends down
         into = [fills(o, c[i], not lv.per_pe) for i, lv in enumerate(chain[:-1])]
-        down = [into[i] / (_multicast(spatial, true_ways, o) if chain[i].per_pe else 1.0) for i in range(len(into))]
+        down = [into[i] / (mc[o] if chain[i].per_pe else 1.0) for i in range(len(into))]
         if o in (W, I):
             # the innermost level's read port keeps its word at the MAC while the innermost loops do not
             # change it (ZigZag's access_same_data_considered_as_no_access: reads / mac_level_data_stationary_cycle,
@@ -358,7 +370,7 @@ def evaluate(shape: Shape, a: Arch, spatial: Spatial, loops: tuple[tuple[str, in
                     break
                 held *= f
             for i, lv in enumerate(chain):
-                r = (macs / held / (1.0 if lv.per_pe else _multicast(spatial, true_ways, o))) if i == 0 else down[i - 1]
+                r = (macs / held / (1.0 if lv.per_pe else mc[o])) if i == 0 else down[i - 1]
                 w = into[i] if i < len(into) else 0.0
                 add(lv, o, r, a.bits[o], w, a.bits[o])
             if len(chain) > 1:
@@ -373,7 +385,7 @@ def evaluate(shape: Shape, a: Arch, spatial: Spatial, loops: tuple[tuple[str, in
                 bits_up = ps if (i < len(up) and back[i] > 0.5) else fin
                 bits_in = ps if (i > 0 and back[i - 1] > 0.5) else fin
                 if i == 0:  # the MACs read and write the innermost level once per MAC (reduced across PEs)
-                    red = 1.0 if lv.per_pe else _multicast(spatial, true_ways, O)
+                    red = 1.0 if lv.per_pe else mc[O]
                     r_child, w_child, bits_in = macs / red, macs / red, ps
                 else:
                     r_child, w_child = back[i - 1], up[i - 1]
@@ -381,8 +393,8 @@ def evaluate(shape: Shape, a: Arch, spatial: Spatial, loops: tuple[tuple[str, in
                 w_back = back[i] if i < len(back) else 0.0
                 if lv.per_pe and i < len(into):  # every PE's register file is read and written itself;
                     # the reduction across PEs happens on the way up (ZigZag counts the rf per PE)
-                    r_up = max(into[i], n_out * _multicast(spatial, true_ways, O))
-                    w_back = r_up - n_out * _multicast(spatial, true_ways, O)
+                    r_up = max(into[i], n_out * mc[O])
+                    w_back = r_up - n_out * mc[O]
                 add(lv, O, r_child, ps if i == 0 else bits_in, w_child, bits_in)
                 add(lv, O, r_up, bits_up, w_back, ps)
             if len(chain) > 1:
