@@ -160,6 +160,12 @@ class MappingCost:
                 "temporal_innermost_first": per_operand}
 
 
+def _sizes(shape: Shape) -> dict[str, int]:
+    """``{d: shape.size(d) for d in DIMS}``, without a method call per dimension."""
+    return {"B": int(shape.b), "G": int(shape.g), "K": int(shape.k), "C": int(shape.c), "OY": int(shape.oy),
+            "OX": int(shape.ox), "FY": int(shape.fy), "FX": int(shape.fx)}
+
+
 def _primes(n: int) -> list[int]:
     out, p = [], 2
     while n > 1 and p * p <= n:
@@ -233,17 +239,19 @@ def arch(profile: Profile) -> Arch:
 def spatial_options(shape: Shape, a: Arch) -> list[Spatial]:
     """Candidate unrollings: one dimension per axis (the profile's dataflow allows which), or two
     dimensions on an axis when the first does not fill it (e.g. C x FY for a 3-channel stem)."""
+    size = _sizes(shape)
+
     def axis(dims: tuple[str, ...], n: int, taken: set[str]) -> list[tuple[tuple[str, int], ...]]:
         out = []
         for d in dims:
-            if d in taken or shape.size(d) == 1:
+            if d in taken or size[d] == 1:
                 continue
-            u = min(shape.size(d), n)
+            u = min(size[d], n)
             out.append(((d, u),))
             rest = n // u
             for d2 in dims if a.spatial_pairs else ():
-                if d2 != d and d2 not in taken and rest > 1 and shape.size(d2) > 1:
-                    out.append(((d, u), (d2, min(shape.size(d2), rest))))
+                if d2 != d and d2 not in taken and rest > 1 and size[d2] > 1:
+                    out.append(((d, u), (d2, min(size[d2], rest))))
         if a.spatial_first:
             out = out[:1]
         return out or [()]
@@ -268,8 +276,8 @@ def evaluate(shape: Shape, a: Arch, spatial: Spatial, loops: tuple[tuple[str, in
     for d, f in loops:
         folds[d] *= f
     ways_int = spatial.ways()
-    true_ways = {d: shape.size(d) / folds[d] for d in ways_int}  # uneven unrolling: 128 on 14 -> 12.8
-    sizes = {d: shape.size(d) for d in DIMS}
+    sizes = _sizes(shape)
+    true_ways = {d: sizes[d] / folds[d] for d in ways_int}  # uneven unrolling: 128 on 14 -> 12.8
     cum: list[dict[str, int]] = [dict.fromkeys(DIMS, 1)]
     for d, f in loops:
         nxt = dict(cum[-1])
@@ -974,7 +982,7 @@ def _search_block(new: list[Shape], profile: Profile, objective: str, cache: dic
         plans = []
         items = []
         for shape in new:
-            sizes = [shape.size(d) for d in DIMS]
+            sizes = list(_sizes(shape).values())
             ranked = []
             for sp in spatial_options(shape, a):
                 ways = sp.ways()
