@@ -228,11 +228,12 @@ class LayerCost:
 
 def shape_of(layer: Layer, batch: int = 1) -> Shape:
     """The loop bounds the mapping search works on (per group K and C; input footprint with padding)."""
-    d = dims(layer)
-    iy, ix = (min((p - 1) * min(s, k) + k, h + 2 * pad) for p, k, s, h, pad in
-              zip(layer.output_hw, layer.kernel_hw, layer.stride_hw, layer.input_hw, layer.padding_hw))
-    return Shape(b=batch, g=d.g, k=d.k, c=d.c, oy=d.oy, ox=d.ox, fy=d.fy, fx=d.fx, sy=layer.stride_hw[0],
-                 sx=layer.stride_hw[1], iy=iy, ix=ix)
+    g = layer.groups  # dims(layer), without building it
+    (oy, ox), (fy, fx), (sy, sx) = layer.output_hw, layer.kernel_hw, layer.stride_hw
+    (hy, hx), (py, px) = layer.input_hw, layer.padding_hw
+    return Shape(b=batch, g=g, k=layer.out_channels // g, c=layer.in_channels // g, oy=oy, ox=ox, fy=fy, fx=fx,
+                 sy=sy, sx=sx, iy=min((oy - 1) * min(sy, fy) + fy, hy + 2 * py),
+                 ix=min((ox - 1) * min(sx, fx) + fx, hx + 2 * px))
 
 
 def _words(nbytes: float, level: MemoryLevel, bits: int) -> float:
