@@ -73,12 +73,12 @@ def _move(cost: LayerCost, operand: str, dram: MemoryLevel, to: MemoryLevel, rea
           saved: str | None) -> LayerCost:
     """Serve ``operand``'s DRAM reads and/or writes of one layer from ``to`` instead (bytes and energy);
     ``saved`` names the latency part ("onload" or "offload") that no longer waits for DRAM."""
-    rb, wb, en = dict(cost.read_bytes), dict(cost.write_bytes), dict(cost.energy_pj)
     src, dst = (dram.name, operand), (to.name, operand)
-    r = rb.get(src, 0.0) if reads else 0.0
-    w = wb.get(src, 0.0) if writes else 0.0
+    r = cost.read_bytes.get(src, 0.0) if reads else 0.0
+    w = cost.write_bytes.get(src, 0.0) if writes else 0.0
     if r == 0.0 and w == 0.0:
         return cost
+    rb, wb, en = dict(cost.read_bytes), dict(cost.write_bytes), dict(cost.energy_pj)
     rb[src] = rb.get(src, 0.0) - r
     wb[src] = wb.get(src, 0.0) - w
     rb[dst] = rb.get(dst, 0.0) + r
@@ -86,11 +86,15 @@ def _move(cost: LayerCost, operand: str, dram: MemoryLevel, to: MemoryLevel, rea
     en[src] = en.get(src, 0.0) - (r * 8 / dram.word_bits * dram.read_energy_pj
                                   + w * 8 / dram.word_bits * dram.write_energy_pj)
     en[dst] = en.get(dst, 0.0) + r * 8 / to.word_bits * to.read_energy_pj + w * 8 / to.word_bits * to.write_energy_pj
-    parts = {"onload_cycles": cost.onload_cycles, "offload_cycles": cost.offload_cycles}
-    cut = parts[f"{saved}_cycles"] if saved else 0.0
-    if saved:
-        parts[f"{saved}_cycles"] = 0.0
-    return _replace(cost, read_bytes=rb, write_bytes=wb, energy_pj=en, cycles=cost.cycles - cut, **parts)
+    onload, offload, cut = cost.onload_cycles, cost.offload_cycles, 0.0
+    if saved == "onload":
+        cut, onload = onload, 0.0
+    elif saved == "offload":
+        cut, offload = offload, 0.0
+    elif saved:
+        raise KeyError(f"{saved}_cycles")
+    return _replace(cost, read_bytes=rb, write_bytes=wb, energy_pj=en, cycles=cost.cycles - cut, onload_cycles=onload,
+                    offload_cycles=offload)
 
 
 def apply_residency(costs: Sequence[LayerCost], layers: Sequence[Layer], profile: Profile, batch: int = 1,
@@ -105,13 +109,14 @@ def apply_residency(costs: Sequence[LayerCost], layers: Sequence[Layer], profile
     dram = profile.dram
     act = activation_level(profile)
     kept: list[str] = []
+    acts = [_activation_bytes(la, profile, batch) for la in layers]  # (input, output) bytes per layer
     if act is not None:
         for i in range(len(layers) - 1):
             a, b = layers[i], layers[i + 1]
-            in_b, out_b = _activation_bytes(a, profile, batch)
+            in_b, out_b = acts[i]
             if not _feeds(a, b) or in_b + out_b > act.size_bytes:
                 continue
-            nxt_out = _activation_bytes(b, profile, batch)[1]
+            nxt_out = acts[i + 1][1]
             if out_b + nxt_out > act.size_bytes:  # the next layer needs it beside its own output
                 continue
             out[i] = _move(out[i], "outputs", dram, act, reads=True, writes=True, saved="offload")
@@ -122,7 +127,7 @@ def apply_residency(costs: Sequence[LayerCost], layers: Sequence[Layer], profile
     wl = weight_level(profile)
     if steady_state and wl is not None:
         pb = profile.precision_bits
-        room = wl.size_bytes - max((sum(_activation_bytes(la, profile, batch)) for la in layers), default=0.0)
+        room = wl.size_bytes - max((sum(x) for x in acts), default=0.0)
         mask_bits = mask_bits or {}
         for i, layer in enumerate(layers):
             need = weight_elems(layer) * pb.weights / 8 + mask_bits.get(layer.name, 0.0) / 8
