@@ -222,7 +222,7 @@ class LayerCost:
     stall_cycles: float = 0.0
     onload_cycles: float = 0.0
     offload_cycles: float = 0.0
-    mapping: dict | None = None  # the chosen mapping in ZigZag/Timeloop notation
+    mapping: dict | None = None  # the chosen mapping in ZigZag/Timeloop notation (shared by same-shape layers: read-only)
     batch: int = 1
 
 

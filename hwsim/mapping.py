@@ -930,6 +930,8 @@ def notation(m: MappingCost, profile: Profile) -> dict[str, object]:
     if hit is not None and hit[0] is m:
         return hit[1]
     out = m.notation(profile)
+    if len(_NOTATIONS) >= _SEARCHES_MAX:
+        _NOTATIONS.clear()
     _NOTATIONS[id(m)] = (m, out)
     return out
 
