@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from hwsim import catalogue, tables
+from hwsim import catalogue, tables, units
 from hwsim.fsutil import atomic_write
 from hwsim.layers import InputError, Workload, bundled_networks, load_network, load_run, load_topology
 from hwsim.masks import MODES
@@ -56,30 +56,45 @@ def summary_text(result: SimResult, with_layers: bool) -> str:
         title += f" — task {d['task'] or '-'}, method {d['method']}, mode {d['mode']}"
         if d["top1"] is not None:
             title += f", top-1 {d['top1']:.4f} ({d['top1_precision']})"
+    per = d["per_image"]
+    batch = d["batch"]
+    lb = t["latency_breakdown_cycles"]
+    batch_note = f" (batch of {batch})" if batch > 1 else ""
     head = pd.DataFrame([
-        ("MACs", t["macs"]), ("compute cycles", t["compute_cycles"]), ("cycles (roofline)", t["cycles"]),
-        ("array utilisation", t["utilization"]), ("latency (s)", t["latency_s"]), ("energy (J)", t["energy_j"]),
-        ("mask storage per task (bits)", t["mask_storage_bits"]),
-        ("task-specific bytes (masks + BatchNorm + head)", t["task_specific_bytes"]),
-        ("  of which masks / BatchNorm / head (B)",
-         " / ".join(_fmt(v) for v in t["task_specific_bytes_by_part"].values())),
-        ("task switch: bytes read / written", (f"{_fmt(t['task_switch']['read_bytes'])} / "
-                                             f"{_fmt(t['task_switch']['write_bytes'])}")),
-        ("task switch: energy (J) / latency (s)", (f"{t['task_switch']['energy_j']:.6g} / "
-                                                  f"{t['task_switch']['latency_s']:.6g}")),
+        ("batch", batch), ("mapping objective", d["objective"]),
+        ("inference", "steady state (weights cached on chip)" if d["steady_state"] else "cold (from DRAM)"),
+        (f"MACs{batch_note}", f"{t['macs']:,}"), ("compute cycles", f"{t['compute_cycles']:,}"),
+        ("cycles: compute + stalls + on/off-loading", (f"{t['cycles']:,.0f} = {lb['compute']:,} + {lb['stall']:,.0f} + "
+                                                      f"{lb['onload'] + lb['offload']:,.0f}")),
+        ("array utilisation", f"{t['utilization']:.3f}"),
+        (f"latency{batch_note}", units.seconds(t["latency_s"])),
+        ("latency per image", units.seconds(per["latency_per_image_s"])),
+        (f"energy{batch_note}", units.energy(t["energy_j"])),
+        ("energy per image", units.energy(per["energy_per_image_j"])),
+        ("DRAM traffic per image", units.nbytes(per["dram_bytes_per_image"])),
+        ("mask storage per task", units.nbytes(t["mask_storage_bits"] / 8)),
+        ("task-specific bytes (masks + BatchNorm + head)", units.nbytes(t["task_specific_bytes"])),
+        ("  of which masks / BatchNorm / head",
+         " / ".join(units.nbytes(v) for v in t["task_specific_bytes_by_part"].values())),
+        ("task switch: bytes read / written", (f"{units.nbytes(t['task_switch']['read_bytes'])} / "
+                                             f"{units.nbytes(t['task_switch']['write_bytes'])}")),
+        ("task switch: energy / latency", (f"{units.energy(t['task_switch']['energy_j'])} / "
+                                          f"{units.seconds(t['task_switch']['latency_s'])}")),
     ], columns=["quantity", "value"])
     head["value"] = head["value"].map(lambda v: v if isinstance(v, str) else _fmt(v))
     parts = [title, "", head.to_markdown(index=False), ""]
     if d["assumed_mask_density"] is not None:
         parts += [f"KSM binary-mask density assumed {d['assumed_mask_density']} (no binary mask in the run).", ""]
-    parts += ["Energy (J) by memory level and operand:", "",
-              result.energy_frame().to_markdown(floatfmt=".4g"), ""]
+    energy = result.energy_frame() * 1e6
+    parts += [f"Energy (µJ{batch_note}) by memory level and operand:", "", energy.to_markdown(floatfmt=".4g"), ""]
     dram = result.profile.dram.name
     traffic = result.traffic_frame()
-    parts += [f"Bytes moved per level and operand (`{dram}` is the outermost level):", "",
-              traffic.to_markdown(index=False, floatfmt=",.0f"), ""]
+    traffic = traffic.rename(columns={"read (B)": "read (KiB)", "written (B)": "written (KiB)"})
+    traffic[["read (KiB)", "written (KiB)"]] = traffic[["read (KiB)", "written (KiB)"]] / 1024
+    parts += [f"KiB moved per level and operand{batch_note} (`{dram}` is the outermost level):", "",
+              traffic.to_markdown(index=False, floatfmt=",.1f"), ""]
     if with_layers:
-        parts += ["Per layer:", "", result.layers_frame().to_markdown(index=False, floatfmt=".4g"), ""]
+        parts += [f"Per layer{batch_note}:", "", result.layers_table().to_markdown(index=False), ""]
     return "\n".join(parts)
 
 
@@ -127,7 +142,16 @@ def _report(masks: tuple[Path, ...], networks: tuple[str, ...], topologies: tupl
               help="KSM: fraction of binary-1 entries, assumed when no binary mask is stored.")
 @click.option("--batchnorm", type=click.Choice(["task", "frozen"]), default="task", show_default=True,
               help="BatchNorm policy for --network/--topology with --method (a run folder names its own).")
-@click.option("--layers", "with_layers", is_flag=True, help="Also print the per-layer table.")
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Images per inference: the batch is a loop of each layer's mapping, so weights are fetched "
+                   "once per batch where the mapping allows. Totals are per batch; per-image figures beside.")
+@click.option("--objective", type=click.Choice(["energy", "latency", "edp"]), default="energy", show_default=True,
+              help="What each layer's mapping search (loop order, tiles, spatial unrolling) minimises.")
+@click.option("--steady-state", is_flag=True,
+              help="Cost one inference of a stream: weights and masks that fit on chip stay there across "
+                   "inferences (default: cold, from DRAM).")
+@click.option("--layers", "with_layers", is_flag=True,
+              help="Also print the per-layer table (latency split, energy by level, chosen mapping).")
 @click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Write every result, machine-readable (ksm-sim/1, SI units), to this file.")
 @click.option("--list-profiles", is_flag=True, help="List the bundled profiles with their headline numbers.")
@@ -138,7 +162,7 @@ def _report(masks: tuple[Path, ...], networks: tuple[str, ...], topologies: tupl
 @click.argument("more_masks", nargs=-1, type=click.Path(path_type=Path), metavar="[RUN_FOLDER]...")
 def main(profiles: tuple[str, ...], masks: tuple[Path, ...], networks: tuple[str, ...],
          topologies: tuple[Path, ...], method: str | None, mode: str, tasks: int, mask_density: float,
-         batchnorm: str, with_layers: bool, json_path: Path | None, list_profiles: bool,
+         batchnorm: str, batch: int, objective: str, steady_state: bool, with_layers: bool, json_path: Path | None, list_profiles: bool,
          report_dir: Path | None, title: str | None, more_masks: tuple[Path, ...]) -> None:
     """Analytical cost of (masked, multi-task) CNN inference on edge accelerator profiles.
 
@@ -146,13 +170,15 @@ def main(profiles: tuple[str, ...], masks: tuple[Path, ...], networks: tuple[str
     prints MACs, cycles, latency, energy by memory level and operand (weights, inputs,
     outputs/partial sums, masks, MAC), the bytes each level reads and writes, mask storage per task,
     the task-specific bytes (masks + BatchNorm + head) and the cost of switching to the task.
-    Everything is an analytical estimate (no mapping search); profiles cite their sources.
+    Each layer's mapping (loop order, tiles per memory level, spatial unrolling) is searched for the
+    --objective, and its access counts are closed forms; profiles cite their sources.
 
     \b
     Examples:
       ksm-sim --profile edge_npu --masks runs/cubs/
       ksm-sim --network resnet50 --profile eyeriss --method ksm --mode folded
       ksm-sim --topology layers.csv --profile all --layers --json cost.json
+      ksm-sim --network resnet18 --profile eyeriss --batch 4 --objective latency
       ksm-sim --list-profiles
       ksm-sim --masks runs/* --profile all --report reports/default/
     """
@@ -179,7 +205,8 @@ def main(profiles: tuple[str, ...], masks: tuple[Path, ...], networks: tuple[str
         for work in works:
             for prof in chosen:
                 for m in (modes if work.method is not None else [None]):
-                    results.append(simulate(work, prof, m, tasks=tasks, mask_density=mask_density))
+                    results.append(simulate(work, prof, m, tasks=tasks, mask_density=mask_density, batch=batch,
+                                            objective=objective, steady_state=steady_state))
         if json_path is not None:
             _write_json(json_path, results_document(results))
     except (InputError, ValueError) as exc:

@@ -1,41 +1,32 @@
-"""The per-layer cost model: small pure functions over a :class:`~hwsim.layers.Layer` and a profile.
+"""The per-layer cost model: layer sizes, the fixed-dataflow closed forms, and :func:`layer_cost`.
 
 Notation (Timeloop/ZigZag): G groups; per group K output channels, C input channels; output P x Q
 (OY x OX); kernel R x S (FY x FX); the reduction window of one output is ``win = C*R*S``.
 
-The model, in four steps (``docs`` of each function give the formula and where it comes from):
+:func:`layer_cost` costs a layer under the mapping that :func:`hwsim.mapping.search` finds (spatial
+unrolling, loop order and tiles per memory level, LOMA-style; access counts in closed form, see
+:mod:`hwsim.mapping`), adds the masks that travel with the weights, static power, and returns traffic
+per (level, operand), energy, and latency split into compute, stalls and on/off-loading.
 
-1. **Compute.** The dataflow fixes which loop dimensions are unrolled over the array's rows and
-   columns (:func:`map_weight_stationary`, :func:`map_output_stationary`, :func:`map_row_stationary`).
-   Cycles = product over dimensions of ceil(size / unrolling); utilisation = MACs / (cycles * PEs).
-2. **Array traffic.** The same folding gives how many operand elements the array pulls from its
-   innermost shared buffer (SCALE-Sim's closed forms for WS and OS, the Eyeriss RS reuse for RS).
-3. **Tiling per memory tier** (:func:`tier_traffic`). Tier k is, for every operand, the k-th level
-   below DRAM that holds it. If the tier holds the working set of the layer, traffic from its parent
-   is compulsory; otherwise the layer is blocked by output-row strips (inputs and outputs resident,
-   weights refetched per strip) or by output-channel blocks (weights and outputs resident, inputs
-   refetched per block), whichever moves fewer bytes; if neither fits, data passes through at the
-   array's rate. Traffic into a level is clamped between the compulsory minimum and the array rate.
-4. **Energy and latency.** Accesses (in words of the level's port width) x energy per access, plus
-   MACs x MAC energy and mask operations; roofline latency = max(compute cycles, bytes / bandwidth of
-   each level).
+The ``map_*`` functions are the fixed dataflows hwsim used before the search (SCALE-Sim's closed forms
+for weight and output stationary, Eyeriss' row stationary): kept as documented references; the tests
+check that the searched mapping never moves more data than they do.
 
 Conventions a reader must know:
 
 - Inputs are counted as the window's **footprint**, padding included where the window touches it
-  (``(P-1)*min(stride, R) + R`` rows), as ZigZag counts the padded ifmap (hwsim-anchors.md §2.3, §3.4).
-- Partial sums live at ``psums`` bits on chip; final outputs move at ``outputs`` bits. Partial sums
-  that spill to a parent are written up and read back at ``psums`` bits.
-- Pipeline fill/drain and bank conflicts are not modelled (SCALE-Sim measures 8-10 % on small layers).
+  (``(P-1)*min(stride, R) + R`` rows), as ZigZag counts the padded ifmap (30 x 30 x 128 = 115,200 B for
+  ResNet-18 conv3_x in ZigZag 3.9.1).
+- Partial sums live at ``psums`` bits on chip; final outputs move at ``outputs`` bits.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 
 from hwsim.layers import Layer
+from hwsim.mapping import MappingCost, Shape, notation, search
 from hwsim.profile import OPERANDS, MemoryLevel, Profile
 
 W, I, O = OPERANDS  # "weights", "inputs", "outputs"
@@ -76,7 +67,7 @@ def dims(layer: Layer) -> Dims:
 def macs(layer: Layer) -> int:
     """Multiply-accumulates: out_channels * (in_channels / groups) * kh * kw * P * Q.
 
-    The count torchvision reports as GFLOPS for its models (conv and linear MACs; hwsim-anchors.md §3.4:
+    The count torchvision reports as GFLOPS for its models (conv and linear MACs; ZigZag 3.9.1 counts
     128*128*28*28*9 = 115,605,504 for ResNet-18 conv3_x).
     """
     d = dims(layer)
@@ -98,7 +89,7 @@ def input_elems(layer: Layer) -> int:
     """Input footprint: the ifmap elements the sliding window touches, padding included.
 
     Per axis ``(P-1)*min(stride, kernel) + kernel``, capped at the padded input size: 30 x 30 x 128 =
-    115,200 for ResNet-18 conv3_x (ZigZag's padded-ifmap count, hwsim-anchors.md §3.4). With stride
+    115,200 for ResNet-18 conv3_x (ZigZag 3.9.1's padded-ifmap count). With stride
     larger than the kernel (a 1x1 stride-2 shortcut) only the touched rows and columns count.
     """
     touched = 1
@@ -146,7 +137,7 @@ def map_weight_stationary(d: Dims, rows: int, cols: int, input_footprint: int) -
     Rows unroll the im2col window (C*R*S), columns the output channels K; groups that leave rows and
     columns free are packed block-diagonally. Each weight is loaded once; every window element is
     streamed once per column fold; every output gets one partial sum per row fold
-    (SCALE-Sim closed forms, hwsim-anchors.md §3.2: ifmap reads = PQ * win * ceil(K/cols),
+    (SCALE-Sim v2 closed forms, Samajdar et al., ISPASS 2020: ifmap reads = PQ * win * ceil(K/cols),
     filter reads = compulsory, ofmap writes = PQ * K * ceil(win/rows)).
     Cycles = ceil(G/u_g) * ceil(K/cols) * ceil(win/rows) * PQ (= MACs/1024 on a 32x32 array for
     ResNet-18 conv3_x: 112,896, as ZigZag's tpu_like, §3.4).
@@ -164,7 +155,7 @@ def map_output_stationary(d: Dims, rows: int, cols: int, input_footprint: int) -
     Rows unroll output pixels, columns output channels; each PE accumulates one output over the
     whole window, so outputs leave once. Every window element is streamed once per column fold, every
     weight once per row (pixel) fold: ifmap reads = PQ * win * ceil(K/cols), filter reads =
-    K * win * ceil(PQ/rows) (SCALE-Sim closed forms, hwsim-anchors.md §3.2). Groups use free columns.
+    K * win * ceil(PQ/rows) (SCALE-Sim v2 closed forms, Samajdar et al., ISPASS 2020). Groups use free columns.
     Cycles = ceil(G/u_g) * ceil(K/cols) * ceil(PQ/rows) * win.
     """
     u_px, u_k = min(d.px, rows), min(d.k, cols)
@@ -201,123 +192,6 @@ def map_row_stationary(d: Dims, rows: int, cols: int, input_footprint: int, filt
                    inputs=input_footprint * _cdiv(f_k, p), outputs=out * _cdiv(f_c, q) * f_fy)
 
 
-MAPPERS = {"weight_stationary": map_weight_stationary, "output_stationary": map_output_stationary,
-           "row_stationary": map_row_stationary}
-
-
-def mapping(layer: Layer, profile: Profile) -> Mapping:
-    """Cycles and array traffic of a layer under the profile's dataflow and array shape."""
-    d = dims(layer)
-    a = profile.array
-    if profile.dataflow == "row_stationary":
-        p, q = rs_reuse(profile, d.fx)
-        return map_row_stationary(d, a.rows, a.cols, input_elems(layer), p, q)
-    return MAPPERS[profile.dataflow](d, a.rows, a.cols, input_elems(layer))
-
-
-def rs_reuse(profile: Profile, taps: int) -> tuple[int, int]:
-    """Filters ``p`` and channels ``q`` one row-stationary PE interleaves, from its spad sizes.
-
-    ``p`` = psum spad words (one partial sum per filter); ``q`` = filter spad words // (p * S), as in
-    Eyeriss' mapping where the filter spad holds p*q*S weights (Chen et al., ISCA 2016). Profiles
-    without per-PE levels get p = q = 1.
-    """
-    pb = profile.precision_bits
-    pe = {o: next((lv for lv in profile.chain(o) if lv.per_pe), None) for o in (W, O)}
-    p = int(pe[O].size_bytes * 8 // pb.psums) if pe[O] else 1
-    p = max(1, p)
-    q = int(pe[W].size_bytes * 8 // pb.weights // (p * taps)) if pe[W] else 1
-    return p, max(1, q)
-
-
-# --------------------------------------------------------------------------------------------
-# Tiling per memory tier
-
-
-@dataclass(frozen=True, slots=True)
-class Tier:
-    """The k-th shared (not per-PE) level below DRAM of each operand that has one."""
-
-    levels: tuple[tuple[str, MemoryLevel], ...]  # (operand, level)
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """A profile, pre-digested for the per-layer loop: chains and tiers (computed once per profile)."""
-
-    shared: dict[str, tuple[MemoryLevel, ...]]  # operand -> shared levels below DRAM, outermost first
-    per_pe: dict[str, MemoryLevel | None]  # operand -> its per-PE level, if any
-    tiers: tuple[Tier, ...]
-
-
-@lru_cache(maxsize=64)
-def plan(profile: Profile) -> Plan:
-    """Split every operand's chain into shared levels and its per-PE level; group them into tiers."""
-    shared, per_pe = {}, {}
-    for operand in OPERANDS:
-        chain = profile.chain(operand)[1:]
-        shared[operand] = tuple(lv for lv in chain if not lv.per_pe)
-        per_pe[operand] = next((lv for lv in chain if lv.per_pe), None)
-    depth = max(len(v) for v in shared.values())
-    tiers = tuple(Tier(tuple((o, shared[o][k]) for o in OPERANDS if k < len(shared[o]))) for k in range(depth))
-    return Plan(shared=shared, per_pe=per_pe, tiers=tiers)
-
-
-def blocks_needed(footprints: dict[str, float], tier: Tier, resident: tuple[str, ...]) -> int:
-    """Blocks the resident operands must be split into so that each block fits its memories.
-
-    For every memory of the tier: ceil(sum of the resident operands' footprints it holds / its size);
-    the tier needs the largest. Operands not held at this tier take no room here.
-    """
-    need: dict[str, float] = {}
-    size: dict[str, float] = {}
-    for operand, level in tier.levels:
-        if operand in resident:
-            need[level.name] = need.get(level.name, 0.0) + footprints[operand]
-            size[level.name] = level.size_bytes
-    return max([1] + [math.ceil(need[n] / size[n]) for n in need])
-
-
-def tier_traffic(layer: Layer, tier: Tier, footprints: dict[str, float], compulsory: dict[str, int],
-                 array: dict[str, int], byte_cost: dict[str, float]) -> dict[str, int]:
-    """Element traffic into the tier's levels from their parents, for the operands held at this tier.
-
-    Candidates (loop-blocking, as Timeloop/ZigZag evaluate one mapping; hwsim-anchors.md §2.1):
-
-    - everything fits its memory: compulsory traffic (W, I, O once);
-    - output-row strips: inputs and partial sums resident, ``nb`` strips; weights refetched ``nb``
-      times (feasible while a strip is at least one output row);
-    - output-channel blocks: weights and partial sums resident, ``nb`` blocks; inputs refetched
-      ``ceil(nb / groups)`` times (a block inside one group needs only that group's inputs);
-    - pass-through: the array's own traffic (the tier is too small to block).
-
-    Each candidate is one consistent loop order (its traffic is never below compulsory); the one
-    moving the fewest bytes wins. Non-increasing in every size of the tier (larger memories never need
-    more blocks), which a test checks. If the winner refetches an operand more often than the array's
-    own order would, the array's order follows it (the caller keeps traffic non-decreasing inwards).
-    """
-    held = tuple(dict.fromkeys(o for o, _ in tier.levels))
-
-    def clamp(candidate: dict[str, int]) -> dict[str, int]:
-        return {o: max(compulsory[o], candidate[o]) for o in held}
-
-    def cost(traffic: dict[str, int]) -> float:
-        return sum(traffic[o] * byte_cost[o] for o in held)
-
-    all_fit = blocks_needed(footprints, tier, OPERANDS) == 1
-    if all_fit:
-        return clamp(compulsory)
-    options = [clamp(array)]
-    strips = blocks_needed(footprints, tier, (I, O))
-    if strips <= layer.output_hw[0]:
-        options.append(clamp({W: compulsory[W] * strips, I: compulsory[I], O: compulsory[O]}))
-    chans = blocks_needed(footprints, tier, (W, O))
-    if chans <= layer.out_channels:
-        refetch = _cdiv(chans, layer.groups)
-        options.append(clamp({W: compulsory[W], I: compulsory[I] * refetch, O: compulsory[O]}))
-    return min(options, key=cost)
-
-
 # --------------------------------------------------------------------------------------------
 # One layer
 
@@ -332,7 +206,7 @@ class MaskLoad:
 
 @dataclass(frozen=True, slots=True)
 class LayerCost:
-    """The cost of one layer on one profile. Bytes, cycles, picojoules."""
+    """The cost of one layer (for the whole batch) on one profile. Bytes, cycles, picojoules."""
 
     name: str
     kind: str
@@ -340,18 +214,33 @@ class LayerCost:
     compute_cycles: int
     cycles: float
     utilization: float
-    bound: str  # "compute" or the name of the level that limits the layer
+    bound: str  # "compute" or the name of the level whose bandwidth stalls the layer
     read_bytes: dict[tuple[str, str], float]  # (level, operand) -> bytes read from that level
     write_bytes: dict[tuple[str, str], float]
     energy_pj: dict[tuple[str, str], float]  # (level, operand) -> pJ; plus ("mac", "mac"), ("mask_ops", "masks")
     mask_ops: float
+    stall_cycles: float = 0.0
+    onload_cycles: float = 0.0
+    offload_cycles: float = 0.0
+    mapping: dict | None = None  # the chosen mapping in ZigZag/Timeloop notation (shared by same-shape layers: read-only)
+    batch: int = 1
+
+
+def shape_of(layer: Layer, batch: int = 1) -> Shape:
+    """The loop bounds the mapping search works on (per group K and C; input footprint with padding)."""
+    g = layer.groups  # dims(layer), without building it
+    (oy, ox), (fy, fx), (sy, sx) = layer.output_hw, layer.kernel_hw, layer.stride_hw
+    (hy, hx), (py, px) = layer.input_hw, layer.padding_hw
+    return Shape(b=batch, g=g, k=layer.out_channels // g, c=layer.in_channels // g, oy=oy, ox=ox, fy=fy, fx=fx,
+                 sy=sy, sx=sx, iy=min((oy - 1) * min(sy, fy) + fy, hy + 2 * py),
+                 ix=min((ox - 1) * min(sx, fx) + fx, hx + 2 * px))
 
 
 def _words(nbytes: float, level: MemoryLevel, bits: int) -> float:
     """Accesses of ``level`` needed to move ``nbytes`` of ``bits``-wide elements.
 
     Shared buffers pack elements into port-wide words (ZigZag counts port-width words: 115,200 B in
-    64-bit words = 14,400 DRAM accesses, hwsim-anchors.md §3.4); a per-PE register file moves one
+    64-bit words = 14,400 DRAM accesses in ZigZag 3.9.1); a per-PE register file moves one
     element per access, or several accesses when the element is wider than the port.
     """
     if level.per_pe:
@@ -359,96 +248,58 @@ def _words(nbytes: float, level: MemoryLevel, bits: int) -> float:
     return nbytes * 8 / level.word_bits
 
 
-def layer_cost(layer: Layer, profile: Profile, mask: MaskLoad | None = None) -> LayerCost:
-    """Traffic per level and operand, energy, cycles and roofline latency of one layer.
+def layer_cost(layer: Layer, profile: Profile, mask: MaskLoad | None = None, batch: int = 1,
+               objective: str = "energy") -> LayerCost:
+    """Traffic per level and operand, energy and latency of one layer under its best mapping.
+
+    The mapping (spatial unrolling, loop order, tiles per level) is the one :func:`hwsim.mapping.search`
+    finds for ``objective``; its access counts are closed forms (see :mod:`hwsim.mapping`). Masks travel
+    with the weights: every weight element moved between two levels above the array carries
+    ``mask.bits / weights`` bits of mask (Sparseloop's metadata model, Wu et al., MICRO 2021), and each
+    weight entering the array costs one mask operation.
 
     Args:
         layer: the layer.
         profile: the accelerator.
-        mask: on-the-fly mask work for this layer (mask bits streamed with the weights, one gate or
-            multiply per weight entering the array), or None.
+        mask: on-the-fly mask work for this layer, or None.
+        batch: images per inference (the batch is a loop of the mapping).
+        objective: energy, latency or edp.
     """
-    pb = profile.precision_bits
-    bits = {W: pb.weights, I: pb.inputs, O: pb.psums}
-    nbytes = {W: pb.weights / 8, I: pb.inputs / 8, O: pb.psums / 8}
-    n_macs = macs(layer)
-    comp = {W: weight_elems(layer), I: input_elems(layer), O: output_elems(layer)}
-    m = mapping(layer, profile)
-    arr = {W: m.weights, I: m.inputs, O: m.outputs}
-    foot = {o: comp[o] * nbytes[o] for o in OPERANDS}
-    byte_cost = {W: nbytes[W], I: nbytes[I], O: 2 * nbytes[O]}
-    p = plan(profile)
+    shape = shape_of(layer, batch)
+    return cost_of_mapping(layer, shape, search(shape, profile, objective), profile, mask, batch)
 
-    # traffic into the k-th shared level of each operand (k = 0 is the first level below DRAM)
-    into: dict[str, list[int]] = {o: [] for o in OPERANDS}
-    for tier in p.tiers:
-        t = tier_traffic(layer, tier, foot, comp, arr, byte_cost)
-        for o, v in t.items():
-            prev = into[o][-1] if into[o] else 0
-            into[o].append(max(v, prev))  # an inner level never receives less than its parent did
 
-    # the array's own order follows a tier that refetches more than it would (traffic grows inwards)
-    arr = {o: max(arr[o], into[o][-1]) if into[o] else arr[o] for o in OPERANDS}
-    read: dict[tuple[str, str], float] = {}
-    write: dict[tuple[str, str], float] = {}
-    energy: dict[tuple[str, str], float] = {}
-    out_b, psum_b = pb.outputs / 8, pb.psums / 8
-    dram = profile.dram
-
-    def add(level: MemoryLevel, operand: str, r: float, w: float, elem_bits: int) -> None:
-        key = (level.name, operand)
-        read[key] = read.get(key, 0.0) + r
-        write[key] = write.get(key, 0.0) + w
-        e = _words(r, level, elem_bits) * level.read_energy_pj + _words(w, level, elem_bits) * level.write_energy_pj
-        energy[key] = energy.get(key, 0.0) + e
-
-    for o in (W, I):
-        chain = (dram, *p.shared[o])
-        flows = [*into[o], arr[o]]  # flows[j] = elements moved from chain[j] to its child
-        for j, level in enumerate(chain):
-            add(level, o, flows[j] * nbytes[o], (flows[j - 1] * nbytes[o]) if j else 0.0, bits[o])
-        pe = p.per_pe[o]
-        if pe is not None:
-            add(pe, o, n_macs * nbytes[o], arr[o] * nbytes[o], bits[o])
-    # outputs: ups[j] = output transfers from chain[j]'s child up into chain[j]
-    n_out = comp[O]
-    chain = (dram, *p.shared[O])
-    ups = [*into[O], arr[O]]
-
-    def up_bytes(u: float) -> float:
-        return n_out * out_b + (u - n_out) * psum_b
-
-    for j, level in enumerate(chain):
-        back_down = (ups[j] - n_out) * psum_b  # spilled partial sums read back for more accumulation
-        r = back_down + (up_bytes(ups[j - 1]) if j else 0.0)
-        w = up_bytes(ups[j]) + ((ups[j - 1] - n_out) * psum_b if j else 0.0)
-        add(level, O, r, w, pb.psums)
-    pe = p.per_pe[O]
-    if pe is not None:
-        add(pe, O, n_macs * psum_b + (arr[O] - n_out) * psum_b, n_macs * psum_b, pb.psums)
-
+def cost_of_mapping(layer: Layer, shape: Shape, m: MappingCost, profile: Profile, mask: MaskLoad | None = None,
+                    batch: int = 1) -> LayerCost:
+    """:func:`layer_cost` of ``layer`` (loop bounds ``shape = shape_of(layer, batch)``) under the mapping
+    ``m`` that :func:`hwsim.mapping.search` chose for it (what :func:`hwsim.simulate` calls after one
+    search over the whole network)."""
+    read = dict(m.reads)
+    write = dict(m.writes)
+    energy = dict(m.energy_pj)
     mask_ops = 0.0
     if mask is not None and mask.bits > 0:
-        per_weight_bytes = mask.bits / 8 / comp[W]
-        flows = [*into[W], arr[W]]
-        for j, level in enumerate((dram, *p.shared[W])):
-            add(level, "masks", flows[j] * per_weight_bytes, (flows[j - 1] * per_weight_bytes) if j else 0.0, 1)
-        mask_ops = float(arr[W])
+        per_weight = mask.bits / weight_elems(layer)  # mask bits per weight element
+        wbits = profile.precision_bits.weights
+        chain = profile.chain(W)
+        for level in chain:
+            if level.per_pe:
+                continue
+            r = m.reads.get((level.name, W), 0.0) * 8 / wbits  # weight elements read from the level
+            w = m.writes.get((level.name, W), 0.0) * 8 / wbits
+            key = (level.name, "masks")
+            read[key] = r * per_weight / 8
+            write[key] = w * per_weight / 8
+            energy[key] = (_words(read[key], level, 1) * level.read_energy_pj
+                           + _words(write[key], level, 1) * level.write_energy_pj)
+        shared = [lv for lv in chain if not lv.per_pe]
+        mask_ops = m.reads.get((shared[-1].name, W), 0.0) * 8 / wbits  # weights entering the array
         energy[("mask_ops", "masks")] = mask_ops * mask.op_pj_per_weight
-    energy[("mac", "mac")] = n_macs * profile.array.mac_energy_pj
-
-    # roofline: the slowest of compute and every level's bytes over its bandwidth
-    cycles, bound = float(m.cycles), "compute"
-    per_level: dict[str, float] = {}
-    for (name, _), r in read.items():
-        per_level[name] = per_level.get(name, 0.0) + r + write[(name, _)]
-    for level in profile.levels:
-        if level.name in per_level:
-            bw = level.bandwidth_bytes_per_cycle * (profile.array.pes if level.per_pe else 1)
-            t = per_level[level.name] / bw
-            if t > cycles:
-                cycles, bound = t, level.name
-    util = n_macs / (m.cycles * profile.array.pes)
-    return LayerCost(name=layer.name, kind=layer.kind, macs=n_macs, compute_cycles=m.cycles, cycles=cycles,
-                     utilization=util, bound=bound, read_bytes=read, write_bytes=write, energy_pj=energy,
-                     mask_ops=mask_ops)
+    if profile.static_power_w > 0:  # leakage and clock tree for the layer's latency, reported apart
+        energy[("static", "static")] = profile.static_power_w * m.cycles / profile.clock_hz * 1e12
+    n_macs = shape.macs  # = macs(layer) * batch
+    util = m.compute_cycles and n_macs / (m.compute_cycles * profile.array.pes)
+    return LayerCost(name=layer.name, kind=layer.kind, macs=n_macs, compute_cycles=m.compute_cycles,
+                     cycles=m.cycles, utilization=float(util), bound=m.bound, read_bytes=read, write_bytes=write,
+                     energy_pj=energy, mask_ops=mask_ops, stall_cycles=m.stall_cycles, onload_cycles=m.onload_cycles,
+                     offload_cycles=m.offload_cycles, mapping=notation(m, profile), batch=batch)

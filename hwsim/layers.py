@@ -8,7 +8,7 @@ from one of three places:
 - a bundled network table ``hwsim/networks/<name>.json`` (``"format": "ksm-layers/1"``), read by
   :func:`load_network`;
 - a SCALE-Sim topology CSV (``Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width,
-  Channels, Num Filter, Strides,``), read by :func:`load_topology`.
+  Channels, Num Filter, Strides,`` and an optional ``Groups``), read by :func:`load_topology`.
 
 Every reader fails with a :class:`InputError` whose one-line message names the file and the key.
 """
@@ -271,8 +271,10 @@ def load_topology(path: str | Path) -> Workload:
     """Read a SCALE-Sim topology CSV.
 
     SCALE-Sim's IFMAP sizes already include any padding, and the output is
-    ``(H - R) // stride + 1`` (its ``ceil((H - R + s) / s)``), so layers get padding 0. A layer whose
-    name contains ``DP`` is depthwise, as in SCALE-Sim: one group per channel.
+    ``(H - R) // stride + 1`` (its ``ceil((H - R + s) / s)``), so layers get padding 0. An optional
+    ``Groups`` column after ``Strides`` gives grouped and depthwise convolutions (AlexNet's groups of 2,
+    a depthwise layer's groups = channels); channel counts it does not divide are refused. Without it, a
+    layer whose name contains ``DP`` is depthwise, as in SCALE-Sim: one group per channel.
     """
     path = Path(path)
     if not path.is_file():
@@ -283,6 +285,7 @@ def load_topology(path: str | Path) -> Workload:
     if not rows:
         raise InputError(f"{path}: empty topology file")
     header = [cell.lower() for cell in rows[0] if cell]
+    has_groups = len(header) > len(_TOPOLOGY_COLUMNS) and header[len(_TOPOLOGY_COLUMNS)] == "groups"
     for i, column in enumerate(_TOPOLOGY_COLUMNS):
         if i >= len(header) or header[i] != column:
             raise InputError(f"{path}: header column {i + 1}: expected {column!r}, "
@@ -302,7 +305,16 @@ def load_topology(path: str | Path) -> Workload:
                 raise InputError(f"{where}: {column}: must be positive, got {value}")
         if fh > ih or fw > iw:
             raise InputError(f"{where}: filter height/width larger than the ifmap")
-        groups = ch if "DP" in name and nf % ch == 0 else 1
+        cell = row[8] if has_groups and len(row) > 8 else ""
+        if cell:
+            try:
+                groups = int(cell)
+            except ValueError:
+                raise InputError(f"{where}: groups must be an integer, got {cell!r}") from None
+            if groups <= 0 or ch % groups or nf % groups:
+                raise InputError(f"{where}: groups {groups} must divide channels {ch} and num filter {nf}")
+        else:
+            groups = ch if "DP" in name and nf % ch == 0 else 1
         oh, ow = (ih - fh) // st + 1, (iw - fw) // st + 1
         try:
             layers.append(Layer(name=name, kind="conv", in_channels=ch, out_channels=nf, kernel_hw=(fh, fw),

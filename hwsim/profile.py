@@ -85,6 +85,18 @@ class MaskOpEnergy:
     multiply: float
 
 
+SPATIAL_DIMS = ("B", "G", "K", "C", "OY", "OX", "FY", "FX")
+
+
+@dataclass(frozen=True, slots=True)
+class SpatialAxes:
+    """Loop dimensions the array's rows and columns may unroll (the mapping search picks one per axis)."""
+
+    rows: tuple[str, ...]
+    cols: tuple[str, ...]
+    search: bool = True  # False: each axis unrolls the first listed dimension larger than 1
+
+
 @dataclass(frozen=True, slots=True)
 class Profile:
     """An accelerator: clock, MAC array, dataflow, precisions and memory levels (outermost first)."""
@@ -97,6 +109,8 @@ class Profile:
     precision_bits: Precision
     mask_op_energy_pj: MaskOpEnergy
     levels: tuple[MemoryLevel, ...]
+    spatial: SpatialAxes | None = None  # None: the dataflow's default unrollings
+    static_power_w: float = 0.0  # leakage and clock tree, charged x latency
 
     @property
     def dram(self) -> MemoryLevel:
@@ -217,9 +231,25 @@ def profile_from_dict(raw: Any, where: str) -> Profile:
         flags = [lv.per_pe for lv in chain]
         if flags.count(True) > 1 or (True in flags and flags[-1] is not True):
             raise InputError(f"{where}.levels: {operand}: at most one per_pe level, and it must be innermost")
+    spatial = None
+    if top.get("spatial") is not None:
+        s = _take(top["spatial"], SpatialAxes, f"{where}.spatial")
+        axes = {}
+        for axis in ("rows", "cols"):
+            dims = s[axis]
+            if not isinstance(dims, list) or not dims or any(d not in SPATIAL_DIMS for d in dims):
+                raise InputError(f"{where}.spatial.{axis}: must be a non-empty list drawn from "
+                                 f"{', '.join(SPATIAL_DIMS)}, got {dims!r}")
+            axes[axis] = tuple(dims)
+        search = s.get("search", True)
+        if not isinstance(search, bool):
+            raise InputError(f"{where}.spatial.search: must be true or false, got {search!r}")
+        spatial = SpatialAxes(**axes, search=search)
+    static = _non_negative(top.get("static_power_w", 0.0), f"{where}.static_power_w")
     return Profile(name=name, description=top["description"],
                    clock_hz=_positive(top["clock_hz"], f"{where}.clock_hz"), dataflow=top["dataflow"],
-                   array=array, precision_bits=precision, mask_op_energy_pj=mask_ops, levels=tuple(levels))
+                   array=array, precision_bits=precision, mask_op_energy_pj=mask_ops, levels=tuple(levels),
+                   spatial=spatial, static_power_w=static)
 
 
 def bundled_profiles() -> list[str]:

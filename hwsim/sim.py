@@ -11,14 +11,17 @@ from typing import Any
 
 import pandas as pd
 
-from hwsim.cost import LayerCost, layer_cost
+from hwsim import units
+from hwsim.cost import LayerCost, cost_of_mapping, shape_of
 from hwsim.layers import Workload
+from hwsim.mapping import search_many
 from hwsim.masks import TaskCost, task_cost
 from hwsim.profile import OPERANDS, Profile
+from hwsim.residency import apply_residency
 
 FORMAT = "ksm-sim/1"
 PJ = 1e-12
-ENERGY_OPERANDS = (*OPERANDS, "masks", "mac")
+ENERGY_OPERANDS = (*OPERANDS, "masks", "mac", "static")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +33,10 @@ class SimResult:
     mode: str | None
     task: TaskCost
     layers: tuple[LayerCost, ...]
+    batch: int = 1
+    objective: str = "energy"
+    steady_state: bool = False
+    residency: dict | None = None  # which outputs stayed on chip, which weights are cached
 
     # ---- totals -------------------------------------------------------------------------
     @property
@@ -104,6 +111,11 @@ class SimResult:
             "dram_write_bytes": {"outputs": writes["outputs"], "weights": writes["weights"],
                                  "inputs": writes["inputs"], "masks": writes["masks"]},
             "levels": levels,
+            "latency_breakdown_cycles": {
+                "compute": self.compute_cycles,
+                "stall": sum(c.stall_cycles for c in self.layers),
+                "onload": sum(c.onload_cycles for c in self.layers),
+                "offload": sum(c.offload_cycles for c in self.layers)},
             "mask_storage_bits": t.mask_storage_bits,
             "mask_ops": sum(c.mask_ops for c in self.layers),
             "task_specific_bytes": t.task_specific_bytes,
@@ -113,8 +125,14 @@ class SimResult:
                             "mask_ops": t.switch_ops, "energy_j": t.switch_energy_pj * PJ,
                             "latency_s": t.switch_cycles / self.profile.clock_hz},
         }
+        per_image = {"latency_per_image_s": self.latency_s / self.batch,
+                     "energy_per_image_j": totals["energy_j"] / self.batch,
+                     "dram_bytes_per_image": (sum(reads.values()) + sum(writes.values())) / self.batch}
         out: dict[str, Any] = {
             "profile": self.profile.name,
+            "batch": self.batch,
+            "objective": self.objective,
+            "steady_state": self.steady_state,
             "source": self.work.source,
             "task": self.work.task,
             "method": self.work.method,
@@ -124,6 +142,8 @@ class SimResult:
             "batchnorm": self.work.batchnorm if self.work.method else None,
             "assumed_mask_density": t.assumed_density,
             "totals": totals,
+            "per_image": per_image,
+            "residency": self.residency,
         }
         if with_layers:
             out["layers"] = [self._layer_dict(c) for c in self.layers]
@@ -157,8 +177,14 @@ class SimResult:
         for (lv, o), v in c.write_bytes.items():
             if lv == dram:
                 writes[o] += v
+        by_level: dict[str, dict[str, float]] = {}
+        for (lv, o), pj in c.energy_pj.items():
+            by_level.setdefault(lv, {})[o] = pj * PJ
         return {"name": c.name, "kind": c.kind, "macs": c.macs, "compute_cycles": c.compute_cycles,
                 "cycles": c.cycles, "utilization": c.utilization, "bound": c.bound,
+                "latency_breakdown_cycles": {"compute": c.compute_cycles, "stall": c.stall_cycles,
+                                             "onload": c.onload_cycles, "offload": c.offload_cycles},
+                "energy_by_level_operand_j": by_level, "mapping": c.mapping,
                 "energy_j": sum(c.energy_pj.values()) * PJ, "mask_storage_bits": self.task.mask_bits.get(c.name, 0.0),
                 "dram_read_bytes": reads, "dram_write_bytes": writes}
 
@@ -175,11 +201,39 @@ class SimResult:
                          "mask bits": d["mask_storage_bits"]})
         return pd.DataFrame(rows)
 
+    def layers_table(self) -> pd.DataFrame:
+        """The per-layer table printed by ``--layers``, in engineering units: latency split (compute,
+        stalls, on/off-loading), energy by level and operand, DRAM traffic, and the chosen mapping
+        (spatial unrolling; loops per level of the outermost operand chain, innermost first)."""
+        clock = self.profile.clock_hz
+        rows = []
+        for c in self.layers:
+            by_level: dict[str, float] = {}
+            for (lv, o), pj in c.energy_pj.items():
+                by_level[lv] = by_level.get(lv, 0.0) + pj * PJ
+            dram = self.profile.dram.name
+            moved = sum(v for (lv, _), v in c.read_bytes.items() if lv == dram)
+            moved += sum(v for (lv, _), v in c.write_bytes.items() if lv == dram)
+            m = c.mapping or {}
+            sp = m.get("spatial", {})
+            spatial = " x ".join(f"{d}{u}" for axis in ("rows", "cols") for d, u in sp.get(axis, []))
+            top = (m.get("temporal_innermost_first") or {}).get("weights", {})
+            temporal = " | ".join(f"{lv}: " + " ".join(f"{d}{f}" for d, f in loops) for lv, loops in top.items()
+                                  if loops)
+            rows.append({"layer": c.name, "MACs": f"{c.macs:,}", "util": f"{c.utilization:.2f}",
+                         "latency": units.seconds(c.cycles / clock),
+                         "compute / stall / on+off-load (cycles)": (f"{c.compute_cycles:,} / {c.stall_cycles:,.0f} / "
+                                                                    f"{c.onload_cycles + c.offload_cycles:,.0f}"),
+                         "bound": c.bound, "energy": units.energy(sum(by_level.values())),
+                         "energy by level": ", ".join(f"{lv} {units.energy(j)}" for lv, j in by_level.items() if j),
+                         "DRAM": units.nbytes(moved), "spatial": spatial, "weights' loops (innermost first)": temporal})
+        return pd.DataFrame(rows)
+
     def energy_frame(self) -> pd.DataFrame:
         """Energy (J) by memory level (rows) and operand (columns), with totals."""
         by = self.energy_by()
         names = [lv.name for lv in self.profile.levels]
-        frame = pd.DataFrame(0.0, index=[*names, "mac", "mask_ops"], columns=list(ENERGY_OPERANDS))
+        frame = pd.DataFrame(0.0, index=[*names, "mac", "mask_ops", "static"], columns=list(ENERGY_OPERANDS))
         for (level, operand), j in by.items():
             frame.loc[level, operand] += j
         frame = frame.loc[(frame != 0).any(axis=1)]
@@ -200,7 +254,8 @@ class SimResult:
 
 
 def simulate(work: Workload, profile: Profile, mode: str | None = "on_the_fly", tasks: int = 6,
-             mask_density: float = 0.5) -> SimResult:
+             mask_density: float = 0.5, batch: int = 1, objective: str = "energy",
+             steady_state: bool = False) -> SimResult:
     """Cost every layer of ``work`` on ``profile``.
 
     Args:
@@ -209,6 +264,11 @@ def simulate(work: Workload, profile: Profile, mode: str | None = "on_the_fly", 
         mode: ``folded`` or ``on_the_fly`` mask application; ignored (None) when the workload has no method.
         tasks: tasks sharing the backbone (PackNet index width).
         mask_density: KSM fraction of binary-1 entries assumed when the run does not give it.
+        batch: images per inference; totals and layers are for the whole batch (``per_image`` beside).
+        objective: what the per-layer mapping search minimises: energy, latency or edp.
+        steady_state: cost one inference of a stream: weights (and masks) that fit on chip stay there
+            across inferences (see :mod:`hwsim.residency`); False starts cold, from DRAM. Layer outputs
+            that fit on chip stay there for the next layer either way.
 
     Example:
         >>> from hwsim import load_network, load_profile, simulate
@@ -219,8 +279,16 @@ def simulate(work: Workload, profile: Profile, mode: str | None = "on_the_fly", 
     mode = (mode or "on_the_fly") if work.method is not None else None
     tc = task_cost(work, profile, mode or "on_the_fly", tasks, mask_density)
     live = tc.on_the_fly
-    costs = tuple(layer_cost(layer, profile, live.get(layer.name)) for layer in work.layers)
-    return SimResult(profile=profile, work=work, mode=mode, task=tc, layers=costs)
+    if batch < 1:
+        raise ValueError(f"batch must be at least 1, got {batch}")
+    shapes = [shape_of(layer, batch) for layer in work.layers]
+    found = search_many(shapes, profile, objective)  # one numpy pass for the network's new shapes
+    costs = tuple(cost_of_mapping(layer, shape, m, profile, live.get(layer.name), batch)
+                  for layer, shape, m in zip(work.layers, shapes, found))
+    masks_streamed = {name: load.bits for name, load in live.items()}
+    costs, residency = apply_residency(costs, work.layers, profile, batch, steady_state, masks_streamed)
+    return SimResult(profile=profile, work=work, mode=mode, task=tc, layers=costs, batch=batch, objective=objective,
+                     steady_state=steady_state, residency=residency)
 
 
 def results_document(results: list[SimResult], with_layers: bool = True) -> dict[str, Any]:

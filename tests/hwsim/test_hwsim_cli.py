@@ -37,7 +37,7 @@ def test_network_on_all_profiles() -> None:
     r = invoke("--network", "resnet18", "--profile", "all")
     assert r.exit_code == 0, r.output
     assert r.output.count("## resnet18 on") == len(bundled_profiles())
-    assert "Energy (J) by memory level and operand" in r.output
+    assert "by memory level and operand" in r.output
 
 
 def test_run_folder_with_json(run_folder, tmp_path: Path) -> None:
@@ -161,3 +161,51 @@ def test_a_glob_of_run_folders_skips_what_is_not_a_run(run_folder, tmp_path: Pat
     assert "skipping" in r.output and "results.md: not a run folder" in r.output and "empty: not a run folder" in r.output
     doc = json.loads((tmp_path / "c.json").read_text())
     assert {res["source"] for res in doc["results"]} == {str(a)}
+
+
+ALEXNET_CSV = """Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides, Groups,
+conv1, 227, 227, 11, 11, 3, 96, 4, 1,
+conv2, 31, 31, 5, 5, 96, 256, 1, 2,
+dw, 15, 15, 3, 3, 64, 64, 1, 64,
+"""
+
+
+def test_topology_groups_column(tmp_path: Path) -> None:
+    path = tmp_path / "alex.csv"
+    path.write_text(ALEXNET_CSV)
+    out = tmp_path / "r.json"
+    r = invoke("--topology", str(path), "--json", str(out))
+    assert r.exit_code == 0, r.output
+    layers = json.loads(out.read_text())["results"][0]["layers"]
+    # grouped CONV2: 256 * 96/2 * 25 * 27 * 27 MACs (not the 1.62x-larger ungrouped count)
+    assert layers[1]["macs"] == 256 * 48 * 25 * 27 * 27
+    assert layers[2]["macs"] == 64 * 9 * 13 * 13  # depthwise without naming tricks
+
+
+def test_topology_groups_must_divide_channels(tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text(ALEXNET_CSV.replace("conv2, 31, 31, 5, 5, 96, 256, 1, 2,", "conv2, 31, 31, 5, 5, 96, 256, 1, 5,"))
+    r = invoke("--topology", str(path))
+    assert r.exit_code != 0
+    assert "groups 5 must divide channels 96" in r.output
+    assert len(r.output.strip().splitlines()) == 1
+
+
+def test_batch_objective_and_steady_state_in_json(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    r = invoke("--network", "mobilenet_v2", "--profile", "edge_tpu", "--batch", "4", "--objective", "latency",
+               "--steady-state", "--layers", "--json", str(out))
+    assert r.exit_code == 0, r.output
+    assert "latency per image" in r.output and "(batch of 4)" in r.output and "steady state" in r.output
+    res = json.loads(out.read_text())["results"][0]
+    assert res["batch"] == 4 and res["objective"] == "latency" and res["steady_state"] is True
+    assert res["per_image"]["latency_per_image_s"] == pytest.approx(res["totals"]["latency_s"] / 4)
+    layer = res["layers"][0]
+    assert {"mapping", "energy_by_level_operand_j", "latency_breakdown_cycles"} <= set(layer)
+    assert layer["mapping"]["spatial"]["rows"] and layer["mapping"]["temporal_innermost_first"]["weights"]
+
+
+def test_bad_batch_is_one_line() -> None:
+    r = invoke("--network", "resnet18", "--batch", "0")
+    assert r.exit_code != 0
+    assert "--batch" in r.output

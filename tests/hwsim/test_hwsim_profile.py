@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from hwsim import InputError, bundled_profiles, load_profile
-from hwsim.profile import OPERANDS
+from hwsim.profile import OPERANDS, profile_from_dict
 
 BUNDLED = ["edge_npu", "edge_tpu", "ethos_u55", "eyeriss", "zigzag_eyeriss_like", "zigzag_tpu_like"]
 
@@ -101,3 +101,31 @@ def test_malformed_yaml(tmp_path: Path) -> None:
 def test_unknown_bundled_name() -> None:
     with pytest.raises(InputError, match="unknown profile 'nope'"):
         load_profile("nope")
+
+
+def test_static_power_is_charged_times_latency_and_reported_apart() -> None:
+    import dataclasses
+
+    from hwsim import Layer, Workload, simulate
+
+    layer = Layer("c", "conv", 64, 64, (3, 3), (1, 1), (1, 1), 1, (28, 28), (28, 28))
+    p = load_profile("edge_npu")
+    base = simulate(Workload("x", (layer,)), p)
+    hot = simulate(Workload("x", (layer,)), dataclasses.replace(p, static_power_w=0.5))
+    static = hot.energy_by()[("static", "static")]
+    assert static == pytest.approx(0.5 * hot.latency_s)
+    assert hot.energy_j == pytest.approx(base.energy_j + static)
+    assert hot.to_dict()["totals"]["energy_by_operand_j"]["static"] == pytest.approx(static)
+
+
+def test_profile_spatial_and_static_power_keys_are_validated(tmp_path) -> None:
+    import yaml
+
+    raw = yaml.safe_load((Path(__file__).parents[2] / "hwsim" / "profiles" / "zigzag_tpu_like.yaml").read_text())
+    raw["spatial"]["rows"] = ["Q"]
+    with pytest.raises(InputError, match="spatial.rows"):
+        profile_from_dict(raw, "x.yaml")
+    raw["spatial"]["rows"] = ["C"]
+    raw["static_power_w"] = -1
+    with pytest.raises(InputError, match="static_power_w"):
+        profile_from_dict(raw, "x.yaml")

@@ -1,0 +1,40 @@
+"""Engineering units for printed tables (the JSON stays in SI base units).
+
+Each quantity gets the SI prefix that puts its magnitude in [1, 1000) (energy: pJ .. J; time: ns .. s)
+or a binary prefix for bytes (B, KiB, MiB, GiB), and the unit travels with the number ("12.3 µJ").
+"""
+
+from __future__ import annotations
+
+import math
+
+_SI = ((1e0, ""), (1e-3, "m"), (1e-6, "µ"), (1e-9, "n"), (1e-12, "p"))
+
+
+def si(value: float, unit: str, digits: int = 4) -> str:
+    """``si(1.23e-5, "J")`` -> ``"12.3 µJ"``; zero and non-finite values print plainly."""
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g} {unit}"
+    mag = abs(value)
+    for scale, prefix in _SI:
+        if mag >= scale:
+            return f"{value / scale:.{digits}g} {prefix}{unit}"
+    return f"{value / 1e-12:.{digits}g} p{unit}"
+
+
+def energy(joules: float) -> str:
+    """Joules in pJ .. J."""
+    return si(joules, "J")
+
+
+def seconds(s: float) -> str:
+    """Seconds in ns .. s."""
+    return si(s, "s")
+
+
+def nbytes(n: float, digits: int = 4) -> str:
+    """Bytes in B, KiB, MiB or GiB."""
+    for scale, unit in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+        if abs(n) >= scale:
+            return f"{n / scale:.{digits}g} {unit}"
+    return f"{n:.{digits}g} B"

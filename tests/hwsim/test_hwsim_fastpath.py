@@ -1,0 +1,61 @@
+"""simulate's fast path (one search per network, layers costed from its results, cheap copies) gives the
+same numbers, bit for bit, as costing each layer on its own with layer_cost (issue 12's speed work)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+
+from hwsim import Workload, load_network, load_profile, simulate
+from hwsim.cost import layer_cost
+from hwsim.mapping import _limit_factors, _primes, clear_caches
+from hwsim.residency import apply_residency
+
+PROFILES = ["edge_npu", "eyeriss", "edge_tpu", "ethos_u55", "zigzag_eyeriss_like", "zigzag_tpu_like"]
+
+
+def _doc(costs) -> str:
+    return json.dumps([[c.name, c.macs, c.compute_cycles, c.cycles, c.utilization, c.bound, c.stall_cycles,
+                        c.onload_cycles, c.offload_cycles, c.mask_ops, list(c.read_bytes.items()),
+                        list(c.write_bytes.items()), list(c.energy_pj.items()), c.mapping] for c in costs],
+                      default=repr)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("network,batch,steady", [("resnet50", 1, False), ("mobilenet_v2", 2, True),
+                                                  ("alexnet", 4, False)])
+def test_simulate_equals_layer_by_layer(network: str, profile: str, batch: int, steady: bool) -> None:
+    work = Workload(load_network(network).source, load_network(network).layers, method="ksm")
+    prof = load_profile(profile)
+    clear_caches()
+    fast = simulate(work, prof, "on_the_fly", batch=batch, steady_state=steady)
+    clear_caches()  # each layer searched alone, from a cold cache
+    live = fast.task.on_the_fly
+    slow = tuple(layer_cost(la, prof, live.get(la.name), batch) for la in work.layers)
+    slow, residency = apply_residency(slow, work.layers, prof, batch, steady,
+                                      {name: load.bits for name, load in live.items()})
+    assert _doc(fast.layers) == _doc(slow)
+    assert fast.residency == residency
+
+
+def _limit_factors_reference(factors: dict[str, list[int]], limit: int) -> dict[str, list[int]]:
+    """The merge loop as first written (recounting the loops at every merge)."""
+    out = {d: sorted(v) for d, v in factors.items()}
+    while sum(len(v) for v in out.values()) > limit:
+        splittable = [d for d in out if len(out[d]) > 1]
+        if not splittable:
+            break
+        d = min(splittable, key=lambda k: (out[k][0] * out[k][1], k))
+        v = out[d]
+        out[d] = sorted([v[0] * v[1], *v[2:]])
+    return out
+
+
+def test_limit_factors_equals_reference() -> None:
+    sizes = [1, 2, 3, 4, 6, 7, 8, 12, 14, 16, 28, 32, 56, 64, 96, 112, 128, 224, 512, 1000]
+    for fold in itertools.product(sizes[::3], sizes[1::3], sizes[2::4]):
+        factors = {d: _primes(f) for d, f in zip(("K", "C", "OY"), fold) if f > 1}
+        for limit in (2, 4, 6):
+            assert _limit_factors(factors, limit) == _limit_factors_reference(factors, limit)

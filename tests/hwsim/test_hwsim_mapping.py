@@ -1,0 +1,209 @@
+"""Properties of the mapping search and of the closed-form access counts (hypothesis)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hwsim import Layer, Workload, load_profile, simulate
+from hwsim.cost import input_elems, output_elems, shape_of, weight_elems
+from hwsim.mapping import DIMS, _limit_factors, _primes, _utilisation, arch, evaluate, search, spatial_options
+
+PROFILES = ["edge_npu", "eyeriss", "edge_tpu", "ethos_u55", "zigzag_eyeriss_like", "zigzag_tpu_like"]
+FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@st.composite
+def layers(draw) -> Layer:
+    if draw(st.booleans()) and draw(st.booleans()):
+        return Layer("fc", "linear", draw(st.sampled_from([16, 100, 512])), draw(st.sampled_from([10, 64, 1000])), (1, 1))
+    k = draw(st.sampled_from([1, 3, 5, 7]))
+    stride = draw(st.sampled_from([1, 2]))
+    pad = k // 2
+    hw = draw(st.sampled_from([7, 14, 28, 56]))
+    out = (hw + 2 * pad - k) // stride + 1
+    depthwise = draw(st.booleans()) and k == 3
+    cin = draw(st.sampled_from([3, 16, 32, 64, 96, 256]))
+    cout = cin if depthwise else draw(st.sampled_from([8, 16, 64, 128, 512]))
+    return Layer("c", "conv", cin, cout, (k, k), (stride, stride), (pad, pad), cin if depthwise else 1, (hw, hw),
+                 (out, out))
+
+
+def dram(r) -> dict[str, float]:
+    reads, writes = r.traffic(r.profile.dram.name)
+    return {"weights": reads["weights"], "inputs": reads["inputs"], "outputs": writes["outputs"]}
+
+
+@FAST
+@given(layer=layers(), profile=st.sampled_from(PROFILES), batch=st.sampled_from([1, 2, 4]))
+def test_traffic_never_below_compulsory(layer: Layer, profile: str, batch: int) -> None:
+    p = load_profile(profile)
+    r = simulate(Workload("x", (layer,)), p, batch=batch)
+    pb = p.precision_bits
+    got = dram(r)
+    assert got["weights"] >= weight_elems(layer) * pb.weights / 8 * (1 - 1e-9)
+    assert got["inputs"] >= batch * input_elems(layer) * pb.inputs / 8 * (1 - 1e-9)
+    assert got["outputs"] >= batch * output_elems(layer) * pb.outputs / 8 * (1 - 1e-9)
+    assert r.compute_cycles >= r.macs / p.array.pes
+
+
+@FAST
+@given(layer=layers(), profile=st.sampled_from(PROFILES), batch=st.sampled_from([2, 4, 8]))
+def test_per_image_cost_at_batch_n_never_above_batch_1(layer: Layer, profile: str, batch: int) -> None:
+    p = load_profile(profile)
+    one = simulate(Workload("x", (layer,)), p)
+    many = simulate(Workload("x", (layer,)), p, batch=batch)
+    assert many.energy_j / batch <= one.energy_j * (1 + 1e-9)
+    assert many.to_dict()["per_image"]["energy_per_image_j"] == pytest.approx(many.energy_j / batch)
+
+
+def test_weights_fetched_once_per_batch_when_they_fit() -> None:
+    """ResNet-18 on edge_npu at batch 8: every layer's weights fit its 1 MB SRAM, so the batch loop sits
+    inside the weight tile for (almost) every layer: the whole batch reads the weights about once (within
+    10 %; a few layers trade a refetch for cheaper on-chip traffic), 7x+ less per image."""
+    from hwsim import load_network
+
+    net = load_network("resnet18")
+    p = load_profile("edge_npu")
+    one, eight = simulate(net, p), simulate(net, p, batch=8)
+    assert dram(eight)["weights"] <= 1.1 * dram(one)["weights"]
+    assert dram(one)["weights"] == pytest.approx(sum(weight_elems(la) for la in net.layers), rel=0.02)
+
+
+@FAST
+@given(layer=layers(), profile=st.sampled_from(PROFILES))
+def test_chosen_mapping_never_costs_more_than_the_fixed_one(layer: Layer, profile: str) -> None:
+    """The fixed mapping the search replaces: the best-utilised unrolling, window loops innermost, then
+    C, K, OX, OY (a weight-stationary-then-output order, the old fixed-dataflow model's)."""
+    p = load_profile(profile)
+    a = arch(p)
+    shape = shape_of(layer)
+    sp = max(spatial_options(shape, a), key=lambda s: _utilisation(shape, s, a))
+    ways = sp.ways()
+    folds = {d: -(-shape.size(d) // ways.get(d, 1)) for d in DIMS}
+    factors = _limit_factors({d: _primes(folds[d]) for d in DIMS if folds[d] > 1}, 6)
+    order = ("FX", "FY", "C", "K", "OX", "OY", "G", "B")
+    fixed = evaluate(shape, a, sp, tuple((d, f) for d in order if d in factors for f in factors[d]))
+    assert search(shape, p).energy <= fixed.energy * (1 + 1e-9)
+
+
+@FAST
+@given(layer=layers(), profile=st.sampled_from(PROFILES), factor=st.sampled_from([2, 16, 1024]),
+       seed=st.integers(0, 10_000))
+def test_fixed_mapping_dram_traffic_never_grows_with_memory(layer: Layer, profile: str, factor: int, seed: int) -> None:
+    """For one loop order and unrolling, a larger memory at any level never moves more DRAM bytes
+    (LOMA's bottom-up allocation only gives the level more loops)."""
+    import random
+
+    p = load_profile(profile)
+    shape = shape_of(layer)
+    a = arch(p)
+    sp = spatial_options(shape, a)[0]
+    ways = sp.ways()
+    folds = {d: -(-shape.size(d) // ways.get(d, 1)) for d in DIMS}
+    loops = [(d, f) for d in DIMS if folds[d] > 1 for f in _limit_factors({d: _primes(folds[d])}, 6)[d]]
+    random.Random(seed).shuffle(loops)
+    base = evaluate(shape, a, sp, tuple(loops))
+    i = 1 + seed % (len(p.levels) - 1)
+    bigger = dataclasses.replace(p.levels[i], size_bytes=p.levels[i].size_bytes * factor)
+    q = dataclasses.replace(p, levels=p.levels[:i] + (bigger,) + p.levels[i + 1:])
+    grown = evaluate(shape, arch(q), sp, tuple(loops))
+    for o in ("weights", "inputs", "outputs"):
+        key = (p.dram.name, o)
+        assert grown.reads.get(key, 0) + grown.writes.get(key, 0) <= (base.reads.get(key, 0) + base.writes.get(key, 0)) * (1 + 1e-9) + 1e-6
+
+
+def test_mapping_is_written_per_layer_in_zigzag_notation() -> None:
+    r = simulate(Workload("x", (Layer("c", "conv", 64, 64, (3, 3), (1, 1), (1, 1), 1, (28, 28), (28, 28)),)),
+                 load_profile("zigzag_tpu_like"))
+    m = r.to_dict()["layers"][0]["mapping"]
+    assert m["spatial"] == {"rows": [["C", 32]], "cols": [["K", 32]]}
+    loops = m["temporal_innermost_first"]
+    # every operand's loops multiply to the same temporal iteration count = compute cycles
+    for operand, levels in loops.items():
+        n = 1
+        for lv in levels.values():
+            for _, f in lv:
+                n *= f
+        assert n == r.compute_cycles, operand
+
+
+def test_objective_latency_never_slower_than_energy() -> None:
+    layer = Layer("c", "conv", 128, 128, (3, 3), (1, 1), (1, 1), 1, (28, 28), (28, 28))
+    for name in PROFILES:
+        p = load_profile(name)
+        e = simulate(Workload("x", (layer,)), p, objective="energy")
+        t = simulate(Workload("x", (layer,)), p, objective="latency")
+        assert t.cycles <= e.cycles * (1 + 1e-9)
+        assert e.energy_j <= t.energy_j * (1 + 1e-9)
+
+
+BRUTE_CASES = [  # (layer, profile): 3x3, 1x1, strided stem, depthwise, fully connected; every memory layout
+    (Layer("c3", "conv", 64, 64, (3, 3), (1, 1), (1, 1), 1, (56, 56), (56, 56)), "edge_npu"),
+    (Layer("pw", "conv", 256, 64, (1, 1), (1, 1), (0, 0), 1, (56, 56), (56, 56)), "eyeriss"),
+    (Layer("stem", "conv", 3, 64, (7, 7), (2, 2), (3, 3), 1, (224, 224), (112, 112)), "zigzag_eyeriss_like"),
+    (Layer("dw", "conv", 96, 96, (3, 3), (2, 2), (1, 1), 96, (28, 28), (14, 14)), "zigzag_tpu_like"),
+    (Layer("fc", "linear", 512, 1000, (1, 1)), "ethos_u55"),
+    (Layer("c3b", "conv", 128, 128, (3, 3), (1, 1), (1, 1), 1, (28, 28), (28, 28)), "edge_tpu"),
+]
+
+
+@pytest.mark.parametrize("objective", ["energy", "latency", "edp"])
+@pytest.mark.parametrize(("layer", "profile"), BRUTE_CASES, ids=[f"{la.name}-{p}" for la, p in BRUTE_CASES])
+def test_search_finds_the_brute_force_optimum(layer: Layer, profile: str, objective: str) -> None:
+    """The search's subset tables and single numpy pass are exact: its chosen mapping costs the same as
+    the cheapest of every loop order of every kept unrolling, each costed by the scalar evaluate()."""
+    import itertools
+
+    import numpy as np
+
+    from hwsim.mapping import SPATIAL_KEEP, _flat_loops, _key_arrays, clear_caches
+
+    clear_caches()
+    p = load_profile(profile)
+    a = arch(p)
+    shape = shape_of(layer)
+    options = sorted(spatial_options(shape, a), key=lambda sp: -_utilisation(shape, sp, a))[:SPATIAL_KEEP]
+    best = np.inf
+    for sp in options:
+        ways = sp.ways()
+        flat = _flat_loops(tuple(-(-shape.size(d) // ways.get(d, 1)) for d in DIMS))
+        for order in set(itertools.permutations(flat)):
+            m = evaluate(shape, a, sp, tuple((DIMS[d], f) for d, f in order))
+            best = min(best, float(_key_arrays(np.array([m.energy]), np.array([m.cycles]), objective)[0]))
+    got = search(shape, p, objective)
+    key = float(_key_arrays(np.array([got.energy]), np.array([got.cycles]), objective)[0])
+    assert key == best  # the same float: the winner is re-costed by evaluate(), as every order is here
+
+
+def test_batched_subset_scores_are_the_per_order_scores() -> None:
+    """_score_batch (per loop subset, several layers and unrollings in one pass, padded to the longest
+    loop list) gives exactly score_orders' numbers for every order (the same floats, not merely close)."""
+    import numpy as np
+
+    from hwsim.mapping import _flat_loops, _loop_orders, _order_tables, _pattern, _score_batch, score_orders
+
+    for profile in ("edge_npu", "eyeriss", "zigzag_eyeriss_like"):
+        p = load_profile(profile)
+        a = arch(p)
+        items = []
+        for layer, _ in BRUTE_CASES:
+            shape = shape_of(layer)
+            for sp in spatial_options(shape, a)[:2]:
+                ways = sp.ways()
+                flat = _flat_loops(tuple(-(-shape.size(d) // ways.get(d, 1)) for d in DIMS))
+                if flat:
+                    items.append((shape, sp, flat, _order_tables(_pattern(flat))))
+        energy, cycles = _score_batch(a, items)
+        lo = 0
+        for shape, sp, flat, t in items:
+            dims_idx, facs = _loop_orders(flat)
+            e, c = score_orders(shape, a, sp, dims_idx, facs)
+            assert len(t.loop) == len(e)
+            np.testing.assert_array_equal(energy[lo:lo + len(e)], e)
+            np.testing.assert_array_equal(cycles[lo:lo + len(e)], c)
+            lo += len(e)
+        assert lo == len(energy)
