@@ -55,6 +55,7 @@ from hwsim.tables import (
     reference_ksm,
     soft_precision_frame,
     system_storage_frame,
+    tasks_on_chip_frame,
 )
 
 MISSING = "n/a"
@@ -252,7 +253,7 @@ def headline(r: ReportInput) -> Part:
 
 PER_PROFILE_TABLES = (  # (quantity, mode, caption) of section 1's per-profile tables
     ("energy", "on_the_fly", "Energy per inference (µJ), mask applied on the fly"),
-    ("latency", "on_the_fly", "Latency per inference (ms, roofline), mask applied on the fly"),
+    ("latency", "on_the_fly", "Latency per inference (ms: compute + stalls + on/off-loading), mask applied on the fly"),
     ("switch_energy", "folded", ("Task-switch energy (µJ), folded: read the task's tensors, the "
                                  "backbone weights and the mask, write the task's weights")),
     ("switch_latency", "folded", "Task-switch latency (ms), folded"),
@@ -332,6 +333,19 @@ def system_storage(r: ReportInput) -> Part:
                             lambda path: figures.system_storage(system, r.styles, path, cross))])
 
 
+def tasks_on_chip(r: ReportInput) -> Part:
+    """Section 4b: how many tasks' task-specific data fit on chip beside the backbone, per profile."""
+    md = ["## 4b. How many tasks fit on chip", "",
+          ("The outermost on-chip memory that holds weights keeps the backbone's weights (at the profile's "
+           "weight precision) and the largest activation working set of one inference; the tasks whose "
+           "task-specific data (masks + BatchNorm + head, mean over the method's tasks) fit in the rest "
+           "switch without touching DRAM, and in a stream of inferences (`ksm-sim --steady-state`) their "
+           "masks are read from chip. 0 means the backbone alone does not fit; `all` means a task adds "
+           "nothing to store."), "",
+          markdown(tasks_on_chip_frame(r.costs)), ""]
+    return Part(md)
+
+
 def layer_masks(r: ReportInput) -> Part:
     """Section 5: per-layer mask storage and traffic of the reference KSM run."""
     md = ["## 5. Which layers the mask costs most in", ""]
@@ -409,6 +423,7 @@ SECTIONS: tuple[Section, ...] = (
     Section(accuracy_vs_storage, ("accuracy-vs-storage.png",)),
     Section(energy, ("energy-*.png",)),
     Section(system_storage, ("system-storage.png",)),
+    Section(tasks_on_chip),
     Section(layer_masks, ("layer-masks.png",)),
     Section(soft_precision, ("soft-precision.png",)),
     Section(profiles),

@@ -20,6 +20,7 @@ from hwsim.cost import weight_elems
 from hwsim.layers import InputError
 from hwsim.masks import MODES, packnet_mask_bits, task_cost
 from hwsim.profile import Profile
+from hwsim.residency import backbone_weight_bytes, tasks_that_fit, weight_level
 from hwsim.runs import Run, methods_of, tasks_of
 from hwsim.sim import SimResult, simulate
 
@@ -128,6 +129,28 @@ def headline_frame(costs: Costs) -> pd.DataFrame:
         row[f"energy on {ref.name} (µJ)"] = _mean(r.energy_j * 1e6 for r in res)
         row[f"latency on {ref.name} (ms)"] = _mean(r.latency_s * 1e3 for r in res)
         rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def tasks_on_chip_frame(costs: Costs) -> pd.DataFrame:
+    """Per profile and method: how many tasks' task-specific data (masks + BatchNorm + head, at the
+    profile's precisions, mean over the method's tasks) fit on chip beside the backbone's weights
+    and the largest activation working set (:func:`hwsim.residency.tasks_that_fit`); 0 where the
+    backbone alone does not fit."""
+    rows = []
+    for prof in costs.profiles:
+        wl = weight_level(prof)
+        for label in methods_of(costs.runs):
+            idx = [i for i, r in enumerate(costs.runs) if r.label == label]
+            res = [costs.get(i, prof, "on_the_fly") for i in idx]
+            per_task = _mean(r.task.task_specific_bytes for r in res)
+            layers = res[0].work.layers
+            fit = tasks_that_fit(per_task, layers, prof)
+            rows.append({"profile": prof.name, "method": label,
+                         "on-chip weight memory (KiB)": (wl.size_bytes if wl else 0) / KIB,
+                         "backbone weights (KiB)": backbone_weight_bytes(layers, prof) / KIB,
+                         "task-specific (KiB/task)": per_task / KIB,
+                         "tasks that fit": "all" if fit >= 10**9 else fit})
     return pd.DataFrame(rows)
 
 
