@@ -79,6 +79,8 @@ def run_folder_name(task: str, method: str, batchnorm: str | None, soft: bool) -
               help="BatchNorm policy. Default: task for ksm/finetune (authors' code), frozen for piggyback/feature.")
 @click.option("--soft/--no-soft", default=True, show_default=True,
               help="KSM's soft part; --no-soft is the kernel-wise binary ablation.")
+@click.option("--recalibrate-bn/--no-recalibrate-bn", default=True, show_default=True,
+              help="Recompute task BatchNorm statistics over the training split after training (ksm.calibrate).")
 @click.option("--mask-init", type=float, default=1e-2, show_default=True, help="Initial real mask value.")
 @click.option("--threshold", type=float, default=5e-3, show_default=True, help="Binarisation threshold τ.")
 @click.option("--beta", type=float, default=1200.0, show_default=True, help="KSM logistic scale β.")
@@ -115,7 +117,7 @@ def run_folder_name(task: str, method: str, batchnorm: str | None, soft: bool) -
 @click.option("--max-grow", type=click.IntRange(0), default=1, show_default=True, help="cpg: growths per task at most.")
 def main(tasks: tuple[str, ...], suite: str | None, data_root: Path | None, methods: tuple[str, ...], arch: str,
          weights: str, out: Path | None, runs_dir: Path, epochs: int, batch_size: int, lr_mask: float,
-         lr_head: float, input_size: int | None, batchnorm: str | None, soft: bool, mask_init: float,
+         lr_head: float, input_size: int | None, batchnorm: str | None, soft: bool, recalibrate_bn: bool, mask_init: float,
          threshold: float, beta: float, temperature: float, max_train: int | None, seed: int, device: str, threads: int | None,
          nproc: int, amp: bool, force: bool, resume: bool, skip_existing: bool, progress: bool,
          prune_ratio: float = 0.5, retrain_epochs: int = 1, prune_steps: int = 2, prune_epochs: int = 1,
@@ -201,7 +203,7 @@ def main(tasks: tuple[str, ...], suite: str | None, data_root: Path | None, meth
                         "target_accuracy": target_accuracy, "grow_step": grow_step, "max_grow": max_grow})
             sspec = SequenceSpec(method=method, backbone=BackboneSpec(arch, weights),
                                  train=TrainConfig(epochs=epochs, batch_size=batch_size, lr_body=lr_mask,
-                                                   lr_head=lr_head, seed=seed),
+                                                   lr_head=lr_head, seed=seed, recalibrate_bn=recalibrate_bn),
                                  mask=MaskConfig(init=mask_init, threshold=threshold, beta=beta, temperature=temperature),
                                  batchnorm=batchnorm, options=options)
             done = len(records)
@@ -223,7 +225,7 @@ def main(tasks: tuple[str, ...], suite: str | None, data_root: Path | None, meth
                                              max_train=None if data_root or not max_train else max_train)}
             spec = RunSpec(method=method, backbone=BackboneSpec(arch, weights),
                            train=TrainConfig(epochs=epochs, batch_size=batch_size, lr_body=lr_mask,
-                                             lr_head=lr_head, seed=seed),
+                                             lr_head=lr_head, seed=seed, recalibrate_bn=recalibrate_bn),
                            mask=MaskConfig(init=mask_init, threshold=threshold, beta=beta, temperature=temperature),
                            batchnorm=batchnorm, soft=soft)
             record = run_task(spec, data_cache[task], folder, force=force, resume=resume, device=device,

@@ -8,6 +8,8 @@ The test split is evaluated once, after the last epoch, and never feeds a choice
 ``select_split="val"`` (the comparison protocol, :mod:`ksm.protocol`) the validation split is
 evaluated after every epoch and the best epoch's task tensors are restored at the end (early-stopping
 selection on validation, instead of the best-epoch-on-test choice of the peers' published code).
+With task BatchNorm the running statistics are recomputed with the final task tensors before the
+test split is read, and after every epoch before a ``select_split`` score (:mod:`ksm.calibrate`).
 
 Each epoch ends with a checkpoint (task tensors, optimiser, RNG state, history) so that ``resume``
 continues an interrupted run to the same result as an uninterrupted one: the data order of epoch
@@ -28,6 +30,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from ksm.calibrate import recalibrate_batchnorm, warn_few_steps
 from ksm.data import TaskData
 from ksm.distributed import SINGLE, Context, all_sum, barrier, loss_share, wrap
 from ksm.methods import Method
@@ -42,6 +45,7 @@ class TrainConfig:
     lr_body: float = 1e-3
     lr_head: float = 1e-3
     seed: int = 0
+    recalibrate_bn: bool = True  # recompute task BatchNorm statistics after training (ksm.calibrate)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -111,10 +115,13 @@ def train_task(model: nn.Module, method: Method, backbone: dict[str, Tensor], da
     total_steps = steps_per_epoch * cfg.epochs
     history: list[dict[str, Any]] = []
     start_epoch, elapsed = 0, 0.0
+    calibrate = cfg.recalibrate_bn and method.batchnorm == "task"
+    if ctx.main and not resume:
+        warn_few_steps(data.name, steps_per_epoch, cfg.epochs)
 
     if resume and checkpoint is not None and checkpoint.exists():
         saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        if saved["config"] != cfg.to_json():
+        if {"recalibrate_bn": cfg.recalibrate_bn, **saved["config"]} != cfg.to_json():
             raise ValueError(f"{checkpoint}: was written with different settings {saved['config']}; "
                              f"rerun with the same options or without --resume")
         method.load_state(model, saved["state"])
@@ -174,6 +181,8 @@ def train_task(model: nn.Module, method: Method, backbone: dict[str, Tensor], da
                     "optimizer": optimizer.state_dict(), "rng": rng})
             barrier(ctx)
         if select_split is not None:
+            if calibrate:
+                recalibrate_batchnorm(model, data, batch_size=cfg.batch_size, device=device, seed=cfg.seed, ctx=ctx)
             score = evaluate(model, data, select_split, device=device)
             history[-1][f"{select_split}_top1"] = score
             if best is None or score > best[0]:
@@ -186,6 +195,8 @@ def train_task(model: nn.Module, method: Method, backbone: dict[str, Tensor], da
         if best[1] != cfg.epochs:
             method.load_state(model, best[2])
         selected = {"selected_epoch": best[1], "select_top1": best[0]}
+    elif calibrate:
+        recalibrate_batchnorm(model, data, batch_size=cfg.batch_size, device=device, seed=cfg.seed, ctx=ctx)
     top1 = evaluate(model, data, final_split, device=device) if ctx.main and final_split else None
     barrier(ctx)
     return {"top1": top1, "history": history, "train_seconds": elapsed,
