@@ -7,12 +7,15 @@ Sparseloop's bitmask metadata (1 bit per element) as precedent, hwsim-anchors.md
   soft scale at ``mask_scale`` bits for every entry whose binary bit is 0 (the scale is 0 where the bit
   is 1, so only those entries are kept; the bitmap already gives their positions).
 - ``piggyback``: 1 bit per weight element.
-- ``packnet``: ``ceil(log2(tasks + 1))`` bits per weight element (the index of the task that owns
-  the weight, 0 = free).
-- ``cpg``: PackNet's task index, plus the task's **pick mask**, 1 bit per weight of an earlier task
+- ``packnet``: nothing per task beyond BatchNorm and head. Its map of ``ceil(log2(tasks + 1))`` bits
+  per weight element (the index of the task that owns the weight, 0 = free) is stored **once** for
+  all tasks (Mallya & Lazebnik 2018, §3: one mask of task indices); ``TaskCost.shared_bits`` holds
+  it, and the on-the-fly and folded costs still fetch it with the weights.
+- ``cpg``: the task's **pick mask**, 1 bit per weight of an earlier task
   (``sequence.weights.<layer>.earlier`` of the run), plus the weights the task's **growth** added
-  (``sequence.weights.<layer>.grown``) at ``weights`` bits. The grown layers' extra MACs and traffic
-  need no charge here: the run's ``layers`` already describe the wider geometry.
+  (``sequence.weights.<layer>.grown``) at ``weights`` bits; the task-index map is shared as for
+  PackNet. The grown layers' extra MACs and traffic need no charge here: the run's ``layers``
+  already describe the wider geometry.
 
 For ``packnet`` and ``cpg`` runs the number of tasks is read from the run (``sequence.tasks``), not
 taken from the ``tasks`` argument.
@@ -92,6 +95,7 @@ class TaskCost:
     switch_cycles: float
     assumed_density: float | None
     grown_bits: dict[str, float] = field(default_factory=dict)  # cpg: of ``mask_bits``, the grown weights
+    shared_bits: dict[str, float] = field(default_factory=dict)  # packnet/cpg: the task-index map, stored once
 
     @property
     def mask_storage_bits(self) -> float:
@@ -138,6 +142,7 @@ def task_cost(work: Workload, profile: Profile, mode: str = "on_the_fly", tasks:
     bits: dict[str, float] = {}
     live: dict[str, MaskLoad] = {}
     grown: dict[str, float] = {}
+    shared: dict[str, float] = {}
     if method in ("packnet", "cpg") and work.sequence_tasks:
         tasks = work.sequence_tasks
     seq = {name: (earlier, added) for name, earlier, added in work.sequence_weights}
@@ -154,17 +159,19 @@ def task_cost(work: Workload, profile: Profile, mode: str = "on_the_fly", tasks:
         elif method == "piggyback":
             b, op = piggyback_mask_bits(layer), ops.gate
         elif method == "packnet":
-            b, op = packnet_mask_bits(layer, tasks), ops.gate
+            b, op = 0, ops.gate
+            shared[layer.name] = float(packnet_mask_bits(layer, tasks))
         elif method == "cpg":
             earlier, added = seq.get(layer.name, (0, 0))
-            b, op = cpg_mask_bits(layer, tasks, earlier), ops.gate
+            b, op = earlier, ops.gate  # the pick mask; the index map is shared
+            shared[layer.name] = float(packnet_mask_bits(layer, tasks))
             if added:
                 grown[layer.name] = float(added * pb.weights)
         else:  # finetune
             b, op = finetune_bits(layer, pb.weights), 0.0
         bits[layer.name] = float(b) + grown.get(layer.name, 0.0)
         if method in MASK_METHODS and mode == "on_the_fly":
-            live[layer.name] = MaskLoad(bits=float(b), op_pj_per_weight=op)
+            live[layer.name] = MaskLoad(bits=float(b) + shared.get(layer.name, 0.0), op_pj_per_weight=op)
 
     if work.batchnorm == "task":
         stored = [t for t in work.tensors if t.role == "batchnorm" and t.key.endswith(".weight")]
@@ -180,7 +187,8 @@ def task_cost(work: Workload, profile: Profile, mode: str = "on_the_fly", tasks:
 
     # switch: load the task-specific tensors; folded mask methods also read W + mask and write W_task
     dram = profile.dram
-    mask_bytes = (sum(bits.values()) - sum(grown.values())) / 8  # grown weights travel with the weights
+    # grown weights travel with the weights; folding a PackNet/CPG task reads the shared index map
+    mask_bytes = (sum(bits.values()) - sum(grown.values()) + sum(shared.values())) / 8
     read_b = bn_bytes + head_bytes
     write_b = 0.0
     n_ops = 0.0
@@ -199,7 +207,8 @@ def task_cost(work: Workload, profile: Profile, mode: str = "on_the_fly", tasks:
     cycles = (read_b + write_b) / dram.bandwidth_bytes_per_cycle
     return TaskCost(method=method, mode=mode, mask_bits=bits, batchnorm_bytes=bn_bytes, head_bytes=head_bytes,
                     on_the_fly=live, switch_read_bytes=read_b, switch_write_bytes=write_b, switch_ops=n_ops,
-                    switch_energy_pj=energy, switch_cycles=cycles, assumed_density=assumed, grown_bits=grown)
+                    switch_energy_pj=energy, switch_cycles=cycles, assumed_density=assumed, grown_bits=grown,
+                    shared_bits=shared)
 
 
 def _op_for(method: str, layer_bits: float, layer: Layer, scale_bits: int, ops) -> float:
