@@ -19,13 +19,13 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import test_bench_train as bench  # noqa: E402
+import test_bench_train as bench
 
 # (label, method, batchnorm policy); None is the method's default.
 CASES = (("finetune", "finetune", None), ("ksm", "ksm", None), ("piggyback", "piggyback", None),

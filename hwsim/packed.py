@@ -87,7 +87,8 @@ def read_packed(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]
     try:
         with safe_open(str(path), framework="numpy") as handle:
             raw = handle.metadata() or {}
-            arrays = {key: handle.get_tensor(key) for key in handle.keys()}
+            names = handle.keys()  # a safe_open handle, not a dict
+            arrays = {key: handle.get_tensor(key) for key in names}
     except SafetensorError as exc:
         raise InputError(f"{path}: not a readable safetensors file ({exc})") from None
     fmt = raw.get("format", "")

@@ -389,4 +389,4 @@ def file_sizes(path: Path) -> dict[str, int]:
     return {"file": total, "header": header, "tensors": total - header}
 
 
-__all__ = ["DeployError", "pack_task", "load_task", "file_sizes", "scale_codes", "scale_values"]
+__all__ = ["DeployError", "file_sizes", "load_task", "pack_task", "scale_codes", "scale_values"]

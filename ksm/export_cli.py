@@ -161,7 +161,7 @@ def main(runs: tuple[Path, ...], onnx_path: Path | None, out_dir: Path, int8: bo
 def _pack(runs: tuple[Path, ...], out: Path, scale_bits: int | None, profile: str, weights: str | None) -> None:
     """``--pack``: one run to one deployable task file; every failure is one line, nothing half-written."""
     from hwsim.layers import InputError
-    from ksm.deploy import DeployError, MAX_SCALE_BITS, file_sizes, pack_task
+    from ksm.deploy import MAX_SCALE_BITS, DeployError, file_sizes, pack_task
     from ksm.runfolder import RunError
 
     if len(runs) != 1:

@@ -23,7 +23,6 @@ from ksm.deploy import DeployError, file_sizes, load_task, pack_task, scale_code
 from ksm.export_cli import main as export_main
 from ksm.masks import quantise_scale
 from ksm.pipeline import RunSpec, run_task
-from ksm.runfolder import RunError
 from ksm.sequence import SequenceSpec, load_sequence_task, run_sequence
 from ksm.train import TrainConfig, evaluate
 
@@ -211,7 +210,7 @@ def test_bad_input_is_one_line_and_writes_nothing(runs: dict[str, Path], backbon
 
 
 def test_packed_file_never_appears_half_written(runs: dict[str, Path], tmp_path: Path, monkeypatch) -> None:
-    import ksm.deploy as deploy
+    from ksm import deploy
 
     def broken(tensors, filename, metadata=None):
         Path(filename).write_bytes(b"partial")
