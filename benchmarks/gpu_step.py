@@ -1,8 +1,11 @@
-"""One prepared GPU check (issue: scale-out): KSM step vs fine-tune step on ResNet-50, batch 64, 224×224.
+"""One prepared GPU check: KSM step vs fine-tune step on ResNet-50, batch 64, 224×224, and the
+KSM / Piggyback / fine-tune step-ratio table of ``benchmarks/step_ratio.py`` on the GPU.
 
 Run on a machine with one CUDA GPU, from the repository root:
 
     python benchmarks/gpu_step.py --out gpu_step.json
+
+Without a CUDA device it says so and exits 0 (nothing to measure).
 
 It times, in one process and interleaved (so that clocks and thermals affect both alike), a training
 step of each method with channels_last and (with --amp) bfloat16 autocast, and prints each method's
@@ -15,7 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 from torch.nn import functional as F
@@ -51,7 +56,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--amp", action="store_true")
     parser.add_argument("--out", default="gpu_step.json")
+    parser.add_argument("--ratio-rounds", type=int, default=30,
+                        help="timed steps per case of the step-ratio table (0 skips the table)")
     args = parser.parse_args()
+    if not torch.cuda.is_available():
+        print("gpu_step: no CUDA device here; skipped (run benchmarks/step_ratio.py for the CPU table)")
+        return
     device = "cuda"
     methods = ["finetune", "ksm", "piggyback", "feature"]
     steps = {m: make_step(m, args.batch, args.amp, device) for m in methods}
@@ -75,6 +85,14 @@ def main() -> None:
         result["methods"][m] = {"median_s": med, "images_per_s": args.batch / med, "vs_finetune": med / ref}
         print(f"{m:10s} {1000 * med:8.1f} ms/step {args.batch / med:8.1f} img/s  {med / ref:5.2f}× fine-tune")
     print(f"device: {result['device']}")
+    if args.ratio_rounds:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import step_ratio
+
+        table = step_ratio.ratio_table(["mobilenet_v2", "resnet18"], [64, 128], 32, args.ratio_rounds, device,
+                                       torch.cuda.synchronize)
+        print("\n" + table.to_markdown(index=False, floatfmt=".2f"))
+        result["step_ratios"] = table.to_dict(orient="records")
     with open(args.out, "w", encoding="utf-8") as handle:
         json.dump(result, handle, indent=1)
 

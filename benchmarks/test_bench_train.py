@@ -18,14 +18,22 @@ from ksm.pipeline import RunSpec, build
 BATCH, SIZE, CLASSES = 32, 64, 10
 
 
-def _step_fn(arch: str, method: str):
+def _step_fn(arch: str, method: str, *, batchnorm: str | None = None, device: str = "cpu", size: int | None = None,
+             batch: int | None = None):
+    """One training step of ``method`` (random weights and data: the cost does not depend on them)."""
     torch.manual_seed(0)
-    model, m, backbone, _ = build(RunSpec(method=method, backbone=BackboneSpec(arch, "none")))
+    size, batch = size or SIZE, batch or BATCH
+    model, m, backbone, _ = build(RunSpec(method=method, backbone=BackboneSpec(arch, "none"), batchnorm=batchnorm))
     m.reset(model, backbone, CLASSES)
+    model.to(device)
     body, head = m.trainable(model)
     optimizer = torch.optim.Adam([p for p in body + head])
     m.train_mode(model)
-    x, y = torch.randn(BATCH, 3, SIZE, SIZE), torch.randint(0, CLASSES, (BATCH,))
+    x = torch.randn(batch, 3, size, size, device=device)
+    y = torch.randint(0, CLASSES, (batch,), device=device)
+    if device.startswith("cuda"):
+        model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
 
     def step() -> float:
         loss = F.cross_entropy(model(x), y)
@@ -53,3 +61,11 @@ def test_fold_resnet50(benchmark) -> None:
     m.reset(model, backbone, CLASSES)
     folded = benchmark.pedantic(m.fold, args=(model,), rounds=3, iterations=1)
     assert folded.fc.out_features == CLASSES
+
+
+def test_step_ratio_table_runs() -> None:
+    """benchmarks/step_ratio.py's row on a tiny case: every ratio is a finite positive number."""
+    import step_ratio
+
+    row = step_ratio.ratio_row("resnet18", 32, 4, rounds=1)
+    assert all(0 < row[k] < 100 for k in row if "/" in k), row

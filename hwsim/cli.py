@@ -30,7 +30,9 @@ def _profiles(names: tuple[str, ...]) -> list[Profile]:
 
 def _workloads(masks: tuple[Path, ...], networks: tuple[str, ...], topologies: tuple[Path, ...],
                method: str | None, batchnorm: str) -> list[Workload]:
-    works = [load_run(folder) for folder in masks]
+    from hwsim.packed import load_packed
+
+    works = [load_packed(path) if path.is_file() else load_run(path) for path in masks]  # a ksm-export --pack file
     for item in [*map(load_network, networks), *map(load_topology, topologies)]:
         if method is not None:
             item = Workload(source=item.source, layers=item.layers, method=method, batchnorm=batchnorm)
@@ -122,8 +124,8 @@ def _report(masks: tuple[Path, ...], networks: tuple[str, ...], topologies: tupl
 @click.option("-p", "--profile", "profiles", multiple=True, default=("edge_npu",), show_default=True,
               help="Accelerator profile: a bundled name, a .yaml path, or 'all'. Repeat for several.")
 @click.option("-m", "--masks", "masks", multiple=True, type=click.Path(path_type=Path),
-              help="Run folder written by ksm-train (run.json + masks.safetensors). Repeat for several tasks, "
-                   "or list them after it (--masks runs/*).")
+              help="Run folder written by ksm-train (run.json + masks.safetensors), or a deployable task file "
+                   "written by ksm-export --pack. Repeat for several tasks, or list them after it (--masks runs/*).")
 @click.option("-n", "--network", "networks", multiple=True,
               help=f"Bundled network to cost without a run ({', '.join(bundled_networks())}) or a "
                    "ksm-layers/1 .json file. Repeatable.")

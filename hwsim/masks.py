@@ -10,12 +10,15 @@ Sparseloop's bitmask metadata (1 bit per element) as precedent, hwsim-anchors.md
   soft scale at ``mask_scale`` bits for every entry whose binary bit is 0 (the scale is 0 where the bit
   is 1, so only those entries are kept; the bitmap already gives their positions).
 - ``piggyback``: 1 bit per weight element.
-- ``packnet``: ``ceil(log2(tasks + 1))`` bits per weight element (the index of the task that owns
-  the weight, 0 = free).
-- ``cpg``: PackNet's task index, plus the task's **pick mask**, 1 bit per weight of an earlier task
+- ``packnet``: nothing per task beyond BatchNorm and head. Its map of ``ceil(log2(tasks + 1))`` bits
+  per weight element (the index of the task that owns the weight, 0 = free) is stored **once** for
+  all tasks (Mallya & Lazebnik 2018, §3: one mask of task indices); ``TaskCost.shared_bits`` holds
+  it, and the on-the-fly and folded costs still fetch it with the weights.
+- ``cpg``: the task's **pick mask**, 1 bit per weight of an earlier task
   (``sequence.weights.<layer>.earlier`` of the run), plus the weights the task's **growth** added
-  (``sequence.weights.<layer>.grown``) at ``weights`` bits. The grown layers' extra MACs and traffic
-  need no charge here: the run's ``layers`` already describe the wider geometry.
+  (``sequence.weights.<layer>.grown``) at ``weights`` bits; the task-index map is shared as for
+  PackNet. The grown layers' extra MACs and traffic need no charge here: the run's ``layers``
+  already describe the wider geometry.
 
 For ``packnet`` and ``cpg`` runs the number of tasks is read from the run (``sequence.tasks``), not
 taken from the ``tasks`` argument.
@@ -87,6 +90,7 @@ class LayerMask:
     op_pj: float
     grown_bits: float = 0.0
     assumed_density: float | None = None  # KSM: the density assumed for lack of a stored binary mask
+    shared_bits: float = 0.0  # PackNet/CPG: the task-index map, stored once for all tasks, read with each weight
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,15 +125,17 @@ def element_rule(layer: Layer, ctx: MaskContext) -> LayerMask:
 
 
 def task_index_rule(layer: Layer, ctx: MaskContext) -> LayerMask:
-    """PackNet (:func:`packnet_mask_bits`)."""
-    return LayerMask(packnet_mask_bits(layer, ctx.tasks), ctx.ops.gate)
+    """PackNet (:func:`packnet_mask_bits`): nothing of its own per task; the task-index map is stored
+    once for all tasks (``shared_bits``) and fetched with the weights on the fly."""
+    return LayerMask(0, ctx.ops.gate, shared_bits=float(packnet_mask_bits(layer, ctx.tasks)))
 
 
 def task_index_pick_rule(layer: Layer, ctx: MaskContext) -> LayerMask:
     """CPG (:func:`cpg_mask_bits`), plus the weights its growth added at ``weights`` bits."""
     earlier, added = ctx.sequence.get(layer.name, (0, 0))
-    return LayerMask(cpg_mask_bits(layer, ctx.tasks, earlier), ctx.ops.gate,
-                     grown_bits=float(added * ctx.precision.weights) if added else 0.0)
+    return LayerMask(earlier, ctx.ops.gate,  # the task's own pick mask; the index map is shared
+                     grown_bits=float(added * ctx.precision.weights) if added else 0.0,
+                     shared_bits=float(packnet_mask_bits(layer, ctx.tasks)))
 
 
 def copy_rule(layer: Layer, ctx: MaskContext) -> LayerMask:
@@ -166,6 +172,7 @@ class TaskCost:
     switch_cycles: float
     assumed_density: float | None
     grown_bits: dict[str, float] = field(default_factory=dict)  # cpg: of ``mask_bits``, the grown weights
+    shared_bits: dict[str, float] = field(default_factory=dict)  # packnet/cpg: the task-index map, stored once
 
     @property
     def mask_storage_bits(self) -> float:
@@ -219,15 +226,18 @@ def task_cost(work: Workload, profile: Profile, mode: str = "on_the_fly", tasks:
     bits: dict[str, float] = {}
     live: dict[str, MaskLoad] = {}
     grown: dict[str, float] = {}
+    shared: dict[str, float] = {}
     for layer in masked:
         lm = rule(layer, ctx)  # type: ignore[misc]  # masked is empty without a rule
         if lm.assumed_density is not None:
             assumed = lm.assumed_density
         if lm.grown_bits:
             grown[layer.name] = lm.grown_bits
+        if lm.shared_bits:
+            shared[layer.name] = lm.shared_bits
         bits[layer.name] = float(lm.bits) + lm.grown_bits
         if kind.applied and mode == "on_the_fly":
-            live[layer.name] = MaskLoad(bits=float(lm.bits), op_pj_per_weight=lm.op_pj)
+            live[layer.name] = MaskLoad(bits=float(lm.bits) + lm.shared_bits, op_pj_per_weight=lm.op_pj)
 
     if work.batchnorm == "task":
         stored = [t for t in work.tensors if t.role == "batchnorm" and t.key.endswith(".weight")]
@@ -243,7 +253,8 @@ def task_cost(work: Workload, profile: Profile, mode: str = "on_the_fly", tasks:
 
     # switch: load the task-specific tensors; folded mask methods also read W + mask and write W_task
     dram = profile.dram
-    mask_bytes = (sum(bits.values()) - sum(grown.values())) / 8  # grown weights travel with the weights
+    # grown weights travel with the weights; folding a PackNet/CPG task reads the shared index map
+    mask_bytes = (sum(bits.values()) - sum(grown.values()) + sum(shared.values())) / 8
     read_b = bn_bytes + head_bytes
     write_b = 0.0
     n_ops = 0.0
@@ -262,7 +273,8 @@ def task_cost(work: Workload, profile: Profile, mode: str = "on_the_fly", tasks:
     cycles = (read_b + write_b) / dram.bandwidth_bytes_per_cycle
     return TaskCost(method=method, mode=mode, mask_bits=bits, batchnorm_bytes=bn_bytes, head_bytes=head_bytes,
                     on_the_fly=live, switch_read_bytes=read_b, switch_write_bytes=write_b, switch_ops=n_ops,
-                    switch_energy_pj=energy, switch_cycles=cycles, assumed_density=assumed, grown_bits=grown)
+                    switch_energy_pj=energy, switch_cycles=cycles, assumed_density=assumed, grown_bits=grown,
+                    shared_bits=shared)
 
 
 def _op_for(kind: catalogue.MaskKind, layer_bits: float, layer: Layer, scale_bits: int,

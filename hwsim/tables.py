@@ -202,7 +202,8 @@ def system_storage_frame(costs: Costs, max_tasks: int = MAX_TASKS) -> pd.DataFra
     backbone plus T times the method's mean task-specific bytes (reference profile precisions).
     Fine-tuning keeps a full copy of the layers it trains per task, so those layers are not shared.
     PackNet and CPG keep one index map for all tasks (``ceil(log2(T + 1))`` bits per weight of the
-    masked layers, ``hwsim.masks.packnet_mask_bits``) plus each task's BatchNorm and head."""
+    masked layers, ``hwsim.masks.packnet_mask_bits``) plus each task's BatchNorm and head, and for CPG
+    its pick masks and the weights its growth added."""
     ref = costs.reference
     tasks = range(1, max_tasks + 1)
     data = {}
@@ -210,9 +211,9 @@ def system_storage_frame(costs: Costs, max_tasks: int = MAX_TASKS) -> pd.DataFra
         idx = [i for i, r in enumerate(costs.runs) if r.label == label]
         res = [costs.get(i, ref, "folded") for i in idx]
         run = costs.runs[idx[0]]
-        if has_task_index(run.method):
-            masked = [layer for layer in run.work.layers if layer.name in res[0].task.mask_bits]
-            per_task = _mean(r.task.batchnorm_bytes + r.task.head_bytes for r in res)
+        if has_task_index(run.method):  # one index map for all tasks, plus each task's own bytes
+            masked = [layer for layer in run.work.layers if layer.name in res[0].task.shared_bits]
+            per_task = _mean(r.task.task_specific_bytes for r in res)  # BatchNorm, head; CPG picks, growth
             shared = shared_backbone_bytes(run, ref)
             data[label] = [(shared + sum(packnet_mask_bits(layer, t) for layer in masked) / 8 + t * per_task) / MIB
                            for t in tasks]

@@ -29,7 +29,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {  # --help's sections, each with its opt
     "Tasks and methods": ("tasks", "suite", "data_root", "methods"),
     "Backbone and data": ("arch", "weights", "input_size", "max_train"),
     "Training": ("epochs", "batch_size", "lr_mask", "lr_head", "seed"),
-    "Masks and BatchNorm": ("batchnorm", "soft", "mask_init", "threshold", "beta", "temperature"),
+    "Masks and BatchNorm": ("batchnorm", "soft", "recalibrate_bn", "mask_init", "threshold", "beta", "temperature"),
     "PackNet and CPG": ("prune_ratio", "retrain_epochs", "prune_steps", "prune_epochs", "target_accuracy",
                         "grow_step", "max_grow"),
     "Output": ("out", "runs_dir", "force", "resume", "skip_existing", "progress"),
@@ -102,6 +102,7 @@ class Options:
     # Masks and BatchNorm
     batchnorm: str | None
     soft: bool
+    recalibrate_bn: bool
     mask_init: float
     threshold: float
     beta: float
@@ -149,6 +150,7 @@ class Options:
 
         return make_spec(method, arch=self.arch, weights=self.weights, epochs=self.epochs, batch_size=self.batch_size,
                          lr_body=self.lr_mask, lr_head=self.lr_head, seed=self.seed,
+                         recalibrate_bn=self.recalibrate_bn,
                          mask=MaskConfig(init=self.mask_init, threshold=self.threshold, beta=self.beta,
                                          temperature=self.temperature),
                          batchnorm=self.batchnorm, soft=self.soft,
@@ -199,6 +201,8 @@ class Options:
               help="BatchNorm policy. Default: task for ksm/finetune (authors' code), frozen for piggyback/feature.")
 @click.option("--soft/--no-soft", default=True, show_default=True,
               help="KSM's soft part; --no-soft is the kernel-wise binary ablation.")
+@click.option("--recalibrate-bn/--no-recalibrate-bn", default=True, show_default=True,
+              help="Recompute task BatchNorm statistics over the training split after training (ksm.calibrate).")
 @click.option("--mask-init", type=float, default=1e-2, show_default=True, help="Initial real mask value.")
 @click.option("--threshold", type=float, default=5e-3, show_default=True, help="Binarisation threshold τ.")
 @click.option("--beta", type=float, default=1200.0, show_default=True, help="KSM logistic scale β.")

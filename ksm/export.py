@@ -13,14 +13,15 @@ int8 machine would really deliver, in two deployment forms that cost differently
   kernel as the weights stream into the array. The backbone weights W are quantised to int8 per
   output channel (symmetric, [-127, 127]) *before* the mask; KSM's soft scale is quantised to the
   profile's ``mask_scale_bits`` with :func:`ksm.masks.quantise_scale`; the effective weight is
-  ``(binary + scale_q) ⊙ Q8(W)``, computed in torch. A PE that multiplies an int8 weight by an
-  8-bit mask code holds that product exactly in 16 bits, so the ONNX graph of this form carries its
-  weights as int16 per channel (near-exact) with the same uint8 activation quantisation and the same
-  calibration as the folded form. The task head is quantised to int8 per channel too. Task
-  BatchNorm is folded into the conv by the exporter and so rides in the 16-bit weight, as a profile
-  applies it at ``batchnorm`` = 16 bits after accumulation. Writing the mask multiply as ONNX
-  operators would measure the same numbers with a larger graph, so the product is formed in torch
-  and said so here.
+  ``(binary + scale_q) ⊙ Q8(W)``, computed in torch. That product has up to 16 significant bits,
+  but ``ksm-sim`` charges the on-the-fly form an 8-bit datapath (the profile's ``weights`` bits,
+  plus one mask gate or multiply per weight). So the accuracy is **measured at the profile's weight
+  precision**: the masked product is re-quantised per output channel to ``weights`` bits (8 on every
+  bundled profile) before the MAC, in the ONNX QDQ graph, with the same uint8 activation
+  quantisation and calibration as the folded form (recorded as ``metrics.int8.on_the_fly_weight_bits``).
+  The task head is quantised to int8 per channel too. Task BatchNorm is folded into the conv by the
+  exporter and so rides in the quantised weight. Writing the mask multiply as ONNX operators would
+  measure the same numbers with a larger graph, so the product is formed in torch and said so here.
 
 Accuracy is measured by onnxruntime on the quantised file with its QDQ nodes executed as written
 (int8 rounding, exact accumulation: an accelerator with 32-bit partial sums). onnxruntime's fused
@@ -371,6 +372,7 @@ def export_run(folder: Path, onnx_path: Path, *, data: TaskData | None = None, i
     folded_top1 = onnx_accuracy(result.int8_onnx, data, batch_size=batch_size, threads=threads)
     cpu_top1 = onnx_accuracy(result.int8_onnx, data, batch_size=batch_size, threads=threads, integer_kernels=True)
     on_the_fly_top1 = on_the_fly_float = None
+    datapath_bits = _profile_weight_bits(profile)
     if catalogue.get(method.name).mask.learned:
         fresh, _, _ = load_run_model(folder, weights=weights)
         otf = on_the_fly_model(fresh, method, mask_scale_bits=mask_scale_bits)
@@ -378,7 +380,7 @@ def export_run(folder: Path, onnx_path: Path, *, data: TaskData | None = None, i
         with tempfile.TemporaryDirectory(prefix="ksm-otf-") as work:
             otf_float = export_onnx(otf, Path(work) / "otf.onnx", probe[:1])
             result.on_the_fly_onnx = quantise_static(
-                otf_float, stem.with_name(stem.name + ".int8-onthefly.onnx"), batches, weight_bits=16,
+                otf_float, stem.with_name(stem.name + ".int8-onthefly.onnx"), batches, weight_bits=datapath_bits,
                 calibration_method=calibration_method)
         on_the_fly_top1 = onnx_accuracy(result.on_the_fly_onnx, data, batch_size=batch_size, threads=threads)
     result.metrics = {
@@ -390,6 +392,7 @@ def export_run(folder: Path, onnx_path: Path, *, data: TaskData | None = None, i
         "folded_top1": folded_top1,
         "on_the_fly_top1": on_the_fly_top1,
         "on_the_fly_weights_only_top1": on_the_fly_float,
+        "on_the_fly_weight_bits": datapath_bits if catalogue.get(method.name).mask.learned else None,
         "cpu_kernels_top1": cpu_top1,
         "evaluation": "onnxruntime, QDQ graph run as written (int8 rounding, exact accumulation)",
         "float_top1": record["metrics"].get("top1"),
@@ -408,6 +411,18 @@ def export_run(folder: Path, onnx_path: Path, *, data: TaskData | None = None, i
         "onnx_rel_diff": rel,
     }
     return result
+
+
+def _profile_weight_bits(profile: str | None) -> int:
+    """The weight precision of the datapath ``ksm-sim`` charges on ``profile`` (8 when none is named)."""
+    if profile is None:
+        return 8
+    from hwsim.profile import load_profile
+
+    bits = load_profile(profile).precision_bits.weights
+    if bits not in (8, 16):
+        raise ExportError(f"profile {profile}: {bits}-bit weights; onnxruntime quantises weights to 8 or 16 bits")
+    return bits
 
 
 def _sha256(path: Path) -> str:

@@ -48,11 +48,17 @@ def export_name(folder: Path) -> str:
               help="Largest |onnxruntime − PyTorch| on the float logits, relative to their largest magnitude.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the calibration draw.")
 @click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads for torch and onnxruntime.")
+@click.option("--pack", "pack_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the deployable task file (one safetensors file: bit-packed mask, soft scale at "
+                   "--scale-bits only where the bit is 0, folded BatchNorm, head) instead of ONNX; its size "
+                   "is what ksm-sim prices for --profile. One run only.")
+@click.option("--scale-bits", type=int, default=None,
+              help="With --pack: bits of KSM's soft scale, 0-16 (default: the profile's mask_scale).")
 def main(runs: tuple[Path, ...], onnx_path: Path | None, out_dir: Path, int8: bool, calibration_images: int,
          calibration_method: str,
          profile: str, mask_scale_bits: int | None, record: bool, skip_existing: bool, table: bool,
          table_file: Path | None, data_root: Path | None, weights: str | None, tolerance: float, seed: int,
-         threads: int | None) -> None:
+         threads: int | None, pack_path: Path | None = None, scale_bits: int | None = None) -> None:
     """Fold a run's task (mask, task BatchNorm, head) into plain weights, export it to ONNX, check
     onnxruntime against PyTorch, and with --int8 quantise it and measure the accuracy int8 delivers.
 
@@ -62,8 +68,15 @@ def main(runs: tuple[Path, ...], onnx_path: Path | None, out_dir: Path, int8: bo
       ksm-export runs/cubs --onnx cubs.onnx --int8         # + cubs.int8.onnx, accuracy into run.json
       ksm-export runs/* --int8 --table                     # float vs int8 table of every finished run
       ksm-export runs/* --int8 --table --skip-existing     # reuse what run.json already records
+      ksm-export runs/cubs --pack cubs.ksmtask --scale-bits 4   # deployable task file, 4-bit scale
     """
     import torch
+
+    if pack_path is not None:
+        _pack(runs, pack_path, scale_bits, profile, weights)
+        return
+    if scale_bits is not None:
+        raise click.UsageError("--scale-bits goes with --pack (for ONNX use --mask-scale-bits)")
 
     from hwsim.layers import InputError
     from hwsim.profile import load_profile
@@ -143,6 +156,25 @@ def main(runs: tuple[Path, ...], onnx_path: Path | None, out_dir: Path, int8: bo
             table_file.write_text(text + "\n\n" + note + "\n", encoding="utf-8")
     if failed:
         raise click.ClickException(f"{len(failed)} of {len(folders)} runs failed: {', '.join(map(str, failed))}")
+
+
+def _pack(runs: tuple[Path, ...], out: Path, scale_bits: int | None, profile: str, weights: str | None) -> None:
+    """``--pack``: one run to one deployable task file; every failure is one line, nothing half-written."""
+    from hwsim.layers import InputError
+    from ksm.deploy import MAX_SCALE_BITS, DeployError, file_sizes, pack_task
+    from ksm.runfolder import RunError
+
+    if len(runs) != 1:
+        raise click.UsageError("--pack takes exactly one run")
+    if scale_bits is not None and not 0 <= scale_bits <= MAX_SCALE_BITS:
+        raise click.ClickException(f"--scale-bits {scale_bits}: must be in 0..{MAX_SCALE_BITS}")
+    try:
+        meta = pack_task(runs[0], out, scale_bits=scale_bits, profile=profile, weights=weights)
+    except (RunError, DeployError, InputError, FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    sizes = file_sizes(out)
+    click.echo(f"{runs[0]}: {out} ({meta['method']}, scale {meta['scale_bits']} bits, profile {meta['profile']}): "
+               f"{sizes['tensors']} bytes of tensors + {sizes['header']} bytes of header")
 
 
 def _lib(records: list[dict]) -> str:

@@ -8,6 +8,8 @@ The test split is evaluated once, after the last epoch, and never feeds a choice
 ``select_split="val"`` (the comparison protocol, :mod:`ksm.protocol`) the validation split is
 evaluated after every epoch and the best epoch's task tensors are restored at the end (early-stopping
 selection on validation, instead of the best-epoch-on-test choice of the peers' published code).
+With task BatchNorm the running statistics are recomputed with the final task tensors before the
+test split is read, and after every epoch before a ``select_split`` score (:mod:`ksm.calibrate`).
 
 Each epoch ends with a checkpoint (task tensors, optimiser, RNG state, history) so that ``resume``
 continues an interrupted run to the same result as an uninterrupted one: the data order of epoch
@@ -29,6 +31,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from ksm.calibrate import recalibrate_batchnorm, warn_few_steps
 from ksm.data import TaskData
 from ksm.distributed import SINGLE, Context, all_sum, barrier, loss_share, wrap
 from ksm.files import write_atomic
@@ -44,6 +47,7 @@ class TrainConfig:
     lr_body: float = 1e-3
     lr_head: float = 1e-3
     seed: int = 0
+    recalibrate_bn: bool = True  # recompute task BatchNorm statistics after training (ksm.calibrate)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -108,7 +112,7 @@ def restore_checkpoint(path: Path, cfg: TrainConfig, method: Method, model: nn.M
                        optimizer: torch.optim.Optimizer, ctx: Context = SINGLE) -> TrainedEpochs:
     """Put the state :func:`save_checkpoint` wrote back on ``model``, ``optimizer`` and the RNG."""
     saved = torch.load(path, map_location="cpu", weights_only=True)
-    if saved["config"] != cfg.to_json():
+    if {"recalibrate_bn": cfg.recalibrate_bn, **saved["config"]} != cfg.to_json():  # older checkpoints lack it
         raise ValueError(f"{path}: was written with different settings {saved['config']}; "
                          f"rerun with the same options or without --resume")
     method.load_state(model, saved["state"])
@@ -220,6 +224,9 @@ def train_task(model: nn.Module, method: Method, backbone: dict[str, Tensor], da
     if device.startswith("cuda"):
         model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(method, model, cfg)
+    calibrate = cfg.recalibrate_bn and method.batchnorm == "task"
+    if ctx.main and not resume:
+        warn_few_steps(data.name, math.ceil(data.sizes["train"] / cfg.batch_size), cfg.epochs)
     done = TrainedEpochs()
     if resume and checkpoint is not None and checkpoint.exists():
         done = restore_checkpoint(checkpoint, cfg, method, model, optimizer, ctx)
@@ -234,11 +241,15 @@ def train_task(model: nn.Module, method: Method, backbone: dict[str, Tensor], da
         if checkpoint is not None:
             save_checkpoint(checkpoint, done, cfg, method, model, optimizer, ctx)
         if best is not None:
+            if calibrate:  # the score is read with statistics that match the epoch's masks
+                recalibrate_batchnorm(model, data, batch_size=cfg.batch_size, device=device, seed=cfg.seed, ctx=ctx)
             best.update(model, method, data, row, device)
         if on_epoch is not None:
             on_epoch(epoch)
 
     selected = best.restore(model, method, cfg.epochs) if best is not None else {}
+    if best is None and calibrate:
+        recalibrate_batchnorm(model, data, batch_size=cfg.batch_size, device=device, seed=cfg.seed, ctx=ctx)
     top1 = evaluate(model, data, final_split, device=device) if ctx.main and final_split else None
     barrier(ctx)
     return {"top1": top1, "history": done.history, "train_seconds": done.seconds,

@@ -94,10 +94,12 @@ def test_packnet_index_bits_come_from_the_run(tmp_path: Path, profile) -> None:
     for asked in (1, 6, 200):  # the tasks argument is overridden by the run's sequence
         tc = task_cost(run, profile, "on_the_fly", tasks=asked)
         for layer in run.layers[:-1]:
-            assert tc.mask_bits[layer.name] == 3 * weight_elems(layer)
-            assert tc.on_the_fly[layer.name].bits == 3 * weight_elems(layer)
+            assert tc.mask_bits[layer.name] == 0  # the index map is stored once, not per task
+            assert tc.shared_bits[layer.name] == 3 * weight_elems(layer)
+            assert tc.on_the_fly[layer.name].bits == 3 * weight_elems(layer)  # but fetched with every weight
         assert tc.grown_bits == {}
-        assert tc.mask_storage_bits == 3 * sum(weight_elems(layer) for layer in run.layers[:-1])
+        assert tc.mask_storage_bits == 0
+        assert tc.task_specific_bytes == tc.batchnorm_bytes + tc.head_bytes
 
 
 def test_packnet_index_width_grows_with_the_sequence() -> None:
@@ -120,14 +122,15 @@ def test_cpg_charges_pick_masks_and_grown_weights(tmp_path: Path, profile) -> No
     bits = packnet_bits_per_weight(2)
     t1 = task_cost(first, profile, "on_the_fly")
     for layer in first.layers[:-1]:
-        assert t1.mask_bits[layer.name] == bits * weight_elems(layer)  # nothing to pick from, nothing grown
+        assert t1.mask_bits[layer.name] == 0  # nothing to pick from, nothing grown; the index map is shared
+        assert t1.shared_bits[layer.name] == bits * weight_elems(layer)
     t2 = task_cost(second, profile, "on_the_fly")
     wbits = profile.precision_bits.weights
     for layer in second.layers[:-1]:
         earlier = int((wide_index[layer.name] == 1).sum())
         assert earlier > 0 and grown[layer.name] > 0
         index_and_pick = bits * weight_elems(layer) + earlier
-        assert t2.mask_bits[layer.name] == index_and_pick + grown[layer.name] * wbits
+        assert t2.mask_bits[layer.name] == earlier + grown[layer.name] * wbits
         assert t2.grown_bits[layer.name] == grown[layer.name] * wbits
         assert t2.on_the_fly[layer.name].bits == index_and_pick  # grown weights travel as weights, not masks
     assert t2.task_specific_bytes > t1.task_specific_bytes
@@ -137,7 +140,7 @@ def test_cpg_charges_pick_masks_and_grown_weights(tmp_path: Path, profile) -> No
     assert s2.traffic("dram")[0]["weights"] > s1.traffic("dram")[0]["weights"]
     folded = task_cost(second, profile, "folded")
     w_bytes = sum(weight_elems(layer) for layer in second.layers[:-1]) * wbits / 8
-    mask_bytes = (folded.mask_storage_bits - sum(folded.grown_bits.values())) / 8
+    mask_bytes = (folded.mask_storage_bits - sum(folded.grown_bits.values()) + sum(folded.shared_bits.values())) / 8
     assert folded.switch_read_bytes == pytest.approx(folded.batchnorm_bytes + folded.head_bytes + mask_bytes + w_bytes)
 
 

@@ -1,0 +1,222 @@
+"""The deployable task file (ksm.deploy): its size is what ksm-sim prices, and it loads back to the
+recorded accuracy on the real pretrained MobileNetV2."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from hwsim.layers import load_run
+from hwsim.masks import task_cost
+from hwsim.packed import load_packed, pack_codes, read_packed, unpack_codes
+from hwsim.profile import load_profile
+from ksm.backbones import BackboneSpec
+from ksm.data import TaskData, array_task, load_digits, resize_gray, stratified_split
+from ksm.deploy import DeployError, file_sizes, load_task, pack_task, scale_codes, scale_values
+from ksm.export_cli import main as export_main
+from ksm.masks import quantise_scale
+from ksm.pipeline import RunSpec, run_task
+from ksm.sequence import SequenceSpec, load_sequence_task, run_sequence
+from ksm.train import TrainConfig, evaluate
+
+PRETRAINED = BackboneSpec("mobilenet_v2", "IMAGENET1K_V1")
+EPOCHS = {"ksm": 4, "piggyback": 2, "finetune": 2, "feature": 1}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _digits(n_test: int, seed: int, modulo: int = 10) -> TaskData:
+    raw = load_digits()
+    tr, _ = stratified_split(raw["y_train"], 120, seed)
+    te, _ = stratified_split(raw["y_test"], n_test, seed)
+    arrays = {"x_train": resize_gray(raw["x_train"][tr], (32, 32)), "y_train": raw["y_train"][tr] % modulo,
+              "x_test": resize_gray(raw["x_test"][te], (32, 32)), "y_test": raw["y_test"][te] % modulo}
+    return array_task(f"digits_mod{modulo}", arrays, (32, 32), "sklearn digits", num_classes=modulo)
+
+
+@pytest.fixture(scope="module")
+def digits() -> TaskData:
+    return _digits(100, 0)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory, digits: TaskData) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("runs")
+    out = {}
+    for method, epochs in EPOCHS.items():
+        spec = RunSpec(method=method, backbone=PRETRAINED, train=TrainConfig(epochs=epochs, batch_size=32))
+        run_task(spec, digits, root / method, progress=False)
+        out[method] = root / method
+    return out
+
+
+@pytest.fixture(scope="module")
+def sequences(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    tasks = {"digits_mod10": _digits(60, 0), "digits_mod5": _digits(60, 1, 5)}
+    fast = TrainConfig(epochs=1, batch_size=32)
+    options = {"packnet": {"prune_ratio": 0.5, "retrain_epochs": 1},
+               "cpg": {"prune_ratio": 0.5, "prune_steps": 1, "prune_epochs": 1}}
+    out = {}
+    for method, opts in options.items():
+        folder = tmp_path_factory.mktemp(method)
+        run_sequence(SequenceSpec(method=method, backbone=PRETRAINED, train=fast, options=opts), list(tasks),
+                     tasks.__getitem__, folder, progress=False)
+        out[method] = folder
+    return out
+
+
+def _profile_with(bits: int | None):
+    prof = load_profile("edge_npu")
+    if bits is None:
+        return prof
+    return dataclasses.replace(prof, precision_bits=dataclasses.replace(prof.precision_bits, mask_scale=bits))
+
+
+def _check_size(path: Path, folder: Path, bits: int | None) -> None:
+    """Tensor bytes = what ksm-sim prices from the packed file and from the run folder (each bit
+    stream rounds up to whole bytes: under 1 byte per stream); the rest is the header."""
+    prof = _profile_with(bits)
+    sizes = file_sizes(path)
+    from_file = task_cost(load_packed(path), prof).task_specific_bytes
+    from_run = task_cost(load_run(folder), prof).task_specific_bytes
+    assert from_file == pytest.approx(from_run)
+    assert 0 <= sizes["tensors"] - from_file < 2, (sizes, from_file)
+    assert sizes["file"] - from_file < sizes["header"] + 2
+
+
+def test_bit_streams_round_trip() -> None:
+    rng = np.random.default_rng(0)
+    for bits in (1, 3, 8, 13, 16):
+        codes = rng.integers(0, 1 << bits, 1001)
+        stream = pack_codes(codes, bits)
+        assert stream.size == -(-1001 * bits // 8)
+        assert np.array_equal(unpack_codes(stream, bits, 1001), codes)
+
+
+def test_scale_codes_are_quantise_scale() -> None:
+    scale = torch.rand(500) * 0.5
+    for bits in (1, 2, 4, 8, 15, 16):
+        assert torch.equal(scale_values(scale_codes(scale, bits), bits), quantise_scale(scale, bits)), bits
+
+
+@pytest.mark.parametrize("method", list(EPOCHS))
+def test_size_is_the_priced_size_and_accuracy_is_recorded(runs: dict[str, Path], digits: TaskData, method: str,
+                                                          tmp_path: Path) -> None:
+    path = tmp_path / f"{method}.ksmtask"
+    meta = pack_task(runs[method], path)
+    _check_size(path, runs[method], None)
+    header, arrays = read_packed(path)
+    assert header["arch"] == "mobilenet_v2" and header["backbone_sha256"] == meta["backbone_sha256"]
+    assert header["method"] == method and header["format"] == "ksm-task/1"
+    if method == "ksm":
+        assert header["scale_bits"] == 8 and arrays["mask.scale"].size > 0  # some kernels are off
+    model, _ = load_task(path)
+    # int8 head and 16-bit folded BatchNorm: within one test image of the recorded accuracy
+    assert abs(evaluate(model, digits) - meta["top1"]) <= 1 / 100 + 1e-9
+
+
+@pytest.mark.parametrize("bits", [0, 2, 4, 16])
+def test_ksm_scale_bits_sweep(runs: dict[str, Path], digits: TaskData, bits: int, tmp_path: Path) -> None:
+    path = tmp_path / f"ksm{bits}.ksmtask"
+    meta = pack_task(runs["ksm"], path, scale_bits=bits)
+    record = json.loads((runs["ksm"] / "run.json").read_text())
+    assert meta["top1"] == record["metrics"]["soft_precision"][str(bits)]
+    _check_size(path, runs["ksm"], bits)
+    model, _ = load_task(path)
+    assert abs(evaluate(model, digits) - meta["top1"]) <= 1 / 100 + 1e-9
+
+
+@pytest.mark.parametrize("method", ["packnet", "cpg"])
+def test_sequence_tasks(sequences: dict[str, Path], method: str, tmp_path: Path) -> None:
+    folder = sequences[method] / "digits_mod5"
+    path = tmp_path / f"{method}.ksmtask"
+    pack_task(folder, path)
+    _check_size(path, folder, None)
+    if method == "cpg":
+        assert read_packed(path)[1]["pick.bits"].size > 0
+    model, _ = load_task(path, shared=sequences[method] / "shared.safetensors")
+    reference, _, _ = load_sequence_task(folder)
+    for name, module in reference.named_modules():  # the same weights as the run folder gives
+        if isinstance(module, torch.nn.Conv2d):
+            assert torch.equal(module.weight, model.get_submodule(name).weight), name
+    with pytest.raises(DeployError, match="shared"):
+        load_task(path)
+
+
+def test_packnet_index_map_is_not_charged_per_task(sequences: dict[str, Path]) -> None:
+    cost = task_cost(load_run(sequences["packnet"] / "digits_mod5"), load_profile("edge_npu"))
+    assert cost.task_specific_bytes == cost.batchnorm_bytes + cost.head_bytes
+    assert sum(cost.shared_bits.values()) > 0
+
+
+def test_wrong_backbone_is_refused(runs: dict[str, Path], backbone_file: Path, tmp_path: Path) -> None:
+    path = tmp_path / "ksm.ksmtask"
+    pack_task(runs["ksm"], path)
+    with pytest.raises(DeployError, match="sha256"):
+        load_task(path, weights=str(backbone_file))
+
+
+def _pack_cli(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(export_main, list(args))
+    return result.exit_code, result.output
+
+
+def test_cli_packs_and_ksm_sim_reads_it(runs: dict[str, Path], tmp_path: Path) -> None:
+    from hwsim.cli import main as sim_main
+
+    path = tmp_path / "deploy" / "ksm.ksmtask"
+    code, out = _pack_cli(str(runs["ksm"]), "--pack", str(path), "--scale-bits", "8")
+    assert code == 0, out
+    assert "bytes of tensors" in out
+    result = CliRunner().invoke(sim_main, ["--masks", str(path), "--json", str(tmp_path / "sim.json")])
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("case", ["unfinished", "bits", "unwritable", "hash"])
+def test_bad_input_is_one_line_and_writes_nothing(runs: dict[str, Path], backbone_file: Path, tmp_path: Path,
+                                                  case: str) -> None:
+    run, target, extra = runs["ksm"], tmp_path / "out.ksmtask", []
+    if case == "unfinished":
+        run = tmp_path / "half"
+        (tmp_path / ".half.partial").mkdir()
+    elif case == "bits":
+        extra = ["--scale-bits", "17"]
+    elif case == "unwritable":
+        blocker = tmp_path / "file"
+        blocker.write_text("x")
+        target = blocker / "out.ksmtask"
+    else:
+        extra = ["--weights", str(backbone_file)]
+    code, out = _pack_cli(str(run), "--pack", str(target), *extra)
+    assert code == 1
+    lines = out.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), out
+    assert not target.exists()
+    assert not [p for p in tmp_path.rglob("*.tmp")]
+    assert {"unfinished": "--resume", "bits": "0..16", "unwritable": "file", "hash": "sha256"}[case] in out
+
+
+def test_packed_file_never_appears_half_written(runs: dict[str, Path], tmp_path: Path, monkeypatch) -> None:
+    from ksm import deploy
+
+    def broken(tensors, filename, metadata=None):
+        Path(filename).write_bytes(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(deploy, "save_file", broken)
+    with pytest.raises(DeployError, match="No space"):
+        pack_task(runs["ksm"], tmp_path / "t.ksmtask")
+    assert os.listdir(tmp_path) == []
