@@ -35,9 +35,12 @@ def relaunch_with_torchrun(nproc: int) -> int:
     return subprocess.call(command)
 
 
-def run_folder_name(task: str, method: str, batchnorm: str | None, soft: bool) -> str:
-    """``<task>`` for KSM with its defaults, ``<task>-<method>[-bn<policy>][-binary]`` otherwise."""
+def run_folder_name(task: str, method: str, batchnorm: str | None, soft: bool, tag: str = "") -> str:
+    """``<task>`` for KSM with its defaults, ``<task>-<method>[-<tag>][-bn<policy>][-binary]`` otherwise
+    (``tag``: :func:`hwsim.catalogue.option_tag`, e.g. ``r4`` for LoRA at rank 4)."""
     name = task if method == "ksm" else f"{task}-{method}"
+    if tag:
+        name += f"-{tag}"
     if batchnorm is not None:
         name += f"-bn{batchnorm}"
     if method == "ksm" and not soft:
@@ -114,13 +117,25 @@ def run_folder_name(task: str, method: str, batchnorm: str | None, soft: bool) -
 @click.option("--grow-step", type=click.FloatRange(0, min_open=True), default=0.5, show_default=True,
               help="cpg: width multiplier added per growth (mobilenet_v2).")
 @click.option("--max-grow", type=click.IntRange(0), default=1, show_default=True, help="cpg: growths per task at most.")
+@click.option("--lora-rank", type=click.IntRange(1), default=8, show_default=True,
+              help="lora: rank r of every adapter (at most min(out, in·kh·kw) of each adapted layer).")
+@click.option("--lora-alpha", type=click.FloatRange(0, min_open=True), default=8.0, show_default=True,
+              help="lora: alpha; the update is scaled by alpha/r (PEFT's default; Hu et al. keep alpha fixed "
+                   "across ranks so that the learning rate need not be retuned).")
+@click.option("--lora-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+              help="lora: dropout on the input of A.")
+@click.option("--lora-targets", "lora_targets", multiple=True, default=("all",), show_default=True,
+              metavar="all|pointwise|kxk|linear",
+              help="lora: which layers get adapters (repeatable or comma-separated); depthwise convs never do.")
 def main(tasks: tuple[str, ...], suite: str | None, data_root: Path | None, methods: tuple[str, ...], arch: str,
          weights: str, out: Path | None, runs_dir: Path, epochs: int, batch_size: int, lr_mask: float,
          lr_head: float, input_size: int | None, batchnorm: str | None, soft: bool, mask_init: float,
          threshold: float, beta: float, temperature: float, max_train: int | None, seed: int, device: str, threads: int | None,
          nproc: int, amp: bool, force: bool, resume: bool, skip_existing: bool, progress: bool,
          prune_ratio: float = 0.5, retrain_epochs: int = 1, prune_steps: int = 2, prune_epochs: int = 1,
-         target_accuracy: float | None = None, grow_step: float = 0.5, max_grow: int = 1) -> None:
+         target_accuracy: float | None = None, grow_step: float = 0.5, max_grow: int = 1, lora_rank: int = 8,
+         lora_alpha: float = 8.0, lora_dropout: float = 0.0, lora_targets: tuple[str, ...] = ("all",)
+         ) -> None:
     """Learn per-task masks on a frozen pretrained backbone; one run folder per (task, method).
 
     \b
@@ -130,6 +145,7 @@ def main(tasks: tuple[str, ...], suite: str | None, data_root: Path | None, meth
       ksm-train --task cubs_cropped --data-root ~/data --arch resnet50 --out runs/cubs
       ksm-train --suite default --method packnet --method cpg   # sequences: runs/packnet/, runs/cpg/
       ksm-train --suite default --nproc 2                 # 2 data-parallel processes (torchrun)
+      ksm-train --suite default --method lora --lora-rank 4   # LoRA adapters -> runs/<task>-lora-r4/
     """
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         sys.exit(relaunch_with_torchrun(nproc))
@@ -146,6 +162,16 @@ def main(tasks: tuple[str, ...], suite: str | None, data_root: Path | None, meth
     from ksm.runfolder import RUN_JSON, RunError, check_output, read_run
     from ksm.train import TrainConfig
 
+    targets = tuple(dict.fromkeys(t.strip() for item in lora_targets for t in item.split(",") if t.strip()))
+    method_options: dict[str, dict[str, object]] = {
+        "lora": {"rank": lora_rank, "alpha": lora_alpha, "dropout": lora_dropout, "targets": targets}}
+    if "lora" in methods:
+        from ksm.lora import TARGETS
+
+        unknown = [t for t in targets if t not in TARGETS] or ([] if targets else [""])
+        if unknown:
+            raise click.BadParameter(f"unknown target {unknown[0]!r}; choose from {', '.join(TARGETS)}",
+                                     param_hint="'--lora-targets'")
     names = list(tasks) + (list(DEFAULT_SUITE) if suite == "default" else [])
     if not names:
         raise click.UsageError("name a --task or --suite default")
@@ -170,7 +196,8 @@ def main(tasks: tuple[str, ...], suite: str | None, data_root: Path | None, meth
     plan = []
     for task in names:
         for method in methods:
-            folder = out or runs_dir / run_folder_name(task, method, batchnorm, soft)
+            folder = out or runs_dir / run_folder_name(task, method, batchnorm, soft,
+                                                       catalogue.option_tag(method, method_options.get(method)))
             if skip_existing and (folder / RUN_JSON).exists():
                 plan.append((task, method, folder, True))
                 continue
@@ -226,7 +253,7 @@ def main(tasks: tuple[str, ...], suite: str | None, data_root: Path | None, meth
                            train=TrainConfig(epochs=epochs, batch_size=batch_size, lr_body=lr_mask,
                                              lr_head=lr_head, seed=seed),
                            mask=MaskConfig(init=mask_init, threshold=threshold, beta=beta, temperature=temperature),
-                           batchnorm=batchnorm, soft=soft)
+                           batchnorm=batchnorm, soft=soft, options=method_options.get(method, {}))
             record = run_task(spec, data_cache[task], folder, force=force, resume=resume, device=device,
                               progress=progress, ctx=ctx, amp=amp)
             if record is None:  # not rank 0

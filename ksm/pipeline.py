@@ -37,6 +37,7 @@ class RunSpec:
     mask: MaskConfig = field(default_factory=MaskConfig)
     batchnorm: str | None = None  # None: the method's default
     soft: bool = True  # KSM only: False is the "binary kernel-wise mask" ablation
+    options: dict[str, Any] = field(default_factory=dict)  # the method's own options (LoRA: rank, alpha, ...)
 
 
 def pristine_state(model: nn.Module) -> dict[str, Tensor]:
@@ -48,7 +49,8 @@ def build(spec: RunSpec) -> tuple[nn.Module, Method, dict[str, Tensor], str | No
     """(model prepared for ``spec.method``, method, pristine backbone state, weights sha256)."""
     model, digest = build_backbone(spec.backbone)
     backbone = pristine_state(model)
-    method = make_method(spec.method, spec.backbone.arch, batchnorm=spec.batchnorm, mask=spec.mask, soft=spec.soft)
+    method = make_method(spec.method, spec.backbone.arch, batchnorm=spec.batchnorm, mask=spec.mask, soft=spec.soft,
+                         options=spec.options)
     method.prepare(model)
     return model, method, backbone, digest
 
@@ -106,9 +108,11 @@ def run_record(spec: RunSpec, data: TaskData, method: Method, model: nn.Module, 
                metrics: dict[str, Any], *, device: str, processes: int, amp: bool, wall_seconds: float
                ) -> dict[str, Any]:
     """The ``run.json`` record of a trained task (docs/run-folder.md)."""
+    options = method.options()
     return {
         "task": data.name,
         "method": method.name,
+        **({"method_options": options} if options else {}),
         "backbone": {"arch": spec.backbone.arch, "weights": spec.backbone.weights, "sha256": digest},
         "batchnorm": method.batchnorm,
         "dataset": data.describe(),
@@ -120,6 +124,7 @@ def run_record(spec: RunSpec, data: TaskData, method: Method, model: nn.Module, 
                   "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__,
                                "ksm": ksm.__version__, "python": platform.python_version()}},
         "layers": layer_records(model, data.input_size),
+        **method.describe(model),
     }
 
 
@@ -138,7 +143,8 @@ def load_run_model(folder: Path, *, weights: str | None = None) -> tuple[nn.Modu
     train = record.get("train", {})
     spec = RunSpec(method=record["method"], backbone=BackboneSpec(bb["arch"], weights or bb["weights"]),
                    batchnorm=record.get("batchnorm"), soft=bool(train.get("soft", True)),
-                   mask=MaskConfig(**{k[5:]: v for k, v in train.items() if k.startswith("mask_")}))
+                   mask=MaskConfig(**{k[5:]: v for k, v in train.items() if k.startswith("mask_")}),
+                   options=dict(record.get("method_options") or {}))
     model, method, _, digest = build(spec)
     if bb.get("sha256") and digest != bb["sha256"]:
         raise RunError(f"{folder}/run.json: backbone sha256 {bb['sha256'][:12]}… does not match the weights "
