@@ -1,4 +1,4 @@
-"""Training-step time of KSM and Piggyback relative to fine-tuning, interleaved in one process.
+"""Training-step time of KSM, Piggyback and LoRA (rank 8) relative to fine-tuning, interleaved in one process.
 
 Usage: python benchmarks/step_ratio.py --size 128 [--arch mobilenet_v2] [--rounds 6]
 
@@ -22,7 +22,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6)
     args = parser.parse_args()
     bench.SIZE = args.size
-    steps = {m: bench._step_fn(args.arch, m) for m in ("finetune", "ksm", "piggyback")}
+    steps = {m: bench._step_fn(args.arch, m) for m in ("finetune", "ksm", "piggyback", "lora")}
     for step in steps.values():
         step()  # warm-up
     times: dict[str, list[float]] = {m: [] for m in steps}

@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from hwsim import catalogue, lora
 from hwsim.cost import LayerCost, layer_cost
 from hwsim.layers import Workload
 from hwsim.masks import TaskCost, task_cost
@@ -220,6 +221,11 @@ def simulate(work: Workload, profile: Profile, mode: str | None = "on_the_fly", 
     tc = task_cost(work, profile, mode or "on_the_fly", tasks, mask_density)
     live = tc.on_the_fly
     costs = tuple(layer_cost(layer, profile, live.get(layer.name)) for layer in work.layers)
+    # ---- LoRA on the fly (hwsim.lora): each adapter's low-rank branch costed as two more layers, A and B.
+    # The one place LoRA's extra MACs, weight traffic and intermediate activations enter the cost; a new
+    # cost path keeps this line: cost every layer of lora.branches(work) as it costs the backbone's.
+    if mode == "on_the_fly" and catalogue.get(work.method).mask.branch:
+        costs += tuple(layer_cost(branch, profile) for branch in lora.branches(work))
     return SimResult(profile=profile, work=work, mode=mode, task=tc, layers=costs)
 
 
