@@ -12,24 +12,29 @@ initialised as PEFT does (``kaiming_uniform_(a=√5)``), ``B`` with zeros. Folde
 weight ``W + scaling · (B.flatten(1) @ A.flatten(1)).view(W.shape)``: exactly what PEFT's
 ``get_delta_weight`` computes for a conv (and ``merge_and_unload`` writes).
 
-**Why not PEFT itself** (measured here, 2026-12, CPU machine of this project): ``pip install peft``
-(0.21.2) on top of torch installs 23 packages and 194 MB (transformers 5.24 alone 85 MB, plus
-accelerate, huggingface_hub, tokenizers, pydantic, rich, typer, …), for about 150 lines of
-arithmetic on ``nn.Conv2d`` that this project needs. PEFT wraps each targeted layer in a
-``LoraLayer`` whose ``base_layer`` child changes the module names (``features.0.0`` becomes
-``features.0.0.base_layer``), and it does not merge grouped convs (``groups > 1`` raises
-``NotImplementedError``; training needs the rank divisible by the groups). The step time of
-PEFT's ``lora.Conv2d`` and of this module on MobileNetV2 is in ``benchmarks/lora_peft_step.py``
-(run by hand; PEFT is not a dependency). So: a small implementation, with PEFT's arithmetic,
-initialisation and key names.
+**Why not PEFT itself** (measured here, 2026-12-01, on this project's shared 2-core CPU machine):
+``pip install peft`` (0.21.2) on top of the project's torch brings peft and 22 packages it pulls in
+(transformers 5.24 alone 85 MB, plus accelerate, huggingface_hub, hf_xet, tokenizers, pydantic,
+rich, typer, httpx, …), 194 MB, for about 150 lines of arithmetic on ``nn.Conv2d`` that this project
+needs. It buys no speed: a training step of MobileNetV2 at 64 px, batch 32, rank 8, one thread,
+timed interleaved with PEFT's ``lora.Conv2d`` on the same 35 convs (``benchmarks/lora_peft_step.py``),
+took 2.67 s here and 3.05 s with PEFT in one run, 3.37 s and 3.16 s in a second (medians of 8
+steps; the machine was shared, so: equal within noise), and the two compute identical features from
+the same adapter. PEFT wraps each targeted layer in a ``LoraLayer`` whose ``base_layer`` child
+renames the module (``features.0.0`` becomes ``…features.0.0.base_layer``), which every reader of a
+run's ``layers`` would have to undo, and it does not merge grouped convs (``groups > 1`` raises
+``NotImplementedError``; training needs the rank divisible by the groups). So: a small
+implementation, with PEFT's arithmetic, initialisation and key names.
 
 **Key names (PEFT's format).** ``masks.safetensors`` stores, per adapted layer ``<layer>``,
 ``<layer>.lora_A.weight`` (role ``lora_A``) and ``<layer>.lora_B.weight`` (role ``lora_B``), shaped
 as PEFT's. PEFT's ``adapter_model.safetensors`` names the same tensors
 ``base_model.model.<layer>.lora_A.weight`` / ``.lora_B.weight`` (the adapter name removed), with
 ``r``, ``lora_alpha``, ``lora_dropout`` and ``target_modules`` in ``adapter_config.json``:
-:func:`to_peft` and :func:`peft_config` give both, so a run's adapter loads into PEFT with
-``PeftModel.from_pretrained`` on the same torchvision backbone.
+:func:`to_peft` and :func:`peft_config` give both; ``peft.set_peft_model_state_dict`` loads
+:func:`to_peft`'s tensors into a PEFT model of the same torchvision backbone and reproduces this
+module's features exactly (``benchmarks/lora_peft_step.py`` checks it). The task's head and
+BatchNorm are PEFT's ``modules_to_save`` (their keys are the run's own, under the same prefix).
 
 **Depthwise convs are left out.** A depthwise conv (``groups == in_channels``; 17 of MobileNetV2's
 52 convs, 2.9 % of its conv weights) has one input channel per group: a rank per group is
