@@ -20,7 +20,7 @@ taken from the ``tasks`` argument.
 - ``feature``: no mask.
 - ``lora``: the adapter, ``rank * (in/groups * kh * kw + out)`` weights per adapted layer at ``weights``
   bits (:mod:`hwsim.lora`). On the fly it applies no mask to the weights: its low-rank branch is
-  costed as two more layers (:func:`hwsim.sim.simulate`); folded, the switch reads W and the adapter,
+  costed as two more layers fused with it (:func:`hwsim.lora.branch_costs`, added in :func:`hwsim.sim.simulate`); folded, the switch reads W and the adapter,
   spends ``rank`` MACs per weight on ``W + (alpha/r) B A`` and writes the task's full weight copy.
 
 Plus, for every method, the classifier head (weights at ``weights`` bits, bias at ``psums`` bits)

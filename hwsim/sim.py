@@ -221,11 +221,11 @@ def simulate(work: Workload, profile: Profile, mode: str | None = "on_the_fly", 
     tc = task_cost(work, profile, mode or "on_the_fly", tasks, mask_density)
     live = tc.on_the_fly
     costs = tuple(layer_cost(layer, profile, live.get(layer.name)) for layer in work.layers)
-    # ---- LoRA on the fly (hwsim.lora): each adapter's low-rank branch costed as two more layers, A and B.
-    # The one place LoRA's extra MACs, weight traffic and intermediate activations enter the cost; a new
-    # cost path keeps this line: cost every layer of lora.branches(work) as it costs the backbone's.
+    # ---- LoRA on the fly (hwsim.lora): each adapter's low-rank branch, fused with its layer, costed as two
+    # more layers (A, B). The one place LoRA's extra MACs, weight traffic and intermediate activations enter
+    # the cost; a new cost path keeps this line and lora.branch_costs calls its per-layer cost.
     if mode == "on_the_fly" and catalogue.get(work.method).mask.branch:
-        costs += tuple(layer_cost(branch, profile) for branch in lora.branches(work))
+        costs += lora.branch_costs(work, profile)
     return SimResult(profile=profile, work=work, mode=mode, task=tc, layers=costs)
 
 

@@ -68,7 +68,18 @@ def test_on_the_fly_adds_the_branch_layers_and_folded_costs_the_backbone() -> No
     assert names[3:] == ["c1.lora_A", "c1.lora_B", "c2.lora_A", "c2.lora_B"]
     extra = live.layers[3:]
     a, b = lora.branch_layers(CONV, 2)
-    assert extra[0] == layer_cost(a, profile) and extra[1] == layer_cost(b, profile)
+    # fused with the layer: A's inputs are the layer's (not fetched again), B adds into its partial sums
+    unfused_a, unfused_b = layer_cost(a, profile), layer_cost(b, profile)
+    assert not any(op == "inputs" for _, op in extra[0].read_bytes) and any(
+        op == "inputs" for _, op in unfused_a.read_bytes)
+    assert not any(op == "outputs" for _, op in extra[1].write_bytes)
+    assert extra[0].read_bytes[("dram", "weights")] == unfused_a.read_bytes[("dram", "weights")] == 72
+    # the intermediate 2 x 8 x 8 activations: written by A, read by B (8-bit outputs and inputs)
+    assert extra[0].write_bytes[("dram", "outputs")] == lora.intermediate_elems(CONV, 2) == 128
+    assert extra[1].read_bytes[("dram", "inputs")] == 128
+    assert extra[0].energy_pj[("mac", "mac")] == macs(a) * profile.array.mac_energy_pj
+    assert sum(sum(c.energy_pj.values()) for c in extra[:2]) < sum(unfused_a.energy_pj.values()) + sum(
+        unfused_b.energy_pj.values())
     assert live.energy_j > folded.energy_j and live.latency_s >= folded.latency_s
     # the branch's weights come from DRAM once each (they fit on chip): 84 + 32 bytes at 8 bits
     dram_w = sum(c.read_bytes.get(("dram", "weights"), 0.0) for c in extra)
