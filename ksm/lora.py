@@ -53,7 +53,6 @@ kernel), ``linear``. A rank must fit every adapted layer: at most ``min(out, inÂ
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -65,6 +64,7 @@ from ksm.methods import MaskConfig, Method, maskable_layers
 from ksm.registry import register_method
 
 TARGETS = ("all", "pointwise", "kxk", "linear")
+_NO_MASK = MaskConfig()  # LoRA has no mask; the argument exists because make_method passes it to every method
 PEFT_PREFIX = "base_model.model."  # PEFT's key prefix in adapter_model.safetensors
 ROLE_A, ROLE_B = "lora_A", "lora_B"
 
@@ -156,7 +156,7 @@ class LoRA(Method):
     default_batchnorm = "task"
     takes_options = True
 
-    def __init__(self, arch: str, *, batchnorm: str | None = None, mask: MaskConfig = MaskConfig(),
+    def __init__(self, arch: str, *, batchnorm: str | None = None, mask: MaskConfig = _NO_MASK,
                  rank: int = 8, alpha: float | None = 8.0, dropout: float = 0.0,
                  targets: tuple[str, ...] | list[str] = ("all",)) -> None:
         super().__init__(arch, batchnorm=batchnorm, mask=mask)
