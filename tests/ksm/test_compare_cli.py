@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from ksm.compare_cli import main
 from ksm.comparison import README_BEGIN, README_END
-from ksm.protocol import PROTOCOLS, VARIANTS
+from ksm.protocol import PROTOCOLS
 
 
 def test_compare_refuses_tasks_outside_the_suite(tmp_path: Path) -> None:
