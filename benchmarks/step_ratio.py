@@ -29,7 +29,7 @@ import test_bench_train as bench
 
 # (label, method, batchnorm policy); None is the method's default.
 CASES = (("finetune", "finetune", None), ("ksm", "ksm", None), ("piggyback", "piggyback", None),
-         ("piggyback_bntask", "piggyback", "task"))
+         ("piggyback_bntask", "piggyback", "task"), ("lora", "lora", None))
 
 
 def time_interleaved(steps: dict[str, Callable[[], object]], rounds: int,
@@ -64,7 +64,8 @@ def ratio_row(arch: str, size: int, batch: int, rounds: int, device: str = "cpu"
             "KSM / Piggyback": paired_ratio(times, "ksm", "piggyback"),
             "KSM / Piggyback (task BN)": paired_ratio(times, "ksm", "piggyback_bntask"),
             "KSM / fine-tune": paired_ratio(times, "ksm", "finetune"),
-            "Piggyback / fine-tune": paired_ratio(times, "piggyback", "finetune")}
+            "Piggyback / fine-tune": paired_ratio(times, "piggyback", "finetune"),
+            "LoRA r8 / fine-tune": paired_ratio(times, "lora", "finetune")}
 
 
 def ratio_table(archs: list[str], sizes: list[int], batch: int, rounds: int, device: str = "cpu",

@@ -47,7 +47,7 @@ def _step_fn(arch: str, method: str, *, batchnorm: str | None = None, device: st
 
 @pytest.mark.benchmark(group="train-step")
 @pytest.mark.parametrize("arch", ["mobilenet_v2", "resnet18"])
-@pytest.mark.parametrize("method", ["ksm", "piggyback", "finetune", "feature"])
+@pytest.mark.parametrize("method", ["ksm", "piggyback", "finetune", "feature", "lora"])
 def test_train_step(benchmark, arch: str, method: str) -> None:
     step = _step_fn(arch, method)
     step()  # warm up oneDNN's kernels outside the timing

@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,7 @@ class MaskKind:
     applied: bool  # a mask gates the shared weights: costed on the fly or folded at a task switch
     learned: bool  # a real-valued mask tensor is trained (stored as ``<layer>.mask``/``.binary``)
     needs_run: bool = False  # its storage depends on counts only a run records (not costable from a network)
+    branch: bool = False  # a low-rank branch beside the layer (hwsim.lora), not bits streamed with the weights
 
 
 KERNEL = MaskKind("kernel", applied=True, learned=True)  # KSM: a bit per kernel + soft scale
@@ -48,6 +50,7 @@ TASK_INDEX = MaskKind("task_index", applied=True, learned=False)  # PackNet: own
 TASK_INDEX_PICK = MaskKind("task_index_pick", applied=True, learned=False, needs_run=True)  # CPG: + pick, growth
 COPY = MaskKind("copy", applied=False, learned=False)  # fine-tuning: the task's own weights
 NONE = MaskKind("none", applied=False, learned=False)  # head only
+LOW_RANK = MaskKind("low_rank", applied=True, learned=False, needs_run=True, branch=True)  # LoRA: B A per layer
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +66,8 @@ class MethodTraits:
     color: str  # the one colour of this method in every figure
     marker: str  # the one matplotlib marker of this method in every figure
     soft_part: bool = False  # KSM: a run trained without its soft part is labelled "(binary only)"
+    # options that name a run (run.json "method_options" key, prefix): LoRA's ("rank", "r") -> "lora r4"
+    tag_options: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.batchnorm not in ("task", "frozen"):
@@ -114,6 +119,15 @@ def methods() -> tuple[MethodTraits, ...]:
 # Runs: one label and one order for both packages
 
 
+def option_tag(name: str, options: Mapping[str, Any] | None) -> str:
+    """The words a method's options add to a run's name (``r4`` for LoRA at rank 4; empty otherwise)."""
+    traits = find(name)
+    if traits is None or not options:
+        return ""
+    return "-".join(f"{prefix}{options[key]:g}" if isinstance(options[key], float) else f"{prefix}{options[key]}"
+                    for key, prefix in traits.tag_options if options.get(key) is not None)
+
+
 def run_label(record: Mapping[str, Any]) -> str:
     """How a run (its ``run.json`` record) is named in every table and figure.
 
@@ -124,6 +138,10 @@ def run_label(record: Mapping[str, Any]) -> str:
     method = str(record.get("method"))
     traits = find(method)
     label = method
+    options = record.get("method_options")
+    tag = option_tag(method, options if isinstance(options, Mapping) else None)
+    if tag:
+        label += f" {tag}"
     bn = record.get("batchnorm")
     if bn and traits is not None and bn != traits.batchnorm:
         label += f" (BN {bn})"
@@ -150,7 +168,8 @@ def label_rank(label: str) -> tuple[int, int, str]:
     base = base_method(label)
     order = names()
     position = order.index(base) if base in order else len(order)
-    return (position, 0 if label == base else 1, label)
+    natural = re.sub(r"\d+", lambda m: m.group().zfill(9), label)  # "lora r4" before "lora r16"
+    return (position, 0 if label == base else 1, natural)
 
 
 def sort_labels(labels: list[str] | tuple[str, ...]) -> list[str]:
@@ -179,7 +198,9 @@ def style(label: str) -> Style:
     traits = find(base_method(label))
     if traits is None:
         return FALLBACK_STYLE
-    return Style(traits.color, traits.marker, filled=label == traits.name)
+    rest = label[len(traits.name):]
+    tagged = bool(traits.tag_options) and rest.startswith(" ") and " " not in rest[1:]  # "lora r4": filled
+    return Style(traits.color, traits.marker, filled=label == traits.name or tagged)
 
 
 # --------------------------------------------------------------------------------------------
@@ -196,6 +217,8 @@ for _traits in (
                  sequence=True, order=3, color="#d62728", marker="D"),
     MethodTraits("finetune", "all weights", "task", COPY, sequence=False, order=4, color="#9467bd", marker="v"),
     MethodTraits("feature", "head only", "frozen", NONE, sequence=False, order=5, color="#8c564b", marker="P"),
+    MethodTraits("lora", "low-rank adapters (LoRA) per layer", "task", LOW_RANK, sequence=False, order=6,
+                 color="#e377c2", marker="h", tag_options=(("rank", "r"),)),
 ):
     register(_traits)
 del _traits

@@ -24,6 +24,10 @@ For ``packnet`` and ``cpg`` runs the number of tasks is read from the run (``seq
 taken from the ``tasks`` argument.
 - ``finetune``: a full copy of the masked layers' weights at ``weights`` bits.
 - ``feature``: no mask.
+- ``lora``: the adapter, ``rank * (in/groups * kh * kw + out)`` weights per adapted layer at ``weights``
+  bits (:mod:`hwsim.lora`). On the fly it applies no mask to the weights: its low-rank branch is
+  costed as two more layers fused with it (:func:`hwsim.lora.branch_costs`, added in :func:`hwsim.sim.simulate`); folded, the switch reads W and the adapter,
+  spends ``rank`` MACs per weight on ``W + (alpha/r) B A`` and writes the task's full weight copy.
 
 Plus, for every method, the classifier head (weights at ``weights`` bits, bias at ``psums`` bits)
 and, with ``batchnorm: task``, BatchNorm **in folded form**: a scale and a shift per channel at
@@ -43,7 +47,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from hwsim import catalogue
+from hwsim import catalogue, lora
 from hwsim.cost import MaskLoad, element_mask_entries, kernel_mask_entries, weight_elems
 from hwsim.layers import Layer, Workload
 from hwsim.profile import MaskOpEnergy, Precision, Profile
@@ -104,6 +108,8 @@ class MaskContext:
     density: float
     zeros: Mapping[str, float]  # layer -> zero entries of the stored binary mask
     sequence: Mapping[str, tuple[int, int]]  # layer -> (weights of earlier tasks, weights grown)
+    ranks: Mapping[str, int] = field(default_factory=dict)  # LoRA: layer -> adapter rank
+    mac_pj: float = 0.0  # energy of one MAC of the array (LoRA's merge at a task switch)
 
 
 def kernel_rule(layer: Layer, ctx: MaskContext) -> LayerMask:
@@ -143,6 +149,12 @@ def copy_rule(layer: Layer, ctx: MaskContext) -> LayerMask:
     return LayerMask(finetune_bits(layer, ctx.precision.weights), 0.0)
 
 
+def low_rank_rule(layer: Layer, ctx: MaskContext) -> LayerMask:
+    """LoRA (:func:`hwsim.lora.adapter_bits`); ``op_pj``: merging it, ``rank`` MACs per weight."""
+    rank = ctx.ranks.get(layer.name, 0)
+    return LayerMask(float(lora.adapter_bits(layer, rank, ctx.precision.weights)), rank * ctx.mac_pj)
+
+
 StorageRule = Callable[[Layer, MaskContext], LayerMask]
 # One rule per mask kind of the catalogue (hwsim.catalogue.MaskKind.name); a kind without a rule stores
 # no mask (head only).
@@ -152,6 +164,7 @@ STORAGE_RULES: dict[str, StorageRule] = {
     catalogue.TASK_INDEX.name: task_index_rule,
     catalogue.TASK_INDEX_PICK.name: task_index_pick_rule,
     catalogue.COPY.name: copy_rule,
+    catalogue.LOW_RANK.name: low_rank_rule,
 }
 
 
@@ -186,6 +199,9 @@ class TaskCost:
 def _masked_layers(work: Workload, kind: catalogue.MaskKind) -> list[Layer]:
     """Layers whose weights get a per-task mask (or copy): those a run stores a mask for, else every
     layer except the classifier head."""
+    if kind.branch:  # LoRA: the layers with an adapter
+        named = set(lora.ranks(work))
+        return [layer for layer in work.layers if layer.name in named]
     roles = {"mask", "binary"} if kind.learned else {"weight"}
     named = {t.key.rpartition(".")[0] for t in work.tensors if t.role in roles}
     head = work.head
@@ -221,7 +237,8 @@ def task_cost(work: Workload, profile: Profile, mode: str = "on_the_fly", tasks:
                       soft=work.ksm_soft,
                       density=work.mask_density if work.mask_density is not None else mask_density,
                       zeros={t.key.rpartition(".")[0]: t.zeros for t in work.tensors if t.role == "binary"},
-                      sequence={name: (earlier, added) for name, earlier, added in work.sequence_weights})
+                      sequence={name: (earlier, added) for name, earlier, added in work.sequence_weights},
+                      ranks=lora.ranks(work) if kind.branch else {}, mac_pj=profile.array.mac_energy_pj)
     assumed = None
     bits: dict[str, float] = {}
     live: dict[str, MaskLoad] = {}
@@ -236,7 +253,7 @@ def task_cost(work: Workload, profile: Profile, mode: str = "on_the_fly", tasks:
         if lm.shared_bits:
             shared[layer.name] = lm.shared_bits
         bits[layer.name] = float(lm.bits) + lm.grown_bits
-        if kind.applied and mode == "on_the_fly":
+        if kind.applied and mode == "on_the_fly" and not kind.branch:  # a branch is costed as layers (sim)
             live[layer.name] = MaskLoad(bits=float(lm.bits) + lm.shared_bits, op_pj_per_weight=lm.op_pj)
 
     if work.batchnorm == "task":
@@ -263,9 +280,14 @@ def task_cost(work: Workload, profile: Profile, mode: str = "on_the_fly", tasks:
         w_bytes = sum(weight_elems(layer) for layer in masked) * pb.weights / 8
         read_b += mask_bytes + w_bytes
         write_b += w_bytes
-        n_ops = float(sum(weight_elems(layer) for layer in masked))
-        op_pj = sum(weight_elems(layer) * live_op for layer, live_op in
-                    ((layer, _op_for(kind, bits[layer.name], layer, pb.mask_scale, ops)) for layer in masked))
+        if kind.branch:  # LoRA's merge W + (alpha/r) B A: rank MACs per weight
+            merge = {layer.name: ctx.ranks.get(layer.name, 0) for layer in masked}
+            n_ops = float(sum(weight_elems(layer) * merge[layer.name] for layer in masked))
+            op_pj = n_ops * ctx.mac_pj
+        else:
+            n_ops = float(sum(weight_elems(layer) for layer in masked))
+            op_pj = sum(weight_elems(layer) * live_op for layer, live_op in
+                        ((layer, _op_for(kind, bits[layer.name], layer, pb.mask_scale, ops)) for layer in masked))
     elif kind == catalogue.COPY:
         read_b += mask_bytes  # the task's own weights are loaded in place of the backbone's
     energy = (read_b * 8 / dram.word_bits * dram.read_energy_pj

@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from hwsim import units
+from hwsim import catalogue, lora, units
 from hwsim.cost import LayerCost, cost_of_mapping, shape_of
 from hwsim.layers import Workload
 from hwsim.mapping import search_many
@@ -287,6 +287,11 @@ def simulate(work: Workload, profile: Profile, mode: str | None = "on_the_fly", 
                   for layer, shape, m in zip(work.layers, shapes, found))
     masks_streamed = {name: load.bits for name, load in live.items()}
     costs, residency = apply_residency(costs, work.layers, profile, batch, steady_state, masks_streamed)
+    # ---- LoRA on the fly (hwsim.lora): each adapter's low-rank branch, fused with its layer, costed as two
+    # more layers (A, B) after the network's own. The one place LoRA's extra MACs, weight traffic and
+    # intermediate activations enter the cost.
+    if mode == "on_the_fly" and catalogue.get(work.method).mask.branch:
+        costs += lora.branch_costs(work, profile, batch, objective)
     return SimResult(profile=profile, work=work, mode=mode, task=tc, layers=costs, batch=batch, objective=objective,
                      steady_state=steady_state, residency=residency)
 

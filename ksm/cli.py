@@ -32,6 +32,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {  # --help's sections, each with its opt
     "Masks and BatchNorm": ("batchnorm", "soft", "recalibrate_bn", "mask_init", "threshold", "beta", "temperature"),
     "PackNet and CPG": ("prune_ratio", "retrain_epochs", "prune_steps", "prune_epochs", "target_accuracy",
                         "grow_step", "max_grow"),
+    "LoRA": ("lora_rank", "lora_alpha", "lora_dropout", "lora_targets"),
     "Output": ("out", "runs_dir", "force", "resume", "skip_existing", "progress"),
     "Hardware": ("device", "threads", "nproc", "amp"),
 }
@@ -56,9 +57,12 @@ def relaunch_with_torchrun(nproc: int) -> int:
     return subprocess.call(command)
 
 
-def run_folder_name(task: str, method: str, batchnorm: str | None, soft: bool) -> str:
-    """``<task>`` for KSM with its defaults, ``<task>-<method>[-bn<policy>][-binary]`` otherwise."""
+def run_folder_name(task: str, method: str, batchnorm: str | None, soft: bool, tag: str = "") -> str:
+    """``<task>`` for KSM with its defaults, ``<task>-<method>[-<tag>][-bn<policy>][-binary]`` otherwise
+    (``tag``: :func:`hwsim.catalogue.option_tag`, e.g. ``r4`` for LoRA at rank 4)."""
     name = task if method == "ksm" else f"{task}-{method}"
+    if tag:
+        name += f"-{tag}"
     if batchnorm is not None:
         name += f"-bn{batchnorm}"
     if method == "ksm" and not soft:
@@ -115,6 +119,11 @@ class Options:
     target_accuracy: float | None
     grow_step: float
     max_grow: int
+    # LoRA
+    lora_rank: int
+    lora_alpha: float
+    lora_dropout: float
+    lora_targets: tuple[str, ...]
     # Output
     out: Path | None
     runs_dir: Path
@@ -154,10 +163,20 @@ class Options:
                          mask=MaskConfig(init=self.mask_init, threshold=self.threshold, beta=self.beta,
                                          temperature=self.temperature),
                          batchnorm=self.batchnorm, soft=self.soft,
-                         options={k: getattr(self, k) for k in SEQUENCE_OPTIONS.get(method, ())})
+                         options=self.method_options(method))
+
+    def method_options(self, method: str) -> dict[str, Any]:
+        """The keyword arguments a method takes from the command line (sequence methods, LoRA)."""
+        if method == "lora":
+            targets = tuple(dict.fromkeys(t.strip() for item in self.lora_targets for t in item.split(",")
+                                          if t.strip()))
+            return {"rank": self.lora_rank, "alpha": self.lora_alpha, "dropout": self.lora_dropout,
+                    "targets": targets}
+        return {k: getattr(self, k) for k in SEQUENCE_OPTIONS.get(method, ())}
 
     def run_folder(self, task: str, method: str) -> Path:
-        return self.out or self.runs_dir / run_folder_name(task, method, self.batchnorm, self.soft)
+        tag = catalogue.option_tag(method, self.method_options(method))
+        return self.out or self.runs_dir / run_folder_name(task, method, self.batchnorm, self.soft, tag)
 
     def sequence_folder(self, method: str) -> Path:
         return self.out or self.runs_dir / (method + (f"-bn{self.batchnorm}" if self.batchnorm else ""))
@@ -221,6 +240,17 @@ class Options:
 @click.option("--grow-step", type=click.FloatRange(0, min_open=True), default=0.5, show_default=True,
               help="cpg: width multiplier added per growth (mobilenet_v2).")
 @click.option("--max-grow", type=click.IntRange(0), default=1, show_default=True, help="cpg: growths per task at most.")
+# LoRA
+@click.option("--lora-rank", type=click.IntRange(1), default=8, show_default=True,
+              help="lora: rank r of every adapter (at most min(out, in·kh·kw) of each adapted layer).")
+@click.option("--lora-alpha", type=click.FloatRange(0, min_open=True), default=8.0, show_default=True,
+              help="lora: alpha; the update is scaled by alpha/r (PEFT's default; Hu et al. keep alpha fixed "
+                   "across ranks so that the learning rate need not be retuned).")
+@click.option("--lora-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+              help="lora: dropout on the input of A.")
+@click.option("--lora-targets", "lora_targets", multiple=True, default=("all",), show_default=True,
+              metavar="all|pointwise|kxk|linear",
+              help="lora: which layers get adapters (repeatable or comma-separated); depthwise convs never do.")
 # Output
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Run folder (only with one task and one method). Default: RUNS_DIR/<task> for ksm, "
@@ -251,6 +281,7 @@ def main(**values: Any) -> None:
       ksm-train --task cubs_cropped --data-root ~/data --arch resnet50 --out runs/cubs
       ksm-train --suite default --method packnet --method cpg   # sequences: runs/packnet/, runs/cpg/
       ksm-train --suite default --nproc 2                 # 2 data-parallel processes (torchrun)
+      ksm-train --suite default --method lora --lora-rank 4   # LoRA adapters -> runs/<task>-lora-r4/
     """
     o = Options(**values)
     if o.nproc > 1 and "WORLD_SIZE" not in os.environ:
@@ -263,6 +294,14 @@ def main(**values: Any) -> None:
 
     names = o.task_names()
     methods = tuple(dict.fromkeys(o.methods))
+    if "lora" in methods:
+        from ksm.lora import TARGETS
+
+        targets = o.method_options("lora")["targets"]
+        unknown = [t for t in targets if t not in TARGETS] or ([] if targets else [""])
+        if unknown:
+            raise click.BadParameter(f"unknown target {unknown[0]!r}; choose from {', '.join(TARGETS)}",
+                                     param_hint="'--lora-targets'")
     sequences = [m for m in methods if catalogue.get(m).sequence]  # one folder RUNS_DIR/<method>/ for all tasks
     methods = tuple(m for m in methods if not catalogue.get(m).sequence)
     if o.out is not None and sequences and (methods or len(sequences) != 1):

@@ -49,7 +49,8 @@ def _command() -> str:
 @click.option("--task", "tasks", multiple=True, metavar="NAME",
               help="Only these built-in tasks (repeatable; default: the whole default suite).")
 @click.option("--variant", "variants", multiple=True, type=click.Choice(list(VARIANTS)),
-              help="Only these variants (repeatable; default: all, ablations included).")
+              help="Only these variants (repeatable; default: every variant but the LoRA ones, ablations included; "
+                   "add LoRA with --variant lora-r4 --variant lora-r16 beside the others).")
 @click.option("--seeds", type=click.IntRange(1), default=None, help="Number of seeds (0..N-1) instead of the protocol's.")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
               help="Units trained in parallel processes; on CPU use it with --threads 1.")

@@ -25,7 +25,7 @@ NOISE_P = 0.05  # two variants whose Welch p-value is at least this are "within 
 SEPARATION_PP = 1.0  # a task on which all methods' means lie within this many points does not separate them
 PAIRS = (("ksm", "piggyback"), ("ksm", "piggyback-bntask"), ("ksm", "finetune"), ("ksm", "ksm-binary"),
          ("ksm", "ksm-bnfrozen"), ("piggyback-bntask", "piggyback"), ("ksm", "packnet"), ("ksm", "cpg"),
-         ("ksm", "feature"))
+         ("ksm", "feature"), ("ksm", "lora-r4"), ("ksm", "lora-r16"), ("lora-r4", "lora-r16"))
 README_BEGIN = "<!-- comparison:begin -->"
 README_END = "<!-- comparison:end -->"
 
@@ -228,7 +228,8 @@ def variant_style(variant: str) -> catalogue.Style:
     known = VARIANTS.get(variant)
     if known is None:
         return catalogue.FALLBACK_STYLE
-    return replace(catalogue.style(known.method), filled=variant == known.method)
+    return replace(catalogue.style(known.method), filled=variant == known.method or (
+        known.role == "method" and bool(known.options)))
 
 
 def comparison_figure(frame: pd.DataFrame, path: Path) -> Path:

@@ -10,7 +10,7 @@ backbone, a fresh head); ``state`` returns the task-specific tensors with their 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -52,6 +52,7 @@ class Method:
 
     name = "base"
     default_batchnorm = "frozen"
+    takes_options = False  # make_method passes the method's own options (e.g. LoRA's rank) to __init__
 
     def __init__(self, arch: str, *, batchnorm: str | None = None, mask: MaskConfig = MaskConfig()) -> None:
         self.arch, self.head = arch, classifier_path(arch)
@@ -135,6 +136,14 @@ class Method:
 
     def mask_density(self, model: nn.Module) -> float | None:
         return None
+
+    def options(self) -> dict[str, Any]:
+        """The method's own options, recorded as ``run.json`` ``method_options`` to rebuild it."""
+        return {}
+
+    def describe(self, model: nn.Module) -> dict[str, Any]:
+        """Extra top-level ``run.json`` keys this method records about its task (e.g. LoRA's ``lora``)."""
+        return {}
 
     @torch.no_grad()
     def fold(self, model: nn.Module) -> nn.Module:
@@ -277,10 +286,11 @@ class Piggyback(_Masked):
 def make_method(name: str, arch: str, *, batchnorm: str | None = None, mask: MaskConfig = MaskConfig(),
                 soft: bool = True, options: dict | None = None) -> Method:
     """The registered method ``name`` (``ksm.registry``). ``soft``: methods with a soft part (KSM);
-    ``options``: keyword arguments of the sequence methods (e.g. ``prune_ratio``)."""
+    ``options``: keyword arguments of the sequence methods (e.g. ``prune_ratio``) and of methods that
+    take options (``takes_options``, e.g. LoRA's ``rank``)."""
     cls = method_class(name)
     traits = catalogue.get(name)
-    extra = dict(options or {}) if traits.sequence else {}
+    extra = dict(options or {}) if traits.sequence or cls.takes_options else {}
     if traits.soft_part:
         extra["soft"] = soft
     return cls(arch, batchnorm=batchnorm, mask=mask, **extra)

@@ -54,7 +54,7 @@ class RunSpec:
     mask: MaskConfig = field(default_factory=MaskConfig)
     batchnorm: str | None = None  # None: the method's default
     soft: bool = True  # KSM only: False is the "binary kernel-wise mask" ablation
-    options: dict[str, Any] = field(default_factory=dict)  # sequence methods' keyword arguments (prune_ratio, ...)
+    options: dict[str, Any] = field(default_factory=dict)  # the method's own options (prune_ratio; LoRA's rank)
 
     def settings(self) -> dict[str, Any]:
         """What a resumed sequence must share with its finished part (``run.json`` ``sequence.settings``)."""
@@ -79,7 +79,8 @@ def build(spec: RunSpec) -> tuple[nn.Module, Method, dict[str, Tensor], str | No
     """(model prepared for ``spec.method``, method, pristine backbone state, weights sha256)."""
     model, digest = build_backbone(spec.backbone)
     backbone = pristine_state(model)
-    method = make_method(spec.method, spec.backbone.arch, batchnorm=spec.batchnorm, mask=spec.mask, soft=spec.soft)
+    method = make_method(spec.method, spec.backbone.arch, batchnorm=spec.batchnorm, mask=spec.mask, soft=spec.soft,
+                         options=spec.options)
     method.prepare(model)
     return model, method, backbone, digest
 
@@ -160,7 +161,8 @@ def load_run_model(folder: Path, *, weights: str | None = None) -> tuple[nn.Modu
     train = record.get("train", {})
     spec = RunSpec(method=record["method"], backbone=BackboneSpec(bb["arch"], weights or bb["weights"]),
                    batchnorm=record.get("batchnorm"), soft=bool(train.get("soft", True)),
-                   mask=MaskConfig(**{k[5:]: v for k, v in train.items() if k.startswith("mask_")}))
+                   mask=MaskConfig(**{k[5:]: v for k, v in train.items() if k.startswith("mask_")}),
+                   options=dict(record.get("method_options") or {}))
     model, method, _, digest = build(spec)
     check_backbone(Path(folder) / RUN_JSON, record, digest)
     try:

@@ -26,7 +26,7 @@ from hwsim import catalogue
 if TYPE_CHECKING:
     from ksm.methods import Method
 
-BUILTIN_MODULES = ("ksm.methods", "ksm.packnet", "ksm.cpg")  # each registers its methods when imported
+BUILTIN_MODULES = ("ksm.methods", "ksm.packnet", "ksm.cpg", "ksm.lora")  # each registers its methods when imported
 
 _CLASSES: dict[str, type[Method]] = {}
 M = TypeVar("M", bound="type[Method]")

@@ -87,17 +87,21 @@ def run_record(data: TaskData, method: Method, model: nn.Module, *, backbone: Ba
     """The ``run.json`` record of a trained task, for every method.
 
     ``train`` holds the settings recorded under ``train`` (the wall time and versions are added);
-    ``extra`` adds top-level keys (a sequence's ``sequence`` and CPG's ``cpg``).
+    ``extra`` adds top-level keys (a sequence's ``sequence`` and CPG's ``cpg``); the method adds its
+    own options (``method_options``) and what it records about the task (``Method.describe``).
     """
+    options = method.options()
     return {
         "task": data.name,
         "method": method.name,
+        **({"method_options": options} if options else {}),  # what rebuilds the method (LoRA's rank)
         "backbone": {"arch": backbone.arch, "weights": backbone.weights, "sha256": digest},
         "batchnorm": method.batchnorm,
         "dataset": data.describe(),
         "metrics": metrics,
         "train": {**train, "wall_seconds": wall_seconds, "versions": versions()},
         "layers": layer_records(model, data.input_size),
+        **method.describe(model),
         **extra,
     }
 

@@ -43,7 +43,7 @@ def test_console_scripts_are_installed() -> None:
 @pytest.mark.parametrize("args,message", [
     (["--task", "cifar10"], "unknown task 'cifar10'"),
     (["--task", "flowers", "--data-root", "/nonexistent/data"], "Piggyback layout"),
-    (["--task", "digits", "--method", "lora"], "Invalid value for '--method'"),
+    (["--task", "digits", "--method", "dora"], "Invalid value for '--method'"),
     (["--task", "digits", "--arch", "alexnet"], "Invalid value for '--arch'"),
     ([], "name a --task or --suite default"),
 ])

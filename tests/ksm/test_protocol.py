@@ -256,3 +256,16 @@ def test_comparison_folder_refuses_another_protocol(tmp_path: Path) -> None:
 def test_protocol_rejects_unknown_variants() -> None:
     with pytest.raises(ValueError, match="unknown variant 'ksm2'"):
         replace(PROTOCOLS["smoke"], variants=("ksm2",))
+
+
+def test_lora_variant_is_chosen_on_validation_with_its_rank(val_task: TaskData, tiny: Protocol, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import ksm.protocol as protocol_module
+    from hwsim.catalogue import run_label
+
+    assert "lora-r4" not in PROTOCOLS["standard"].variants  # asked for by name: the standard record is unchanged
+    monkeypatch.setattr(protocol_module, "load_protocol_task", lambda protocol, task: val_task)
+    record = protocol_module.run_unit(tiny, VARIANTS["lora-r4"], "digits", 0, tmp_path / "run")
+    assert record["method"] == "lora" and record["method_options"]["rank"] == 4
+    assert record["metrics"]["selection"]["variant"] == "lora-r4" and len(record["metrics"]["selection"]["trials"]) == 2
+    assert run_label(record) == "lora r4"

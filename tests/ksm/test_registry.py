@@ -34,13 +34,15 @@ def toy_method() -> Iterator[type[Piggyback]]:
 
 
 def test_builtin_methods_are_registered_with_the_catalogue_defaults() -> None:
-    assert method_names() == catalogue.names() == ("ksm", "piggyback", "packnet", "cpg", "finetune", "feature")
+    assert method_names() == catalogue.names() == ("ksm", "piggyback", "packnet", "cpg", "finetune", "feature",
+                                                   "lora")
     for name in method_names():
         assert method_class(name).default_batchnorm == catalogue.get(name).batchnorm
         assert make_method(name, "mobilenet_v2").batchnorm == catalogue.get(name).batchnorm
     assert make_method("ksm", "mobilenet_v2", soft=False).soft is False
-    with pytest.raises(ValueError, match="unknown method 'lora'"):
-        make_method("lora", "mobilenet_v2")
+    assert make_method("lora", "mobilenet_v2", options={"rank": 4}).rank == 4  # a method that takes options
+    with pytest.raises(ValueError, match="unknown method 'dora'"):
+        make_method("dora", "mobilenet_v2")
 
 
 def test_registration_refuses_what_the_catalogue_does_not_say(toy_method: type[Piggyback]) -> None:
