@@ -19,11 +19,18 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 METHOD_CHOICES = ("ksm", "piggyback", "packnet", "finetune", "feature")
 
 
-def _profiles(names: tuple[str, ...]) -> list[Profile]:
+def _profiles(names: tuple[str, ...], sets: tuple[str, ...] = ()) -> list[Profile]:
+    from hwsim.overrides import load_design
+
     wanted: list[str] = []
     for name in names:
         wanted.extend(bundled_profiles() if name == "all" else [name])
-    return [load_profile(name) for name in dict.fromkeys(wanted)]
+    designs = [load_design(name, sets) for name in dict.fromkeys(wanted)]
+    _DESIGNS.update({id(d.profile): d for d in designs})
+    return [d.profile for d in designs]
+
+
+_DESIGNS: dict = {}  # id(profile) -> hwsim.overrides.Design (its area keys), for the JSON's area_mm2
 
 
 def _workloads(masks: tuple[Path, ...], networks: tuple[str, ...], topologies: tuple[Path, ...],
@@ -159,11 +166,14 @@ def _report(masks: tuple[Path, ...], networks: tuple[str, ...], topologies: tupl
               help="Write a Markdown report with PNG figures (accuracy vs storage, energy, task switch, "
                    "soft-mask precision) of the --masks runs on every --profile into this folder.")
 @click.option("--title", default=None, help="Title of the --report (default: tasks x methods).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override a profile field by its dotted path, validated like the YAML (repeatable): "
+                   "--set array.rows=16 --set levels.sram_1MB.size_bytes=524288.")
 @click.argument("more_masks", nargs=-1, type=click.Path(path_type=Path), metavar="[RUN_FOLDER]...")
 def main(profiles: tuple[str, ...], masks: tuple[Path, ...], networks: tuple[str, ...],
          topologies: tuple[Path, ...], method: str | None, mode: str, tasks: int, mask_density: float,
          batchnorm: str, with_layers: bool, json_path: Path | None, list_profiles: bool,
-         report_dir: Path | None, title: str | None, more_masks: tuple[Path, ...]) -> None:
+         report_dir: Path | None, title: str | None, sets: tuple[str, ...], more_masks: tuple[Path, ...]) -> None:
     """Analytical cost of (masked, multi-task) CNN inference on edge accelerator profiles.
 
     For every workload (a run folder, a bundled network, or a SCALE-Sim topology) on every profile it
@@ -191,7 +201,7 @@ def main(profiles: tuple[str, ...], masks: tuple[Path, ...], networks: tuple[str
         if not (masks or networks or topologies):
             raise click.UsageError("give at least one of --masks, --network or --topology "
                                    "(or --list-profiles); see --help")
-        chosen = _profiles(profiles)
+        chosen = _profiles(profiles, sets)
         if masks:  # runs/* may match results.md or a PackNet/CPG sequence folder: expand and skip as --report does
             from hwsim.report import expand_run_paths
 
@@ -207,7 +217,9 @@ def main(profiles: tuple[str, ...], masks: tuple[Path, ...], networks: tuple[str
                 for m in (modes if work.method is not None else [None]):
                     results.append(simulate(work, prof, m, tasks=tasks, mask_density=mask_density))
         if json_path is not None:
-            _write_json(json_path, results_document(results))
+            from hwsim.explore.point import add_area
+
+            _write_json(json_path, add_area(results_document(results), results, _DESIGNS))
     except (InputError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:

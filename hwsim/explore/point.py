@@ -1,0 +1,112 @@
+"""One design point: the single adapter between the sweep and hwsim's cost model.
+
+Everything the sweep knows about costing a point goes through :func:`cost_point`; it calls
+:func:`hwsim.sim.simulate` once and flattens the result into one row. When the cost model changes
+(a mapping search, batching, steady state), only this function needs re-pointing.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from hwsim.area import area_breakdown
+from hwsim.layers import InputError, Workload
+from hwsim.masks import MASK_METHODS
+from hwsim.overrides import Design
+from hwsim.sim import SimResult, simulate
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """How a point is run: mask application mode, tasks sharing the backbone, batch, cold/steady state."""
+
+    mode: str | None = "on_the_fly"
+    tasks: int = 6
+    mask_density: float = 0.5
+    batch: int = 1
+    steady_state: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _simulate_kwargs(options: Options) -> dict[str, Any]:
+    """``simulate``'s keyword arguments; batch and steady state only where this cost model takes them."""
+    params = inspect.signature(simulate).parameters
+    kwargs: dict[str, Any] = {"tasks": options.tasks, "mask_density": options.mask_density}
+    for name, value, default in (("batch", options.batch, 1), ("steady_state", options.steady_state, False)):
+        if name in params:
+            kwargs[name] = value
+        elif value != default:
+            raise InputError(f"{name}: this hwsim's cost model has no {name} (simulate() takes "
+                             f"{', '.join(params)}); use {name}: {default!r}")
+    return kwargs
+
+
+def run_point(design: Design, work: Workload, options: Options) -> SimResult:
+    """``simulate`` for one point (the same call ``ksm-sim`` makes)."""
+    mode = options.mode if work.method is not None else None
+    return simulate(work, design.profile, mode, **_simulate_kwargs(options))
+
+
+def uses_mask_units(work: Workload, mode: str | None) -> bool:
+    """Whether the design needs on-the-fly mask multipliers for this workload."""
+    return work.method in MASK_METHODS and mode == "on_the_fly"
+
+
+def point_area(design: Design, work: Workload, mode: str | None) -> dict[str, Any]:
+    """The area breakdown of the design this point runs on (see :mod:`hwsim.area`)."""
+    return area_breakdown(design.profile, design.extras, uses_mask_units(work, mode))
+
+
+def cost_point(design: Design, work: Workload, options: Options) -> dict[str, Any]:
+    """Cost one point and return one flat row (SI units: J, s, bytes, mm²)."""
+    result = run_point(design, work, options)
+    d = result.to_dict(with_layers=False)
+    t = d["totals"]
+    area = point_area(design, work, d["mode"])
+    dram_read = sum(t["dram_read_bytes"].values())
+    dram_write = sum(t["dram_write_bytes"].values())
+    row: dict[str, Any] = {
+        "mode": d["mode"],
+        "energy_j": t["energy_j"],
+        "latency_s": t["latency_s"],
+        "area_mm2": area["total_mm2"],
+        "edp_js": t["energy_j"] * t["latency_s"],
+        "macs": t["macs"],
+        "cycles": t["cycles"],
+        "utilization": t["utilization"],
+        "dram_read_bytes": dram_read,
+        "dram_write_bytes": dram_write,
+        "mask_storage_bits": t["mask_storage_bits"],
+        "task_specific_bytes": t["task_specific_bytes"],
+        "switch_energy_j": t["task_switch"]["energy_j"],
+        "switch_latency_s": t["task_switch"]["latency_s"],
+        "top1": d["top1"],
+        "top1_precision": d["top1_precision"],
+        "on_chip_bytes": design.profile.on_chip_bytes,
+        "area_mac_array_mm2": area["mac_array_mm2"],
+        "area_memories_mm2": sum(area["levels_mm2"].values()),
+        "area_mask_units_mm2": area["mask_units_mm2"],
+    }
+    for key in ("static_power_w", "static_energy_j"):  # issue-12 cost models may report these
+        if key in t:
+            row[key] = t[key]
+    return row
+
+
+def add_area(document: dict[str, Any], results: list[SimResult], designs: dict[int, Design]) -> dict[str, Any]:
+    """Add ``totals.area_mm2`` (and ``totals.area``, the breakdown) to a ``ksm-sim/1`` document.
+
+    ``designs`` maps ``id(result.profile)`` to its :class:`~hwsim.overrides.Design` (area keys); a
+    profile missing from it is priced with the default area constants at 45 nm.
+    """
+    for record, result in zip(document["results"], results):
+        design = designs.get(id(result.profile))
+        extras = design.extras if design is not None else {}
+        area = area_breakdown(result.profile, extras, uses_mask_units(result.work, result.mode))
+        record["totals"]["area_mm2"] = area["total_mm2"]
+        record["totals"]["area"] = area
+    return document
