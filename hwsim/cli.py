@@ -36,7 +36,8 @@ _DESIGNS: dict = {}  # id(profile) -> hwsim.overrides.Design (its area keys), fo
 def _workloads(masks: tuple[Path, ...], networks: tuple[str, ...], topologies: tuple[Path, ...],
                method: str | None, batchnorm: str) -> list[Workload]:
     works = [load_run(folder) for folder in masks]
-    for item in [*map(load_network, networks), *map(load_topology, topologies)]:
+    loaded = [n if isinstance(n, Workload) else load_network(n) for n in networks]  # --onnx: already loaded
+    for item in [*loaded, *map(load_topology, topologies)]:
         if method is not None:
             item = Workload(source=item.source, layers=item.layers, method=method, batchnorm=batchnorm)
         works.append(item)
@@ -166,6 +167,8 @@ def _report(masks: tuple[Path, ...], networks: tuple[str, ...], topologies: tupl
               help="Write a Markdown report with PNG figures (accuracy vs storage, energy, task switch, "
                    "soft-mask precision) of the --masks runs on every --profile into this folder.")
 @click.option("--title", default=None, help="Title of the --report (default: tasks x methods).")
+@click.option("--onnx", "onnx_files", multiple=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="An ONNX CNN to cost (Conv, Gemm, MatMul; other operators listed in one warning). Repeatable.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override a profile field by its dotted path, validated like the YAML (repeatable): "
                    "--set array.rows=16 --set levels.sram_1MB.size_bytes=524288.")
@@ -173,7 +176,7 @@ def _report(masks: tuple[Path, ...], networks: tuple[str, ...], topologies: tupl
 def main(profiles: tuple[str, ...], masks: tuple[Path, ...], networks: tuple[str, ...],
          topologies: tuple[Path, ...], method: str | None, mode: str, tasks: int, mask_density: float,
          batchnorm: str, with_layers: bool, json_path: Path | None, list_profiles: bool,
-         report_dir: Path | None, title: str | None, sets: tuple[str, ...], more_masks: tuple[Path, ...]) -> None:
+         report_dir: Path | None, title: str | None, onnx_files: tuple[Path, ...], sets: tuple[str, ...], more_masks: tuple[Path, ...]) -> None:
     """Analytical cost of (masked, multi-task) CNN inference on edge accelerator profiles.
 
     For every workload (a run folder, a bundled network, or a SCALE-Sim topology) on every profile it
@@ -198,6 +201,15 @@ def main(profiles: tuple[str, ...], masks: tuple[Path, ...], networks: tuple[str
         if report_dir is not None:
             _report(masks, networks, topologies, profiles, report_dir, title, tasks, mask_density)
             return
+        if onnx_files:
+            from hwsim.onnx_import import load_onnx
+
+            for onnx_file in onnx_files:
+                work, skipped = load_onnx(onnx_file, warn=False)
+                if skipped:
+                    listed = ", ".join(f"{n} {op}" for op, n in sorted(skipped.items(), key=lambda kv: (-kv[1], kv[0])))
+                    click.echo(f"warning: {onnx_file}: not costed by hwsim: {listed}", err=True)
+                networks += (work,)  # type: ignore[assignment]
         if not (masks or networks or topologies):
             raise click.UsageError("give at least one of --masks, --network or --topology "
                                    "(or --list-profiles); see --help")

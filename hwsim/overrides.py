@@ -101,10 +101,12 @@ def _merge(target: dict[str, Any], value: dict[str, Any]) -> None:
             target[k] = copy.deepcopy(v)
 
 
-def _set_level(levels: list[Any], name: str, value: Any, key: str) -> None:
+def _set_level(levels: list[Any], name: str, value: Any, key: str, strict: bool = True) -> None:
     """Remove (null), merge into (mapping, existing) or insert (mapping, new name) a level."""
     i = _level_index(levels, name, key)
     if value in _REMOVE:
+        if i is None and not strict:
+            return
         if i is None:
             raise InputError(f"--set {key}: no level {name!r} to remove (levels: {_level_names(levels)})")
         if i == 0:
@@ -144,8 +146,10 @@ def _set_level(levels: list[Any], name: str, value: Any, key: str) -> None:
     levels.insert(at, new)
 
 
-def apply_override(raw: dict[str, Any], key: str, value: Any) -> None:
-    """Apply one dotted-path override to ``raw`` in place (errors name ``--set KEY``)."""
+def apply_override(raw: dict[str, Any], key: str, value: Any, strict: bool = True) -> None:
+    """Apply one dotted-path override to ``raw`` in place (errors name ``--set KEY``).
+
+    ``strict=False`` (sweep axes) lets "remove level X" be a no-op where X is absent."""
     parts = key.split(".")
     node: Any = raw
     for depth, part in enumerate(parts):
@@ -153,7 +157,7 @@ def apply_override(raw: dict[str, Any], key: str, value: Any) -> None:
         here = ".".join(parts[:depth + 1])
         if isinstance(node, list):  # only `levels` is a list of mappings
             if last:
-                _set_level(node, part, value, key)
+                _set_level(node, part, value, key, strict)
                 return
             i = _level_index(node, part, key)
             if i is None:
@@ -190,7 +194,7 @@ def apply_values(raw: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     """A copy of ``raw`` with ``{dotted key: decoded value}`` applied (the sweep's axes)."""
     out = copy.deepcopy(raw)
     for key, value in values.items():
-        apply_override(out, key, value)
+        apply_override(out, key, value, strict=False)
     return out
 
 

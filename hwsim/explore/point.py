@@ -45,10 +45,49 @@ def _simulate_kwargs(options: Options) -> dict[str, Any]:
     return kwargs
 
 
-def run_point(design: Design, work: Workload, options: Options) -> SimResult:
-    """``simulate`` for one point (the same call ``ksm-sim`` makes)."""
+# Per-layer cache: (layer geometry, profile, mask load) -> LayerCost. A sweep costs the same layer shape
+# on the same design many times (ResNet-50: 54 layers, 24 shapes; folded mode: every method shares the
+# backbone's layer costs). Used only while ``simulate`` has the signature it was written against: a
+# cost model with more options (batch, steady state, a mapping search) falls back to ``simulate``.
+_SIMULATE_PARAMS = ("work", "profile", "mode", "tasks", "mask_density")
+_LAYER_CACHE: dict[Any, Any] = {}
+_LAYER_CACHE_MAX = 200_000
+
+
+def _cacheable() -> bool:
+    return tuple(inspect.signature(simulate).parameters) == _SIMULATE_PARAMS
+
+
+def _simulate_cached(work: Workload, profile: Any, mode: str | None, tasks: int, mask_density: float) -> SimResult:
+    """``hwsim.sim.simulate`` with per-layer memoisation (same body; tested equal to ``simulate``)."""
+    from dataclasses import replace
+
+    from hwsim.cost import layer_cost
+    from hwsim.masks import task_cost
+
+    mode = (mode or "on_the_fly") if work.method is not None else None
+    tc = task_cost(work, profile, mode or "on_the_fly", tasks, mask_density)
+    live = tc.on_the_fly
+    if len(_LAYER_CACHE) > _LAYER_CACHE_MAX:
+        _LAYER_CACHE.clear()
+    costs = []
+    for layer in work.layers:
+        load = live.get(layer.name)
+        key = (replace(layer, name=""), profile, load)
+        cost = _LAYER_CACHE.get(key)
+        if cost is None:
+            cost = _LAYER_CACHE[key] = layer_cost(layer, profile, load)
+        costs.append(cost if cost.name == layer.name else replace(cost, name=layer.name))
+    return SimResult(profile=profile, work=work, mode=mode, task=tc, layers=tuple(costs))
+
+
+def run_point(design: Design, work: Workload, options: Options, cache: bool = True) -> SimResult:
+    """``simulate`` for one point (the same call ``ksm-sim`` makes), per-layer cached when possible."""
     mode = options.mode if work.method is not None else None
-    return simulate(work, design.profile, mode, **_simulate_kwargs(options))
+    kwargs = _simulate_kwargs(options)
+    if cache and _cacheable():
+        return _simulate_cached(work, design.profile, mode, **kwargs)
+    return simulate(work, design.profile, mode, **kwargs)
 
 
 def uses_mask_units(work: Workload, mode: str | None) -> bool:
@@ -61,9 +100,9 @@ def point_area(design: Design, work: Workload, mode: str | None) -> dict[str, An
     return area_breakdown(design.profile, design.extras, uses_mask_units(work, mode))
 
 
-def cost_point(design: Design, work: Workload, options: Options) -> dict[str, Any]:
+def cost_point(design: Design, work: Workload, options: Options, cache: bool = True) -> dict[str, Any]:
     """Cost one point and return one flat row (SI units: J, s, bytes, mm²)."""
-    result = run_point(design, work, options)
+    result = run_point(design, work, options, cache)
     d = result.to_dict(with_layers=False)
     t = d["totals"]
     area = point_area(design, work, d["mode"])
