@@ -15,7 +15,7 @@ from hwsim.area import area_breakdown
 from hwsim.layers import InputError, Workload
 from hwsim.masks import MASK_METHODS
 from hwsim.overrides import Design
-from hwsim.sim import SimResult, simulate
+from hwsim.sim import PJ, SimResult, simulate
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,15 +51,36 @@ def _simulate_kwargs(options: Options) -> dict[str, Any]:
 # cost model with more options (batch, steady state, a mapping search) falls back to ``simulate``.
 _SIMULATE_PARAMS = ("work", "profile", "mode", "tasks", "mask_density")
 _LAYER_CACHE: dict[Any, Any] = {}
-_LAYER_CACHE_MAX = 200_000
+_LAYER_CACHE_MAX = 4096  # profiles
 
 
 def _cacheable() -> bool:
     return tuple(inspect.signature(simulate).parameters) == _SIMULATE_PARAMS
 
 
-def _simulate_cached(work: Workload, profile: Any, mode: str | None, tasks: int, mask_density: float) -> SimResult:
-    """``hwsim.sim.simulate`` with per-layer memoisation (same body; tested equal to ``simulate``)."""
+def _signatures(work: Workload) -> tuple[Any, ...]:
+    """Per layer, its geometry without the name (the cache key's layer part), computed once per workload."""
+    hit = _SIGNATURES.get(id(work))
+    if hit is not None and hit[0] is work:
+        return hit[1]
+    sigs = tuple((lay.kind, lay.in_channels, lay.out_channels, lay.kernel_hw, lay.stride_hw, lay.padding_hw,
+                  lay.groups, lay.input_hw, lay.output_hw, lay.bias) for lay in work.layers)
+    if len(_SIGNATURES) > 256:
+        _SIGNATURES.clear()
+    _SIGNATURES[id(work)] = (work, sigs)
+    return sigs
+
+
+_SIGNATURES: dict[int, tuple[Workload, tuple[Any, ...]]] = {}
+
+
+def _simulate_cached(work: Workload, profile: Any, mode: str | None, tasks: int, mask_density: float,
+                     names: bool = True) -> SimResult:
+    """``hwsim.sim.simulate`` with per-layer memoisation (same body; tested equal to ``simulate``).
+
+    ``names=False`` lets a cached layer cost keep the name of the first layer of its shape (the totals
+    do not read names; only per-layer tables do).
+    """
     from dataclasses import replace
 
     from hwsim.cost import layer_cost
@@ -68,25 +89,29 @@ def _simulate_cached(work: Workload, profile: Any, mode: str | None, tasks: int,
     mode = (mode or "on_the_fly") if work.method is not None else None
     tc = task_cost(work, profile, mode or "on_the_fly", tasks, mask_density)
     live = tc.on_the_fly
-    if len(_LAYER_CACHE) > _LAYER_CACHE_MAX:
-        _LAYER_CACHE.clear()
+    per_profile = _LAYER_CACHE.get(profile)
+    if per_profile is None:
+        if len(_LAYER_CACHE) > _LAYER_CACHE_MAX:
+            _LAYER_CACHE.clear()
+        per_profile = _LAYER_CACHE[profile] = {}
     costs = []
-    for layer in work.layers:
-        load = live.get(layer.name)
-        key = (replace(layer, name=""), profile, load)
-        cost = _LAYER_CACHE.get(key)
+    for layer, sig in zip(work.layers, _signatures(work)):
+        load = live.get(layer.name) if live else None
+        key = (sig, load)
+        cost = per_profile.get(key)
         if cost is None:
-            cost = _LAYER_CACHE[key] = layer_cost(layer, profile, load)
-        costs.append(cost if cost.name == layer.name else replace(cost, name=layer.name))
+            cost = per_profile[key] = layer_cost(layer, profile, load)
+        costs.append(replace(cost, name=layer.name) if names and cost.name != layer.name else cost)
     return SimResult(profile=profile, work=work, mode=mode, task=tc, layers=tuple(costs))
 
 
-def run_point(design: Design, work: Workload, options: Options, cache: bool = True) -> SimResult:
+def run_point(design: Design, work: Workload, options: Options, cache: bool = True,
+              names: bool = True) -> SimResult:
     """``simulate`` for one point (the same call ``ksm-sim`` makes), per-layer cached when possible."""
     mode = options.mode if work.method is not None else None
     kwargs = _simulate_kwargs(options)
     if cache and _cacheable():
-        return _simulate_cached(work, design.profile, mode, **kwargs)
+        return _simulate_cached(work, design.profile, mode, names=names, **kwargs)
     return simulate(work, design.profile, mode, **kwargs)
 
 
@@ -101,38 +126,43 @@ def point_area(design: Design, work: Workload, mode: str | None) -> dict[str, An
 
 
 def cost_point(design: Design, work: Workload, options: Options, cache: bool = True) -> dict[str, Any]:
-    """Cost one point and return one flat row (SI units: J, s, bytes, mm²)."""
-    result = run_point(design, work, options, cache)
-    d = result.to_dict(with_layers=False)
-    t = d["totals"]
-    area = point_area(design, work, d["mode"])
-    dram_read = sum(t["dram_read_bytes"].values())
-    dram_write = sum(t["dram_write_bytes"].values())
+    """Cost one point and return one flat row (SI units: J, s, bytes, mm²).
+
+    The numbers are those of the ``ksm-sim/1`` record (``SimResult.to_dict``), read from the result's
+    properties so that the per-level tables are not built for every point.
+    """
+    result = run_point(design, work, options, cache, names=False)
+    profile, task = design.profile, result.task
+    energy_j, latency_s = result.energy_j, result.latency_s
+    reads, writes = result.traffic(profile.dram.name)
+    top1, precision = result.matching_top1()
+    area = point_area(design, work, result.mode)
     row: dict[str, Any] = {
-        "mode": d["mode"],
-        "energy_j": t["energy_j"],
-        "latency_s": t["latency_s"],
+        "mode": result.mode,
+        "energy_j": energy_j,
+        "latency_s": latency_s,
         "area_mm2": area["total_mm2"],
-        "edp_js": t["energy_j"] * t["latency_s"],
-        "macs": t["macs"],
-        "cycles": t["cycles"],
-        "utilization": t["utilization"],
-        "dram_read_bytes": dram_read,
-        "dram_write_bytes": dram_write,
-        "mask_storage_bits": t["mask_storage_bits"],
-        "task_specific_bytes": t["task_specific_bytes"],
-        "switch_energy_j": t["task_switch"]["energy_j"],
-        "switch_latency_s": t["task_switch"]["latency_s"],
-        "top1": d["top1"],
-        "top1_precision": d["top1_precision"],
-        "on_chip_bytes": design.profile.on_chip_bytes,
+        "edp_js": energy_j * latency_s,
+        "macs": result.macs,
+        "cycles": result.cycles,
+        "utilization": result.macs / (result.compute_cycles * profile.array.pes),
+        "dram_read_bytes": sum(reads.values()),
+        "dram_write_bytes": sum(writes.values()),
+        "mask_storage_bits": task.mask_storage_bits,
+        "task_specific_bytes": task.task_specific_bytes,
+        "switch_energy_j": task.switch_energy_pj * PJ,
+        "switch_latency_s": task.switch_cycles / profile.clock_hz,
+        "top1": top1,
+        "top1_precision": precision,
+        "on_chip_bytes": profile.on_chip_bytes,
         "area_mac_array_mm2": area["mac_array_mm2"],
         "area_memories_mm2": sum(area["levels_mm2"].values()),
         "area_mask_units_mm2": area["mask_units_mm2"],
     }
     for key in ("static_power_w", "static_energy_j"):  # issue-12 cost models may report these
-        if key in t:
-            row[key] = t[key]
+        value = getattr(result, key, None)
+        if isinstance(value, (int, float)):
+            row[key] = float(value)
     return row
 
 
