@@ -25,7 +25,9 @@ def points_frame(spec: Spec, points: list[Any], rows: dict[str, dict[str, Any]])
     for p in points:
         labels, _design = spec.designs[p.design]
         item = spec.workloads[p.workload]
-        record = {**labels, "workload": item.key, "network": item.work.source, "task": item.work.task,
+        # "network" groups what is compared across methods: the network, or for run folders the task
+        network = item.work.source if item.work.task is None else f"task {item.work.task}"
+        record = {**labels, "workload": item.key, "network": network, "task": item.work.task,
                   "method": item.work.method or "none", "tasks": p.options.tasks, "batch": p.options.batch,
                   "steady_state": p.options.steady_state}
         record.update(rows[p.point_id])
@@ -63,6 +65,9 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make a committed report private
         write(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
@@ -102,16 +107,17 @@ def figure_front(frame: pd.DataFrame, spec: Spec, path: Path) -> Path:
     for ax, (x, y) in zip(axes[0], pairs):
         rest = frame[~frame["on_front"]]
         ax.scatter(rest[x], rest[y], s=6, c="0.78", label="dominated or infeasible", zorder=1)
-        for i, g in enumerate(groups):
+        for i, g in enumerate(groups):  # later groups drawn smaller on top, so coinciding fronts stay visible
             front = frame[frame["on_front"] & (frame["workload"] == g)]
-            ax.scatter(front[x], front[y], s=18, color=colours(i % 10), label=f"front: {g}", zorder=2,
-                       edgecolors="black", linewidths=0.3)
+            ax.scatter(front[x], front[y], s=max(70 - 14 * i, 10), color=colours(i % 10), label=f"front: {g}",
+                       zorder=2 + i, marker="osD^vP*X"[i % 8], edgecolors="black", linewidths=0.3)
         ax.set_xlabel(LABELS.get(x, x))
         ax.set_ylabel(LABELS.get(y, y))
-        if frame[x].notna().any() and frame[x].min() > 0:
-            ax.set_xscale(_scale(x, frame[x].dropna()))
-        if frame[y].notna().any() and frame[y].min() > 0:
-            ax.set_yscale(_scale(y, frame[y].dropna()))
+        for col, setter, which in ((x, ax.set_xscale, "x"), (y, ax.set_yscale, "y")):
+            scale = _scale(col, frame[col].dropna()) if frame[col].notna().any() and frame[col].min() > 0 else "linear"
+            setter(scale)
+            if scale == "linear":
+                ax.ticklabel_format(axis=which, style="sci", scilimits=(-2, 3), useMathText=True)
         ax.grid(True, alpha=0.3)
     axes[0][0].legend(fontsize=7, loc="best")
     fig.suptitle(f"{spec.name}: Pareto front per workload ({', '.join(spec.objectives)} minimised)")
@@ -132,7 +138,7 @@ def _order(labels: list[str]) -> list[str]:
 
 
 def figure_sensitivity(frame: pd.DataFrame, spec: Spec, axis: str, path: Path) -> Path:
-    """One axis: each objective's best (minimum) over the other axes, per workload, vs the axis value."""
+    """One axis: each objective's best (minimum) over the other axes, per workload and mode, vs the axis value."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -143,16 +149,20 @@ def figure_sensitivity(frame: pd.DataFrame, spec: Spec, axis: str, path: Path) -
     ticks = _order(list(dict.fromkeys(frame[axis].astype(str))))
     pos = {t: i for i, t in enumerate(ticks)}
     for ax, col in zip(axes[0], cols):
-        for workload, group in frame.groupby("workload", sort=False):
+        for i, ((workload, mode), group) in enumerate(frame.groupby(["workload", "mode"], sort=False)):
             best = group.groupby(group[axis].astype(str))[col].min()
             xs = [pos[t] for t in ticks if t in best.index]
-            ax.plot(xs, [best[t] for t in ticks if t in best.index], marker="o", ms=3, label=workload)
+            label = workload if mode == "-" else f"{workload} ({mode})"
+            ax.plot(xs, [best[t] for t in ticks if t in best.index], marker="osD^vP*X"[i % 8], ms=4,
+                    linestyle="--" if mode == "on_the_fly" else "-", label=label)
         ax.set_xticks(range(len(ticks)))
         ax.set_xticklabels([_short(t) for t in ticks], rotation=35, ha="right", fontsize=7)
         ax.set_xlabel(f"{axis}{_unit_of(axis)}")
         ax.set_ylabel(f"best {LABELS.get(col, col)}")
-        if frame[col].min() > 0:
-            ax.set_yscale(_scale(col, frame[col].dropna()))
+        scale = _scale(col, frame[col].dropna()) if frame[col].min() > 0 else "linear"
+        ax.set_yscale(scale)
+        if scale == "linear":
+            ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3), useMathText=True)
         ax.grid(True, alpha=0.3)
     axes[0][0].legend(fontsize=7)
     fig.suptitle(f"{spec.name}: sensitivity to {axis} (minimum over the other axes)")
@@ -194,6 +204,9 @@ def _fmt(value: Any) -> str:
             return "-"
         return f"{value:.4g}"
     return str(value)
+
+
+SCALE_AXIS = "precision_bits.mask_scale"
 
 
 def masks_vs_copies(frame: pd.DataFrame, spec: Spec) -> tuple[pd.DataFrame, str] | None:
@@ -240,7 +253,10 @@ def masks_vs_copies(frame: pd.DataFrame, spec: Spec) -> tuple[pd.DataFrame, str]
     out["masks_pay"] = (out["ksm_fits"] & ~out["finetune_fits"]) | (
         out["ksm_energy_j"] < out["finetune_energy_j"])
     sentences = []
-    for network, g in out.groupby("network", sort=False):
+    by = ["network", *([SCALE_AXIS] if SCALE_AXIS in out.columns else [])]
+    for key, g in out.groupby(by, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        network = key[0] + (f", {key[1]}-bit mask scale" if len(key) > 1 else "")
         g = g.sort_values("on_chip_bytes")
         paying = g[g["masks_pay"]]
         ft_fit = g[g["finetune_fits"]]
@@ -256,7 +272,8 @@ def masks_vs_copies(frame: pd.DataFrame, spec: Spec) -> tuple[pd.DataFrame, str]
                 f"deployment, {g['ksm_system_bytes'].iloc[0] / 2**20:.3g} MiB, fits on chip while {t} fine-tuned "
                 f"copies, {g['finetune_system_bytes'].iloc[0] / 2**20:.3g} MiB, do not)")
         if first_ft is not None:
-            text += (f"; they **stop paying at {first_ft / 2**20:.3g} MiB** of on-chip memory, where all {t} "
+            text += (f"; they **stop paying at {first_ft / 2**20:.3g} MiB** of on-chip memory (the first swept size "
+                     f"at or above the copies' {g['finetune_system_bytes'].iloc[0] / 2**20:.3g} MiB), where all {t} "
                      f"fine-tuned copies fit and a switch costs "
                      f"{g['finetune_switch_energy_j'].iloc[0] / g['ksm_switch_energy_j'].iloc[0]:.2g}x KSM's "
                      f"energy.")
@@ -313,10 +330,16 @@ def write_summary(frame: pd.DataFrame, spec: Spec, out: Path, command: str, figu
         lines += [f"## KSM masks against {spec.tasks} fine-tuned copies", "",
                   "Per design, folded mode (a task's mask is folded into the weights at a task switch). The "
                   f"deployment stores the backbone plus {spec.tasks} tasks' masks, BatchNorm and heads (KSM) "
-                  f"or {spec.tasks} whole fine-tuned networks; energy is one inference plus one task switch.",
+                  f"or {spec.tasks} whole fine-tuned networks; energy is one inference plus one task switch. "
+                  "Masks *pay* on a design where KSM's deployment fits in on-chip memory and the fine-tuned "
+                  "copies do not (every task then runs without fetching task data from DRAM), or where a "
+                  "switch plus an inference costs less energy with masks. The cost model here prices every "
+                  "switch cold (task data read from DRAM); with a steady-state model that keeps resident data "
+                  "on chip the on-chip comparison becomes an energy one.",
                   "", sentence, ""]
-        small = table.drop_duplicates(["network", "on_chip_bytes"]).sort_values(["network", "on_chip_bytes"])
-        small = small[["network", "on_chip_bytes", "ksm_system_bytes", "finetune_system_bytes", "ksm_fits",
+        by = ["network", *([SCALE_AXIS] if SCALE_AXIS in table.columns else [])]
+        small = table.drop_duplicates([*by, "on_chip_bytes"]).sort_values([*by, "on_chip_bytes"])
+        small = small[[*by, "on_chip_bytes", "ksm_system_bytes", "finetune_system_bytes", "ksm_fits",
                        "finetune_fits", "ksm_switch_energy_j", "finetune_switch_energy_j", "masks_pay"]]
         for c in small.columns:
             small[c] = small[c].map(_fmt)

@@ -13,7 +13,6 @@ from typing import Any
 
 from hwsim.area import area_breakdown
 from hwsim.layers import InputError, Workload
-from hwsim.masks import MASK_METHODS
 from hwsim.overrides import Design
 from hwsim.sim import PJ, SimResult, simulate
 
@@ -116,8 +115,9 @@ def run_point(design: Design, work: Workload, options: Options, cache: bool = Tr
 
 
 def uses_mask_units(work: Workload, mode: str | None) -> bool:
-    """Whether the design needs on-the-fly mask multipliers for this workload."""
-    return work.method in MASK_METHODS and mode == "on_the_fly"
+    """Whether the design needs on-the-fly mask-scale multipliers for this workload (KSM's soft scale;
+    the binary masks of the other methods gate weights, whose AND gates the area model neglects)."""
+    return work.method == "ksm" and mode == "on_the_fly"
 
 
 def point_area(design: Design, work: Workload, mode: str | None) -> dict[str, Any]:
