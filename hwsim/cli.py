@@ -169,6 +169,9 @@ def _report(masks: tuple[Path, ...], networks: tuple[str, ...], topologies: tupl
 @click.option("--title", default=None, help="Title of the --report (default: tasks x methods).")
 @click.option("--onnx", "onnx_files", multiple=True, type=click.Path(path_type=Path, dir_okay=False),
               help="An ONNX CNN to cost (Conv, Gemm, MatMul; other operators listed in one warning). Repeatable.")
+@click.option("--export", "export_to", nargs=2, type=(click.Choice(["zigzag", "timeloop"]), click.Path(path_type=Path)),
+              default=None, metavar="zigzag|timeloop DIR",
+              help="Also write each workload and profile in ZigZag's or Timeloop's input format into DIR.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override a profile field by its dotted path, validated like the YAML (repeatable): "
                    "--set array.rows=16 --set levels.sram_1MB.size_bytes=524288.")
@@ -176,7 +179,8 @@ def _report(masks: tuple[Path, ...], networks: tuple[str, ...], topologies: tupl
 def main(profiles: tuple[str, ...], masks: tuple[Path, ...], networks: tuple[str, ...],
          topologies: tuple[Path, ...], method: str | None, mode: str, tasks: int, mask_density: float,
          batchnorm: str, with_layers: bool, json_path: Path | None, list_profiles: bool,
-         report_dir: Path | None, title: str | None, onnx_files: tuple[Path, ...], sets: tuple[str, ...], more_masks: tuple[Path, ...]) -> None:
+         report_dir: Path | None, title: str | None, onnx_files: tuple[Path, ...], export_to: tuple[str, Path] | None,
+         sets: tuple[str, ...], more_masks: tuple[Path, ...]) -> None:
     """Analytical cost of (masked, multi-task) CNN inference on edge accelerator profiles.
 
     For every workload (a run folder, a bundled network, or a SCALE-Sim topology) on every profile it
@@ -228,6 +232,10 @@ def main(profiles: tuple[str, ...], masks: tuple[Path, ...], networks: tuple[str
             for prof in chosen:
                 for m in (modes if work.method is not None else [None]):
                     results.append(simulate(work, prof, m, tasks=tasks, mask_density=mask_density))
+        if export_to is not None:
+            from hwsim.export import export_all
+
+            export_to_dirs = export_all(export_to[0], works, chosen, export_to[1], _DESIGNS)
         if json_path is not None:
             from hwsim.explore.point import add_area
 
@@ -240,3 +248,5 @@ def main(profiles: tuple[str, ...], masks: tuple[Path, ...], networks: tuple[str
         click.echo(summary_text(result, with_layers))
     if json_path is not None:
         click.echo(f"wrote {json_path}")
+    if export_to is not None:
+        click.echo(f"wrote {export_to[0]} inputs into {', '.join(map(str, export_to_dirs))}")
