@@ -95,7 +95,7 @@ def zigzag_accelerator(profile: Profile, extras: dict[str, Any] | None = None) -
     for level in reversed(profile.levels):  # ZigZag lists the innermost memory first
         outer = level is profile.levels[0]
         operands = [ZIGZAG_OPERAND[o] for o in level.operands]
-        width = max(int(level.word_bits), int(round(level.bandwidth_bytes_per_cycle * 8)))
+        width = max(int(level.word_bits), round(level.bandwidth_bytes_per_cycle * 8))
         per_bit_r, per_bit_w = level.read_energy_pj / level.word_bits, level.write_energy_pj / level.word_bits
         reads = [f"{op}, tl" for op in operands] + (["O, th"] if "O" in operands else [])
         writes = [f"{op}, fh" for op in operands] + (["O, fl"] if "O" in operands else [])
@@ -110,7 +110,7 @@ def zigzag_accelerator(profile: Profile, extras: dict[str, Any] | None = None) -
                       "bandwidth_max": width, "allocation": writes}]
         instances = profile.array.pes if level.per_pe else 1
         memories[level.name] = {
-            "size": int(round(level.size_bytes * 8)),
+            "size": round(level.size_bytes * 8),
             "r_cost": round(per_bit_r * width, 6),
             "w_cost": round(per_bit_w * width, 6),
             "area": round(area["levels_mm2"].get(level.name, 0.0) / instances, 9),

@@ -57,13 +57,13 @@ def load_onnx(path: str | Path, warn: bool = True) -> tuple[Workload, dict[str, 
         raise InputError(f"{path}: missing file")
     try:
         model = onnx.load(str(path))
-    except Exception as exc:  # protobuf DecodeError and friends
+    except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError, RuntimeError, ValueError...
         raise InputError(f"{path}: not a readable ONNX file ({type(exc).__name__})") from None
     if not model.graph.node:
         raise InputError(f"{path}: not a readable ONNX model (no graph nodes)")
     try:
         model = shape_inference.infer_shapes(model)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - onnx raises InferenceError and C++ errors alike
         raise InputError(f"{path}: ONNX shape inference failed: {str(exc).splitlines()[0]}") from None
     g = model.graph
     shapes: dict[str, list[int] | None] = {}
@@ -110,7 +110,7 @@ def load_onnx(path: str | Path, warn: bool = True) -> tuple[Workload, dict[str, 
             skipped[op] += 1
     if not any(layer.kind == "conv" for layer in layers):
         raise InputError(f"{path}: not a CNN: no 2-D Conv operator (operators: "
-                         f"{', '.join(sorted(set(n.op_type for n in g.node)))})")
+                         f"{', '.join(sorted({n.op_type for n in g.node}))})")
     if skipped and warn:
         listed = ", ".join(f"{n} {op}" for op, n in sorted(skipped.items(), key=lambda kv: (-kv[1], kv[0])))
         warnings.warn(OnnxWarning(f"{path.name}: not costed by hwsim: {listed}"), stacklevel=2)

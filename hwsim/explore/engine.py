@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from hwsim.explore.point import Options, cost_point
-from hwsim.masks import MASK_METHODS
 from hwsim.explore.spec import Spec, WorkloadItem, design_hash
+from hwsim.masks import MASK_METHODS
 from hwsim.overrides import Design
 
 CHUNK_POINTS = 64
@@ -150,7 +150,8 @@ def run_points(spec: Spec, todo: list[Point], workers: int = 0, scheduler: str |
 
 
 def _run_dask(spec: Spec, chunks: list[Any], scheduler: Any, done: Callable[[list[dict[str, Any]]], None]) -> None:
-    from distributed import Client, as_completed as dask_completed
+    from distributed import Client
+    from distributed import as_completed as dask_completed
 
     own = isinstance(scheduler, str)
     client = Client(scheduler) if own else (scheduler if isinstance(scheduler, Client) else Client(scheduler))

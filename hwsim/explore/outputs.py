@@ -290,13 +290,13 @@ def write_summary(frame: pd.DataFrame, spec: Spec, out: Path, command: str, figu
     """``summary.md``: the command, the sweep, the front per workload, figures, and masks vs copies."""
     cols = spec.objective_columns
     lines = [f"# {spec.name}", "", "Regenerate with:", "", "```", command, "```", ""]
-    lines += [f"Spec: `{spec.path.name}`. {len(frame):,} points: {len(spec.designs):,} designs "
-              f"({' x '.join(f'{len(a.values)} {a.key}' for a in spec.axes) or 'no axes'} on "
-              f"{', '.join(spec.profiles)}) x {len(spec.workloads)} workloads x modes; "
-              f"{spec.tasks} tasks, batch {spec.batch}, {'steady state' if spec.steady_state else 'cold'}.",
-              "",
-              f"Costed {stats['costed']:,} points in {stats['seconds']:.1f} s ({stats['rate']:.0f} points/s, "
-              f"{stats['engine']}); {stats['reused']:,} reused from an earlier run.", ""]
+    sweep = (f"Spec: `{spec.path.name}`. {len(frame):,} points: {len(spec.designs):,} designs "
+             f"({' x '.join(f'{len(a.values)} {a.key}' for a in spec.axes) or 'no axes'} on "
+             f"{', '.join(spec.profiles)}) x {len(spec.workloads)} workloads x modes; "
+             f"{spec.tasks} tasks, batch {spec.batch}, {'steady state' if spec.steady_state else 'cold'}.")
+    speed = (f"Costed {stats['costed']:,} points in {stats['seconds']:.1f} s ({stats['rate']:.0f} points/s, "
+             f"{stats['engine']}); {stats['reused']:,} reused from an earlier run.")
+    lines += [sweep, "", speed, ""]
     lines += [f"Warning: {note}" for note in spec.notes] + ([""] if spec.notes else [])
     lines += [f"Objectives (minimised): {', '.join(f'{o} ({UNITS[QUANTITIES[o]]})' for o in spec.objectives)}."]
     if spec.constraints:
@@ -304,19 +304,19 @@ def write_summary(frame: pd.DataFrame, spec: Spec, out: Path, command: str, figu
         for name, (lo, hi) in spec.constraints.items():
             parts.append(" and ".join(x for x in ((f"{name} ≥ {lo:g}" if lo is not None else ""),
                                                    (f"{name} ≤ {hi:g}" if hi is not None else "")) if x))
-        lines += [f"Constraints: {'; '.join(parts)}: {int(frame['feasible'].sum()):,} of {len(frame):,} "
-                  f"points feasible."]
-    lines += ["", "Energy and latency are hwsim's analytical estimates per inference; area is "
-              "`hwsim.area` (MAC array and on-chip memories at the profile's technology node; "
-              "off-chip memory excluded).", ""]
+        lines += [(f"Constraints: {'; '.join(parts)}: {int(frame['feasible'].sum()):,} of {len(frame):,} "
+                   f"points feasible.")]
+    lines += ["", ("Energy and latency are hwsim's analytical estimates per inference; area is "
+                   "`hwsim.area` (MAC array and on-chip memories at the profile's technology node; "
+                   "off-chip memory excluded)."), ""]
     axes = [a.key for a in spec.axes]
     show = ["profile", *axes, "mode", *cols, "accuracy", "task_specific_bytes"]
     show = list(dict.fromkeys(c for c in show if c in frame.columns))
     lines += ["## Pareto front per workload", ""]
     for workload, group in frame.groupby("workload", sort=False):
         front = group[group["on_front"]].sort_values(cols)
-        lines += [f"### {workload}", "", f"{len(front)} of {len(group)} points on the front"
-                  f"{' (feasible ones only)' if spec.constraints else ''}.", ""]
+        lines += [f"### {workload}", "", (f"{len(front)} of {len(group)} points on the front"
+                                            f"{' (feasible ones only)' if spec.constraints else ''}."), ""]
         if len(front):
             table = front[show].head(15).copy()
             for c in table.columns:
@@ -328,14 +328,14 @@ def write_summary(frame: pd.DataFrame, spec: Spec, out: Path, command: str, figu
     if compare is not None:
         table, sentence = compare
         lines += [f"## KSM masks against {spec.tasks} fine-tuned copies", "",
-                  "Per design, folded mode (a task's mask is folded into the weights at a task switch). The "
+                  ("Per design, folded mode (a task's mask is folded into the weights at a task switch). The "
                   f"deployment stores the backbone plus {spec.tasks} tasks' masks, BatchNorm and heads (KSM) "
                   f"or {spec.tasks} whole fine-tuned networks; energy is one inference plus one task switch. "
                   "Masks *pay* on a design where KSM's deployment fits in on-chip memory and the fine-tuned "
                   "copies do not (every task then runs without fetching task data from DRAM), or where a "
                   "switch plus an inference costs less energy with masks. The cost model here prices every "
                   "switch cold (task data read from DRAM); with a steady-state model that keeps resident data "
-                  "on chip the on-chip comparison becomes an energy one.",
+                  "on chip the on-chip comparison becomes an energy one."),
                   "", sentence, ""]
         by = ["network", *([SCALE_AXIS] if SCALE_AXIS in table.columns else [])]
         small = table.drop_duplicates([*by, "on_chip_bytes"]).sort_values([*by, "on_chip_bytes"])
@@ -348,8 +348,8 @@ def write_summary(frame: pd.DataFrame, spec: Spec, out: Path, command: str, figu
         lines += ["## Figures", ""]
         lines += [f"![{p.stem}]({p.name})" for p in figures]
         lines += [""]
-    lines += ["Files: `points.csv` / `points.parquet` (every point), `front.csv` (the fronts), "
-              "`points.jsonl` (resume cache).", ""]
+    lines += [("Files: `points.csv` / `points.parquet` (every point), `front.csv` (the fronts), "
+               "`points.jsonl` (resume cache)."), ""]
     path = out / "summary.md"
     write_atomic(path, lambda p: p.write_text("\n".join(lines), encoding="utf-8"))
     return path

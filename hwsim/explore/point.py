@@ -31,6 +31,14 @@ class Options:
         return asdict(self)
 
 
+def check_options(options: Options, where: str = "") -> None:
+    """Refuse, before any work, options this cost model cannot honour (batch, steady state)."""
+    try:
+        _simulate_kwargs(options)
+    except InputError as exc:
+        raise InputError(f"{where}{exc}") from None
+
+
 def _simulate_kwargs(options: Options) -> dict[str, Any]:
     """``simulate``'s keyword arguments; batch and steady state only where this cost model takes them."""
     params = inspect.signature(simulate).parameters

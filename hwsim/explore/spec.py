@@ -162,7 +162,7 @@ def _axis_values(raw: Any, where: str) -> tuple[Any, ...]:
         step = _number(raw["step"])
         if step is None or step <= 0:
             raise _fail(f"{where}.step", f"must be a positive number, got {raw['step']!r}")
-        n = int(math.floor((b - a) / step + 1e-9)) + 1 if b >= a else 0
+        n = math.floor((b - a) / step + 1e-9) + 1 if b >= a else 0
         values = [a + i * step for i in range(n)]
     else:
         num = raw.get("num")
@@ -179,7 +179,7 @@ def _axis_values(raw: Any, where: str) -> tuple[Any, ...]:
     integer = raw.get("integer", False)
     if not isinstance(integer, bool):
         raise _fail(f"{where}.integer", "must be true or false")
-    out = [int(round(v)) if integer else float(v) for v in values]
+    out = [round(float(v)) if integer else float(v) for v in values]
     return tuple(dict.fromkeys(out))  # rounding may merge neighbours
 
 
@@ -376,6 +376,10 @@ def load_spec(path: str | Path) -> Spec:
     spec = Spec(path=path, notes=list(NOTES), name=name, profiles=profiles, sets=sets, axes=axes, workloads=items,
                 methods=methods, modes=modes, tasks=tasks, mask_density=float(density), batchnorm=batchnorm,
                 batch=batch, steady_state=steady, objectives=objectives, constraints=constraints)
+    from hwsim.explore.point import Options, check_options
+
+    check_options(Options(tasks=tasks, mask_density=float(density), batch=batch, steady_state=steady),
+                  f"{where}: ")
     spec.designs = build_designs(spec)
     return spec
 

@@ -16,7 +16,7 @@ from hwsim.explore.cli import explore, main
 from hwsim.explore.pareto import pareto_mask
 from hwsim.explore.point import Options, cost_point
 from hwsim.explore.spec import load_spec
-from hwsim.layers import InputError, Workload
+from hwsim.layers import Workload
 from hwsim.overrides import load_design
 from hwsim.sim import simulate
 
@@ -212,3 +212,35 @@ def test_dask_local_cluster_of_two_workers(small: Path, tmp_path: Path) -> None:
         assert len(client.scheduler_info()["workers"]) == 2
     serial = explore(small, tmp_path / "s", workers=1, progress=False, figures=False)["frame"]
     pd.testing.assert_frame_equal(frame, serial)
+
+
+@pytest.mark.parametrize("body, words", [
+    ("profiles: edge_npu\nworkloads: [{onnx: bad.onnx}]\n", ["workloads[0].onnx", "not a readable ONNX"]),
+    ("profiles: edge_npu\nworkloads: [{network: resnet18}]\nbatch: 4\n", ["batch"]),
+    ("profiles: edge_npu\nworkloads: [{network: resnet18}]\nsteady_state: true\n", ["steady_state"]),
+])
+def test_more_bad_specs(tmp_path: Path, body: str, words: list[str]) -> None:
+    import inspect
+
+    if "batch" in body and "batch" in inspect.signature(simulate).parameters:
+        pytest.skip("this cost model takes a batch")
+    if "steady" in body and "steady_state" in inspect.signature(simulate).parameters:
+        pytest.skip("this cost model takes steady_state")
+    (tmp_path / "bad.onnx").write_bytes(b"\x08\x07garbage" * 20)
+    path = write_spec(tmp_path, body)
+    r = CliRunner().invoke(main, [str(path), "-o", str(tmp_path / "out"), "-q"])
+    assert r.exit_code != 0 and r.output.startswith("Error: ") and r.output.strip().count("\n") == 0
+    for word in words:
+        assert word in r.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_scheduler_address(small: Path, tmp_path: Path) -> None:
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        r = CliRunner().invoke(main, [str(small), "-o", str(tmp_path / "c"), "-q", "--no-figures",
+                                      "--scheduler", cluster.scheduler_address])
+    assert r.exit_code == 0, r.output
+    assert "60 points (60 costed" in r.output
+    assert "dask.distributed at inproc://" in (tmp_path / "c" / "summary.md").read_text()

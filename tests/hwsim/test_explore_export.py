@@ -51,7 +51,7 @@ def check_zigzag(folder: Path, work: Workload) -> None:
     acc = yaml.safe_load((folder / "accelerator.yaml").read_text())
     assert set(acc) == {"name", "memories", "operational_array"}
     held = set()
-    for name, mem in acc["memories"].items():
+    for mem in acc["memories"].values():
         assert {"size", "r_cost", "w_cost", "area", "latency", "operands", "ports", "served_dimensions"} <= set(mem)
         assert isinstance(mem["size"], int) and isinstance(mem["latency"], int)
         assert all(re.match(r"^I[12]$|^O$", o) for o in mem["operands"])
@@ -149,7 +149,7 @@ def test_zigzag_runs_the_exported_files(tmp_path: Path) -> None:
     script.write_text(RUN_ZIGZAG)
     out = subprocess.run([python, str(script), str(folder / "workload.yaml"), str(folder / "accelerator.yaml"),
                           str(folder / "mapping.yaml"), str(tmp_path / "out")], capture_output=True, text=True,
-                         timeout=600, env={**os.environ, "PYTHONPATH": ""})
+                         timeout=600, check=False, env={**os.environ, "PYTHONPATH": ""})
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["energy"] >= macs(R18_CONV3) * prof.array.mac_energy_pj

@@ -10,12 +10,12 @@ import pytest
 from click.testing import CliRunner
 
 onnx = pytest.importorskip("onnx")
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper
 
-from hwsim.cli import main  # noqa: E402
-from hwsim.cost import macs  # noqa: E402
-from hwsim.layers import InputError  # noqa: E402
-from hwsim.onnx_import import OnnxWarning, load_onnx  # noqa: E402
+from hwsim.cli import main
+from hwsim.cost import macs
+from hwsim.layers import InputError
+from hwsim.onnx_import import OnnxWarning, load_onnx
 
 
 def _w(name: str, shape: tuple[int, ...]):
@@ -106,11 +106,10 @@ def test_exported_folded_model_costs_what_its_run_folder_costs(tmp_path: Path) -
     (ksm.geometry.layer_records) cost the same on every bundled profile."""
     torch = pytest.importorskip("torch")
     torchvision = pytest.importorskip("torchvision")
-    from ksm.export import export_onnx
-    from ksm.geometry import layer_records
-
     from hwsim import bundled_profiles, load_profile, simulate
     from hwsim.layers import Workload, layers_from_records
+    from ksm.export import export_onnx
+    from ksm.geometry import layer_records
 
     torch.manual_seed(0)
     model = torchvision.models.mobilenet_v2(num_classes=5).eval()
