@@ -229,24 +229,26 @@ def masks_vs_copies(frame: pd.DataFrame, spec: Spec) -> tuple[pd.DataFrame, str]
     axes = [a.key for a in spec.axes]
     keys = ["profile", *axes, "network"]
     rows = frame[frame["mode"].isin(["folded", "-"])]
-    ksm = rows[rows["method"] == "ksm"].groupby(keys, sort=False).first()
-    ft = rows[rows["method"] == "finetune"].groupby(keys, sort=False).first()
-    both = ksm.add_suffix("_ksm").join(ft.add_suffix("_ft"), how="inner")
+    ksm = rows[rows["method"] == "ksm"].drop_duplicates([*keys, "workload"])
+    ft = rows[rows["method"] == "finetune"].drop_duplicates(keys)
+    both = ksm.merge(ft, on=keys, suffixes=("_ksm", "_ft"), sort=False)
     if both.empty:
         return None
     t = spec.tasks
-    # finetune's task-specific bytes are its copy of the masked layers plus head and BatchNorm; KSM's the
-    # mask, head and BatchNorm. The backbone's own weights = finetune copy - (head + BN) ~ copy bytes.
-    backbone = both["mask_storage_bits_ft"] / 8  # the fine-tuned copy of the masked layers = the backbone
-    out = pd.DataFrame({
-        "on_chip_bytes": both["on_chip_bytes_ksm"],
-        "ksm_system_bytes": backbone + t * both["task_specific_bytes_ksm"],
-        "finetune_system_bytes": t * both["task_specific_bytes_ft"],
-        "ksm_switch_energy_j": both["switch_energy_j_ksm"],
-        "finetune_switch_energy_j": both["switch_energy_j_ft"],
-        "ksm_energy_j": both["energy_j_ksm"] + both["switch_energy_j_ksm"],
-        "finetune_energy_j": both["energy_j_ft"] + both["switch_energy_j_ft"],
-    }).reset_index()
+    # the backbone's own weights = the fine-tuned copy of the masked layers (finetune's mask_storage_bits)
+    backbone = both["mask_storage_bits_ft"] / 8
+    out = both[keys].copy()
+    several = both.groupby(keys)["workload_ksm"].transform("nunique") > 1  # e.g. soft and binary-only KSM runs
+    out["network"] = both["network"].where(~several, both["network"] + " (" + both["workload_ksm"] + ")")
+    out = out.assign(
+        on_chip_bytes=both["on_chip_bytes_ksm"],
+        ksm_system_bytes=backbone + t * both["task_specific_bytes_ksm"],
+        finetune_system_bytes=t * both["task_specific_bytes_ft"],
+        ksm_switch_energy_j=both["switch_energy_j_ksm"],
+        finetune_switch_energy_j=both["switch_energy_j_ft"],
+        ksm_energy_j=both["energy_j_ksm"] + both["switch_energy_j_ksm"],
+        finetune_energy_j=both["energy_j_ft"] + both["switch_energy_j_ft"],
+    )
     out["ksm_fits"] = out["ksm_system_bytes"] <= out["on_chip_bytes"]
     out["finetune_fits"] = out["finetune_system_bytes"] <= out["on_chip_bytes"]
     # masks pay where only KSM's deployment fits on chip, or where a switch costs less with masks

@@ -244,3 +244,14 @@ def test_cli_scheduler_address(small: Path, tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     assert "60 points (60 costed" in r.output
     assert "dask.distributed at inproc://" in (tmp_path / "c" / "summary.md").read_text()
+
+
+def test_committed_example_spec_is_valid() -> None:
+    root = Path(__file__).resolve().parents[2] / "reports" / "explore"
+    spec = load_spec(root / "spec.yaml")
+    assert spec.tasks == 8 and {a.key for a in spec.axes} == {"levels.sram_1MB.size_bytes", "array",
+                                                              "precision_bits.mask_scale"}
+    assert {"ksm", "finetune"} <= set(spec.methods)
+    summary = (root / "summary.md").read_text()
+    assert "ksm-explore reports/explore/spec.yaml -o reports/explore" in summary
+    assert "stop paying" in summary or "never pay" in summary
