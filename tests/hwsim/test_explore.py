@@ -253,5 +253,5 @@ def test_committed_example_spec_is_valid() -> None:
                                                               "precision_bits.mask_scale"}
     assert {"ksm", "finetune"} <= set(spec.methods)
     summary = (root / "summary.md").read_text()
-    assert "ksm-explore reports/explore/spec.yaml -o reports/explore" in summary
+    assert "ksm-explore reports/explore/spec" in summary  # spec.yaml, or spec-runs.yaml once runs/ exist
     assert "stop paying" in summary or "never pay" in summary
