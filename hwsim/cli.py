@@ -12,6 +12,7 @@ import pandas as pd
 
 from hwsim.layers import InputError, Workload, bundled_networks, load_network, load_run, load_topology
 from hwsim.masks import MODES
+from hwsim.overrides import Design, load_design
 from hwsim.profile import Profile, bundled_profiles, load_profile
 from hwsim.sim import SimResult, results_document, simulate
 
@@ -19,29 +20,38 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 METHOD_CHOICES = ("ksm", "piggyback", "packnet", "finetune", "feature")
 
 
-def _profiles(names: tuple[str, ...], sets: tuple[str, ...] = ()) -> list[Profile]:
-    from hwsim.overrides import load_design
-
+def _designs(names: tuple[str, ...], sets: tuple[str, ...] = ()) -> list[Design]:
+    """The profiles named (``all`` = every bundled one) with the ``--set`` overrides, validated."""
     wanted: list[str] = []
     for name in names:
         wanted.extend(bundled_profiles() if name == "all" else [name])
-    designs = [load_design(name, sets) for name in dict.fromkeys(wanted)]
-    _DESIGNS.update({id(d.profile): d for d in designs})
-    return [d.profile for d in designs]
-
-
-_DESIGNS: dict = {}  # id(profile) -> hwsim.overrides.Design (its area keys), for the JSON's area_mm2
+    return [load_design(name, sets) for name in dict.fromkeys(wanted)]
 
 
 def _workloads(masks: tuple[Path, ...], networks: tuple[str, ...], topologies: tuple[Path, ...],
-               method: str | None, batchnorm: str) -> list[Workload]:
+               method: str | None, batchnorm: str, more: tuple[Workload, ...] = ()) -> list[Workload]:
     works = [load_run(folder) for folder in masks]
-    loaded = [n if isinstance(n, Workload) else load_network(n) for n in networks]  # --onnx: already loaded
-    for item in [*loaded, *map(load_topology, topologies)]:
+    for item in [*map(load_network, networks), *map(load_topology, topologies), *more]:
         if method is not None:
             item = Workload(source=item.source, layers=item.layers, method=method, batchnorm=batchnorm)
         works.append(item)
     return works
+
+
+def _onnx_workloads(paths: tuple[Path, ...]) -> tuple[Workload, ...]:
+    """``--onnx`` files as workloads; the operators each leaves uncosted go to stderr in one line."""
+    if not paths:
+        return ()
+    from hwsim.onnx_import import load_onnx
+
+    works = []
+    for path in paths:
+        work, skipped = load_onnx(path, warn=False)
+        if skipped:
+            listed = ", ".join(f"{n} {op}" for op, n in sorted(skipped.items(), key=lambda kv: (-kv[1], kv[0])))
+            click.echo(f"warning: {path}: not costed by hwsim: {listed}", err=True)
+        works.append(work)
+    return tuple(works)
 
 
 def profiles_frame() -> pd.DataFrame:
@@ -205,19 +215,13 @@ def main(profiles: tuple[str, ...], masks: tuple[Path, ...], networks: tuple[str
         if report_dir is not None:
             _report(masks, networks, topologies, profiles, report_dir, title, tasks, mask_density)
             return
-        if onnx_files:
-            from hwsim.onnx_import import load_onnx
-
-            for onnx_file in onnx_files:
-                work, skipped = load_onnx(onnx_file, warn=False)
-                if skipped:
-                    listed = ", ".join(f"{n} {op}" for op, n in sorted(skipped.items(), key=lambda kv: (-kv[1], kv[0])))
-                    click.echo(f"warning: {onnx_file}: not costed by hwsim: {listed}", err=True)
-                networks += (work,)  # type: ignore[assignment]
-        if not (masks or networks or topologies):
-            raise click.UsageError("give at least one of --masks, --network or --topology "
+        onnx_works = _onnx_workloads(onnx_files)
+        if not (masks or networks or topologies or onnx_works):
+            raise click.UsageError("give at least one of --masks, --network, --topology or --onnx "
                                    "(or --list-profiles); see --help")
-        chosen = _profiles(profiles, sets)
+        designs = _designs(profiles, sets)
+        chosen = [d.profile for d in designs]
+        by_profile = {id(d.profile): d for d in designs}
         if masks:  # runs/* may match results.md or a PackNet/CPG sequence folder: expand and skip as --report does
             from hwsim.report import expand_run_paths
 
@@ -225,7 +229,7 @@ def main(profiles: tuple[str, ...], masks: tuple[Path, ...], networks: tuple[str
             for path in skipped:
                 click.echo(f"skipping {path}: not a run folder", err=True)
             masks = tuple(folders)
-        works = _workloads(masks, networks, topologies, method, batchnorm)
+        works = _workloads(masks, networks, topologies, method, batchnorm, onnx_works)
         modes = list(MODES) if mode == "both" else [mode]
         results = []
         for work in works:
@@ -235,11 +239,11 @@ def main(profiles: tuple[str, ...], masks: tuple[Path, ...], networks: tuple[str
         if export_to is not None:
             from hwsim.export import export_all
 
-            export_to_dirs = export_all(export_to[0], works, chosen, export_to[1], _DESIGNS)
+            export_to_dirs = export_all(export_to[0], works, chosen, export_to[1], by_profile)
         if json_path is not None:
             from hwsim.explore.point import add_area
 
-            _write_json(json_path, add_area(results_document(results), results, _DESIGNS))
+            _write_json(json_path, add_area(results_document(results), results, by_profile))
     except (InputError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
