@@ -13,7 +13,7 @@ import pandas as pd
 from hwsim.layers import InputError, Workload, bundled_networks, load_network, load_run, load_topology
 from hwsim.masks import MODES
 from hwsim.overrides import Design, load_design
-from hwsim.profile import Profile, bundled_profiles, load_profile
+from hwsim.profile import bundled_profiles, load_profile
 from hwsim.sim import SimResult, results_document, simulate
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
