@@ -12,7 +12,8 @@ from hwsim import catalogue, tables, units
 from hwsim.fsutil import atomic_write
 from hwsim.layers import InputError, Workload, bundled_networks, load_network, load_run, load_topology
 from hwsim.masks import MODES
-from hwsim.profile import Profile, bundled_profiles, load_profile
+from hwsim.overrides import Design, load_design
+from hwsim.profile import bundled_profiles, load_profile
 from hwsim.runs import expand_run_paths
 from hwsim.sim import SimResult, results_document, simulate
 
@@ -21,23 +22,40 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 METHOD_CHOICES = tuple(t.name for t in catalogue.methods() if not t.mask.needs_run)
 
 
-def _profiles(names: tuple[str, ...]) -> list[Profile]:
+def _designs(names: tuple[str, ...], sets: tuple[str, ...] = ()) -> list[Design]:
+    """The profiles named (``all`` = every bundled one) with the ``--set`` overrides, validated."""
     wanted: list[str] = []
     for name in names:
         wanted.extend(bundled_profiles() if name == "all" else [name])
-    return [load_profile(name) for name in dict.fromkeys(wanted)]
+    return [load_design(name, sets) for name in dict.fromkeys(wanted)]
 
 
 def _workloads(masks: tuple[Path, ...], networks: tuple[str, ...], topologies: tuple[Path, ...],
-               method: str | None, batchnorm: str) -> list[Workload]:
+               method: str | None, batchnorm: str, more: tuple[Workload, ...] = ()) -> list[Workload]:
     from hwsim.packed import load_packed
 
     works = [load_packed(path) if path.is_file() else load_run(path) for path in masks]  # a ksm-export --pack file
-    for item in [*map(load_network, networks), *map(load_topology, topologies)]:
+    for item in [*map(load_network, networks), *map(load_topology, topologies), *more]:
         if method is not None:
             item = Workload(source=item.source, layers=item.layers, method=method, batchnorm=batchnorm)
         works.append(item)
     return works
+
+
+def _onnx_workloads(paths: tuple[Path, ...]) -> tuple[Workload, ...]:
+    """``--onnx`` files as workloads; the operators each leaves uncosted go to stderr in one line."""
+    if not paths:
+        return ()
+    from hwsim.onnx_import import load_onnx
+
+    works = []
+    for path in paths:
+        work, skipped = load_onnx(path, warn=False)
+        if skipped:
+            listed = ", ".join(f"{n} {op}" for op, n in sorted(skipped.items(), key=lambda kv: (-kv[1], kv[0])))
+            click.echo(f"warning: {path}: not costed by hwsim: {listed}", err=True)
+        works.append(work)
+    return tuple(works)
 
 
 def profiles_frame() -> pd.DataFrame:
@@ -161,11 +179,20 @@ def _report(masks: tuple[Path, ...], networks: tuple[str, ...], topologies: tupl
               help="Write a Markdown report with PNG figures (accuracy vs storage, energy, task switch, "
                    "soft-mask precision) of the --masks runs on every --profile into this folder.")
 @click.option("--title", default=None, help="Title of the --report (default: tasks x methods).")
+@click.option("--onnx", "onnx_files", multiple=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="An ONNX CNN to cost (Conv, Gemm, MatMul; other operators listed in one warning). Repeatable.")
+@click.option("--export", "export_to", nargs=2, type=(click.Choice(["zigzag", "timeloop"]), click.Path(path_type=Path)),
+              default=None, metavar="zigzag|timeloop DIR",
+              help="Also write each workload and profile in ZigZag's or Timeloop's input format into DIR.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override a profile field by its dotted path, validated like the YAML (repeatable): "
+                   "--set array.rows=16 --set levels.sram_1MB.size_bytes=524288.")
 @click.argument("more_masks", nargs=-1, type=click.Path(path_type=Path), metavar="[RUN_FOLDER]...")
 def main(profiles: tuple[str, ...], masks: tuple[Path, ...], networks: tuple[str, ...],
          topologies: tuple[Path, ...], method: str | None, mode: str, tasks: int, mask_density: float,
-         batchnorm: str, batch: int, objective: str, steady_state: bool, with_layers: bool, json_path: Path | None, list_profiles: bool,
-         report_dir: Path | None, title: str | None, more_masks: tuple[Path, ...]) -> None:
+         batchnorm: str, batch: int, objective: str, steady_state: bool, with_layers: bool, json_path: Path | None,
+         list_profiles: bool, report_dir: Path | None, title: str | None, onnx_files: tuple[Path, ...],
+         export_to: tuple[str, Path] | None, sets: tuple[str, ...], more_masks: tuple[Path, ...]) -> None:
     """Analytical cost of (masked, multi-task) CNN inference on edge accelerator profiles.
 
     For every workload (a run folder, a bundled network, or a SCALE-Sim topology) on every profile it
@@ -192,16 +219,19 @@ def main(profiles: tuple[str, ...], masks: tuple[Path, ...], networks: tuple[str
         if report_dir is not None:
             _report(masks, networks, topologies, profiles, report_dir, title, tasks, mask_density)
             return
-        if not (masks or networks or topologies):
-            raise click.UsageError("give at least one of --masks, --network or --topology "
+        onnx_works = _onnx_workloads(onnx_files)
+        if not (masks or networks or topologies or onnx_works):
+            raise click.UsageError("give at least one of --masks, --network, --topology or --onnx "
                                    "(or --list-profiles); see --help")
-        chosen = _profiles(profiles)
+        designs = _designs(profiles, sets)
+        chosen = [d.profile for d in designs]
+        by_profile = {id(d.profile): d for d in designs}
         if masks:  # runs/* may match results.md or a PackNet/CPG sequence folder: expand and skip as --report does
             folders, skipped = expand_run_paths(masks)
             for path in skipped:
                 click.echo(f"skipping {path}: not a run folder", err=True)
             masks = tuple(folders)
-        works = _workloads(masks, networks, topologies, method, batchnorm)
+        works = _workloads(masks, networks, topologies, method, batchnorm, onnx_works)
         modes = list(MODES) if mode == "both" else [mode]
         results = []
         for work in works:
@@ -209,8 +239,14 @@ def main(profiles: tuple[str, ...], masks: tuple[Path, ...], networks: tuple[str
                 for m in (modes if work.method is not None else [None]):
                     results.append(simulate(work, prof, m, tasks=tasks, mask_density=mask_density, batch=batch,
                                             objective=objective, steady_state=steady_state))
+        if export_to is not None:
+            from hwsim.export import export_all
+
+            export_to_dirs = export_all(export_to[0], works, chosen, export_to[1], by_profile)
         if json_path is not None:
-            _write_json(json_path, results_document(results))
+            from hwsim.explore.point import add_area
+
+            _write_json(json_path, add_area(results_document(results), results, by_profile))
     except (InputError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:
@@ -219,3 +255,5 @@ def main(profiles: tuple[str, ...], masks: tuple[Path, ...], networks: tuple[str
         click.echo(summary_text(result, with_layers))
     if json_path is not None:
         click.echo(f"wrote {json_path}")
+    if export_to is not None:
+        click.echo(f"wrote {export_to[0]} inputs into {', '.join(map(str, export_to_dirs))}")

@@ -1,0 +1,3 @@
+from hwsim.explore.cli import main
+
+main()

@@ -1,0 +1,198 @@
+"""Cost every point of a sweep: serially, over a process pool, or on a dask.distributed cluster.
+
+Points are grouped into chunks by design, so a worker reuses per-layer costs across the workloads,
+methods and modes of one design (see :func:`hwsim.explore.point.cost_point`). Finished chunks are
+appended to ``points.jsonl`` in the output folder as they arrive: a sweep that is interrupted, or run
+again with more axis values, recomputes only the points it has not costed (the resume key digests the
+design's full profile mapping, the workload and the options).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hwsim.explore.point import Options, cost_point
+from hwsim.explore.spec import Spec, WorkloadItem, design_hash
+from hwsim.masks import MASK_METHODS
+from hwsim.overrides import Design
+
+CHUNK_POINTS = 64
+
+
+@dataclass(frozen=True)
+class Point:
+    """One point to cost: a design, a workload (by index), options, and its labels for the table."""
+
+    point_id: str
+    design: int
+    workload: int
+    options: Options
+
+
+def _workload_digest(item: WorkloadItem) -> str:
+    return hashlib.sha1(repr(item.work).encode()).hexdigest()[:16]
+
+
+def plan(spec: Spec) -> list[Point]:
+    """Every point of the sweep in a stable order (design, workload, mode)."""
+    digests = [_workload_digest(item) for item in spec.workloads]
+    points = []
+    for d, (_labels, design) in enumerate(spec.designs):
+        dh = design_hash(design)
+        for w, item in enumerate(spec.workloads):
+            method = item.work.method
+            # a mode changes nothing for a method without a mask (finetune, feature): cost it once, folded
+            modes = spec.modes if method in MASK_METHODS else ["folded"] if method else [None]
+            for mode in modes:
+                options = Options(mode=mode, tasks=spec.tasks, mask_density=spec.mask_density,
+                                  batch=spec.batch, steady_state=spec.steady_state)
+                key = json.dumps([dh, item.key, digests[w], options.as_dict()], sort_keys=True)
+                points.append(Point(hashlib.sha1(key.encode()).hexdigest()[:20], d, w, options))
+    return points
+
+
+# --------------------------------------------------------------------------------------------
+# Workers
+
+_WORKLOADS: list[WorkloadItem] = []
+
+
+def _init_worker(workloads: list[WorkloadItem]) -> None:
+    global _WORKLOADS
+    _WORKLOADS = workloads
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def _row(point_id: str, design: Design, item: WorkloadItem, options: Options) -> dict[str, Any]:
+    row = {"point_id": point_id, **cost_point(design, item.work, options)}
+    bits = design.profile.precision_bits.mask_scale
+    if item.soft_precision and item.work.method == "ksm":  # measured top-1 with the scale at these bits
+        row["accuracy"] = item.soft_precision.get(bits)
+    else:
+        row["accuracy"] = row["top1"]
+    return row
+
+
+def cost_chunk(chunk: list[tuple[str, Design, int, Options]],
+               workloads: list[WorkloadItem] | None = None) -> list[dict[str, Any]]:
+    """Cost a list of (point id, design, workload index, options); the unit of work sent to a worker."""
+    works = workloads if workloads is not None else _WORKLOADS
+    return [_row(pid, design, works[w], options) for pid, design, w, options in chunk]
+
+
+def _chunks(spec: Spec, todo: list[Point], size: int) -> Iterator[list[tuple[str, Design, int, Options]]]:
+    chunk: list[tuple[str, Design, int, Options]] = []
+    for p in todo:  # plan order keeps one design's points together
+        chunk.append((p.point_id, _slim(spec.designs[p.design][1]), p.workload, p.options))
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _slim(design: Design) -> Design:
+    """The design without its raw mapping (workers need the profile and the area keys only)."""
+    return Design(profile=design.profile, raw={}, extras=design.extras, where=design.where)
+
+
+# --------------------------------------------------------------------------------------------
+# Running
+
+
+def run_points(spec: Spec, todo: list[Point], workers: int = 0, scheduler: str | None = None,
+               on_rows: Callable[[list[dict[str, Any]]], None] | None = None, progress: bool = True,
+               chunk_size: int = CHUNK_POINTS) -> list[dict[str, Any]]:
+    """Cost ``todo`` and return the rows (any order). ``on_rows`` sees every finished chunk.
+
+    Args:
+        workers: processes of the local pool; 0 = every core (``os.cpu_count()``), 1 = in this process.
+        scheduler: a dask.distributed scheduler address (``tcp://host:8786``), or a
+            ``distributed.Client`` / ``LocalCluster``; overrides ``workers``.
+    """
+    from tqdm.auto import tqdm
+
+    rows: list[dict[str, Any]] = []
+    bar = tqdm(total=len(todo), unit="pt", disable=not progress, desc="ksm-explore", mininterval=0.5)
+
+    def done(part: list[dict[str, Any]]) -> None:
+        rows.extend(part)
+        if on_rows is not None:
+            on_rows(part)
+        bar.update(len(part))
+
+    chunks = list(_chunks(spec, todo, chunk_size))
+    try:
+        if scheduler is not None:
+            _run_dask(spec, chunks, scheduler, done)
+        else:
+            n = workers or os.cpu_count() or 1
+            n = min(n, max(1, len(chunks)))
+            if n <= 1:
+                for chunk in chunks:
+                    done(cost_chunk(chunk, spec.workloads))
+            else:
+                with ProcessPoolExecutor(max_workers=n, initializer=_init_worker,
+                                         initargs=(spec.workloads,)) as pool:
+                    futures = [pool.submit(cost_chunk, chunk) for chunk in chunks]
+                    for future in as_completed(futures):
+                        done(future.result())
+    finally:
+        bar.close()
+    return rows
+
+
+def _run_dask(spec: Spec, chunks: list[Any], scheduler: Any, done: Callable[[list[dict[str, Any]]], None]) -> None:
+    from distributed import Client
+    from distributed import as_completed as dask_completed
+
+    own = isinstance(scheduler, str)
+    client = Client(scheduler) if own else (scheduler if isinstance(scheduler, Client) else Client(scheduler))
+    try:
+        [workloads] = client.scatter([spec.workloads], broadcast=True)
+        futures = [client.submit(cost_chunk, chunk, workloads, pure=False) for chunk in chunks]
+        for future in dask_completed(futures):
+            done(future.result())
+    finally:
+        if own or not isinstance(scheduler, Client):
+            client.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Resume cache
+
+
+def read_cache(path: Path) -> dict[str, dict[str, Any]]:
+    """Rows already costed (``points.jsonl``), by point id; a torn last line is ignored."""
+    out: dict[str, dict[str, Any]] = {}
+    if not path.is_file():
+        return out
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict) and "point_id" in row:
+                out[row["point_id"]] = row
+    return out
+
+
+def append_cache(path: Path, rows: list[dict[str, Any]]) -> None:
+    with path.open("a", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, default=_jsonable) + "\n")
+        handle.flush()
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

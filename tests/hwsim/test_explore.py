@@ -1,0 +1,257 @@
+"""ksm-explore: spec validation, Pareto fronts, the sweep engines, resume, and agreement with ksm-sim."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from hwsim import load_network, load_run
+from hwsim.cli import main as sim_main
+from hwsim.explore.cli import explore, main
+from hwsim.explore.pareto import pareto_mask
+from hwsim.explore.point import Options, cost_point
+from hwsim.explore.spec import load_spec
+from hwsim.layers import Workload
+from hwsim.overrides import load_design
+from hwsim.sim import simulate
+
+SMALL = """
+name: small
+profiles: [edge_npu]
+axes:
+  levels.sram_1MB.size_bytes: {log: [65536, 1048576], num: 3, integer: true}
+  array: [{rows: 8, cols: 8}, {rows: 16, cols: 16}]
+  precision_bits.mask_scale: [4, 8]
+workloads:
+  - runs: runs/*
+  - network: {net}
+methods: [ksm, finetune]
+tasks: 8
+objectives: [energy, latency, area]
+"""
+
+
+def write_spec(folder: Path, text: str, net: str = "layers.json") -> Path:
+    path = folder / "spec.yaml"
+    path.write_text(text.replace("{net}", net), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def small(tmp_path: Path, run_folder, layer_records) -> Path:
+    run_folder("ksm", name="a", run_overrides={"metrics": {"top1": 0.8, "soft_precision": {"4": 0.7, "8": 0.79}}})
+    (tmp_path / "layers.json").write_text(json.dumps({"format": "ksm-layers/1", "network": "toy",
+                                                       "layers": layer_records}))
+    return write_spec(tmp_path, SMALL)
+
+
+# ---- Pareto --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("values, expected", [
+    ([[1, 3], [2, 2], [3, 1], [2, 3], [3, 3]], [True, True, True, False, False]),
+    ([[1, 1], [1, 1], [2, 0.5]], [True, True, True]),  # duplicates both kept
+    ([[1, 1, 1], [0, 2, 2], [2, 0, 2], [2, 2, 0], [1, 1, 2], [1.5, 1.5, 1.5]],
+     [True, True, True, True, False, False]),
+    ([[5.0]], [True]),
+    ([[1, np.nan], [2, 2]], [False, True]),
+    ([[1, 2], [1, 3]], [True, False]),  # equal in one objective, worse in the other: dominated
+])
+def test_pareto_hand_made(values, expected) -> None:
+    assert pareto_mask(np.array(values, dtype=float)).tolist() == expected
+
+
+def test_pareto_matches_brute_force() -> None:
+    rng = np.random.default_rng(0)
+    v = rng.integers(0, 6, size=(200, 3)).astype(float)
+    brute = [not any((v[j] <= v[i]).all() and (v[j] < v[i]).any() for j in range(len(v))) for i in range(len(v))]
+    assert pareto_mask(v).tolist() == brute
+
+
+# ---- spec ----------------------------------------------------------------------------------
+
+
+def test_ranges(tmp_path: Path) -> None:
+    spec = load_spec(write_spec(tmp_path, """
+profiles: edge_npu
+axes:
+  clock_hz: {linear: [5.0e8, 1.0e9], num: 3}
+  levels.sram_1MB.size_bytes: {log: [65536, 4194304], num: 4, integer: true}
+  array.rows: {linear: [8, 32], step: 8, integer: true}
+  levels.l2: [absent, {like: sram_1MB, after: sram_1MB, size_bytes: 262144}]
+workloads: [{network: resnet18}]
+"""))
+    values = {a.key: a.values for a in spec.axes}
+    assert values["clock_hz"] == (5e8, 7.5e8, 1e9)
+    assert values["levels.sram_1MB.size_bytes"] == (65536, 262144, 1048576, 4194304)
+    assert values["array.rows"] == (8, 16, 24, 32)
+    assert len(spec.designs) == 3 * 4 * 4 * 2
+    names = {tuple(lv.name for lv in d.profile.levels) for _, d in spec.designs}
+    assert ("dram", "sram_1MB", "l2", "ibuf_32KB", "acc_32KB") in names and len(names) == 2
+
+
+@pytest.mark.parametrize("body, words", [
+    ("profiles: edge_npu\nworkloads: [{network: resnet18}]\nbogus: 1\n", ["bogus", "unknown key"]),
+    ("profiles: edge_npu\naxes: {array.rows: []}\nworkloads: [{network: resnet18}]\n", ["axes.array.rows", "empty"]),
+    ("profiles: edge_npu\naxes: {array.rows: {linear: [4, 2], step: 1}}\nworkloads: [{network: resnet18}]\n",
+     ["axes.array.rows", "empty"]),
+    ("profiles: edge_npu\naxes: {array.rows: [16, -1]}\nworkloads: [{network: resnet18}]\n",
+     ["array.rows=-1", "positive integer"]),
+    ("profiles: edge_npu\naxes: {array.rowz: [16]}\nworkloads: [{network: resnet18}]\n", ["rowz", "unknown key"]),
+    ("profiles: edge_npu\nworkloads: [{network: resnet18}]\nconstraints: {area: {min: 5, max: 1}}\n",
+     ["constraints.area", "contradictory"]),
+    ("profiles: edge_npu\nworkloads: [{network: resnet18}]\nconstraints: {accuracy: {min: 0.5}}\n",
+     ["constraints.accuracy", "no workload records"]),
+    ("profiles: edge_npu\nworkloads: [{network: nosuchnet}]\n", ["workloads[0].network", "unknown network"]),
+    ("profiles: edge_npu\nworkloads: [{onnx: missing.onnx}]\n", ["workloads[0].onnx", "missing file"]),
+    ("profiles: edge_npu\nworkloads: [{network: resnet18}]\nmethods: [magic]\n", ["methods", "magic"]),
+    ("profiles: [nosuch]\nworkloads: [{network: resnet18}]\n", ["unknown profile"]),
+    ("workloads: [{network: resnet18}]\n", ["profiles", "missing key"]),
+    ("profiles: edge_npu\nworkloads: [{network: resnet18}]\nobjectives: [speed]\n", ["objectives", "speed"]),
+])
+def test_bad_specs_one_line_nothing_written(tmp_path: Path, body: str, words: list[str]) -> None:
+    path = write_spec(tmp_path, body)
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, [str(path), "-o", str(out), "-q"])
+    assert r.exit_code != 0
+    message = r.output.strip()
+    assert message.startswith("Error: ") and "\n" not in message, message
+    for word in words:
+        assert word in message, message
+    assert not out.exists()
+
+
+# ---- the adapter -----------------------------------------------------------------------------
+
+
+def test_layer_cache_equals_simulate(run_folder) -> None:
+    design = load_design("eyeriss", ["array.rows=8"])
+    r50 = load_network("resnet50")
+    works = [r50, Workload(r50.source, r50.layers, method="ksm"), Workload(r50.source, r50.layers, method="packnet"),
+             load_run(run_folder("ksm")), load_run(run_folder("piggyback", name="p"))]
+    for work in works:
+        for mode in ("folded", "on_the_fly"):
+            cached = cost_point(design, work, Options(mode=mode, tasks=8), cache=True)
+            plain = cost_point(design, work, Options(mode=mode, tasks=8), cache=False)
+            assert cached == plain
+            direct = simulate(work, design.profile, mode if work.method else None, tasks=8)
+            assert cached["energy_j"] == direct.energy_j and cached["latency_s"] == direct.latency_s
+
+
+# ---- sweeps ----------------------------------------------------------------------------------
+
+
+def test_sweep_writes_everything_and_resumes(small: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    first = explore(small, out, workers=1, progress=False)
+    frame = first["frame"]
+    # 12 designs x (run: ksm x 2 modes + network: ksm x 2 modes + finetune x 1)
+    assert len(frame) == 12 * 5 and first["stats"]["costed"] == 60
+    for name in ("points.csv", "points.parquet", "front.csv", "front.png", "summary.md",
+                 "sensitivity-array.png", "sensitivity-levels-sram_1MB-size_bytes.png",
+                 "sensitivity-precision_bits-mask_scale.png"):
+        assert (out / name).is_file(), name
+    parquet = pd.read_parquet(out / "points.parquet")
+    assert len(parquet) == 60 and {"energy_j", "latency_s", "area_mm2", "on_front", "accuracy"} <= set(parquet)
+    assert (parquet["area_mm2"] > 0).all()
+    run_rows = parquet[parquet["workload"] == "run:a"]
+    assert set(run_rows["accuracy"]) == {0.7, 0.79}  # soft_precision at 4 and 8 bits
+    summary = (out / "summary.md").read_text()
+    assert summary.splitlines()[0] == "# small" and "ksm-explore" in summary
+    assert "fine-tuned copies" in summary
+    again = explore(small, out, workers=1, progress=False)
+    assert again["stats"]["costed"] == 0 and again["stats"]["reused"] == 60
+    pd.testing.assert_frame_equal(again["frame"], frame)
+    # one more axis value: only the new designs are costed
+    small.write_text(small.read_text().replace("[4, 8]", "[2, 4, 8]"))
+    third = explore(small, out, workers=1, progress=False)
+    assert third["stats"]["costed"] == 30 and third["stats"]["reused"] == 60
+
+
+def test_constraints_and_fronts(small: Path, tmp_path: Path) -> None:
+    small.write_text(small.read_text() + "constraints: {area: {max: 0.9}, accuracy: {min: 0.75}}\n")
+    frame = explore(small, tmp_path / "o", workers=1, progress=False, figures=False)["frame"]
+    assert (frame.loc[frame["feasible"], "area_mm2"] <= 0.9).all()
+    assert not frame.loc[frame["on_front"] & ~frame["feasible"]].shape[0]
+    ran = frame[frame["workload"] == "run:a"]
+    assert not ran.loc[ran["accuracy"] < 0.75, "feasible"].any()
+
+
+def test_point_equals_ksm_sim(small: Path, tmp_path: Path) -> None:
+    frame = explore(small, tmp_path / "o", workers=1, progress=False, figures=False)["frame"]
+    row = frame[(frame["workload"] == "run:a") & (frame["mode"] == "on_the_fly")].iloc[5]
+    sets = [f"levels.sram_1MB.size_bytes={row['levels.sram_1MB.size_bytes']}", f"array={row['array']}",
+            f"precision_bits.mask_scale={row['precision_bits.mask_scale']}"]
+    out = tmp_path / "one.json"
+    args = ["--masks", str(tmp_path / "runs" / "a"), "--mode", "on_the_fly", "--tasks", "8", "--json", str(out)]
+    for s in sets:
+        args += ["--set", s]
+    r = CliRunner().invoke(sim_main, args)
+    assert r.exit_code == 0, r.output
+    t = json.loads(out.read_text())["results"][0]["totals"]
+    assert t["energy_j"] == row["energy_j"] and t["latency_s"] == row["latency_s"]
+    assert t["area_mm2"] == row["area_mm2"] and t["task_specific_bytes"] == row["task_specific_bytes"]
+
+
+def test_process_pool_equals_serial(small: Path, tmp_path: Path) -> None:
+    serial = explore(small, tmp_path / "a", workers=1, progress=False, figures=False)["frame"]
+    pooled = explore(small, tmp_path / "b", workers=2, progress=False, figures=False)["frame"]
+    pd.testing.assert_frame_equal(serial, pooled)
+
+
+def test_dask_local_cluster_of_two_workers(small: Path, tmp_path: Path) -> None:
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        frame = explore(small, tmp_path / "d", scheduler=client, progress=False, figures=False)["frame"]
+        assert len(client.scheduler_info()["workers"]) == 2
+    serial = explore(small, tmp_path / "s", workers=1, progress=False, figures=False)["frame"]
+    pd.testing.assert_frame_equal(frame, serial)
+
+
+@pytest.mark.parametrize("body, words", [
+    ("profiles: edge_npu\nworkloads: [{onnx: bad.onnx}]\n", ["workloads[0].onnx", "not a readable ONNX"]),
+    ("profiles: edge_npu\nworkloads: [{network: resnet18}]\nbatch: 4\n", ["batch"]),
+    ("profiles: edge_npu\nworkloads: [{network: resnet18}]\nsteady_state: true\n", ["steady_state"]),
+])
+def test_more_bad_specs(tmp_path: Path, body: str, words: list[str]) -> None:
+    import inspect
+
+    if "batch" in body and "batch" in inspect.signature(simulate).parameters:
+        pytest.skip("this cost model takes a batch")
+    if "steady" in body and "steady_state" in inspect.signature(simulate).parameters:
+        pytest.skip("this cost model takes steady_state")
+    (tmp_path / "bad.onnx").write_bytes(b"\x08\x07garbage" * 20)
+    path = write_spec(tmp_path, body)
+    r = CliRunner().invoke(main, [str(path), "-o", str(tmp_path / "out"), "-q"])
+    assert r.exit_code != 0 and r.output.startswith("Error: ") and r.output.strip().count("\n") == 0
+    for word in words:
+        assert word in r.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_scheduler_address(small: Path, tmp_path: Path) -> None:
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        r = CliRunner().invoke(main, [str(small), "-o", str(tmp_path / "c"), "-q", "--no-figures",
+                                      "--scheduler", cluster.scheduler_address])
+    assert r.exit_code == 0, r.output
+    assert "60 points (60 costed" in r.output
+    assert "dask.distributed at inproc://" in (tmp_path / "c" / "summary.md").read_text()
+
+
+def test_committed_example_spec_is_valid() -> None:
+    root = Path(__file__).resolve().parents[2] / "reports" / "explore"
+    spec = load_spec(root / "spec.yaml")
+    assert spec.tasks == 8 and {a.key for a in spec.axes} == {"levels.sram_1MB.size_bytes", "array",
+                                                              "precision_bits.mask_scale"}
+    assert {"ksm", "finetune"} <= set(spec.methods)
+    summary = (root / "summary.md").read_text()
+    assert "ksm-explore reports/explore/spec" in summary  # spec.yaml, or spec-runs.yaml once runs/ exist
+    assert "stop paying" in summary or "never pay" in summary

@@ -1,0 +1,156 @@
+"""ksm-sim --export zigzag|timeloop: files checked against the formats' rules; opt-in run in ZigZag.
+
+The structural checks restate the rules of zigzag-dse 3.9.1's validators (``zigzag/parser/
+workload_validator.py``, ``accelerator_validator.py``: required keys, operator types, the equation and
+dimension-relation patterns, operand/port/allocation patterns) and of Timeloop v0.4's CNN-layer problem
+and architecture files (``!Container``/``!Component`` nodes, keep/bypass data spaces).
+The opt-in test runs the files in ZigZag when ``zigzag`` is importable, or through the interpreter named
+by ``KSM_ZIGZAG_PYTHON`` (a throwaway venv: ``pip install zigzag-dse==3.9.1 six``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from hwsim import Layer, Workload, load_network, load_profile
+from hwsim.cli import main
+from hwsim.cost import macs
+from hwsim.export import write_timeloop, write_zigzag
+
+EQUATION = r"^O(\[\w+\])+\s*\+?\s*=\s*\w(\[\w+\])+\s*[*+]\s*\w(\[(?:\w+)?\])+\s*$"
+RELATION = r"^(\w+)\s*=\s*(?:(\w+)\s*\*\s*)?(\w+)\s*\+\s*(?:(\w+)\s*\*\s*)?(\w+)$"
+OPERATORS = {"Max", "Conv", "Pooling", "Add", "Conv_downsample", "Gemm", "Pool", "MaxPool", "AveragePool",
+             "GlobalAveragePool"}
+R18_CONV3 = Layer("r18_conv3_3x3", "conv", 128, 128, (3, 3), (1, 1), (1, 1), 1, (28, 28), (28, 28))
+
+
+def check_zigzag(folder: Path, work: Workload) -> None:
+    layers = yaml.safe_load((folder / "workload.yaml").read_text())
+    assert isinstance(layers, list) and len(layers) == len(work.layers)
+    for entry, layer in zip(layers, work.layers):
+        assert {"id", "operator_type", "equation", "loop_dims", "loop_sizes", "operand_precision"} <= set(entry)
+        assert entry["operator_type"] in OPERATORS and re.match(EQUATION, entry["equation"])
+        assert {"O", "O_final"} <= set(entry["operand_precision"])
+        for rel in entry.get("dimension_relations", []):
+            assert re.match(RELATION, rel), rel
+        assert len(entry["loop_dims"]) == len(entry["loop_sizes"])
+        assert all(isinstance(v, int) and v > 0 for v in entry["loop_sizes"])
+        assert math.prod(entry["loop_sizes"]) == macs(layer)
+        if "padding" in entry:
+            assert len(entry["padding"]) == len(entry["pr_loop_dims"]) == len(entry["pr_loop_sizes"])
+    acc = yaml.safe_load((folder / "accelerator.yaml").read_text())
+    assert set(acc) == {"name", "memories", "operational_array"}
+    held = set()
+    for mem in acc["memories"].values():
+        assert {"size", "r_cost", "w_cost", "area", "latency", "operands", "ports", "served_dimensions"} <= set(mem)
+        assert isinstance(mem["size"], int) and isinstance(mem["latency"], int)
+        assert all(re.match(r"^I[12]$|^O$", o) for o in mem["operands"])
+        held |= set(mem["operands"])
+        for port in mem["ports"]:
+            assert re.match(r"^[r]?[w]?_port_\d+$", port["name"]) and port["type"] in ("read", "write", "read_write")
+            assert isinstance(port["bandwidth_min"], int) and isinstance(port["bandwidth_max"], int)
+            assert all(re.match(r"^(I[12]|O), (fh|tl|fl|th)$", a) for a in port["allocation"])
+        assert all(re.match(r"^D\d$", d) for d in mem["served_dimensions"])
+    assert held == {"I1", "I2", "O"}
+    assert list(acc["memories"])[-1] == "dram" or set(list(acc["memories"].values())[-1]["operands"]) == held
+    op = acc["operational_array"]
+    assert op["dimensions"] == ["D1", "D2"] and len(op["sizes"]) == 2
+    mapping = yaml.safe_load((folder / "mapping.yaml").read_text())
+    assert mapping[0]["name"] == "default" and mapping[0]["memory_operand_links"] == {"O": "O", "W": "I2", "I": "I1"}
+    for dim in ("D1", "D2"):
+        assert all(re.match(r"^[A-Z]+, [0-9]+$", s) for s in mapping[0]["spatial_mapping"][dim])
+
+
+class TimeloopLoader(yaml.SafeLoader):
+    pass
+
+
+for _tag in ("!Container", "!Component", "!Parallel"):
+    TimeloopLoader.add_constructor(_tag, lambda loader, node, t=_tag: {"_tag": t, **loader.construct_mapping(node, deep=True)})
+
+
+def check_timeloop(folder: Path, work: Workload) -> None:
+    arch = yaml.load((folder / "arch.yaml").read_text(), Loader=TimeloopLoader)["architecture"]
+    assert arch["version"] == 0.4
+    nodes = arch["nodes"]
+    assert nodes[0]["_tag"] == "!Container" and nodes[1]["class"] == "DRAM" and nodes[-1]["class"] == "intmac"
+    spaces = {"Weights", "Inputs", "Outputs"}
+    for node in nodes:
+        if node["_tag"] == "!Component" and "constraints" in node:
+            ds = node["constraints"]["dataspace"]
+            assert set(ds["keep"]) | set(ds["bypass"]) == spaces and not set(ds["keep"]) & set(ds["bypass"])
+    meshes = [n["spatial"] for n in nodes if n["_tag"] == "!Container" and "spatial" in n]
+    assert {k for m in meshes for k in m} == {"meshX", "meshY"}
+    problems = sorted((folder / "problems").glob("*.yaml"))
+    assert len(problems) == len(work.layers)
+    for path, layer in zip(problems, work.layers):
+        p = yaml.safe_load(path.read_text())["problem"]
+        assert p["version"] == 0.4
+        dims = p["shape"]["dimensions"]
+        inst = p["instance"]
+        assert math.prod(inst[d] for d in dims) == macs(layer)
+        named = {name for ds in p["shape"]["data_spaces"] for proj in ds["projection"] for term in proj for name in term}
+        assert named <= set(dims) | {c["name"] for c in p["shape"]["coefficients"]}
+    assert yaml.safe_load((folder / "mapper.yaml").read_text())["mapper"]["version"] == 0.4
+
+
+@pytest.mark.parametrize("profile", ["edge_npu", "eyeriss", "zigzag_tpu_like"])
+def test_exports_follow_the_formats(tmp_path: Path, profile: str) -> None:
+    work, prof = load_network("mobilenet_v2"), load_profile(profile)
+    write_zigzag(work, prof, tmp_path / "zz")
+    check_zigzag(tmp_path / "zz", work)
+    write_timeloop(work, prof, tmp_path / "tl")
+    check_timeloop(tmp_path / "tl", work)
+
+
+def test_cli_export(tmp_path: Path) -> None:
+    r = CliRunner().invoke(main, ["-n", "resnet18", "-p", "edge_npu", "-p", "eyeriss", "--set", "array.rows=16",
+                                  "--export", "zigzag", str(tmp_path / "x")])
+    assert r.exit_code == 0, r.output
+    folders = sorted(p.name for p in (tmp_path / "x").iterdir())
+    assert folders == ["resnet18-edge_npu", "resnet18-eyeriss"]
+    acc = yaml.safe_load((tmp_path / "x" / "resnet18-eyeriss" / "accelerator.yaml").read_text())
+    assert acc["operational_array"]["sizes"][0] == 16  # --set reaches the export
+    r = CliRunner().invoke(main, ["-n", "resnet18", "--export", "scalesim", str(tmp_path / "y")])
+    assert r.exit_code != 0 and not (tmp_path / "y").exists()
+
+
+RUN_ZIGZAG = textwrap.dedent("""
+    import json, sys
+    from zigzag.api import get_hardware_performance_zigzag
+    energy, latency, *rest = get_hardware_performance_zigzag(sys.argv[1], sys.argv[2], sys.argv[3], opt="energy",
+        dump_folder=sys.argv[4], lpf_limit=4, nb_spatial_mappings_generated=1)
+    print(json.dumps({"energy": float(energy), "latency": float(latency)}))
+""")
+
+
+def test_zigzag_runs_the_exported_files(tmp_path: Path) -> None:
+    """Opt-in: ZigZag reads the files and costs the ResNet-18 conv3_x layer: MAC energy = MACs x unit energy."""
+    python = os.environ.get("KSM_ZIGZAG_PYTHON")
+    if python is None:
+        pytest.importorskip("zigzag")
+        import sys
+
+        python = sys.executable
+    work, prof = Workload("r18", (R18_CONV3,)), load_profile("zigzag_tpu_like")
+    folder = tmp_path / "zz"
+    write_zigzag(work, prof, folder)
+    script = tmp_path / "run.py"
+    script.write_text(RUN_ZIGZAG)
+    out = subprocess.run([python, str(script), str(folder / "workload.yaml"), str(folder / "accelerator.yaml"),
+                          str(folder / "mapping.yaml"), str(tmp_path / "out")], capture_output=True, text=True,
+                         timeout=600, check=False, env={**os.environ, "PYTHONPATH": ""})
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["energy"] >= macs(R18_CONV3) * prof.array.mac_energy_pj
+    assert result["latency"] >= macs(R18_CONV3) / prof.array.pes
