@@ -19,7 +19,6 @@ head and, for CPG, the pick mask and the weights its growth added.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from safetensors.numpy import save_file
 from torch import Tensor, nn
 
 from hwsim.packed import FLOAT_DTYPES, FORMAT, pack_codes, read_packed, unpack_codes
+from ksm.files import write_atomic
 from ksm.masks import KernelSoftMask, soft_part
 from ksm.methods import batchnorms, maskable_layers
 from ksm.runfolder import RunError
@@ -250,14 +250,11 @@ def _write_atomic(out: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DeployError(f"{out.parent}: cannot create folder ({exc.strerror})") from None
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
-        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp), metadata=header)
-        os.replace(tmp, out)
+        write_atomic(out, lambda tmp: save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp),
+                                                metadata=header))
     except OSError as exc:
         raise DeployError(f"{out}: cannot write ({exc.strerror or exc})") from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -58,6 +58,7 @@ from torch.nn.utils import parametrize
 
 from hwsim import catalogue
 from ksm.data import TaskData
+from ksm.files import sha256_file, temp_sibling
 from ksm.masks import KernelSoftMask
 from ksm.methods import Method, maskable_layers
 from ksm.runfolder import RUN_JSON, RunError
@@ -90,7 +91,7 @@ def library_version() -> str:
 # ---------------------------------------------------------------------------------------------
 def _atomic_target(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    return temp_sibling(path)
 
 
 def export_onnx(model: nn.Module, path: Path, example: Tensor) -> Path:
@@ -426,10 +427,8 @@ def _profile_weight_bits(profile: str | None) -> int:
 
 
 def _sha256(path: Path) -> str:
-    import hashlib
-
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        return sha256_file(path)
     except OSError:
         return ""  # read_run names the missing file
 
@@ -456,7 +455,7 @@ def record_int8(folder: Path, metrics: dict[str, Any], *, expected_sha256: str |
         raise RunError(f"{path}: no 'metrics' object to add int8 results to")
     record["metrics"]["int8"] = metrics
     text = json.dumps(record, indent=1) + "\n"
-    tmp = path.with_name(f".{RUN_JSON}.{os.getpid()}.tmp")
+    tmp = temp_sibling(path)
     try:
         tmp.write_text(text, encoding="utf-8")
         if path.read_bytes() != before:

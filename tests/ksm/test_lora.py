@@ -11,7 +11,8 @@ import torchvision
 from click.testing import CliRunner
 from torch import nn
 
-from ksm.backbones import BackboneSpec, sha256_of
+from ksm.backbones import BackboneSpec
+from ksm.files import sha256_file as sha256_of
 from ksm.data import TaskData
 from ksm.lora import PEFT_PREFIX, LoraBranch, branches, peft_config, to_peft
 from ksm.pipeline import RunSpec, build, load_run_model, run_task
