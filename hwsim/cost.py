@@ -140,7 +140,7 @@ def map_weight_stationary(d: Dims, rows: int, cols: int, input_footprint: int) -
     (SCALE-Sim v2 closed forms, Samajdar et al., ISPASS 2020: ifmap reads = PQ * win * ceil(K/cols),
     filter reads = compulsory, ofmap writes = PQ * K * ceil(win/rows)).
     Cycles = ceil(G/u_g) * ceil(K/cols) * ceil(win/rows) * PQ (= MACs/1024 on a 32x32 array for
-    ResNet-18 conv3_x: 112,896, as ZigZag's tpu_like, §3.4).
+    ResNet-18 conv3_x: 112,896, as ZigZag 3.9.1 counts it on tpu_like).
     """
     u_win, u_k = min(d.win, rows), min(d.k, cols)
     u_g = max(1, min(d.g, rows // u_win, cols // u_k))

@@ -4,7 +4,7 @@ A method is priced by its mask kind in ``hwsim.catalogue``: :data:`STORAGE_RULES
 to one rule, which calls the formula below, so a new method of a known kind needs no code here.
 
 Storage per task, by method (bits; no anchor models per-task masks, so these are derived here, with
-Sparseloop's bitmask metadata (1 bit per element) as precedent, hwsim-anchors.md §2.7):
+Sparseloop's bitmask metadata (1 bit per element, Wu et al., MICRO 2022) as precedent):
 
 - ``ksm``: a kernel-wise binary mask, 1 bit per (output channel, input channel of its group), plus the
   soft scale at ``mask_scale`` bits for every entry whose binary bit is 0 (the scale is 0 where the bit

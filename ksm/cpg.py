@@ -1,6 +1,6 @@
 """CPG, Compacting-Picking-Growing (Hung et al., NeurIPS 2019), on the shared loop of ``ksm.train``.
 
-Mechanics as in the authors' code (``ivclab/CPG``, shared/research/ksm-paper.md §4.3), per task ``t``:
+Mechanics as in the authors' code (``ivclab/CPG``, ``models/layers.py``; docs/bibliography.md [CPG]), per task ``t``:
 
 - **pick**: a Piggyback-style real-valued mask (init ``--mask-init``, binarised at ``--threshold``
   with the identity straight-through estimator) over every weight of tasks ``1..t-1``, trained jointly

@@ -1,6 +1,6 @@
 """Task data: the built-in default suite (real data shipped in packages) and the paper's benchmark.
 
-Default suite (shared/README.md), each read from its own published format, split once with a fixed
+Default suite (docs/bibliography.md, Data), each read from its own published format, split once with a fixed
 seed and cached as uint8 arrays at the run's input size:
 
 =================  ==========================================  ===========================

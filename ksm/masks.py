@@ -4,7 +4,8 @@ Both are ``torch.nn.utils.parametrize`` modules on a conv's ``weight``, so the b
 tree and state-dict names are unchanged and folding is ``remove_parametrizations``.
 
 KSM (Yang et al., CVPR 2021, Fig. 3 and Eqs. 4-8, mechanics as in the authors' ``GroupWiseConv2d``;
-see shared/research/ksm-paper.md §1.2):
+the Piggyback-derived code base that prints "Performing KSM masking", ``modnets/layers.py``;
+docs/bibliography.md [KSM]):
 
 * one real value ``M_r`` per (out, in/groups) kernel, broadcast over the kh×kw taps;
 * binary part ``M_b = 1[sigmoid(β(M_r - τ)/T) ≥ 0.5] = 1[M_r ≥ τ]`` in the forward pass; the backward

@@ -26,7 +26,7 @@ BN_TENSORS = ("weight", "bias", "running_mean", "running_var")
 
 @dataclass(frozen=True)
 class MaskConfig:
-    """Mask hyperparameters; the defaults are the authors' code values (ksm-paper.md §1.2)."""
+    """Mask hyperparameters; the defaults are the authors' code values (``modnets/layers.py``; docs/bibliography.md [KSM], [Piggyback])."""
 
     init: float = DEFAULT_INIT
     threshold: float = DEFAULT_THRESHOLD

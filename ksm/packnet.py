@@ -1,6 +1,6 @@
 """PackNet (Mallya & Lazebnik, CVPR 2018): iterative magnitude pruning packs tasks into one network.
 
-Mechanics as in the authors' code (``arunmallya/packnet``, shared/research/ksm-paper.md §4.2):
+Mechanics as in the authors' code (``arunmallya/packnet``, ``src/prune.py``; docs/bibliography.md [PackNet]):
 
 1. the free weights (task index 0) are given to the new task; only they are trained, every weight of an
    earlier task keeps its value (gradient zeroed, value restored after each step);

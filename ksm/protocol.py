@@ -1,7 +1,8 @@
 """The fair comparison protocol: same grid, same trials, same seeds, selection on validation only.
 
 Why: on this backbone the learning rate and the BatchNorm policy move accuracy more than the
-method's name does (shared/research/prototype-notes.md), and the peers' published code picks the
+method's name does (the README's default table: frozen-BatchNorm Piggyback at lr 1e-3 collapses to
+chance, at 1e-4 it barely moves its mask), and the peers' published code picks the
 best epoch on the test split. So every variant here gets
 
 * the same training data: each task's training split is split once (fixed ``val_seed``, recorded)

@@ -1,6 +1,7 @@
-"""Cross-checks against ZigZag 3.9.1 and SCALE-Sim 3.0.0 runs recorded in shared/research/hwsim-anchors.md.
+"""Cross-checks against ZigZag 3.9.1 and SCALE-Sim 3.0.0 runs made on this project's machine
+(zigzag-dse 3.9.1 ``get_hardware_performance_zigzag`` with ``opt='energy'``; scalesim 3.0.0).
 
-The numbers below are golden data from those runs (not computed by hwsim), each with its section.
+The numbers below are golden data from those runs (not computed by hwsim).
 """
 
 from __future__ import annotations
@@ -12,18 +13,18 @@ import pytest
 from hwsim import Layer, Workload, load_profile, simulate
 from hwsim.profile import profile_from_dict
 
-# ResNet-18 conv3_x 3x3: 128 -> 128 channels, 28x28 output, pad 1 (hwsim-anchors.md §3.4).
+# ResNet-18 conv3_x 3x3: 128 -> 128 channels, 28x28 output, pad 1 (ZigZag's padded-ifmap count).
 R18_CONV3 = Layer("r18_conv3_3x3", "conv", 128, 128, (3, 3), (1, 1), (1, 1), 1, (28, 28), (28, 28))
 
-# ZigZag 3.9.1, §3.4: DRAM traffic (identical on eyeriss_like and tpu_like; the buffers hold the layer).
+# ZigZag 3.9.1: DRAM traffic (identical on eyeriss_like and tpu_like; the buffers hold the layer).
 ZIGZAG_MACS = 115_605_504
 ZIGZAG_DRAM_READ_INPUTS_B = 115_200  # 14,400 x 64 b (padded 30*30*128)
 ZIGZAG_DRAM_READ_WEIGHTS_B = 147_456  # 18,432 x 64 b
 ZIGZAG_DRAM_WRITE_OUTPUTS_B = 100_352  # 12,544 x 64 b (8-bit final outputs)
 ZIGZAG_TPU_COMPUTE_CYCLES = 112_896  # = MACs / 1024
-ZIGZAG_EYERISS_DRAM_ENERGY = 4.54e7  # words x 1000 (I 1.44e7 + W 1.84e7 + O 1.25e7), §3.4 / §3.5
-ZIGZAG_TPU_DRAM_ENERGY = (1.008e7, 1.29e7, 9.41e6)  # I, W (x 700), O (x 750), §3.4
-ZIGZAG_EYERISS_MAC_ENERGY = 57_802_752  # 0.5 x MACs, §2.3
+ZIGZAG_EYERISS_DRAM_ENERGY = 4.54e7  # words x 1000 (I 1.44e7 + W 1.84e7 + O 1.25e7)
+ZIGZAG_TPU_DRAM_ENERGY = (1.008e7, 1.29e7, 9.41e6)  # I, W (x 700), O (x 750)
+ZIGZAG_EYERISS_MAC_ENERGY = 57_802_752  # 0.5 x MACs (eyeriss_like.yaml unit_energy)
 
 
 @pytest.mark.parametrize("name", ["zigzag_eyeriss_like", "zigzag_tpu_like"])
@@ -51,7 +52,7 @@ def test_zigzag_energy_identities() -> None:
     assert got == pytest.approx(list(ZIGZAG_TPU_DRAM_ENERGY), rel=0.003)
 
 
-# SCALE-Sim 3.0.0 on an 8x8 array, §3.2: 16x16 output, ifmap 18x18x16 (pre-padded), 3x3, K = 32, stride 1.
+# SCALE-Sim 3.0.0 on an 8x8 array: 16x16 output, ifmap 18x18x16 (pre-padded), 3x3, K = 32, stride 1.
 SMALL = Layer("small_3x3", "conv", 16, 32, (3, 3), (1, 1), (0, 0), 1, (18, 18), (16, 16))
 SCALESIM = {
     # dataflow: (ifmap SRAM reads, filter SRAM reads, ofmap SRAM writes, compute cycles)

@@ -22,8 +22,7 @@ from ksm.data import TaskData, array_task, load_digits, resize_gray, stratified_
 from ksm.deploy import DeployError, file_sizes, load_task, pack_task, scale_codes, scale_values
 from ksm.export_cli import main as export_main
 from ksm.masks import quantise_scale
-from ksm.pipeline import RunSpec, run_task
-from ksm.sequence import SequenceSpec, load_sequence_task, run_sequence
+from ksm.pipeline import RunSpec, load_sequence_task, run_sequence, run_task
 from ksm.train import TrainConfig, evaluate
 
 PRETRAINED = BackboneSpec("mobilenet_v2", "IMAGENET1K_V1")
@@ -72,7 +71,7 @@ def sequences(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = {}
     for method, opts in options.items():
         folder = tmp_path_factory.mktemp(method)
-        run_sequence(SequenceSpec(method=method, backbone=PRETRAINED, train=fast, options=opts), list(tasks),
+        run_sequence(RunSpec(method=method, backbone=PRETRAINED, train=fast, options=opts), list(tasks),
                      tasks.__getitem__, folder, progress=False)
         out[method] = folder
     return out
