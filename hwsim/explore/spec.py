@@ -43,7 +43,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from hwsim.layers import METHODS, InputError, Workload, load_network, load_run, load_topology
+from hwsim import catalogue
+from hwsim.layers import InputError, Workload, load_network, load_run, load_topology
 from hwsim.masks import MODES
 from hwsim.overrides import Design, apply_overrides, apply_values, design_from_raw, load_raw_profile
 
@@ -332,7 +333,7 @@ def load_spec(path: str | Path) -> Spec:
                 raise _fail(f"{where}: {key}", f"unknown value {item!r} (known: {', '.join(map(str, allowed))})")
         return list(dict.fromkeys(items))
 
-    methods = choice("methods", (*METHODS, None, "none"), [None])
+    methods = choice("methods", (*catalogue.names(), None, "none"), [None])
     methods = [None if m == "none" else m for m in methods]
     modes = choice("modes", MODES, list(MODES))
 
