@@ -454,6 +454,28 @@ def _multicast(spatial: Spatial, true_ways: dict[str, float], o: str) -> float:
     return math.prod(u for d, u in true_ways.items() if d not in RELEVANT[o])
 
 
+class _Ledger:
+    """Energy (pJ) and words read/written per level of a batch of candidate mappings, as :meth:`add` charges them."""
+
+    __slots__ = ("energy", "r_lv", "w_lv")
+
+    def __init__(self, energy: np.ndarray) -> None:
+        self.energy = energy
+        self.r_lv: dict[str, np.ndarray] = {}
+        self.w_lv: dict[str, np.ndarray] = {}
+
+    def add(self, lv: MemoryLevel, r: np.ndarray | float, r_bits: np.ndarray | float, w: np.ndarray | float,
+            w_bits: np.ndarray | float) -> None:
+        """Charge ``r`` reads of ``r_bits`` and ``w`` writes of ``w_bits`` at ``lv`` (whole words per PE)."""
+        if lv.per_pe:
+            rw, ww = r * np.ceil(r_bits / lv.word_bits), w * np.ceil(w_bits / lv.word_bits)
+        else:
+            rw, ww = r * r_bits / lv.word_bits, w * w_bits / lv.word_bits
+        self.energy = self.energy + rw * lv.read_energy_pj + ww * lv.write_energy_pj
+        self.r_lv[lv.name] = self.r_lv.get(lv.name, 0.0) + rw
+        self.w_lv[lv.name] = self.w_lv.get(lv.name, 0.0) + ww
+
+
 def _traffic(a: Arch, n: int, cuts: dict[str, list[np.ndarray]], macs: float, n_out: float, mc: dict[str, float],
              ebytes: dict[str, float], fills: Callable, add: Callable, first_tile: Callable,
              held_of: Callable[[str], np.ndarray], onload: np.ndarray, offload: np.ndarray
@@ -597,20 +619,8 @@ def score_orders(shape: Shape, a: Arch, spatial: Spatial, orders: np.ndarray, fa
             out = out * extent(I, b) / (b[:, B] * b[:, G] * b[:, C] * b[:, OY] * b[:, FY] * b[:, OX] * b[:, FX])
         return out
 
-    energy = np.full(n, macs * a.mac_pj)
-    r_lv: dict[str, np.ndarray] = {}
-    w_lv: dict[str, np.ndarray] = {}
-
-    def add(lv: MemoryLevel, r: np.ndarray | float, r_bits: np.ndarray | float, w: np.ndarray | float,
-            w_bits: np.ndarray | float) -> None:
-        nonlocal energy
-        if lv.per_pe:
-            rw, ww = r * np.ceil(r_bits / lv.word_bits), w * np.ceil(w_bits / lv.word_bits)
-        else:
-            rw, ww = r * r_bits / lv.word_bits, w * w_bits / lv.word_bits
-        energy = energy + rw * lv.read_energy_pj + ww * lv.write_energy_pj
-        r_lv[lv.name] = r_lv.get(lv.name, 0.0) + rw
-        w_lv[lv.name] = w_lv.get(lv.name, 0.0) + ww
+    ledger = _Ledger(np.full(n, macs * a.mac_pj))
+    add, r_lv, w_lv = ledger.add, ledger.r_lv, ledger.w_lv
 
     n_out = float(shape.b * shape.g * shape.k * shape.oy * shape.ox)
     onload = np.zeros(n)
@@ -628,7 +638,7 @@ def score_orders(shape: Shape, a: Arch, spatial: Spatial, orders: np.ndarray, fa
                                onload, offload)
     cycles = _cycles(a, n, r_lv, w_lv, temporal, onload, offload,
                      lambda lv: lv.bandwidth_bytes_per_cycle * 8 / lv.word_bits * (macs / temporal if lv.per_pe else 1))
-    return energy, cycles
+    return ledger.energy, cycles
 
 
 @lru_cache(maxsize=16)
@@ -848,20 +858,8 @@ def _score_batch(a: Arch, items: list[tuple[Shape, Spatial, tuple[tuple[int, int
             out = out * tab[(I, shared)][s] / tab[("den", shared)][s]
         return out
 
-    energy = rep["mac_e"]
-    r_lv: dict[str, np.ndarray] = {}
-    w_lv: dict[str, np.ndarray] = {}
-
-    def add(lv: MemoryLevel, r: np.ndarray | float, r_bits: np.ndarray | float, w: np.ndarray | float,
-            w_bits: np.ndarray | float) -> None:
-        nonlocal energy
-        if lv.per_pe:
-            rw, ww = r * np.ceil(r_bits / lv.word_bits), w * np.ceil(w_bits / lv.word_bits)
-        else:
-            rw, ww = r * r_bits / lv.word_bits, w * w_bits / lv.word_bits
-        energy = energy + rw * lv.read_energy_pj + ww * lv.write_energy_pj
-        r_lv[lv.name] = r_lv.get(lv.name, 0.0) + rw
-        w_lv[lv.name] = w_lv.get(lv.name, 0.0) + ww
+    ledger = _Ledger(rep["mac_e"])
+    add, r_lv, w_lv = ledger.add, ledger.r_lv, ledger.w_lv
 
     onload = np.zeros(nr)
     offload = np.zeros(nr)
@@ -876,7 +874,7 @@ def _score_batch(a: Arch, items: list[tuple[Shape, Spatial, tuple[tuple[int, int
                                lambda o: tab[("ir", o)][stay_local[o][base] + off], onload, offload)
     cycles = _cycles(a, nr, r_lv, w_lv, temporal, onload, offload,
                      lambda lv: rep[("bw", lv.name)] if lv.per_pe else lv.bandwidth_bytes_per_cycle * 8 / lv.word_bits * 1)
-    return energy, cycles
+    return ledger.energy, cycles
 
 
 # (profile, objective) -> shape -> the chosen mapping: the profile (a deep frozen dataclass, slow to
