@@ -64,7 +64,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -454,6 +454,94 @@ def _multicast(spatial: Spatial, true_ways: dict[str, float], o: str) -> float:
     return math.prod(u for d, u in true_ways.items() if d not in RELEVANT[o])
 
 
+class _Ledger:
+    """Energy (pJ) and words read/written per level of a batch of candidate mappings, as :meth:`add` charges them."""
+
+    __slots__ = ("energy", "r_lv", "w_lv")
+
+    def __init__(self, energy: np.ndarray) -> None:
+        self.energy = energy
+        self.r_lv: dict[str, np.ndarray] = {}
+        self.w_lv: dict[str, np.ndarray] = {}
+
+    def add(self, lv: MemoryLevel, r: np.ndarray | float, r_bits: np.ndarray | float, w: np.ndarray | float,
+            w_bits: np.ndarray | float) -> None:
+        """Charge ``r`` reads of ``r_bits`` and ``w`` writes of ``w_bits`` at ``lv`` (whole words per PE)."""
+        if lv.per_pe:
+            rw, ww = r * np.ceil(r_bits / lv.word_bits), w * np.ceil(w_bits / lv.word_bits)
+        else:
+            rw, ww = r * r_bits / lv.word_bits, w * w_bits / lv.word_bits
+        self.energy = self.energy + rw * lv.read_energy_pj + ww * lv.write_energy_pj
+        self.r_lv[lv.name] = self.r_lv.get(lv.name, 0.0) + rw
+        self.w_lv[lv.name] = self.w_lv.get(lv.name, 0.0) + ww
+
+
+def _traffic(a: Arch, n: int, cuts: dict[str, list[np.ndarray]], macs: float, n_out: float, mc: dict[str, float],
+             ebytes: dict[str, float], fills: Callable, add: Callable, first_tile: Callable,
+             held_of: Callable[[str], np.ndarray], onload: np.ndarray, offload: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Charge every operand's reads and writes along its chain (``add``) for ``n`` candidate mappings at
+    once; return the first tile's onload and offload bytes. ``held_of(o)``: the MACs a word of weights or
+    inputs serves where it lands before it is fetched again. Shared by :func:`score_orders` and
+    :func:`_score_batch`, called once per batch (vectorised over the candidates)."""
+    for o in OPERANDS:
+        chain, c = a.chains[o], cuts[o]
+        into = [fills(o, c[i], not lv.per_pe) for i, lv in enumerate(chain[:-1])]
+        down = [into[i] / (mc[o] if chain[i].per_pe else 1.0) for i in range(len(into))]
+        if o in (W, I):
+            if chain[0].word_bits >= a.bits[o]:
+                held = held_of(o)
+            else:
+                held = np.ones(n)
+            for i, lv in enumerate(chain):
+                r = macs / held / (1.0 if lv.per_pe else mc[o]) if i == 0 else down[i - 1]
+                w = into[i] if i < len(into) else 0.0
+                add(lv, r, a.bits[o], w, a.bits[o])
+            if len(chain) > 1:
+                onload = np.maximum(onload, first_tile(o, chain[0], c[0]) * ebytes[o])
+        else:
+            up = [np.maximum(x, n_out) for x in down]
+            back = [u - n_out for u in up]
+            ps, fin = a.bits[O], a.out_bits
+            for i, lv in enumerate(chain):
+                bits_up = np.where(back[i] > 0.5, ps, fin) if i < len(up) else fin
+                if i == 0:
+                    red = 1.0 if lv.per_pe else mc[O]
+                    add(lv, macs / red, ps, macs / red, ps)
+                else:
+                    bits_in = np.where(back[i - 1] > 0.5, ps, fin)
+                    add(lv, back[i - 1], bits_in, up[i - 1], bits_in)
+                if lv.per_pe and i < len(into):
+                    r_up = np.maximum(into[i], n_out * mc[O])
+                    add(lv, r_up, bits_up, r_up - n_out * mc[O], ps)
+                else:
+                    add(lv, up[i] if i < len(up) else 0.0, bits_up, back[i] if i < len(back) else 0.0, ps)
+            if len(chain) > 1:
+                offload = first_tile(O, chain[0], c[0]) * a.out_bits / 8
+    return onload, offload
+
+
+def _cycles(a: Arch, n: int, r_lv: dict[str, np.ndarray], w_lv: dict[str, np.ndarray], temporal: np.ndarray | float,
+            onload: np.ndarray, offload: np.ndarray, bw_of: Callable[[MemoryLevel], np.ndarray | float]) -> np.ndarray:
+    """Cycles of ``n`` candidate mappings: the temporal loops, the worst level's bandwidth stall (each level
+    once; ``bw_of(level)``: its words per cycle), and the first tile's onload and offload at DRAM bandwidth."""
+    stall = np.zeros(n)
+    outer = a.chains[W][-1].name
+    seen: set[str] = set()
+    for o in OPERANDS:
+        for lv in a.chains[o]:
+            if lv.name in seen:
+                continue
+            seen.add(lv.name)
+            bw = bw_of(lv)
+            r, w = r_lv.get(lv.name, 0.0), w_lv.get(lv.name, 0.0)
+            t = ((r + w - (onload + offload) * 8 / lv.word_bits) if lv.name == outer else np.maximum(r, w)) / bw
+            stall = np.maximum(stall, t - temporal)
+    dram_bw = a.chains[W][-1].bandwidth_bytes_per_cycle
+    cycles = temporal + stall + (onload + offload) / dram_bw
+    return cycles
+
+
 def score_orders(shape: Shape, a: Arch, spatial: Spatial, orders: np.ndarray, factors: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray]:
     """Energy (pJ) and cycles of many loop orders at once: :func:`evaluate`'s formulas over numpy arrays.
@@ -531,20 +619,8 @@ def score_orders(shape: Shape, a: Arch, spatial: Spatial, orders: np.ndarray, fa
             out = out * extent(I, b) / (b[:, B] * b[:, G] * b[:, C] * b[:, OY] * b[:, FY] * b[:, OX] * b[:, FX])
         return out
 
-    energy = np.full(n, macs * a.mac_pj)
-    r_lv: dict[str, np.ndarray] = {}
-    w_lv: dict[str, np.ndarray] = {}
-
-    def add(lv: MemoryLevel, r: np.ndarray | float, r_bits: np.ndarray | float, w: np.ndarray | float,
-            w_bits: np.ndarray | float) -> None:
-        nonlocal energy
-        if lv.per_pe:
-            rw, ww = r * np.ceil(r_bits / lv.word_bits), w * np.ceil(w_bits / lv.word_bits)
-        else:
-            rw, ww = r * r_bits / lv.word_bits, w * w_bits / lv.word_bits
-        energy = energy + rw * lv.read_energy_pj + ww * lv.write_energy_pj
-        r_lv[lv.name] = r_lv.get(lv.name, 0.0) + rw
-        w_lv[lv.name] = w_lv.get(lv.name, 0.0) + ww
+    ledger = _Ledger(np.full(n, macs * a.mac_pj))
+    add, r_lv, w_lv = ledger.add, ledger.r_lv, ledger.w_lv
 
     n_out = float(shape.b * shape.g * shape.k * shape.oy * shape.ox)
     onload = np.zeros(n)
@@ -556,56 +632,13 @@ def score_orders(shape: Shape, a: Arch, spatial: Spatial, orders: np.ndarray, fa
             t = t * math.prod(u for d, u in true_ways.items() if d in RELEVANT[o])
         return t
 
-    for o in OPERANDS:
-        chain, c = a.chains[o], cuts[o]
-        into = [fills(o, c[i], not lv.per_pe) for i, lv in enumerate(chain[:-1])]
-        down = [into[i] / (mc[o] if chain[i].per_pe else 1.0) for i in range(len(into))]
-        if o in (W, I):
-            if chain[0].word_bits >= a.bits[o]:
-                lead = np.cumprod(~rel[o], axis=1).astype(bool)  # the leading run of irrelevant loops
-                held = np.prod(np.where(lead, factors, 1.0), axis=1)
-            else:
-                held = np.ones(n)
-            for i, lv in enumerate(chain):
-                r = macs / held / (1.0 if lv.per_pe else mc[o]) if i == 0 else down[i - 1]
-                w = into[i] if i < len(into) else 0.0
-                add(lv, r, a.bits[o], w, a.bits[o])
-            if len(chain) > 1:
-                onload = np.maximum(onload, first_tile(o, chain[0], c[0]) * ebytes[o])
-        else:
-            up = [np.maximum(x, n_out) for x in down]
-            back = [u - n_out for u in up]
-            ps, fin = a.bits[O], a.out_bits
-            for i, lv in enumerate(chain):
-                bits_up = np.where(back[i] > 0.5, ps, fin) if i < len(up) else fin
-                if i == 0:
-                    red = 1.0 if lv.per_pe else mc[O]
-                    add(lv, macs / red, ps, macs / red, ps)
-                else:
-                    bits_in = np.where(back[i - 1] > 0.5, ps, fin)
-                    add(lv, back[i - 1], bits_in, up[i - 1], bits_in)
-                if lv.per_pe and i < len(into):
-                    r_up = np.maximum(into[i], n_out * mc[O])
-                    add(lv, r_up, bits_up, r_up - n_out * mc[O], ps)
-                else:
-                    add(lv, up[i] if i < len(up) else 0.0, bits_up, back[i] if i < len(back) else 0.0, ps)
-            if len(chain) > 1:
-                offload = first_tile(O, chain[0], c[0]) * a.out_bits / 8
-    stall = np.zeros(n)
-    outer = a.chains[W][-1].name
-    seen: set[str] = set()
-    for o in OPERANDS:
-        for lv in a.chains[o]:
-            if lv.name in seen:
-                continue
-            seen.add(lv.name)
-            bw = lv.bandwidth_bytes_per_cycle * 8 / lv.word_bits * (macs / temporal if lv.per_pe else 1)
-            r, w = r_lv.get(lv.name, 0.0), w_lv.get(lv.name, 0.0)
-            t = ((r + w - (onload + offload) * 8 / lv.word_bits) if lv.name == outer else np.maximum(r, w)) / bw
-            stall = np.maximum(stall, t - temporal)
-    dram_bw = a.chains[W][-1].bandwidth_bytes_per_cycle
-    cycles = temporal + stall + (onload + offload) / dram_bw
-    return energy, cycles
+    onload, offload = _traffic(a, n, cuts, macs, n_out, mc, ebytes, fills, add, first_tile,
+                               lambda o: np.prod(np.where(np.cumprod(~rel[o], axis=1).astype(bool), factors, 1.0),
+                                                 axis=1),  # the leading run of irrelevant loops
+                               onload, offload)
+    cycles = _cycles(a, n, r_lv, w_lv, temporal, onload, offload,
+                     lambda lv: lv.bandwidth_bytes_per_cycle * 8 / lv.word_bits * (macs / temporal if lv.per_pe else 1))
+    return ledger.energy, cycles
 
 
 @lru_cache(maxsize=16)
@@ -825,20 +858,8 @@ def _score_batch(a: Arch, items: list[tuple[Shape, Spatial, tuple[tuple[int, int
             out = out * tab[(I, shared)][s] / tab[("den", shared)][s]
         return out
 
-    energy = rep["mac_e"]
-    r_lv: dict[str, np.ndarray] = {}
-    w_lv: dict[str, np.ndarray] = {}
-
-    def add(lv: MemoryLevel, r: np.ndarray | float, r_bits: np.ndarray | float, w: np.ndarray | float,
-            w_bits: np.ndarray | float) -> None:
-        nonlocal energy
-        if lv.per_pe:
-            rw, ww = r * np.ceil(r_bits / lv.word_bits), w * np.ceil(w_bits / lv.word_bits)
-        else:
-            rw, ww = r * r_bits / lv.word_bits, w * w_bits / lv.word_bits
-        energy = energy + rw * lv.read_energy_pj + ww * lv.write_energy_pj
-        r_lv[lv.name] = r_lv.get(lv.name, 0.0) + rw
-        w_lv[lv.name] = w_lv.get(lv.name, 0.0) + ww
+    ledger = _Ledger(rep["mac_e"])
+    add, r_lv, w_lv = ledger.add, ledger.r_lv, ledger.w_lv
 
     onload = np.zeros(nr)
     offload = np.zeros(nr)
@@ -849,55 +870,11 @@ def _score_batch(a: Arch, items: list[tuple[Shape, Spatial, tuple[tuple[int, int
             tile = tile * rep[("pe", o)]
         return tile
 
-    for o in OPERANDS:
-        chain, c = a.chains[o], cuts[o]
-        into = [fills(o, c[i], not lv.per_pe) for i, lv in enumerate(chain[:-1])]
-        down = [into[i] / (mc[o] if chain[i].per_pe else 1.0) for i in range(len(into))]
-        if o in (W, I):
-            if chain[0].word_bits >= a.bits[o]:
-                held = tab[("ir", o)][stay_local[o][base] + off]
-            else:
-                held = np.ones(nr)
-            for i, lv in enumerate(chain):
-                r = macs / held / (1.0 if lv.per_pe else mc[o]) if i == 0 else down[i - 1]
-                w = into[i] if i < len(into) else 0.0
-                add(lv, r, a.bits[o], w, a.bits[o])
-            if len(chain) > 1:
-                onload = np.maximum(onload, first_tile(o, chain[0], c[0]) * ebytes[o])
-        else:
-            up = [np.maximum(x, n_out) for x in down]
-            back = [u - n_out for u in up]
-            ps, fin = a.bits[O], a.out_bits
-            for i, lv in enumerate(chain):
-                bits_up = np.where(back[i] > 0.5, ps, fin) if i < len(up) else fin
-                if i == 0:
-                    red = 1.0 if lv.per_pe else mc[O]
-                    add(lv, macs / red, ps, macs / red, ps)
-                else:
-                    bits_in = np.where(back[i - 1] > 0.5, ps, fin)
-                    add(lv, back[i - 1], bits_in, up[i - 1], bits_in)
-                if lv.per_pe and i < len(into):
-                    r_up = np.maximum(into[i], n_out * mc[O])
-                    add(lv, r_up, bits_up, r_up - n_out * mc[O], ps)
-                else:
-                    add(lv, up[i] if i < len(up) else 0.0, bits_up, back[i] if i < len(back) else 0.0, ps)
-            if len(chain) > 1:
-                offload = first_tile(O, chain[0], c[0]) * a.out_bits / 8
-    stall = np.zeros(nr)
-    outer = a.chains[W][-1].name
-    seen: set[str] = set()
-    for o in OPERANDS:
-        for lv in a.chains[o]:
-            if lv.name in seen:
-                continue
-            seen.add(lv.name)
-            bw = rep[("bw", lv.name)] if lv.per_pe else lv.bandwidth_bytes_per_cycle * 8 / lv.word_bits * 1
-            r, w = r_lv.get(lv.name, 0.0), w_lv.get(lv.name, 0.0)
-            tt = ((r + w - (onload + offload) * 8 / lv.word_bits) if lv.name == outer else np.maximum(r, w)) / bw
-            stall = np.maximum(stall, tt - temporal)
-    dram_bw = a.chains[W][-1].bandwidth_bytes_per_cycle
-    cycles = temporal + stall + (onload + offload) / dram_bw
-    return energy, cycles
+    onload, offload = _traffic(a, nr, cuts, macs, n_out, mc, ebytes, fills, add, first_tile,
+                               lambda o: tab[("ir", o)][stay_local[o][base] + off], onload, offload)
+    cycles = _cycles(a, nr, r_lv, w_lv, temporal, onload, offload,
+                     lambda lv: rep[("bw", lv.name)] if lv.per_pe else lv.bandwidth_bytes_per_cycle * 8 / lv.word_bits * 1)
+    return ledger.energy, cycles
 
 
 # (profile, objective) -> shape -> the chosen mapping: the profile (a deep frozen dataclass, slow to

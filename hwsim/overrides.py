@@ -26,14 +26,13 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from hwsim.layers import InputError
-from hwsim.profile import Profile, bundled_profiles, profile_from_dict
+from hwsim.profile import Profile, profile_from_dict, read_profile_yaml
 
 EXTRA_KEYS = ("technology_nm", "area")
 _REMOVE = (None, "absent", "remove")
@@ -44,24 +43,7 @@ def load_raw_profile(name_or_path: str | Path) -> tuple[dict[str, Any], str]:
 
     Reads exactly what :func:`hwsim.profile.load_profile` reads, with the same one-line errors.
     """
-    text_name = str(name_or_path)
-    if text_name.endswith((".yaml", ".yml")) or Path(text_name).is_file():
-        path = Path(text_name)
-        if not path.is_file():
-            raise InputError(f"{path}: missing file")
-        text, where = path.read_text(encoding="utf-8"), str(path)
-    else:
-        resource = resources.files("hwsim") / "profiles" / f"{text_name}.yaml"
-        if not resource.is_file():
-            raise InputError(f"--profile: unknown profile {text_name!r} "
-                             f"(bundled: {', '.join(bundled_profiles())}; or give a .yaml path)")
-        text, where = resource.read_text(encoding="utf-8"), f"{text_name}.yaml"
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise InputError(f"{where}: malformed YAML{at}: {getattr(exc, 'problem', exc)}") from None
+    raw, where = read_profile_yaml(name_or_path)
     if not isinstance(raw, dict):
         raise InputError(f"{where}: must be a mapping, got {type(raw).__name__}")
     return raw, where

@@ -258,26 +258,33 @@ def bundled_profiles() -> list[str]:
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
-def load_profile(name_or_path: str | Path) -> Profile:
-    """Load a bundled profile by name (``edge_npu``) or a YAML file by path."""
+def load_yaml(text: str, where: str) -> Any:
+    """Decode YAML ``text``; a syntax error becomes a one-line :class:`InputError` naming ``where`` and the line."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None else ""
+        raise InputError(f"{where}: malformed YAML{at}: {getattr(exc, 'problem', exc)}") from None
+
+
+def read_profile_yaml(name_or_path: str | Path) -> tuple[Any, str]:
+    """The decoded YAML of a bundled profile (by name) or a profile file (by path), and the name errors use."""
     text_name = str(name_or_path)
     if text_name.endswith((".yaml", ".yml")) or Path(text_name).is_file():
         path = Path(text_name)
         if not path.is_file():
             raise InputError(f"{path}: missing file")
-        text = path.read_text(encoding="utf-8")
-        where = str(path)
+        text, where = path.read_text(encoding="utf-8"), str(path)
     else:
         resource = resources.files("hwsim") / "profiles" / f"{text_name}.yaml"
         if not resource.is_file():
             raise InputError(f"--profile: unknown profile {text_name!r} "
                              f"(bundled: {', '.join(bundled_profiles())}; or give a .yaml path)")
-        text = resource.read_text(encoding="utf-8")
-        where = f"{text_name}.yaml"
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise InputError(f"{where}: malformed YAML{at}: {getattr(exc, 'problem', exc)}") from None
-    return profile_from_dict(raw, where)
+        text, where = resource.read_text(encoding="utf-8"), f"{text_name}.yaml"
+    return load_yaml(text, where), where
+
+
+def load_profile(name_or_path: str | Path) -> Profile:
+    """Load a bundled profile by name (``edge_npu``) or a YAML file by path."""
+    return profile_from_dict(*read_profile_yaml(name_or_path))

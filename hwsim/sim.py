@@ -6,6 +6,7 @@ it returns (bytes, seconds, joules), with cycles and MACs as counts.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,20 @@ from hwsim.residency import apply_residency
 FORMAT = "ksm-sim/1"
 PJ = 1e-12
 ENERGY_OPERANDS = (*OPERANDS, "masks", "mac", "static")
+
+
+def _traffic(costs: Iterable[LayerCost], level: str) -> tuple[dict[str, float], dict[str, float]]:
+    """Bytes the layers ``costs`` read from and write to ``level``, per operand (weights, inputs, outputs, masks)."""
+    reads = dict.fromkeys((*OPERANDS, "masks"), 0.0)
+    writes = dict.fromkeys((*OPERANDS, "masks"), 0.0)
+    for c in costs:
+        for (lv, operand), v in c.read_bytes.items():
+            if lv == level:
+                reads[operand] += v
+        for (lv, operand), v in c.write_bytes.items():
+            if lv == level:
+                writes[operand] += v
+    return reads, writes
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,16 +84,7 @@ class SimResult:
 
     def traffic(self, level: str) -> tuple[dict[str, float], dict[str, float]]:
         """Bytes read from and written to ``level``, per operand (weights, inputs, outputs, masks)."""
-        reads = dict.fromkeys((*OPERANDS, "masks"), 0.0)
-        writes = dict.fromkeys((*OPERANDS, "masks"), 0.0)
-        for c in self.layers:
-            for (lv, operand), v in c.read_bytes.items():
-                if lv == level:
-                    reads[operand] += v
-            for (lv, operand), v in c.write_bytes.items():
-                if lv == level:
-                    writes[operand] += v
-        return reads, writes
+        return _traffic(self.layers, level)
 
     # ---- output -------------------------------------------------------------------------
     def to_dict(self, with_layers: bool = True) -> dict[str, Any]:
@@ -168,15 +174,7 @@ class SimResult:
         return (w.top1, "float32") if w.top1 is not None else (None, None)
 
     def _layer_dict(self, c: LayerCost) -> dict[str, Any]:
-        dram = self.profile.dram.name
-        reads = {o: 0.0 for o in (*OPERANDS, "masks")}
-        writes = {o: 0.0 for o in (*OPERANDS, "masks")}
-        for (lv, o), v in c.read_bytes.items():
-            if lv == dram:
-                reads[o] += v
-        for (lv, o), v in c.write_bytes.items():
-            if lv == dram:
-                writes[o] += v
+        reads, writes = _traffic((c,), self.profile.dram.name)
         by_level: dict[str, dict[str, float]] = {}
         for (lv, o), pj in c.energy_pj.items():
             by_level.setdefault(lv, {})[o] = pj * PJ

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +10,7 @@ import pandas as pd
 
 from hwsim.explore.pareto import pareto_mask
 from hwsim.explore.spec import QUANTITIES, UNITS, Spec
+from hwsim.fsutil import atomic_write_with
 
 LABELS = {"energy_j": "energy per inference (J)", "latency_s": "latency per inference (s)",
           "area_mm2": "area (mm²)", "edp_js": "energy-delay product (J·s)",
@@ -60,27 +58,12 @@ def front_flags(frame: pd.DataFrame, objectives: list[str], by: str = "workload"
     return flags
 
 
-def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary sibling renamed into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make a committed report private
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_tables(frame: pd.DataFrame, out: Path) -> list[Path]:
     """``points.csv``, ``points.parquet`` (pyarrow) and ``front.csv``."""
     paths = [out / "points.csv", out / "points.parquet", out / "front.csv"]
-    write_atomic(paths[0], lambda p: frame.to_csv(p, index=False))
-    write_atomic(paths[1], lambda p: frame.to_parquet(p, index=False, engine="pyarrow"))
-    write_atomic(paths[2], lambda p: frame[frame["on_front"]].to_csv(p, index=False))
+    atomic_write_with(paths[0], lambda p: frame.to_csv(p, index=False))
+    atomic_write_with(paths[1], lambda p: frame.to_parquet(p, index=False, engine="pyarrow"))
+    atomic_write_with(paths[2], lambda p: frame[frame["on_front"]].to_csv(p, index=False))
     return paths
 
 
@@ -122,7 +105,7 @@ def figure_front(frame: pd.DataFrame, spec: Spec, path: Path) -> Path:
     axes[0][0].legend(fontsize=7, loc="best")
     fig.suptitle(f"{spec.name}: Pareto front per workload ({', '.join(spec.objectives)} minimised)")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_write_with(path, lambda p: fig.savefig(p, dpi=120, format=path.suffix[1:]))
     plt.close(fig)
     return path
 
@@ -167,7 +150,7 @@ def figure_sensitivity(frame: pd.DataFrame, spec: Spec, axis: str, path: Path) -
     axes[0][0].legend(fontsize=7)
     fig.suptitle(f"{spec.name}: sensitivity to {axis} (minimum over the other axes)")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    atomic_write_with(path, lambda p: fig.savefig(p, dpi=120, format=path.suffix[1:]))
     plt.close(fig)
     return path
 
@@ -353,5 +336,5 @@ def write_summary(frame: pd.DataFrame, spec: Spec, out: Path, command: str, figu
     lines += [("Files: `points.csv` / `points.parquet` (every point), `front.csv` (the fronts), "
                "`points.jsonl` (resume cache)."), ""]
     path = out / "summary.md"
-    write_atomic(path, lambda p: p.write_text("\n".join(lines), encoding="utf-8"))
+    atomic_write_with(path, lambda p: p.write_text("\n".join(lines), encoding="utf-8"))
     return path

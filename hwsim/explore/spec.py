@@ -41,12 +41,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from hwsim import catalogue
 from hwsim.layers import InputError, Workload, load_network, load_run, load_topology
 from hwsim.masks import MODES
 from hwsim.overrides import Design, apply_overrides, apply_values, design_from_raw, load_raw_profile
+from hwsim.profile import load_yaml
 
 TOP_KEYS = ("name", "profiles", "set", "axes", "workloads", "methods", "modes", "tasks", "mask_density",
             "batchnorm", "batch", "steady_state", "objectives", "constraints")
@@ -297,12 +297,7 @@ def load_spec(path: str | Path) -> Spec:
     where = str(path)
     if not path.is_file():
         raise InputError(f"{path}: missing file")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise InputError(f"{where}: malformed YAML{at}: {getattr(exc, 'problem', exc)}") from None
+    raw = load_yaml(path.read_text(encoding="utf-8"), where)
     if not isinstance(raw, dict):
         raise InputError(f"{where}: must be a mapping (see ksm-explore --help)")
     unknown = [k for k in raw if k not in TOP_KEYS]

@@ -81,6 +81,36 @@ def two_task_sequence(small_task: TaskData, other_task: TaskData) -> Callable[[A
     return train
 
 
+@pytest.fixture(scope="session")
+def resumed_equals_straight() -> Callable[[Any, TaskData, Path], Path]:
+    """Train ``spec`` straight into ``tmp/straight``; train it again into ``tmp/resumed``, interrupted after
+    epoch 1 and resumed; assert both runs store identical tensors. Returns the resumed folder."""
+    from ksm.pipeline import run_task
+    from ksm.runfolder import partial_dir, read_run
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_after_first(epoch: int) -> None:
+        if epoch == 0:
+            raise Interrupt
+
+    def check(spec: Any, task: TaskData, tmp: Path) -> Path:
+        straight, resumed = tmp / "straight", tmp / "resumed"
+        run_task(spec, task, straight, progress=False)
+        with pytest.raises(Interrupt):
+            run_task(spec, task, resumed, progress=False, on_epoch=stop_after_first)
+        assert not resumed.exists() and (partial_dir(resumed) / "checkpoint.pt").exists()
+        run_task(spec, task, resumed, progress=False, resume=True)
+        (_, a), (_, b) = read_run(straight), read_run(resumed)
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), key
+        return resumed
+
+    return check
+
+
 @pytest.fixture
 def probe(small_task: TaskData) -> torch.Tensor:
     """A fixed batch of test images."""

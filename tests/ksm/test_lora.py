@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from ksm.files import sha256_file as sha256_of
 from ksm.data import TaskData
 from ksm.lora import PEFT_PREFIX, LoraBranch, branches, peft_config, to_peft
 from ksm.pipeline import RunSpec, build, load_run_model, run_task
-from ksm.runfolder import partial_dir, read_run
+from ksm.runfolder import read_run
 from ksm.train import TrainConfig, evaluate, train_task
 
 FAST = TrainConfig(epochs=1, batch_size=32, lr_body=1e-2, lr_head=1e-3, seed=0)
@@ -95,27 +96,10 @@ def test_run_folder_records_the_adapter_and_reloads(backbone_file: Path, small_t
     assert ((live - plain).norm() / live.norm()).item() < 1e-5
 
 
-def test_resume_reaches_the_uninterrupted_result(backbone_file: Path, small_task: TaskData, tmp_path: Path) -> None:
+def test_resume_reaches_the_uninterrupted_result(backbone_file: Path, small_task: TaskData, tmp_path: Path,
+                                                 resumed_equals_straight: Callable[..., Path]) -> None:
     spec = _spec(backbone_file, TrainConfig(epochs=2, batch_size=32, lr_body=1e-2, seed=3), dropout=0.1)
-    straight = tmp_path / "straight"
-    run_task(spec, small_task, straight, progress=False)
-
-    class Interrupt(Exception):
-        pass
-
-    def stop_after_first(epoch: int) -> None:
-        if epoch == 0:
-            raise Interrupt
-
-    resumed = tmp_path / "resumed"
-    with pytest.raises(Interrupt):
-        run_task(spec, small_task, resumed, progress=False, on_epoch=stop_after_first)
-    assert not resumed.exists() and (partial_dir(resumed) / "checkpoint.pt").exists()
-    run_task(spec, small_task, resumed, progress=False, resume=True)
-    (_, a), (_, b) = read_run(straight), read_run(resumed)
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
+    resumed_equals_straight(spec, small_task, tmp_path)
 
 
 @pytest.mark.parametrize("args,message", [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -99,27 +100,10 @@ def test_run_folder_reloads_to_the_recorded_accuracy(backbone_file: Path, small_
     assert evaluate(model, small_task) == record["metrics"]["top1"]
 
 
-def test_resume_reaches_the_uninterrupted_result(backbone_file: Path, small_task: TaskData, tmp_path: Path) -> None:
+def test_resume_reaches_the_uninterrupted_result(backbone_file: Path, small_task: TaskData, tmp_path: Path,
+                                                 resumed_equals_straight: Callable[..., Path]) -> None:
     spec = RunSpec(method="ksm", backbone=BackboneSpec("mobilenet_v2", str(backbone_file)),
                    train=TrainConfig(epochs=2, batch_size=32, seed=3))
-    straight = tmp_path / "straight"
-    run_task(spec, small_task, straight, progress=False)
-
-    class Interrupt(Exception):
-        pass
-
-    def stop_after_first(epoch: int) -> None:
-        if epoch == 0:
-            raise Interrupt
-
-    resumed = tmp_path / "resumed"
-    with pytest.raises(Interrupt):
-        run_task(spec, small_task, resumed, progress=False, on_epoch=stop_after_first)
-    assert not resumed.exists() and (partial_dir(resumed) / "checkpoint.pt").exists()
-    run_task(spec, small_task, resumed, progress=False, resume=True)
-    (_, a), (_, b) = read_run(straight), read_run(resumed)
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
+    resumed = resumed_equals_straight(spec, small_task, tmp_path)
     history = json.loads((resumed / "run.json").read_text())["metrics"]["history"]
     assert [h["epoch"] for h in history] == [1, 2]
