@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hwsim import catalogue
 from hwsim.explore.point import Options, cost_point
 from hwsim.explore.spec import Spec, WorkloadItem, design_hash
-from hwsim.masks import MASK_METHODS
 from hwsim.overrides import Design
 
 CHUNK_POINTS = 64
@@ -49,7 +49,9 @@ def plan(spec: Spec) -> list[Point]:
         for w, item in enumerate(spec.workloads):
             method = item.work.method
             # a mode changes nothing for a method without a mask (finetune, feature): cost it once, folded
-            modes = spec.modes if method in MASK_METHODS else ["folded"] if method else [None]
+            traits = catalogue.find(method)
+            applied = traits is not None and traits.mask.applied
+            modes = spec.modes if applied else ["folded"] if method else [None]
             for mode in modes:
                 options = Options(mode=mode, tasks=spec.tasks, mask_density=spec.mask_density,
                                   batch=spec.batch, steady_state=spec.steady_state)
