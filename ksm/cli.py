@@ -130,7 +130,9 @@ class Options:
     def task_names(self) -> list[str]:
         from ksm.data import DEFAULT_SUITE
 
-        names = list(self.tasks) + (list(DEFAULT_SUITE) if self.suite == "default" else [])
+        from ksm.validate import task_name
+
+        names = [task_name(t) for t in self.tasks] + (list(DEFAULT_SUITE) if self.suite == "default" else [])
         if not names:
             raise click.UsageError("name a --task or --suite default")
         return names

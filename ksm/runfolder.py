@@ -32,6 +32,7 @@ from ksm.backbones import BackboneSpec
 from ksm.data import TaskData
 from ksm.files import new_temp_folder, replace_folder, sha256_file, write_synced
 from ksm.geometry import layer_records
+from ksm.validate import is_run_folder
 
 if TYPE_CHECKING:
     from ksm.methods import Method
@@ -57,13 +58,19 @@ def partial_dir(out: Path) -> Path:
 
 
 def check_output(out: Path, *, force: bool, resume: bool = False) -> None:
-    """Refuse to start a run whose result could not be written (or would overwrite one)."""
-    if (out / RUN_JSON).exists() and not force:
-        raise RunError(f"{out}: a finished run is already there (use --force to overwrite it)")
-    if out.exists() and not out.is_dir():
+    """Refuse to start a run whose result could not be written (or would overwrite one).
+
+    ``force`` replaces only a finished run of this project (a ``run.json`` of :data:`FORMAT`);
+    a folder holding anything else is never replaced.
+    """
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise RunError(f"{out}: exists and is not a folder")
-    if out.exists() and not (out / RUN_JSON).exists() and any(out.iterdir()) and not force:
-        raise RunError(f"{out}: folder exists and is not a run (use --force to replace it)")
+    if out.exists() and any(out.iterdir()):
+        if not is_run_folder(out, FORMAT):
+            raise RunError(f"{out}: holds files that are not a ksm-train run; they are never replaced "
+                           f"(choose another --out, or move them away)")
+        if not force:
+            raise RunError(f"{out}: a finished run is already there (use --force to overwrite it)")
     parent = out.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -181,7 +188,15 @@ def check_sequence(folder: Path, tasks: list[str], *, force: bool, resume: bool)
         raise ValueError(f"at most {MAX_TASKS} tasks per sequence (uint8 task index), got {len(tasks)}")
     if folder.exists() and not folder.is_dir():
         raise RunError(f"{folder}: exists and is not a folder")
-    if force or not folder.exists():
+    if force:
+        for task in tasks:
+            if (folder / task).is_symlink() or ((folder / task).exists() and (
+                    not (folder / task).is_dir() or any((folder / task).iterdir()))
+                    and not is_run_folder(folder / task, FORMAT)):
+                raise RunError(f"{folder / task}: holds files that are not a ksm-train run; they are never "
+                               f"replaced (choose another folder, or move them away)")
+        return 0
+    if not folder.exists():
         return 0
     done = finished_tasks(folder, tasks)
     if (done or (folder / SHARED).exists()) and not resume:

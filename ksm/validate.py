@@ -1,0 +1,61 @@
+"""Checks on what a user hands ``ksm``'s commands, made before any time is spent on it.
+
+Each check answers bad input with one line naming the option or file; values echoed back are cut to
+:data:`ECHO` characters so that a hostile input never floods the terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import click
+
+ECHO = 60
+
+
+def short(value: Any) -> str:
+    """``repr(value)`` cut to :data:`ECHO` characters."""
+    text = repr(value)
+    return text if len(text) <= ECHO else text[:ECHO - 1] + "…"
+
+
+def task_name(name: str) -> str:
+    """A task name usable as one path component under ``--runs-dir``: no separators, ``..``, or absolute paths."""
+    if (not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name
+            or name.startswith(".") or Path(name).is_absolute()):
+        raise click.BadParameter(f"{short(name)} is not a task name (one folder name: no '/', '..', "
+                                 f"leading '.' or absolute path)", param_hint="'--task'")
+    return name
+
+
+class FiniteFloat(click.FloatRange):
+    """A ``click.FloatRange`` that also refuses ``nan`` and ``±inf``."""
+
+    name = "finite float"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{short(value)} is not a finite number", param, ctx)
+        return super().convert(number, param, ctx)
+
+
+def finite(min: float | None = None, max: float | None = None, *, min_open: bool = False,  # noqa: A002
+           max_open: bool = False) -> FiniteFloat:
+    """The click type of a finite float option, optionally in a range."""
+    return FiniteFloat(min, max, min_open=min_open, max_open=max_open)
+
+
+def is_run_folder(folder: Path, run_format: str) -> bool:
+    """True if ``folder`` holds a run of this project: a ``run.json`` whose ``format`` is ``run_format``."""
+    path = folder / "run.json"
+    try:
+        if path.is_symlink() or not path.is_file() or path.stat().st_size > 64 << 20:
+            return False
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(record, dict) and str(record.get("format", "")).split(".")[0] == run_format
