@@ -13,6 +13,7 @@ import click
 
 from hwsim import catalogue
 from ksm.registry import MethodChoice
+from ksm.validate import finite
 
 if TYPE_CHECKING:
     from ksm.data import TaskData
@@ -191,9 +192,9 @@ class Options:
 # Training
 @click.option("--epochs", type=click.IntRange(1), default=2, show_default=True, help="Epochs per task.")
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True, help="Images per step.")
-@click.option("--lr-mask", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True,
+@click.option("--lr-mask", type=finite(0, min_open=True), default=1e-3, show_default=True,
               help="Adam learning rate of masks and BatchNorm (finetune: of all weights).")
-@click.option("--lr-head", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True,
+@click.option("--lr-head", type=finite(0, min_open=True), default=1e-3, show_default=True,
               help="Adam learning rate of the classifier head.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of head init, data order, dropout.")
 # Masks and BatchNorm
@@ -201,12 +202,12 @@ class Options:
               help="BatchNorm policy. Default: task for ksm/finetune (authors' code), frozen for piggyback/feature.")
 @click.option("--soft/--no-soft", default=True, show_default=True,
               help="KSM's soft part; --no-soft is the kernel-wise binary ablation.")
-@click.option("--mask-init", type=float, default=1e-2, show_default=True, help="Initial real mask value.")
-@click.option("--threshold", type=float, default=5e-3, show_default=True, help="Binarisation threshold τ.")
-@click.option("--beta", type=float, default=1200.0, show_default=True, help="KSM logistic scale β.")
-@click.option("--temperature", type=float, default=100.0, show_default=True, help="KSM softmax temperature T.")
+@click.option("--mask-init", type=finite(), default=1e-2, show_default=True, help="Initial real mask value.")
+@click.option("--threshold", type=finite(), default=5e-3, show_default=True, help="Binarisation threshold τ.")
+@click.option("--beta", type=finite(), default=1200.0, show_default=True, help="KSM logistic scale β.")
+@click.option("--temperature", type=finite(), default=100.0, show_default=True, help="KSM softmax temperature T.")
 # PackNet and CPG
-@click.option("--prune-ratio", type=click.FloatRange(0, 1, max_open=True), default=0.5, show_default=True,
+@click.option("--prune-ratio", type=finite(0, 1, max_open=True), default=0.5, show_default=True,
               help="packnet/cpg: fraction of each task's weights pruned per layer (freed for later tasks).")
 @click.option("--retrain-epochs", type=click.IntRange(0), default=1, show_default=True,
               help="packnet: epochs retraining the kept weights after pruning, at lr/10.")
@@ -214,9 +215,9 @@ class Options:
               help="cpg: gradual pruning steps up to --prune-ratio.")
 @click.option("--prune-epochs", type=click.IntRange(0), default=1, show_default=True,
               help="cpg: epochs of retraining after each pruning step, at lr/10.")
-@click.option("--target-accuracy", type=click.FloatRange(0, 1, min_open=True), default=None,
+@click.option("--target-accuracy", type=finite(0, 1, min_open=True), default=None,
               help="cpg: grow the network when a task's training accuracy stays below this fraction (default: never).")
-@click.option("--grow-step", type=click.FloatRange(0, min_open=True), default=0.5, show_default=True,
+@click.option("--grow-step", type=finite(0, min_open=True), default=0.5, show_default=True,
               help="cpg: width multiplier added per growth (mobilenet_v2).")
 @click.option("--max-grow", type=click.IntRange(0), default=1, show_default=True, help="cpg: growths per task at most.")
 # Output

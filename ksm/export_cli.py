@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ksm.cli import CONTEXT_SETTINGS
+from ksm.validate import finite
 
 
 def export_name(folder: Path) -> str:
@@ -44,7 +45,7 @@ def export_name(folder: Path) -> str:
               help="Folder of the benchmark tasks (as for ksm-train), for runs not on the built-in suite.")
 @click.option("--weights", default=None,
               help="Backbone weights (.pth) to use instead of the recorded ones; the sha256 must still match.")
-@click.option("--tolerance", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True,
+@click.option("--tolerance", type=finite(0, min_open=True), default=1e-3, show_default=True,
               help="Largest |onnxruntime − PyTorch| on the float logits, relative to their largest magnitude.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the calibration draw.")
 @click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads for torch and onnxruntime.")

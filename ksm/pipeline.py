@@ -31,6 +31,7 @@ from ksm.runfolder import (
     check_backbone,
     check_output,
     close_sequence,
+    drop_empty_partial,
     open_sequence,
     partial_dir,
     read_run,
@@ -132,8 +133,12 @@ def run_task(spec: RunSpec, data: TaskData, out: Path, *, force: bool = False, r
     if ctx.main:
         partial.mkdir(parents=True, exist_ok=True)
     barrier(ctx)
-    metrics = train_task(model, method, backbone, data, spec.train, checkpoint=partial / "checkpoint.pt",
-                         resume=resume, device=device, progress=progress, ctx=ctx, amp=amp, on_epoch=on_epoch)
+    try:
+        metrics = train_task(model, method, backbone, data, spec.train, checkpoint=partial / "checkpoint.pt",
+                             resume=resume, device=device, progress=progress, ctx=ctx, amp=amp, on_epoch=on_epoch)
+    except BaseException:
+        drop_empty_partial(out)
+        raise
     if not ctx.main:
         barrier(ctx)
         return None

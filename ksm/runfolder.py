@@ -83,6 +83,14 @@ def check_output(out: Path, *, force: bool, resume: bool = False) -> None:
                        f"or start over with --force")
 
 
+def drop_empty_partial(out: Path) -> None:
+    """Remove the partial folder of a run that stopped before its first checkpoint (it would block a retry)."""
+    try:
+        partial_dir(out).rmdir()  # only succeeds when empty
+    except OSError:
+        pass
+
+
 def versions() -> dict[str, str]:
     """The software a run was trained with (``run.json`` ``train.versions``)."""
     return {"torch": torch.__version__, "torchvision": torchvision.__version__, "ksm": ksm.__version__,
@@ -112,6 +120,9 @@ def run_record(data: TaskData, method: Method, model: nn.Module, *, backbone: Ba
 def write_run(out: Path, record: dict[str, Any], tensors: dict[str, tuple[Tensor, str]], *, force: bool) -> Path:
     """Write ``run.json`` and ``masks.safetensors`` into ``out`` atomically; return ``out``."""
     check_output(out, force=force, resume=True)
+    bad = [k for k, (v, _) in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise RunError(f"{out}: tensor {bad[0]!r} holds nan or inf values; the run is not written")
     tmp = new_temp_folder(out)
     try:
         write_synced(tmp / MASKS, lambda path: save_file(

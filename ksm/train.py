@@ -33,6 +33,7 @@ from ksm.data import TaskData
 from ksm.distributed import SINGLE, Context, all_sum, barrier, loss_share, wrap
 from ksm.files import write_atomic
 from ksm.methods import Method
+from ksm.validate import check_finite_loss
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,7 @@ def train_one_epoch(net: nn.Module, model: nn.Module, method: Method, data: Task
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp and cuda):
             logits = net(x)
             loss = F.cross_entropy(logits.float(), y)
+        check_finite_loss(loss, ctx, f"{data.name} {method.name}: epoch {epoch + 1}, step {i + 1}")
         optimizer.zero_grad(set_to_none=True)
         loss_share(loss, len(y), global_batch, ctx).backward()
         method.after_backward(model)

@@ -59,3 +59,22 @@ def is_run_folder(folder: Path, run_format: str) -> bool:
     except (OSError, ValueError, RecursionError):
         return False
     return isinstance(record, dict) and str(record.get("format", "")).split(".")[0] == run_format
+
+
+class NonFiniteLoss(ValueError):
+    """Training met a nan or infinite loss: its result would be garbage, so it stops."""
+
+
+def check_finite_loss(loss: Any, ctx: Any, where: str) -> None:
+    """Stop training on a nan/inf loss (on any rank: every rank stops together), naming task, epoch and step.
+
+    It is raised before the step's update, so the checkpoint of the last finished epoch stays as it was.
+    """
+    bad = not math.isfinite(float(loss.detach()))
+    if getattr(ctx, "active", False):
+        from ksm.distributed import all_sum
+
+        bad = all_sum(ctx, [float(bad)])[0] > 0
+    if bad:
+        raise NonFiniteLoss(f"{where}: the loss is {float(loss.detach())} (not finite); training stopped, no run "
+                            f"written (the last finished epoch's checkpoint, if any, is kept for --resume)")

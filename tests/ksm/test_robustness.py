@@ -65,3 +65,59 @@ def test_task_names_cannot_leave_the_runs_dir(tmp_path: Path, task: str) -> None
                                        "--weights", "none", "--force"])
     assert result.exit_code == 2 and "is not a task name" in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+@pytest.mark.parametrize("option", ["--lr-mask", "--lr-head", "--threshold", "--mask-init", "--beta", "--temperature",
+                                    "--prune-ratio", "--grow-step", "--target-accuracy"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN"])
+def test_non_finite_options_are_refused(tmp_path: Path, option: str, value: str) -> None:
+    result = CliRunner().invoke(main, ["--task", "digits", option, value, "--runs-dir", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "is not a finite number" in result.output and option in result.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_non_finite_loss_stops_training_and_keeps_the_last_checkpoint(
+        backbone_file: Path, small_task, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread: None) -> None:
+    import torch
+    from torch.nn import functional
+
+    import ksm.train
+    from ksm.pipeline import make_spec, run_task
+    from ksm.runfolder import partial_dir
+    from ksm.validate import NonFiniteLoss
+
+    calls = {"n": 0}
+    steps = -(-small_task.sizes["train"] // 32)
+
+    def poisoned(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        calls["n"] += 1
+        loss = functional.cross_entropy(logits, y)
+        return loss * float("nan") if calls["n"] == steps + 2 else loss
+
+    monkeypatch.setattr(ksm.train, "F", type("F", (), {"cross_entropy": staticmethod(poisoned)}))
+    spec = make_spec("ksm", weights=str(backbone_file), epochs=2, batch_size=32)
+    out = tmp_path / "run"
+    with pytest.raises(NonFiniteLoss, match=r"digits_small ksm: epoch 2, step 2: the loss is nan"):
+        run_task(spec, small_task, out, progress=False)
+    assert not out.exists()
+    saved = torch.load(partial_dir(out) / "checkpoint.pt", weights_only=True)
+    assert saved["epoch"] == 0 and all(torch.isfinite(v).all() for v in saved["state"].values())
+    monkeypatch.undo()
+    # nan before the first checkpoint: no partial folder left to block a retry
+    calls["n"] = 0
+    monkeypatch.setattr(ksm.train, "F", type("F", (), {"cross_entropy": staticmethod(poisoned)}))
+    spec1 = make_spec("ksm", weights=str(backbone_file), epochs=1, batch_size=32)
+    calls["n"] = steps  # the 2nd call of the first epoch is poisoned
+    with pytest.raises(NonFiniteLoss, match="epoch 1, step 2"):
+        run_task(spec1, small_task, tmp_path / "other", progress=False)
+    assert not partial_dir(tmp_path / "other").exists() and not (tmp_path / "other").exists()
+
+
+def test_a_run_with_non_finite_tensors_is_never_written(tmp_path: Path) -> None:
+    import torch
+
+    from ksm.runfolder import write_run
+
+    with pytest.raises(RunError, match="'m' holds nan or inf"):
+        write_run(tmp_path / "r", {}, {"m": (torch.tensor([1.0, float("inf")]), "mask")}, force=False)
+    assert not (tmp_path / "r").exists()
