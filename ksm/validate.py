@@ -78,3 +78,31 @@ def check_finite_loss(loss: Any, ctx: Any, where: str) -> None:
     if bad:
         raise NonFiniteLoss(f"{where}: the loss is {float(loss.detach())} (not finite); training stopped, no run "
                             f"written (the last finished epoch's checkpoint, if any, is kept for --resume)")
+
+
+def settings_json(settings: Any) -> Any:
+    """``settings`` as JSON holds it (tuples become lists, paths and other objects strings), for comparison."""
+    return json.loads(json.dumps(settings, sort_keys=True, default=str))
+
+
+def first_difference(saved: Any, now: Any, where: str = "") -> tuple[str, Any, Any] | None:
+    """(dotted key, saved value, value now) of the first setting that differs, or None."""
+    if isinstance(saved, dict) and isinstance(now, dict):
+        for key in sorted(set(saved) | set(now)):
+            found = first_difference(saved.get(key, "<absent>"), now.get(key, "<absent>"), f"{where}.{key}".lstrip("."))
+            if found:
+                return found
+        return None
+    return None if saved == now else (where or "settings", saved, now)
+
+
+def check_same_settings(path: Path, saved: Any, now: Any) -> None:
+    """Refuse to resume a checkpoint written with other settings, naming the first that differs."""
+    if saved is None and now is not None:
+        raise ValueError(f"{path}: the checkpoint does not record its run's settings (older ksm); start over "
+                         f"without --resume")
+    found = first_difference(saved, now)
+    if found:
+        key, old, new = found
+        raise ValueError(f"{path}: was written with {key} = {short(old)}, now {short(new)}; rerun with the same "
+                         f"options, or start over without --resume")

@@ -121,3 +121,89 @@ def test_a_run_with_non_finite_tensors_is_never_written(tmp_path: Path) -> None:
     with pytest.raises(RunError, match="'m' holds nan or inf"):
         write_run(tmp_path / "r", {}, {"m": (torch.tensor([1.0, float("inf")]), "mask")}, force=False)
     assert not (tmp_path / "r").exists()
+
+
+_KILLED_RUN = """
+import os, signal, sys
+import torch
+torch.set_num_threads(1)
+from ksm.data import array_task, load_digits, resize_gray, stratified_split
+from ksm.pipeline import make_spec, run_task
+raw = load_digits()  # the small_task fixture of conftest.py
+tr, _ = stratified_split(raw["y_train"], 120, 0)
+te, _ = stratified_split(raw["y_test"], 60, 0)
+arrays = {{"x_train": resize_gray(raw["x_train"][tr], (32, 32)), "y_train": raw["y_train"][tr],
+          "x_test": resize_gray(raw["x_test"][te], (32, 32)), "y_test": raw["y_test"][te]}}
+task = array_task("digits_small", arrays, (32, 32), "sklearn digits subset", num_classes=10)
+spec = make_spec("ksm", weights={weights!r}, epochs=2, batch_size=32, seed=3)
+run_task(spec, task, __import__("pathlib").Path({out!r}), progress=False,
+         on_epoch=lambda e: os.kill(os.getpid(), signal.SIGKILL) if e == 0 else None)
+"""
+
+
+def _spec(backbone_file: Path, **changes):
+    from ksm.methods import MaskConfig
+    from ksm.pipeline import make_spec
+
+    mask = MaskConfig(**changes.pop("mask", {}))
+    return make_spec("ksm", weights=str(backbone_file), epochs=2, batch_size=32, seed=3, mask=mask, **changes)
+
+
+def test_sigkill_then_resume_is_bit_identical(backbone_file: Path, small_task, tmp_path: Path,
+                                              one_thread: None) -> None:
+    import subprocess
+    import sys
+
+    import torch
+
+    from ksm.pipeline import run_task
+    from ksm.runfolder import partial_dir, read_run
+
+    out = tmp_path / "killed"
+    script = _KILLED_RUN.format(weights=str(backbone_file), out=str(out))
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert not out.exists() and (partial_dir(out) / "checkpoint.pt").exists()
+    first_wall = torch.load(partial_dir(out) / "checkpoint.pt", weights_only=True)["wall_seconds"]
+    assert first_wall > 0
+    run_task(_spec(backbone_file), small_task, out, progress=False, resume=True)
+    straight = tmp_path / "straight"
+    run_task(_spec(backbone_file), small_task, straight, progress=False)
+    (ra, a), (rb, b) = read_run(straight), read_run(out)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert ra["metrics"]["top1"] == rb["metrics"]["top1"]
+    assert rb["train"]["wall_seconds"] > first_wall  # counts the killed process too
+    assert "earlier_wall_seconds" not in rb["metrics"]
+
+
+@pytest.mark.parametrize(("changes", "key"), [({"mask": {"threshold": 0.01}}, "spec.mask.threshold"),
+                                              ({"soft": False}, "spec.soft"),
+                                              ({"batchnorm": "frozen"}, "spec.batchnorm"),
+                                              ({"mask": {"init": 0.02}}, "spec.mask.init"),
+                                              ({"lr_head": 0.01}, "lr_head"),
+                                              ("dataset", "dataset.train_size")])
+def test_resume_refuses_any_other_setting(backbone_file: Path, small_task, other_task, tmp_path: Path,
+                                          one_thread: None, changes, key: str) -> None:
+    from ksm.pipeline import run_task
+    from ksm.runfolder import partial_dir
+
+    class Stop(Exception):
+        pass
+
+    def stop(epoch: int) -> None:
+        raise Stop
+
+    out = tmp_path / "run"
+    with pytest.raises(Stop):
+        run_task(_spec(backbone_file), small_task, out, progress=False, on_epoch=stop)
+    data = small_task
+    if changes == "dataset":
+        from ksm.data import TaskData
+
+        data = TaskData(**{**small_task.__dict__, "sizes": {**small_task.sizes, "train": 100}})
+        changes = {}
+    with pytest.raises(ValueError, match=rf"{key}") as caught:
+        run_task(_spec(backbone_file, **changes), data, out, progress=False, resume=True)
+    assert "without --resume" in str(caught.value)
+    assert (partial_dir(out) / "checkpoint.pt").exists() and not out.exists()
