@@ -341,6 +341,8 @@ def load_run(folder: str | Path) -> Workload:
     """
     from safetensors import SafetensorError, safe_open  # local: keeps `import hwsim` light
 
+    from hwsim.runcheck import check_binary, check_files
+
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"{folder}: not a run folder (missing directory)")
@@ -369,6 +371,7 @@ def load_run(folder: str | Path) -> Workload:
 
     if not masks_path.is_file():
         raise InputError(f"{masks_path}: missing file")
+    check_files(folder, run, InputError)
     infos: list[TensorInfo] = []
     try:
         with safe_open(str(masks_path), framework="numpy") as handle:
@@ -391,7 +394,11 @@ def load_run(folder: str | Path) -> Workload:
                     raise InputError(f"{masks_path}: {key}: batchnorm tensors must be 1-D, got {list(shape)}")
                 zeros = None
                 if role == "binary":
-                    zeros = int(np.count_nonzero(handle.get_tensor(key) == 0))
+                    binary = handle.get_tensor(key)
+                    real = handle.get_tensor(f"{base}.mask") if f"{base}.mask" in stored else None
+                    check_binary(key, binary, real, method, (run.get("train") or {}).get("mask_threshold")
+                                 if isinstance(run.get("train"), dict) else None, str(masks_path), InputError)
+                    zeros = int(np.count_nonzero(binary == 0))
                 infos.append(TensorInfo(key=key, role=str(role), shape=shape, zeros=zeros))
     except SafetensorError as exc:
         raise InputError(f"{masks_path}: not a readable safetensors file ({exc})") from None

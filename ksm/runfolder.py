@@ -31,6 +31,7 @@ import ksm
 from ksm.backbones import BackboneSpec
 from ksm.data import TaskData
 from ksm.files import new_temp_folder, replace_folder, sha256_file, write_synced
+from hwsim.runcheck import check_binary, check_files
 from ksm.geometry import layer_records
 from ksm.validate import is_run_folder
 
@@ -127,7 +128,8 @@ def write_run(out: Path, record: dict[str, Any], tensors: dict[str, tuple[Tensor
     try:
         write_synced(tmp / MASKS, lambda path: save_file(
             {k: v.detach().contiguous().cpu() for k, (v, _) in tensors.items()}, str(path), metadata={"format": FORMAT}))
-        record = {"format": FORMAT, **record, "tensors": {k: role for k, (_, role) in tensors.items()}}
+        record = {"format": FORMAT, **record, "tensors": {k: role for k, (_, role) in tensors.items()},
+                  "files": {MASKS: {"sha256": sha256_file(tmp / MASKS)}}}
         write_synced(tmp / RUN_JSON, lambda path: path.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8"))
         replace_folder(tmp, out)
     except BaseException:
@@ -148,19 +150,31 @@ def read_run(folder: Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
         record = json.loads(meta_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise RunError(f"{meta_path}: not valid JSON ({exc})") from None
+    if not isinstance(record, dict):
+        raise RunError(f"{meta_path}: top level must be a JSON object")
     fmt = str(record.get("format", ""))
     if fmt.split(".")[0] != FORMAT:
         raise RunError(f"{meta_path}: format {fmt!r} is not {FORMAT!r}")
     for key in ("task", "method", "backbone", "dataset", "tensors"):
         if key not in record:
             raise RunError(f"{meta_path}: key {key!r} missing")
+    check_files(folder, record, RunError)
     try:
         tensors = load_file(str(tensor_path))
     except (SafetensorError, OSError) as exc:
         raise RunError(f"{tensor_path}: not a readable safetensors file ({exc})") from None
+    if not isinstance(record["tensors"], dict):
+        raise RunError(f"{meta_path}: tensors: must be an object of key -> role")
     missing = sorted(set(record["tensors"]) - set(tensors))
     if missing:
         raise RunError(f"{tensor_path}: key {missing[0]!r} listed in run.json is missing")
+    train = record.get("train") if isinstance(record.get("train"), dict) else {}
+    for key, role in record["tensors"].items():
+        if role == "binary":
+            base = key.rpartition(".")[0]
+            real = tensors.get(f"{base}.mask")
+            check_binary(key, tensors[key].numpy(), None if real is None else real.float().numpy(),
+                         str(record["method"]), train.get("mask_threshold"), str(tensor_path), RunError)
     return record, tensors
 
 

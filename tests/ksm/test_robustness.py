@@ -207,3 +207,96 @@ def test_resume_refuses_any_other_setting(backbone_file: Path, small_task, other
         run_task(_spec(backbone_file, **changes), data, out, progress=False, resume=True)
     assert "without --resume" in str(caught.value)
     assert (partial_dir(out) / "checkpoint.pt").exists() and not out.exists()
+
+
+@pytest.fixture(scope="module")
+def trained_run(backbone_file: Path, small_task, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real one-epoch KSM run folder (seconds)."""
+    import torch
+
+    from ksm.pipeline import make_spec, run_task
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("trained") / "run"
+    run_task(make_spec("ksm", weights=str(backbone_file), epochs=1, batch_size=64), small_task, out, progress=False)
+    torch.set_num_threads(threads)
+    return out
+
+
+def _copy(run: Path, to: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(run, to))
+
+
+def _rewrite(folder: Path, change) -> None:
+    """Change the tensors and record the new file's sha256, so that only the content check can object."""
+    from safetensors.torch import load_file, save_file
+
+    from ksm.files import sha256_file
+
+    tensors = load_file(str(folder / "masks.safetensors"))
+    change(tensors)
+    save_file(tensors, str(folder / "masks.safetensors"))
+    record = json.loads((folder / "run.json").read_text())
+    record["files"]["masks.safetensors"]["sha256"] = sha256_file(folder / "masks.safetensors")
+    (folder / "run.json").write_text(json.dumps(record))
+
+
+def _both_refuse(folder: Path, message: str) -> None:
+    from hwsim.layers import InputError, load_run
+    from ksm.runfolder import read_run
+
+    with pytest.raises(RunError, match=message):
+        read_run(folder)
+    with pytest.raises(InputError, match=message):
+        load_run(folder)
+
+
+def test_run_json_records_the_masks_sha256(trained_run: Path) -> None:
+    from hwsim.layers import load_run
+    from ksm.files import sha256_file
+    from ksm.runfolder import read_run
+
+    record = json.loads((trained_run / "run.json").read_text())
+    assert record["files"] == {"masks.safetensors": {"sha256": sha256_file(trained_run / "masks.safetensors")}}
+    read_run(trained_run)
+    load_run(trained_run)
+
+
+def test_masks_swapped_in_from_another_run_are_refused(trained_run: Path, tmp_path: Path) -> None:
+    other = _copy(trained_run, tmp_path / "other")
+    _rewrite(other, lambda t: t.update({k: v + 1 for k, v in t.items() if k.endswith(".scale")}))
+    victim = _copy(trained_run, tmp_path / "victim")
+    (victim / "masks.safetensors").write_bytes((other / "masks.safetensors").read_bytes())
+    _both_refuse(victim, r"masks.safetensors: sha256 differs from run.json files.masks.safetensors.sha256")
+
+
+def test_binary_masks_are_checked_against_the_real_masks(trained_run: Path, tmp_path: Path) -> None:
+    key = next(k for k in json.loads((trained_run / "run.json").read_text())["tensors"] if k.endswith(".binary"))
+    twos = _copy(trained_run, tmp_path / "twos")
+    _rewrite(twos, lambda t: t[key].fill_(2))
+    _both_refuse(twos, rf"{key}: a binary mask must hold only 0 and 1")
+    flipped = _copy(trained_run, tmp_path / "flipped")
+    _rewrite(flipped, lambda t: t[key].view(-1)[:3].apply_(lambda v: 1 - v))
+    _both_refuse(flipped, rf"{key}: disagrees with its real-valued mask at threshold")
+
+
+def test_an_old_run_without_the_hash_is_read_with_one_warning(trained_run: Path, tmp_path: Path) -> None:
+    import hwsim.runcheck
+    from hwsim.layers import load_run
+    from ksm.runfolder import read_run
+
+    old = _copy(trained_run, tmp_path / "old")
+    record = json.loads((old / "run.json").read_text())
+    del record["files"]
+    (old / "run.json").write_text(json.dumps(record))
+    hwsim.runcheck._warned = False
+    with pytest.warns(hwsim.runcheck.UncheckedRunWarning, match="read unchecked"):
+        read_run(old)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_run(old)  # once per process
