@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -130,7 +131,6 @@ class Options:
 
     def task_names(self) -> list[str]:
         from ksm.data import DEFAULT_SUITE
-
         from ksm.validate import task_name
 
         names = [task_name(t) for t in self.tasks] + (list(DEFAULT_SUITE) if self.suite == "default" else [])
@@ -280,12 +280,15 @@ def main(**values: Any) -> None:
 
     plan = plan_runs(o, names, methods)
     sequence_plan = plan_sequences(o, names, sequences)
+    locks = lock_outputs([f for *_, f, done in plan if not done] + [f for _, f in sequence_plan] if ctx.main else [])
     try:
         records = [r for method, folder in sequence_plan for r in train_sequence(o, method, folder, names, device)]
         records += train_runs(o, plan, device, ctx)
     except (FileNotFoundError, ValueError) as exc:
         shutdown()
         raise click.ClickException(f"[rank {ctx.rank}] {exc}" if ctx.active else str(exc)) from None
+    finally:
+        locks.close()
     shutdown()
     if ctx.main:
         report(o, records)
@@ -310,6 +313,22 @@ def plan_runs(o: Options, names: list[str], methods: tuple[str, ...]) -> list[tu
                 raise click.ClickException(str(exc)) from None
             plan.append((task, method, folder, False))
     return plan
+
+
+def lock_outputs(folders: list[Path]) -> ExitStack:
+    """Lock every output folder (:func:`ksm.files.folder_lock`); a second ``ksm-train`` on one of them stops here."""
+    from ksm.distributed import shutdown
+    from ksm.files import folder_lock
+
+    locks = ExitStack()
+    try:
+        for folder in folders:
+            locks.enter_context(folder_lock(folder))
+    except (ValueError, OSError) as exc:
+        locks.close()
+        shutdown()
+        raise click.ClickException(str(exc)) from None
+    return locks
 
 
 def plan_sequences(o: Options, names: list[str], sequences: list[str]) -> list[tuple[str, Path]]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from hwsim import catalogue
+from ksm.files import write_atomic, write_text_atomic
 from ksm.protocol import COMMAND_JSON, PROTOCOL_JSON, VARIANTS
 
 NOISE_P = 0.05  # two variants whose Welch p-value is at least this are "within noise"
@@ -264,9 +264,7 @@ def comparison_figure(frame: pd.DataFrame, path: Path) -> Path:
         fig.supxlabel("variant", fontsize=9)
         fig.tight_layout()
         path = Path(path)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
+        write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     return path
 
 
@@ -289,9 +287,7 @@ def write_report(folder: Path, report_dir: Path, command: str) -> dict[str, Path
              "png": report_dir / "comparison.png"}
     for key, text in (("md", comparison_markdown(frame, protocol, command)),
                       ("csv", frame.drop(columns="folder").to_csv(index=False))):
-        tmp = paths[key].with_name(f".{paths[key].name}.{os.getpid()}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, paths[key])
+        write_text_atomic(paths[key], text)
     comparison_figure(frame, paths["png"])
     return paths
 
@@ -315,6 +311,4 @@ def update_readme(readme: Path, block: str) -> None:
     if start < 0 or end < start:
         raise ValueError(f"{readme}: no '{README_BEGIN}' … '{README_END}' block to replace")
     new = text[:start] + block + text[end + len(README_END):]
-    tmp = readme.with_name(f".{readme.name}.{os.getpid()}.tmp")
-    tmp.write_text(new, encoding="utf-8")
-    os.replace(tmp, readme)
+    write_text_atomic(readme, new)

@@ -7,7 +7,6 @@ prints the tables of every finished run found under the given folders (the READM
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from hwsim.catalogue import label_rank, run_label
+from ksm.files import write_text_atomic
 
 method_label = run_label  # hwsim's catalogue names a run for both packages
 
@@ -83,9 +83,7 @@ def results_table(records: list[dict[str, Any]]) -> pd.DataFrame:
 def write_results(table: pd.DataFrame, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for name, text in (("results.md", table.to_markdown(floatfmt=".2f") + "\n"), ("results.csv", table.to_csv())):
-        tmp = folder / f".{name}.{os.getpid()}.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, folder / name)
+        write_text_atomic(folder / name, text)
 
 
 def main(argv: list[str]) -> None:

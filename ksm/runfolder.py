@@ -28,10 +28,10 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 import ksm
+from hwsim.runcheck import check_binary, check_files
 from ksm.backbones import BackboneSpec
 from ksm.data import TaskData
 from ksm.files import new_temp_folder, replace_folder, sha256_file, write_synced
-from hwsim.runcheck import check_binary, check_files
 from ksm.geometry import layer_records
 from ksm.validate import is_run_folder
 

@@ -43,7 +43,7 @@ class FiniteFloat(click.FloatRange):
         return super().convert(number, param, ctx)
 
 
-def finite(min: float | None = None, max: float | None = None, *, min_open: bool = False,  # noqa: A002
+def finite(min: float | None = None, max: float | None = None, *, min_open: bool = False,
            max_open: bool = False) -> FiniteFloat:
     """The click type of a finite float option, optionally in a range."""
     return FiniteFloat(min, max, min_open=min_open, max_open=max_open)

@@ -162,7 +162,7 @@ def test_sigkill_then_resume_is_bit_identical(backbone_file: Path, small_task, t
     out = tmp_path / "killed"
     script = _KILLED_RUN.format(weights=str(backbone_file), out=str(out))
     env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == -9, proc.stderr[-2000:]
     assert not out.exists() and (partial_dir(out) / "checkpoint.pt").exists()
     first_wall = torch.load(partial_dir(out) / "checkpoint.pt", weights_only=True)["wall_seconds"]
@@ -300,3 +300,73 @@ def test_an_old_run_without_the_hash_is_read_with_one_warning(trained_run: Path,
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         load_run(old)  # once per process
+
+
+@pytest.mark.parametrize("kind", ["symlink", "folder", "fifo"])
+def test_writers_never_follow_or_replace_what_is_not_a_regular_file(tmp_path: Path, kind: str) -> None:
+    import os
+
+    from hwsim.fsutil import UnsafeTarget as HwsimUnsafe
+    from hwsim.fsutil import atomic_write
+    from ksm.files import UnsafeTarget, write_text_atomic
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep")
+    target = tmp_path / "out.json"
+    {"symlink": lambda: target.symlink_to(victim), "folder": target.mkdir, "fifo": lambda: os.mkfifo(target)}[kind]()
+    with pytest.raises(UnsafeTarget, match="not replaced"):
+        write_text_atomic(target, "new")
+    with pytest.raises(HwsimUnsafe, match="not replaced"):
+        atomic_write(target, "new")
+    assert victim.read_text() == "keep" and os.path.lexists(target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json", "victim.txt"]  # no temporary left
+
+
+def test_written_files_have_the_umask_mode(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from hwsim.fsutil import atomic_write
+    from ksm.files import write_text_atomic
+
+    old = os.umask(0o022)
+    try:
+        for path in (write_text_atomic(tmp_path / "a", "x"), atomic_write(tmp_path / "b", "x")):
+            assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    finally:
+        os.umask(old)
+
+
+def test_ksm_sim_json_does_not_replace_a_symlink(tmp_path: Path) -> None:
+    from hwsim.cli import main as sim
+
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    (tmp_path / "out.json").symlink_to(victim)
+    result = CliRunner().invoke(sim, ["--network", "mobilenet_v2", "--json", str(tmp_path / "out.json")])
+    assert result.exit_code == 1 and "is a symbolic link; not replaced" in result.output, result.output
+    assert victim.read_text() == "keep" and (tmp_path / "out.json").is_symlink()
+
+
+def test_a_second_writer_on_one_run_folder_gets_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    from ksm.files import Busy, folder_lock
+
+    out = tmp_path / "runs" / "digits"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom ksm.files import folder_lock\n"
+                               f"with folder_lock(__import__('pathlib').Path({str(out)!r})):\n"
+                               "    print('locked', flush=True); time.sleep(30)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        result = CliRunner().invoke(main, ["--task", "digits", "--out", str(out), "--weights", "none"])
+        assert result.exit_code == 1 and "another ksm-train is writing this folder" in result.output
+        assert "Traceback" not in result.output and not out.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    time.sleep(0.1)
+    with folder_lock(out), pytest.raises(Busy), folder_lock(out):
+        pass  # a second lock in one process is refused too (flock is per open file)
