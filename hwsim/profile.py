@@ -30,9 +30,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from hwsim.layers import InputError
+from hwsim.safeload import MAX_YAML_BYTES, check_size, parse_yaml
 
 OPERANDS = ("weights", "inputs", "outputs")
 DATAFLOWS = ("weight_stationary", "output_stationary", "row_stationary")
@@ -235,7 +234,11 @@ def load_profile(name_or_path: str | Path) -> Profile:
         path = Path(text_name)
         if not path.is_file():
             raise InputError(f"{path}: missing file")
-        text = path.read_text(encoding="utf-8")
+        check_size(path, MAX_YAML_BYTES, InputError)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{path}: not UTF-8 text ({exc.reason})") from None
         where = str(path)
     else:
         resource = resources.files("hwsim") / "profiles" / f"{text_name}.yaml"
@@ -244,10 +247,5 @@ def load_profile(name_or_path: str | Path) -> Profile:
                              f"(bundled: {', '.join(bundled_profiles())}; or give a .yaml path)")
         text = resource.read_text(encoding="utf-8")
         where = f"{text_name}.yaml"
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise InputError(f"{where}: malformed YAML{at}: {getattr(exc, 'problem', exc)}") from None
+    raw = parse_yaml(text, where, InputError)  # bounded: aliases, nodes, depth, integers, duplicate keys
     return profile_from_dict(raw, where)

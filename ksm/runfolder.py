@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 import ksm
 from hwsim.runcheck import check_binary, check_files
+from hwsim.safeload import read_json
 from ksm.backbones import BackboneSpec
 from ksm.data import TaskData
 from ksm.files import new_temp_folder, replace_folder, sha256_file, write_synced
@@ -146,10 +147,7 @@ def read_run(folder: Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
     for path in (meta_path, tensor_path):
         if not path.exists():
             raise RunError(f"{path}: missing (not a finished run folder)")
-    try:
-        record = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RunError(f"{meta_path}: not valid JSON ({exc})") from None
+    record = read_json(meta_path, RunError)  # bounded: size, depth, integer digits
     if not isinstance(record, dict):
         raise RunError(f"{meta_path}: top level must be a JSON object")
     fmt = str(record.get("format", ""))

@@ -356,9 +356,10 @@ def test_a_second_writer_on_one_run_folder_gets_one_line(tmp_path: Path) -> None
     from ksm.files import Busy, folder_lock
 
     out = tmp_path / "runs" / "digits"
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom ksm.files import folder_lock\n"
-                               f"with folder_lock(__import__('pathlib').Path({str(out)!r})):\n"
-                               "    print('locked', flush=True); time.sleep(30)"], stdout=subprocess.PIPE, text=True)
+    code = ("import sys, time\nfrom ksm.files import folder_lock\n"
+            f"with folder_lock(__import__('pathlib').Path({str(out)!r})):\n"
+            "    print('locked', flush=True); time.sleep(30)")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
         result = CliRunner().invoke(main, ["--task", "digits", "--out", str(out), "--weights", "none"])
@@ -370,3 +371,60 @@ def test_a_second_writer_on_one_run_folder_gets_one_line(tmp_path: Path) -> None
     time.sleep(0.1)
     with folder_lock(out), pytest.raises(Busy), folder_lock(out):
         pass  # a second lock in one process is refused too (flock is per open file)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fuzzing the ksm-side run-folder reader: it returns or raises RunError, nothing else
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                        HealthCheck.too_slow])
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                     max_leaves=12)
+
+
+def _read_clean(folder: Path) -> None:
+    from ksm.runfolder import read_run
+
+    try:
+        read_run(folder)
+    except RunError as exc:
+        assert "\n" not in str(exc) and len(str(exc)) < 2000
+
+
+@_FUZZ
+@given(key=st.sampled_from(["format", "task", "method", "tensors", "train", "files", "backbone"]), value=_JSON)
+def test_fuzz_ksm_reader_any_value(trained_run: Path, tmp_path: Path, key: str, value) -> None:
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory(dir=tmp_path) as tmp:
+        folder = Path(shutil.copytree(trained_run, Path(tmp) / "r"))
+        record = json.loads((folder / "run.json").read_text())
+        record[key] = value
+        (folder / "run.json").write_text(json.dumps(record))
+        _read_clean(folder)
+
+
+@_FUZZ
+@given(raw=st.binary(max_size=300), which=st.sampled_from(["run.json", "masks.safetensors"]))
+def test_fuzz_ksm_reader_any_bytes(trained_run: Path, tmp_path: Path, raw: bytes, which: str) -> None:
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory(dir=tmp_path) as tmp:
+        folder = Path(shutil.copytree(trained_run, Path(tmp) / "r"))
+        (folder / which).write_bytes(raw)
+        _read_clean(folder)
+
+
+@pytest.mark.parametrize("text", ["[" * 5000 + "]" * 5000, '{"format": ' + "9" * 5000 + "}"])
+def test_ksm_reader_bounds_depth_and_integers(trained_run: Path, tmp_path: Path, text: str) -> None:
+    folder = _copy(trained_run, tmp_path / "r")
+    (folder / "run.json").write_text(text)
+    with pytest.raises(RunError, match="deeper|digits"):
+        from ksm.runfolder import read_run
+
+        read_run(folder)
