@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ksm.cli import main
 from ksm.runfolder import FORMAT, RunError, check_output, check_sequence
@@ -375,8 +377,6 @@ def test_a_second_writer_on_one_run_folder_gets_one_line(tmp_path: Path) -> None
 
 # ---------------------------------------------------------------------------------------------
 # Fuzzing the ksm-side run-folder reader: it returns or raises RunError, nothing else
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 _FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                         HealthCheck.too_slow])
