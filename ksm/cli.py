@@ -14,7 +14,7 @@ import click
 
 from hwsim import catalogue
 from ksm.registry import MethodChoice
-from ksm.validate import finite
+from ksm.validate import device_option, finite
 
 if TYPE_CHECKING:
     from ksm.data import TaskData
@@ -231,7 +231,7 @@ class Options:
 @click.option("--skip-existing", is_flag=True, help="Reuse finished runs instead of refusing (suites).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show tqdm progress bars.")
 # Hardware
-@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu or cuda.")
+@click.option("--device", default="cpu", show_default=True, callback=device_option, help="torch device, e.g. cpu or cuda.")
 @click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads for torch (per process).")
 @click.option("--nproc", type=click.IntRange(1), default=1, show_default=True,
               help="Data-parallel processes on this machine: relaunches the command under torchrun "
@@ -280,6 +280,7 @@ def main(**values: Any) -> None:
 
     plan = plan_runs(o, names, methods)
     sequence_plan = plan_sequences(o, names, sequences)
+    check_results_targets(o)
     locks = lock_outputs([f for *_, f, done in plan if not done] + [f for _, f in sequence_plan] if ctx.main else [])
     try:
         records = [r for method, folder in sequence_plan for r in train_sequence(o, method, folder, names, device)]
@@ -313,6 +314,18 @@ def plan_runs(o: Options, names: list[str], methods: tuple[str, ...]) -> list[tu
                 raise click.ClickException(str(exc)) from None
             plan.append((task, method, folder, False))
     return plan
+
+
+def check_results_targets(o: Options) -> None:
+    """Refuse up front a results file that could not be written after training (a folder, a symlink)."""
+    from ksm.files import check_target
+
+    if o.out is None:
+        try:
+            for name in ("results.md", "results.csv"):
+                check_target(o.runs_dir / name)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
 
 
 def lock_outputs(folders: list[Path]) -> ExitStack:

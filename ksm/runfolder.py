@@ -289,7 +289,15 @@ def restore_sequence(folder: Path, last: dict[str, Any], tasks: list[str], setti
     if not path.exists() or sha256_file(path) != seq["shared_sha256"]:
         raise RunError(f"{path}: missing or not the file that task {last['task']!r} wrote "
                        f"(sha256 {seq['shared_sha256'][:12]}…); start over with --force")
-    return load_file(str(path))
+    return _load_shared(path)
+
+
+def _load_shared(path: Path) -> dict[str, Tensor]:
+    """The shared file's tensors; ``RunError`` for an empty or unreadable file."""
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise RunError(f"{path}: not a readable safetensors file ({' '.join(str(exc).split())[:80]})") from None
 
 
 def read_sequence_task(folder: Path) -> tuple[dict[str, Any], dict[str, Tensor], Path, dict[str, Tensor]]:
@@ -302,4 +310,4 @@ def read_sequence_task(folder: Path) -> tuple[dict[str, Any], dict[str, Tensor],
     path = folder / seq["shared"]
     if not path.exists():
         raise RunError(f"{folder / RUN_JSON}: sequence.shared: {path} is missing")
-    return record, tensors, path, load_file(str(path))
+    return record, tensors, path, _load_shared(path)

@@ -106,3 +106,44 @@ def check_same_settings(path: Path, saved: Any, now: Any) -> None:
         key, old, new = found
         raise ValueError(f"{path}: was written with {key} = {short(old)}, now {short(new)}; rerun with the same "
                          f"options, or start over without --resume")
+
+
+def check_images(paths: list[str]) -> None:
+    """Open every image's header (PIL ``verify``) before any training; one line names the first bad file."""
+    from PIL import Image
+
+    bad: list[tuple[str, str]] = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                image.verify()
+        except Exception as exc:  # noqa: BLE001 - PIL raises many kinds for a bad file
+            bad.append((path, exc.__class__.__name__))
+    if bad:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise ValueError(f"{bad[0][0]}: not a readable image ({bad[0][1]}){more}; fix or remove it before training")
+
+
+def device_option(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """Click callback of ``--device``: a torch device this machine has, refused up front otherwise."""
+    import torch
+
+    try:
+        device = torch.device(value)
+    except (RuntimeError, ValueError):
+        raise click.BadParameter(f"{short(value)} is not a torch device (e.g. cpu, cuda, cuda:1)") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (device.index or 0) >= count:
+            raise click.BadParameter(f"{value}: this machine has {count} CUDA device(s)")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise click.BadParameter(f"{value}: MPS is not available on this machine")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise click.BadParameter(f"{value}: only cpu, cuda and mps are supported")
+    return value
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for an OSError: the file and the reason."""
+    where = exc.filename if exc.filename is not None else ""
+    return f"{where}: {exc.strerror or exc}" if where else str(exc.strerror or exc)

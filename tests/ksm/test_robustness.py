@@ -428,3 +428,95 @@ def test_ksm_reader_bounds_depth_and_integers(trained_run: Path, tmp_path: Path,
         from ksm.runfolder import read_run
 
         read_run(folder)
+
+
+@pytest.mark.parametrize("content", [b"", b"not an image", b"\xff\xd8\xff"])
+def test_a_bad_image_in_the_test_split_is_refused_before_training(tmp_path: Path, content: bytes) -> None:
+    import numpy as np
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for cls in ("a", "b"):
+            folder = tmp_path / "data" / "flowers" / split / cls
+            folder.mkdir(parents=True)
+            for i in range(2):
+                Image.fromarray(np.zeros((20, 20, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    (tmp_path / "data" / "flowers" / "test" / "b" / "1.png").write_bytes(content)
+    runs = tmp_path / "runs"
+    result = CliRunner().invoke(main, ["--task", "flowers", "--data-root", str(tmp_path / "data"), "--runs-dir",
+                                       str(runs), "--weights", "none", "--input-size", "16", "--no-progress"])
+    assert result.exit_code == 1 and "test/b/1.png: not a readable image" in result.output, result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    assert not runs.exists() or not any(runs.iterdir())
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input per command, table-driven: one line, non-zero exit, no traceback, nothing half-written
+@pytest.fixture(scope="module")
+def digits_run(backbone_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A built-in-task run trained through ksm-train (seconds): what ksm-export can re-load data for."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("digits") / "digits"
+    result = CliRunner().invoke(main, ["--task", "digits", "--out", str(out), "--weights", str(backbone_file),
+                                       "--epochs", "1", "--max-train", "40", "--input-size", "32", "--no-progress"])
+    torch.set_num_threads(threads)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def _sequence_with_empty_shared(run: Path, tmp: Path) -> Path:
+    folder = _copy(run, tmp / "packnet" / "digits")
+    record = json.loads((folder / "run.json").read_text())
+    record["sequence"] = {"position": 1, "tasks": ["digits"], "shared": "../shared.safetensors"}
+    (folder / "run.json").write_text(json.dumps(record))
+    (tmp / "packnet" / "shared.safetensors").write_bytes(b"")
+    return folder
+
+
+BAD_INPUTS = [  # (command, arguments with {tmp}/{run}, the one line expected)
+    ("train", ["--task", "digits", "--device", "bogus"], "is not a torch device"),
+    ("train", ["--task", "digits", "--device", "cuda:7"], "CUDA device"),
+    ("train", ["--task", "digits", "--runs-dir", "{tmp}/r", "--max-train", "20"], "results.md: is a folder"),
+    ("train", ["--task", "../escape"], "is not a task name"),
+    ("train", ["--task", "digits", "--lr-mask", "nan"], "is not a finite number"),
+    ("compare", ["--protocol", "smoke", "--out", "{tmp}/afile"], "exists and is not a folder"),
+    ("compare", ["--protocol", "smoke", "--out", "{tmp}/c", "--device", "bogus"], "is not a torch device"),
+    ("compare", ["--protocol", "smoke", "--out", "{tmp}/c", "--variant", "ksm"], "at least two variants"),
+    ("export", ["{run}", "--onnx", "{tmp}/afile/x.onnx"], "afile"),
+    ("export", ["{tmp}/packnet/digits", "--onnx", "{tmp}/p.onnx"], "shared.safetensors: not a readable safetensors"),
+    ("export", ["{run}", "--table-file", "{tmp}/d", "--int8"], "is a directory"),
+    ("sim", ["--network", "mobilenet_v2", "--json", "{tmp}/d"], "is a directory"),
+]
+
+
+@pytest.mark.parametrize(("command", "args", "message"), BAD_INPUTS)
+def test_bad_input_per_command(digits_run: Path, tmp_path: Path, command: str, args: list[str], message: str) -> None:
+    from hwsim.cli import main as sim
+    from ksm.compare_cli import main as compare
+    from ksm.export_cli import main as export
+
+    (tmp_path / "afile").write_text("mine")
+    (tmp_path / "d").mkdir()
+    (tmp_path / "r" / "results.md").mkdir(parents=True)
+    _sequence_with_empty_shared(digits_run, tmp_path)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    run_before = {p.name: p.read_bytes() for p in digits_run.iterdir()}
+    cli = {"train": main, "compare": compare, "export": export, "sim": sim}[command]
+    extra = ["--weights", "none"] if command == "train" else []
+    result = CliRunner().invoke(cli, [a.format(tmp=tmp_path, run=digits_run) for a in args] + extra)
+    assert result.exit_code != 0 and message in result.output, result.output
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), result.exception
+    assert len([line for line in result.output.splitlines() if line.startswith("Error")]) == 1
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # nothing written
+    assert {p.name: p.read_bytes() for p in digits_run.iterdir()} == run_before
+
+
+def test_a_failed_export_check_leaves_no_onnx(digits_run: Path, tmp_path: Path) -> None:
+    from ksm.export import ExportError, export_run
+
+    with pytest.raises(ExportError):
+        export_run(digits_run, tmp_path / "x.onnx", tolerance=1e-30)
+    assert not any(tmp_path.iterdir())
