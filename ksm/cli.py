@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -278,18 +279,20 @@ def main(**values: Any) -> None:
         device = f"cuda:{ctx.local_rank}"
         torch.cuda.set_device(device)
 
-    plan = plan_runs(o, names, methods)
-    sequence_plan = plan_sequences(o, names, sequences)
-    check_results_targets(o)
-    locks = lock_outputs([f for *_, f, done in plan if not done] + [f for _, f in sequence_plan] if ctx.main else [])
-    try:
-        records = [r for method, folder in sequence_plan for r in train_sequence(o, method, folder, names, device)]
-        records += train_runs(o, plan, device, ctx)
-    except (FileNotFoundError, ValueError) as exc:
-        shutdown()
-        raise click.ClickException(f"[rank {ctx.rank}] {exc}" if ctx.active else str(exc)) from None
-    finally:
-        locks.close()
+    outputs = [o.run_folder(t, m) for t in names for m in methods] + [o.sequence_folder(m) for m in sequences]
+    with remove_fresh_parents_on_error(outputs):  # a refused or failed run leaves no empty runs dir behind
+        plan = plan_runs(o, names, methods)
+        sequence_plan = plan_sequences(o, names, sequences)
+        check_results_targets(o)
+        locks = lock_outputs([f for *_, f, done in plan if not done] + [f for _, f in sequence_plan] if ctx.main else [])
+        try:
+            records = [r for method, folder in sequence_plan for r in train_sequence(o, method, folder, names, device)]
+            records += train_runs(o, plan, device, ctx)
+        except (FileNotFoundError, ValueError) as exc:
+            shutdown()
+            raise click.ClickException(f"[rank {ctx.rank}] {exc}" if ctx.active else str(exc)) from None
+        finally:
+            locks.close()
     shutdown()
     if ctx.main:
         report(o, records)
@@ -314,6 +317,22 @@ def plan_runs(o: Options, names: list[str], methods: tuple[str, ...]) -> list[tu
                 raise click.ClickException(str(exc)) from None
             plan.append((task, method, folder, False))
     return plan
+
+
+@contextmanager
+def remove_fresh_parents_on_error(outputs: list[Path]) -> Iterator[None]:
+    """If the block fails, remove the output folders' parents that did not exist before it and are still empty."""
+    fresh = sorted({p for out in outputs for p in [out.parent, *out.parent.parents] if not p.exists()},
+                   key=lambda p: len(p.parts), reverse=True)
+    try:
+        yield
+    except BaseException:
+        for folder in fresh:
+            try:
+                folder.rmdir()  # only an empty folder
+            except OSError:
+                pass
+        raise
 
 
 def check_results_targets(o: Options) -> None:
