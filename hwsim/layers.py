@@ -15,8 +15,6 @@ Every reader fails with a :class:`InputError` whose one-line message names the f
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 from dataclasses import dataclass, field
 from importlib import resources
@@ -25,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from hwsim import catalogue
+from hwsim import catalogue, safeload
 
 RUN_FORMAT = "ksm-run"
 LAYERS_FORMAT = "ksm-layers"
@@ -179,10 +177,7 @@ def _check_format(value: Any, expected: str, where: str) -> None:
 def _read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise InputError(f"{path}: missing file")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: not valid JSON ({exc})") from None
+    data = safeload.read_json(path, InputError)
     if not isinstance(data, dict):
         raise InputError(f"{path}: top level must be a JSON object")
     return data
@@ -279,19 +274,18 @@ def load_topology(path: str | Path) -> Workload:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: missing file")
-    with path.open(newline="", encoding="utf-8") as handle:
-        rows = [[cell.strip() for cell in row] for row in csv.reader(handle)]
-    rows = [row for row in rows if any(row)]
-    if not rows:
+    rows = safeload.csv_rows(path, InputError)  # streamed, capped: memory stays flat
+    first = next(rows, None)
+    if first is None:
         raise InputError(f"{path}: empty topology file")
-    header = [cell.lower() for cell in rows[0] if cell]
+    header = [cell.lower() for cell in first[1] if cell]
     has_groups = len(header) > len(_TOPOLOGY_COLUMNS) and header[len(_TOPOLOGY_COLUMNS)] == "groups"
     for i, column in enumerate(_TOPOLOGY_COLUMNS):
         if i >= len(header) or header[i] != column:
             raise InputError(f"{path}: header column {i + 1}: expected {column!r}, "
-                             f"got {header[i] if i < len(header) else 'nothing'!r}")
+                             f"got {safeload.short(header[i]) if i < len(header) else repr('nothing')}")
     layers = []
-    for line, row in enumerate(rows[1:], start=2):
+    for line, row in rows:
         where = f"{path}: line {line}"
         if len(row) < 8 or not all(row[:8]):
             raise InputError(f"{where}: expected 8 values ({', '.join(_TOPOLOGY_COLUMNS)})")
@@ -299,10 +293,10 @@ def load_topology(path: str | Path) -> Workload:
         try:
             ih, iw, fh, fw, ch, nf, st = (int(v) for v in row[1:8])
         except ValueError:
-            raise InputError(f"{where}: sizes must be integers, got {row[1:8]}") from None
+            raise InputError(f"{where}: sizes must be integers, got {safeload.short(row[1:8])}") from None
         for column, value in zip(_TOPOLOGY_COLUMNS[1:], (ih, iw, fh, fw, ch, nf, st)):
-            if value <= 0:
-                raise InputError(f"{where}: {column}: must be positive, got {value}")
+            if not 0 < value <= safeload.MAX_SIZE:
+                raise InputError(f"{where}: {column}: must be in 1..{safeload.MAX_SIZE}, got {safeload.short(value)}")
         if fh > ih or fw > iw:
             raise InputError(f"{where}: filter height/width larger than the ifmap")
         cell = row[8] if has_groups and len(row) > 8 else ""
@@ -353,6 +347,8 @@ def load_run(folder: str | Path) -> Workload:
     """
     from safetensors import SafetensorError, safe_open  # local: keeps `import hwsim` light
 
+    from hwsim.runcheck import check_binary, check_files
+
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"{folder}: not a run folder (missing directory)")
@@ -381,6 +377,7 @@ def load_run(folder: str | Path) -> Workload:
 
     if not masks_path.is_file():
         raise InputError(f"{masks_path}: missing file")
+    check_files(folder, run, InputError)
     infos: list[TensorInfo] = []
     try:
         with safe_open(str(masks_path), framework="numpy") as handle:
@@ -403,7 +400,11 @@ def load_run(folder: str | Path) -> Workload:
                     raise InputError(f"{masks_path}: {key}: batchnorm tensors must be 1-D, got {list(shape)}")
                 zeros = None
                 if role == "binary":
-                    zeros = int(np.count_nonzero(handle.get_tensor(key) == 0))
+                    binary = handle.get_tensor(key)
+                    real = handle.get_tensor(f"{base}.mask") if f"{base}.mask" in stored else None
+                    check_binary(key, binary, real, method, (run.get("train") or {}).get("mask_threshold")
+                                 if isinstance(run.get("train"), dict) else None, str(masks_path), InputError)
+                    zeros = int(np.count_nonzero(binary == 0))
                 infos.append(TensorInfo(key=key, role=str(role), shape=shape, zeros=zeros))
     except SafetensorError as exc:
         raise InputError(f"{masks_path}: not a readable safetensors file ({exc})") from None

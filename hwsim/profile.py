@@ -30,9 +30,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from hwsim.layers import InputError
+from hwsim.safeload import MAX_YAML_BYTES, check_size, parse_yaml
 
 OPERANDS = ("weights", "inputs", "outputs")
 DATAFLOWS = ("weight_stationary", "output_stationary", "row_stationary")
@@ -259,13 +258,9 @@ def bundled_profiles() -> list[str]:
 
 
 def load_yaml(text: str, where: str) -> Any:
-    """Decode YAML ``text``; a syntax error becomes a one-line :class:`InputError` naming ``where`` and the line."""
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark is not None else ""
-        raise InputError(f"{where}: malformed YAML{at}: {getattr(exc, 'problem', exc)}") from None
+    """Decode YAML ``text``, bounded (aliases, nodes, depth, integers, duplicate keys: ``hwsim.safeload``);
+    any problem becomes a one-line :class:`InputError` naming ``where``."""
+    return parse_yaml(text, where, InputError)
 
 
 def read_profile_yaml(name_or_path: str | Path) -> tuple[Any, str]:
@@ -275,7 +270,12 @@ def read_profile_yaml(name_or_path: str | Path) -> tuple[Any, str]:
         path = Path(text_name)
         if not path.is_file():
             raise InputError(f"{path}: missing file")
-        text, where = path.read_text(encoding="utf-8"), str(path)
+        check_size(path, MAX_YAML_BYTES, InputError)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(f"{path}: not UTF-8 text ({exc.reason})") from None
+        where = str(path)
     else:
         resource = resources.files("hwsim") / "profiles" / f"{text_name}.yaml"
         if not resource.is_file():

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,6 +15,7 @@ import click
 
 from hwsim import catalogue
 from ksm.registry import MethodChoice
+from ksm.validate import device_option, finite
 
 if TYPE_CHECKING:
     from ksm.data import TaskData
@@ -139,8 +142,9 @@ class Options:
 
     def task_names(self) -> list[str]:
         from ksm.data import DEFAULT_SUITE
+        from ksm.validate import task_name
 
-        names = list(self.tasks) + (list(DEFAULT_SUITE) if self.suite == "default" else [])
+        names = [task_name(t) for t in self.tasks] + (list(DEFAULT_SUITE) if self.suite == "default" else [])
         if not names:
             raise click.UsageError("name a --task or --suite default")
         return names
@@ -210,9 +214,9 @@ class Options:
 # Training
 @click.option("--epochs", type=click.IntRange(1), default=2, show_default=True, help="Epochs per task.")
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True, help="Images per step.")
-@click.option("--lr-mask", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True,
+@click.option("--lr-mask", type=finite(0, min_open=True), default=1e-3, show_default=True,
               help="Adam learning rate of masks and BatchNorm (finetune: of all weights).")
-@click.option("--lr-head", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True,
+@click.option("--lr-head", type=finite(0, min_open=True), default=1e-3, show_default=True,
               help="Adam learning rate of the classifier head.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of head init, data order, dropout.")
 # Masks and BatchNorm
@@ -222,12 +226,12 @@ class Options:
               help="KSM's soft part; --no-soft is the kernel-wise binary ablation.")
 @click.option("--recalibrate-bn/--no-recalibrate-bn", default=True, show_default=True,
               help="Recompute task BatchNorm statistics over the training split after training (ksm.calibrate).")
-@click.option("--mask-init", type=float, default=1e-2, show_default=True, help="Initial real mask value.")
-@click.option("--threshold", type=float, default=5e-3, show_default=True, help="Binarisation threshold τ.")
-@click.option("--beta", type=float, default=1200.0, show_default=True, help="KSM logistic scale β.")
-@click.option("--temperature", type=float, default=100.0, show_default=True, help="KSM softmax temperature T.")
+@click.option("--mask-init", type=finite(), default=1e-2, show_default=True, help="Initial real mask value.")
+@click.option("--threshold", type=finite(), default=5e-3, show_default=True, help="Binarisation threshold τ.")
+@click.option("--beta", type=finite(), default=1200.0, show_default=True, help="KSM logistic scale β.")
+@click.option("--temperature", type=finite(), default=100.0, show_default=True, help="KSM softmax temperature T.")
 # PackNet and CPG
-@click.option("--prune-ratio", type=click.FloatRange(0, 1, max_open=True), default=0.5, show_default=True,
+@click.option("--prune-ratio", type=finite(0, 1, max_open=True), default=0.5, show_default=True,
               help="packnet/cpg: fraction of each task's weights pruned per layer (freed for later tasks).")
 @click.option("--retrain-epochs", type=click.IntRange(0), default=1, show_default=True,
               help="packnet: epochs retraining the kept weights after pruning, at lr/10.")
@@ -235,18 +239,18 @@ class Options:
               help="cpg: gradual pruning steps up to --prune-ratio.")
 @click.option("--prune-epochs", type=click.IntRange(0), default=1, show_default=True,
               help="cpg: epochs of retraining after each pruning step, at lr/10.")
-@click.option("--target-accuracy", type=click.FloatRange(0, 1, min_open=True), default=None,
+@click.option("--target-accuracy", type=finite(0, 1, min_open=True), default=None,
               help="cpg: grow the network when a task's training accuracy stays below this fraction (default: never).")
-@click.option("--grow-step", type=click.FloatRange(0, min_open=True), default=0.5, show_default=True,
+@click.option("--grow-step", type=finite(0, min_open=True), default=0.5, show_default=True,
               help="cpg: width multiplier added per growth (mobilenet_v2).")
 @click.option("--max-grow", type=click.IntRange(0), default=1, show_default=True, help="cpg: growths per task at most.")
 # LoRA
 @click.option("--lora-rank", type=click.IntRange(1), default=8, show_default=True,
               help="lora: rank r of every adapter (at most min(out, in·kh·kw) of each adapted layer).")
-@click.option("--lora-alpha", type=click.FloatRange(0, min_open=True), default=8.0, show_default=True,
+@click.option("--lora-alpha", type=finite(0, min_open=True), default=8.0, show_default=True,
               help="lora: alpha; the update is scaled by alpha/r (PEFT's default; Hu et al. keep alpha fixed "
                    "across ranks so that the learning rate need not be retuned).")
-@click.option("--lora-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+@click.option("--lora-dropout", type=finite(0, 1, max_open=True), default=0.0, show_default=True,
               help="lora: dropout on the input of A.")
 @click.option("--lora-targets", "lora_targets", multiple=True, default=("all",), show_default=True,
               metavar="all|pointwise|kxk|linear",
@@ -262,7 +266,7 @@ class Options:
 @click.option("--skip-existing", is_flag=True, help="Reuse finished runs instead of refusing (suites).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show tqdm progress bars.")
 # Hardware
-@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu or cuda.")
+@click.option("--device", default="cpu", show_default=True, callback=device_option, help="torch device, e.g. cpu or cuda.")
 @click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads for torch (per process).")
 @click.option("--nproc", type=click.IntRange(1), default=1, show_default=True,
               help="Data-parallel processes on this machine: relaunches the command under torchrun "
@@ -318,14 +322,20 @@ def main(**values: Any) -> None:
         device = f"cuda:{ctx.local_rank}"
         torch.cuda.set_device(device)
 
-    plan = plan_runs(o, names, methods)
-    sequence_plan = plan_sequences(o, names, sequences)
-    try:
-        records = [r for method, folder in sequence_plan for r in train_sequence(o, method, folder, names, device)]
-        records += train_runs(o, plan, device, ctx)
-    except (FileNotFoundError, ValueError) as exc:
-        shutdown()
-        raise click.ClickException(f"[rank {ctx.rank}] {exc}" if ctx.active else str(exc)) from None
+    outputs = [o.run_folder(t, m) for t in names for m in methods] + [o.sequence_folder(m) for m in sequences]
+    with remove_fresh_parents_on_error(outputs):  # a refused or failed run leaves no empty runs dir behind
+        plan = plan_runs(o, names, methods)
+        sequence_plan = plan_sequences(o, names, sequences)
+        check_results_targets(o)
+        locks = lock_outputs([f for *_, f, done in plan if not done] + [f for _, f in sequence_plan] if ctx.main else [])
+        try:
+            records = [r for method, folder in sequence_plan for r in train_sequence(o, method, folder, names, device)]
+            records += train_runs(o, plan, device, ctx)
+        except (FileNotFoundError, ValueError) as exc:
+            shutdown()
+            raise click.ClickException(f"[rank {ctx.rank}] {exc}" if ctx.active else str(exc)) from None
+        finally:
+            locks.close()
     shutdown()
     if ctx.main:
         report(o, records)
@@ -350,6 +360,50 @@ def plan_runs(o: Options, names: list[str], methods: tuple[str, ...]) -> list[tu
                 raise click.ClickException(str(exc)) from None
             plan.append((task, method, folder, False))
     return plan
+
+
+@contextmanager
+def remove_fresh_parents_on_error(outputs: list[Path]) -> Iterator[None]:
+    """If the block fails, remove the output folders' parents that did not exist before it and are still empty."""
+    fresh = sorted({p for out in outputs for p in [out.parent, *out.parent.parents] if not p.exists()},
+                   key=lambda p: len(p.parts), reverse=True)
+    try:
+        yield
+    except BaseException:
+        for folder in fresh:
+            try:
+                folder.rmdir()  # only an empty folder
+            except OSError:
+                pass
+        raise
+
+
+def check_results_targets(o: Options) -> None:
+    """Refuse up front a results file that could not be written after training (a folder, a symlink)."""
+    from ksm.files import check_target
+
+    if o.out is None:
+        try:
+            for name in ("results.md", "results.csv"):
+                check_target(o.runs_dir / name)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+def lock_outputs(folders: list[Path]) -> ExitStack:
+    """Lock every output folder (:func:`ksm.files.folder_lock`); a second ``ksm-train`` on one of them stops here."""
+    from ksm.distributed import shutdown
+    from ksm.files import folder_lock
+
+    locks = ExitStack()
+    try:
+        for folder in folders:
+            locks.enter_context(folder_lock(folder))
+    except (ValueError, OSError) as exc:
+        locks.close()
+        shutdown()
+        raise click.ClickException(str(exc)) from None
+    return locks
 
 
 def plan_sequences(o: Options, names: list[str], sequences: list[str]) -> list[tuple[str, Path]]:

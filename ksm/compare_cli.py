@@ -11,6 +11,7 @@ import click
 
 from ksm.cli import CONTEXT_SETTINGS
 from ksm.protocol import PROTOCOLS, VARIANTS
+from ksm.validate import device_option, os_error_line
 
 
 def _command() -> str:
@@ -55,7 +56,7 @@ def _command() -> str:
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
               help="Units trained in parallel processes; on CPU use it with --threads 1.")
 @click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads per worker.")
-@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cpu or cuda.")
+@click.option("--device", default="cpu", show_default=True, callback=device_option, help="torch device, e.g. cpu or cuda.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted comparison (finished units are kept).")
 @click.option("--force", is_flag=True, help="Delete the comparison folder and start over.")
 @click.option("--report-only", is_flag=True, help="Only rebuild the report from the finished runs under --out.")
@@ -92,16 +93,22 @@ def main(protocol_name: str, out: Path | None, report_dir: Path | None, readme: 
         changes["tasks"] = tuple(dict.fromkeys(tasks))
     if variants:
         changes["variants"] = tuple(dict.fromkeys(variants))
+        if len(changes["variants"]) < 2:
+            raise click.UsageError("--variant: name at least two variants to compare (or none for all)")
     if seeds:
         changes["seeds"] = tuple(range(seeds))
     protocol = replace(protocol, **changes)
     out = out or Path("runs-compare") / protocol.name
+    if out.exists() and not out.is_dir():
+        raise click.UsageError(f"--out {out}: exists and is not a folder")
     if not report_only:
         try:
             run_comparison(protocol, out, workers=workers, threads=threads, device=device, force=force,
                            resume=resume, progress=progress, command=_command())
         except (FileNotFoundError, ValueError) as exc:
             raise click.ClickException(str(exc)) from None
+        except OSError as exc:
+            raise click.ClickException(os_error_line(exc)) from None
     try:
         if report_dir is None:  # named after the protocol the folder was run with (--report-only may differ)
             name = read_protocol(out)["name"]
@@ -111,6 +118,8 @@ def main(protocol_name: str, out: Path | None, report_dir: Path | None, readme: 
             update_readme(readme, readme_block(out, _command(), Path(os.path.relpath(paths["md"], readme.parent))))
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(os_error_line(exc)) from None
     click.echo(Path(paths["md"]).read_text(encoding="utf-8"))
     click.echo(f"report: {paths['md']}, {paths['csv']}, {paths['png']}")
 

@@ -40,6 +40,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from ksm.files import write_atomic
+from ksm.validate import check_images
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -368,6 +369,7 @@ def folder_task(root: Path, task: str, input_size: int = 224, workers: int = 2) 
     train_tf, test_tf = benchmark_transforms(task, input_size)
     sets = {"train": ImageFolder(str(folder / "train"), transform=train_tf, loader=_CheckedLoader()),
             "test": ImageFolder(str(folder / "test"), transform=test_tf, loader=_CheckedLoader())}
+    check_images([path for split in sets.values() for path, _ in split.samples])  # both splits, before training
 
     def batches(split: str, batch_size: int, generator: torch.Generator | None,
                 shard: tuple[int, int] = (0, 1)) -> Iterator[tuple[Tensor, Tensor]]:

@@ -359,7 +359,11 @@ def export_run(folder: Path, onnx_path: Path, *, data: TaskData | None = None, i
     folded = method.fold(model)
     probe, _ = next(data.batches("test", 16, None))
     export_onnx(folded, onnx_path, probe[:1])
-    rel = check_onnx(onnx_path, folded, probe, tolerance=tolerance, threads=threads)
+    try:
+        rel = check_onnx(onnx_path, folded, probe, tolerance=tolerance, threads=threads)
+    except BaseException:
+        onnx_path.unlink(missing_ok=True)  # a file that failed its check is not left in place
+        raise
     result = ExportResult(folder, record, onnx_path, rel, run_json_sha256=digest)
     if not int8:
         return result

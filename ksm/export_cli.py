@@ -7,6 +7,8 @@ from pathlib import Path
 import click
 
 from ksm.cli import CONTEXT_SETTINGS
+from ksm.files import write_text_atomic
+from ksm.validate import finite, os_error_line
 
 
 def export_name(folder: Path) -> str:
@@ -44,7 +46,7 @@ def export_name(folder: Path) -> str:
               help="Folder of the benchmark tasks (as for ksm-train), for runs not on the built-in suite.")
 @click.option("--weights", default=None,
               help="Backbone weights (.pth) to use instead of the recorded ones; the sha256 must still match.")
-@click.option("--tolerance", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True,
+@click.option("--tolerance", type=finite(0, min_open=True), default=1e-3, show_default=True,
               help="Largest |onnxruntime − PyTorch| on the float logits, relative to their largest magnitude.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the calibration draw.")
 @click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads for torch and onnxruntime.")
@@ -118,10 +120,11 @@ def main(runs: tuple[Path, ...], onnx_path: Path | None, out_dir: Path, int8: bo
                                 calibration_method=calibration_method,
                                 mask_scale_bits=bits, profile=prof.name, weights=weights, data_root=data_root,
                                 tolerance=tolerance, seed=seed, threads=threads)
-        except (RunError, ExportError, FileNotFoundError, ValueError) as exc:
+        except (RunError, ExportError, OSError, ValueError) as exc:
+            line = os_error_line(exc) if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError) else str(exc)
             if len(folders) == 1:
-                raise click.ClickException(str(exc)) from None
-            click.echo(f"Error: {exc}", err=True)  # the other runs go on; the exit status says it failed
+                raise click.ClickException(line) from None
+            click.echo(f"Error: {line}", err=True)  # the other runs go on; the exit status says it failed
             failed.append(folder)
             continue
         click.echo(f"{folder}: {result.onnx} (onnxruntime matches PyTorch to {result.onnx_rel_diff:.1e})")
@@ -136,8 +139,9 @@ def main(runs: tuple[Path, ...], onnx_path: Path | None, out_dir: Path, int8: bo
             if record:
                 try:
                     record_int8(folder, m, expected_sha256=result.run_json_sha256)
-                except RunError as exc:
-                    click.echo(f"Error: {exc}", err=True)
+                except (RunError, OSError) as exc:
+                    line = os_error_line(exc) if isinstance(exc, OSError) else str(exc)
+                    click.echo(f"Error: {line}; run.json not changed", err=True)
                     failed.append(folder)
             rec = {**rec, "metrics": {**rec["metrics"], "int8": m}}
         records.append(rec)
@@ -152,8 +156,11 @@ def main(runs: tuple[Path, ...], onnx_path: Path | None, out_dir: Path, int8: bo
         if table:
             click.echo("\n" + text + "\n\n" + note)
         if table_file:
-            table_file.parent.mkdir(parents=True, exist_ok=True)
-            table_file.write_text(text + "\n\n" + note + "\n", encoding="utf-8")
+            try:
+                table_file.parent.mkdir(parents=True, exist_ok=True)
+                write_text_atomic(table_file, text + "\n\n" + note + "\n")
+            except (OSError, ValueError) as exc:
+                raise click.ClickException(os_error_line(exc) if isinstance(exc, OSError) else str(exc)) from None
     if failed:
         raise click.ClickException(f"{len(failed)} of {len(folders)} runs failed: {', '.join(map(str, failed))}")
 

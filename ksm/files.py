@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from collections.abc import Callable
+import stat
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 Writer = Callable[[Path], object]  # writes a complete file at the path it is given
@@ -47,12 +49,48 @@ def write_synced(path: Path, write: Writer) -> Path:
     return path
 
 
-def write_atomic(path: Path, write: Writer) -> Path:
-    """Write ``path`` through ``write(tmp)`` on a temporary sibling, fsync it and rename it into place."""
-    path = Path(path)
+class UnsafeTarget(ValueError):
+    """An output path that is a symbolic link or not a regular file: never followed, never replaced."""
+
+
+def check_target(path: Path) -> None:
+    """Refuse to replace ``path`` unless it is absent or a regular file (``lstat``: a symlink is not followed)."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(mode):
+        raise UnsafeTarget(f"{path}: is a symbolic link; not replaced (remove it, or write elsewhere)")
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+        raise UnsafeTarget(f"{path}: is {kind}; not replaced (remove it, or write elsewhere)")
+
+
+def fresh_temp(path: Path) -> Path:
+    """Create the empty temporary sibling of ``path`` ourselves: exclusive, never through a symlink, mode 0666
+    less the umask (as any new file), so that the file renamed into place has a normal mode."""
     tmp = temp_sibling(path)
+    if os.path.lexists(tmp):
+        if os.path.isdir(tmp) and not os.path.islink(tmp):
+            shutil.rmtree(tmp)
+        else:
+            os.unlink(tmp)
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666))
+    return tmp
+
+
+def write_atomic(path: Path, write: Writer) -> Path:
+    """Write ``path`` through ``write(tmp)`` on a temporary sibling, fsync it and rename it into place.
+
+    ``path`` must be absent or a regular file: a symbolic link, a folder or a device is refused
+    (:class:`UnsafeTarget`), never followed or replaced.
+    """
+    path = Path(path)
+    check_target(path)
+    tmp = fresh_temp(path)
     try:
         write_synced(tmp, write)
+        check_target(path)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -82,3 +120,49 @@ def replace_folder(tmp: Path, out: Path) -> None:
     os.replace(tmp, out)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+class Busy(ValueError):
+    """Another process holds the lock of an output folder."""
+
+
+def lock_path(out: Path) -> Path:
+    """``.<name>.lock`` beside ``out``: the lock file of one output folder."""
+    out = Path(out)
+    return out.parent / f".{out.name}.lock"
+
+
+@contextmanager
+def folder_lock(out: Path) -> Iterator[Path]:
+    """Hold an exclusive ``flock`` on the lock file of ``out`` for as long as the block runs; a second writer
+    gets :class:`Busy` at once. The holder removes the lock file when it is done (while still holding the
+    lock); a writer that locked a file removed meanwhile sees that its inode is no longer the path's and tries
+    again, so two writers never hold two different lock files of one folder."""
+    import fcntl
+
+    path = lock_path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(100):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise Busy(f"{out}: another ksm-train is writing this folder (lock {path.name}); wait for it to "
+                       f"finish") from None
+        try:
+            same = os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the holder before us removed this file after we opened it: lock the new one
+    else:
+        raise Busy(f"{out}: could not lock {path.name}")
+    try:
+        yield path
+    finally:
+        try:
+            os.unlink(path)
+        finally:
+            os.close(fd)

@@ -31,6 +31,7 @@ from ksm.runfolder import (
     check_backbone,
     check_output,
     close_sequence,
+    drop_empty_partial,
     open_sequence,
     partial_dir,
     read_run,
@@ -133,8 +134,13 @@ def run_task(spec: RunSpec, data: TaskData, out: Path, *, force: bool = False, r
     if ctx.main:
         partial.mkdir(parents=True, exist_ok=True)
     barrier(ctx)
-    metrics = train_task(model, method, backbone, data, spec.train, checkpoint=partial / "checkpoint.pt",
-                         resume=resume, device=device, progress=progress, ctx=ctx, amp=amp, on_epoch=on_epoch)
+    try:
+        metrics = train_task(model, method, backbone, data, spec.train, checkpoint=partial / "checkpoint.pt",
+                             resume=resume, device=device, progress=progress, ctx=ctx, amp=amp, on_epoch=on_epoch,
+                             settings={"spec": asdict(spec), "dataset": data.describe(), "amp": amp}, began=began)
+    except BaseException:
+        drop_empty_partial(out)
+        raise
     if not ctx.main:
         barrier(ctx)
         return None
@@ -142,7 +148,7 @@ def run_task(spec: RunSpec, data: TaskData, out: Path, *, force: bool = False, r
     model.cpu()
     record = run_record(data, method, model, backbone=spec.backbone, digest=digest, metrics=metrics,
                         train=train_settings(spec, method, device=device, processes=ctx.world, amp=amp),
-                        wall_seconds=time.perf_counter() - began)
+                        wall_seconds=time.perf_counter() - began + metrics.pop("earlier_wall_seconds", 0.0))
     write_run(out, record, method.state(model), force=force)
     barrier(ctx)
     return record

@@ -28,10 +28,13 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 import ksm
+from hwsim.runcheck import check_binary, check_files
+from hwsim.safeload import read_json
 from ksm.backbones import BackboneSpec
 from ksm.data import TaskData
 from ksm.files import new_temp_folder, replace_folder, sha256_file, write_synced
 from ksm.geometry import layer_records
+from ksm.validate import is_run_folder
 
 if TYPE_CHECKING:
     from ksm.methods import Method
@@ -57,13 +60,19 @@ def partial_dir(out: Path) -> Path:
 
 
 def check_output(out: Path, *, force: bool, resume: bool = False) -> None:
-    """Refuse to start a run whose result could not be written (or would overwrite one)."""
-    if (out / RUN_JSON).exists() and not force:
-        raise RunError(f"{out}: a finished run is already there (use --force to overwrite it)")
-    if out.exists() and not out.is_dir():
+    """Refuse to start a run whose result could not be written (or would overwrite one).
+
+    ``force`` replaces only a finished run of this project (a ``run.json`` of :data:`FORMAT`);
+    a folder holding anything else is never replaced.
+    """
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise RunError(f"{out}: exists and is not a folder")
-    if out.exists() and not (out / RUN_JSON).exists() and any(out.iterdir()) and not force:
-        raise RunError(f"{out}: folder exists and is not a run (use --force to replace it)")
+    if out.exists() and any(out.iterdir()):
+        if not is_run_folder(out, FORMAT):
+            raise RunError(f"{out}: holds files that are not a ksm-train run; they are never replaced "
+                           f"(choose another --out, or move them away)")
+        if not force:
+            raise RunError(f"{out}: a finished run is already there (use --force to overwrite it)")
     parent = out.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -74,6 +83,14 @@ def check_output(out: Path, *, force: bool, resume: bool = False) -> None:
     if partial_dir(out).exists() and not resume and not force:
         raise RunError(f"{partial_dir(out)}: an interrupted run is there; continue it with --resume "
                        f"or start over with --force")
+
+
+def drop_empty_partial(out: Path) -> None:
+    """Remove the partial folder of a run that stopped before its first checkpoint (it would block a retry)."""
+    try:
+        partial_dir(out).rmdir()  # only succeeds when empty
+    except OSError:
+        pass
 
 
 def versions() -> dict[str, str]:
@@ -109,11 +126,15 @@ def run_record(data: TaskData, method: Method, model: nn.Module, *, backbone: Ba
 def write_run(out: Path, record: dict[str, Any], tensors: dict[str, tuple[Tensor, str]], *, force: bool) -> Path:
     """Write ``run.json`` and ``masks.safetensors`` into ``out`` atomically; return ``out``."""
     check_output(out, force=force, resume=True)
+    bad = [k for k, (v, _) in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise RunError(f"{out}: tensor {bad[0]!r} holds nan or inf values; the run is not written")
     tmp = new_temp_folder(out)
     try:
         write_synced(tmp / MASKS, lambda path: save_file(
             {k: v.detach().contiguous().cpu() for k, (v, _) in tensors.items()}, str(path), metadata={"format": FORMAT}))
-        record = {"format": FORMAT, **record, "tensors": {k: role for k, (_, role) in tensors.items()}}
+        record = {"format": FORMAT, **record, "tensors": {k: role for k, (_, role) in tensors.items()},
+                  "files": {MASKS: {"sha256": sha256_file(tmp / MASKS)}}}
         write_synced(tmp / RUN_JSON, lambda path: path.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8"))
         replace_folder(tmp, out)
     except BaseException:
@@ -130,23 +151,32 @@ def read_run(folder: Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
     for path in (meta_path, tensor_path):
         if not path.exists():
             raise RunError(f"{path}: missing (not a finished run folder)")
-    try:
-        record = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RunError(f"{meta_path}: not valid JSON ({exc})") from None
+    record = read_json(meta_path, RunError)  # bounded: size, depth, integer digits
+    if not isinstance(record, dict):
+        raise RunError(f"{meta_path}: top level must be a JSON object")
     fmt = str(record.get("format", ""))
     if fmt.split(".")[0] != FORMAT:
         raise RunError(f"{meta_path}: format {fmt!r} is not {FORMAT!r}")
     for key in ("task", "method", "backbone", "dataset", "tensors"):
         if key not in record:
             raise RunError(f"{meta_path}: key {key!r} missing")
+    check_files(folder, record, RunError)
     try:
         tensors = load_file(str(tensor_path))
     except (SafetensorError, OSError) as exc:
         raise RunError(f"{tensor_path}: not a readable safetensors file ({exc})") from None
+    if not isinstance(record["tensors"], dict):
+        raise RunError(f"{meta_path}: tensors: must be an object of key -> role")
     missing = sorted(set(record["tensors"]) - set(tensors))
     if missing:
         raise RunError(f"{tensor_path}: key {missing[0]!r} listed in run.json is missing")
+    train = record.get("train") if isinstance(record.get("train"), dict) else {}
+    for key, role in record["tensors"].items():
+        if role == "binary":
+            base = key.rpartition(".")[0]
+            real = tensors.get(f"{base}.mask")
+            check_binary(key, tensors[key].numpy(), None if real is None else real.float().numpy(),
+                         str(record["method"]), train.get("mask_threshold"), str(tensor_path), RunError)
     return record, tensors
 
 
@@ -185,7 +215,15 @@ def check_sequence(folder: Path, tasks: list[str], *, force: bool, resume: bool)
         raise ValueError(f"at most {MAX_TASKS} tasks per sequence (uint8 task index), got {len(tasks)}")
     if folder.exists() and not folder.is_dir():
         raise RunError(f"{folder}: exists and is not a folder")
-    if force or not folder.exists():
+    if force:
+        for task in tasks:
+            if (folder / task).is_symlink() or ((folder / task).exists() and (
+                    not (folder / task).is_dir() or any((folder / task).iterdir()))
+                    and not is_run_folder(folder / task, FORMAT)):
+                raise RunError(f"{folder / task}: holds files that are not a ksm-train run; they are never "
+                               f"replaced (choose another folder, or move them away)")
+        return 0
+    if not folder.exists():
         return 0
     done = finished_tasks(folder, tasks)
     if (done or (folder / SHARED).exists()) and not resume:
@@ -255,7 +293,15 @@ def restore_sequence(folder: Path, last: dict[str, Any], tasks: list[str], setti
     if not path.exists() or sha256_file(path) != seq["shared_sha256"]:
         raise RunError(f"{path}: missing or not the file that task {last['task']!r} wrote "
                        f"(sha256 {seq['shared_sha256'][:12]}…); start over with --force")
-    return load_file(str(path))
+    return _load_shared(path)
+
+
+def _load_shared(path: Path) -> dict[str, Tensor]:
+    """The shared file's tensors; ``RunError`` for an empty or unreadable file."""
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise RunError(f"{path}: not a readable safetensors file ({' '.join(str(exc).split())[:80]})") from None
 
 
 def read_sequence_task(folder: Path) -> tuple[dict[str, Any], dict[str, Tensor], Path, dict[str, Tensor]]:
@@ -268,4 +314,4 @@ def read_sequence_task(folder: Path) -> tuple[dict[str, Any], dict[str, Tensor],
     path = folder / seq["shared"]
     if not path.exists():
         raise RunError(f"{folder / RUN_JSON}: sequence.shared: {path} is missing")
-    return record, tensors, path, load_file(str(path))
+    return record, tensors, path, _load_shared(path)

@@ -36,6 +36,7 @@ from ksm.data import TaskData
 from ksm.distributed import SINGLE, Context, all_sum, barrier, loss_share, wrap
 from ksm.files import write_atomic
 from ksm.methods import Method
+from ksm.validate import check_finite_loss, check_same_settings, settings_json
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ class TrainedEpochs:
 
     history: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    wall_seconds: float = 0.0  # wall time of the earlier processes of a resumed run, up to their last checkpoint
 
     @property
     def next_epoch(self) -> int:
@@ -93,7 +95,8 @@ class TrainedEpochs:
 
 
 def save_checkpoint(path: Path, done: TrainedEpochs, cfg: TrainConfig, method: Method, model: nn.Module,
-                    optimizer: torch.optim.Optimizer, ctx: Context = SINGLE) -> None:
+                    optimizer: torch.optim.Optimizer, ctx: Context = SINGLE, settings: dict[str, Any] | None = None,
+                    wall_seconds: float = 0.0) -> None:
     """Write what a resumed run needs to continue as if uninterrupted: task tensors, optimiser,
     every rank's RNG state, history. All ranks take part (to gather RNG states); rank 0 writes."""
     rng = [torch.get_rng_state()]
@@ -103,23 +106,26 @@ def save_checkpoint(path: Path, done: TrainedEpochs, cfg: TrainConfig, method: M
     if ctx.main:
         payload = {"epoch": done.next_epoch - 1, "config": cfg.to_json(), "history": done.history,
                    "seconds": done.seconds, "state": {k: v.cpu() for k, (v, _) in method.state(model).items()},
-                   "optimizer": optimizer.state_dict(), "rng": rng}
+                   "optimizer": optimizer.state_dict(), "rng": rng, "settings": settings_json(settings),
+                   "wall_seconds": wall_seconds}
         write_atomic(path, lambda tmp: torch.save(payload, tmp))
     barrier(ctx)
 
 
 def restore_checkpoint(path: Path, cfg: TrainConfig, method: Method, model: nn.Module,
-                       optimizer: torch.optim.Optimizer, ctx: Context = SINGLE) -> TrainedEpochs:
+                       optimizer: torch.optim.Optimizer, ctx: Context = SINGLE,
+                       settings: dict[str, Any] | None = None) -> TrainedEpochs:
     """Put the state :func:`save_checkpoint` wrote back on ``model``, ``optimizer`` and the RNG."""
     saved = torch.load(path, map_location="cpu", weights_only=True)
     if {"recalibrate_bn": cfg.recalibrate_bn, **saved["config"]} != cfg.to_json():  # older checkpoints lack it
         raise ValueError(f"{path}: was written with different settings {saved['config']}; "
                          f"rerun with the same options or without --resume")
+    check_same_settings(path, saved.get("settings"), settings_json(settings))
     method.load_state(model, saved["state"])
     optimizer.load_state_dict(saved["optimizer"])
     rng = saved["rng"]
     torch.set_rng_state(rng[ctx.rank] if len(rng) == ctx.world else rng[0])
-    return TrainedEpochs(saved["history"], saved["seconds"])
+    return TrainedEpochs(saved["history"], saved["seconds"], float(saved.get("wall_seconds", 0.0)))
 
 
 def train_one_epoch(net: nn.Module, model: nn.Module, method: Method, data: TaskData, cfg: TrainConfig,
@@ -152,6 +158,7 @@ def train_one_epoch(net: nn.Module, model: nn.Module, method: Method, data: Task
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp and cuda):
             logits = net(x)
             loss = F.cross_entropy(logits.float(), y)
+        check_finite_loss(loss, ctx, f"{data.name} {method.name}: epoch {epoch + 1}, step {i + 1}")
         optimizer.zero_grad(set_to_none=True)
         loss_share(loss, len(y), global_batch, ctx).backward()
         method.after_backward(model)
@@ -197,7 +204,8 @@ def train_task(model: nn.Module, method: Method, backbone: dict[str, Tensor], da
                cfg: TrainConfig, *, checkpoint: Path | None = None, resume: bool = False,
                device: str = "cpu", progress: bool = True, ctx: Context = SINGLE, amp: bool = False,
                on_epoch: Callable[[int], None] | None = None, select_split: str | None = None,
-               final_split: str | None = "test") -> dict[str, Any]:
+               final_split: str | None = "test", settings: dict[str, Any] | None = None,
+               began: float | None = None) -> dict[str, Any]:
     """Train one task on ``model`` (already ``method.prepare``-d) and return its metrics.
 
     Args:
@@ -210,12 +218,18 @@ def train_task(model: nn.Module, method: Method, backbone: dict[str, Tensor], da
         select_split: evaluate this split after every epoch and end on the epoch that scored best
             on it (earliest on ties); single process, no checkpoint.
         final_split: the split ``top1`` is measured on at the end; None measures nothing.
+        settings: everything else that shapes the result (the whole run spec, the data); kept in the
+            checkpoint, and a resume with any difference is refused, naming it.
+        began: ``time.perf_counter()`` when this process started on the run (default: now); the
+            checkpoint keeps the wall time of all processes so far.
 
     Returns:
         ``top1`` (None on ranks other than 0, which alone evaluates, or without ``final_split``),
         ``history``, ``train_seconds`` and ``mask_density``; with ``select_split`` also
-        ``selected_epoch`` and ``select_top1``.
+        ``selected_epoch`` and ``select_top1``; ``earlier_wall_seconds``: the wall time of the earlier
+        processes of a resumed run.
     """
+    began = time.perf_counter() if began is None else began
     if select_split is not None and (checkpoint is not None or ctx.active):
         raise ValueError("epoch selection runs in one process without checkpoints")
     torch.manual_seed(cfg.seed)
@@ -229,7 +243,8 @@ def train_task(model: nn.Module, method: Method, backbone: dict[str, Tensor], da
         warn_few_steps(data.name, math.ceil(data.sizes["train"] / cfg.batch_size), cfg.epochs)
     done = TrainedEpochs()
     if resume and checkpoint is not None and checkpoint.exists():
-        done = restore_checkpoint(checkpoint, cfg, method, model, optimizer, ctx)
+        done = restore_checkpoint(checkpoint, cfg, method, model, optimizer, ctx, settings)
+    earlier_wall = done.wall_seconds
     net = wrap(model, ctx, device)
     best = BestEpoch(select_split) if select_split is not None else None
 
@@ -239,7 +254,8 @@ def train_task(model: nn.Module, method: Method, backbone: dict[str, Tensor], da
         done.history.append(row)
         done.seconds += row["seconds"]
         if checkpoint is not None:
-            save_checkpoint(checkpoint, done, cfg, method, model, optimizer, ctx)
+            save_checkpoint(checkpoint, done, cfg, method, model, optimizer, ctx, settings,
+                            earlier_wall + time.perf_counter() - began)
         if best is not None:
             if calibrate:  # the score is read with statistics that match the epoch's masks
                 recalibrate_batchnorm(model, data, batch_size=cfg.batch_size, device=device, seed=cfg.seed, ctx=ctx)
@@ -253,4 +269,5 @@ def train_task(model: nn.Module, method: Method, backbone: dict[str, Tensor], da
     top1 = evaluate(model, data, final_split, device=device) if ctx.main and final_split else None
     barrier(ctx)
     return {"top1": top1, "history": done.history, "train_seconds": done.seconds,
-            "mask_density": method.mask_density(model), **selected}
+            "mask_density": method.mask_density(model), **selected,
+            **({"earlier_wall_seconds": earlier_wall} if checkpoint is not None else {})}

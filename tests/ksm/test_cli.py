@@ -67,10 +67,10 @@ def test_wrong_weights_file_is_refused_before_writing(tmp_path: Path) -> None:
 def test_existing_run_is_not_overwritten(tmp_path: Path) -> None:
     out = tmp_path / "digits"
     out.mkdir()
-    (out / "run.json").write_text("{}")
+    (out / "run.json").write_text('{"format": "ksm-run/1"}')
     result = CliRunner().invoke(main, ["--task", "digits", "--out", str(out)])
     assert result.exit_code == 1 and "--force" in result.output
-    assert (out / "run.json").read_text() == "{}"
+    assert (out / "run.json").read_text() == '{"format": "ksm-run/1"}'
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
