@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import click
@@ -20,6 +21,13 @@ from hwsim.sim import SimResult, results_document, simulate
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 # Methods costable without a run (CPG needs the per-layer counts only its runs record).
 METHOD_CHOICES = tuple(t.name for t in catalogue.methods() if not t.mask.needs_run)
+
+
+def _finite(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    """click's FloatRange lets nan through (every comparison with nan is false)."""
+    if not math.isfinite(value):
+        raise click.BadParameter(f"{value!r} is not a finite number")
+    return value
 
 
 def _designs(names: tuple[str, ...], sets: tuple[str, ...] = ()) -> list[Design]:
@@ -158,7 +166,7 @@ def _report(masks: tuple[Path, ...], networks: tuple[str, ...], topologies: tupl
                    "stream in.")
 @click.option("--tasks", type=click.IntRange(min=1), default=6, show_default=True,
               help="Tasks sharing the backbone (PackNet stores ceil(log2(tasks+1)) bits per weight).")
-@click.option("--mask-density", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True,
+@click.option("--mask-density", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True, callback=_finite,
               help="KSM: fraction of binary-1 entries, assumed when no binary mask is stored.")
 @click.option("--batchnorm", type=click.Choice(["task", "frozen"]), default="task", show_default=True,
               help="BatchNorm policy for --network/--topology with --method (a run folder names its own).")
