@@ -295,11 +295,38 @@ def cost_of_mapping(layer: Layer, shape: Shape, m: MappingCost, profile: Profile
         shared = [lv for lv in chain if not lv.per_pe]
         mask_ops = m.reads.get((shared[-1].name, W), 0.0) * 8 / wbits  # weights entering the array
         energy[("mask_ops", "masks")] = mask_ops * mask.op_pj_per_weight
+        stall, bound = _stall_with_masks(m, profile, shared, read, write)
+    else:
+        stall, bound = m.stall_cycles, m.bound
+    cycles = m.compute_cycles + stall + m.onload_cycles + m.offload_cycles
     if profile.static_power_w > 0:  # leakage and clock tree for the layer's latency, reported apart
-        energy[("static", "static")] = profile.static_power_w * m.cycles / profile.clock_hz * 1e12
+        energy[("static", "static")] = profile.static_power_w * cycles / profile.clock_hz * 1e12
     n_macs = shape.macs  # = macs(layer) * batch
     util = m.compute_cycles and n_macs / (m.compute_cycles * profile.array.pes)
     return LayerCost(name=layer.name, kind=layer.kind, macs=n_macs, compute_cycles=m.compute_cycles,
-                     cycles=m.cycles, utilization=float(util), bound=m.bound, read_bytes=read, write_bytes=write,
-                     energy_pj=energy, mask_ops=mask_ops, stall_cycles=m.stall_cycles, onload_cycles=m.onload_cycles,
+                     cycles=cycles, utilization=float(util), bound=bound, read_bytes=read, write_bytes=write,
+                     energy_pj=energy, mask_ops=mask_ops, stall_cycles=stall, onload_cycles=m.onload_cycles,
                      offload_cycles=m.offload_cycles, mapping=notation(m, profile), batch=batch)
+
+
+def _stall_with_masks(m: MappingCost, profile: Profile, levels: list[MemoryLevel],
+                      read: dict[tuple[str, str], float], write: dict[tuple[str, str], float]) -> tuple[float, str]:
+    """The mapping's port stall once the mask bits that travel with the weights are added.
+
+    The same port model as :mod:`hwsim.mapping` (DRAM one shared port, less the on/off-loading charged
+    apart; an on-chip memory a read port and a write port), counted in bytes rather than port words,
+    so it is a lower bound of the stall; the mapping's own stall (without masks) is never lowered.
+    """
+    stall, bound = m.stall_cycles, m.bound
+    dram = profile.dram.name
+    for level in levels:
+        r = sum(v for (name, _), v in read.items() if name == level.name)
+        w = sum(v for (name, _), v in write.items() if name == level.name)
+        bw = level.bandwidth_bytes_per_cycle
+        if level.name == dram:
+            t = (r + w) / bw - m.onload_cycles - m.offload_cycles
+        else:
+            t = max(r, w) / bw
+        if t - m.compute_cycles > stall:
+            stall, bound = t - m.compute_cycles, level.name
+    return stall, bound

@@ -11,11 +11,21 @@ The target must be absent or a regular file: a symbolic link, a folder or a devi
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import stat
 from collections.abc import Callable
 from pathlib import Path
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class UnsafeTarget(ValueError):

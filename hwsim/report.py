@@ -109,14 +109,23 @@ def regen_command(masks: Sequence[str | Path], profiles: Sequence[str], out_dir:
     """The ``ksm-sim`` command that regenerates a report, with a shell glob (``runs/*``) in place of
     the folder list when the folders are exactly what that glob matches."""
     paths = [str(m) for m in masks]
-    parents = {os.path.dirname(p.rstrip("/")) for p in paths}
-    if len(paths) > 1 and len(parents) == 1:
-        parent = parents.pop()
-        pattern = os.path.join(parent, "*") if parent else "*"
-        matched = {os.path.normpath(p) for p in glob.glob(pattern)}
-        if matched and matched == {os.path.normpath(p) for p in paths}:
-            paths = [pattern]
+    by_parent: dict[str, list[str]] = {}
+    for p in paths:  # each folder's entries collapse to one glob when they are exactly what it matches
+        by_parent.setdefault(os.path.dirname(p.rstrip("/")), []).append(p)
+    if len(paths) > 1:
+        collapsed = []
+        for parent, group in by_parent.items():
+            pattern = os.path.join(parent, "*") if parent else "*"
+            matched = {os.path.normpath(p) for p in glob.glob(pattern)}
+            if len(group) > 1 and matched == {os.path.normpath(p) for p in group}:
+                collapsed.append(pattern)
+            else:
+                collapsed += group
+        paths = collapsed
     words = ["ksm-sim"]
+    if paths and all(p.endswith("*") for p in paths):
+        words += ["--masks", *paths]  # --masks takes the folders listed after it
+        paths = []
     for p in paths:
         words += ["--masks", p if p.endswith("*") else shlex.quote(p)]
     for name in profiles:
@@ -227,8 +236,8 @@ def how_to_read(r: ReportInput) -> Part:
                   "(KSM: one bit per kernel plus the soft scale where that bit is 0; Piggyback: one bit per weight), "
                   "the BatchNorm scale and shift when BatchNorm is per task, the classifier head, and for fine-tuning "
                   "a full copy of the trained weights. Costs are per inference of one image, from hwsim's analytical "
-                  "model (no mapping search): *on the fly* streams the mask with every weight fetch and gates or "
-                  "multiplies each weight; *folded* writes the masked weights once at a task switch, after which an "
+                  "model (a mapping search per layer, `hwsim.mapping`): *on the fly* streams the mask with every "
+                  "weight fetch and gates or multiplies each weight (LoRA runs its low-rank branch); *folded* writes the masked weights once at a task switch, after which an "
                   "inference costs the same as the plain backbone. Better methods sit up and to the left in the "
                   "accuracy-storage figure; the system-storage figure shows when keeping per-task copies stops "
                   "paying."), ""])
@@ -342,7 +351,7 @@ def tasks_on_chip(r: ReportInput) -> Part:
            "switch without touching DRAM, and in a stream of inferences (`ksm-sim --steady-state`) their "
            "masks are read from chip. 0 means the backbone alone does not fit; `all` means a task adds "
            "nothing to store."), "",
-          markdown(tasks_on_chip_frame(r.costs)), ""]
+          markdown(tasks_on_chip_frame(r.costs), {"tasks that fit": ",d"}), ""]
     return Part(md)
 
 

@@ -11,12 +11,13 @@ says so once per process (docs/run-folder.md).
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from hwsim.fsutil import sha256_file
 
 TENSOR_FILES = ("masks.safetensors",)
 
@@ -26,15 +27,6 @@ class UncheckedRunWarning(UserWarning):
 
 
 _warned = False
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def check_files(folder: Path, record: dict[str, Any], error: type[Exception]) -> None:

@@ -8,24 +8,15 @@ the same way under a temporary sibling name and renamed as a whole.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
-import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from hwsim.fsutil import UnsafeTarget, check_target, sha256_file  # noqa: F401 - torch-free, shared with hwsim
+
 Writer = Callable[[Path], object]  # writes a complete file at the path it is given
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def temp_sibling(path: Path) -> Path:
@@ -47,23 +38,6 @@ def write_synced(path: Path, write: Writer) -> Path:
     write(path)
     fsync_file(path)
     return path
-
-
-class UnsafeTarget(ValueError):
-    """An output path that is a symbolic link or not a regular file: never followed, never replaced."""
-
-
-def check_target(path: Path) -> None:
-    """Refuse to replace ``path`` unless it is absent or a regular file (``lstat``: a symlink is not followed)."""
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return
-    if stat.S_ISLNK(mode):
-        raise UnsafeTarget(f"{path}: is a symbolic link; not replaced (remove it, or write elsewhere)")
-    if not stat.S_ISREG(mode):
-        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
-        raise UnsafeTarget(f"{path}: is {kind}; not replaced (remove it, or write elsewhere)")
 
 
 def fresh_temp(path: Path) -> Path:

@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 BIN="${BIN:-.venv/bin}"
 RUNS="${RUNS:-runs}"
 ABLATION="${ABLATION:-runs-ablation}"
+LORA="${LORA:-runs-lora}"
 REPORT="${REPORT:-reports/default}"
 O=(--suite default --epochs 2 --max-train 3000 --no-progress --threads 1)
 
@@ -19,10 +20,12 @@ lane1() {
   "$BIN/ksm-train" "${O[@]}" --runs-dir "$RUNS" --method ksm --method piggyback --method finetune --method feature
   "$BIN/ksm-train" "${O[@]}" --runs-dir "$RUNS" --method ksm --no-soft
   "$BIN/ksm-train" "${O[@]}" --runs-dir "$ABLATION/piggyback-lr1e-4" --method piggyback --lr-mask 1e-4 --lr-head 1e-4
+  "$BIN/ksm-train" "${O[@]}" --runs-dir "$LORA" --method lora --lora-rank 4
 }
 lane2() {
   "$BIN/ksm-train" "${O[@]}" --runs-dir "$RUNS" --method piggyback --batchnorm task
   "$BIN/ksm-train" "${O[@]}" --runs-dir "$RUNS" --method packnet --method cpg
+  "$BIN/ksm-train" "${O[@]}" --runs-dir "$LORA" --method lora --lora-rank 16
 }
 mkdir -p "$RUNS" "$ABLATION"
 lane1 > "$ABLATION/lane1.log" 2>&1 &
@@ -34,5 +37,5 @@ wait "$one" && wait "$two" || { echo "a training lane failed: see $ABLATION/lane
 if [ "${INT8:-0}" = 1 ]; then  # int8 accuracy of every run (slow: four forms of each run evaluated)
   "$BIN/ksm-export" "$RUNS"/*/ "$RUNS"/packnet/*/ "$RUNS"/cpg/*/ --int8 --threads 2 --out-dir exports
 fi
-"$BIN/python" -m ksm.results "$RUNS" "$ABLATION"
-"$BIN/ksm-sim" --masks "$RUNS"/* --profile all --report "$REPORT"
+"$BIN/python" -m ksm.results "$RUNS" "$ABLATION" "$LORA"
+"$BIN/ksm-sim" --masks "$RUNS"/* "$LORA"/* --profile all --report "$REPORT"

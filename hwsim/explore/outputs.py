@@ -318,9 +318,10 @@ def write_summary(frame: pd.DataFrame, spec: Spec, out: Path, command: str, figu
                   f"or {spec.tasks} whole fine-tuned networks; energy is one inference plus one task switch. "
                   "Masks *pay* on a design where KSM's deployment fits in on-chip memory and the fine-tuned "
                   "copies do not (every task then runs without fetching task data from DRAM), or where a "
-                  "switch plus an inference costs less energy with masks. The cost model here prices every "
-                  "switch cold (task data read from DRAM); with a steady-state model that keeps resident data "
-                  "on chip the on-chip comparison becomes an energy one."),
+                  "switch plus an inference costs less energy with masks. A task switch is priced cold (the "
+                  "task's data read from DRAM); the inference is priced "
+                  + ("in steady state (weights and masks that fit on chip stay there)." if spec.steady_state
+                     else "cold (from DRAM).")),
                   "", sentence, ""]
         by = ["network", *([SCALE_AXIS] if SCALE_AXIS in table.columns else [])]
         small = table.drop_duplicates([*by, "on_chip_bytes"]).sort_values([*by, "on_chip_bytes"])

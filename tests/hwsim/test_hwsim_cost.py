@@ -106,3 +106,22 @@ def test_latency_at_least_compute_bound(profile: str) -> None:
     assert r.compute_cycles >= r.macs / p.array.pes
     assert r.cycles >= r.compute_cycles
     assert r.latency_s == pytest.approx(r.cycles / p.clock_hz)
+
+
+def test_masks_streamed_with_the_weights_stall_a_bandwidth_bound_layer() -> None:
+    """On the fly, mask bits ride the weights' ports: a layer that is already DRAM-bound (a classifier,
+    every weight read once) gets slower by about the mask's share of its traffic; a mask never speeds
+    a layer up."""
+    from hwsim.cost import MaskLoad, layer_cost, weight_elems
+    from hwsim.layers import Layer
+    from hwsim.profile import load_profile
+
+    profile = load_profile("edge_npu")
+    fc = Layer("classifier", "linear", 1280, 1000, (1, 1), (1, 1), (0, 0), 1, (1, 1), (1, 1))
+    plain = layer_cost(fc, profile)
+    masked = layer_cost(fc, profile, MaskLoad(bits=8.0 * weight_elems(fc), op_pj_per_weight=0.01))
+    # 8 mask bits per 8-bit weight: twice the DRAM bytes of a layer whose time is its weights' loading
+    assert masked.cycles > plain.cycles * 1.4 and masked.bound == profile.dram.name
+    conv = Layer("c", "conv", 64, 64, (3, 3), (1, 1), (1, 1), 1, (56, 56), (56, 56))
+    tiny = layer_cost(conv, profile, MaskLoad(bits=1.0, op_pj_per_weight=0.01))
+    assert tiny.cycles >= layer_cost(conv, profile).cycles
