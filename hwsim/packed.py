@@ -139,6 +139,10 @@ def load_packed(path: str | Path) -> Workload:
             infos += [TensorInfo(f"{name}.scale", "scale", tuple(shape[:2])) for name, shape in meta["masked"]]
     elif method == "finetune":
         infos += [TensorInfo(f"{name}.weight", "weight", tuple(shape)) for name, shape in meta["masked"]]
+    elif method == "lora":  # hwsim.lora reads the adapters' ranks from these
+        for name, a_shape, b_shape in meta["masked"]:
+            infos += [TensorInfo(f"{name}.lora_A.weight", "lora_A", tuple(a_shape)),
+                      TensorInfo(f"{name}.lora_B.weight", "lora_B", tuple(b_shape))]
     infos += [TensorInfo(f"{name}.weight", "batchnorm", (int(c),)) for name, c, _ in meta["batchnorms"]]
     head = meta["head"]
     infos += [TensorInfo(f"{head}.weight", "head", tuple(arrays["head.weight"].shape)),

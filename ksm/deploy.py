@@ -182,6 +182,18 @@ def pack_task(folder: Path, out: Path, *, scale_bits: int | None = None, profile
     elif name in ("packnet", "cpg"):
         _pack_sequence_task(folder, record, arrays, meta)
         meta["top1"] = record["metrics"]["top1"]
+    elif name == "lora":  # A and B of every adapter at the weight precision, per-channel scales in the header
+        from ksm.lora import branches
+
+        for layer, branch in branches(model):
+            for part in ("lora_A", "lora_B"):
+                stored, scales = _weights_at(getattr(branch, part).detach(), prec.weights)
+                arrays[f"{part}.{layer}"] = stored
+                if scales is not None:
+                    quant[f"{part}.{layer}"] = scales
+            masked.append([layer, list(branch.lora_A.shape), list(branch.lora_B.shape)])
+        meta["scaling"] = record["lora"]["scaling"]
+        meta["top1"] = record["metrics"]["top1"]
     else:  # feature: the head (and BatchNorm if it was trained)
         meta["top1"] = record["metrics"]["top1"]
     meta["masked"] = masked
@@ -294,6 +306,13 @@ def load_task(path: Path, *, weights: str | None = None, shared: Path | None = N
         _apply_masks(model, meta, arrays)
     elif method in ("packnet", "cpg"):
         _apply_shared(model, meta, arrays, Path(shared))  # type: ignore[arg-type]
+    elif method == "lora":  # folded: W + scaling · B A (PEFT's merge)
+        for layer, a_shape, b_shape in meta["masked"]:
+            module = model.get_submodule(layer)
+            a = _weights_from(arrays[f"lora_A.{layer}"], quant.get(f"lora_A.{layer}")).reshape(a_shape)
+            b = _weights_from(arrays[f"lora_B.{layer}"], quant.get(f"lora_B.{layer}")).reshape(b_shape)
+            delta = (b.flatten(1) @ a.flatten(1)) * float(meta["scaling"])
+            module.weight.add_(delta.view(b_shape[0], *a_shape[1:]))
     elif method == "finetune":
         for layer, _ in meta["masked"]:
             module = model.get_submodule(layer)

@@ -26,7 +26,7 @@ from ksm.pipeline import RunSpec, load_sequence_task, run_sequence, run_task
 from ksm.train import TrainConfig, evaluate
 
 PRETRAINED = BackboneSpec("mobilenet_v2", "IMAGENET1K_V1")
-EPOCHS = {"ksm": 4, "piggyback": 2, "finetune": 2, "feature": 1}
+EPOCHS = {"ksm": 4, "piggyback": 2, "finetune": 2, "feature": 1, "lora": 6}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -56,7 +56,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory, digits: TaskData) -> dict[str
     root = tmp_path_factory.mktemp("runs")
     out = {}
     for method, epochs in EPOCHS.items():
-        spec = RunSpec(method=method, backbone=PRETRAINED, train=TrainConfig(epochs=epochs, batch_size=32))
+        options = {"rank": 4} if method == "lora" else {}
+        spec = RunSpec(method=method, backbone=PRETRAINED, train=TrainConfig(epochs=epochs, batch_size=32),
+                       options=options)
         run_task(spec, digits, root / method, progress=False)
         out[method] = root / method
     return out
@@ -123,8 +125,11 @@ def test_size_is_the_priced_size_and_accuracy_is_recorded(runs: dict[str, Path],
     if method == "ksm":
         assert header["scale_bits"] == 8 and arrays["mask.scale"].size > 0  # some kernels are off
     model, _ = load_task(path)
-    # int8 head and 16-bit folded BatchNorm: within one test image of the recorded accuracy
-    assert abs(evaluate(model, digits) - meta["top1"]) <= 1 / 100 + 1e-9
+    # int8 head and 16-bit folded BatchNorm: within one test image of the recorded accuracy; LoRA also
+    # stores both low-rank factors at int8 (two roundings per adapted layer): within two on this
+    # barely trained toy (the built-in suite's digits-lora-r4 run reproduces its 92.48 % exactly)
+    images = 2 if method == "lora" else 1
+    assert abs(evaluate(model, digits) - meta["top1"]) <= images / 100 + 1e-9
 
 
 @pytest.mark.parametrize("bits", [0, 2, 4, 16])
