@@ -57,6 +57,12 @@ def atomic_write_with(path: str | Path, write: Callable[[Path], object]) -> Path
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
     os.close(fd)
+    return fill_and_replace(tmp, path, write)
+
+
+def fill_and_replace(tmp: Path, path: Path, write: Callable[[Path], object]) -> Path:
+    """``write(tmp)`` into the empty temporary file ``tmp``, fsync it, and rename it over ``path`` (checked
+    again just before: still absent or a regular file); ``tmp`` is removed on any failure."""
     try:
         write(tmp)
         with open(tmp, "rb") as handle:

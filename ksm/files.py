@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from hwsim.fsutil import UnsafeTarget, check_target, sha256_file  # noqa: F401 - torch-free, shared with hwsim
+from hwsim.fsutil import UnsafeTarget, check_target, fill_and_replace, sha256_file  # noqa: F401 - torch-free, shared
 
 Writer = Callable[[Path], object]  # writes a complete file at the path it is given
 
@@ -61,15 +61,7 @@ def write_atomic(path: Path, write: Writer) -> Path:
     """
     path = Path(path)
     check_target(path)
-    tmp = fresh_temp(path)
-    try:
-        write_synced(tmp, write)
-        check_target(path)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return fill_and_replace(fresh_temp(path), path, write)
 
 
 def write_text_atomic(path: Path, text: str) -> Path:
