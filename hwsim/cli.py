@@ -15,12 +15,13 @@ from hwsim.layers import InputError, Workload, bundled_networks, load_network, l
 from hwsim.masks import MODES
 from hwsim.overrides import Design, load_design
 from hwsim.profile import bundled_profiles, load_profile
-from hwsim.runs import expand_run_paths
+from hwsim.runs import expand_run_paths, is_packed_task
 from hwsim.sim import SimResult, results_document, simulate
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 # Methods costable without a run (CPG needs the per-layer counts only its runs record).
 METHOD_CHOICES = tuple(t.name for t in catalogue.methods() if not t.mask.needs_run)
+from hwsim.runcheck import one_line_warnings
 
 
 def _finite(ctx: click.Context, param: click.Parameter, value: float) -> float:
@@ -141,7 +142,8 @@ def _report(masks: tuple[Path, ...], networks: tuple[str, ...], topologies: tupl
     if not masks:
         raise click.UsageError("--report needs run folders: --masks runs/* (written by ksm-train)")
     for path in expand_run_paths(masks)[1]:
-        click.echo(f"skipping {path}: not a run folder", err=True)
+        why = " (a packed task file has no accuracy: cost it without --report)" if is_packed_task(path) else ""
+        click.echo(f"skipping {path}: not a run folder{why}", err=True)
     readme = write_report(masks, profiles, report_dir, title=title, tasks=tasks, mask_density=mask_density)
     click.echo(f"wrote {readme}")
 
@@ -219,6 +221,7 @@ def main(profiles: tuple[str, ...], masks: tuple[Path, ...], networks: tuple[str
       ksm-sim --list-profiles
       ksm-sim --masks runs/* --profile all --report reports/default/
     """
+    one_line_warnings()
     masks = masks + more_masks  # run folders may also follow as arguments: --masks runs/* expands to several
     try:
         if list_profiles:
@@ -235,7 +238,10 @@ def main(profiles: tuple[str, ...], masks: tuple[Path, ...], networks: tuple[str
         chosen = [d.profile for d in designs]
         by_profile = {id(d.profile): d for d in designs}
         if masks:  # runs/* may match results.md or a PackNet/CPG sequence folder: expand and skip as --report does
-            folders, skipped = expand_run_paths(masks)
+            folders, skipped = expand_run_paths(masks, packed=True)
+            if not folders:
+                raise InputError(f"--masks: {', '.join(map(str, skipped))}: not a run folder (run.json + "
+                                 "masks.safetensors), a folder of runs, or a ksm-export --pack file")
             for path in skipped:
                 click.echo(f"skipping {path}: not a run folder", err=True)
             masks = tuple(folders)

@@ -175,8 +175,7 @@ def _check_format(value: Any, expected: str, where: str) -> None:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise InputError(f"{path}: missing file")
+    safeload.check_file(path, InputError)
     data = safeload.read_json(path, InputError)
     if not isinstance(data, dict):
         raise InputError(f"{path}: top level must be a JSON object")
@@ -272,8 +271,7 @@ def load_topology(path: str | Path) -> Workload:
     layer whose name contains ``DP`` is depthwise, as in SCALE-Sim: one group per channel.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: missing file")
+    safeload.check_file(path, InputError)
     rows = safeload.csv_rows(path, InputError)  # streamed, capped: memory stays flat
     first = next(rows, None)
     if first is None:
@@ -285,11 +283,19 @@ def load_topology(path: str | Path) -> Workload:
             raise InputError(f"{path}: header column {i + 1}: expected {column!r}, "
                              f"got {safeload.short(header[i]) if i < len(header) else repr('nothing')}")
     layers = []
+    seen: set[str] = set()
     for line, row in rows:
         where = f"{path}: line {line}"
-        if len(row) < 8 or not all(row[:8]):
-            raise InputError(f"{where}: expected 8 values ({', '.join(_TOPOLOGY_COLUMNS)})")
+        if len(row) < 8:
+            raise InputError(f"{where}: expected 8 values ({', '.join(_TOPOLOGY_COLUMNS)}), got {len(row)}")
+        empty = [column for column, cell in zip(_TOPOLOGY_COLUMNS, row) if not cell]
+        if empty:
+            raise InputError(f"{where}: {empty[0]}: empty")
         name = row[0]
+        if name in seen:
+            raise InputError(f"{where}: layer name {safeload.short(name)} is used twice (names key the "
+                             "layers in the results and in exported mappings)")
+        seen.add(name)
         try:
             ih, iw, fh, fw, ch, nf, st = (int(v) for v in row[1:8])
         except ValueError:
@@ -370,13 +376,14 @@ def load_run(folder: str | Path) -> Workload:
     if not isinstance(roles, dict):
         raise InputError(f"{run_path}: tensors: must be an object of key -> role")
     metrics = run.get("metrics") or {}
-    top1 = metrics.get("top1") if isinstance(metrics, dict) else None
-    density = metrics.get("mask_density") if isinstance(metrics, dict) else None
-    int8 = metrics.get("int8") if isinstance(metrics, dict) else None
+    if not isinstance(metrics, dict):
+        raise InputError(f"{run_path}: metrics: must be an object")
+    top1 = _fraction(metrics, "top1", run_path)
+    density = _fraction(metrics, "mask_density", run_path)
+    int8 = metrics.get("int8")
     int8 = int8 if isinstance(int8, dict) else {}
 
-    if not masks_path.is_file():
-        raise InputError(f"{masks_path}: missing file")
+    safeload.check_file(masks_path, InputError)
     check_files(folder, run, InputError)
     infos: list[TensorInfo] = []
     try:
@@ -414,15 +421,22 @@ def load_run(folder: str | Path) -> Workload:
     has_binary = any(t.role == "binary" for t in infos)
     ksm_soft = trained_soft and (any(t.role == "scale" for t in infos) or not has_binary)
     return Workload(source=str(folder), layers=layers, task=str(run["task"]), method=method,
-                    top1=None if top1 is None else float(top1), batchnorm=batchnorm,
-                    top1_int8=_optional_float(int8.get("top1")),
-                    top1_int8_on_the_fly=_optional_float(int8.get("on_the_fly_top1")),
-                    mask_density=None if density is None else float(density), tensors=tuple(infos),
+                    top1=top1, batchnorm=batchnorm,
+                    top1_int8=_fraction(int8, "top1", run_path, "metrics.int8."),
+                    top1_int8_on_the_fly=_fraction(int8, "on_the_fly_top1", run_path, "metrics.int8."),
+                    mask_density=density, tensors=tuple(infos),
                     sequence_tasks=seq_tasks, sequence_weights=seq_weights, ksm_soft=ksm_soft)
 
 
-def _optional_float(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) else None
+def _fraction(metrics: dict[str, Any], key: str, where: Path, prefix: str = "metrics.") -> float | None:
+    """An accuracy or density recorded in run.json: absent/null, or a number in [0, 1]; anything else
+    (a string, NaN, Infinity, 1.5) is refused rather than printed beside the costs."""
+    value = metrics.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise InputError(f"{where}: {prefix}{key}: must be a fraction in [0, 1], got {safeload.short(value)}")
+    return float(value)
 
 
 def _sequence(seq: Any, layers: dict[str, Layer], where: str) -> tuple[int, tuple[tuple[str, int, int], ...]]:

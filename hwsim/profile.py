@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from hwsim.layers import InputError
-from hwsim.safeload import MAX_YAML_BYTES, check_size, parse_yaml
+from hwsim.safeload import MAX_YAML_BYTES, check_file, check_size, parse_yaml
 
 OPERANDS = ("weights", "inputs", "outputs")
 DATAFLOWS = ("weight_stationary", "output_stationary", "row_stationary")
@@ -168,6 +168,16 @@ def _positive(value: Any, where: str, integer: bool = False) -> Any:
     return int(value) if integer else float(value)
 
 
+MAX_BITS = 64  # float64 is the widest datapath word any profile could mean; beyond it is a typo
+
+
+def _bits(value: Any, where: str) -> int:
+    bits = _positive(value, where, True)
+    if bits > MAX_BITS:
+        raise InputError(f"{where}: {bits} bits, more than the {MAX_BITS} a datapath word can have")
+    return bits
+
+
 def _non_negative(value: Any, where: str) -> float:
     value = _number(value)
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
@@ -191,7 +201,7 @@ def profile_from_dict(raw: Any, where: str) -> Profile:
                   cols=_positive(a["cols"], f"{where}.array.cols", True),
                   mac_energy_pj=_non_negative(a["mac_energy_pj"], f"{where}.array.mac_energy_pj"))
     p = _take(top["precision_bits"], Precision, f"{where}.precision_bits")
-    precision = Precision(**{k: _positive(v, f"{where}.precision_bits.{k}", True) for k, v in p.items()})
+    precision = Precision(**{k: _bits(v, f"{where}.precision_bits.{k}") for k, v in p.items()})
     m = _take(top["mask_op_energy_pj"], MaskOpEnergy, f"{where}.mask_op_energy_pj")
     mask_ops = MaskOpEnergy(**{k: _non_negative(v, f"{where}.mask_op_energy_pj.{k}") for k, v in m.items()})
     raw_levels = top["levels"]
@@ -268,8 +278,7 @@ def read_profile_yaml(name_or_path: str | Path) -> tuple[Any, str]:
     text_name = str(name_or_path)
     if text_name.endswith((".yaml", ".yml")) or Path(text_name).is_file():
         path = Path(text_name)
-        if not path.is_file():
-            raise InputError(f"{path}: missing file")
+        check_file(path, InputError)
         check_size(path, MAX_YAML_BYTES, InputError)
         try:
             text = path.read_text(encoding="utf-8")

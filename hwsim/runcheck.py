@@ -11,6 +11,7 @@ says so once per process (docs/run-folder.md).
 
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,22 @@ class UncheckedRunWarning(UserWarning):
 
 
 _warned = False
+
+
+def one_line_warnings() -> None:
+    """Show :class:`UncheckedRunWarning` as one ``warning: ...`` line on stderr (the CLIs call this);
+    Python's default adds the source file, line and code line, which mean nothing to a user."""
+    default = warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: Any = None, line: str | None = None) -> None:
+        if issubclass(category, UncheckedRunWarning):
+            print(f"warning: {message}", file=sys.stderr if file is None else file)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    if getattr(warnings.showwarning, "__name__", "") != "show":
+        warnings.showwarning = show
 
 
 def check_files(folder: Path, record: dict[str, Any], error: type[Exception]) -> None:

@@ -82,8 +82,30 @@ def _fraction(value: Any) -> float | None:
     return float(value)
 
 
-def expand_run_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path]]:
+def is_packed_task(path: Path) -> bool:
+    """Whether ``path`` is a file that announces itself as a ``ksm-export --pack`` task file: a
+    ``.ksmtask`` name, or a safetensors header whose metadata names the packed format."""
+    from hwsim.packed import FORMAT
+
+    if not path.is_file():
+        return False
+    if path.suffix == ".ksmtask":
+        return True
+    try:
+        with path.open("rb") as handle:
+            length = int.from_bytes(handle.read(8), "little")  # safetensors: header length, then its JSON
+            if not 0 < length <= 16 << 20:
+                return False
+            header = handle.read(length)
+    except OSError:
+        return False
+    return f'"format":"{FORMAT}"'.encode() in header.replace(b" ", b"")
+
+
+def expand_run_paths(paths: Iterable[str | Path], *, packed: bool = False) -> tuple[list[Path], list[Path]]:
     """Split ``--masks`` arguments into run folders and skipped paths.
+
+    With ``packed``, a deployable task file (:func:`is_packed_task`) is kept beside the run folders.
 
     A shell glob such as ``runs/*`` also matches the ``results.md``/``results.csv`` that ksm-train
     writes beside the runs: plain files, and folders that neither are nor hold run folders, are skipped
@@ -100,7 +122,7 @@ def expand_run_paths(paths: Iterable[str | Path]) -> tuple[list[Path], list[Path
     for raw in paths:
         path = Path(raw)
         if path.is_file():
-            skipped.append(path)
+            (folders if packed and is_packed_task(path) else skipped).append(path)
         elif path.is_dir() and not (path / "run.json").exists():
             inner = runs_in(path)
             if not (path / "shared.safetensors").exists():  # not itself a sequence: look one level into those

@@ -37,6 +37,12 @@ def short(value: Any) -> str:
     return text if len(text) <= ECHO else text[:ECHO - 1] + "…"
 
 
+def check_file(path: Path, error: type[Exception]) -> None:
+    """Refuse a path that is not a readable file, saying whether it is missing or a folder."""
+    if not path.is_file():
+        raise error(f"{path}: {'is a folder, not a file' if path.is_dir() else 'missing file'}")
+
+
 def check_size(path: Path, limit: int, error: type[Exception]) -> None:
     """Refuse a file larger than ``limit`` bytes before reading it."""
     size = path.stat().st_size
@@ -63,10 +69,21 @@ def _depth(value: Any, error: type[Exception], where: str) -> None:
             stack.extend((v, depth + 1) for v in item)
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object without repeated keys: ``{"method": "ksm", "method": "finetune"}`` is refused
+    rather than resolved last-wins (two readers could take different ones)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {short(key)}")
+        out[key] = value
+    return out
+
+
 def parse_json(text: str, where: str, error: type[Exception]) -> Any:
     """``json.loads`` with bounded integers and depth; any failure is ``error`` naming ``where``."""
     try:
-        data = json.loads(text, parse_int=_bounded_int)
+        data = json.loads(text, parse_int=_bounded_int, object_pairs_hook=_unique_keys)
     except RecursionError:
         raise error(f"{where}: nested deeper than {MAX_DEPTH} levels") from None
     except json.JSONDecodeError as exc:
@@ -171,7 +188,7 @@ def csv_rows(path: Path, error: type[Exception], max_rows: int = MAX_ROWS,
     """(line number, stripped cells) of each non-empty row, streamed; refuses a file over ``limit``
     bytes or with more than ``max_rows`` rows, a line that is not UTF-8, or a malformed CSV line."""
     check_size(path, limit, error)
-    with path.open(newline="", encoding="utf-8") as handle:
+    with path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: spreadsheets write a BOM
         reader = csv.reader(handle)
         count = 0
         try:

@@ -81,13 +81,21 @@ def recalibrate_batchnorm(model: nn.Module, data: TaskData, *, batch_size: int =
     return used
 
 
+_warned: set[str] = set()
+
+
 def warn_few_steps(task: str, steps_per_epoch: int, epochs: int, minimum: int = MIN_STEPS) -> str | None:
-    """Log one line when a task gets fewer than ``minimum`` optimiser steps, suggesting ``--epochs``."""
+    """Log one line when a task gets fewer than ``minimum`` optimiser steps, suggesting ``--epochs``.
+
+    Each distinct line is logged once per process: a comparison trains the same task many times
+    (every trial of every seed) and would otherwise repeat it dozens of times."""
     steps = steps_per_epoch * epochs
     if steps >= minimum:
         return None
     suggest = math.ceil(minimum / max(steps_per_epoch, 1))
     line = (f"{task}: only {steps} optimiser steps ({steps_per_epoch} per epoch x {epochs}); masks and BatchNorm "
             f"need about {minimum}: try --epochs {suggest}")
-    log.warning(line)
+    if line not in _warned:
+        _warned.add(line)
+        log.warning(line)
     return line

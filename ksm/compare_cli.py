@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from hwsim.runcheck import one_line_warnings
 from ksm.cli import CONTEXT_SETTINGS
 from ksm.protocol import PROTOCOLS, VARIANTS
 from ksm.validate import device_option, os_error_line
@@ -79,6 +80,7 @@ def main(protocol_name: str, out: Path | None, report_dir: Path | None, readme: 
       ksm-compare --protocol long --device cuda                    # all images, 64 px, 5 seeds
       ksm-compare --report-only --out runs-compare/standard      # rebuild the report
     """
+    one_line_warnings()
     from ksm.comparison import read_protocol, readme_block, update_readme, write_report
     from ksm.data import DEFAULT_SUITE
     from ksm.protocol import run_comparison

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from hwsim import catalogue
+from hwsim.safeload import read_json
 from ksm.files import write_atomic, write_text_atomic
 from ksm.protocol import COMMAND_JSON, PROTOCOL_JSON, VARIANTS
 
@@ -36,10 +37,12 @@ def comparison_frame(folder: Path) -> pd.DataFrame:
     for path in sorted(Path(folder).rglob("run.json")):
         if any(part.startswith(".") for part in path.relative_to(folder).parts):
             continue
-        record = json.loads(path.read_text(encoding="utf-8"))
-        sel = record.get("metrics", {}).get("selection")
+        record = read_json(path, ValueError)  # bounded; errors name the file
+        metrics = record.get("metrics") if isinstance(record, dict) else None
+        sel = metrics.get("selection") if isinstance(metrics, dict) else None
         if not sel:
             continue
+        _check_selection(path, record, sel)
         steps = [t for t in sel["trials"] if t.get("seconds_per_step")]
         rows.append({
             "task": record["task"], "variant": sel["variant"], "role": sel["role"], "seed": sel["seed"],
@@ -56,11 +59,34 @@ def comparison_frame(folder: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _check_selection(path: Path, record: dict[str, Any], sel: Any) -> None:
+    """A comparison run's record has what the report reads, or one line says what is missing."""
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise ValueError(f"{path}: {what}")
+
+    need(isinstance(sel, dict), "metrics.selection: must be an object")
+    for key in ("variant", "role", "seed", "trials", "chosen"):
+        need(key in sel, f"metrics.selection.{key}: missing key")
+    need(isinstance(sel["trials"], list) and all(isinstance(t, dict) for t in sel["trials"]),
+         "metrics.selection.trials: must be a list of objects")
+    need(isinstance(sel["chosen"], dict) and all(k in sel["chosen"] for k in ("val_top1", "lr_body", "lr_head", "epoch")),
+         "metrics.selection.chosen: must hold val_top1, lr_body, lr_head and epoch")
+    need(isinstance(record.get("task"), str), "task: missing or not a string")
+    top1 = record["metrics"].get("top1")
+    need(isinstance(top1, (int, float)) and not isinstance(top1, bool) and 0 <= top1 <= 1,
+         "metrics.top1: must be a fraction in [0, 1]")
+    need(isinstance(record.get("train"), dict) and "wall_seconds" in record["train"], "train.wall_seconds: missing key")
+
+
 def read_protocol(folder: Path) -> dict[str, Any]:
     path = Path(folder) / PROTOCOL_JSON
     if not path.exists():
         raise ValueError(f"{path}: missing; is {folder} a comparison folder (ksm-compare --out)?")
-    return json.loads(path.read_text(encoding="utf-8"))
+    protocol = read_json(path, ValueError)
+    if not isinstance(protocol, dict) or not isinstance(protocol.get("name"), str):
+        raise ValueError(f"{path}: not a comparison protocol (an object with a 'name')")
+    return protocol
 
 
 def _order(variants: list[str]) -> list[str]:

@@ -57,6 +57,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from hwsim import catalogue
+from hwsim.fsutil import UnsafeTarget, check_target
 from ksm.data import TaskData
 from ksm.files import sha256_file, temp_sibling
 from ksm.masks import KernelSoftMask
@@ -312,18 +313,6 @@ class ExportResult:
     run_json_sha256: str = ""  # of run.json as it was when the measurement began
 
 
-def check_record(folder: Path, record: dict[str, Any], model: nn.Module, method: Method) -> None:
-    """Refuse a run whose run.json disagrees with its tensors (head size vs num_classes)."""
-    head = model.get_submodule(method.head)
-    classes = record["dataset"].get("num_classes")
-    if classes is not None and head.out_features != classes:
-        raise RunError(f"{folder}/run.json: dataset.num_classes is {classes} but the stored head has "
-                       f"{head.out_features} outputs; run.json and masks.safetensors do not belong together")
-    size = record["dataset"].get("input_size")
-    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(s, int) and s > 0 for s in size)):
-        raise RunError(f"{folder}/run.json: dataset.input_size {size!r} is not [H, W]")
-
-
 def task_data_for(record: dict[str, Any], data_root: Path | None = None) -> TaskData:
     """The run's task data, loaded as it was trained (name, input size, max_train)."""
     from ksm.data import load_task
@@ -348,8 +337,7 @@ def export_run(folder: Path, onnx_path: Path, *, data: TaskData | None = None, i
 
     folder, onnx_path = Path(folder), Path(onnx_path)
     digest = _sha256(folder / RUN_JSON)
-    model, method, record = load_run_model(folder, weights=weights)
-    check_record(folder, record, model, method)
+    model, method, record = load_run_model(folder, weights=weights)  # checks run.json against its tensors
     if data is None:
         data = task_data_for(record, data_root)
     if data.num_classes != record["dataset"]["num_classes"] or list(data.input_size) != record["dataset"]["input_size"]:
@@ -447,6 +435,10 @@ def record_int8(folder: Path, metrics: dict[str, Any], *, expected_sha256: str |
     import hashlib
 
     path = Path(folder) / RUN_JSON
+    try:
+        check_target(path)  # a symlinked run.json would be replaced by a regular file
+    except UnsafeTarget as exc:
+        raise RunError(str(exc)) from None
     try:
         before = path.read_bytes()
         record = json.loads(before.decode("utf-8"))

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from hwsim.fsutil import UnsafeTarget, check_target
+from hwsim.runcheck import one_line_warnings
 from ksm.cli import CONTEXT_SETTINGS
 from ksm.files import write_text_atomic
 from ksm.validate import finite, os_error_line
@@ -72,6 +74,7 @@ def main(runs: tuple[Path, ...], onnx_path: Path | None, out_dir: Path, int8: bo
       ksm-export runs/* --int8 --table --skip-existing     # reuse what run.json already records
       ksm-export runs/cubs --pack cubs.ksmtask --scale-bits 4   # deployable task file, 4-bit scale
     """
+    one_line_warnings()
     import torch
 
     if pack_path is not None:
@@ -102,6 +105,12 @@ def main(runs: tuple[Path, ...], onnx_path: Path | None, out_dir: Path, int8: bo
     except (InputError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     bits = prof.precision_bits.mask_scale if mask_scale_bits is None else mask_scale_bits
+    try:  # outputs that would be refused after the work are refused before it
+        for path in ([table_file] if table_file else []) + (
+                [f / RUN_JSON for f in folders] if int8 and record else []):
+            check_target(path)
+    except UnsafeTarget as exc:
+        raise click.ClickException(str(exc)) from None
     if int8 and (prof.precision_bits.weights != 8 or prof.precision_bits.inputs != 8):
         click.echo(f"note: profile {prof.name} states {prof.precision_bits.weights}-bit weights and "
                    f"{prof.precision_bits.inputs}-bit activations; --int8 measures 8-bit", err=True)
@@ -186,4 +195,4 @@ def _pack(runs: tuple[Path, ...], out: Path, scale_bits: int | None, profile: st
 
 def _lib(records: list[dict]) -> str:
     versions = {r["metrics"].get("int8", {}).get("library", "") for r in records} - {""}
-    return ", ".join(sorted(v.split(" ", 1)[-1] for v in versions)) or "?"
+    return ", ".join(sorted(v.split(" ", 1)[-1] for v in versions)) or "(version not recorded)"

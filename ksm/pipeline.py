@@ -162,7 +162,9 @@ def load_run_model(folder: Path, *, weights: str | None = None) -> tuple[nn.Modu
     """
     record, tensors = read_run(folder)
     if "sequence" in record:  # PackNet, CPG: the weights live in the sequence's shared file
-        return load_sequence_task(folder, weights=weights)
+        model, method, record = load_sequence_task(folder, weights=weights)
+        check_record(folder, record, model, method)
+        return model, method, record
     bb = record["backbone"]
     train = record.get("train", {})
     spec = RunSpec(method=record["method"], backbone=BackboneSpec(bb["arch"], weights or bb["weights"]),
@@ -175,7 +177,26 @@ def load_run_model(folder: Path, *, weights: str | None = None) -> tuple[nn.Modu
         method.load_state(model, tensors)
     except (KeyError, ValueError) as exc:
         raise RunError(f"{folder}/masks.safetensors: {exc}") from None
+    check_record(folder, record, model, method)
     return model.eval(), method, record
+
+
+def check_record(folder: Path, record: dict[str, Any], model: nn.Module, method: Method) -> None:
+    """Refuse a run whose run.json disagrees with its tensors (head size vs num_classes, input size),
+    so that nothing exported, packed or evaluated from it carries a wrong header."""
+    dataset = record.get("dataset")
+    if not isinstance(dataset, dict):
+        raise RunError(f"{folder}/run.json: dataset: missing or not an object")
+    head = model.get_submodule(method.head)
+    classes = dataset.get("num_classes")
+    if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
+        raise RunError(f"{folder}/run.json: dataset.num_classes {classes!r} is not a positive integer")
+    if head.out_features != classes:
+        raise RunError(f"{folder}/run.json: dataset.num_classes is {classes} but the stored head has "
+                       f"{head.out_features} outputs; run.json and masks.safetensors do not belong together")
+    size = dataset.get("input_size")
+    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(s, int) and s > 0 for s in size)):
+        raise RunError(f"{folder}/run.json: dataset.input_size {size!r} is not [H, W]")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -42,6 +42,10 @@ class FiniteFloat(click.FloatRange):
             self.fail(f"{short(value)} is not a finite number", param, ctx)
         return super().convert(number, param, ctx)
 
+    def _describe_range(self) -> str:
+        """``--help``'s range note; click would print ``x<=None`` for an unbounded one."""
+        return "finite" if self.min is None and self.max is None else super()._describe_range()
+
 
 def finite(min: float | None = None, max: float | None = None, *, min_open: bool = False,
            max_open: bool = False) -> FiniteFloat:

@@ -35,7 +35,7 @@ two=$!
 wait "$one" && wait "$two" || { echo "a training lane failed: see $ABLATION/lane1.log and lane2.log" >&2; exit 1; }
 
 if [ "${INT8:-0}" = 1 ]; then  # int8 accuracy of every run (slow: four forms of each run evaluated)
-  "$BIN/ksm-export" "$RUNS"/*/ "$RUNS"/packnet/*/ "$RUNS"/cpg/*/ --int8 --threads 2 --out-dir exports
+  "$BIN/ksm-export" "$RUNS"/*/ "$RUNS"/packnet/*/ "$RUNS"/cpg/*/ "$LORA"/*/ --int8 --threads 2 --out-dir exports
 fi
 "$BIN/python" -m ksm.results "$RUNS" "$ABLATION" "$LORA"
 "$BIN/ksm-sim" --masks "$RUNS"/* "$LORA"/* --profile all --report "$REPORT"

@@ -13,6 +13,7 @@ import click
 from hwsim.layers import InputError
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+from hwsim.runcheck import one_line_warnings
 
 
 def explore(spec_path: Path, out: Path | None = None, workers: int = 0, scheduler: Any = None,
@@ -83,6 +84,7 @@ def main(spec_path: Path, out: Path | None, workers: int, scheduler: str | None,
       ksm-explore sweep.yaml --workers 2
       ksm-explore sweep.yaml --scheduler tcp://10.0.0.5:8786
     """
+    one_line_warnings()
     try:
         result = explore(spec_path, out, workers, scheduler, progress=not quiet, figures=not no_figures)
     except (InputError, ValueError) as exc:

@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from hwsim import catalogue
+from hwsim import catalogue, safeload
 from hwsim.layers import InputError, Workload, load_network, load_run, load_topology
 from hwsim.masks import MODES
 from hwsim.overrides import Design, apply_overrides, apply_values, design_from_raw, load_raw_profile
@@ -57,6 +57,10 @@ QUANTITIES = {"energy": "energy_j", "latency": "latency_s", "area": "area_mm2", 
 UNITS = {"energy_j": "J", "latency_s": "s", "area_mm2": "mm²", "edp_js": "J·s", "task_specific_bytes": "B",
          "accuracy": "top-1"}
 REMOVE = ("absent", "remove", None)
+# Bounds that turn a typo (num: 1e9) into one line instead of gigabytes: an axis of 100,000 values or
+# a sweep of a million designs is already hours of work (about 200 points/s on a 2-core machine).
+MAX_AXIS_VALUES = 100_000
+MAX_DESIGNS = 1_000_000
 NOTES: list[str] = []  # warnings of the last load_spec (operators an ONNX workload leaves uncosted)
 
 
@@ -138,6 +142,13 @@ def _axis_values(raw: Any, where: str) -> tuple[Any, ...]:
     if isinstance(raw, list):
         if not raw:
             raise _fail(where, "empty axis (give at least one value)")
+        if len(raw) > MAX_AXIS_VALUES:
+            raise _fail(where, f"{len(raw)} values, more than the {MAX_AXIS_VALUES} an axis may have")
+        seen: list[Any] = []
+        for value in raw:
+            if value in seen:  # `in` on a list: values may be unhashable (a level inserted)
+                raise _fail(where, f"{safeload.short(value)} is listed twice (each point would be swept twice)")
+            seen.append(value)
         return tuple(raw)
     if not isinstance(raw, dict) or not ({"linear", "log"} & set(raw)):
         raise _fail(where, "must be a list of values, {linear: [start, stop], num: N} or "
@@ -164,11 +175,16 @@ def _axis_values(raw: Any, where: str) -> tuple[Any, ...]:
         if step is None or step <= 0:
             raise _fail(f"{where}.step", f"must be a positive number, got {raw['step']!r}")
         n = math.floor((b - a) / step + 1e-9) + 1 if b >= a else 0
+        if n > MAX_AXIS_VALUES:
+            raise _fail(where, f"{n:.3g} values from {a:g} to {b:g} in steps of {step:g}, more than the "
+                               f"{MAX_AXIS_VALUES} an axis may have")
         values = [a + i * step for i in range(n)]
     else:
         num = raw.get("num")
         if not isinstance(num, int) or isinstance(num, bool) or num < 1:
-            raise _fail(f"{where}.num", f"must be a positive integer, got {num!r}")
+            raise _fail(f"{where}.num", f"must be a positive integer, got {safeload.short(num)}")
+        if num > MAX_AXIS_VALUES:
+            raise _fail(f"{where}.num", f"{num} values, more than the {MAX_AXIS_VALUES} an axis may have")
         if num == 1:
             values = [a]
         elif kind == "linear":
@@ -316,6 +332,10 @@ def load_spec(path: str | Path) -> Spec:
     if not isinstance(axes_raw, dict):
         raise _fail(f"{where}: axes", "must be a mapping of dotted profile path -> values")
     axes = [Axis(str(k), _axis_values(v, f"{where}: axes.{k}")) for k, v in axes_raw.items()]
+    points = len(profiles) * math.prod(len(axis.values) for axis in axes)
+    if points > MAX_DESIGNS:
+        raise _fail(f"{where}: axes", f"{points:,} designs (profiles x axis values), more than the {MAX_DESIGNS:,} one sweep "
+                                      "builds (split it into several specs, or use coarser axes)")
 
     def choice(key: str, allowed: tuple[Any, ...], default: list[Any]) -> list[Any]:
         if key not in raw:

@@ -113,6 +113,15 @@ workloads: [{network: resnet18}]
     ("profiles: [nosuch]\nworkloads: [{network: resnet18}]\n", ["unknown profile"]),
     ("workloads: [{network: resnet18}]\n", ["profiles", "missing key"]),
     ("profiles: edge_npu\nworkloads: [{network: resnet18}]\nobjectives: [speed]\n", ["objectives", "speed"]),
+    # sizes that would cost gigabytes before any error: refused from the spec alone
+    ("profiles: edge_npu\naxes: {clock_hz: {linear: [1.0e8, 1.0e9], num: 1000000000}}\n"
+     "workloads: [{network: resnet18}]\n", ["axes.clock_hz.num", "more than the 100000"]),
+    ("profiles: edge_npu\naxes: {clock_hz: {linear: [1, 1.0e18], step: 1}}\nworkloads: [{network: resnet18}]\n",
+     ["axes.clock_hz", "more than the 100000"]),
+    ("profiles: edge_npu\naxes: {array.rows: {linear: [1, 2000], step: 1}, array.cols: {linear: [1, 2000], "
+     "step: 1}}\nworkloads: [{network: resnet18}]\n", ["4,000,000 designs", "1,000,000"]),
+    ("profiles: edge_npu\naxes: {array.rows: [16, 16, 32]}\nworkloads: [{network: resnet18}]\n",
+     ["axes.array.rows", "16 is listed twice"]),
 ])
 def test_bad_specs_one_line_nothing_written(tmp_path: Path, body: str, words: list[str]) -> None:
     path = write_spec(tmp_path, body)

@@ -70,13 +70,33 @@ def test_run_files_that_are_any_bytes(raw: bytes) -> None:
 
 @pytest.mark.parametrize(("text", "message"), [("[" * 5000 + "]" * 5000, "nested deeper"),
                                                ('{"format": ' + "9" * 500 + "}", "digits"),
-                                               ('{"format": ' + "9" * 5000 + "}", "digits")])
+                                               ('{"format": ' + "9" * 5000 + "}", "digits"),
+                                               ('{"method": "ksm", "method": "finetune"}', "duplicate key 'method'")])
 def test_run_json_depth_and_integers_are_bounded(tmp_path: Path, text: str, message: str) -> None:
     folder = write_run(tmp_path / "run")
     (folder / "run.json").write_text(text)
     with pytest.raises(InputError, match=message) as caught:
         load_run(folder)
     assert len(str(caught.value)) < 300
+
+
+@pytest.mark.parametrize(("metrics", "message"), [({"top1": float("inf")}, "metrics.top1"),
+                                                  ({"top1": "high"}, "metrics.top1"),
+                                                  ({"top1": 1.5}, "metrics.top1"),
+                                                  ({"mask_density": -0.1}, "metrics.mask_density"),
+                                                  ({"int8": {"top1": float("nan")}}, "metrics.int8.top1")])
+def test_recorded_accuracies_are_fractions(tmp_path: Path, metrics: dict[str, Any], message: str) -> None:
+    """An accuracy printed beside the costs must be one: not Infinity, a string or 150 %."""
+    folder = write_run(tmp_path / "run", run_overrides={"metrics": metrics})
+    with pytest.raises(InputError, match=message) as caught:
+        load_run(folder)
+    assert "must be a fraction in [0, 1]" in str(caught.value)
+
+
+def test_a_folder_where_a_profile_file_goes_is_named_as_such(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").mkdir()
+    with pytest.raises(InputError, match=r"p\.yaml: is a folder, not a file"):
+        load_profile(str(tmp_path / "p.yaml"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -123,9 +143,31 @@ def test_profile_depth_integers_and_duplicate_keys(tmp_path: Path, extra: str, m
     assert len(str(caught.value)) < 300
 
 
+def test_precision_bits_are_bounded(tmp_path: Path) -> None:
+    text = BUNDLED.read_text().replace("weights: 8", "weights: 4096", 1)
+    assert "weights: 4096" in text
+    with pytest.raises(InputError, match="precision_bits.weights: 4096 bits, more than the 64"):
+        load_profile(_profile(tmp_path, text))
+
+
 # --------------------------------------------------------------------------------------------
 # Topology CSVs
 HEADER = "Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides,\n"
+
+
+@pytest.mark.parametrize(("rows", "message"), [("c1, 8, 8, 3, 3, 3, 8, 1\nc1, 8, 8, 3, 3, 8, 8, 1\n", "used twice"),
+                                               (", 8, 8, 3, 3, 3, 8, 1\n", "line 2: layer name: empty")])
+def test_topology_rows_name_their_problem(tmp_path: Path, rows: str, message: str) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text(HEADER + rows)
+    with pytest.raises(InputError, match=message):
+        load_topology(path)
+
+
+def test_a_spreadsheet_bom_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + (HEADER + "c1, 8, 8, 3, 3, 3, 8, 1\n").encode())
+    assert [layer.name for layer in load_topology(path).layers] == ["c1"]
 
 
 @FUZZ

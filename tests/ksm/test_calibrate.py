@@ -114,5 +114,6 @@ def test_few_steps_warn_in_one_line(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="ksm"):
         assert warn_few_steps("flowers", 5, 2) is not None
         assert warn_few_steps("flowers", MIN_STEPS, 1) is None
+        assert warn_few_steps("flowers", 5, 2) is not None  # the same line again: not logged twice
     (record,) = caplog.records
     assert "\n" not in record.getMessage() and "--epochs 20" in record.getMessage()

@@ -185,8 +185,13 @@ def test_cli_packs_and_ksm_sim_reads_it(runs: dict[str, Path], tmp_path: Path) -
     code, out = _pack_cli(str(runs["ksm"]), "--pack", str(path), "--scale-bits", "8")
     assert code == 0, out
     assert "bytes of tensors" in out
-    result = CliRunner().invoke(sim_main, ["--masks", str(path), "--json", str(tmp_path / "sim.json")])
-    assert result.exit_code == 0, result.output
+    renamed = tmp_path / "deploy" / "ksm-task.safetensors"  # known by its header, not only by its suffix
+    renamed.write_bytes(path.read_bytes())
+    for given in (path, renamed):
+        result = CliRunner().invoke(sim_main, ["--masks", str(given), "--json", str(tmp_path / "sim.json")])
+        assert result.exit_code == 0 and "skipping" not in result.output, result.output
+        costed = json.loads((tmp_path / "sim.json").read_text())["results"]
+        assert costed and all(r["method"] == "ksm" and r["source"].endswith(given.name) for r in costed), costed
 
 
 @pytest.mark.parametrize("case", ["unfinished", "bits", "unwritable", "hash"])

@@ -304,6 +304,26 @@ def test_an_old_run_without_the_hash_is_read_with_one_warning(trained_run: Path,
         load_run(old)  # once per process
 
 
+def test_the_cli_shows_the_unchecked_run_warning_as_one_line(trained_run: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import warnings
+
+    import hwsim.runcheck
+    from hwsim.cli import main as sim
+
+    old = _copy(trained_run, tmp_path / "old")
+    record = json.loads((old / "run.json").read_text())
+    del record["files"]
+    (old / "run.json").write_text(json.dumps(record))
+    monkeypatch.setattr(hwsim.runcheck, "_warned", False)
+    with warnings.catch_warnings():  # the CLI's one-line display is undone with the test
+        warnings.simplefilter("always")
+        result = CliRunner().invoke(sim, ["--masks", str(old)])
+    assert result.exit_code == 0, result.output
+    (line,) = [x for x in result.output.splitlines() if "read unchecked" in x]
+    assert line.startswith("warning: ") and "UncheckedRunWarning" not in result.output and ".py:" not in line
+
+
 @pytest.mark.parametrize("kind", ["symlink", "folder", "fifo"])
 def test_writers_never_follow_or_replace_what_is_not_a_regular_file(tmp_path: Path, kind: str) -> None:
     import os
@@ -489,6 +509,13 @@ BAD_INPUTS = [  # (command, arguments with {tmp}/{run}, the one line expected)
     ("export", ["{tmp}/packnet/digits", "--onnx", "{tmp}/p.onnx"], "shared.safetensors: not a readable safetensors"),
     ("export", ["{run}", "--table-file", "{tmp}/d", "--int8"], "is a directory"),
     ("sim", ["--network", "mobilenet_v2", "--json", "{tmp}/d"], "is a directory"),
+    ("sim", ["--masks", "{tmp}/d"], "not a run folder"),  # nothing to cost is not a success
+    ("sim", ["--network", "mobilenet_v2", "--profile", "{tmp}/p.yaml"], "is a folder, not a file"),
+    ("export", ["{run}", "--int8", "--table-file", "{tmp}/link", "--out-dir", "{tmp}/ex"], "symbolic link"),
+    ("export", ["{tmp}/linked", "--int8", "--out-dir", "{tmp}/ex"], "linked/run.json: is a symbolic link"),
+    ("export", ["{tmp}/negative", "--pack", "{tmp}/n.ksmtask"], "dataset.num_classes -10 is not a positive integer"),
+    ("compare", ["--report-only", "--out", "{tmp}/cmp1", "--report", "{tmp}/rep"], "metrics.selection.role: missing key"),
+    ("compare", ["--report-only", "--out", "{tmp}/cmp2", "--report", "{tmp}/rep"], "no finished comparison runs"),
 ]
 
 
@@ -501,7 +528,20 @@ def test_bad_input_per_command(digits_run: Path, tmp_path: Path, command: str, a
     (tmp_path / "afile").write_text("mine")
     (tmp_path / "d").mkdir()
     (tmp_path / "r" / "results.md").mkdir(parents=True)
+    (tmp_path / "p.yaml").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "afile")
+    for name, text in (("cmp1", '{"task": "digits", "metrics": {"selection": {"variant": "ksm"}}}'), ("cmp2", "[1, 2]")):
+        (tmp_path / name / "x").mkdir(parents=True)
+        (tmp_path / name / "x" / "run.json").write_text(text)
     _sequence_with_empty_shared(digits_run, tmp_path)
+    linked = _copy(digits_run, tmp_path / "linked")  # run.json a symlink to a file elsewhere
+    (tmp_path / "elsewhere.json").write_bytes((linked / "run.json").read_bytes())
+    (linked / "run.json").unlink()
+    (linked / "run.json").symlink_to(tmp_path / "elsewhere.json")
+    negative = _copy(digits_run, tmp_path / "negative")
+    record = json.loads((negative / "run.json").read_text())
+    record["dataset"]["num_classes"] = -10
+    (negative / "run.json").write_text(json.dumps(record))
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     run_before = {p.name: p.read_bytes() for p in digits_run.iterdir()}
     cli = {"train": main, "compare": compare, "export": export, "sim": sim}[command]
