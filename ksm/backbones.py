@@ -81,7 +81,8 @@ def _weights_file(spec: BackboneSpec) -> tuple[Path | None, str | None]:
     as_path = Path(spec.weights).expanduser()
     if as_path.suffix in {".pth", ".pt"} or as_path.exists():
         if not as_path.is_file():
-            raise FileNotFoundError(f"{as_path}: weights file not found")
+            raise FileNotFoundError(f"{as_path}: " + ("is a folder, not a weights file" if as_path.is_dir()
+                                                      else "weights file not found"))
         return as_path, None
     enum = getattr(torchvision.models, ARCHS[spec.arch][1])
     try:

@@ -58,6 +58,8 @@ def test_bad_local_files(tmp_path: Path, backbone_file: Path) -> None:
         build_backbone(BackboneSpec("alexnet", "none"))
     with pytest.raises(ValueError, match="unknown weights"):
         build_backbone(BackboneSpec("mobilenet_v2", "IMAGENET9K"))
+    with pytest.raises(FileNotFoundError, match="is a folder, not a weights file"):
+        build_backbone(BackboneSpec("mobilenet_v2", str(tmp_path)))
 
 
 def test_install_offline_weights_is_idempotent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
