@@ -14,14 +14,15 @@ from hwsim.fsutil import atomic_write
 from hwsim.layers import InputError, Workload, bundled_networks, load_network, load_run, load_topology
 from hwsim.masks import MODES
 from hwsim.overrides import Design, load_design
+from hwsim.packed import is_packed_task, load_packed
 from hwsim.profile import bundled_profiles, load_profile
-from hwsim.runs import expand_run_paths, is_packed_task
+from hwsim.runcheck import one_line_warnings
+from hwsim.runs import expand_run_paths
 from hwsim.sim import SimResult, results_document, simulate
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 # Methods costable without a run (CPG needs the per-layer counts only its runs record).
 METHOD_CHOICES = tuple(t.name for t in catalogue.methods() if not t.mask.needs_run)
-from hwsim.runcheck import one_line_warnings
 
 
 def _finite(ctx: click.Context, param: click.Parameter, value: float) -> float:
@@ -41,8 +42,6 @@ def _designs(names: tuple[str, ...], sets: tuple[str, ...] = ()) -> list[Design]
 
 def _workloads(masks: tuple[Path, ...], networks: tuple[str, ...], topologies: tuple[Path, ...],
                method: str | None, batchnorm: str, more: tuple[Workload, ...] = ()) -> list[Workload]:
-    from hwsim.packed import load_packed
-
     works = [load_packed(path) if path.is_file() else load_run(path) for path in masks]  # a ksm-export --pack file
     for item in [*map(load_network, networks), *map(load_topology, topologies), *more]:
         if method is not None:

@@ -434,7 +434,7 @@ def _fraction(metrics: dict[str, Any], key: str, where: Path, prefix: str = "met
     value = metrics.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+    if not safeload.is_fraction(value):
         raise InputError(f"{where}: {prefix}{key}: must be a fraction in [0, 1], got {safeload.short(value)}")
     return float(value)
 

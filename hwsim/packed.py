@@ -77,6 +77,26 @@ def header_bytes(path: Path) -> int:
         return 8 + int.from_bytes(handle.read(8), "little")
 
 
+def _is_our_format(fmt: str) -> bool:
+    return fmt.split(".")[0] == FORMAT
+
+
+def is_packed_task(path: Path) -> bool:
+    """Whether ``path`` is a file that announces itself as a packed task: a ``.ksmtask`` name, or a
+    safetensors file whose metadata names this format (only its header is read)."""
+    from safetensors import SafetensorError, safe_open
+
+    if not path.is_file():
+        return False
+    if path.suffix == ".ksmtask":
+        return True
+    try:
+        with safe_open(str(path), framework="numpy") as handle:
+            return _is_our_format((handle.metadata() or {}).get("format", ""))
+    except (SafetensorError, OSError):
+        return False
+
+
 def read_packed(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """(header with its JSON values decoded, arrays) of a packed task file; refuses other formats."""
     from safetensors import SafetensorError, safe_open
@@ -92,7 +112,7 @@ def read_packed(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]
     except SafetensorError as exc:
         raise InputError(f"{path}: not a readable safetensors file ({exc})") from None
     fmt = raw.get("format", "")
-    if fmt.split(".")[0] != FORMAT:
+    if not _is_our_format(fmt):
         raise InputError(f"{path}: format {fmt!r} is not {FORMAT!r} (a ksm-export --pack file)")
     meta: dict[str, Any] = {}
     for key, value in raw.items():

@@ -82,30 +82,11 @@ def _fraction(value: Any) -> float | None:
     return float(value)
 
 
-def is_packed_task(path: Path) -> bool:
-    """Whether ``path`` is a file that announces itself as a ``ksm-export --pack`` task file: a
-    ``.ksmtask`` name, or a safetensors header whose metadata names the packed format."""
-    from hwsim.packed import FORMAT
-
-    if not path.is_file():
-        return False
-    if path.suffix == ".ksmtask":
-        return True
-    try:
-        with path.open("rb") as handle:
-            length = int.from_bytes(handle.read(8), "little")  # safetensors: header length, then its JSON
-            if not 0 < length <= 16 << 20:
-                return False
-            header = handle.read(length)
-    except OSError:
-        return False
-    return f'"format":"{FORMAT}"'.encode() in header.replace(b" ", b"")
-
-
 def expand_run_paths(paths: Iterable[str | Path], *, packed: bool = False) -> tuple[list[Path], list[Path]]:
     """Split ``--masks`` arguments into run folders and skipped paths.
 
-    With ``packed``, a deployable task file (:func:`is_packed_task`) is kept beside the run folders.
+    With ``packed``, a deployable task file (:func:`hwsim.packed.is_packed_task`) is kept beside the
+    run folders.
 
     A shell glob such as ``runs/*`` also matches the ``results.md``/``results.csv`` that ksm-train
     writes beside the runs: plain files, and folders that neither are nor hold run folders, are skipped
@@ -113,6 +94,8 @@ def expand_run_paths(paths: Iterable[str | Path], *, packed: bool = False) -> tu
     expanded to them, and to the tasks of the PackNet/CPG sequence folders it holds, so ``--masks runs/``
     works too. A path that does not exist is kept, so that reading it fails with its name.
     """
+    from hwsim.packed import is_packed_task
+
     folders: list[Path] = []
     skipped: list[Path] = []
 

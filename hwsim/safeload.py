@@ -37,6 +37,11 @@ def short(value: Any) -> str:
     return text if len(text) <= ECHO else text[:ECHO - 1] + "…"
 
 
+def is_fraction(value: Any) -> bool:
+    """A recorded accuracy or density: a real number in [0, 1] (not a bool, NaN, Infinity or string)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
+
+
 def check_file(path: Path, error: type[Exception]) -> None:
     """Refuse a path that is not a readable file, saying whether it is missing or a folder."""
     if not path.is_file():

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from hwsim import catalogue
-from hwsim.safeload import read_json
+from hwsim.safeload import is_fraction, read_json
 from ksm.files import write_atomic, write_text_atomic
 from ksm.protocol import COMMAND_JSON, PROTOCOL_JSON, VARIANTS
 
@@ -73,9 +73,7 @@ def _check_selection(path: Path, record: dict[str, Any], sel: Any) -> None:
     need(isinstance(sel["chosen"], dict) and all(k in sel["chosen"] for k in ("val_top1", "lr_body", "lr_head", "epoch")),
          "metrics.selection.chosen: must hold val_top1, lr_body, lr_head and epoch")
     need(isinstance(record.get("task"), str), "task: missing or not a string")
-    top1 = record["metrics"].get("top1")
-    need(isinstance(top1, (int, float)) and not isinstance(top1, bool) and 0 <= top1 <= 1,
-         "metrics.top1: must be a fraction in [0, 1]")
+    need(is_fraction(record["metrics"].get("top1")), "metrics.top1: must be a fraction in [0, 1]")
     need(isinstance(record.get("train"), dict) and "wall_seconds" in record["train"], "train.wall_seconds: missing key")
 
 

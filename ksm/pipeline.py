@@ -163,8 +163,14 @@ def load_run_model(folder: Path, *, weights: str | None = None) -> tuple[nn.Modu
     record, tensors = read_run(folder)
     if "sequence" in record:  # PackNet, CPG: the weights live in the sequence's shared file
         model, method, record = load_sequence_task(folder, weights=weights)
-        check_record(folder, record, model, method)
-        return model, method, record
+    else:
+        model, method = _load_single_task(folder, record, tensors, weights)
+    check_record(folder, record, model, method)
+    return model, method, record
+
+
+def _load_single_task(folder: Path, record: dict[str, Any], tensors: dict[str, Tensor],
+                      weights: str | None) -> tuple[nn.Module, Method]:
     bb = record["backbone"]
     train = record.get("train", {})
     spec = RunSpec(method=record["method"], backbone=BackboneSpec(bb["arch"], weights or bb["weights"]),
@@ -177,8 +183,7 @@ def load_run_model(folder: Path, *, weights: str | None = None) -> tuple[nn.Modu
         method.load_state(model, tensors)
     except (KeyError, ValueError) as exc:
         raise RunError(f"{folder}/masks.safetensors: {exc}") from None
-    check_record(folder, record, model, method)
-    return model.eval(), method, record
+    return model.eval(), method
 
 
 def check_record(folder: Path, record: dict[str, Any], model: nn.Module, method: Method) -> None:

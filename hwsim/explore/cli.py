@@ -11,9 +11,9 @@ from typing import Any
 import click
 
 from hwsim.layers import InputError
+from hwsim.runcheck import one_line_warnings
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-from hwsim.runcheck import one_line_warnings
 
 
 def explore(spec_path: Path, out: Path | None = None, workers: int = 0, scheduler: Any = None,
