@@ -10,11 +10,16 @@ ratios steady on a shared machine where the absolute times are not. Each method 
 default BatchNorm policy (KSM and fine-tuning: task BatchNorm, trained, statistics updated;
 Piggyback: frozen). Training BatchNorm costs the same whatever the mask, so the table also times
 Piggyback with task BatchNorm: ``KSM / Piggyback (task BN)`` compares the masks alone.
+
+On the CPU, KSM's mask runs fused (``ksm/fused_mask.py``, bit for bit the ATen reference); the
+table also times the reference path (``KSM_FUSED_MASK=0``) in the same rounds, so the column
+``KSM ref / Piggyback (task BN)`` shows what the fusion buys.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import sys
@@ -28,8 +33,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import test_bench_train as bench
 
 # (label, method, batchnorm policy); None is the method's default.
-CASES = (("finetune", "finetune", None), ("ksm", "ksm", None), ("piggyback", "piggyback", None),
-         ("piggyback_bntask", "piggyback", "task"), ("lora", "lora", None))
+CASES = (("finetune", "finetune", None), ("ksm", "ksm", None), ("ksm_reference", "ksm", None),
+         ("piggyback", "piggyback", None), ("piggyback_bntask", "piggyback", "task"), ("lora", "lora", None))
+
+
+def reference_mask(step: Callable[[], object]) -> Callable[[], object]:
+    """The step with KSM's mask on its ATen reference path (ksm.fused_mask reads the switch per call)."""
+    def run() -> object:
+        before = os.environ.get("KSM_FUSED_MASK")
+        os.environ["KSM_FUSED_MASK"] = "0"
+        try:
+            return step()
+        finally:
+            if before is None:
+                del os.environ["KSM_FUSED_MASK"]
+            else:
+                os.environ["KSM_FUSED_MASK"] = before
+    return run
 
 
 def time_interleaved(steps: dict[str, Callable[[], object]], rounds: int,
@@ -59,10 +79,12 @@ def ratio_row(arch: str, size: int, batch: int, rounds: int, device: str = "cpu"
               sync: Callable[[], None] = lambda: None) -> dict[str, object]:
     steps = {label: bench._step_fn(arch, method, batchnorm=bn, device=device, size=size, batch=batch)
              for label, method, bn in CASES}
+    steps["ksm_reference"] = reference_mask(steps["ksm_reference"])
     times = time_interleaved(steps, rounds, sync)
     return {"arch": arch, "px": size, "batch": batch, "fine-tune ms": 1000 * statistics.median(times["finetune"]),
             "KSM / Piggyback": paired_ratio(times, "ksm", "piggyback"),
             "KSM / Piggyback (task BN)": paired_ratio(times, "ksm", "piggyback_bntask"),
+            "KSM ref / Piggyback (task BN)": paired_ratio(times, "ksm_reference", "piggyback_bntask"),
             "KSM / fine-tune": paired_ratio(times, "ksm", "finetune"),
             "Piggyback / fine-tune": paired_ratio(times, "piggyback", "finetune"),
             "LoRA r8 / fine-tune": paired_ratio(times, "lora", "finetune")}

@@ -69,3 +69,30 @@ def test_step_ratio_table_runs() -> None:
 
     row = step_ratio.ratio_row("resnet18", 32, 4, rounds=1)
     assert all(0 < row[k] < 100 for k in row if "/" in k), row
+
+
+@pytest.mark.benchmark(group="ksm-mask")
+@pytest.mark.parametrize("mask_path", ["fused", "reference"])
+def test_ksm_mask_forward_backward(benchmark, monkeypatch: pytest.MonkeyPatch, mask_path: str) -> None:
+    """KSM's mask alone, forward and backward over every conv of MobileNetV2, on each path."""
+    from ksm.masks import KernelSoftMask
+
+    monkeypatch.setenv("KSM_FUSED_MASK", "1" if mask_path == "fused" else "0")
+    torch.manual_seed(0)
+    model, _, _, _ = build(RunSpec(method="finetune", backbone=BackboneSpec("mobilenet_v2", "none")))
+    weights = [m.weight.detach() for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    masks = [KernelSoftMask(w.shape) for w in weights]
+    for mask in masks:
+        with torch.no_grad():
+            mask.mask.add_(torch.randn_like(mask.mask) * 1e-2)  # some kernels off, a real soft part
+    grads = [torch.randn_like(w) for w in weights]
+
+    def run() -> str:
+        outs = [mask(w) for mask, w in zip(masks, weights)]
+        torch.autograd.backward(outs, grads)
+        for mask in masks:
+            mask.mask.grad = None
+        return type(outs[0].grad_fn).__name__
+
+    node = benchmark.pedantic(run, rounds=20, warmup_rounds=2, iterations=1)
+    assert node.startswith("Fused" if mask_path == "fused" else "_KernelSoftMaskFn")
