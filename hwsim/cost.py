@@ -35,49 +35,18 @@ W, I, O = OPERANDS  # "weights", "inputs", "outputs"
 # Workload sizes
 
 
-@dataclass(frozen=True, slots=True)
-class Dims:
-    """Loop bounds of one layer, per group."""
-
-    g: int
-    k: int
-    c: int
-    oy: int
-    ox: int
-    fy: int
-    fx: int
-
-    @property
-    def win(self) -> int:
-        """Reduction window of one output element: C*R*S."""
-        return self.c * self.fy * self.fx
-
-    @property
-    def px(self) -> int:
-        """Output pixels P*Q."""
-        return self.oy * self.ox
-
-
-def dims(layer: Layer) -> Dims:
-    """Loop bounds of a layer (a linear layer is a 1x1 conv on a 1x1 map)."""
-    return Dims(g=layer.groups, k=layer.out_channels // layer.groups, c=layer.in_channels // layer.groups,
-                oy=layer.output_hw[0], ox=layer.output_hw[1], fy=layer.kernel_hw[0], fx=layer.kernel_hw[1])
-
-
 def macs(layer: Layer) -> int:
     """Multiply-accumulates: out_channels * (in_channels / groups) * kh * kw * P * Q.
 
     The count torchvision reports as GFLOPS for its models (conv and linear MACs; ZigZag 3.9.1 counts
     128*128*28*28*9 = 115,605,504 for ResNet-18 conv3_x).
     """
-    d = dims(layer)
-    return d.g * d.k * d.win * d.px
+    return weight_elems(layer) * layer.output_hw[0] * layer.output_hw[1]
 
 
 def weight_elems(layer: Layer) -> int:
     """Weights: out_channels * (in_channels / groups) * kh * kw (bias not counted)."""
-    d = dims(layer)
-    return d.g * d.k * d.win
+    return layer.out_channels * (layer.in_channels // layer.groups) * layer.kernel_hw[0] * layer.kernel_hw[1]
 
 
 def output_elems(layer: Layer) -> int:
@@ -131,7 +100,7 @@ def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def map_weight_stationary(d: Dims, rows: int, cols: int, input_footprint: int) -> Mapping:
+def map_weight_stationary(d: Shape, rows: int, cols: int, input_footprint: int) -> Mapping:
     """Weight stationary on a systolic array (TPU-like; SCALE-Sim ``ws``).
 
     Rows unroll the im2col window (C*R*S), columns the output channels K; groups that leave rows and
@@ -149,7 +118,7 @@ def map_weight_stationary(d: Dims, rows: int, cols: int, input_footprint: int) -
                    inputs=d.g * d.px * d.win * f_k, outputs=d.g * d.k * d.px * f_win)
 
 
-def map_output_stationary(d: Dims, rows: int, cols: int, input_footprint: int) -> Mapping:
+def map_output_stationary(d: Shape, rows: int, cols: int, input_footprint: int) -> Mapping:
     """Output stationary (SCALE-Sim ``os``, ShiDianNao-like).
 
     Rows unroll output pixels, columns output channels; each PE accumulates one output over the
@@ -165,7 +134,7 @@ def map_output_stationary(d: Dims, rows: int, cols: int, input_footprint: int) -
                    inputs=d.g * d.px * d.win * f_k, outputs=d.g * d.k * d.px)
 
 
-def map_row_stationary(d: Dims, rows: int, cols: int, input_footprint: int, filters_per_pe: int = 1,
+def map_row_stationary(d: Shape, rows: int, cols: int, input_footprint: int, filters_per_pe: int = 1,
                        channels_per_pe: int = 1) -> Mapping:
     """Row stationary (Eyeriss v1; Chen et al., ISCA 2016).
 
@@ -227,8 +196,9 @@ class LayerCost:
 
 
 def shape_of(layer: Layer, batch: int = 1) -> Shape:
-    """The loop bounds the mapping search works on (per group K and C; input footprint with padding)."""
-    g = layer.groups  # dims(layer), without building it
+    """A layer's loop bounds, per group K and C (a linear layer is a 1x1 conv on a 1x1 map), with the
+    input footprint the window touches, padding included: what the mapping search works on."""
+    g = layer.groups
     (oy, ox), (fy, fx), (sy, sx) = layer.output_hw, layer.kernel_hw, layer.stride_hw
     (hy, hx), (py, px) = layer.input_hw, layer.padding_hw
     return Shape(b=batch, g=g, k=layer.out_channels // g, c=layer.in_channels // g, oy=oy, ox=ox, fy=fy, fx=fx,

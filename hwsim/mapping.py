@@ -105,6 +105,16 @@ class Shape:
     def macs(self) -> int:
         return self.b * self.g * self.k * self.c * self.oy * self.ox * self.fy * self.fx
 
+    @property
+    def win(self) -> int:
+        """Reduction window of one output element: C*R*S."""
+        return self.c * self.fy * self.fx
+
+    @property
+    def px(self) -> int:
+        """Output pixels P*Q."""
+        return self.oy * self.ox
+
 
 @dataclass(frozen=True, slots=True)
 class Spatial:

@@ -8,7 +8,6 @@ import pytest
 
 from hwsim import Layer, load_network, load_profile, simulate
 from hwsim.cost import (
-    dims,
     element_mask_entries,
     input_elems,
     kernel_mask_entries,
@@ -17,6 +16,7 @@ from hwsim.cost import (
     map_row_stationary,
     map_weight_stationary,
     output_elems,
+    shape_of,
     weight_elems,
 )
 from hwsim.layers import InputError
@@ -64,14 +64,14 @@ def test_layer_rejects_inconsistent_geometry() -> None:
 
 
 def test_weight_stationary_mapping_hand_derived() -> None:
-    d = dims(conv(16, 32, 3, 18))  # 16x16 output, window 144
+    d = shape_of(conv(16, 32, 3, 18))  # 16x16 output, window 144
     m = map_weight_stationary(d, 8, 8, 0)
     assert m.cycles == math.ceil(144 / 8) * math.ceil(32 / 8) * 256
     assert m.weights == 32 * 144 and m.outputs == 32 * 256 * 18
 
 
 def test_depthwise_packs_groups_diagonally() -> None:
-    d = dims(conv(64, 64, 3, 10, pad=1, groups=64))
+    d = shape_of(conv(64, 64, 3, 10, pad=1, groups=64))
     m = map_weight_stationary(d, 32, 32, 0)
     # window 9 per group: 32 // 9 = 3 groups at once on rows, cols allow 32 -> 3 groups per fold
     assert m.cycles == math.ceil(64 / 3) * 100
@@ -80,7 +80,7 @@ def test_depthwise_packs_groups_diagonally() -> None:
 
 
 def test_row_stationary_cycles() -> None:
-    d = dims(conv(8, 16, 3, 16, pad=1))  # P = Q = 16, R = S = 3
+    d = shape_of(conv(8, 16, 3, 16, pad=1))  # P = Q = 16, R = S = 3
     m = map_row_stationary(d, 12, 14, 8 * 18 * 18)
     # rows: R=3 then C: 12 // 3 = 4 channels; cols: 14 output rows, K: 14 // 14 = 1
     assert m.cycles == 16 * math.ceil(8 / 4) * 1 * math.ceil(16 / 14) * 16 * 3
