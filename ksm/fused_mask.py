@@ -35,6 +35,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ksm import masks  # the reference; it imports this module, so its names are read at call time
+
 try:
     import numba
     from llvmlite import ir
@@ -141,7 +143,7 @@ class FusedKernelSoftMaskFn(torch.autograd.Function):
             mask = torch.empty_like(real)
             _masked(flat, np.ones_like(flat), mask.view(-1).numpy(), logit.view(-1).numpy(),
                     tau, factor, shift, np.float32(slope), soft)
-            out = weight * mask.view(*mask.shape, *([1] * (weight.dim() - 2)))
+            out = weight * masks.over_taps(mask, weight)
         ctx.save_for_backward(weight, logit.sigmoid_())
         ctx.slope = slope
         return out
@@ -155,10 +157,8 @@ class FusedKernelSoftMaskFn(torch.autograd.Function):
             _masked_grad(grad.view(-1).numpy(), weight.view(-1).numpy(), logistic.view(-1).numpy(),
                          grad_real.view(-1).numpy(), slope)
             return None, grad_real, None, None, None
-        grad_mask = grad * weight  # k×k kernels: the sum over taps stays ATen's, whose order it fixes
-        if math.prod(weight.shape[2:]) > 1:
-            grad_mask = grad_mask.flatten(2).sum(2)
-        grad_mask = grad_mask.reshape(logistic.shape).contiguous()
+        # k×k kernels: the sum over taps stays ATen's, whose order it fixes
+        grad_mask = masks.kernel_grad(grad, weight, logistic.shape).contiguous()
         _logistic_grad(grad_mask.view(-1).numpy(), logistic.view(-1).numpy(), slope)
         return None, grad_mask, None, None, None
 
@@ -192,13 +192,11 @@ def _probe_layers_agree() -> bool:
     """Fused and reference on probe layers: 1×1 and 3×3 kernels, lengths off the vector width,
     entries at, above and below the threshold, exact zeros, a layer all on and one all off, with
     and without the soft part."""
-    from ksm.masks import DEFAULT_THRESHOLD, _KernelSoftMaskFn
-
     generator = torch.Generator().manual_seed(0)
     layers = []
     for out, inp, k in ((37, 23, 1), (19, 1, 3), (5, 7, 1), (64, 48, 1)):
-        real = torch.randn(out, inp, generator=generator) * 0.01 + DEFAULT_THRESHOLD
-        real.view(-1)[:3] = torch.tensor([DEFAULT_THRESHOLD, 0.0, -0.0])
+        real = torch.randn(out, inp, generator=generator) * 0.01 + masks.DEFAULT_THRESHOLD
+        real.view(-1)[:3] = torch.tensor([masks.DEFAULT_THRESHOLD, 0.0, -0.0])
         layers.append((torch.randn(out, inp, k, k, generator=generator), real))
     layers.append((torch.randn(9, 3, 1, 1, generator=generator), torch.full((9, 3), 0.01)))  # all on
     layers.append((torch.randn(9, 3, 1, 1, generator=generator), torch.full((9, 3), -0.01)))  # all off, flat
@@ -206,9 +204,9 @@ def _probe_layers_agree() -> bool:
         for weight, values in layers:
             grad_out = torch.randn(weight.shape, generator=generator)
             results = []
-            for fn, extra in ((_KernelSoftMaskFn, (None,)), (FusedKernelSoftMaskFn, ())):
+            for fn, extra in ((masks._KernelSoftMaskFn, (None,)), (FusedKernelSoftMaskFn, ())):
                 real = values.clone().requires_grad_()
-                out = fn.apply(weight, real, DEFAULT_THRESHOLD, 12.0, soft, *extra)
+                out = fn.apply(weight, real, masks.DEFAULT_THRESHOLD, 12.0, soft, *extra)
                 out.backward(grad_out)
                 results.append((out.detach(), real.grad))
             (ref_out, ref_grad), (out, grad) = results

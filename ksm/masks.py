@@ -79,23 +79,33 @@ class _KernelSoftMaskFn(torch.autograd.Function):
         mask = _soft_mask(real, on, soft, scale_bits)
         ctx.save_for_backward(weight, real, mask if ctx.needs_input_grad[0] else None)
         ctx.threshold, ctx.slope = threshold, slope
-        return weight * mask.view(*mask.shape, *([1] * (weight.dim() - 2)))
+        return weight * over_taps(mask, weight)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         weight, real, mask = ctx.saved_tensors
         grad_weight = grad_real = None
         if ctx.needs_input_grad[1]:
-            # dL/dM: the kernel's taps summed; d/dm sigmoid(slope·(m−τ)) = slope·σ(1−σ), one fused pass.
-            grad_mask = grad * weight
-            if weight.dim() > 2:
-                taps = math.prod(weight.shape[2:])
-                grad_mask = grad_mask.flatten(2).sum(2) if taps > 1 else grad_mask.view(real.shape)
+            # d/dm sigmoid(slope·(m−τ)) = slope·σ(1−σ), one fused pass.
+            grad_mask = kernel_grad(grad, weight, real.shape)
             logistic = torch.add(real, -ctx.threshold).mul_(ctx.slope).sigmoid_()
             grad_real = torch.ops.aten.sigmoid_backward(grad_mask, logistic).mul_(ctx.slope)
         if ctx.needs_input_grad[0]:
-            grad_weight = grad * mask.view(*mask.shape, *([1] * (weight.dim() - 2)))
+            grad_weight = grad * over_taps(mask, weight)
         return grad_weight, grad_real, None, None, None, None
+
+
+def over_taps(mask: Tensor, weight: Tensor) -> Tensor:
+    """A kernel-wise mask [out, in/groups] as a view that broadcasts over each kernel's kh×kw taps."""
+    return mask.view(*mask.shape, *([1] * (weight.dim() - 2)))
+
+
+def kernel_grad(grad: Tensor, weight: Tensor, mask_shape: torch.Size) -> Tensor:
+    """dL/dM of a kernel-wise mask from dL/dW_t: (dL/dW_t ⊙ W) summed over each kernel's taps."""
+    grad_mask = grad * weight
+    if math.prod(weight.shape[2:]) > 1:
+        return grad_mask.flatten(2).sum(2)
+    return grad_mask.view(mask_shape)
 
 
 class _IdentitySTE(torch.autograd.Function):
