@@ -31,7 +31,14 @@ MASK_ROLES = ("mask", "binary", "scale")
 
 
 class InputError(ValueError):
-    """A user input (file) is malformed; the message is one line naming the file and the key."""
+    """A user input (file) is malformed; the message is one line naming the file and the key.
+
+    Line breaks inside it (a key or value quoted from the file) are shown escaped, so that the
+    message stays one line whatever the file holds.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message.replace("\r", "\\r").replace("\n", "\\n"))
 
 
 @dataclass(frozen=True, slots=True)

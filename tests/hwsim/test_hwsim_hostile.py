@@ -116,6 +116,16 @@ def test_profile_with_any_value_in_any_key(key: str, value: Any) -> None:
         _clean(lambda: load_profile(_profile(Path(tmp), yaml.safe_dump(raw))))
 
 
+def test_unknown_key_with_a_line_break_is_named_on_one_line(tmp_path: Path) -> None:
+    """The example hypothesis found: a key that holds a line break is shown escaped."""
+    raw = yaml.safe_load(BUNDLED.read_text())
+    raw["array"] = {"\n": None}
+    with pytest.raises(InputError) as caught:
+        load_profile(_profile(tmp_path, yaml.safe_dump(raw)))
+    assert "\n" not in str(caught.value)
+    assert str(caught.value).endswith("p.yaml.array.\\n: unknown key (known: rows, cols, mac_energy_pj)")
+
+
 @FUZZ
 @given(text=st.text(max_size=300))
 def test_profile_that_is_any_text(text: str) -> None:
