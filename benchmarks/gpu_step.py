@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from ksm.backbones import BackboneSpec
-from ksm.pipeline import RunSpec, build
+from ksm.network.backbones import BackboneSpec
+from ksm.training.pipeline import RunSpec, build
 
 
 def make_step(method: str, batch: int, amp: bool, device: str):

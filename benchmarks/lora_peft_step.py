@@ -1,4 +1,4 @@
-"""Training-step time of ksm.lora against Hugging Face PEFT's LoRA on the same convs, interleaved.
+"""Training-step time of ksm.methods.lora_adapters against Hugging Face PEFT's LoRA on the same convs, interleaved.
 
 Usage (PEFT is not a dependency of ksm: install it into a throwaway virtualenv that also sees
 torch, e.g. ``python3 -m venv /tmp/peftvenv``, a ``.pth`` file naming this project's site-packages,
@@ -10,7 +10,7 @@ Both adapt the same layers (every ungrouped conv of MobileNetV2, depthwise left 
 ``ksm-train --method lora`` does) at the same rank and alpha, train task BatchNorm and the head as
 well, and take Adam steps on batch 32; the two are timed step by step in turn so that both see the
 same machine load. It also checks that the two compute the same function: PEFT's model with
-ksm.lora's adapter copied in under PEFT's key names gives the same logits.
+ksm.methods.lora_adapters's adapter copied in under PEFT's key names gives the same logits.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def base_features(state: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tens
 def main() -> None:
     import peft
 
-    from ksm.lora import LoRA, branches, to_peft
+    from ksm.methods.lora_adapters import LoRA, branches, to_peft
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=64)
@@ -79,7 +79,7 @@ def main() -> None:
           f"(the adapter itself moves them by {changed:.2e})")
 
     steps = {}
-    for name, model in (("ksm.lora", ours), ("peft", theirs)):
+    for name, model in (("ksm.methods.lora_adapters", ours), ("peft", theirs)):
         model.train()
         optimizer = torch.optim.Adam(_train_mode(model), lr=1e-3)
 

@@ -11,7 +11,7 @@ default BatchNorm policy (KSM and fine-tuning: task BatchNorm, trained, statisti
 Piggyback: frozen). Training BatchNorm costs the same whatever the mask, so the table also times
 Piggyback with task BatchNorm: ``KSM / Piggyback (task BN)`` compares the masks alone.
 
-On the CPU, KSM's mask runs fused (``ksm/fused_mask.py``, bit for bit the ATen reference); the
+On the CPU, KSM's mask runs fused (``ksm/methods/fused_mask.py``, bit for bit the ATen reference); the
 table also times the reference path (``KSM_FUSED_MASK=0``) in the same rounds, so the column
 ``KSM ref / Piggyback (task BN)`` shows what the fusion buys.
 """
@@ -38,7 +38,7 @@ CASES = (("finetune", "finetune", None), ("ksm", "ksm", None), ("ksm_reference",
 
 
 def reference_mask(step: Callable[[], object]) -> Callable[[], object]:
-    """The step with KSM's mask on its ATen reference path (ksm.fused_mask reads the switch per call)."""
+    """The step with KSM's mask on its ATen reference path (ksm.methods.fused_mask reads the switch per call)."""
     def run() -> object:
         before = os.environ.get("KSM_FUSED_MASK")
         os.environ["KSM_FUSED_MASK"] = "0"

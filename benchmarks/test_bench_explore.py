@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from hwsim.explore.cli import explore
+from hwsim.explore.ksm_explore import explore
 
 SPEC = """
 name: bench-resnet50-10k

@@ -7,7 +7,7 @@ Targets (issue 12): with the mapping search, ResNet-50 on one profile in under 5
 2-core CI-class machine). Each benchmark records its ratio to ZigZag in ``extra_info``; nothing here
 asserts a time.
 
-"Cold" rounds clear every cache of ``hwsim.mapping`` first (searches, and the layer-independent
+"Cold" rounds clear every cache of ``hwsim.cost.mapping`` first (searches, and the layer-independent
 tables of loop orders too); "warm" rounds reuse them (the same layer shapes costed again, as a sweep
 over methods or modes does). The machine is shared with training runs: besides pytest-benchmark's
 wall times, the cold benchmarks record the least CPU time of this process over a few rounds and
@@ -25,14 +25,14 @@ from pathlib import Path
 import pytest
 
 from hwsim import Layer, Workload, bundled_networks, bundled_profiles, load_network, load_profile, simulate
-from hwsim.mapping import clear_caches
+from hwsim.cost.mapping import clear_caches
 
 ZIGZAG = json.loads((Path(__file__).parents[1] / "tests" / "hwsim" / "fixtures" / "zigzag_cases.json").read_text())
 ZIGZAG_S_PER_LAYER = statistics.median(c["wall_s"] for c in ZIGZAG["cases"])
 
 
 def _cold() -> None:
-    clear_caches()  # every cache of hwsim.mapping: searches, loop factors, order tables
+    clear_caches()  # every cache of hwsim.cost.mapping: searches, loop factors, order tables
 
 
 def _cpu_seconds(fn, rounds: int) -> float:

@@ -12,8 +12,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from ksm.backbones import BackboneSpec
-from ksm.pipeline import RunSpec, build
+from ksm.network.backbones import BackboneSpec
+from ksm.training.pipeline import RunSpec, build
 
 BATCH, SIZE, CLASSES = 32, 64, 10
 
@@ -75,7 +75,7 @@ def test_step_ratio_table_runs() -> None:
 @pytest.mark.parametrize("mask_path", ["fused", "reference"])
 def test_ksm_mask_forward_backward(benchmark, monkeypatch: pytest.MonkeyPatch, mask_path: str) -> None:
     """KSM's mask alone, forward and backward over every conv of MobileNetV2, on each path."""
-    from ksm.masks import KernelSoftMask
+    from ksm.methods.soft_masks import KernelSoftMask
 
     monkeypatch.setenv("KSM_FUSED_MASK", "1" if mask_path == "fused" else "0")
     torch.manual_seed(0)

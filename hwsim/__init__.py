@@ -10,9 +10,10 @@ Example:
     True
 """
 
-from hwsim.layers import InputError, Layer, Workload, bundled_networks, load_network, load_run, load_topology
-from hwsim.profile import MemoryLevel, Profile, bundled_profiles, load_profile
-from hwsim.sim import SimResult, results_document, simulate
+from hwsim.errors import InputError
+from hwsim.workload.layers import Layer, Workload, bundled_networks, load_network, load_run, load_topology
+from hwsim.hardware.profile import MemoryLevel, Profile, bundled_profiles, load_profile
+from hwsim.cost.simulate import SimResult, results_document, simulate
 
 __all__ = [
     "InputError", "Layer", "MemoryLevel", "Profile", "SimResult", "Workload", "bundled_networks",

@@ -1,6 +1,6 @@
 """`python -m hwsim` runs the `ksm-sim` command."""
 
-from hwsim.cli import main
+from hwsim.ksm_sim import main
 
 if __name__ == "__main__":
     main()

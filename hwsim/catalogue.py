@@ -3,8 +3,8 @@
 Why a table: a method's name, its default BatchNorm policy, what it stores per task, whether it learns
 the tasks in order, where it sorts and how it is drawn are needed by both packages; kept in one row
 they cannot drift apart (a run gets one label everywhere, a method one colour in every figure). ``ksm``
-binds a name to its training code (``ksm.registry``), ``hwsim`` prices its mask through its
-:class:`MaskKind` (``hwsim.masks``), and tables and figures label, order and colour runs from the row.
+binds a name to its training code (``ksm.methods.registry``), ``hwsim`` prices its mask through its
+:class:`MaskKind` (``hwsim.cost.mask_cost``), and tables and figures label, order and colour runs from the row.
 Adding a method is one :func:`register` call here plus its class in ksm.
 
 This module imports nothing from hwsim or ksm, so every other module may import it.
@@ -33,7 +33,7 @@ SOFT_PRECISIONS = (0, 2, 4, 8, 16)  # bits of KSM's soft part that ksm-train mea
 class MaskKind:
     """What a method keeps per task to turn the shared weights into the task's weights.
 
-    ``name`` selects the storage rule in ``hwsim.masks`` (one rule per kind, not per method, so a new
+    ``name`` selects the storage rule in ``hwsim.cost.mask_cost`` (one rule per kind, not per method, so a new
     method with a known kind needs no cost code).
     """
 
@@ -41,7 +41,7 @@ class MaskKind:
     applied: bool  # a mask gates the shared weights: costed on the fly or folded at a task switch
     learned: bool  # a real-valued mask tensor is trained (stored as ``<layer>.mask``/``.binary``)
     needs_run: bool = False  # its storage depends on counts only a run records (not costable from a network)
-    branch: bool = False  # a low-rank branch beside the layer (hwsim.lora), not bits streamed with the weights
+    branch: bool = False  # a low-rank branch beside the layer (hwsim.cost.lora_cost), not bits streamed with the weights
 
 
 KERNEL = MaskKind("kernel", applied=True, learned=True)  # KSM: a bit per kernel + soft scale

@@ -1,3 +1,3 @@
-from ksm.cli import main
+from ksm.cli.ksm_train import main
 
 main()

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from hwsim.fsutil import UnsafeTarget, check_target, fill_and_replace, sha256_file  # noqa: F401 - torch-free, shared
+from hwsim.fileio.atomic import UnsafeTarget, check_target, fill_and_replace, sha256_file  # noqa: F401 - torch-free, shared
 
 Writer = Callable[[Path], object]  # writes a complete file at the path it is given
 

@@ -14,9 +14,9 @@ import sys
 
 import pandas as pd
 
-from hwsim.profile import bundled_profiles, load_profile
-from hwsim.runs import expand_run_paths, load_runs
-from hwsim.tables import cost_runs
+from hwsim.hardware.profile import bundled_profiles, load_profile
+from hwsim.workload.runs import expand_run_paths, load_runs
+from hwsim.report.tables import cost_runs
 
 METHODS = ("ksm", "lora r4", "lora r16")
 

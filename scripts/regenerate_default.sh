@@ -37,5 +37,5 @@ wait "$one" && wait "$two" || { echo "a training lane failed: see $ABLATION/lane
 if [ "${INT8:-0}" = 1 ]; then  # int8 accuracy of every run (slow: four forms of each run evaluated)
   "$BIN/ksm-export" "$RUNS"/*/ "$RUNS"/packnet/*/ "$RUNS"/cpg/*/ "$LORA"/*/ --int8 --threads 2 --out-dir exports
 fi
-"$BIN/python" -m ksm.results "$RUNS" "$ABLATION" "$LORA"
+"$BIN/python" -m ksm.compare.results "$RUNS" "$ABLATION" "$LORA"
 "$BIN/ksm-sim" --masks "$RUNS"/* "$LORA"/* --profile all --report "$REPORT"

@@ -1,3 +1,3 @@
-from hwsim.explore.cli import main
+from hwsim.explore.ksm_explore import main
 
 main()

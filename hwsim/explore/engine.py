@@ -21,7 +21,7 @@ from typing import Any
 from hwsim import catalogue
 from hwsim.explore.point import Options, cost_point
 from hwsim.explore.spec import Spec, WorkloadItem, design_hash
-from hwsim.overrides import Design
+from hwsim.hardware.overrides import Design
 
 CHUNK_POINTS = 64
 

@@ -10,7 +10,7 @@ import pandas as pd
 
 from hwsim.explore.pareto import pareto_mask
 from hwsim.explore.spec import QUANTITIES, UNITS, Spec
-from hwsim.fsutil import atomic_write_with
+from hwsim.fileio.atomic import atomic_write_with
 
 LABELS = {"energy_j": "energy per inference (J)", "latency_s": "latency per inference (s)",
           "area_mm2": "area (mm²)", "edp_js": "energy-delay product (J·s)",
@@ -292,7 +292,7 @@ def write_summary(frame: pd.DataFrame, spec: Spec, out: Path, command: str, figu
         lines += [(f"Constraints: {'; '.join(parts)}: {int(frame['feasible'].sum()):,} of {len(frame):,} "
                    f"points feasible.")]
     lines += ["", ("Energy and latency are hwsim's analytical estimates per inference; area is "
-                   "`hwsim.area` (MAC array and on-chip memories at the profile's technology node; "
+                   "`hwsim.hardware.area` (MAC array and on-chip memories at the profile's technology node; "
                    "off-chip memory excluded)."), ""]
     axes = [a.key for a in spec.axes]
     show = ["profile", *axes, "mode", *cols, "accuracy", "task_specific_bytes"]

@@ -1,7 +1,7 @@
 """One design point: the single adapter between the sweep and hwsim's cost model.
 
 Everything the sweep knows about costing a point goes through :func:`cost_point`; it calls
-:func:`hwsim.sim.simulate` once and flattens the result into one row. When the cost model changes
+:func:`hwsim.cost.simulate.simulate` once and flattens the result into one row. When the cost model changes
 (a mapping search, batching, steady state), only this function needs re-pointing.
 """
 
@@ -11,10 +11,11 @@ import inspect
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from hwsim.area import area_breakdown
-from hwsim.layers import InputError, Workload
-from hwsim.overrides import Design
-from hwsim.sim import PJ, SimResult, simulate
+from hwsim.hardware.area import area_breakdown
+from hwsim.errors import InputError
+from hwsim.workload.layers import Workload
+from hwsim.hardware.overrides import Design
+from hwsim.cost.simulate import PJ, SimResult, simulate
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,15 +84,15 @@ _SIGNATURES: dict[int, tuple[Workload, tuple[Any, ...]]] = {}
 
 def _simulate_cached(work: Workload, profile: Any, mode: str | None, tasks: int, mask_density: float,
                      names: bool = True) -> SimResult:
-    """``hwsim.sim.simulate`` with per-layer memoisation (same body; tested equal to ``simulate``).
+    """``hwsim.cost.simulate.simulate`` with per-layer memoisation (same body; tested equal to ``simulate``).
 
     ``names=False`` lets a cached layer cost keep the name of the first layer of its shape (the totals
     do not read names; only per-layer tables do).
     """
     from dataclasses import replace
 
-    from hwsim.cost import layer_cost
-    from hwsim.masks import task_cost
+    from hwsim.cost.layer_cost import layer_cost
+    from hwsim.cost.mask_cost import task_cost
 
     mode = (mode or "on_the_fly") if work.method is not None else None
     tc = task_cost(work, profile, mode or "on_the_fly", tasks, mask_density)
@@ -129,7 +130,7 @@ def uses_mask_units(work: Workload, mode: str | None) -> bool:
 
 
 def point_area(design: Design, work: Workload, mode: str | None) -> dict[str, Any]:
-    """The area breakdown of the design this point runs on (see :mod:`hwsim.area`)."""
+    """The area breakdown of the design this point runs on (see :mod:`hwsim.hardware.area`)."""
     return area_breakdown(design.profile, design.extras, uses_mask_units(work, mode))
 
 
@@ -177,7 +178,7 @@ def cost_point(design: Design, work: Workload, options: Options, cache: bool = T
 def add_area(document: dict[str, Any], results: list[SimResult], designs: dict[int, Design]) -> dict[str, Any]:
     """Add ``totals.area_mm2`` (and ``totals.area``, the breakdown) to a ``ksm-sim/1`` document.
 
-    ``designs`` maps ``id(result.profile)`` to its :class:`~hwsim.overrides.Design` (area keys); a
+    ``designs`` maps ``id(result.profile)`` to its :class:`~hwsim.hardware.overrides.Design` (area keys); a
     profile missing from it is priced with the default area constants at 45 nm.
     """
     for record, result in zip(document["results"], results):

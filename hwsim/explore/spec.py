@@ -42,11 +42,13 @@ from typing import Any
 
 import numpy as np
 
-from hwsim import catalogue, safeload
-from hwsim.layers import InputError, Workload, load_network, load_run, load_topology
-from hwsim.masks import MODES
-from hwsim.overrides import Design, apply_overrides, apply_values, design_from_raw, load_raw_profile
-from hwsim.profile import load_yaml
+from hwsim import catalogue
+from hwsim.fileio import bounded as safeload
+from hwsim.errors import InputError
+from hwsim.workload.layers import Workload, load_network, load_run, load_topology
+from hwsim.cost.mask_cost import MODES
+from hwsim.hardware.overrides import Design, apply_overrides, apply_values, design_from_raw, load_raw_profile
+from hwsim.hardware.profile import load_yaml
 
 TOP_KEYS = ("name", "profiles", "set", "axes", "workloads", "methods", "modes", "tasks", "mask_density",
             "batchnorm", "batch", "steady_state", "objectives", "constraints")
@@ -252,7 +254,7 @@ def _workloads(raw: Any, base: Path, where: str) -> list[tuple[str, WorkloadItem
                 work = load_topology(_resolve(str(value), base))
                 out.append((kind, WorkloadItem(f"topology:{work.source}", work)))
             elif kind == "onnx":
-                from hwsim.onnx_import import load_onnx
+                from hwsim.workload.onnx_reader import load_onnx
 
                 work, skipped = load_onnx(_resolve(str(value), base), warn=False)
                 if skipped:

@@ -11,14 +11,14 @@ import pytest
 from click.testing import CliRunner
 
 from hwsim import load_network, load_run
-from hwsim.cli import main as sim_main
-from hwsim.explore.cli import explore, main
+from hwsim.ksm_sim import main as sim_main
+from hwsim.explore.ksm_explore import explore, main
 from hwsim.explore.pareto import pareto_mask
 from hwsim.explore.point import Options, cost_point
 from hwsim.explore.spec import load_spec
-from hwsim.layers import Workload
-from hwsim.overrides import load_design
-from hwsim.sim import simulate
+from hwsim.workload.layers import Workload
+from hwsim.hardware.overrides import load_design
+from hwsim.cost.simulate import simulate
 
 SMALL = """
 name: small

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hwsim.area import (
+from hwsim.hardware.area import (
     ADD_UM2,
     DFF_UM2,
     MULT_UM2,
@@ -13,9 +13,9 @@ from hwsim.area import (
     area_mm2,
     multiplier_um2,
 )
-from hwsim.layers import InputError
-from hwsim.overrides import load_design
-from hwsim.profile import bundled_profiles
+from hwsim.errors import InputError
+from hwsim.hardware.overrides import load_design
+from hwsim.hardware.profile import bundled_profiles
 
 
 def test_horowitz_anchors_reproduced() -> None:

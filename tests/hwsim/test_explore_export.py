@@ -23,9 +23,9 @@ import yaml
 from click.testing import CliRunner
 
 from hwsim import Layer, Workload, load_network, load_profile
-from hwsim.cli import main
-from hwsim.cost import macs
-from hwsim.export import write_timeloop, write_zigzag
+from hwsim.ksm_sim import main
+from hwsim.cost.layer_cost import macs
+from hwsim.interop.tool_inputs import write_timeloop, write_zigzag
 
 EQUATION = r"^O(\[\w+\])+\s*\+?\s*=\s*\w(\[\w+\])+\s*[*+]\s*\w(\[(?:\w+)?\])+\s*$"
 RELATION = r"^(\w+)\s*=\s*(?:(\w+)\s*\*\s*)?(\w+)\s*\+\s*(?:(\w+)\s*\*\s*)?(\w+)$"

@@ -12,10 +12,10 @@ from click.testing import CliRunner
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper
 
-from hwsim.cli import main
-from hwsim.cost import macs
-from hwsim.layers import InputError
-from hwsim.onnx_import import OnnxWarning, load_onnx
+from hwsim.ksm_sim import main
+from hwsim.cost.layer_cost import macs
+from hwsim.errors import InputError
+from hwsim.workload.onnx_reader import OnnxWarning, load_onnx
 
 
 def _w(name: str, shape: tuple[int, ...]):
@@ -89,7 +89,7 @@ def test_corrupt_and_non_cnn(tmp_path: Path) -> None:
 
 
 def test_onnx_in_a_sweep(tmp_path: Path) -> None:
-    from hwsim.explore.cli import explore
+    from hwsim.explore.ksm_explore import explore
 
     tiny_cnn(tmp_path / "tiny.onnx")
     spec = tmp_path / "s.yaml"
@@ -102,14 +102,14 @@ def test_onnx_in_a_sweep(tmp_path: Path) -> None:
 
 
 def test_exported_folded_model_costs_what_its_run_folder_costs(tmp_path: Path) -> None:
-    """The graph ksm-export writes (ksm.export.export_onnx) and the layers ksm-train records in run.json
-    (ksm.geometry.layer_records) cost the same on every bundled profile."""
+    """The graph ksm-export writes (ksm.deploy.onnx_export.export_onnx) and the layers ksm-train records in run.json
+    (ksm.network.geometry.layer_records) cost the same on every bundled profile."""
     torch = pytest.importorskip("torch")
     torchvision = pytest.importorskip("torchvision")
     from hwsim import bundled_profiles, load_profile, simulate
-    from hwsim.layers import Workload, layers_from_records
-    from ksm.export import export_onnx
-    from ksm.geometry import layer_records
+    from hwsim.workload.layers import Workload, layers_from_records
+    from ksm.deploy.onnx_export import export_onnx
+    from ksm.network.geometry import layer_records
 
     torch.manual_seed(0)
     model = torchvision.models.mobilenet_v2(num_classes=5).eval()

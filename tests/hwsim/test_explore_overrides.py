@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from hwsim.cli import main
-from hwsim.layers import InputError
-from hwsim.overrides import apply_overrides, load_design, load_raw_profile
+from hwsim.ksm_sim import main
+from hwsim.errors import InputError
+from hwsim.hardware.overrides import apply_overrides, load_design, load_raw_profile
 
 
 def test_set_fields_and_levels() -> None:

@@ -6,9 +6,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-from hwsim.layers import load_run
-from hwsim.profile import load_profile
-from hwsim.sim import simulate
+from hwsim.workload.layers import load_run
+from hwsim.hardware.profile import load_profile
+from hwsim.cost.simulate import simulate
 
 
 def _top1(folder: Path, profile: Any, mode: str) -> tuple[Any, Any]:

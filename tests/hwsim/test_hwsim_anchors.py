@@ -11,7 +11,7 @@ import dataclasses
 import pytest
 
 from hwsim import Layer, Workload, load_profile, simulate
-from hwsim.profile import profile_from_dict
+from hwsim.hardware.profile import profile_from_dict
 
 # ResNet-18 conv3_x 3x3: 128 -> 128 channels, 28x28 output, pad 1 (ZigZag's padded-ifmap count).
 R18_CONV3 = Layer("r18_conv3_3x3", "conv", 128, 128, (3, 3), (1, 1), (1, 1), 1, (28, 28), (28, 28))

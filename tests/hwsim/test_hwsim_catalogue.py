@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hwsim import catalogue
-from hwsim.masks import STORAGE_RULES
+from hwsim.cost.mask_cost import STORAGE_RULES
 
 
 def test_labels_name_what_differs_from_the_method_defaults() -> None:

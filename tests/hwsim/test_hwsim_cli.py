@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from hwsim.cli import main
-from hwsim.profile import bundled_profiles
+from hwsim.ksm_sim import main
+from hwsim.hardware.profile import bundled_profiles
 
 
 def invoke(*args: str):
@@ -141,7 +141,7 @@ def test_console_script_is_declared() -> None:
     scripts = {ep.name: ep.value for ep in entry_points(group="console_scripts")}
     if "ksm-sim" not in scripts:
         pytest.skip("the project is not installed (pip install -e .)")
-    assert scripts["ksm-sim"] == "hwsim.cli:main"
+    assert scripts["ksm-sim"] == "hwsim.ksm_sim:main"
 
 
 def _yaml(folder: Path, text: str, name: str = "p.yaml") -> Path:

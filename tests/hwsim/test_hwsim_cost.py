@@ -7,7 +7,7 @@ import math
 import pytest
 
 from hwsim import Layer, load_network, load_profile, simulate
-from hwsim.cost import (
+from hwsim.cost.layer_cost import (
     element_mask_entries,
     input_elems,
     kernel_mask_entries,
@@ -19,7 +19,7 @@ from hwsim.cost import (
     shape_of,
     weight_elems,
 )
-from hwsim.layers import InputError
+from hwsim.errors import InputError
 
 
 def conv(cin, cout, k, hw, stride=1, pad=0, groups=1, name="c") -> Layer:
@@ -112,9 +112,9 @@ def test_masks_streamed_with_the_weights_stall_a_bandwidth_bound_layer() -> None
     """On the fly, mask bits ride the weights' ports: a layer that is already DRAM-bound (a classifier,
     every weight read once) gets slower by about the mask's share of its traffic; a mask never speeds
     a layer up."""
-    from hwsim.cost import MaskLoad, layer_cost, weight_elems
-    from hwsim.layers import Layer
-    from hwsim.profile import load_profile
+    from hwsim.cost.layer_cost import MaskLoad, layer_cost, weight_elems
+    from hwsim.workload.layers import Layer
+    from hwsim.hardware.profile import load_profile
 
     profile = load_profile("edge_npu")
     fc = Layer("classifier", "linear", 1280, 1000, (1, 1), (1, 1), (0, 0), 1, (1, 1), (1, 1))

@@ -9,9 +9,9 @@ import json
 import pytest
 
 from hwsim import Workload, load_network, load_profile, simulate
-from hwsim.cost import layer_cost
-from hwsim.mapping import _limit_factors, _primes, clear_caches
-from hwsim.residency import apply_residency
+from hwsim.cost.layer_cost import layer_cost
+from hwsim.cost.mapping import _limit_factors, _primes, clear_caches
+from hwsim.cost.residency import apply_residency
 
 PROFILES = ["edge_npu", "eyeriss", "edge_tpu", "ethos_u55", "zigzag_eyeriss_like", "zigzag_tpu_like"]
 

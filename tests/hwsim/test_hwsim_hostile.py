@@ -18,8 +18,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hwsim.layers import InputError, load_run, load_topology
-from hwsim.profile import load_profile
+from hwsim.errors import InputError
+from hwsim.workload.layers import load_run, load_topology
+from hwsim.hardware.profile import load_profile
 from tests.hwsim.conftest import write_run
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,

@@ -8,8 +8,8 @@ import random
 import pytest
 
 from hwsim import Layer, Workload, bundled_profiles, load_profile, simulate
-from hwsim.cost import element_mask_entries, input_elems, kernel_mask_entries, output_elems, weight_elems
-from hwsim.masks import ksm_mask_bits, piggyback_mask_bits
+from hwsim.cost.layer_cost import element_mask_entries, input_elems, kernel_mask_entries, output_elems, weight_elems
+from hwsim.cost.mask_cost import ksm_mask_bits, piggyback_mask_bits
 
 
 def random_layer(rng: random.Random, i: int) -> Layer:

@@ -7,7 +7,7 @@ import sys
 
 
 def test_import_hwsim_leaves_torch_out() -> None:
-    code = ("import sys, hwsim, hwsim.cli, hwsim.sim, hwsim.masks, hwsim.cost, hwsim.layers, hwsim.profile\n"
+    code = ("import sys, hwsim, hwsim.ksm_sim, hwsim.cost.simulate, hwsim.cost.mask_cost, hwsim.cost.layer_cost, hwsim.workload.layers, hwsim.hardware.profile\n"
             "r = hwsim.simulate(hwsim.load_network('resnet18'), hwsim.load_profile('edge_npu'))\n"
             "bad = [m for m in sys.modules if m == 'torch' or m.startswith(('torch.', 'ksm'))]\n"
             "assert not bad, bad\n")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from hwsim import catalogue, lora
-from hwsim.cost import layer_cost, macs, weight_elems
-from hwsim.layers import InputError, Layer, TensorInfo, Workload
-from hwsim.masks import task_cost
-from hwsim.profile import load_profile
-from hwsim.sim import simulate
+from hwsim import catalogue
+from hwsim.cost import lora_cost as lora
+from hwsim.cost.layer_cost import layer_cost, macs, weight_elems
+from hwsim.errors import InputError
+from hwsim.workload.layers import Layer, TensorInfo, Workload
+from hwsim.cost.mask_cost import task_cost
+from hwsim.hardware.profile import load_profile
+from hwsim.cost.simulate import simulate
 
 # 3x3 conv, 4 -> 6 channels, 8x8 -> 8x8 (padding 1); a 1x1 conv 6 -> 10 on 8x8; a head 10 -> 3
 CONV = Layer("c1", "conv", 4, 6, (3, 3), (1, 1), (1, 1), 1, (8, 8), (8, 8))

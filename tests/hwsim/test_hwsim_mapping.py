@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hwsim import Layer, Workload, load_profile, simulate
-from hwsim.cost import input_elems, output_elems, shape_of, weight_elems
-from hwsim.mapping import DIMS, _limit_factors, _primes, _utilisation, arch, evaluate, search, spatial_options
+from hwsim.cost.layer_cost import input_elems, output_elems, shape_of, weight_elems
+from hwsim.cost.mapping import DIMS, _limit_factors, _primes, _utilisation, arch, evaluate, search, spatial_options
 
 PROFILES = ["edge_npu", "eyeriss", "edge_tpu", "ethos_u55", "zigzag_eyeriss_like", "zigzag_tpu_like"]
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -160,7 +160,7 @@ def test_search_finds_the_brute_force_optimum(layer: Layer, profile: str, object
 
     import numpy as np
 
-    from hwsim.mapping import SPATIAL_KEEP, _flat_loops, _key_arrays, clear_caches
+    from hwsim.cost.mapping import SPATIAL_KEEP, _flat_loops, _key_arrays, clear_caches
 
     clear_caches()
     p = load_profile(profile)
@@ -184,7 +184,7 @@ def test_batched_subset_scores_are_the_per_order_scores() -> None:
     loop list) gives exactly score_orders' numbers for every order (the same floats, not merely close)."""
     import numpy as np
 
-    from hwsim.mapping import _flat_loops, _loop_orders, _order_tables, _pattern, _score_batch, score_orders
+    from hwsim.cost.mapping import _flat_loops, _loop_orders, _order_tables, _pattern, _score_batch, score_orders
 
     for profile in ("edge_npu", "eyeriss", "zigzag_eyeriss_like"):
         p = load_profile(profile)

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from hwsim.layers import InputError
-from hwsim.masks import task_cost
-from hwsim.packed import header_bytes, load_packed, mask_bits, pack_codes, read_packed, unpack_codes
-from hwsim.profile import load_profile
+from hwsim.errors import InputError
+from hwsim.cost.mask_cost import task_cost
+from hwsim.workload.packed import header_bytes, load_packed, mask_bits, pack_codes, read_packed, unpack_codes
+from hwsim.hardware.profile import load_profile
 
 LAYERS = [
     {"name": "conv1", "kind": "conv", "in_channels": 3, "out_channels": 8, "kernel": [3, 3], "stride": [1, 1],
@@ -93,7 +93,7 @@ def test_other_files_are_refused(tmp_path: Path) -> None:
 def test_reader_leaves_torch_out(tmp_path: Path) -> None:
     path = tmp_path / "t.ksmtask"
     _ksm_file(path, 8)
-    code = (f"import sys, hwsim.packed\nhwsim.packed.load_packed({str(path)!r})\n"
+    code = (f"import sys, hwsim.workload.packed\nhwsim.workload.packed.load_packed({str(path)!r})\n"
             "bad = [m for m in sys.modules if m == 'torch' or m.startswith(('torch.', 'ksm'))]\nassert not bad, bad\n")
     result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from hwsim.cost import weight_elems
-from hwsim.layers import InputError, load_run
-from hwsim.masks import packnet_bits_per_weight, task_cost
-from hwsim.profile import load_profile
-from hwsim.sim import simulate
+from hwsim.cost.layer_cost import weight_elems
+from hwsim.errors import InputError
+from hwsim.workload.layers import load_run
+from hwsim.cost.mask_cost import packnet_bits_per_weight, task_cost
+from hwsim.hardware.profile import load_profile
+from hwsim.cost.simulate import simulate
 
 
 def _layers(width: int) -> list[dict[str, Any]]:
@@ -39,7 +40,7 @@ def _shape(rec: dict[str, Any]) -> tuple[int, ...]:
 
 def _write(folder: Path, method: str, position: int, tasks: list[str], width: int, shared_index: dict[str, np.ndarray],
            grown: dict[str, int] | None = None, pick_shape: dict[str, tuple[int, ...]] | None = None) -> Path:
-    """A run folder as ksm.sequence writes it: BatchNorm, head, CPG picks; counts from the shared index."""
+    """A run folder as ksm.methods.sequence writes it: BatchNorm, head, CPG picks; counts from the shared index."""
     layers = _layers(width)
     tensors: dict[str, np.ndarray] = {}
     roles: dict[str, str] = {}

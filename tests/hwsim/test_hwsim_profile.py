@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from hwsim import InputError, bundled_profiles, load_profile
-from hwsim.profile import OPERANDS, profile_from_dict
+from hwsim.hardware.profile import OPERANDS, profile_from_dict
 
 BUNDLED = ["edge_npu", "edge_tpu", "ethos_u55", "eyeriss", "zigzag_eyeriss_like", "zigzag_tpu_like"]
 

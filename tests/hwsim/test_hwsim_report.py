@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from hwsim.cli import main
-from hwsim.cost import kernel_mask_entries
-from hwsim.layers import InputError
-from hwsim.profile import load_profile
-from hwsim.report import (
+from hwsim.ksm_sim import main
+from hwsim.cost.layer_cost import kernel_mask_entries
+from hwsim.errors import InputError
+from hwsim.hardware.profile import load_profile
+from hwsim.report.sections import (
     cost_runs,
     crossings,
     expand_run_paths,
@@ -136,7 +136,7 @@ def test_soft_precision_storage_is_binary_bits_plus_b_bits_per_soft_entry(tmp_pa
     costs = cost_runs(runs, [load_profile("edge_npu")])
     frame = soft_precision_frame(costs).set_index("bits")
     zeros = sum(t.zeros for t in runs[0].work.tensors if t.role == "binary")
-    from hwsim.layers import layer_from_record
+    from hwsim.workload.layers import layer_from_record
     entries = sum(kernel_mask_entries(layer_from_record(r, "t")) for r in LAYERS[:-1])
     assert list(frame.index) == [0, 2, 4, 8, 16]
     for bits in frame.index:
@@ -147,7 +147,7 @@ def test_soft_precision_storage_is_binary_bits_plus_b_bits_per_soft_entry(tmp_pa
 
 def test_binary_only_ksm_stores_one_bit_per_kernel_entry(report: tuple[Path, list[Path]],
                                                          tmp_path: Path) -> None:
-    from hwsim.layers import layer_from_record
+    from hwsim.workload.layers import layer_from_record
 
     runs = {r.folder.name: r for r in load_runs(report[1])}
     costs = cost_runs([runs["toy_a-binary"], runs["toy_a"]], [load_profile("edge_npu")])
@@ -228,7 +228,7 @@ def test_folder_of_runs_expands_and_regen_command_uses_a_glob(tmp_path: Path) ->
 
 
 def test_report_module_leaves_torch_out() -> None:
-    code = ("import sys, hwsim.report, hwsim.figures\n"
+    code = ("import sys, hwsim.report.sections, hwsim.report.figures\n"
             "bad = [m for m in sys.modules if m == 'torch' or m.startswith(('torch.', 'ksm'))]\n"
             "assert not bad, bad\n")
     result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60)
@@ -247,8 +247,8 @@ def test_report_without_accuracies_or_ksm_still_renders(tmp_path: Path) -> None:
 
 
 def test_packnet_system_storage_keeps_one_index_map_for_all_tasks(tmp_path: Path) -> None:
-    from hwsim.cost import weight_elems
-    from hwsim.layers import layer_from_record
+    from hwsim.cost.layer_cost import weight_elems
+    from hwsim.workload.layers import layer_from_record
 
     runs = load_runs([write_run(tmp_path / "p", method="packnet")])
     costs = cost_runs(runs, [load_profile("edge_npu")])
@@ -261,7 +261,7 @@ def test_packnet_system_storage_keeps_one_index_map_for_all_tasks(tmp_path: Path
 
 
 def test_a_runs_folder_expands_into_sequence_tasks(tmp_path: Path) -> None:
-    from hwsim.report import expand_run_paths
+    from hwsim.report.sections import expand_run_paths
 
     write = write_run
     write(tmp_path / "runs" / "digits")
@@ -274,7 +274,7 @@ def test_a_runs_folder_expands_into_sequence_tasks(tmp_path: Path) -> None:
 
 
 def test_figure_files_come_from_the_sections(tmp_path: Path) -> None:
-    from hwsim.report import SECTIONS, Figure, Part, Section, build_report, figure_patterns
+    from hwsim.report.sections import SECTIONS, Figure, Part, Section, build_report, figure_patterns
 
     assert set(figure_patterns()) == {"accuracy-vs-storage.png", "energy-*.png", "system-storage.png",
                                       "layer-masks.png", "soft-precision.png"}

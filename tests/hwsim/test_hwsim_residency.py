@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hwsim import Layer, Workload, load_network, load_profile, simulate
-from hwsim.residency import apply_residency, tasks_on_chip_frame, tasks_that_fit, weight_level
+from hwsim.cost.residency import apply_residency, tasks_on_chip_frame, tasks_that_fit, weight_level
 
 A = Layer("a", "conv", 16, 32, (3, 3), (1, 1), (1, 1), 1, (28, 28), (28, 28))
 B = Layer("b", "conv", 32, 32, (3, 3), (1, 1), (1, 1), 1, (28, 28), (28, 28))

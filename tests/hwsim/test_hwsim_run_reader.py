@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from hwsim import InputError, load_profile, load_run, simulate
-from hwsim.cost import kernel_mask_entries, weight_elems
+from hwsim.cost.layer_cost import kernel_mask_entries, weight_elems
 
 
 def test_ksm_run_is_read_and_charged(run_folder) -> None:

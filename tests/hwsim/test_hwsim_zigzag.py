@@ -120,8 +120,8 @@ def test_vectorised_scores_equal_scalar_evaluation() -> None:
     """The search scores loop orders with numpy; the winner is rebuilt by evaluate(): both must agree."""
     import numpy as np
 
-    from hwsim.cost import shape_of
-    from hwsim.mapping import DIMS, _loop_orders, arch, evaluate, score_orders, search
+    from hwsim.cost.layer_cost import shape_of
+    from hwsim.cost.mapping import DIMS, _loop_orders, arch, evaluate, score_orders, search
 
     for case in CASES[:6]:
         profile = load_profile("zigzag_" + case["arch"])

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torchvision
 
-from ksm.data import TaskData, array_task, load_digits, resize_gray, stratified_split
+from ksm.data.datasets import TaskData, array_task, load_digits, resize_gray, stratified_split
 
 
 @pytest.fixture(scope="session")
@@ -60,8 +60,8 @@ def two_task_sequence(small_task: TaskData, other_task: TaskData) -> Callable[[A
     capture its outputs on a probe batch (``out1``) and the shared file (``shared1``)."""
     from safetensors.torch import load_file
 
-    from ksm.pipeline import load_sequence_task, run_sequence
-    from ksm.runfolder import SHARED
+    from ksm.training.pipeline import load_sequence_task, run_sequence
+    from ksm.training.runfolder import SHARED
 
     def train(spec: Any, folder: Path) -> dict:
         tasks = {small_task.name: small_task, other_task.name: other_task}
@@ -85,8 +85,8 @@ def two_task_sequence(small_task: TaskData, other_task: TaskData) -> Callable[[A
 def resumed_equals_straight() -> Callable[[Any, TaskData, Path], Path]:
     """Train ``spec`` straight into ``tmp/straight``; train it again into ``tmp/resumed``, interrupted after
     epoch 1 and resumed; assert both runs store identical tensors. Returns the resumed folder."""
-    from ksm.pipeline import run_task
-    from ksm.runfolder import partial_dir, read_run
+    from ksm.training.pipeline import run_task
+    from ksm.training.runfolder import partial_dir, read_run
 
     class Interrupt(Exception):
         pass

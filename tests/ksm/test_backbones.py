@@ -8,7 +8,7 @@ import pytest
 import torch
 import torchvision
 
-from ksm.backbones import BackboneSpec, build_backbone, install_offline_weights, replace_head
+from ksm.network.backbones import BackboneSpec, build_backbone, install_offline_weights, replace_head
 from ksm.files import sha256_file
 
 

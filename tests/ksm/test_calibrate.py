@@ -1,4 +1,4 @@
-"""BatchNorm recalibration (ksm.calibrate): a small image folder no longer collapses to chance."""
+"""BatchNorm recalibration (ksm.training.calibrate): a small image folder no longer collapses to chance."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
-from ksm.backbones import BackboneSpec
-from ksm.calibrate import MIN_STEPS, recalibrate_batchnorm, warn_few_steps
-from ksm.data import TaskData, array_task, folder_task
-from ksm.pipeline import RunSpec, build, run_task
-from ksm.train import TrainConfig, evaluate, train_task
+from ksm.network.backbones import BackboneSpec
+from ksm.training.calibrate import MIN_STEPS, recalibrate_batchnorm, warn_few_steps
+from ksm.data.datasets import TaskData, array_task, folder_task
+from ksm.training.pipeline import RunSpec, build, run_task
+from ksm.training.loop import TrainConfig, evaluate, train_task
 
 
 def _stripes_folder(root: Path, n_train: int = 40, n_test: int = 30, size: int = 48) -> Path:
@@ -91,7 +91,7 @@ def test_frozen_batchnorm_is_not_recalibrated(small_task: TaskData, backbone_fil
 def test_epoch_chosen_on_validation_is_scored_calibrated(backbone_file: Path) -> None:
     """With ``select_split`` each epoch is recalibrated before its validation score, so the stored
     (best) epoch's statistics are its own: re-evaluating it gives the recorded score."""
-    from ksm.data import load_digits, resize_gray, stratified_split
+    from ksm.data.datasets import load_digits, resize_gray, stratified_split
 
     raw = load_digits()
     tr, _ = stratified_split(raw["y_train"], 100, 0)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ksm.cli import main
+from ksm.cli.ksm_train import main
 
 
 def _invoke(args: list[str]) -> "CliRunner.invoke":
@@ -27,7 +27,7 @@ def test_help_explains_every_option_with_an_example() -> None:
 
 
 def test_help_sections_hold_every_option_once() -> None:
-    from ksm.cli import SECTIONS
+    from ksm.cli.ksm_train import SECTIONS
 
     listed = [name for names in SECTIONS.values() for name in names]
     assert sorted(listed) == sorted(p.name for p in main.params if p.name != "help")

@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 import torch
 
-from ksm.backbones import BackboneSpec, build_backbone
-from ksm.comparison import README_BEGIN, README_END, accuracy_table
-from ksm.protocol import PROTOCOLS, VARIANTS, run_unit
+from ksm.network.backbones import BackboneSpec, build_backbone
+from ksm.compare.comparison import README_BEGIN, README_END, accuracy_table
+from ksm.compare.protocol import PROTOCOLS, VARIANTS, run_unit
 
 ROOT = Path(__file__).resolve().parents[2]
 CSV = ROOT / "reports" / "default" / "comparison.csv"

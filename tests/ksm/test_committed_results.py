@@ -15,10 +15,10 @@ import torch
 from click.testing import CliRunner
 
 from hwsim import load_profile
-from hwsim.runs import load_runs
-from hwsim.tables import accuracy_storage_frame, cost_runs
-from ksm.backbones import BackboneSpec, build_backbone
-from ksm.cli import main as train_main
+from hwsim.workload.runs import load_runs
+from hwsim.report.tables import accuracy_storage_frame, cost_runs
+from ksm.network.backbones import BackboneSpec, build_backbone
+from ksm.cli.ksm_train import main as train_main
 
 ROOT = Path(__file__).resolve().parents[2]
 

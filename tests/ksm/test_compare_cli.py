@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from ksm.compare_cli import main
-from ksm.comparison import README_BEGIN, README_END
-from ksm.protocol import PROTOCOLS
+from ksm.cli.ksm_compare import main
+from ksm.compare.comparison import README_BEGIN, README_END
+from ksm.compare.protocol import PROTOCOLS
 
 
 def test_compare_refuses_tasks_outside_the_suite(tmp_path: Path) -> None:

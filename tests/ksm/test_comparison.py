@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ksm.comparison import (
+from ksm.compare.comparison import (
     README_BEGIN,
     README_END,
     accuracy_table,

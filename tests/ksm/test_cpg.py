@@ -9,11 +9,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ksm.backbones import BackboneSpec
-from ksm.methods import make_method
-from ksm.pipeline import RunSpec, load_sequence_task
-from ksm.runfolder import SHARED
-from ksm.train import TrainConfig, evaluate
+from ksm.network.backbones import BackboneSpec
+from ksm.methods.base import make_method
+from ksm.training.pipeline import RunSpec, load_sequence_task
+from ksm.training.runfolder import SHARED
+from ksm.training.loop import TrainConfig, evaluate
 
 FAST = TrainConfig(epochs=1, batch_size=32, lr_body=1e-3, lr_head=1e-3, seed=0)
 OPTIONS = {"prune_ratio": 0.5, "prune_steps": 1, "prune_epochs": 1, "target_accuracy": 1.0, "grow_step": 0.25,

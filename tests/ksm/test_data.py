@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from ksm.data import (_NumpyOnlyUnpickler, folder_task, limit_train, load_digits, read_idx, read_numpy_pickle,
+from ksm.data.datasets import (_NumpyOnlyUnpickler, folder_task, limit_train, load_digits, read_idx, read_numpy_pickle,
                       stratified_split, suite_task)
 
 

@@ -1,4 +1,4 @@
-"""The deployable task file (ksm.deploy): its size is what ksm-sim prices, and it loads back to the
+"""The deployable task file (ksm.deploy.task_file): its size is what ksm-sim prices, and it loads back to the
 recorded accuracy on the real pretrained MobileNetV2."""
 
 from __future__ import annotations
@@ -13,17 +13,17 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from hwsim.layers import load_run
-from hwsim.masks import task_cost
-from hwsim.packed import load_packed, pack_codes, read_packed, unpack_codes
-from hwsim.profile import load_profile
-from ksm.backbones import BackboneSpec
-from ksm.data import TaskData, array_task, load_digits, resize_gray, stratified_split
-from ksm.deploy import DeployError, file_sizes, load_task, pack_task, scale_codes, scale_values
-from ksm.export_cli import main as export_main
-from ksm.masks import quantise_scale
-from ksm.pipeline import RunSpec, load_sequence_task, run_sequence, run_task
-from ksm.train import TrainConfig, evaluate
+from hwsim.workload.layers import load_run
+from hwsim.cost.mask_cost import task_cost
+from hwsim.workload.packed import load_packed, pack_codes, read_packed, unpack_codes
+from hwsim.hardware.profile import load_profile
+from ksm.network.backbones import BackboneSpec
+from ksm.data.datasets import TaskData, array_task, load_digits, resize_gray, stratified_split
+from ksm.deploy.task_file import DeployError, file_sizes, load_task, pack_task, scale_codes, scale_values
+from ksm.cli.ksm_export import main as export_main
+from ksm.methods.soft_masks import quantise_scale
+from ksm.training.pipeline import RunSpec, load_sequence_task, run_sequence, run_task
+from ksm.training.loop import TrainConfig, evaluate
 
 PRETRAINED = BackboneSpec("mobilenet_v2", "IMAGENET1K_V1")
 EPOCHS = {"ksm": 4, "piggyback": 2, "finetune": 2, "feature": 1, "lora": 6}
@@ -179,7 +179,7 @@ def _pack_cli(*args: str) -> tuple[int, str]:
 
 
 def test_cli_packs_and_ksm_sim_reads_it(runs: dict[str, Path], tmp_path: Path) -> None:
-    from hwsim.cli import main as sim_main
+    from hwsim.ksm_sim import main as sim_main
 
     path = tmp_path / "deploy" / "ksm.ksmtask"
     code, out = _pack_cli(str(runs["ksm"]), "--pack", str(path), "--scale-bits", "8")
@@ -219,7 +219,7 @@ def test_bad_input_is_one_line_and_writes_nothing(runs: dict[str, Path], backbon
 
 
 def test_packed_file_never_appears_half_written(runs: dict[str, Path], tmp_path: Path, monkeypatch) -> None:
-    from ksm import deploy
+    from ksm.deploy import task_file as deploy
 
     def broken(tensors, filename, metadata=None):
         Path(filename).write_bytes(b"partial")

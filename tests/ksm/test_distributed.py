@@ -11,8 +11,8 @@ import pytest
 import torch
 import torchvision
 
-from ksm.data import shard_slice
-from ksm.runfolder import read_run
+from ksm.data.datasets import shard_slice
+from ksm.training.runfolder import read_run
 
 
 def test_shards_cover_a_batch_once() -> None:

@@ -22,10 +22,10 @@ from click.testing import CliRunner
 from torch import nn
 from torch.nn import functional as F
 
-import ksm.pipeline
-from ksm.backbones import BackboneSpec
-from ksm.data import TaskData
-from ksm.export import (
+import ksm.training.pipeline
+from ksm.network.backbones import BackboneSpec
+from ksm.data.datasets import TaskData
+from ksm.deploy.onnx_export import (
     ExportError,
     calibration_batches,
     check_onnx,
@@ -39,12 +39,12 @@ from ksm.export import (
     quantise_static,
     record_int8,
 )
-from ksm.export_cli import main
-from ksm.masks import quantise_scale
-from ksm.methods import batchnorms, maskable_layers
-from ksm.pipeline import RunSpec, load_run_model, run_task
-from ksm.runfolder import MASKS, RUN_JSON, RunError, read_run
-from ksm.train import TrainConfig, evaluate
+from ksm.cli.ksm_export import main
+from ksm.methods.soft_masks import quantise_scale
+from ksm.methods.base import batchnorms, maskable_layers
+from ksm.training.pipeline import RunSpec, load_run_model, run_task
+from ksm.training.runfolder import MASKS, RUN_JSON, RunError, read_run
+from ksm.training.loop import TrainConfig, evaluate
 
 INT8_BOUND = 0.05  # |int8 − float| test top-1 on the trained small CNN (3 of 60 test images)
 
@@ -178,8 +178,8 @@ def _stand_in_training(model: nn.Module, method: Any, backbone: dict, data: Task
 def ksm_run(tmp_path_factory: pytest.TempPathFactory, backbone_file: Path, small_task: TaskData) -> Path:
     out = tmp_path_factory.mktemp("runs") / "digits_small"
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(ksm.pipeline, "train_task", _stand_in_training)
-        mp.setattr(ksm.pipeline, "soft_precision_sweep", lambda *a, **k: {})
+        mp.setattr(ksm.training.pipeline, "train_task", _stand_in_training)
+        mp.setattr(ksm.training.pipeline, "soft_precision_sweep", lambda *a, **k: {})
         run_task(RunSpec(backbone=BackboneSpec("mobilenet_v2", str(backbone_file)), train=TrainConfig(epochs=1)),
                  small_task, out, progress=False)
     return out
@@ -264,7 +264,7 @@ def test_corrupt_and_mismatched_runs_are_refused(tmp_path: Path, ksm_run: Path, 
 
 def test_cli_exports_checks_and_prints_the_table(tmp_path: Path, ksm_run: Path, ksm_export: Any,
                                                  small_task: TaskData, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("ksm.export.task_data_for", lambda record, data_root=None: small_task)
+    monkeypatch.setattr("ksm.deploy.onnx_export.task_data_for", lambda record, data_root=None: small_task)
     folder = tmp_path / "digits_small"
     shutil.copytree(ksm_run, folder)
     record_int8(folder, ksm_export.metrics)
@@ -295,7 +295,7 @@ def test_cli_exports_checks_and_prints_the_table(tmp_path: Path, ksm_run: Path, 
 
 
 def test_sequence_tasks_export_under_distinct_names(tmp_path: Path) -> None:
-    from ksm.export_cli import export_name
+    from ksm.cli.ksm_export import export_name
 
     (tmp_path / "cpg" / "digits").mkdir(parents=True)
     (tmp_path / "cpg" / "shared.safetensors").write_bytes(b"")

@@ -12,8 +12,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ksm import fused_mask
-from ksm.masks import DEFAULT_THRESHOLD, KernelSoftMask, _KernelSoftMaskFn
+from ksm.methods import fused_mask
+from ksm.methods.soft_masks import DEFAULT_THRESHOLD, KernelSoftMask, _KernelSoftMaskFn
 
 pytestmark = pytest.mark.skipif(fused_mask.numba is None, reason="numba is not installed")
 
@@ -111,7 +111,7 @@ def test_a_fused_path_that_disagrees_is_refused_with_one_warning(monkeypatch: py
 def test_compiles_without_a_writable_cache_folder() -> None:
     """A read-only install (no folder numba can cache in) compiles in memory instead of failing."""
     script = ("import numba.core.caching as c; c.CacheImpl._locator_classes = []\n"
-              "from ksm import fused_mask as f\n"
+              "from ksm.methods import fused_mask as f\n"
               "assert type(f._off_range._cache).__name__ == 'NullCache'\n"
               "print(f.reproduces_reference())")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)

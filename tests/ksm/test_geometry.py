@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from torch import nn
 
-from ksm.bundle_networks import FOLDER, NETWORKS, network_table
-from ksm.geometry import layer_records
+from ksm.network.bundle_networks import FOLDER, NETWORKS, network_table
+from ksm.network.geometry import layer_records
 
 
 def test_records_cover_grouped_depthwise_biasless_and_linear() -> None:

@@ -12,13 +12,13 @@ import torchvision
 from click.testing import CliRunner
 from torch import nn
 
-from ksm.backbones import BackboneSpec
+from ksm.network.backbones import BackboneSpec
 from ksm.files import sha256_file as sha256_of
-from ksm.data import TaskData
-from ksm.lora import PEFT_PREFIX, LoraBranch, branches, peft_config, to_peft
-from ksm.pipeline import RunSpec, build, load_run_model, run_task
-from ksm.runfolder import read_run
-from ksm.train import TrainConfig, evaluate, train_task
+from ksm.data.datasets import TaskData
+from ksm.methods.lora_adapters import PEFT_PREFIX, LoraBranch, branches, peft_config, to_peft
+from ksm.training.pipeline import RunSpec, build, load_run_model, run_task
+from ksm.training.runfolder import read_run
+from ksm.training.loop import TrainConfig, evaluate, train_task
 
 FAST = TrainConfig(epochs=1, batch_size=32, lr_body=1e-2, lr_head=1e-3, seed=0)
 
@@ -108,7 +108,7 @@ def test_resume_reaches_the_uninterrupted_result(backbone_file: Path, small_task
     (["--lora-targets", "pointwise,qkv"], "Invalid value for '--lora-targets': unknown target 'qkv'"),
 ])
 def test_cli_bad_input_is_one_clear_line(tmp_path: Path, backbone_file: Path, args: list[str], message: str) -> None:
-    from ksm.cli import main
+    from ksm.cli.ksm_train import main
 
     result = CliRunner().invoke(main, ["--task", "digits", "--method", "lora", *args, "--weights", str(backbone_file),
                                        "--input-size", "32", "--max-train", "40", "--runs-dir", str(tmp_path / "runs"),
@@ -121,9 +121,9 @@ def test_cli_bad_input_is_one_clear_line(tmp_path: Path, backbone_file: Path, ar
 
 def test_cli_to_cost_and_export(tmp_path: Path, backbone_file: Path) -> None:
     """ksm-train --method lora, then ksm-sim charges the adapter and ksm-export folds it into plain convs."""
-    from hwsim.cli import main as sim_main
-    from ksm.cli import main as train_main
-    from ksm.export_cli import main as export_main
+    from hwsim.ksm_sim import main as sim_main
+    from ksm.cli.ksm_train import main as train_main
+    from ksm.cli.ksm_export import main as export_main
 
     runs = tmp_path / "runs"
     result = CliRunner().invoke(train_main, [

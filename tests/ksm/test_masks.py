@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from ksm.masks import ElementBinaryMask, KernelSoftMask, quantise_scale, soft_part
+from ksm.methods.soft_masks import ElementBinaryMask, KernelSoftMask, quantise_scale, soft_part
 
 
 def _mask(values: list[list[float]], kh: int = 3) -> KernelSoftMask:

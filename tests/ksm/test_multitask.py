@@ -12,12 +12,12 @@ import torchvision
 from torch import nn
 from torch.nn.utils import parametrize
 
-from ksm.backbones import BackboneSpec
-from ksm.data import TaskData
+from ksm.network.backbones import BackboneSpec
+from ksm.data.datasets import TaskData
 from ksm.files import sha256_file
-from ksm.pipeline import RunSpec, build, load_run_model, run_task
-from ksm.runfolder import partial_dir, read_run
-from ksm.train import TrainConfig, evaluate, train_task
+from ksm.training.pipeline import RunSpec, build, load_run_model, run_task
+from ksm.training.runfolder import partial_dir, read_run
+from ksm.training.loop import TrainConfig, evaluate, train_task
 
 FAST = TrainConfig(epochs=1, batch_size=32, lr_body=1e-3, lr_head=1e-3, seed=0)
 

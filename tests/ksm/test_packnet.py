@@ -10,13 +10,13 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from ksm.backbones import BackboneSpec
-from ksm.data import TaskData
+from ksm.network.backbones import BackboneSpec
+from ksm.data.datasets import TaskData
 from ksm.files import sha256_file
-from ksm.pipeline import RunSpec, load_run_model, load_sequence_task, run_sequence
-from ksm.runfolder import SHARED, RunError, check_sequence
-from ksm.sequence import index_bits
-from ksm.train import TrainConfig, evaluate
+from ksm.training.pipeline import RunSpec, load_run_model, load_sequence_task, run_sequence
+from ksm.training.runfolder import SHARED, RunError, check_sequence
+from ksm.methods.sequence import index_bits
+from ksm.training.loop import TrainConfig, evaluate
 
 FAST = TrainConfig(epochs=1, batch_size=32, lr_body=1e-3, lr_head=1e-3, seed=0)
 
@@ -143,7 +143,7 @@ def test_bad_input(backbone_file: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="at least one"):
         check_sequence(tmp_path / "s", [], force=False, resume=False)
     with pytest.raises(ValueError, match="prune ratio"):
-        from ksm.methods import make_method
+        from ksm.methods.base import make_method
 
         make_method("packnet", "mobilenet_v2", options={"prune_ratio": 1.0})
     (tmp_path / "file").write_text("x")
@@ -153,9 +153,9 @@ def test_bad_input(backbone_file: Path, tmp_path: Path) -> None:
 
 def test_hooks_keep_frozen_weights_exact_under_adam(backbone_file: Path, small_task: TaskData) -> None:
     """Adam moves a weight with zero gradient once it has momentum: after_step must undo that."""
-    from ksm.backbones import build_backbone
-    from ksm.methods import make_method
-    from ksm.train import train_task
+    from ksm.network.backbones import build_backbone
+    from ksm.methods.base import make_method
+    from ksm.training.loop import train_task
 
     model, _ = build_backbone(BackboneSpec("mobilenet_v2", str(backbone_file)))
     backbone = {k: v.clone() for k, v in model.state_dict().items()}
@@ -175,7 +175,7 @@ def test_cli_trains_packnet_and_cpg_sequences(tmp_path: Path, backbone_file: Pat
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     from click.testing import CliRunner
 
-    from ksm.cli import main
+    from ksm.cli.ksm_train import main
 
     monkeypatch.setenv("KSM_CACHE_DIR", str(tmp_path / "cache"))
     runs = tmp_path / "runs"

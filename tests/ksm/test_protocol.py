@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from ksm.data import TaskData, array_task, hold_out, load_digits, resize_gray, stratified_split
-from ksm.pipeline import RunSpec, build
-from ksm.protocol import (
+from ksm.data.datasets import TaskData, array_task, hold_out, load_digits, resize_gray, stratified_split
+from ksm.training.pipeline import RunSpec, build
+from ksm.compare.protocol import (
     PROTOCOLS,
     VARIANTS,
     LockedSplitError,
@@ -26,7 +26,7 @@ from ksm.protocol import (
     unit_done,
     without_test,
 )
-from ksm.train import TrainConfig, evaluate, train_task
+from ksm.training.loop import TrainConfig, evaluate, train_task
 
 
 def _arrays(n_train: int = 96, n_val: int = 40, n_test: int = 60, size: int = 32) -> dict[str, np.ndarray]:
@@ -97,7 +97,7 @@ def test_hold_out_refuses_to_leave_no_training_images() -> None:
 
 
 def test_suite_task_records_the_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ksm.data import suite_task
+    from ksm.data.datasets import suite_task
 
     monkeypatch.setenv("KSM_CACHE_DIR", str(tmp_path))
     task = suite_task("digits", (16, 16), max_train=200, val_fraction=0.5, max_val=150, val_seed=3)
@@ -120,7 +120,7 @@ def test_without_test_locks_only_the_test_split(val_task: TaskData) -> None:
 
 
 def test_train_task_restores_the_best_epoch(val_task: TaskData, backbone_file: Path) -> None:
-    from ksm.backbones import BackboneSpec
+    from ksm.network.backbones import BackboneSpec
 
     spec = RunSpec(method="ksm", backbone=BackboneSpec("mobilenet_v2", str(backbone_file)),
                    train=TrainConfig(epochs=3, lr_body=1e-2, lr_head=1e-2))
@@ -135,7 +135,7 @@ def test_train_task_restores_the_best_epoch(val_task: TaskData, backbone_file: P
 
 
 def test_epoch_selection_refuses_checkpoints(val_task: TaskData, backbone_file: Path, tmp_path: Path) -> None:
-    from ksm.backbones import BackboneSpec
+    from ksm.network.backbones import BackboneSpec
 
     spec = RunSpec(method="feature", backbone=BackboneSpec("mobilenet_v2", str(backbone_file)))
     model, method, backbone, _ = build(spec)
@@ -173,8 +173,8 @@ def _counting(task: TaskData) -> tuple[TaskData, list[str]]:
 
 def test_run_unit_reads_test_once_after_choosing(val_task: TaskData, tiny: Protocol, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    import ksm.protocol as protocol_module
-    from ksm.runfolder import read_run
+    import ksm.compare.protocol as protocol_module
+    from ksm.training.runfolder import read_run
 
     counted, reads = _counting(val_task)
     monkeypatch.setattr(protocol_module, "load_protocol_task", lambda protocol, task: counted)
@@ -195,8 +195,8 @@ def test_head_only_trials_collapse_to_the_head_rates(tiny: Protocol) -> None:
 
 def test_sequence_choice_never_reads_test(val_task: TaskData, tiny: Protocol, backbone_file: Path) -> None:
     """PackNet's greedy per-task choice with the test split scrambled picks the same trial."""
-    from ksm.backbones import BackboneSpec, build_backbone
-    from ksm.pipeline import RunSpec, make_sequence_method
+    from ksm.network.backbones import BackboneSpec, build_backbone
+    from ksm.training.pipeline import RunSpec, make_sequence_method
 
     def choose(task: TaskData) -> dict:
         spec = RunSpec(method="packnet", backbone=BackboneSpec("mobilenet_v2", str(backbone_file)),
@@ -260,7 +260,7 @@ def test_protocol_rejects_unknown_variants() -> None:
 
 def test_lora_variant_is_chosen_on_validation_with_its_rank(val_task: TaskData, tiny: Protocol, tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    import ksm.protocol as protocol_module
+    import ksm.compare.protocol as protocol_module
     from hwsim.catalogue import run_label
 
     assert "lora-r4" not in PROTOCOLS["standard"].variants  # asked for by name: the standard record is unchanged

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 
 from hwsim import catalogue
 from hwsim.catalogue import MethodTraits
-from ksm.methods import Piggyback, make_method
-from ksm.registry import method_class, method_names, register_method, unregister_method
+from ksm.methods.base import Piggyback, make_method
+from ksm.methods.registry import method_class, method_names, register_method, unregister_method
 
 TOY = MethodTraits("toy", "a renamed element-wise binary mask", "frozen", catalogue.ELEMENT, sequence=False,
                    order=99, color="#17becf", marker="*")
@@ -64,10 +64,10 @@ def test_registration_refuses_what_the_catalogue_does_not_say(toy_method: type[P
 
 
 def test_toy_method_end_to_end(toy_method: type[Piggyback], tmp_path: Path, backbone_file: Path) -> None:
-    from hwsim.cli import main as sim_main
-    from hwsim.report import write_report
-    from ksm.cli import main as train_main
-    from ksm.export_cli import main as export_main
+    from hwsim.ksm_sim import main as sim_main
+    from hwsim.report.sections import write_report
+    from ksm.cli.ksm_train import main as train_main
+    from ksm.cli.ksm_export import main as export_main
 
     # ksm-train: the new name is a --method choice; its folder follows the naming of other methods
     runs = tmp_path / "runs"

@@ -6,7 +6,7 @@ import json
 import math
 from pathlib import Path
 
-from ksm.results import cost_table, find_runs, int8_table, method_label, results_table
+from ksm.compare.results import cost_table, find_runs, int8_table, method_label, results_table
 
 
 def _record(task: str, method: str, top1: float, **train) -> dict:

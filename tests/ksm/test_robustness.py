@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ksm.cli import main
-from ksm.runfolder import FORMAT, RunError, check_output, check_sequence
+from ksm.cli.ksm_train import main
+from ksm.training.runfolder import FORMAT, RunError, check_output, check_sequence
 
 
 def _fake_run(folder: Path) -> None:
@@ -83,10 +83,10 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_checkpoint(
     import torch
     from torch.nn import functional
 
-    import ksm.train
-    from ksm.pipeline import make_spec, run_task
-    from ksm.runfolder import partial_dir
-    from ksm.validate import NonFiniteLoss
+    import ksm.training.loop
+    from ksm.training.pipeline import make_spec, run_task
+    from ksm.training.runfolder import partial_dir
+    from ksm.checks import NonFiniteLoss
 
     calls = {"n": 0}
     steps = -(-small_task.sizes["train"] // 32)
@@ -96,7 +96,7 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_checkpoint(
         loss = functional.cross_entropy(logits, y)
         return loss * float("nan") if calls["n"] == steps + 2 else loss
 
-    monkeypatch.setattr(ksm.train, "F", type("F", (), {"cross_entropy": staticmethod(poisoned)}))
+    monkeypatch.setattr(ksm.training.loop, "F", type("F", (), {"cross_entropy": staticmethod(poisoned)}))
     spec = make_spec("ksm", weights=str(backbone_file), epochs=2, batch_size=32)
     out = tmp_path / "run"
     with pytest.raises(NonFiniteLoss, match=r"digits_small ksm: epoch 2, step 2: the loss is nan"):
@@ -107,7 +107,7 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_checkpoint(
     monkeypatch.undo()
     # nan before the first checkpoint: no partial folder left to block a retry
     calls["n"] = 0
-    monkeypatch.setattr(ksm.train, "F", type("F", (), {"cross_entropy": staticmethod(poisoned)}))
+    monkeypatch.setattr(ksm.training.loop, "F", type("F", (), {"cross_entropy": staticmethod(poisoned)}))
     spec1 = make_spec("ksm", weights=str(backbone_file), epochs=1, batch_size=32)
     calls["n"] = steps  # the 2nd call of the first epoch is poisoned
     with pytest.raises(NonFiniteLoss, match="epoch 1, step 2"):
@@ -118,7 +118,7 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_checkpoint(
 def test_a_run_with_non_finite_tensors_is_never_written(tmp_path: Path) -> None:
     import torch
 
-    from ksm.runfolder import write_run
+    from ksm.training.runfolder import write_run
 
     with pytest.raises(RunError, match="'m' holds nan or inf"):
         write_run(tmp_path / "r", {}, {"m": (torch.tensor([1.0, float("inf")]), "mask")}, force=False)
@@ -129,8 +129,8 @@ _KILLED_RUN = """
 import os, signal, sys
 import torch
 torch.set_num_threads(1)
-from ksm.data import array_task, load_digits, resize_gray, stratified_split
-from ksm.pipeline import make_spec, run_task
+from ksm.data.datasets import array_task, load_digits, resize_gray, stratified_split
+from ksm.training.pipeline import make_spec, run_task
 raw = load_digits()  # the small_task fixture of conftest.py
 tr, _ = stratified_split(raw["y_train"], 120, 0)
 te, _ = stratified_split(raw["y_test"], 60, 0)
@@ -144,8 +144,8 @@ run_task(spec, task, __import__("pathlib").Path({out!r}), progress=False,
 
 
 def _spec(backbone_file: Path, **changes):
-    from ksm.methods import MaskConfig
-    from ksm.pipeline import make_spec
+    from ksm.methods.base import MaskConfig
+    from ksm.training.pipeline import make_spec
 
     mask = MaskConfig(**changes.pop("mask", {}))
     return make_spec("ksm", weights=str(backbone_file), epochs=2, batch_size=32, seed=3, mask=mask, **changes)
@@ -158,8 +158,8 @@ def test_sigkill_then_resume_is_bit_identical(backbone_file: Path, small_task, t
 
     import torch
 
-    from ksm.pipeline import run_task
-    from ksm.runfolder import partial_dir, read_run
+    from ksm.training.pipeline import run_task
+    from ksm.training.runfolder import partial_dir, read_run
 
     out = tmp_path / "killed"
     script = _KILLED_RUN.format(weights=str(backbone_file), out=str(out))
@@ -187,8 +187,8 @@ def test_sigkill_then_resume_is_bit_identical(backbone_file: Path, small_task, t
                                               ("dataset", "dataset.train_size")])
 def test_resume_refuses_any_other_setting(backbone_file: Path, small_task, other_task, tmp_path: Path,
                                           one_thread: None, changes, key: str) -> None:
-    from ksm.pipeline import run_task
-    from ksm.runfolder import partial_dir
+    from ksm.training.pipeline import run_task
+    from ksm.training.runfolder import partial_dir
 
     class Stop(Exception):
         pass
@@ -201,7 +201,7 @@ def test_resume_refuses_any_other_setting(backbone_file: Path, small_task, other
         run_task(_spec(backbone_file), small_task, out, progress=False, on_epoch=stop)
     data = small_task
     if changes == "dataset":
-        from ksm.data import TaskData
+        from ksm.data.datasets import TaskData
 
         data = TaskData(**{**small_task.__dict__, "sizes": {**small_task.sizes, "train": 100}})
         changes = {}
@@ -216,7 +216,7 @@ def trained_run(backbone_file: Path, small_task, tmp_path_factory: pytest.TempPa
     """A real one-epoch KSM run folder (seconds)."""
     import torch
 
-    from ksm.pipeline import make_spec, run_task
+    from ksm.training.pipeline import make_spec, run_task
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -247,8 +247,9 @@ def _rewrite(folder: Path, change) -> None:
 
 
 def _both_refuse(folder: Path, message: str) -> None:
-    from hwsim.layers import InputError, load_run
-    from ksm.runfolder import read_run
+    from hwsim.errors import InputError
+    from hwsim.workload.layers import load_run
+    from ksm.training.runfolder import read_run
 
     with pytest.raises(RunError, match=message):
         read_run(folder)
@@ -257,9 +258,9 @@ def _both_refuse(folder: Path, message: str) -> None:
 
 
 def test_run_json_records_the_masks_sha256(trained_run: Path) -> None:
-    from hwsim.layers import load_run
+    from hwsim.workload.layers import load_run
     from ksm.files import sha256_file
-    from ksm.runfolder import read_run
+    from ksm.training.runfolder import read_run
 
     record = json.loads((trained_run / "run.json").read_text())
     assert record["files"] == {"masks.safetensors": {"sha256": sha256_file(trained_run / "masks.safetensors")}}
@@ -286,16 +287,16 @@ def test_binary_masks_are_checked_against_the_real_masks(trained_run: Path, tmp_
 
 
 def test_an_old_run_without_the_hash_is_read_with_one_warning(trained_run: Path, tmp_path: Path) -> None:
-    import hwsim.runcheck
-    from hwsim.layers import load_run
-    from ksm.runfolder import read_run
+    import hwsim.workload.runcheck
+    from hwsim.workload.layers import load_run
+    from ksm.training.runfolder import read_run
 
     old = _copy(trained_run, tmp_path / "old")
     record = json.loads((old / "run.json").read_text())
     del record["files"]
     (old / "run.json").write_text(json.dumps(record))
-    hwsim.runcheck._warned = False
-    with pytest.warns(hwsim.runcheck.UncheckedRunWarning, match="read unchecked"):
+    hwsim.workload.runcheck._warned = False
+    with pytest.warns(hwsim.workload.runcheck.UncheckedRunWarning, match="read unchecked"):
         read_run(old)
     import warnings
 
@@ -308,14 +309,14 @@ def test_the_cli_shows_the_unchecked_run_warning_as_one_line(trained_run: Path, 
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     import warnings
 
-    import hwsim.runcheck
-    from hwsim.cli import main as sim
+    import hwsim.workload.runcheck
+    from hwsim.ksm_sim import main as sim
 
     old = _copy(trained_run, tmp_path / "old")
     record = json.loads((old / "run.json").read_text())
     del record["files"]
     (old / "run.json").write_text(json.dumps(record))
-    monkeypatch.setattr(hwsim.runcheck, "_warned", False)
+    monkeypatch.setattr(hwsim.workload.runcheck, "_warned", False)
     with warnings.catch_warnings():  # the CLI's one-line display is undone with the test
         warnings.simplefilter("always")
         result = CliRunner().invoke(sim, ["--masks", str(old)])
@@ -328,8 +329,8 @@ def test_the_cli_shows_the_unchecked_run_warning_as_one_line(trained_run: Path, 
 def test_writers_never_follow_or_replace_what_is_not_a_regular_file(tmp_path: Path, kind: str) -> None:
     import os
 
-    from hwsim.fsutil import UnsafeTarget as HwsimUnsafe
-    from hwsim.fsutil import atomic_write
+    from hwsim.fileio.atomic import UnsafeTarget as HwsimUnsafe
+    from hwsim.fileio.atomic import atomic_write
     from ksm.files import UnsafeTarget, write_text_atomic
 
     victim = tmp_path / "victim.txt"
@@ -348,7 +349,7 @@ def test_written_files_have_the_umask_mode(tmp_path: Path) -> None:
     import os
     import stat
 
-    from hwsim.fsutil import atomic_write
+    from hwsim.fileio.atomic import atomic_write
     from ksm.files import write_text_atomic
 
     old = os.umask(0o022)
@@ -360,7 +361,7 @@ def test_written_files_have_the_umask_mode(tmp_path: Path) -> None:
 
 
 def test_ksm_sim_json_does_not_replace_a_symlink(tmp_path: Path) -> None:
-    from hwsim.cli import main as sim
+    from hwsim.ksm_sim import main as sim
 
     victim = tmp_path / "victim"
     victim.write_text("keep")
@@ -406,7 +407,7 @@ _JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | s
 
 
 def _read_clean(folder: Path) -> None:
-    from ksm.runfolder import read_run
+    from ksm.training.runfolder import read_run
 
     try:
         read_run(folder)
@@ -445,7 +446,7 @@ def test_ksm_reader_bounds_depth_and_integers(trained_run: Path, tmp_path: Path,
     folder = _copy(trained_run, tmp_path / "r")
     (folder / "run.json").write_text(text)
     with pytest.raises(RunError, match="deeper|digits"):
-        from ksm.runfolder import read_run
+        from ksm.training.runfolder import read_run
 
         read_run(folder)
 
@@ -521,9 +522,9 @@ BAD_INPUTS = [  # (command, arguments with {tmp}/{run}, the one line expected)
 
 @pytest.mark.parametrize(("command", "args", "message"), BAD_INPUTS)
 def test_bad_input_per_command(digits_run: Path, tmp_path: Path, command: str, args: list[str], message: str) -> None:
-    from hwsim.cli import main as sim
-    from ksm.compare_cli import main as compare
-    from ksm.export_cli import main as export
+    from hwsim.ksm_sim import main as sim
+    from ksm.cli.ksm_compare import main as compare
+    from ksm.cli.ksm_export import main as export
 
     (tmp_path / "afile").write_text("mine")
     (tmp_path / "d").mkdir()
@@ -555,7 +556,7 @@ def test_bad_input_per_command(digits_run: Path, tmp_path: Path, command: str, a
 
 
 def test_a_failed_export_check_leaves_no_onnx(digits_run: Path, tmp_path: Path) -> None:
-    from ksm.export import ExportError, export_run
+    from ksm.deploy.onnx_export import ExportError, export_run
 
     with pytest.raises(ExportError):
         export_run(digits_run, tmp_path / "x.onnx", tolerance=1e-30)

@@ -1,0 +1,302 @@
+"""The per-layer cost model: layer sizes, the fixed-dataflow closed forms, and :func:`layer_cost`.
+
+Notation (Timeloop/ZigZag): G groups; per group K output channels, C input channels; output P x Q
+(OY x OX); kernel R x S (FY x FX); the reduction window of one output is ``win = C*R*S``.
+
+:func:`layer_cost` costs a layer under the mapping that :func:`hwsim.cost.mapping.search` finds (spatial
+unrolling, loop order and tiles per memory level, LOMA-style; access counts in closed form, see
+:mod:`hwsim.cost.mapping`), adds the masks that travel with the weights, static power, and returns traffic
+per (level, operand), energy, and latency split into compute, stalls and on/off-loading.
+
+The ``map_*`` functions are the fixed dataflows hwsim used before the search (SCALE-Sim's closed forms
+for weight and output stationary, Eyeriss' row stationary): kept as documented references; the tests
+check that the searched mapping never moves more data than they do.
+
+Conventions a reader must know:
+
+- Inputs are counted as the window's **footprint**, padding included where the window touches it
+  (``(P-1)*min(stride, R) + R`` rows), as ZigZag counts the padded ifmap (30 x 30 x 128 = 115,200 B for
+  ResNet-18 conv3_x in ZigZag 3.9.1).
+- Partial sums live at ``psums`` bits on chip; final outputs move at ``outputs`` bits.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from hwsim.workload.layers import Layer
+from hwsim.cost.mapping import MappingCost, Shape, notation, search
+from hwsim.hardware.profile import OPERANDS, MemoryLevel, Profile
+
+W, I, O = OPERANDS  # "weights", "inputs", "outputs"
+
+# --------------------------------------------------------------------------------------------
+# Workload sizes
+
+
+def macs(layer: Layer) -> int:
+    """Multiply-accumulates: out_channels * (in_channels / groups) * kh * kw * P * Q.
+
+    The count torchvision reports as GFLOPS for its models (conv and linear MACs; ZigZag 3.9.1 counts
+    128*128*28*28*9 = 115,605,504 for ResNet-18 conv3_x).
+    """
+    return weight_elems(layer) * layer.output_hw[0] * layer.output_hw[1]
+
+
+def weight_elems(layer: Layer) -> int:
+    """Weights: out_channels * (in_channels / groups) * kh * kw (bias not counted)."""
+    return layer.out_channels * (layer.in_channels // layer.groups) * layer.kernel_hw[0] * layer.kernel_hw[1]
+
+
+def output_elems(layer: Layer) -> int:
+    """Output activations: out_channels * P * Q."""
+    return layer.out_channels * layer.output_hw[0] * layer.output_hw[1]
+
+
+def input_elems(layer: Layer) -> int:
+    """Input footprint: the ifmap elements the sliding window touches, padding included.
+
+    Per axis ``(P-1)*min(stride, kernel) + kernel``, capped at the padded input size: 30 x 30 x 128 =
+    115,200 for ResNet-18 conv3_x (ZigZag 3.9.1's padded-ifmap count). With stride
+    larger than the kernel (a 1x1 stride-2 shortcut) only the touched rows and columns count.
+    """
+    touched = 1
+    for axis in (0, 1):
+        p, k, s = layer.output_hw[axis], layer.kernel_hw[axis], layer.stride_hw[axis]
+        padded = layer.input_hw[axis] + 2 * layer.padding_hw[axis]
+        touched *= min((p - 1) * min(s, k) + k, padded)
+    return layer.in_channels * touched
+
+
+def kernel_mask_entries(layer: Layer) -> int:
+    """Kernel-wise mask entries (KSM): one per (output channel, input channel of its group)."""
+    return layer.out_channels * (layer.in_channels // layer.groups)
+
+
+def element_mask_entries(layer: Layer) -> int:
+    """Element-wise mask entries (Piggyback, PackNet): one per weight, = kernel entries * kh * kw."""
+    return weight_elems(layer)
+
+
+# --------------------------------------------------------------------------------------------
+# Spatial mapping: cycles and array-level traffic
+
+
+@dataclass(frozen=True, slots=True)
+class Mapping:
+    """Compute cycles and the element traffic between the innermost shared buffer and the array.
+
+    ``outputs`` counts output-element transfers up from the array (final plus spilled partial sums).
+    """
+
+    cycles: int
+    weights: int
+    inputs: int
+    outputs: int
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def map_weight_stationary(d: Shape, rows: int, cols: int, input_footprint: int) -> Mapping:
+    """Weight stationary on a systolic array (TPU-like; SCALE-Sim ``ws``).
+
+    Rows unroll the im2col window (C*R*S), columns the output channels K; groups that leave rows and
+    columns free are packed block-diagonally. Each weight is loaded once; every window element is
+    streamed once per column fold; every output gets one partial sum per row fold
+    (SCALE-Sim v2 closed forms, Samajdar et al., ISPASS 2020: ifmap reads = PQ * win * ceil(K/cols),
+    filter reads = compulsory, ofmap writes = PQ * K * ceil(win/rows)).
+    Cycles = ceil(G/u_g) * ceil(K/cols) * ceil(win/rows) * PQ (= MACs/1024 on a 32x32 array for
+    ResNet-18 conv3_x: 112,896, as ZigZag 3.9.1 counts it on tpu_like).
+    """
+    u_win, u_k = min(d.win, rows), min(d.k, cols)
+    u_g = max(1, min(d.g, rows // u_win, cols // u_k))
+    f_win, f_k, f_g = _cdiv(d.win, u_win), _cdiv(d.k, u_k), _cdiv(d.g, u_g)
+    return Mapping(cycles=f_g * f_k * f_win * d.px, weights=d.g * d.k * d.win,
+                   inputs=d.g * d.px * d.win * f_k, outputs=d.g * d.k * d.px * f_win)
+
+
+def map_output_stationary(d: Shape, rows: int, cols: int, input_footprint: int) -> Mapping:
+    """Output stationary (SCALE-Sim ``os``, ShiDianNao-like).
+
+    Rows unroll output pixels, columns output channels; each PE accumulates one output over the
+    whole window, so outputs leave once. Every window element is streamed once per column fold, every
+    weight once per row (pixel) fold: ifmap reads = PQ * win * ceil(K/cols), filter reads =
+    K * win * ceil(PQ/rows) (SCALE-Sim v2 closed forms, Samajdar et al., ISPASS 2020). Groups use free columns.
+    Cycles = ceil(G/u_g) * ceil(K/cols) * ceil(PQ/rows) * win.
+    """
+    u_px, u_k = min(d.px, rows), min(d.k, cols)
+    u_g = max(1, min(d.g, cols // u_k))
+    f_px, f_k, f_g = _cdiv(d.px, u_px), _cdiv(d.k, u_k), _cdiv(d.g, u_g)
+    return Mapping(cycles=f_g * f_k * f_px * d.win, weights=d.g * d.k * d.win * f_px,
+                   inputs=d.g * d.px * d.win * f_k, outputs=d.g * d.k * d.px)
+
+
+def map_row_stationary(d: Shape, rows: int, cols: int, input_footprint: int, filters_per_pe: int = 1,
+                       channels_per_pe: int = 1) -> Mapping:
+    """Row stationary (Eyeriss v1; Chen et al., ISCA 2016).
+
+    A PE set is R filter rows (array rows) by E output rows (array columns); spare rows take more
+    input channels, spare columns more output channels, remaining room more groups. Each PE runs a
+    1-D convolution (Q outputs x S taps) and, as in Eyeriss, interleaves ``p = filters_per_pe`` filters
+    and ``q = channels_per_pe`` channels in its spads (sized from the profile's per-PE levels).
+    Weights are reloaded once per output-row fold; inputs once per fold of the output channels
+    (reuse across ``u_k * p`` filters); partial sums accumulate vertically and across ``q`` channels in
+    the PE, and spill once per remaining fold of input channels and filter rows.
+    Cycles = ceil(G/u_g) * ceil(K/u_k) * ceil(C/u_c) * ceil(R/u_r) * ceil(P/u_p) * Q * S.
+    """
+    u_fy = min(d.fy, rows)
+    u_c = max(1, min(d.c, rows // u_fy))
+    u_oy = min(d.oy, cols)
+    u_k = max(1, min(d.k, cols // u_oy))
+    u_g = max(1, min(d.g, (rows // (u_fy * u_c)) * (cols // (u_oy * u_k))))
+    f_fy, f_c, f_oy, f_k, f_g = (_cdiv(d.fy, u_fy), _cdiv(d.c, u_c), _cdiv(d.oy, u_oy), _cdiv(d.k, u_k),
+                                 _cdiv(d.g, u_g))
+    p = max(1, min(filters_per_pe, f_k))
+    q = max(1, min(channels_per_pe, f_c))
+    out = d.g * d.k * d.px
+    return Mapping(cycles=f_g * f_k * f_c * f_fy * f_oy * d.ox * d.fx, weights=d.g * d.k * d.win * f_oy,
+                   inputs=input_footprint * _cdiv(f_k, p), outputs=out * _cdiv(f_c, q) * f_fy)
+
+
+# --------------------------------------------------------------------------------------------
+# One layer
+
+
+@dataclass(frozen=True, slots=True)
+class MaskLoad:
+    """Per-inference mask work of one layer (on-the-fly mode): bits stored, and op energy per weight."""
+
+    bits: float
+    op_pj_per_weight: float
+
+
+@dataclass(frozen=True, slots=True)
+class LayerCost:
+    """The cost of one layer (for the whole batch) on one profile. Bytes, cycles, picojoules."""
+
+    name: str
+    kind: str
+    macs: int
+    compute_cycles: int
+    cycles: float
+    utilization: float
+    bound: str  # "compute" or the name of the level whose bandwidth stalls the layer
+    read_bytes: dict[tuple[str, str], float]  # (level, operand) -> bytes read from that level
+    write_bytes: dict[tuple[str, str], float]
+    energy_pj: dict[tuple[str, str], float]  # (level, operand) -> pJ; plus ("mac", "mac"), ("mask_ops", "masks")
+    mask_ops: float
+    stall_cycles: float = 0.0
+    onload_cycles: float = 0.0
+    offload_cycles: float = 0.0
+    mapping: dict | None = None  # the chosen mapping in ZigZag/Timeloop notation (shared by same-shape layers: read-only)
+    batch: int = 1
+
+
+def shape_of(layer: Layer, batch: int = 1) -> Shape:
+    """A layer's loop bounds, per group K and C (a linear layer is a 1x1 conv on a 1x1 map), with the
+    input footprint the window touches, padding included: what the mapping search works on."""
+    g = layer.groups
+    (oy, ox), (fy, fx), (sy, sx) = layer.output_hw, layer.kernel_hw, layer.stride_hw
+    (hy, hx), (py, px) = layer.input_hw, layer.padding_hw
+    return Shape(b=batch, g=g, k=layer.out_channels // g, c=layer.in_channels // g, oy=oy, ox=ox, fy=fy, fx=fx,
+                 sy=sy, sx=sx, iy=min((oy - 1) * min(sy, fy) + fy, hy + 2 * py),
+                 ix=min((ox - 1) * min(sx, fx) + fx, hx + 2 * px))
+
+
+def _words(nbytes: float, level: MemoryLevel, bits: int) -> float:
+    """Accesses of ``level`` needed to move ``nbytes`` of ``bits``-wide elements.
+
+    Shared buffers pack elements into port-wide words (ZigZag counts port-width words: 115,200 B in
+    64-bit words = 14,400 DRAM accesses in ZigZag 3.9.1); a per-PE register file moves one
+    element per access, or several accesses when the element is wider than the port.
+    """
+    if level.per_pe:
+        return nbytes * 8 / bits * math.ceil(bits / level.word_bits)
+    return nbytes * 8 / level.word_bits
+
+
+def layer_cost(layer: Layer, profile: Profile, mask: MaskLoad | None = None, batch: int = 1,
+               objective: str = "energy") -> LayerCost:
+    """Traffic per level and operand, energy and latency of one layer under its best mapping.
+
+    The mapping (spatial unrolling, loop order, tiles per level) is the one :func:`hwsim.cost.mapping.search`
+    finds for ``objective``; its access counts are closed forms (see :mod:`hwsim.cost.mapping`). Masks travel
+    with the weights: every weight element moved between two levels above the array carries
+    ``mask.bits / weights`` bits of mask (Sparseloop's metadata model, Wu et al., MICRO 2021), and each
+    weight entering the array costs one mask operation.
+
+    Args:
+        layer: the layer.
+        profile: the accelerator.
+        mask: on-the-fly mask work for this layer, or None.
+        batch: images per inference (the batch is a loop of the mapping).
+        objective: energy, latency or edp.
+    """
+    shape = shape_of(layer, batch)
+    return cost_of_mapping(layer, shape, search(shape, profile, objective), profile, mask, batch)
+
+
+def cost_of_mapping(layer: Layer, shape: Shape, m: MappingCost, profile: Profile, mask: MaskLoad | None = None,
+                    batch: int = 1) -> LayerCost:
+    """:func:`layer_cost` of ``layer`` (loop bounds ``shape = shape_of(layer, batch)``) under the mapping
+    ``m`` that :func:`hwsim.cost.mapping.search` chose for it (what :func:`hwsim.simulate` calls after one
+    search over the whole network)."""
+    read = dict(m.reads)
+    write = dict(m.writes)
+    energy = dict(m.energy_pj)
+    mask_ops = 0.0
+    if mask is not None and mask.bits > 0:
+        per_weight = mask.bits / weight_elems(layer)  # mask bits per weight element
+        wbits = profile.precision_bits.weights
+        chain = profile.chain(W)
+        for level in chain:
+            if level.per_pe:
+                continue
+            r = m.reads.get((level.name, W), 0.0) * 8 / wbits  # weight elements read from the level
+            w = m.writes.get((level.name, W), 0.0) * 8 / wbits
+            key = (level.name, "masks")
+            read[key] = r * per_weight / 8
+            write[key] = w * per_weight / 8
+            energy[key] = (_words(read[key], level, 1) * level.read_energy_pj
+                           + _words(write[key], level, 1) * level.write_energy_pj)
+        shared = [lv for lv in chain if not lv.per_pe]
+        mask_ops = m.reads.get((shared[-1].name, W), 0.0) * 8 / wbits  # weights entering the array
+        energy[("mask_ops", "masks")] = mask_ops * mask.op_pj_per_weight
+        stall, bound = _stall_with_masks(m, profile, shared, read, write)
+    else:
+        stall, bound = m.stall_cycles, m.bound
+    cycles = m.compute_cycles + stall + m.onload_cycles + m.offload_cycles
+    if profile.static_power_w > 0:  # leakage and clock tree for the layer's latency, reported apart
+        energy[("static", "static")] = profile.static_power_w * cycles / profile.clock_hz * 1e12
+    n_macs = shape.macs  # = macs(layer) * batch
+    util = m.compute_cycles and n_macs / (m.compute_cycles * profile.array.pes)
+    return LayerCost(name=layer.name, kind=layer.kind, macs=n_macs, compute_cycles=m.compute_cycles,
+                     cycles=cycles, utilization=float(util), bound=bound, read_bytes=read, write_bytes=write,
+                     energy_pj=energy, mask_ops=mask_ops, stall_cycles=stall, onload_cycles=m.onload_cycles,
+                     offload_cycles=m.offload_cycles, mapping=notation(m, profile), batch=batch)
+
+
+def _stall_with_masks(m: MappingCost, profile: Profile, levels: list[MemoryLevel],
+                      read: dict[tuple[str, str], float], write: dict[tuple[str, str], float]) -> tuple[float, str]:
+    """The mapping's port stall once the mask bits that travel with the weights are added.
+
+    The same port model as :mod:`hwsim.cost.mapping` (DRAM one shared port, less the on/off-loading charged
+    apart; an on-chip memory a read port and a write port), counted in bytes rather than port words,
+    so it is a lower bound of the stall; the mapping's own stall (without masks) is never lowered.
+    """
+    stall, bound = m.stall_cycles, m.bound
+    dram = profile.dram.name
+    for level in levels:
+        r = sum(v for (name, _), v in read.items() if name == level.name)
+        w = sum(v for (name, _), v in write.items() if name == level.name)
+        bw = level.bandwidth_bytes_per_cycle
+        if level.name == dram:
+            t = (r + w) / bw - m.onload_cycles - m.offload_cycles
+        else:
+            t = max(r, w) / bw
+        if t - m.compute_cycles > stall:
+            stall, bound = t - m.compute_cycles, level.name
+    return stall, bound

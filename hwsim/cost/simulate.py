@@ -1,0 +1,300 @@
+"""Run the cost model over a workload and assemble the results (plain dicts, pandas tables, JSON).
+
+``simulate`` is the library entry point; it touches no files. Units are SI base units in everything
+it returns (bytes, seconds, joules), with cycles and MACs as counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from hwsim import catalogue, units
+from hwsim.cost import lora_cost as lora
+from hwsim.cost.layer_cost import LayerCost, cost_of_mapping, shape_of
+from hwsim.workload.layers import Workload
+from hwsim.cost.mapping import search_many
+from hwsim.cost.mask_cost import TaskCost, task_cost
+from hwsim.hardware.profile import OPERANDS, Profile
+from hwsim.cost.residency import apply_residency
+
+FORMAT = "ksm-sim/1"
+PJ = 1e-12
+ENERGY_OPERANDS = (*OPERANDS, "masks", "mac", "static")
+
+
+def _traffic(costs: Iterable[LayerCost], level: str) -> tuple[dict[str, float], dict[str, float]]:
+    """Bytes the layers ``costs`` read from and write to ``level``, per operand (weights, inputs, outputs, masks)."""
+    reads = dict.fromkeys((*OPERANDS, "masks"), 0.0)
+    writes = dict.fromkeys((*OPERANDS, "masks"), 0.0)
+    for c in costs:
+        for (lv, operand), v in c.read_bytes.items():
+            if lv == level:
+                reads[operand] += v
+        for (lv, operand), v in c.write_bytes.items():
+            if lv == level:
+                writes[operand] += v
+    return reads, writes
+
+
+@dataclass(frozen=True, slots=True)
+class SimResult:
+    """One workload on one profile in one mask-application mode."""
+
+    profile: Profile
+    work: Workload
+    mode: str | None
+    task: TaskCost
+    layers: tuple[LayerCost, ...]
+    batch: int = 1
+    objective: str = "energy"
+    steady_state: bool = False
+    residency: dict | None = None  # which outputs stayed on chip, which weights are cached
+
+    # ---- totals -------------------------------------------------------------------------
+    @property
+    def macs(self) -> int:
+        return sum(c.macs for c in self.layers)
+
+    @property
+    def compute_cycles(self) -> int:
+        return sum(c.compute_cycles for c in self.layers)
+
+    @property
+    def cycles(self) -> float:
+        return sum(c.cycles for c in self.layers)
+
+    @property
+    def latency_s(self) -> float:
+        return self.cycles / self.profile.clock_hz
+
+    def energy_by(self) -> dict[tuple[str, str], float]:
+        """(level, operand) -> joules, summed over layers (``mac``/``mask_ops`` are pseudo-levels)."""
+        total: dict[tuple[str, str], float] = {}
+        for c in self.layers:
+            for key, pj in c.energy_pj.items():
+                total[key] = total.get(key, 0.0) + pj * PJ
+        return total
+
+    @property
+    def energy_j(self) -> float:
+        return sum(self.energy_by().values())
+
+    def traffic(self, level: str) -> tuple[dict[str, float], dict[str, float]]:
+        """Bytes read from and written to ``level``, per operand (weights, inputs, outputs, masks)."""
+        return _traffic(self.layers, level)
+
+    # ---- output -------------------------------------------------------------------------
+    def to_dict(self, with_layers: bool = True) -> dict[str, Any]:
+        """The ``ksm-sim/1`` result record (SI base units)."""
+        dram = self.profile.dram.name
+        reads, writes = self.traffic(dram)
+        by = self.energy_by()
+        by_level: dict[str, float] = {}
+        by_operand = dict.fromkeys(ENERGY_OPERANDS, 0.0)
+        for (level, operand), j in by.items():
+            by_level[level] = by_level.get(level, 0.0) + j
+            by_operand[operand] += j
+        levels = {}
+        for level in self.profile.levels:
+            r, w = self.traffic(level.name)
+            levels[level.name] = {"read_bytes": r, "write_bytes": w,
+                                  "energy_j": {o: by.get((level.name, o), 0.0) for o in (*OPERANDS, "masks")}}
+        t = self.task
+        totals = {
+            "macs": self.macs,
+            "compute_cycles": self.compute_cycles,
+            "cycles": self.cycles,
+            "latency_s": self.latency_s,
+            "utilization": self.macs / (self.compute_cycles * self.profile.array.pes),
+            "energy_j": sum(by.values()),
+            "energy_by_level_j": by_level,
+            "energy_by_operand_j": by_operand,
+            "dram_read_bytes": {"weights": reads["weights"], "inputs": reads["inputs"], "masks": reads["masks"],
+                                "outputs": reads["outputs"]},
+            "dram_write_bytes": {"outputs": writes["outputs"], "weights": writes["weights"],
+                                 "inputs": writes["inputs"], "masks": writes["masks"]},
+            "levels": levels,
+            "latency_breakdown_cycles": {
+                "compute": self.compute_cycles,
+                "stall": sum(c.stall_cycles for c in self.layers),
+                "onload": sum(c.onload_cycles for c in self.layers),
+                "offload": sum(c.offload_cycles for c in self.layers)},
+            "mask_storage_bits": t.mask_storage_bits,
+            "mask_ops": sum(c.mask_ops for c in self.layers),
+            "task_specific_bytes": t.task_specific_bytes,
+            "task_specific_bytes_by_part": {"masks": t.mask_storage_bits / 8, "batchnorm": t.batchnorm_bytes,
+                                            "head": t.head_bytes},
+            "task_switch": {"read_bytes": t.switch_read_bytes, "write_bytes": t.switch_write_bytes,
+                            "mask_ops": t.switch_ops, "energy_j": t.switch_energy_pj * PJ,
+                            "latency_s": t.switch_cycles / self.profile.clock_hz},
+        }
+        per_image = {"latency_per_image_s": self.latency_s / self.batch,
+                     "energy_per_image_j": totals["energy_j"] / self.batch,
+                     "dram_bytes_per_image": (sum(reads.values()) + sum(writes.values())) / self.batch}
+        out: dict[str, Any] = {
+            "profile": self.profile.name,
+            "batch": self.batch,
+            "objective": self.objective,
+            "steady_state": self.steady_state,
+            "source": self.work.source,
+            "task": self.work.task,
+            "method": self.work.method,
+            **dict(zip(("top1", "top1_precision"), self.matching_top1())),
+            "top1_float32": self.work.top1,
+            "mode": self.mode,
+            "batchnorm": self.work.batchnorm if self.work.method else None,
+            "assumed_mask_density": t.assumed_density,
+            "totals": totals,
+            "per_image": per_image,
+            "residency": self.residency,
+        }
+        if with_layers:
+            out["layers"] = [self._layer_dict(c) for c in self.layers]
+        return out
+
+    def matching_top1(self) -> tuple[float | None, str | None]:
+        """The accuracy of the machine this profile describes, and which one it is.
+
+        A profile with 8-bit (or narrower) weights and activations runs the int8 model: the folded
+        int8 model's accuracy in ``folded`` mode, the shared int8 backbone with the mask applied on the
+        fly in ``on_the_fly`` mode (both measured by ``ksm-export --int8``). Otherwise, or when no
+        int8 accuracy was measured, the float32 accuracy of training.
+        """
+        w = self.work
+        pb = self.profile.precision_bits
+        if pb.weights <= 8 and pb.inputs <= 8:
+            int8 = w.top1_int8_on_the_fly if self.mode == "on_the_fly" else w.top1_int8
+            if int8 is None and self.mode == "on_the_fly" and w.method in ("finetune", "feature"):
+                int8 = w.top1_int8  # no mask to apply: the on-the-fly model is the folded one
+            if int8 is not None:
+                return int8, "int8"
+        return (w.top1, "float32") if w.top1 is not None else (None, None)
+
+    def _layer_dict(self, c: LayerCost) -> dict[str, Any]:
+        reads, writes = _traffic((c,), self.profile.dram.name)
+        by_level: dict[str, dict[str, float]] = {}
+        for (lv, o), pj in c.energy_pj.items():
+            by_level.setdefault(lv, {})[o] = pj * PJ
+        return {"name": c.name, "kind": c.kind, "macs": c.macs, "compute_cycles": c.compute_cycles,
+                "cycles": c.cycles, "utilization": c.utilization, "bound": c.bound,
+                "latency_breakdown_cycles": {"compute": c.compute_cycles, "stall": c.stall_cycles,
+                                             "onload": c.onload_cycles, "offload": c.offload_cycles},
+                "energy_by_level_operand_j": by_level, "mapping": c.mapping,
+                "energy_j": sum(c.energy_pj.values()) * PJ, "mask_storage_bits": self.task.mask_bits.get(c.name, 0.0),
+                "dram_read_bytes": reads, "dram_write_bytes": writes}
+
+    def layers_frame(self) -> pd.DataFrame:
+        """One row per layer: MACs, cycles, utilisation, energy, DRAM bytes per operand, what bounds it."""
+        rows = []
+        for d in (self._layer_dict(c) for c in self.layers):
+            rows.append({"layer": d["name"], "MACs": d["macs"], "cycles": d["cycles"],
+                         "util": d["utilization"], "bound": d["bound"], "energy (J)": d["energy_j"],
+                         "DRAM rd W (B)": d["dram_read_bytes"]["weights"],
+                         "DRAM rd I (B)": d["dram_read_bytes"]["inputs"],
+                         "DRAM rd mask (B)": d["dram_read_bytes"]["masks"],
+                         "DRAM wr O (B)": d["dram_write_bytes"]["outputs"],
+                         "mask bits": d["mask_storage_bits"]})
+        return pd.DataFrame(rows)
+
+    def layers_table(self) -> pd.DataFrame:
+        """The per-layer table printed by ``--layers``, in engineering units: latency split (compute,
+        stalls, on/off-loading), energy by level and operand, DRAM traffic, and the chosen mapping
+        (spatial unrolling; loops per level of the outermost operand chain, innermost first)."""
+        clock = self.profile.clock_hz
+        rows = []
+        for c in self.layers:
+            by_level: dict[str, float] = {}
+            for (lv, o), pj in c.energy_pj.items():
+                by_level[lv] = by_level.get(lv, 0.0) + pj * PJ
+            dram = self.profile.dram.name
+            moved = sum(v for (lv, _), v in c.read_bytes.items() if lv == dram)
+            moved += sum(v for (lv, _), v in c.write_bytes.items() if lv == dram)
+            m = c.mapping or {}
+            sp = m.get("spatial", {})
+            spatial = " x ".join(f"{d}{u}" for axis in ("rows", "cols") for d, u in sp.get(axis, []))
+            top = (m.get("temporal_innermost_first") or {}).get("weights", {})
+            temporal = " | ".join(f"{lv}: " + " ".join(f"{d}{f}" for d, f in loops) for lv, loops in top.items()
+                                  if loops)
+            rows.append({"layer": c.name, "MACs": f"{c.macs:,}", "util": f"{c.utilization:.2f}",
+                         "latency": units.seconds(c.cycles / clock),
+                         "compute / stall / on+off-load (cycles)": (f"{c.compute_cycles:,} / {c.stall_cycles:,.0f} / "
+                                                                    f"{c.onload_cycles + c.offload_cycles:,.0f}"),
+                         "bound": c.bound, "energy": units.energy(sum(by_level.values())),
+                         "energy by level": ", ".join(f"{lv} {units.energy(j)}" for lv, j in by_level.items() if j),
+                         "DRAM": units.nbytes(moved), "spatial": spatial, "weights' loops (innermost first)": temporal})
+        return pd.DataFrame(rows)
+
+    def energy_frame(self) -> pd.DataFrame:
+        """Energy (J) by memory level (rows) and operand (columns), with totals."""
+        by = self.energy_by()
+        names = [lv.name for lv in self.profile.levels]
+        frame = pd.DataFrame(0.0, index=[*names, "mac", "mask_ops", "static"], columns=list(ENERGY_OPERANDS))
+        for (level, operand), j in by.items():
+            frame.loc[level, operand] += j
+        frame = frame.loc[(frame != 0).any(axis=1)]
+        frame["total"] = frame.sum(axis=1)
+        frame.loc["total"] = frame.sum(axis=0)
+        frame.index.name = "level"
+        return frame
+
+    def traffic_frame(self) -> pd.DataFrame:
+        """Bytes read and written per level and operand."""
+        rows = []
+        for level in self.profile.levels:
+            r, w = self.traffic(level.name)
+            for o in (*OPERANDS, "masks"):
+                if r[o] or w[o]:
+                    rows.append({"level": level.name, "operand": o, "read (B)": r[o], "written (B)": w[o]})
+        return pd.DataFrame(rows)
+
+
+def simulate(work: Workload, profile: Profile, mode: str | None = "on_the_fly", tasks: int = 6,
+             mask_density: float = 0.5, batch: int = 1, objective: str = "energy",
+             steady_state: bool = False) -> SimResult:
+    """Cost every layer of ``work`` on ``profile``.
+
+    Args:
+        work: layers (and, from a run, the task's method and stored masks).
+        profile: the accelerator.
+        mode: ``folded`` or ``on_the_fly`` mask application; ignored (None) when the workload has no method.
+        tasks: tasks sharing the backbone (PackNet index width).
+        mask_density: KSM fraction of binary-1 entries assumed when the run does not give it.
+        batch: images per inference; totals and layers are for the whole batch (``per_image`` beside).
+        objective: what the per-layer mapping search minimises: energy, latency or edp.
+        steady_state: cost one inference of a stream: weights (and masks) that fit on chip stay there
+            across inferences (see :mod:`hwsim.cost.residency`); False starts cold, from DRAM. Layer outputs
+            that fit on chip stay there for the next layer either way.
+
+    Example:
+        >>> from hwsim import load_network, load_profile, simulate
+        >>> r = simulate(load_network("resnet18"), load_profile("edge_npu"))
+        >>> round(r.macs / 1e9, 3)
+        1.814
+    """
+    mode = (mode or "on_the_fly") if work.method is not None else None
+    tc = task_cost(work, profile, mode or "on_the_fly", tasks, mask_density)
+    live = tc.on_the_fly
+    if batch < 1:
+        raise ValueError(f"batch must be at least 1, got {batch}")
+    shapes = [shape_of(layer, batch) for layer in work.layers]
+    found = search_many(shapes, profile, objective)  # one numpy pass for the network's new shapes
+    costs = tuple(cost_of_mapping(layer, shape, m, profile, live.get(layer.name), batch)
+                  for layer, shape, m in zip(work.layers, shapes, found))
+    masks_streamed = {name: load.bits for name, load in live.items()}
+    costs, residency = apply_residency(costs, work.layers, profile, batch, steady_state, masks_streamed)
+    # ---- LoRA on the fly (hwsim.cost.lora_cost): each adapter's low-rank branch, fused with its layer, costed as two
+    # more layers (A, B) after the network's own. The one place LoRA's extra MACs, weight traffic and
+    # intermediate activations enter the cost.
+    if mode == "on_the_fly" and catalogue.get(work.method).mask.branch:
+        costs += lora.branch_costs(work, profile, batch, objective)
+    return SimResult(profile=profile, work=work, mode=mode, task=tc, layers=costs, batch=batch, objective=objective,
+                     steady_state=steady_state, residency=residency)
+
+
+def results_document(results: list[SimResult], with_layers: bool = True) -> dict[str, Any]:
+    """The ``--json`` document: ``{"format": "ksm-sim/1", "results": [...]}``."""
+    return {"format": FORMAT, "results": [r.to_dict(with_layers) for r in results]}

@@ -1,0 +1,101 @@
+"""``ksm-explore SPEC.yaml``: a design-space sweep of hwsim profiles (see :mod:`hwsim.explore.spec`)."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from hwsim.errors import InputError
+from hwsim.workload.runcheck import one_line_warnings
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def explore(spec_path: Path, out: Path | None = None, workers: int = 0, scheduler: Any = None,
+            progress: bool = True, figures: bool = True, command: str | None = None) -> dict[str, Any]:
+    """Run a sweep and write its outputs; returns ``{"out", "frame", "stats"}``. Library entry point."""
+    from hwsim.explore import engine, outputs
+    from hwsim.explore.spec import load_spec
+
+    spec = load_spec(spec_path)  # every error is raised here, before anything is written
+    for note in spec.notes:
+        click.echo(f"warning: {note}", err=True)
+    out = Path(out) if out is not None else spec_path.parent / f"explore-{outputs.slug(spec.name)}"
+    points = engine.plan(spec)
+    out.mkdir(parents=True, exist_ok=True)
+    cache_path = out / "points.jsonl"
+    cached = engine.read_cache(cache_path)
+    todo = [p for p in points if p.point_id not in cached]
+    start = time.perf_counter()
+    rows = engine.run_points(spec, todo, workers=workers, scheduler=scheduler, progress=progress,
+                             on_rows=lambda part: engine.append_cache(cache_path, part))
+    seconds = time.perf_counter() - start
+    by_id = {**cached, **{r["point_id"]: r for r in rows}}
+    frame = outputs.points_frame(spec, points, by_id)
+    if scheduler is not None:
+        engine_name = f"dask.distributed at {scheduler if isinstance(scheduler, str) else 'a local cluster'}"
+    else:
+        import os
+
+        n = workers or os.cpu_count() or 1
+        engine_name = "in process" if n <= 1 else f"process pool of {n}"
+    stats = {"costed": len(todo), "reused": len(points) - len(todo), "seconds": seconds,
+             "rate": len(todo) / seconds if seconds > 0 and todo else 0.0, "engine": engine_name}
+    outputs.write_tables(frame, out)
+    written: list[Path] = []
+    if figures:
+        written.append(outputs.figure_front(frame, spec, out / "front.png"))
+        for axis in spec.axes:
+            written.append(outputs.figure_sensitivity(frame, spec, axis.key,
+                                                      out / f"sensitivity-{outputs.slug(axis.key)}.png"))
+    command = command or "ksm-explore " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    outputs.write_summary(frame, spec, out, command, written, stats)
+    return {"out": out, "frame": frame, "stats": stats, "spec": spec}
+
+
+@click.command(context_settings=CONTEXT_SETTINGS)
+@click.argument("spec_path", type=click.Path(path_type=Path, dir_okay=False), metavar="SPEC.yaml")
+@click.option("-o", "--out", type=click.Path(path_type=Path, file_okay=False),
+              help="Output folder (default: explore-<name> beside the spec). Rerunning into it resumes.")
+@click.option("-j", "--workers", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Processes of the local pool; 0 = every core, 1 = no pool.")
+@click.option("--scheduler", metavar="ADDRESS",
+              help="Run on a dask.distributed cluster (tcp://host:8786) instead of the local pool.")
+@click.option("--no-figures", is_flag=True, help="Skip the PNG figures.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def main(spec_path: Path, out: Path | None, workers: int, scheduler: str | None, no_figures: bool,
+         quiet: bool) -> None:
+    """Sweep accelerator and mask parameters; write every point, the Pareto front, figures and a summary.
+
+    SPEC.yaml names base profiles, parameter axes (dotted profile paths as for ksm-sim --set: lists,
+    {linear: [a, b], num: N}, {log: [a, b], num: N}, a level inserted or removed), workloads (bundled
+    networks, topology CSVs, ONNX files, run folders), methods, modes, tasks, batch, objectives and
+    constraints. It writes points.csv and points.parquet (one row per point, area beside energy and
+    latency), front.csv, front.png, one sensitivity-<axis>.png per axis and summary.md.
+
+    \b
+    Examples:
+      ksm-explore reports/explore/spec.yaml -o reports/explore
+      ksm-explore sweep.yaml --workers 2
+      ksm-explore sweep.yaml --scheduler tcp://10.0.0.5:8786
+    """
+    one_line_warnings()
+    try:
+        result = explore(spec_path, out, workers, scheduler, progress=not quiet, figures=not no_figures)
+    except (InputError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"{exc.filename or ''}: {exc.strerror or exc}") from None
+    s = result["stats"]
+    click.echo(f"{len(result['frame']):,} points ({s['costed']:,} costed at {s['rate']:.0f} points/s, "
+               f"{s['reused']:,} reused); {int(result['frame']['on_front'].sum()):,} on the fronts; "
+               f"wrote {result['out'] / 'summary.md'}")
+
+
+if __name__ == "__main__":
+    main()

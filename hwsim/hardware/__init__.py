@@ -1,0 +1,2 @@
+"""The accelerator side: profiles (YAML) loaded and validated, ``--set`` overrides, silicon area.
+"""

@@ -1,0 +1,223 @@
+"""Profile overrides by dotted path (``--set array.rows=16``), applied to the raw YAML mapping.
+
+An override edits the decoded YAML *before* validation, so an overridden profile is checked by exactly
+the code that checks a profile file (:func:`hwsim.hardware.profile.profile_from_dict`), and an error names the
+``--set`` that caused it.
+
+Paths:
+
+- ``array.rows=16``, ``precision_bits.mask_scale=4``, ``clock_hz=1e9``: a key of a mapping. The key must
+  exist in the profile, or be one the validation accepts (it refuses unknown keys, naming them).
+- ``levels.sram_1MB.size_bytes=524288``: ``levels`` is a list; its items are addressed by ``name``
+  (or by position, ``levels.1.size_bytes``).
+- ``levels.sram_1MB=~`` (YAML null) removes a level.
+- ``levels.l2={like: sram_1MB, after: sram_1MB, size_bytes: 262144}`` inserts a level: ``like`` copies
+  the fields of an existing level, ``after``/``before`` place it (default: innermost, last).
+- A mapping assigned to an existing mapping is merged into it (``array={rows: 16, cols: 64}``).
+
+Values are parsed as YAML scalars or flow collections (``16``, ``1e9``, ``true``, ``[weights, inputs]``).
+
+Two optional top-level keys are read by :mod:`hwsim.hardware.area`, not by the profile dataclass: ``technology_nm``
+and ``area`` (a mapping of area constants and per-level areas). :func:`split_extras` takes them off the
+raw mapping before validation.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hwsim.errors import InputError
+from hwsim.hardware.profile import Profile, profile_from_dict, read_profile_yaml
+
+EXTRA_KEYS = ("technology_nm", "area")
+_REMOVE = (None, "absent", "remove")
+
+
+def load_raw_profile(name_or_path: str | Path) -> tuple[dict[str, Any], str]:
+    """The decoded YAML of a bundled profile (by name) or a profile file, and the name errors use.
+
+    Reads exactly what :func:`hwsim.hardware.profile.load_profile` reads, with the same one-line errors.
+    """
+    raw, where = read_profile_yaml(name_or_path)
+    if not isinstance(raw, dict):
+        raise InputError(f"{where}: must be a mapping, got {type(raw).__name__}")
+    return raw, where
+
+
+def parse_set(item: str) -> tuple[str, Any]:
+    """``"array.rows=16"`` -> ``("array.rows", 16)``; the value is read as YAML."""
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise InputError(f"--set {item!r}: expected KEY=VALUE with a dotted KEY (e.g. array.rows=16)")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        raise InputError(f"--set {key}: value {text!r} is not valid YAML") from None
+    return key, value
+
+
+def _level_index(levels: list[Any], part: str, key: str) -> int | None:
+    for i, level in enumerate(levels):
+        if isinstance(level, dict) and level.get("name") == part:
+            return i
+    if part.lstrip("-").isdigit() and -len(levels) <= int(part) < len(levels):
+        return int(part) % len(levels)
+    return None
+
+
+def _level_names(levels: list[Any]) -> str:
+    return ", ".join(str(lv.get("name")) for lv in levels if isinstance(lv, dict))
+
+
+def _merge(target: dict[str, Any], value: dict[str, Any]) -> None:
+    for k, v in value.items():
+        if isinstance(v, dict) and isinstance(target.get(k), dict):
+            _merge(target[k], v)
+        else:
+            target[k] = copy.deepcopy(v)
+
+
+def _set_level(levels: list[Any], name: str, value: Any, key: str, strict: bool = True) -> None:
+    """Remove (null), merge into (mapping, existing) or insert (mapping, new name) a level."""
+    i = _level_index(levels, name, key)
+    if value in _REMOVE:
+        if i is None and not strict:
+            return
+        if i is None:
+            raise InputError(f"--set {key}: no level {name!r} to remove (levels: {_level_names(levels)})")
+        if i == 0:
+            raise InputError(f"--set {key}: the outermost level (DRAM) cannot be removed")
+        del levels[i]
+        return
+    if not isinstance(value, dict):
+        raise InputError(f"--set {key}: a level must be set to a mapping of its fields or to ~ (remove), "
+                         f"got {value!r}")
+    value = dict(value)
+    like, after, before = value.pop("like", None), value.pop("after", None), value.pop("before", None)
+    if i is not None:
+        if like is not None or after is not None or before is not None:
+            raise InputError(f"--set {key}: like/after/before only apply to a new level")
+        _merge(levels[i], value)
+        return
+    new: dict[str, Any] = {}
+    if like is not None:
+        j = _level_index(levels, str(like), key)
+        if j is None:
+            raise InputError(f"--set {key}.like: no level {like!r} (levels: {_level_names(levels)})")
+        new = copy.deepcopy(levels[j])
+    new.update(copy.deepcopy(value))
+    new["name"] = name
+    if after is not None and before is not None:
+        raise InputError(f"--set {key}: give after or before, not both")
+    at = len(levels)
+    anchor = after if after is not None else before
+    if anchor is not None:
+        j = _level_index(levels, str(anchor), key)
+        if j is None:
+            raise InputError(f"--set {key}.{'after' if after is not None else 'before'}: no level {anchor!r} "
+                             f"(levels: {_level_names(levels)})")
+        at = j + 1 if after is not None else j
+        if at == 0:
+            raise InputError(f"--set {key}.before: nothing may sit outside the outermost level (DRAM)")
+    levels.insert(at, new)
+
+
+def apply_override(raw: dict[str, Any], key: str, value: Any, strict: bool = True) -> None:
+    """Apply one dotted-path override to ``raw`` in place (errors name ``--set KEY``).
+
+    ``strict=False`` (sweep axes) lets "remove level X" be a no-op where X is absent."""
+    parts = key.split(".")
+    node: Any = raw
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        here = ".".join(parts[:depth + 1])
+        if isinstance(node, list):  # only `levels` is a list of mappings
+            if last:
+                _set_level(node, part, value, key, strict)
+                return
+            i = _level_index(node, part, key)
+            if i is None:
+                raise InputError(f"--set {key}: no level {part!r} at {here} (levels: {_level_names(node)})")
+            node = node[i]
+            continue
+        if not isinstance(node, dict):
+            raise InputError(f"--set {key}: {'.'.join(parts[:depth])} is a value, not a mapping")
+        if last:
+            if part == "levels" and not isinstance(value, list):
+                raise InputError(f"--set {key}: levels must be a list (or address one level: levels.NAME)")
+            if isinstance(value, dict) and isinstance(node.get(part), dict):
+                _merge(node[part], value)
+            else:
+                node[part] = copy.deepcopy(value)
+            return
+        if part not in node and depth == 0 and part in EXTRA_KEYS:
+            node[part] = {}
+        if part not in node:
+            raise InputError(f"--set {key}: unknown key {here} (known here: {', '.join(map(str, node))})")
+        node = node[part]
+
+
+def apply_overrides(raw: dict[str, Any], sets: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """A copy of ``raw`` with every ``KEY=VALUE`` of ``sets`` applied in order."""
+    out = copy.deepcopy(raw)
+    for item in sets:
+        key, value = parse_set(item)
+        apply_override(out, key, value)
+    return out
+
+
+def apply_values(raw: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``raw`` with ``{dotted key: decoded value}`` applied (the sweep's axes)."""
+    out = copy.deepcopy(raw)
+    for key, value in values.items():
+        apply_override(out, key, value, strict=False)
+    return out
+
+
+def split_extras(raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the mapping the profile dataclass validates, the keys :mod:`hwsim.hardware.area` reads)."""
+    core = dict(raw)
+    extras = {k: core.pop(k) for k in EXTRA_KEYS if k in core}
+    return core, extras
+
+
+@dataclass(frozen=True)
+class Design:
+    """A validated profile plus the raw mapping it came from and the area keys beside it."""
+
+    profile: Profile
+    raw: dict[str, Any] = field(compare=False)
+    extras: dict[str, Any] = field(compare=False)
+    where: str = ""
+
+
+def design_from_raw(raw: dict[str, Any], where: str, blame: str | None = None) -> Design:
+    """Validate ``raw`` as a profile (and its area keys). ``blame`` prefixes errors (``--set ...``)."""
+    from hwsim.hardware.area import check_extras  # area imports this module's Design
+
+    core, extras = split_extras(raw)
+    try:
+        profile = profile_from_dict(core, where)
+        check_extras(extras, profile, where)
+    except InputError as exc:
+        raise InputError(f"{blame}: {exc}" if blame else str(exc)) from None
+    return Design(profile=profile, raw=raw, extras=extras, where=where)
+
+
+def load_design(name_or_path: str | Path, sets: list[str] | tuple[str, ...] = ()) -> Design:
+    """Load a profile, apply ``--set`` overrides, validate exactly as a YAML file is validated."""
+    raw, where = load_raw_profile(name_or_path)
+    raw = apply_overrides(raw, sets)
+    blame = f"--set {', '.join(parse_set(s)[0] for s in sets)}" if sets else None
+    return design_from_raw(raw, where, blame)
+
+
+def load_profile_with(name_or_path: str | Path, sets: list[str] | tuple[str, ...] = ()) -> Profile:
+    """:func:`hwsim.hardware.profile.load_profile` with ``--set`` overrides."""
+    return load_design(name_or_path, sets).profile

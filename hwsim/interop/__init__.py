@@ -1,0 +1,2 @@
+"""A design point in the detailed tools' own formats (ZigZag, Timeloop): ``ksm-sim --export``.
+"""

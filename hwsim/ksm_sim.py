@@ -1,0 +1,274 @@
+"""``ksm-sim``: the command line of hwsim."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import click
+import pandas as pd
+
+from hwsim import catalogue, units
+from hwsim.report import tables
+from hwsim.fileio.atomic import atomic_write
+from hwsim.errors import InputError
+from hwsim.workload.layers import Workload, bundled_networks, load_network, load_run, load_topology
+from hwsim.cost.mask_cost import MODES
+from hwsim.hardware.overrides import Design, load_design
+from hwsim.workload.packed import is_packed_task, load_packed
+from hwsim.hardware.profile import bundled_profiles, load_profile
+from hwsim.workload.runcheck import one_line_warnings
+from hwsim.workload.runs import expand_run_paths
+from hwsim.cost.simulate import SimResult, results_document, simulate
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+# Methods costable without a run (CPG needs the per-layer counts only its runs record).
+METHOD_CHOICES = tuple(t.name for t in catalogue.methods() if not t.mask.needs_run)
+
+
+def _finite(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    """click's FloatRange lets nan through (every comparison with nan is false)."""
+    if not math.isfinite(value):
+        raise click.BadParameter(f"{value!r} is not a finite number")
+    return value
+
+
+def _designs(names: tuple[str, ...], sets: tuple[str, ...] = ()) -> list[Design]:
+    """The profiles named (``all`` = every bundled one) with the ``--set`` overrides, validated."""
+    wanted: list[str] = []
+    for name in names:
+        wanted.extend(bundled_profiles() if name == "all" else [name])
+    return [load_design(name, sets) for name in dict.fromkeys(wanted)]
+
+
+def _workloads(masks: tuple[Path, ...], networks: tuple[str, ...], topologies: tuple[Path, ...],
+               method: str | None, batchnorm: str, more: tuple[Workload, ...] = ()) -> list[Workload]:
+    works = [load_packed(path) if path.is_file() else load_run(path) for path in masks]  # a ksm-export --pack file
+    for item in [*map(load_network, networks), *map(load_topology, topologies), *more]:
+        if method is not None:
+            item = Workload(source=item.source, layers=item.layers, method=method, batchnorm=batchnorm)
+        works.append(item)
+    return works
+
+
+def _onnx_workloads(paths: tuple[Path, ...]) -> tuple[Workload, ...]:
+    """``--onnx`` files as workloads; the operators each leaves uncosted go to stderr in one line."""
+    if not paths:
+        return ()
+    from hwsim.workload.onnx_reader import load_onnx
+
+    works = []
+    for path in paths:
+        work, skipped = load_onnx(path, warn=False)
+        if skipped:
+            listed = ", ".join(f"{n} {op}" for op, n in sorted(skipped.items(), key=lambda kv: (-kv[1], kv[0])))
+            click.echo(f"warning: {path}: not costed by hwsim: {listed}", err=True)
+        works.append(work)
+    return tuple(works)
+
+
+def profiles_frame() -> pd.DataFrame:
+    """Headline numbers of every bundled profile (the report's table plus the memory levels)."""
+    return tables.profiles_frame([load_profile(name) for name in bundled_profiles()], levels=True)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:,.6g}" if isinstance(x, float) else f"{x:,}"
+
+
+def summary_text(result: SimResult, with_layers: bool) -> str:
+    """The printed report of one result: headline, energy by level x operand, DRAM bytes, task cost."""
+    d = result.to_dict(with_layers=False)
+    t = d["totals"]
+    title = f"## {d['source']} on {d['profile']}"
+    if d["method"]:
+        title += f" — task {d['task'] or '-'}, method {d['method']}, mode {d['mode']}"
+        if d["top1"] is not None:
+            title += f", top-1 {d['top1']:.4f} ({d['top1_precision']})"
+    per = d["per_image"]
+    batch = d["batch"]
+    lb = t["latency_breakdown_cycles"]
+    batch_note = f" (batch of {batch})" if batch > 1 else ""
+    head = pd.DataFrame([
+        ("batch", batch), ("mapping objective", d["objective"]),
+        ("inference", "steady state (weights cached on chip)" if d["steady_state"] else "cold (from DRAM)"),
+        (f"MACs{batch_note}", f"{t['macs']:,}"), ("compute cycles", f"{t['compute_cycles']:,}"),
+        ("cycles: compute + stalls + on/off-loading", (f"{t['cycles']:,.0f} = {lb['compute']:,} + {lb['stall']:,.0f} + "
+                                                      f"{lb['onload'] + lb['offload']:,.0f}")),
+        ("array utilisation", f"{t['utilization']:.3f}"),
+        (f"latency{batch_note}", units.seconds(t["latency_s"])),
+        ("latency per image", units.seconds(per["latency_per_image_s"])),
+        (f"energy{batch_note}", units.energy(t["energy_j"])),
+        ("energy per image", units.energy(per["energy_per_image_j"])),
+        ("DRAM traffic per image", units.nbytes(per["dram_bytes_per_image"])),
+        ("mask storage per task", units.nbytes(t["mask_storage_bits"] / 8)),
+        ("task-specific bytes (masks + BatchNorm + head)", units.nbytes(t["task_specific_bytes"])),
+        ("  of which masks / BatchNorm / head",
+         " / ".join(units.nbytes(v) for v in t["task_specific_bytes_by_part"].values())),
+        ("task switch: bytes read / written", (f"{units.nbytes(t['task_switch']['read_bytes'])} / "
+                                             f"{units.nbytes(t['task_switch']['write_bytes'])}")),
+        ("task switch: energy / latency", (f"{units.energy(t['task_switch']['energy_j'])} / "
+                                          f"{units.seconds(t['task_switch']['latency_s'])}")),
+    ], columns=["quantity", "value"])
+    head["value"] = head["value"].map(lambda v: v if isinstance(v, str) else _fmt(v))
+    parts = [title, "", head.to_markdown(index=False), ""]
+    if d["assumed_mask_density"] is not None:
+        parts += [f"KSM binary-mask density assumed {d['assumed_mask_density']} (no binary mask in the run).", ""]
+    energy = result.energy_frame() * 1e6
+    parts += [f"Energy (µJ{batch_note}) by memory level and operand:", "", energy.to_markdown(floatfmt=".4g"), ""]
+    dram = result.profile.dram.name
+    traffic = result.traffic_frame()
+    traffic = traffic.rename(columns={"read (B)": "read (KiB)", "written (B)": "written (KiB)"})
+    traffic[["read (KiB)", "written (KiB)"]] = traffic[["read (KiB)", "written (KiB)"]] / 1024
+    parts += [f"KiB moved per level and operand{batch_note} (`{dram}` is the outermost level):", "",
+              traffic.to_markdown(index=False, floatfmt=",.1f"), ""]
+    if with_layers:
+        parts += [f"Per layer{batch_note}:", "", result.layers_table().to_markdown(index=False), ""]
+    return "\n".join(parts)
+
+
+def _write_json(path: Path, document: dict) -> None:
+    """Write atomically: a temporary sibling renamed into place."""
+    atomic_write(path, json.dumps(document, indent=1) + "\n")
+
+
+def _report(masks: tuple[Path, ...], networks: tuple[str, ...], topologies: tuple[Path, ...],
+            profiles: tuple[str, ...], report_dir: Path, title: str | None, tasks: int, mask_density: float) -> None:
+    """``--report``: the runs' accuracy beside their cost on every profile, as Markdown + PNG."""
+    from hwsim.report.sections import write_report  # local: matplotlib only for reports
+
+    if networks or topologies:
+        raise click.UsageError("--report reads run folders only (--masks); drop --network/--topology")
+    if not masks:
+        raise click.UsageError("--report needs run folders: --masks runs/* (written by ksm-train)")
+    for path in expand_run_paths(masks)[1]:
+        why = " (a packed task file has no accuracy: cost it without --report)" if is_packed_task(path) else ""
+        click.echo(f"skipping {path}: not a run folder{why}", err=True)
+    readme = write_report(masks, profiles, report_dir, title=title, tasks=tasks, mask_density=mask_density)
+    click.echo(f"wrote {readme}")
+
+
+@click.command(context_settings=CONTEXT_SETTINGS)
+@click.option("-p", "--profile", "profiles", multiple=True, default=("edge_npu",), show_default=True,
+              help="Accelerator profile: a bundled name, a .yaml path, or 'all'. Repeat for several.")
+@click.option("-m", "--masks", "masks", multiple=True, type=click.Path(path_type=Path),
+              help="Run folder written by ksm-train (run.json + masks.safetensors), or a deployable task file "
+                   "written by ksm-export --pack. Repeat for several tasks, or list them after it (--masks runs/*).")
+@click.option("-n", "--network", "networks", multiple=True,
+              help=f"Bundled network to cost without a run ({', '.join(bundled_networks())}) or a "
+                   "ksm-layers/1 .json file. Repeatable.")
+@click.option("-t", "--topology", "topologies", multiple=True, type=click.Path(path_type=Path),
+              help="SCALE-Sim topology CSV (Layer name, IFMAP Height, IFMAP Width, Filter Height, "
+                   "Filter Width, Channels, Num Filter, Strides,). Repeatable.")
+@click.option("--method", type=click.Choice(METHOD_CHOICES), default=None,
+              help="Mask method to charge for --network/--topology (a run folder names its own). "
+                   "Default: none, the plain network.")
+@click.option("--mode", type=click.Choice([*MODES, "both"]), default="both", show_default=True,
+              help="Mask application: folded into the weights at task switch, or on_the_fly as weights "
+                   "stream in.")
+@click.option("--tasks", type=click.IntRange(min=1), default=6, show_default=True,
+              help="Tasks sharing the backbone (PackNet stores ceil(log2(tasks+1)) bits per weight).")
+@click.option("--mask-density", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True, callback=_finite,
+              help="KSM: fraction of binary-1 entries, assumed when no binary mask is stored.")
+@click.option("--batchnorm", type=click.Choice(["task", "frozen"]), default="task", show_default=True,
+              help="BatchNorm policy for --network/--topology with --method (a run folder names its own).")
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Images per inference: the batch is a loop of each layer's mapping, so weights are fetched "
+                   "once per batch where the mapping allows. Totals are per batch; per-image figures beside.")
+@click.option("--objective", type=click.Choice(["energy", "latency", "edp"]), default="energy", show_default=True,
+              help="What each layer's mapping search (loop order, tiles, spatial unrolling) minimises.")
+@click.option("--steady-state", is_flag=True,
+              help="Cost one inference of a stream: weights and masks that fit on chip stay there across "
+                   "inferences (default: cold, from DRAM).")
+@click.option("--layers", "with_layers", is_flag=True,
+              help="Also print the per-layer table (latency split, energy by level, chosen mapping).")
+@click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write every result, machine-readable (ksm-sim/1, SI units), to this file.")
+@click.option("--list-profiles", is_flag=True, help="List the bundled profiles with their headline numbers.")
+@click.option("--report", "report_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Write a Markdown report with PNG figures (accuracy vs storage, energy, task switch, "
+                   "soft-mask precision) of the --masks runs on every --profile into this folder.")
+@click.option("--title", default=None, help="Title of the --report (default: tasks x methods).")
+@click.option("--onnx", "onnx_files", multiple=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="An ONNX CNN to cost (Conv, Gemm, MatMul; other operators listed in one warning). Repeatable.")
+@click.option("--export", "export_to", nargs=2, type=(click.Choice(["zigzag", "timeloop"]), click.Path(path_type=Path)),
+              default=None, metavar="zigzag|timeloop DIR",
+              help="Also write each workload and profile in ZigZag's or Timeloop's input format into DIR.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override a profile field by its dotted path, validated like the YAML (repeatable): "
+                   "--set array.rows=16 --set levels.sram_1MB.size_bytes=524288.")
+@click.argument("more_masks", nargs=-1, type=click.Path(path_type=Path), metavar="[RUN_FOLDER]...")
+def main(profiles: tuple[str, ...], masks: tuple[Path, ...], networks: tuple[str, ...],
+         topologies: tuple[Path, ...], method: str | None, mode: str, tasks: int, mask_density: float,
+         batchnorm: str, batch: int, objective: str, steady_state: bool, with_layers: bool, json_path: Path | None,
+         list_profiles: bool, report_dir: Path | None, title: str | None, onnx_files: tuple[Path, ...],
+         export_to: tuple[str, Path] | None, sets: tuple[str, ...], more_masks: tuple[Path, ...]) -> None:
+    """Analytical cost of (masked, multi-task) CNN inference on edge accelerator profiles.
+
+    For every workload (a run folder, a bundled network, or a SCALE-Sim topology) on every profile it
+    prints MACs, cycles, latency, energy by memory level and operand (weights, inputs,
+    outputs/partial sums, masks, MAC), the bytes each level reads and writes, mask storage per task,
+    the task-specific bytes (masks + BatchNorm + head) and the cost of switching to the task.
+    Each layer's mapping (loop order, tiles per memory level, spatial unrolling) is searched for the
+    --objective, and its access counts are closed forms; profiles cite their sources.
+
+    \b
+    Examples:
+      ksm-sim --profile edge_npu --masks runs/cubs/
+      ksm-sim --network resnet50 --profile eyeriss --method ksm --mode folded
+      ksm-sim --topology layers.csv --profile all --layers --json cost.json
+      ksm-sim --network resnet18 --profile eyeriss --batch 4 --objective latency
+      ksm-sim --list-profiles
+      ksm-sim --masks runs/* --profile all --report reports/default/
+    """
+    one_line_warnings()
+    masks = masks + more_masks  # run folders may also follow as arguments: --masks runs/* expands to several
+    try:
+        if list_profiles:
+            click.echo(profiles_frame().to_markdown(index=False, floatfmt=".4g"))
+            return
+        if report_dir is not None:
+            _report(masks, networks, topologies, profiles, report_dir, title, tasks, mask_density)
+            return
+        onnx_works = _onnx_workloads(onnx_files)
+        if not (masks or networks or topologies or onnx_works):
+            raise click.UsageError("give at least one of --masks, --network, --topology or --onnx "
+                                   "(or --list-profiles); see --help")
+        designs = _designs(profiles, sets)
+        chosen = [d.profile for d in designs]
+        by_profile = {id(d.profile): d for d in designs}
+        if masks:  # runs/* may match results.md or a PackNet/CPG sequence folder: expand and skip as --report does
+            folders, skipped = expand_run_paths(masks, packed=True)
+            if not folders:
+                raise InputError(f"--masks: {', '.join(map(str, skipped))}: not a run folder (run.json + "
+                                 "masks.safetensors), a folder of runs, or a ksm-export --pack file")
+            for path in skipped:
+                click.echo(f"skipping {path}: not a run folder", err=True)
+            masks = tuple(folders)
+        works = _workloads(masks, networks, topologies, method, batchnorm, onnx_works)
+        modes = list(MODES) if mode == "both" else [mode]
+        results = []
+        for work in works:
+            for prof in chosen:
+                for m in (modes if work.method is not None else [None]):
+                    results.append(simulate(work, prof, m, tasks=tasks, mask_density=mask_density, batch=batch,
+                                            objective=objective, steady_state=steady_state))
+        if export_to is not None:
+            from hwsim.interop.tool_inputs import export_all
+
+            export_to_dirs = export_all(export_to[0], works, chosen, export_to[1], by_profile)
+        if json_path is not None:
+            from hwsim.explore.point import add_area
+
+            _write_json(json_path, add_area(results_document(results), results, by_profile))
+    except (InputError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"{exc.filename or ''}: {exc.strerror or exc}") from None
+    for result in results:
+        click.echo(summary_text(result, with_layers))
+    if json_path is not None:
+        click.echo(f"wrote {json_path}")
+    if export_to is not None:
+        click.echo(f"wrote {export_to[0]} inputs into {', '.join(map(str, export_to_dirs))}")

@@ -1,0 +1,130 @@
+"""``ksm-compare``: the fair comparison of every method on the default suite, with its report."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from dataclasses import replace
+from pathlib import Path
+
+import click
+
+from hwsim.workload.runcheck import one_line_warnings
+from ksm.cli.ksm_train import CONTEXT_SETTINGS
+from ksm.compare.protocol import PROTOCOLS, VARIANTS
+from ksm.checks import device_option, os_error_line
+
+
+def _command() -> str:
+    """This invocation as a command line: the options given on it, in the order ``--help`` lists them."""
+    ctx = click.get_current_context()
+    words = ["ksm-compare"]
+    for param in ctx.command.params:
+        if not isinstance(param, click.Option) or param.name is None:
+            continue
+        if ctx.get_parameter_source(param.name) != click.core.ParameterSource.COMMANDLINE:
+            continue
+        value = ctx.params[param.name]
+        if param.is_flag and not param.secondary_opts:
+            words.append(param.opts[0])
+        elif param.is_flag:
+            words.append(param.opts[0] if value else param.secondary_opts[0])
+        else:
+            for item in value if param.multiple else (value,):
+                words += [param.opts[0], shlex.quote(str(item))]
+    return " ".join(words)
+
+
+@click.command(context_settings=CONTEXT_SETTINGS)
+@click.option("--protocol", "protocol_name", type=click.Choice(list(PROTOCOLS)), default="standard",
+              show_default=True,
+              help="smoke: CI-sized, checks the machinery (numbers not meaningful); standard: the README's "
+                   "headline, about an hour on 2 CPU cores with --workers 2; long: all training images, 64 px, "
+                   "8 trials, 5 seeds (for a GPU).")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Comparison folder (run folders per seed). Default: runs-compare/<protocol>.")
+@click.option("--report", "report_dir", type=click.Path(path_type=Path), default=None,
+              help="Where comparison.md, comparison.csv and comparison.png go. Default: reports/default for "
+                   "the standard protocol, reports/compare-<protocol> for the others.")
+@click.option("--readme", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help="Also replace the <!-- comparison:begin/end --> block of this Markdown file with the table.")
+@click.option("--task", "tasks", multiple=True, metavar="NAME",
+              help="Only these built-in tasks (repeatable; default: the whole default suite).")
+@click.option("--variant", "variants", multiple=True, type=click.Choice(list(VARIANTS)),
+              help="Only these variants (repeatable; default: every variant but the LoRA ones, ablations included; "
+                   "add LoRA with --variant lora-r4 --variant lora-r16 beside the others).")
+@click.option("--seeds", type=click.IntRange(1), default=None, help="Number of seeds (0..N-1) instead of the protocol's.")
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+              help="Units trained in parallel processes; on CPU use it with --threads 1.")
+@click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads per worker.")
+@click.option("--device", default="cpu", show_default=True, callback=device_option, help="torch device, e.g. cpu or cuda.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted comparison (finished units are kept).")
+@click.option("--force", is_flag=True, help="Delete the comparison folder and start over.")
+@click.option("--report-only", is_flag=True, help="Only rebuild the report from the finished runs under --out.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show a tqdm progress bar.")
+def main(protocol_name: str, out: Path | None, report_dir: Path | None, readme: Path | None, tasks: tuple[str, ...],
+         variants: tuple[str, ...], seeds: int | None, workers: int, threads: int | None, device: str,
+         resume: bool, force: bool, report_only: bool, progress: bool) -> None:
+    """Compare KSM, Piggyback, PackNet, CPG, fine-tuning and head-only (plus ablations) fairly.
+
+    Each task's training split is split once into train and validation (fixed seed). Every variant
+    gets the same learning-rate grid and seeds; the rates and the epoch are chosen on validation only,
+    and the test split is read once, for the chosen trial. The report gives test top-1 as mean ± std
+    over seeds, says which differences are within noise (Welch's t-test), and puts the ablations and
+    the training cost beside it.
+
+    \b
+    Examples:
+      ksm-compare --workers 2 --threads 1 --readme README.md     # the README's table (~1 h, 2 cores)
+      ksm-compare --protocol smoke --out /tmp/cmp --report /tmp/cmp-report
+      ksm-compare --protocol long --device cuda                    # all images, 64 px, 5 seeds
+      ksm-compare --report-only --out runs-compare/standard      # rebuild the report
+    """
+    one_line_warnings()
+    from ksm.compare.comparison import read_protocol, readme_block, update_readme, write_report
+    from ksm.data.datasets import DEFAULT_SUITE
+    from ksm.compare.protocol import run_comparison
+
+    protocol = PROTOCOLS[protocol_name]
+    changes: dict[str, object] = {}
+    if tasks:
+        unknown = [t for t in tasks if t not in DEFAULT_SUITE]
+        if unknown:
+            raise click.UsageError(f"--task {unknown[0]}: the comparison runs on the built-in tasks "
+                                   f"({', '.join(DEFAULT_SUITE)})")
+        changes["tasks"] = tuple(dict.fromkeys(tasks))
+    if variants:
+        changes["variants"] = tuple(dict.fromkeys(variants))
+        if len(changes["variants"]) < 2:
+            raise click.UsageError("--variant: name at least two variants to compare (or none for all)")
+    if seeds:
+        changes["seeds"] = tuple(range(seeds))
+    protocol = replace(protocol, **changes)
+    out = out or Path("runs-compare") / protocol.name
+    if out.exists() and not out.is_dir():
+        raise click.UsageError(f"--out {out}: exists and is not a folder")
+    if not report_only:
+        try:
+            run_comparison(protocol, out, workers=workers, threads=threads, device=device, force=force,
+                           resume=resume, progress=progress, command=_command())
+        except (FileNotFoundError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from None
+        except OSError as exc:
+            raise click.ClickException(os_error_line(exc)) from None
+    try:
+        if report_dir is None:  # named after the protocol the folder was run with (--report-only may differ)
+            name = read_protocol(out)["name"]
+            report_dir = Path("reports") / ("default" if name == "standard" else f"compare-{name}")
+        paths = write_report(out, report_dir, _command())
+        if readme is not None:
+            update_readme(readme, readme_block(out, _command(), Path(os.path.relpath(paths["md"], readme.parent))))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(os_error_line(exc)) from None
+    click.echo(Path(paths["md"]).read_text(encoding="utf-8"))
+    click.echo(f"report: {paths['md']}, {paths['csv']}, {paths['png']}")
+
+
+if __name__ == "__main__":
+    main()

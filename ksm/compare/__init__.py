@@ -1,0 +1,2 @@
+"""``ksm-compare``'s protocol and tables, and the accuracy tables over finished runs.
+"""

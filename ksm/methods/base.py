@@ -1,0 +1,296 @@
+"""The methods: what each adds to the frozen backbone, what it trains and what it stores per task.
+
+A method is a small object. ``prepare`` freezes the backbone and attaches the method's masks once;
+``reset`` starts a new task from the pristine backbone (masks at their init, BatchNorm from the
+backbone, a fresh head); ``state`` returns the task-specific tensors with their run-folder roles
+(docs/run-folder.md); ``load_state`` puts a task's tensors back. Switching tasks on one model is
+``load_state``: nothing else of the backbone changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+
+from ksm.network.backbones import ARCHS, classifier_path, replace_head
+from hwsim import catalogue
+from ksm.methods.soft_masks import DEFAULT_INIT, DEFAULT_THRESHOLD, ElementBinaryMask, KernelSoftMask
+from ksm.methods.registry import method_class, register_method
+
+BN_TENSORS = ("weight", "bias", "running_mean", "running_var")
+
+
+@dataclass(frozen=True)
+class MaskConfig:
+    """Mask hyperparameters; the defaults are the authors' code values (``modnets/layers.py``; docs/bibliography.md [KSM], [Piggyback])."""
+
+    init: float = DEFAULT_INIT
+    threshold: float = DEFAULT_THRESHOLD
+    beta: float = 1200.0
+    temperature: float = 100.0
+
+
+def maskable_layers(model: nn.Module, head: str) -> Iterator[tuple[str, nn.Module]]:
+    """Every conv and linear layer of the backbone, the task head excluded."""
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)) and name != head:
+            yield name, module
+
+
+def batchnorms(model: nn.Module) -> Iterator[tuple[str, nn.modules.batchnorm._BatchNorm]]:
+    for name, module in model.named_modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            yield name, module
+
+
+class Method:
+    """Base: a frozen backbone with a new head; subclasses add masks or unfreeze weights."""
+
+    name = "base"
+    default_batchnorm = "frozen"
+    takes_options = False  # make_method passes the method's own options (e.g. LoRA's rank) to __init__
+
+    def __init__(self, arch: str, *, batchnorm: str | None = None, mask: MaskConfig = MaskConfig()) -> None:
+        self.arch, self.head = arch, classifier_path(arch)
+        self.batchnorm = batchnorm or self.default_batchnorm
+        if self.batchnorm not in ("task", "frozen"):
+            raise ValueError(f"batchnorm must be 'task' or 'frozen', not {self.batchnorm!r}")
+        self.mask = mask
+
+    # -- set-up --------------------------------------------------------------------------------
+    def prepare(self, model: nn.Module) -> None:
+        """Freeze every backbone tensor, then attach this method's masks (once per model)."""
+        model.requires_grad_(False)
+
+    def reset(self, model: nn.Module, backbone: dict[str, Tensor], num_classes: int) -> None:
+        """Start a new task: backbone tensors restored, masks re-initialised, a new head."""
+        with torch.no_grad():
+            for name, bn in batchnorms(model):
+                for key in BN_TENSORS:
+                    getattr(bn, key).copy_(backbone[f"{name}.{key}"])
+        replace_head(model, self.arch, num_classes)
+        for _, bn in batchnorms(model):
+            bn.requires_grad_(self.batchnorm == "task")
+
+    # -- training ------------------------------------------------------------------------------
+    def trainable(self, model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+        """(backbone-side parameters: masks, BatchNorm, weights; head parameters)."""
+        head = list(model.get_submodule(self.head).parameters())
+        ids = {id(p) for p in head}
+        body = [p for p in model.parameters() if p.requires_grad and id(p) not in ids]
+        return body, head
+
+    def after_backward(self, model: nn.Module) -> None:
+        """Hook between ``backward`` and the optimiser step (PackNet zeroes gradients of older tasks' weights)."""
+
+    def after_step(self, model: nn.Module) -> None:
+        """Hook after the optimiser step (e.g. re-apply a pruning mask)."""
+
+    def train_mode(self, model: nn.Module) -> None:
+        """``model.train()``, with frozen BatchNorm kept in eval mode (running statistics untouched)."""
+        model.train()
+        if self.batchnorm == "frozen":
+            for _, bn in batchnorms(model):
+                bn.eval()
+
+    # -- task state ----------------------------------------------------------------------------
+    def state(self, model: nn.Module) -> dict[str, tuple[Tensor, str]]:
+        """Task-specific tensors keyed as in masks.safetensors, each with its role."""
+        out: dict[str, tuple[Tensor, str]] = {}
+        if self.batchnorm == "task":
+            for name, bn in batchnorms(model):
+                for key in BN_TENSORS:
+                    out[f"{name}.{key}"] = (getattr(bn, key).detach().clone(), "batchnorm")
+        head = model.get_submodule(self.head)
+        out[f"{self.head}.weight"] = (head.weight.detach().clone(), "head")
+        out[f"{self.head}.bias"] = (head.bias.detach().clone(), "head")
+        return out
+
+    def load_state(self, model: nn.Module, tensors: dict[str, Tensor]) -> None:
+        """Put a task's tensors (as written by :meth:`state`) onto a prepared model."""
+        weight = tensors[f"{self.head}.weight"]
+        if model.get_submodule(self.head).weight.shape != weight.shape:
+            replace_head(model, self.arch, weight.shape[0])
+        targets = self._targets(model)
+        with torch.no_grad():
+            for key, value in tensors.items():
+                if key in targets:
+                    target = targets[key]
+                    if target.shape != value.shape:
+                        raise ValueError(f"{key}: shape {tuple(value.shape)} does not fit {tuple(target.shape)}")
+                    target.copy_(value)
+
+    def _targets(self, model: nn.Module) -> dict[str, Tensor]:
+        """Where each state key lives in the model."""
+        out: dict[str, Tensor] = {}
+        for name, bn in batchnorms(model):
+            for key in BN_TENSORS:
+                out[f"{name}.{key}"] = getattr(bn, key)
+        head = model.get_submodule(self.head)
+        out[f"{self.head}.weight"], out[f"{self.head}.bias"] = head.weight, head.bias
+        return out
+
+    def mask_density(self, model: nn.Module) -> float | None:
+        return None
+
+    def options(self) -> dict[str, Any]:
+        """The method's own options, recorded as ``run.json`` ``method_options`` to rebuild it."""
+        return {}
+
+    def describe(self, model: nn.Module) -> dict[str, Any]:
+        """Extra top-level ``run.json`` keys this method records about its task (e.g. LoRA's ``lora``)."""
+        return {}
+
+    @torch.no_grad()
+    def fold(self, model: nn.Module) -> nn.Module:
+        """A new, ordinary torchvision model whose weights are the task's W_t = M ⊙ W.
+
+        Built fresh rather than deep-copied: parametrize's injected class is shared between a
+        module and its deep copy, so removing the parametrization from a copy breaks the original.
+        """
+        folded = ARCHS[self.arch][0](weights=None)
+        replace_head(folded, self.arch, model.get_submodule(self.head).out_features)
+        state = {k: v for k, v in model.state_dict().items() if ".parametrizations." not in k}
+        for name, module in maskable_layers(model, self.head):
+            state[f"{name}.weight"] = module.weight.detach().clone()
+        folded.load_state_dict(state)
+        return folded.eval()
+
+
+@register_method
+class Feature(Method):
+    """Head only: the frozen backbone as a feature extractor (cheap lower reference)."""
+
+    name = "feature"
+
+
+@register_method
+class FineTune(Method):
+    """Every weight trained per task (the storage-heavy upper reference)."""
+
+    name = "finetune"
+    default_batchnorm = "task"
+
+    def reset(self, model: nn.Module, backbone: dict[str, Tensor], num_classes: int) -> None:
+        super().reset(model, backbone, num_classes)
+        with torch.no_grad():
+            for name, layer in maskable_layers(model, self.head):
+                layer.weight.copy_(backbone[f"{name}.weight"])
+                layer.weight.requires_grad_(True)
+                if layer.bias is not None:
+                    layer.bias.copy_(backbone[f"{name}.bias"])
+                    layer.bias.requires_grad_(True)
+
+    def state(self, model: nn.Module) -> dict[str, tuple[Tensor, str]]:
+        out = super().state(model)
+        for name, layer in maskable_layers(model, self.head):
+            out[f"{name}.weight"] = (layer.weight.detach().clone(), "weight")
+            if layer.bias is not None:
+                out[f"{name}.bias"] = (layer.bias.detach().clone(), "weight")
+        return out
+
+    def _targets(self, model: nn.Module) -> dict[str, Tensor]:
+        out = super()._targets(model)
+        for name, layer in maskable_layers(model, self.head):
+            out[f"{name}.weight"] = layer.weight
+            if layer.bias is not None:
+                out[f"{name}.bias"] = layer.bias
+        return out
+
+
+class _Masked(Method):
+    """A frozen backbone whose conv/linear weights are multiplied by a learned per-task mask."""
+
+    mask_class: type[nn.Module] = nn.Module
+
+    def _new_mask(self, weight: Tensor) -> nn.Module:
+        raise NotImplementedError
+
+    def _masks(self, model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+        for name, module in maskable_layers(model, self.head):
+            if parametrize.is_parametrized(module, "weight"):
+                yield name, module.parametrizations.weight[0]
+
+    def prepare(self, model: nn.Module) -> None:
+        super().prepare(model)
+        for _, module in list(maskable_layers(model, self.head)):
+            if not parametrize.is_parametrized(module, "weight"):
+                parametrize.register_parametrization(module, "weight", self._new_mask(module.weight),
+                                                     unsafe=True)
+
+    def reset(self, model: nn.Module, backbone: dict[str, Tensor], num_classes: int) -> None:
+        super().reset(model, backbone, num_classes)
+        with torch.no_grad():
+            for _, mask in self._masks(model):
+                mask.mask.fill_(self.mask.init)
+
+    def state(self, model: nn.Module) -> dict[str, tuple[Tensor, str]]:
+        out = super().state(model)
+        for name, mask in self._masks(model):
+            out[f"{name}.mask"] = (mask.mask.detach().clone(), "mask")
+            binary, scale = mask.deployable()
+            out[f"{name}.binary"] = (binary, "binary")
+            if scale is not None:
+                out[f"{name}.scale"] = (scale, "scale")
+        return out
+
+    def _targets(self, model: nn.Module) -> dict[str, Tensor]:
+        out = super()._targets(model)
+        for name, mask in self._masks(model):
+            out[f"{name}.mask"] = mask.mask
+        return out
+
+    @torch.no_grad()
+    def mask_density(self, model: nn.Module) -> float | None:
+        ones = total = 0
+        for _, mask in self._masks(model):
+            binary, _ = mask.deployable()
+            ones += int(binary.sum())
+            total += binary.numel()
+        return ones / total if total else None
+
+
+@register_method
+class KSM(_Masked):
+    """Kernel-wise Soft Mask (Yang et al., CVPR 2021) with task-specific BatchNorm (authors' default)."""
+
+    name = "ksm"
+    default_batchnorm = "task"
+
+    def __init__(self, arch: str, *, batchnorm: str | None = None, mask: MaskConfig = MaskConfig(),
+                 soft: bool = True) -> None:
+        super().__init__(arch, batchnorm=batchnorm, mask=mask)
+        self.soft = soft
+
+    def _new_mask(self, weight: Tensor) -> nn.Module:
+        m = self.mask
+        return KernelSoftMask(weight.shape, init=m.init, threshold=m.threshold, beta=m.beta,
+                              temperature=m.temperature, soft=self.soft)
+
+
+@register_method
+class Piggyback(_Masked):
+    """Element-wise binary mask with the identity straight-through estimator (Mallya et al., 2018)."""
+
+    name = "piggyback"
+    default_batchnorm = "frozen"
+
+    def _new_mask(self, weight: Tensor) -> nn.Module:
+        return ElementBinaryMask(weight.shape, init=self.mask.init, threshold=self.mask.threshold)
+
+
+def make_method(name: str, arch: str, *, batchnorm: str | None = None, mask: MaskConfig = MaskConfig(),
+                soft: bool = True, options: dict | None = None) -> Method:
+    """The registered method ``name`` (``ksm.methods.registry``). ``soft``: methods with a soft part (KSM);
+    ``options``: keyword arguments of the sequence methods (e.g. ``prune_ratio``) and of methods that
+    take options (``takes_options``, e.g. LoRA's ``rank``)."""
+    cls = method_class(name)
+    traits = catalogue.get(name)
+    extra = dict(options or {}) if traits.sequence or cls.takes_options else {}
+    if traits.soft_part:
+        extra["soft"] = soft
+    return cls(arch, batchnorm=batchnorm, mask=mask, **extra)

@@ -1,0 +1,90 @@
+"""Which class trains each method of the catalogue: a registry filled by a class decorator.
+
+The traits of a method (default BatchNorm, mask kind, sequence or not, label, colour) live in
+:mod:`hwsim.catalogue`, torch-free, so that hwsim can cost and draw a method without torch. This
+module binds a catalogue name to its training code, as timm's ``register_model`` binds a model name
+to its constructor::
+
+    @register_method
+    class KSM(_Masked):
+        name = "ksm"
+
+Adding a method is one module with one decorated class (plus its row in the catalogue); nothing
+else in ksm lists methods. The built-in methods' modules are imported on the first lookup, so
+importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, TypeVar
+
+import click
+
+from hwsim import catalogue
+
+if TYPE_CHECKING:
+    from ksm.methods.base import Method
+
+BUILTIN_MODULES = ("ksm.methods.base", "ksm.methods.packnet", "ksm.methods.cpg", "ksm.methods.lora_adapters")  # each registers its methods when imported
+
+_CLASSES: dict[str, type[Method]] = {}
+M = TypeVar("M", bound="type[Method]")
+
+
+def register_method(cls: M) -> M:
+    """Class decorator: ``cls.name`` trains that catalogue method.
+
+    Refuses a name the catalogue does not know (its traits would be missing in hwsim), a name bound
+    twice, and a class whose default BatchNorm policy disagrees with the catalogue's.
+    """
+    name = cls.name
+    traits = catalogue.get(name)  # KeyError names the known methods
+    if traits.batchnorm != cls.default_batchnorm:
+        raise ValueError(f"{cls.__qualname__}: default_batchnorm {cls.default_batchnorm!r} differs from the "
+                         f"catalogue's {traits.batchnorm!r} for {name!r}")
+    if name in _CLASSES and _CLASSES[name] is not cls:
+        raise ValueError(f"method {name!r} is already trained by {_CLASSES[name].__qualname__}")
+    _CLASSES[name] = cls
+    return cls
+
+
+def unregister_method(name: str) -> None:
+    """Forget the class of ``name`` (tests that register a toy method clean up with this)."""
+    _CLASSES.pop(name, None)
+
+
+def _load_builtins() -> None:
+    for module in BUILTIN_MODULES:
+        importlib.import_module(module)
+
+
+def method_class(name: str) -> type[Method]:
+    """The class that trains ``name``; ``ValueError`` listing the trainable methods otherwise."""
+    if name not in _CLASSES:
+        _load_builtins()
+    if name not in _CLASSES:
+        raise ValueError(f"unknown method {name!r}; choose one of {', '.join(method_names())}")
+    return _CLASSES[name]
+
+
+def method_names() -> tuple[str, ...]:
+    """The methods ksm can train, in the catalogue's display order."""
+    _load_builtins()
+    return tuple(n for n in catalogue.names() if n in _CLASSES)
+
+
+class MethodChoice(click.Choice):
+    """``--method``: the catalogue's methods when the option is read, so a method registered after
+    this module was imported (a plug-in, a test's toy method) is accepted and listed too."""
+
+    def __init__(self) -> None:
+        super().__init__(catalogue.names())
+
+    @property
+    def choices(self) -> tuple[str, ...]:  # type: ignore[override]
+        return catalogue.names()
+
+    @choices.setter
+    def choices(self, value: object) -> None:  # click's __init__ assigns a snapshot: keep reading live
+        pass

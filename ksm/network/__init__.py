@@ -1,0 +1,2 @@
+"""The frozen backbone: torchvision builders and weights, and the layer table that hwsim costs.
+"""
