@@ -1,4 +1,4 @@
-"""Print how hwsim agrees with ZigZag 3.9.1 and with the Eyeriss v1 chip (the README's tables).
+"""Print how hwsim agrees with ZigZag 3.9.1 and with the Eyeriss v1 chip (the tables of docs/hwsim.md).
 
 Usage: python benchmarks/hwsim_agreement.py
 ZigZag's numbers come from tests/hwsim/fixtures/zigzag_cases.json (regenerate with

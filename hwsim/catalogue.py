@@ -4,8 +4,10 @@ Why a table: a method's name, its default BatchNorm policy, what it stores per t
 the tasks in order, where it sorts and how it is drawn are needed by both packages; kept in one row
 they cannot drift apart (a run gets one label everywhere, a method one colour in every figure). ``ksm``
 binds a name to its training code (``ksm.methods.registry``), ``hwsim`` prices its mask through its
-:class:`MaskKind` (``hwsim.cost.mask_cost``), and tables and figures label, order and colour runs from the row.
-Adding a method is one :func:`register` call here plus its class in ksm.
+:class:`MaskKind` (``hwsim.cost.mask_cost``) and reads its packed task file by that kind
+(``hwsim.workload.packed``), and tables and figures label, order and colour runs from the row.
+Adding a method is one :func:`register` call (here for the built-ins, or beside its class) plus its
+class in ksm; nothing in hwsim or ksm compares a method's name with a literal.
 
 This module imports nothing from hwsim or ksm, so every other module may import it.
 
@@ -42,9 +44,10 @@ class MaskKind:
     learned: bool  # a real-valued mask tensor is trained (stored as ``<layer>.mask``/``.binary``)
     needs_run: bool = False  # its storage depends on counts only a run records (not costable from a network)
     branch: bool = False  # a low-rank branch beside the layer (hwsim.cost.lora_cost), not bits streamed with the weights
+    kernel_wise: bool = False  # one mask entry per kernel, ``[out, in/groups]``, rather than one per weight
 
 
-KERNEL = MaskKind("kernel", applied=True, learned=True)  # KSM: a bit per kernel + soft scale
+KERNEL = MaskKind("kernel", applied=True, learned=True, kernel_wise=True)  # KSM: a bit per kernel + soft scale
 ELEMENT = MaskKind("element", applied=True, learned=True)  # Piggyback: a bit per weight
 TASK_INDEX = MaskKind("task_index", applied=True, learned=False)  # PackNet: owning task per weight
 TASK_INDEX_PICK = MaskKind("task_index_pick", applied=True, learned=False, needs_run=True)  # CPG: + pick, growth
@@ -68,6 +71,11 @@ class MethodTraits:
     soft_part: bool = False  # KSM: a run trained without its soft part is labelled "(binary only)"
     # options that name a run (run.json "method_options" key, prefix): LoRA's ("rank", "r") -> "lora r4"
     tag_options: tuple[tuple[str, str], ...] = ()
+    # its binary mask is ``real > threshold`` (Piggyback, Mallya et al. 2018) rather than ``real >= threshold``
+    strict_threshold: bool = False
+    # the method this project studies (KSM): its run folders are named by the task alone, and the report's
+    # per-layer section and the exploration's masks-against-copies comparison are about it; one row at most
+    subject: bool = False
 
     def __post_init__(self) -> None:
         if self.batchnorm not in ("task", "frozen"):
@@ -80,9 +88,11 @@ _TABLE: dict[str, MethodTraits] = {}
 
 
 def register(traits: MethodTraits) -> MethodTraits:
-    """Add a method to the catalogue; a name may be registered once."""
+    """Add a method to the catalogue; a name may be registered once, and one method is the subject."""
     if traits.name in _TABLE:
         raise ValueError(f"method {traits.name!r} is already in the catalogue")
+    if traits.subject and subject() is not None:
+        raise ValueError(f"method {traits.name!r}: {subject()!r} is already the catalogue's subject")
     _TABLE[traits.name] = traits
     return traits
 
@@ -113,6 +123,17 @@ def names() -> tuple[str, ...]:
 def methods() -> tuple[MethodTraits, ...]:
     """Every method's traits, in display order."""
     return tuple(get(n) for n in names())
+
+
+def subject() -> str | None:
+    """The method this project studies (the row with ``subject``), None if none is registered."""
+    return next((t.name for t in methods() if t.subject), None)
+
+
+def full_copy() -> str | None:
+    """The first method, in display order, that stores a whole copy of the weights per task (fine-tuning):
+    the storage reference the report and the exploration compare masks against."""
+    return next((t.name for t in methods() if t.mask == COPY), None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -208,9 +229,9 @@ def style(label: str) -> Style:
 
 for _traits in (
     MethodTraits("ksm", "kernel-wise soft mask", "task", KERNEL, sequence=False, order=0,
-                 color="#1f77b4", marker="o", soft_part=True),
+                 color="#1f77b4", marker="o", soft_part=True, subject=True),
     MethodTraits("piggyback", "element-wise binary mask", "frozen", ELEMENT, sequence=False, order=1,
-                 color="#ff7f0e", marker="s"),
+                 color="#ff7f0e", marker="s", strict_threshold=True),
     MethodTraits("packnet", "prune and retrain, the tasks in order on shared weights", "task", TASK_INDEX,
                  sequence=True, order=2, color="#2ca02c", marker="^"),
     MethodTraits("cpg", "compact, pick and grow, the tasks in order on shared weights", "task", TASK_INDEX_PICK,

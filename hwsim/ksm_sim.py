@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 import pandas as pd
+from click.core import ParameterSource
 
 from hwsim import catalogue, units
 from hwsim.report import tables
@@ -15,12 +16,11 @@ from hwsim.fileio.atomic import atomic_write
 from hwsim.errors import InputError
 from hwsim.workload.layers import Workload, bundled_networks, load_network, load_run, load_topology
 from hwsim.cost.mask_cost import MODES
-from hwsim.hardware.overrides import Design, load_design
 from hwsim.workload.packed import is_packed_task, load_packed
-from hwsim.hardware.profile import bundled_profiles, load_profile
+from hwsim.hardware.profile import load_designs
 from hwsim.workload.runcheck import one_line_warnings
 from hwsim.workload.runs import expand_run_paths
-from hwsim.cost.simulate import SimResult, results_document, simulate
+from hwsim.cost.simulate import SimResult, results_document
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 # Methods costable without a run (CPG needs the per-layer counts only its runs record).
@@ -32,14 +32,6 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float) -> float:
     if not math.isfinite(value):
         raise click.BadParameter(f"{value!r} is not a finite number")
     return value
-
-
-def _designs(names: tuple[str, ...], sets: tuple[str, ...] = ()) -> list[Design]:
-    """The profiles named (``all`` = every bundled one) with the ``--set`` overrides, validated."""
-    wanted: list[str] = []
-    for name in names:
-        wanted.extend(bundled_profiles() if name == "all" else [name])
-    return [load_design(name, sets) for name in dict.fromkeys(wanted)]
 
 
 def _workloads(masks: tuple[Path, ...], networks: tuple[str, ...], topologies: tuple[Path, ...],
@@ -70,7 +62,7 @@ def _onnx_workloads(paths: tuple[Path, ...]) -> tuple[Workload, ...]:
 
 def profiles_frame() -> pd.DataFrame:
     """Headline numbers of every bundled profile (the report's table plus the memory levels)."""
-    return tables.profiles_frame([load_profile(name) for name in bundled_profiles()], levels=True)
+    return tables.profiles_frame([d.profile for d in load_designs(["all"])], levels=True)
 
 
 def _fmt(x: float) -> str:
@@ -134,7 +126,7 @@ def _write_json(path: Path, document: dict) -> None:
 
 
 def _report(masks: tuple[Path, ...], networks: tuple[str, ...], topologies: tuple[Path, ...],
-            profiles: tuple[str, ...], report_dir: Path, title: str | None, tasks: int, mask_density: float) -> None:
+            profiles: tuple[str, ...], report_dir: Path, title: str | None, settings: tables.Settings) -> None:
     """``--report``: the runs' accuracy beside their cost on every profile, as Markdown + PNG."""
     from hwsim.report.sections import write_report  # local: matplotlib only for reports
 
@@ -145,8 +137,30 @@ def _report(masks: tuple[Path, ...], networks: tuple[str, ...], topologies: tupl
     for path in expand_run_paths(masks)[1]:
         why = " (a packed task file has no accuracy: cost it without --report)" if is_packed_task(path) else ""
         click.echo(f"skipping {path}: not a run folder{why}", err=True)
-    readme = write_report(masks, profiles, report_dir, title=title, tasks=tasks, mask_density=mask_density)
+    readme = write_report(masks, profiles, report_dir, title=title, settings=settings)
     click.echo(f"wrote {readme}")
+
+
+# What each of ksm-sim's three jobs reads; an option given on the command line that the chosen job does
+# not read is refused in one line rather than silently ignored.
+_NOT_READ_BY = {
+    "list_profiles": ("masks", "more_masks", "networks", "topologies", "method", "mode", "tasks", "mask_density",
+                      "batchnorm", "batch", "objective", "steady_state", "with_layers", "json_path", "title",
+                      "onnx_files", "export_to", "sets", "profiles"),
+    "report_dir": ("method", "mode", "batchnorm", "with_layers", "json_path", "onnx_files",
+                   "export_to"),
+    "": ("title",),
+}
+
+
+def _refuse_unread(ctx: click.Context, job: str) -> None:
+    """One line naming the options the chosen job would ignore (``job``: a key of ``_NOT_READ_BY``)."""
+    unread = [p for p in ctx.command.params if p.name in _NOT_READ_BY[job]
+              and ctx.get_parameter_source(p.name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)]
+    if unread:
+        what = {"list_profiles": "--list-profiles", "report_dir": "--report", "": "costing without --report"}[job]
+        names = ", ".join(p.opts[-1] if p.opts else p.name for p in unread)
+        raise click.UsageError(f"{what} does not use {names}: drop {'it' if len(unread) == 1 else 'them'}")
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
@@ -188,7 +202,8 @@ def _report(masks: tuple[Path, ...], networks: tuple[str, ...], topologies: tupl
 @click.option("--list-profiles", is_flag=True, help="List the bundled profiles with their headline numbers.")
 @click.option("--report", "report_dir", type=click.Path(path_type=Path, file_okay=False),
               help="Write a Markdown report with PNG figures (accuracy vs storage, energy, task switch, "
-                   "soft-mask precision) of the --masks runs on every --profile into this folder.")
+                   "soft-mask precision) of the --masks runs on every --profile into this folder, costed "
+                   "with the same --tasks, --mask-density, --batch, --objective, --steady-state and --set.")
 @click.option("--title", default=None, help="Title of the --report (default: tasks x methods).")
 @click.option("--onnx", "onnx_files", multiple=True, type=click.Path(path_type=Path, dir_okay=False),
               help="An ONNX CNN to cost (Conv, Gemm, MatMul; other operators listed in one warning). Repeatable.")
@@ -223,19 +238,22 @@ def main(profiles: tuple[str, ...], masks: tuple[Path, ...], networks: tuple[str
       ksm-sim --masks runs/* --profile all --report reports/default/
     """
     one_line_warnings()
+    _refuse_unread(click.get_current_context(), "list_profiles" if list_profiles else "report_dir" if report_dir else "")
     masks = masks + more_masks  # run folders may also follow as arguments: --masks runs/* expands to several
+    settings = tables.Settings(tasks=tasks, mask_density=mask_density, batch=batch, objective=objective,
+                               steady_state=steady_state, sets=sets)
     try:
         if list_profiles:
             click.echo(profiles_frame().to_markdown(index=False, floatfmt=".4g"))
             return
         if report_dir is not None:
-            _report(masks, networks, topologies, profiles, report_dir, title, tasks, mask_density)
+            _report(masks, networks, topologies, profiles, report_dir, title, settings)
             return
         onnx_works = _onnx_workloads(onnx_files)
         if not (masks or networks or topologies or onnx_works):
             raise click.UsageError("give at least one of --masks, --network, --topology or --onnx "
                                    "(or --list-profiles); see --help")
-        designs = _designs(profiles, sets)
+        designs = load_designs(profiles, sets)
         chosen = [d.profile for d in designs]
         by_profile = {id(d.profile): d for d in designs}
         if masks:  # runs/* may match results.md or a PackNet/CPG sequence folder: expand and skip as --report does
@@ -252,8 +270,7 @@ def main(profiles: tuple[str, ...], masks: tuple[Path, ...], networks: tuple[str
         for work in works:
             for prof in chosen:
                 for m in (modes if work.method is not None else [None]):
-                    results.append(simulate(work, prof, m, tasks=tasks, mask_density=mask_density, batch=batch,
-                                            objective=objective, steady_state=steady_state))
+                    results.append(settings.simulate(work, prof, m))
         if export_to is not None:
             from hwsim.interop.tool_inputs import export_all
 

@@ -1,4 +1,4 @@
-"""The README's LoRA-vs-KSM tables: accuracy and per-task storage, then energy and latency per profile.
+"""The LoRA-vs-KSM tables of docs/lora.md: accuracy and per-task storage, then energy and latency per profile.
 
     python scripts/lora_vs_ksm.py runs/* runs-lora/*
 

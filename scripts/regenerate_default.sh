@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Regenerate every committed result of the built-in suite from nothing: the training runs behind the
-# README's "Results on the built-in suite" tables, their int8 accuracy, and reports/default/.
+# README's "Results on the built-in suite" tables, their int8 accuracy (docs/deployment.md), and
+# reports/default/.
 #
 #   bash scripts/regenerate_default.sh            # ~1 hour on the project's 2-core machine
 #   INT8=1 bash scripts/regenerate_default.sh     # + the int8 accuracy of every run (ksm-export --int8)
 #
 # Deterministic: seed 0 and ONE torch thread per process (the thread count moves the last digits of
-# a float32 run), two independent lanes of runs side by side. The tables it prints are the README's.
+# a float32 run), two independent lanes of runs side by side. The tables it prints are the README's
+# (the int8 one, with INT8=1, is docs/deployment.md's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN="${BIN:-.venv/bin}"

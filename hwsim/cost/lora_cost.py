@@ -79,15 +79,6 @@ def intermediate_elems(layer: Layer, rank: int) -> int:
     return rank * p * q
 
 
-def extra_bytes(layer: Layer, rank: int, weight_bits: int, activation_bits: int) -> dict[str, float]:
-    """The branch's compulsory extra traffic per inference, in bytes: its weights once, the
-    intermediate activations written and read once, and B's output once (refetches come on top,
-    from the tiling of :func:`branch_layers` in the cost model)."""
-    return {"weights": adapter_params(layer, rank) * weight_bits / 8,
-            "intermediate": 2 * intermediate_elems(layer, rank) * activation_bits / 8,
-            "outputs": layer.out_channels * layer.output_hw[0] * layer.output_hw[1] * activation_bits / 8}
-
-
 def ranks(work: Workload) -> dict[str, int]:
     """Layer name -> rank of every adapter of a run (from its ``lora_A``/``lora_B`` tensors), checked
     against the layers: ``InputError`` names the tensor that disagrees."""

@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 
 from hwsim import catalogue
 from hwsim.cost import lora_cost as lora
+from hwsim.errors import InputError
 from hwsim.cost.layer_cost import MaskLoad, element_mask_entries, kernel_mask_entries, weight_elems
 from hwsim.workload.layers import Layer, Workload
 from hwsim.hardware.profile import MaskOpEnergy, Precision, Profile
@@ -157,16 +158,26 @@ def low_rank_rule(layer: Layer, ctx: MaskContext) -> LayerMask:
 
 
 StorageRule = Callable[[Layer, MaskContext], LayerMask]
-# One rule per mask kind of the catalogue (hwsim.catalogue.MaskKind.name); a kind without a rule stores
-# no mask (head only).
-STORAGE_RULES: dict[str, StorageRule] = {
+# One rule per mask kind of the catalogue (hwsim.catalogue.MaskKind.name); None: the kind stores no mask
+# (head only). A kind missing here is refused (:func:`storage_rule`), never priced as if it stored nothing.
+STORAGE_RULES: dict[str, StorageRule | None] = {
     catalogue.KERNEL.name: kernel_rule,
     catalogue.ELEMENT.name: element_rule,
     catalogue.TASK_INDEX.name: task_index_rule,
     catalogue.TASK_INDEX_PICK.name: task_index_pick_rule,
     catalogue.COPY.name: copy_rule,
     catalogue.LOW_RANK.name: low_rank_rule,
+    catalogue.NONE.name: None,
 }
+
+
+def storage_rule(method: str) -> StorageRule | None:
+    """The storage rule of ``method``'s mask kind; one line refuses a kind this module has no rule for."""
+    kind = catalogue.get(method).mask
+    if kind.name not in STORAGE_RULES:
+        raise InputError(f"method {method!r}: mask kind {kind.name!r} has no storage rule in hwsim.cost.mask_cost "
+                         f"(known kinds: {', '.join(STORAGE_RULES)})")
+    return STORAGE_RULES[kind.name]
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,7 +242,7 @@ def task_cost(work: Workload, profile: Profile, mode: str = "on_the_fly", tasks:
         return TaskCost(None, None, {}, 0.0, 0.0, {}, 0.0, 0.0, 0.0, 0.0, 0.0, None)
     traits = catalogue.get(method)
     kind = traits.mask
-    rule = STORAGE_RULES.get(kind.name)
+    rule = storage_rule(method)
     masked = _masked_layers(work, kind) if rule is not None else []
     ctx = MaskContext(precision=pb, ops=ops,
                       tasks=work.sequence_tasks if traits.sequence and work.sequence_tasks else tasks,

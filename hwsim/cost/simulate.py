@@ -168,8 +168,8 @@ class SimResult:
         pb = self.profile.precision_bits
         if pb.weights <= 8 and pb.inputs <= 8:
             int8 = w.top1_int8_on_the_fly if self.mode == "on_the_fly" else w.top1_int8
-            if int8 is None and self.mode == "on_the_fly" and w.method in ("finetune", "feature"):
-                int8 = w.top1_int8  # no mask to apply: the on-the-fly model is the folded one
+            if int8 is None and self.mode == "on_the_fly" and w.method and not catalogue.get(w.method).mask.applied:
+                int8 = w.top1_int8  # no mask to apply (a copy, or the head only): the on-the-fly model is the folded one
             if int8 is not None:
                 return int8, "int8"
         return (w.top1, "float32") if w.top1 is not None else (None, None)

@@ -21,7 +21,7 @@ from typing import Any
 from hwsim import catalogue
 from hwsim.explore.point import Options, cost_point
 from hwsim.explore.spec import Spec, WorkloadItem, design_hash
-from hwsim.hardware.overrides import Design
+from hwsim.hardware.profile import Design
 
 CHUNK_POINTS = 64
 
@@ -75,7 +75,8 @@ def _init_worker(workloads: list[WorkloadItem]) -> None:
 def _row(point_id: str, design: Design, item: WorkloadItem, options: Options) -> dict[str, Any]:
     row = {"point_id": point_id, **cost_point(design, item.work, options)}
     bits = design.profile.precision_bits.mask_scale
-    if item.soft_precision and item.work.method == "ksm":  # measured top-1 with the scale at these bits
+    traits = catalogue.find(item.work.method)
+    if item.soft_precision and traits is not None and traits.soft_part:  # measured top-1 with the scale at these bits
         row["accuracy"] = item.soft_precision.get(bits)
     else:
         row["accuracy"] = row["top1"]

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hwsim import catalogue
 from hwsim.explore.pareto import pareto_mask
 from hwsim.explore.spec import QUANTITIES, UNITS, Spec
 from hwsim.fileio.atomic import atomic_write_with
@@ -206,14 +207,14 @@ def masks_vs_copies(frame: pd.DataFrame, spec: Spec) -> tuple[pd.DataFrame, str]
 
     Returns the per-design comparison and one sentence; None without both methods.
     """
-    have = set(frame["method"])
-    if not {"ksm", "finetune"} <= have:
+    masks, copies = catalogue.subject(), catalogue.full_copy()
+    if masks is None or copies is None or not {masks, copies} <= set(frame["method"]):
         return None
     axes = [a.key for a in spec.axes]
     keys = ["profile", *axes, "network"]
     rows = frame[frame["mode"].isin(["folded", "-"])]
-    ksm = rows[rows["method"] == "ksm"].drop_duplicates([*keys, "workload"])
-    ft = rows[rows["method"] == "finetune"].drop_duplicates(keys)
+    ksm = rows[rows["method"] == masks].drop_duplicates([*keys, "workload"])
+    ft = rows[rows["method"] == copies].drop_duplicates(keys)
     both = ksm.merge(ft, on=keys, suffixes=("_ksm", "_ft"), sort=False)
     if both.empty:
         return None

@@ -11,10 +11,11 @@ import inspect
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from hwsim import catalogue
 from hwsim.hardware.area import area_breakdown
 from hwsim.errors import InputError
 from hwsim.workload.layers import Workload
-from hwsim.hardware.overrides import Design
+from hwsim.hardware.profile import Design
 from hwsim.cost.simulate import PJ, SimResult, simulate
 
 
@@ -126,7 +127,8 @@ def run_point(design: Design, work: Workload, options: Options, cache: bool = Tr
 def uses_mask_units(work: Workload, mode: str | None) -> bool:
     """Whether the design needs on-the-fly mask-scale multipliers for this workload (KSM's soft scale;
     the binary masks of the other methods gate weights, whose AND gates the area model neglects)."""
-    return work.method == "ksm" and mode == "on_the_fly"
+    traits = catalogue.find(work.method)
+    return traits is not None and traits.soft_part and mode == "on_the_fly"
 
 
 def point_area(design: Design, work: Workload, mode: str | None) -> dict[str, Any]:
@@ -178,7 +180,7 @@ def cost_point(design: Design, work: Workload, options: Options, cache: bool = T
 def add_area(document: dict[str, Any], results: list[SimResult], designs: dict[int, Design]) -> dict[str, Any]:
     """Add ``totals.area_mm2`` (and ``totals.area``, the breakdown) to a ``ksm-sim/1`` document.
 
-    ``designs`` maps ``id(result.profile)`` to its :class:`~hwsim.hardware.overrides.Design` (area keys); a
+    ``designs`` maps ``id(result.profile)`` to its :class:`~hwsim.hardware.profile.Design` (area keys); a
     profile missing from it is priced with the default area constants at 45 nm.
     """
     for record, result in zip(document["results"], results):

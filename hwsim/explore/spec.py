@@ -43,12 +43,12 @@ from typing import Any
 import numpy as np
 
 from hwsim import catalogue
-from hwsim.fileio import bounded as safeload
+from hwsim.fileio import bounded
 from hwsim.errors import InputError
 from hwsim.workload.layers import Workload, load_network, load_run, load_topology
 from hwsim.cost.mask_cost import MODES
-from hwsim.hardware.overrides import Design, apply_overrides, apply_values, design_from_raw, load_raw_profile
-from hwsim.hardware.profile import load_yaml
+from hwsim.hardware.overrides import apply_overrides, apply_values
+from hwsim.hardware.profile import Design, design_from_raw, load_yaml, read_raw_profile
 
 TOP_KEYS = ("name", "profiles", "set", "axes", "workloads", "methods", "modes", "tasks", "mask_density",
             "batchnorm", "batch", "steady_state", "objectives", "constraints")
@@ -149,7 +149,7 @@ def _axis_values(raw: Any, where: str) -> tuple[Any, ...]:
         seen: list[Any] = []
         for value in raw:
             if value in seen:  # `in` on a list: values may be unhashable (a level inserted)
-                raise _fail(where, f"{safeload.short(value)} is listed twice (each point would be swept twice)")
+                raise _fail(where, f"{bounded.short(value)} is listed twice (each point would be swept twice)")
             seen.append(value)
         return tuple(raw)
     if not isinstance(raw, dict) or not ({"linear", "log"} & set(raw)):
@@ -184,7 +184,7 @@ def _axis_values(raw: Any, where: str) -> tuple[Any, ...]:
     else:
         num = raw.get("num")
         if not isinstance(num, int) or isinstance(num, bool) or num < 1:
-            raise _fail(f"{where}.num", f"must be a positive integer, got {safeload.short(num)}")
+            raise _fail(f"{where}.num", f"must be a positive integer, got {bounded.short(num)}")
         if num > MAX_AXIS_VALUES:
             raise _fail(f"{where}.num", f"{num} values, more than the {MAX_AXIS_VALUES} an axis may have")
         if num == 1:
@@ -406,7 +406,7 @@ def build_designs(spec: Spec) -> list[tuple[dict[str, str], Design]]:
     """Every (base profile x axis value combination), validated as a profile file is."""
     out = []
     for base in spec.profiles:
-        raw, where = load_raw_profile(base)
+        raw, where = read_raw_profile(base)
         if spec.sets:
             raw = apply_overrides(raw, spec.sets)
         for combo in itertools.product(*(axis.values for axis in spec.axes)):

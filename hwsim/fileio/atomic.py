@@ -1,12 +1,16 @@
-"""Writing files so that a reader never sees half of one.
+"""Writing files and folders so that a reader never sees half of one: the one atomic writer of both packages.
 
-Every file hwsim writes (the report's Markdown and PNGs, ``ksm-sim --json``, ``ksm-explore``'s tables,
-figures and report) goes through :func:`atomic_write_with`: a writer fills a temporary sibling, the
-sibling is flushed to disk and renamed over the target, so an interrupted run leaves the old file or
-the new one, never a mix. :func:`atomic_write` is the same for bytes or text already in memory.
+Every file hwsim or ksm writes (reports, ``ksm-sim --json``, ``ksm-explore``'s tables, run folders, checkpoints,
+task files, comparison tables) goes through :func:`atomic_write_with`: a writer fills a temporary sibling
+(:func:`temp_sibling`, hidden from readers and unique per call), the sibling is flushed to disk and renamed over
+the target with ``os.replace``, which is atomic within one folder on POSIX and Windows, so an interrupted run
+leaves the old file or the new one, never a mix. :func:`atomic_write` is the same for bytes or text already in
+memory. A whole folder is built under a temporary sibling (:func:`new_temp_folder`, its files written with
+:func:`write_synced`) and renamed as a whole (:func:`replace_folder`).
+
 The target must be absent or a regular file: a symbolic link, a folder or a device is refused
 (:class:`UnsafeTarget`), never followed or replaced; the new file gets the mode of any new file
-(0666 less the umask), not a temporary file's 0600.
+(0666 less the umask), not a temporary file's 0600. Torch-free, so that ksm uses it too.
 """
 
 from __future__ import annotations
@@ -14,9 +18,12 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import shutil
 import stat
 from collections.abc import Callable
 from pathlib import Path
+
+Writer = Callable[[Path], object]  # writes a complete file at the path it is given
 
 
 def sha256_file(path: Path) -> str:
@@ -45,28 +52,42 @@ def check_target(path: Path) -> None:
         raise UnsafeTarget(f"{path}: is {kind}; not replaced (remove it, or write elsewhere)")
 
 
-def atomic_write_with(path: str | Path, write: Callable[[Path], object]) -> Path:
+def temp_sibling(path: Path) -> Path:
+    """``.<name>.<pid>.<random>.tmp`` next to ``path``: hidden from readers (a leading dot), unique per call."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
+def fsync_file(path: Path) -> None:
+    """Flush a written file's bytes to disk, so that a rename after it never exposes an empty file."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_synced(path: Path, write: Writer) -> Path:
+    """``write(path)``, then fsync: for a file inside a temporary folder, or one renamed into place later."""
+    write(path)
+    fsync_file(path)
+    return path
+
+
+def atomic_write_with(path: str | Path, write: Writer) -> Path:
     """Let ``write`` fill a temporary sibling of ``path``, fsync it and rename it into place.
 
     Creates the folder. The temporary file is created exclusively and without following links
-    (``O_EXCL | O_NOFOLLOW``) at 0666 less the umask, the mode a plain ``open`` would give.
+    (``O_EXCL | O_NOFOLLOW``) at 0666 less the umask, the mode a plain ``open`` would give. ``path`` is
+    checked (:func:`check_target`) before and again just before the rename; the temporary file is removed on
+    any failure.
     """
     path = Path(path)
     check_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
-    os.close(fd)
-    return fill_and_replace(tmp, path, write)
-
-
-def fill_and_replace(tmp: Path, path: Path, write: Callable[[Path], object]) -> Path:
-    """``write(tmp)`` into the empty temporary file ``tmp``, fsync it, and rename it over ``path`` (checked
-    again just before: still absent or a regular file); ``tmp`` is removed on any failure."""
+    tmp = temp_sibling(path)
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666))
     try:
-        write(tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
+        write_synced(tmp, write)
         check_target(path)
         os.replace(tmp, path)
     except BaseException:
@@ -79,3 +100,21 @@ def atomic_write(path: str | Path, data: bytes | str, encoding: str = "utf-8") -
     """Write ``data`` (text is encoded with ``encoding``) to ``path`` atomically; create its folder."""
     payload = data.encode(encoding) if isinstance(data, str) else data
     return atomic_write_with(path, lambda tmp: tmp.write_bytes(payload))
+
+
+def new_temp_folder(out: Path) -> Path:
+    """An empty temporary sibling folder of ``out``, in which a whole folder is built before :func:`replace_folder`."""
+    tmp = temp_sibling(out)
+    tmp.mkdir()
+    return tmp
+
+
+def replace_folder(tmp: Path, out: Path) -> None:
+    """Put the finished folder ``tmp`` at ``out``; an existing ``out`` is moved aside first, then removed."""
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}.{os.getpid()}.old")
+        os.replace(out, old)
+    os.replace(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -46,11 +46,14 @@ Profile keys read here (beside, not inside, the profile dataclass)::
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hwsim.errors import InputError
-from hwsim.hardware.profile import Profile
 
+if TYPE_CHECKING:  # the profile loader imports this module to check the keys below
+    from hwsim.hardware.profile import Profile
+
+EXTRA_KEYS = ("technology_nm", "area")  # a profile's top-level keys read here, beside the profile dataclass
 REFERENCE_NM = 45.0
 # Horowitz, ISSCC 2014, Fig. 1.1.9, 45 nm (µm²)
 ADD_UM2 = {8: 36.0, 16: 67.0, 32: 137.0}

@@ -18,35 +18,21 @@ Paths:
 Values are parsed as YAML scalars or flow collections (``16``, ``1e9``, ``true``, ``[weights, inputs]``).
 
 Two optional top-level keys are read by :mod:`hwsim.hardware.area`, not by the profile dataclass: ``technology_nm``
-and ``area`` (a mapping of area constants and per-level areas). :func:`split_extras` takes them off the
-raw mapping before validation.
+and ``area`` (a mapping of area constants and per-level areas); ``--set area.mac_um2=600`` creates ``area``
+where the profile has none. Loading and validating is :func:`hwsim.hardware.profile.load_design`'s job.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from hwsim.errors import InputError
-from hwsim.hardware.profile import Profile, profile_from_dict, read_profile_yaml
+from hwsim.hardware.area import EXTRA_KEYS
 
-EXTRA_KEYS = ("technology_nm", "area")
 _REMOVE = (None, "absent", "remove")
-
-
-def load_raw_profile(name_or_path: str | Path) -> tuple[dict[str, Any], str]:
-    """The decoded YAML of a bundled profile (by name) or a profile file, and the name errors use.
-
-    Reads exactly what :func:`hwsim.hardware.profile.load_profile` reads, with the same one-line errors.
-    """
-    raw, where = read_profile_yaml(name_or_path)
-    if not isinstance(raw, dict):
-        raise InputError(f"{where}: must be a mapping, got {type(raw).__name__}")
-    return raw, where
 
 
 def parse_set(item: str) -> tuple[str, Any]:
@@ -178,46 +164,3 @@ def apply_values(raw: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     for key, value in values.items():
         apply_override(out, key, value, strict=False)
     return out
-
-
-def split_extras(raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(the mapping the profile dataclass validates, the keys :mod:`hwsim.hardware.area` reads)."""
-    core = dict(raw)
-    extras = {k: core.pop(k) for k in EXTRA_KEYS if k in core}
-    return core, extras
-
-
-@dataclass(frozen=True)
-class Design:
-    """A validated profile plus the raw mapping it came from and the area keys beside it."""
-
-    profile: Profile
-    raw: dict[str, Any] = field(compare=False)
-    extras: dict[str, Any] = field(compare=False)
-    where: str = ""
-
-
-def design_from_raw(raw: dict[str, Any], where: str, blame: str | None = None) -> Design:
-    """Validate ``raw`` as a profile (and its area keys). ``blame`` prefixes errors (``--set ...``)."""
-    from hwsim.hardware.area import check_extras  # area imports this module's Design
-
-    core, extras = split_extras(raw)
-    try:
-        profile = profile_from_dict(core, where)
-        check_extras(extras, profile, where)
-    except InputError as exc:
-        raise InputError(f"{blame}: {exc}" if blame else str(exc)) from None
-    return Design(profile=profile, raw=raw, extras=extras, where=where)
-
-
-def load_design(name_or_path: str | Path, sets: list[str] | tuple[str, ...] = ()) -> Design:
-    """Load a profile, apply ``--set`` overrides, validate exactly as a YAML file is validated."""
-    raw, where = load_raw_profile(name_or_path)
-    raw = apply_overrides(raw, sets)
-    blame = f"--set {', '.join(parse_set(s)[0] for s in sets)}" if sets else None
-    return design_from_raw(raw, where, blame)
-
-
-def load_profile_with(name_or_path: str | Path, sets: list[str] | tuple[str, ...] = ()) -> Profile:
-    """:func:`hwsim.hardware.profile.load_profile` with ``--set`` overrides."""
-    return load_design(name_or_path, sets).profile

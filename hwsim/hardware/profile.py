@@ -19,19 +19,29 @@ A profile file looks like this (every number should carry its source in a commen
         operands: [weights, inputs, outputs]
         per_pe: false                  # optional; true = one instance inside every PE
 
-Unknown keys, missing keys and non-positive sizes are refused with one line naming the file and key.
+Two optional keys beside these, ``technology_nm`` and ``area``, are the area model's
+(:mod:`hwsim.hardware.area`). Unknown keys, missing keys and non-positive sizes are refused with one line
+naming the file and key.
+
+There is one loader: :func:`read_raw_profile` reads the YAML, :mod:`hwsim.hardware.overrides` applies
+``--set``, :func:`design_from_raw` validates (area keys included), and :func:`load_design` chains the three.
+``ksm-sim`` (its tables, ``--list-profiles`` and ``--report``), :func:`load_profile` and ``ksm-explore`` (which
+applies its axis values between reading and validating) all go through it, so a key one accepts, all accept.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import MISSING, dataclass, fields
+from collections.abc import Sequence
+from dataclasses import MISSING, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from hwsim.errors import InputError
 from hwsim.fileio.bounded import MAX_YAML_BYTES, check_file, check_size, parse_yaml
+from hwsim.hardware.area import EXTRA_KEYS, check_extras
+from hwsim.hardware.overrides import apply_overrides, parse_set
 
 OPERANDS = ("weights", "inputs", "outputs")
 DATAFLOWS = ("weight_stationary", "output_stationary", "row_stationary")
@@ -133,11 +143,12 @@ class Profile:
 # Loading and validation
 
 
-def _take(raw: Any, cls: type, where: str) -> dict[str, Any]:
-    """Check that ``raw`` is a mapping whose keys are exactly the fields of ``cls`` (defaults optional)."""
+def _take(raw: Any, cls: type, where: str, also: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Check that ``raw`` is a mapping whose keys are exactly the fields of ``cls`` (defaults optional),
+    plus the optional keys ``also``."""
     if not isinstance(raw, dict):
         raise InputError(f"{where}: must be a mapping, got {type(raw).__name__}")
-    names = [f.name for f in fields(cls)]
+    names = [f.name for f in fields(cls)] + list(also)
     unknown = [k for k in raw if k not in names]
     if unknown:
         raise InputError(f"{where}.{unknown[0]}: unknown key (known: {', '.join(names)})")
@@ -187,8 +198,11 @@ def _non_negative(value: Any, where: str) -> float:
 
 
 def profile_from_dict(raw: Any, where: str) -> Profile:
-    """Validate a decoded YAML mapping and build the :class:`Profile`; ``where`` names the file."""
-    top = _take(raw, Profile, where)
+    """Validate a decoded YAML mapping and build the :class:`Profile`; ``where`` names the file.
+
+    The area model's keys (``technology_nm``, ``area``) are validated here too, though the profile does not
+    hold them (:class:`Design` does)."""
+    top = _take(raw, Profile, where, also=EXTRA_KEYS)
     name = top["name"]
     if not isinstance(name, str) or not name:
         raise InputError(f"{where}.name: must be a non-empty string")
@@ -255,16 +269,25 @@ def profile_from_dict(raw: Any, where: str) -> Profile:
             raise InputError(f"{where}.spatial.search: must be true or false, got {search!r}")
         spatial = SpatialAxes(**axes, search=search)
     static = _non_negative(top.get("static_power_w", 0.0), f"{where}.static_power_w")
-    return Profile(name=name, description=top["description"],
-                   clock_hz=_positive(top["clock_hz"], f"{where}.clock_hz"), dataflow=top["dataflow"],
-                   array=array, precision_bits=precision, mask_op_energy_pj=mask_ops, levels=tuple(levels),
-                   spatial=spatial, static_power_w=static)
+    profile = Profile(name=name, description=top["description"],
+                      clock_hz=_positive(top["clock_hz"], f"{where}.clock_hz"), dataflow=top["dataflow"],
+                      array=array, precision_bits=precision, mask_op_energy_pj=mask_ops, levels=tuple(levels),
+                      spatial=spatial, static_power_w=static)
+    check_extras(extras_of(top), profile, where)
+    return profile
+
+
+def extras_of(raw: dict[str, Any]) -> dict[str, Any]:
+    """The area model's keys of a profile mapping (:data:`hwsim.hardware.area.EXTRA_KEYS`)."""
+    return {k: raw[k] for k in EXTRA_KEYS if k in raw}
+
+
+PROFILES = resources.files("hwsim") / "profiles"  # the bundled profiles, one <name>.yaml each
 
 
 def bundled_profiles() -> list[str]:
     """Names of the profiles shipped in ``hwsim/profiles``."""
-    folder = resources.files("hwsim") / "profiles"
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+    return sorted(p.name[:-5] for p in PROFILES.iterdir() if p.name.endswith(".yaml"))
 
 
 def load_yaml(text: str, where: str) -> Any:
@@ -273,8 +296,9 @@ def load_yaml(text: str, where: str) -> Any:
     return parse_yaml(text, where, InputError)
 
 
-def read_profile_yaml(name_or_path: str | Path) -> tuple[Any, str]:
-    """The decoded YAML of a bundled profile (by name) or a profile file (by path), and the name errors use."""
+def read_raw_profile(name_or_path: str | Path) -> tuple[dict[str, Any], str]:
+    """The decoded YAML mapping of a bundled profile (by name) or a profile file (by path), and the name
+    errors use; not yet validated (overrides apply to it first)."""
     text_name = str(name_or_path)
     if text_name.endswith((".yaml", ".yml")) or Path(text_name).is_file():
         path = Path(text_name)
@@ -286,14 +310,55 @@ def read_profile_yaml(name_or_path: str | Path) -> tuple[Any, str]:
             raise InputError(f"{path}: not UTF-8 text ({exc.reason})") from None
         where = str(path)
     else:
-        resource = resources.files("hwsim") / "profiles" / f"{text_name}.yaml"
+        resource = PROFILES / f"{text_name}.yaml"
         if not resource.is_file():
             raise InputError(f"--profile: unknown profile {text_name!r} "
                              f"(bundled: {', '.join(bundled_profiles())}; or give a .yaml path)")
         text, where = resource.read_text(encoding="utf-8"), f"{text_name}.yaml"
-    return load_yaml(text, where), where
+    raw = load_yaml(text, where)
+    if not isinstance(raw, dict):
+        raise InputError(f"{where}: must be a mapping, got {type(raw).__name__}")
+    return raw, where
+
+
+@dataclass(frozen=True)
+class Design:
+    """A validated profile plus the raw mapping it came from and the area keys beside it."""
+
+    profile: Profile
+    raw: dict[str, Any] = field(compare=False)
+    extras: dict[str, Any] = field(compare=False)
+    where: str = ""
+
+
+def design_from_raw(raw: dict[str, Any], where: str, blame: str | None = None) -> Design:
+    """Validate ``raw`` as a profile file is validated, area keys included. ``blame`` prefixes errors
+    (``--set ...``, a sweep's axis values)."""
+    try:
+        profile = profile_from_dict(raw, where)
+    except InputError as exc:
+        raise InputError(f"{blame}: {exc}" if blame else str(exc)) from None
+    return Design(profile=profile, raw=raw, extras=extras_of(raw), where=where)
+
+
+def load_design(name_or_path: str | Path, sets: Sequence[str] = ()) -> Design:
+    """The one profile loader: read a bundled profile or a YAML file, apply ``--set`` overrides
+    (:mod:`hwsim.hardware.overrides`), validate."""
+    raw, where = read_raw_profile(name_or_path)
+    if not sets:
+        return design_from_raw(raw, where)
+    blame = f"--set {', '.join(parse_set(s)[0] for s in sets)}"
+    return design_from_raw(apply_overrides(raw, sets), where, blame)
+
+
+def load_designs(names: Sequence[str | Path], sets: Sequence[str] = ()) -> list[Design]:
+    """:func:`load_design` of every profile named (``all``: every bundled one), each once, in order."""
+    wanted: list[str | Path] = []
+    for name in names:
+        wanted.extend(bundled_profiles() if name == "all" else [name])
+    return [load_design(name, sets) for name in dict.fromkeys(wanted)]
 
 
 def load_profile(name_or_path: str | Path) -> Profile:
-    """Load a bundled profile by name (``edge_npu``) or a YAML file by path."""
-    return profile_from_dict(*read_profile_yaml(name_or_path))
+    """Load a bundled profile by name (``edge_npu``) or a YAML file by path (:func:`load_design`)."""
+    return load_design(name_or_path).profile

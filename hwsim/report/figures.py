@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from hwsim import catalogue
 from hwsim.catalogue import Style
 from hwsim.fileio.atomic import atomic_write
 
@@ -170,11 +171,12 @@ def system_storage(system: pd.DataFrame, styles: Mapping[str, Style], path: Path
             ax.plot(data.index, data[method], color=style.color, marker=style.marker, markerfacecolor=style.facecolor,
                     markersize=3.5, linewidth=1.5, linestyle=LINESTYLES[i % len(LINESTYLES)], label=method)
         overtakes = {m: t for m, t in (crossings or {}).items() if t is not None and t > 1}  # was below first
+        copies = catalogue.full_copy()
         for method, t in overtakes.items():
-            if "finetune" in data.columns:
-                ax.plot([t], [data.loc[t, "finetune"]], marker="o", markersize=9, markerfacecolor="none",
+            if copies in data.columns:
+                ax.plot([t], [data.loc[t, copies]], marker="o", markersize=9, markerfacecolor="none",
                         markeredgecolor="black", linestyle="")
-        if overtakes and "finetune" in data.columns:
+        if overtakes and copies in data.columns:
             ax.plot([], [], marker="o", markersize=9, markerfacecolor="none", markeredgecolor="black",
                     linestyle="", label="fine-tuning overtakes")
         ax.set_xlabel("number of tasks sharing the backbone")

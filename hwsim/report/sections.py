@@ -28,7 +28,6 @@ import os
 import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +35,14 @@ import pandas as pd
 
 from hwsim import catalogue
 from hwsim.report import figures
+from hwsim.errors import InputError
 from hwsim.fileio.atomic import atomic_write
-from hwsim.hardware.profile import Profile, bundled_profiles, load_profile
+from hwsim.hardware.profile import PROFILES, Profile, bundled_profiles, load_designs
 from hwsim.workload.runs import Run, expand_run_paths, load_runs, methods_of, order_runs, tasks_of
 from hwsim.report.tables import (
     TOLERANCE_PP,
     Costs,
+    Settings,
     accuracy_storage_frame,
     binary_only_frame,
     bits_needed,
@@ -62,7 +63,7 @@ from hwsim.report.tables import (
 MISSING = "n/a"
 
 __all__ = [  # the report's API; the tables and run loading it re-exports live in hwsim.report.tables and hwsim.workload.runs
-    "SECTIONS", "Costs", "Figure", "Part", "ReportInput", "Run", "Section", "build_report", "cost_runs",
+    "SECTIONS", "Costs", "Figure", "Part", "ReportInput", "Run", "Section", "Settings", "build_report", "cost_runs",
     "crossings", "expand_run_paths", "figure_patterns", "load_runs", "markdown", "regen_command",
     "soft_precision_frame", "system_storage_frame", "write_report",
 ]
@@ -140,13 +141,9 @@ def _slug(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in name)
 
 
-def _slug(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in name)
-
-
 def profile_source(profile: Profile) -> str:
     """The leading comment block of a bundled profile's YAML (where its numbers come from)."""
-    resource = resources.files("hwsim") / "profiles" / f"{profile.name}.yaml"
+    resource = PROFILES / f"{profile.name}.yaml"
     if profile.name not in bundled_profiles() or not resource.is_file():
         return MISSING
     lines = []
@@ -224,6 +221,9 @@ def intro(r: ReportInput) -> Part:
            "top-1 recorded by `ksm-train` in each `run.json` (float model"
            + ("; the int8 column is `metrics.int8.top1`" if any(run.int8_top1 is not None for run in runs) else "")
            + "); `n/a` means the run did not record it.", ""]
+    flags = r.costs.settings.flags()
+    if flags:
+        md += [f"Costed with `{' '.join(flags)}` (`ksm-sim` options; the others at their defaults).", ""]
     if r.skipped:
         md += ["Skipped (not run folders): " + ", ".join(f"`{p.name}`" for p in r.skipped) + ".", ""]
     return Part(md)
@@ -231,12 +231,14 @@ def intro(r: ReportInput) -> Part:
 
 def how_to_read(r: ReportInput) -> Part:
     """Fixed prose: what task-specific storage and the two application modes mean."""
+    batch = r.costs.settings.batch
+    images = "one image" if batch == 1 else f"a batch of {batch} images"
     return Part(["## How to read this", "",
                  ("Each run folder is one task learned by one method on the same frozen backbone. A method's "
                   "*task-specific* storage is what the device keeps per task beside the shared backbone: the mask "
                   "(KSM: one bit per kernel plus the soft scale where that bit is 0; Piggyback: one bit per weight), "
                   "the BatchNorm scale and shift when BatchNorm is per task, the classifier head, and for fine-tuning "
-                  "a full copy of the trained weights. Costs are per inference of one image, from hwsim's analytical "
+                  f"a full copy of the trained weights. Costs are per inference of {images}, from hwsim's analytical "
                   "model (a mapping search per layer, `hwsim.cost.mapping`): *on the fly* streams the mask with every "
                   "weight fetch and gates or multiplies each weight (LoRA runs its low-rank branch); *folded* writes the masked weights once at a task switch, after which an "
                   "inference costs the same as the plain backbone. Better methods sit up and to the left in the "
@@ -463,8 +465,7 @@ def build_report(costs: Costs, out_dir: Path, command: str, title: str | None = 
 
 
 def write_report(masks: Sequence[str | Path], profiles: Sequence[str | Profile], out_dir: str | Path,
-                 command: str | None = None, title: str | None = None, tasks: int = 6,
-                 mask_density: float = 0.5) -> Path:
+                 command: str | None = None, title: str | None = None, settings: Settings = Settings()) -> Path:
     """Read the runs, cost them, and write ``out_dir/README.md`` plus its PNG figures.
 
     Args:
@@ -473,8 +474,9 @@ def write_report(masks: Sequence[str | Path], profiles: Sequence[str | Profile],
         out_dir: the report folder (created). Figures this function wrote before are replaced.
         command: the command line printed at the top; default: the ``ksm-sim`` command for these inputs.
         title: the report's title; default: tasks x methods.
-        tasks: tasks sharing the backbone (PackNet's index width), as ``ksm-sim --tasks``.
-        mask_density: KSM density assumed for runs without a binary mask, as ``ksm-sim --mask-density``.
+        settings: how the runs are costed, as ``ksm-sim``'s options for its table (``--tasks``, ``--batch``,
+            ``--set`` ...); the profiles named are loaded with its ``--set`` overrides, and the report names every
+            setting not at its default.
 
     Returns:
         The path of the written ``README.md``.
@@ -482,23 +484,16 @@ def write_report(masks: Sequence[str | Path], profiles: Sequence[str | Profile],
     out_dir = Path(out_dir)
     folders, skipped = expand_run_paths(masks)
     runs = order_runs(load_runs(folders))
+    if settings.sets and any(isinstance(p, Profile) for p in profiles):
+        raise InputError("report: --set overrides profiles given by name or path, not loaded ones")
     loaded: list[Profile] = []
     for p in profiles:
-        if isinstance(p, Profile):
-            loaded.append(p)
-        elif p == "all":
-            loaded.extend(load_profile(n) for n in bundled_profiles())
-        else:
-            loaded.append(load_profile(p))
+        loaded += [p] if isinstance(p, Profile) else [d.profile for d in load_designs([p], settings.sets)]
     loaded = list({p.name: p for p in loaded}.values())
-    costs = cost_runs(runs, loaded, tasks=tasks, mask_density=mask_density)
+    costs = cost_runs(runs, loaded, settings)
     if command is None:
-        extra = []
-        if tasks != 6:
-            extra += ["--tasks", str(tasks)]
-        if mask_density != 0.5:
-            extra += ["--mask-density", str(mask_density)]
-        command = regen_command(masks, [p if isinstance(p, str) else p.name for p in profiles], out_dir, extra)
+        names = [p if isinstance(p, str) else p.name for p in profiles]
+        command = regen_command(masks, names, out_dir, settings.flags())
     out_dir.mkdir(parents=True, exist_ok=True)
     text, pngs = build_report(costs, out_dir, command, title, skipped)
     patterns = figure_patterns()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import pandas as pd
@@ -21,6 +21,7 @@ from hwsim.errors import InputError
 from hwsim.cost.mask_cost import MODES, packnet_mask_bits, task_cost
 from hwsim.hardware.profile import Profile
 from hwsim.cost.residency import backbone_weight_bytes, tasks_that_fit, weight_level
+from hwsim.workload.layers import Workload
 from hwsim.workload.runs import Run, methods_of, tasks_of
 from hwsim.cost.simulate import SimResult, simulate
 
@@ -36,12 +37,44 @@ def has_task_index(method: str) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class Settings:
+    """How workloads are costed: the ``ksm-sim`` options that its printed table and its ``--report`` share, so
+    that both cost a run alike. ``sets`` are the ``--set`` overrides the profiles were loaded with (the profiles
+    a report is given carry them already; they are recorded to say so)."""
+
+    tasks: int = 6
+    mask_density: float = 0.5
+    batch: int = 1
+    objective: str = "energy"
+    steady_state: bool = False
+    sets: tuple[str, ...] = ()
+
+    def simulate(self, work: Workload, profile: Profile, mode: str | None) -> SimResult:
+        """:func:`hwsim.cost.simulate.simulate` under these settings."""
+        return simulate(work, profile, mode, tasks=self.tasks, mask_density=self.mask_density, batch=self.batch,
+                        objective=self.objective, steady_state=self.steady_state)
+
+    def flags(self) -> list[str]:
+        """The ``ksm-sim`` options that give these settings; those at their default are left out."""
+        out: list[str] = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            flag = "--" + f.name.replace("_", "-")
+            if f.name == "sets":
+                out += [word for item in value for word in ("--set", item)]
+            elif value != f.default:
+                out += [flag] if isinstance(value, bool) else [flag, str(value)]
+        return out
+
+
+@dataclass(frozen=True, slots=True)
 class Costs:
-    """Every run on every profile in both modes: ``results[(i, profile name, mode)]``."""
+    """Every run on every profile in both modes: ``results[(i, profile name, mode)]``, costed under ``settings``."""
 
     runs: list[Run]
     profiles: list[Profile]
     results: dict[tuple[int, str, str], SimResult]
+    settings: Settings = field(default_factory=Settings)
 
     @property
     def reference(self) -> Profile:
@@ -53,8 +86,8 @@ class Costs:
         return self.results[(i, name, mode)]
 
 
-def cost_runs(runs: list[Run], profiles: Sequence[Profile], tasks: int = 6, mask_density: float = 0.5) -> Costs:
-    """Simulate every run on every profile, folded and on the fly."""
+def cost_runs(runs: list[Run], profiles: Sequence[Profile], settings: Settings = Settings()) -> Costs:
+    """Simulate every run on every profile, folded and on the fly, under ``settings``."""
     if not profiles:
         raise InputError("report: no profile given")
     names = [p.name for p in profiles]
@@ -64,8 +97,8 @@ def cost_runs(runs: list[Run], profiles: Sequence[Profile], tasks: int = 6, mask
     for i, run in enumerate(runs):
         for prof in profiles:
             for mode in MODES:
-                results[(i, prof.name, mode)] = simulate(run.work, prof, mode, tasks=tasks, mask_density=mask_density)
-    return Costs(runs=list(runs), profiles=list(profiles), results=results)
+                results[(i, prof.name, mode)] = settings.simulate(run.work, prof, mode)
+    return Costs(runs=list(runs), profiles=list(profiles), results=results, settings=settings)
 
 
 def _pct(x: float | None) -> float:
@@ -226,8 +259,10 @@ def system_storage_frame(costs: Costs, max_tasks: int = MAX_TASKS) -> pd.DataFra
     return frame
 
 
-def crossings(system: pd.DataFrame, method: str = "finetune") -> dict[str, int | None]:
-    """For each other method: the smallest task count at which ``method`` stores more (None if never)."""
+def crossings(system: pd.DataFrame, method: str | None = None) -> dict[str, int | None]:
+    """For each other method: the smallest task count at which ``method`` (default: the catalogue's
+    :func:`~hwsim.catalogue.full_copy`, fine-tuning) stores more (None if never)."""
+    method = method or catalogue.full_copy()
     if method not in system.columns:
         return {}
     out: dict[str, int | None] = {}
@@ -240,10 +275,12 @@ def crossings(system: pd.DataFrame, method: str = "finetune") -> dict[str, int |
 
 
 def reference_ksm(costs: Costs) -> int | None:
-    """Index of the KSM run the per-layer section shows: the first soft KSM run, else any KSM run."""
-    for want in ("ksm", None):
+    """Index of the run of the catalogue's subject (KSM) that the per-layer section shows: the first
+    run labelled with the bare method name (soft KSM), else any run of it."""
+    subject = catalogue.subject()
+    for want in (subject, None):
         for i, r in enumerate(costs.runs):
-            if r.method == "ksm" and (want is None or r.label == want):
+            if r.method == subject and (want is None or r.label == want):
                 return i
     return None
 

@@ -332,9 +332,7 @@ def load_topology(path: str | Path) -> Workload:
 def _expected_shape(layer: Layer, role: str, method: str, suffix: str) -> tuple[int, ...] | None:
     """The shape a tensor of this role must have for this layer; None when any shape is accepted."""
     if role in MASK_ROLES:
-        if method == "ksm":
-            return layer.kernel_mask_shape
-        return layer.weight_shape
+        return layer.kernel_mask_shape if catalogue.get(method).mask.kernel_wise else layer.weight_shape
     if role in ("weight", "head"):
         return layer.weight_shape if suffix == "weight" else (layer.out_channels,)
     if role == "pick":  # CPG: one bit per weight of the layer at the task's (grown) geometry

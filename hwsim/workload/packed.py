@@ -36,11 +36,13 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from hwsim import catalogue
 from hwsim.errors import InputError
 from hwsim.workload.layers import Layer, TensorInfo, Workload, layers_from_records
 
@@ -124,22 +126,64 @@ def read_packed(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]
     return meta, arrays
 
 
-def _entries(shape: list[int], method: str) -> int:
-    return int(shape[0] * shape[1]) if method == "ksm" else int(math.prod(shape))
+def _traits(meta: dict[str, Any]) -> catalogue.MethodTraits:
+    """The catalogue row of the file's method; one line refuses a method the catalogue does not know."""
+    traits = catalogue.find(meta["method"])
+    if traits is None:
+        raise InputError(f"method {meta['method']!r}: unknown (known: {', '.join(catalogue.names())})")
+    return traits
 
 
 def mask_bits(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Each masked layer's binary mask (uint8 0/1, KSM ``[out, in/groups]``, else the weight's shape)."""
-    method, out = meta["method"], {}
-    layers = meta.get("masked", [])
-    total = sum(_entries(shape, method) for _, shape in layers)
+    """Each masked layer's binary mask (uint8 0/1): ``[out, in/groups]`` for a kernel-wise mask kind (KSM),
+    else the weight's shape."""
+    kernel_wise, out = _traits(meta).mask.kernel_wise, {}
+    layers = [(name, shape[:2] if kernel_wise else shape) for name, shape in meta.get("masked", [])]
+    total = sum(int(math.prod(shape)) for _, shape in layers)
     flat = unpack_codes(arrays.get("mask.binary", np.zeros(0, np.uint8)), 1, total).astype(np.uint8)
     start = 0
     for name, shape in layers:
-        n = _entries(shape, method)
-        out[name] = flat[start:start + n].reshape(shape[:2] if method == "ksm" else shape)
+        n = int(math.prod(shape))
+        out[name] = flat[start:start + n].reshape(shape)
         start += n
     return out
+
+
+def _learned_mask(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> list[TensorInfo]:
+    """Kernel- and element-wise masks: the binary bits, and a soft part's scale where it was stored."""
+    infos = [TensorInfo(f"{name}.binary", "binary", tuple(binary.shape), int(binary.size - binary.sum()))
+             for name, binary in mask_bits(meta, arrays).items()]
+    if _traits(meta).soft_part and int(meta.get("scale_bits", 0)) > 0:
+        infos += [TensorInfo(f"{name}.scale", "scale", tuple(shape[:2])) for name, shape in meta["masked"]]
+    return infos
+
+
+def _weight_copy(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> list[TensorInfo]:
+    return [TensorInfo(f"{name}.weight", "weight", tuple(shape)) for name, shape in meta["masked"]]
+
+
+def _adapters(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> list[TensorInfo]:
+    """hwsim.cost.lora_cost reads the adapters' ranks from these."""
+    return [TensorInfo(f"{name}.{part}.weight", part, tuple(shape)) for name, a_shape, b_shape in meta["masked"]
+            for part, shape in (("lora_A", a_shape), ("lora_B", b_shape))]
+
+
+def _nothing(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> list[TensorInfo]:
+    """Sequence methods (their maps are the sequence's, counted from ``sequence.weights``) and head only."""
+    return []
+
+
+# What a packed file stores per mask kind (hwsim.catalogue.MaskKind.name), as the tensors of a run folder
+# would name them; a kind missing here is refused (its file could not be priced like its run).
+PACKED_TENSORS: dict[str, Callable[[dict[str, Any], dict[str, np.ndarray]], list[TensorInfo]]] = {
+    catalogue.KERNEL.name: _learned_mask,
+    catalogue.ELEMENT.name: _learned_mask,
+    catalogue.TASK_INDEX.name: _nothing,
+    catalogue.TASK_INDEX_PICK.name: _nothing,
+    catalogue.COPY.name: _weight_copy,
+    catalogue.LOW_RANK.name: _adapters,
+    catalogue.NONE.name: _nothing,
+}
 
 
 def load_packed(path: str | Path) -> Workload:
@@ -151,19 +195,15 @@ def load_packed(path: str | Path) -> Workload:
         if key not in meta:
             raise InputError(f"{path}: header key {key!r} missing")
     method = meta["method"]
+    try:
+        traits = _traits(meta)
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
+    if traits.mask.name not in PACKED_TENSORS:
+        raise InputError(f"{path}: method {method!r}: mask kind {traits.mask.name!r} has no packed form in "
+                         f"hwsim.workload.packed (known kinds: {', '.join(PACKED_TENSORS)})")
     layers: tuple[Layer, ...] = layers_from_records(meta["layers"], str(path))
-    infos: list[TensorInfo] = []
-    if method in ("ksm", "piggyback"):
-        for name, binary in mask_bits(meta, arrays).items():
-            infos.append(TensorInfo(f"{name}.binary", "binary", tuple(binary.shape), int(binary.size - binary.sum())))
-        if method == "ksm" and int(meta.get("scale_bits", 0)) > 0:
-            infos += [TensorInfo(f"{name}.scale", "scale", tuple(shape[:2])) for name, shape in meta["masked"]]
-    elif method == "finetune":
-        infos += [TensorInfo(f"{name}.weight", "weight", tuple(shape)) for name, shape in meta["masked"]]
-    elif method == "lora":  # hwsim.cost.lora_cost reads the adapters' ranks from these
-        for name, a_shape, b_shape in meta["masked"]:
-            infos += [TensorInfo(f"{name}.lora_A.weight", "lora_A", tuple(a_shape)),
-                      TensorInfo(f"{name}.lora_B.weight", "lora_B", tuple(b_shape))]
+    infos = PACKED_TENSORS[traits.mask.name](meta, arrays)
     infos += [TensorInfo(f"{name}.weight", "batchnorm", (int(c),)) for name, c, _ in meta["batchnorms"]]
     head = meta["head"]
     infos += [TensorInfo(f"{head}.weight", "head", tuple(arrays["head.weight"].shape)),
@@ -178,4 +218,4 @@ def load_packed(path: str | Path) -> Workload:
                     batchnorm="task" if meta["batchnorms"] else "frozen", mask_density=density,
                     tensors=tuple(infos), sequence_tasks=seq.get("tasks"),
                     sequence_weights=tuple((n, int(e), int(g)) for n, e, g in seq.get("weights", [])),
-                    ksm_soft=method == "ksm" and int(meta.get("scale_bits", 0)) > 0 and bool(meta.get("soft", True)))
+                    ksm_soft=traits.soft_part and int(meta.get("scale_bits", 0)) > 0 and bool(meta.get("soft", True)))

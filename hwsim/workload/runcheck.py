@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from hwsim import catalogue
 from hwsim.fileio.atomic import sha256_file
 
 TENSOR_FILES = ("masks.safetensors",)
@@ -81,7 +82,10 @@ def check_binary(key: str, binary: np.ndarray, real: np.ndarray | None, method: 
         return
     if real.shape != binary.shape:
         raise error(f"{where}: {key}: shape {list(binary.shape)} differs from its real-valued mask {list(real.shape)}")
-    expected = real > threshold if method == "piggyback" else real >= threshold
+    traits = catalogue.find(method)
+    if traits is None:
+        raise error(f"{where}: {key}: unknown method {method!r} (known: {', '.join(catalogue.names())})")
+    expected = real > threshold if traits.strict_threshold else real >= threshold
     if not np.array_equal(binary.astype(bool), expected):
         raise error(f"{where}: {key}: disagrees with its real-valued mask at threshold {threshold} "
                     f"({int((binary.astype(bool) != expected).sum())} entries)")

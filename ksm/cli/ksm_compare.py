@@ -12,6 +12,7 @@ import click
 from hwsim.workload.runcheck import one_line_warnings
 from ksm.cli.ksm_train import CONTEXT_SETTINGS
 from ksm.compare.protocol import PROTOCOLS, VARIANTS
+from ksm.methods.registry import LiveChoice
 from ksm.checks import device_option, os_error_line
 
 
@@ -50,7 +51,7 @@ def _command() -> str:
               help="Also replace the <!-- comparison:begin/end --> block of this Markdown file with the table.")
 @click.option("--task", "tasks", multiple=True, metavar="NAME",
               help="Only these built-in tasks (repeatable; default: the whole default suite).")
-@click.option("--variant", "variants", multiple=True, type=click.Choice(list(VARIANTS)),
+@click.option("--variant", "variants", multiple=True, type=LiveChoice(lambda: tuple(VARIANTS)),
               help="Only these variants (repeatable; default: every variant but the LoRA ones, ablations included; "
                    "add LoRA with --variant lora-r4 --variant lora-r16 beside the others).")
 @click.option("--seeds", type=click.IntRange(1), default=None, help="Number of seeds (0..N-1) instead of the protocol's.")

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import click
 
-from hwsim.fileio.atomic import UnsafeTarget, check_target
+from hwsim.fileio.atomic import UnsafeTarget, atomic_write, check_target
 from hwsim.workload.runcheck import one_line_warnings
 from ksm.cli.ksm_train import CONTEXT_SETTINGS
-from ksm.files import write_text_atomic
 from ksm.checks import finite, os_error_line
 
 
@@ -85,7 +84,9 @@ def main(runs: tuple[Path, ...], onnx_path: Path | None, out_dir: Path, int8: bo
 
     from hwsim.errors import InputError
     from hwsim.hardware.profile import load_profile
-    from ksm.deploy.onnx_export import ExportError, export_run, int8_table, record_int8
+    from ksm.deploy.int8_results import int8_table, record_int8
+    from ksm.deploy.onnx_export import ExportError
+    from ksm.deploy.run_export import export_run
     from ksm.training.runfolder import MASKS, RUN_JSON, RunError, read_run
 
     # One path is taken as given (and refused with a reason if it is no run); of several (a shell
@@ -167,7 +168,7 @@ def main(runs: tuple[Path, ...], onnx_path: Path | None, out_dir: Path, int8: bo
         if table_file:
             try:
                 table_file.parent.mkdir(parents=True, exist_ok=True)
-                write_text_atomic(table_file, text + "\n\n" + note + "\n")
+                atomic_write(table_file, text + "\n\n" + note + "\n")
             except (OSError, ValueError) as exc:
                 raise click.ClickException(os_error_line(exc) if isinstance(exc, OSError) else str(exc)) from None
     if failed:

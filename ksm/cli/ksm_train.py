@@ -7,14 +7,14 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from hwsim import catalogue
-from ksm.methods.registry import MethodChoice
+from ksm.methods.registry import MethodChoice, method_class, method_cli_options
 from ksm.checks import device_option, finite
 
 if TYPE_CHECKING:
@@ -24,21 +24,24 @@ if TYPE_CHECKING:
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 ARCH_NAMES = ("mobilenet_v2", "resnet18", "resnet50", "vgg16", "vgg16_bn")
-SEQUENCE_OPTIONS = {  # the options each sequence method takes, passed to it as keyword arguments
-    "packnet": ("prune_ratio", "retrain_epochs"),
-    "cpg": ("prune_ratio", "prune_steps", "prune_epochs", "target_accuracy", "grow_step", "max_grow"),
-}
 SECTIONS: dict[str, tuple[str, ...]] = {  # --help's sections, each with its options in order
     "Tasks and methods": ("tasks", "suite", "data_root", "methods"),
     "Backbone and data": ("arch", "weights", "input_size", "max_train"),
     "Training": ("epochs", "batch_size", "lr_mask", "lr_head", "seed"),
     "Masks and BatchNorm": ("batchnorm", "soft", "recalibrate_bn", "mask_init", "threshold", "beta", "temperature"),
-    "PackNet and CPG": ("prune_ratio", "retrain_epochs", "prune_steps", "prune_epochs", "target_accuracy",
-                        "grow_step", "max_grow"),
-    "LoRA": ("lora_rank", "lora_alpha", "lora_dropout", "lora_targets"),
     "Output": ("out", "runs_dir", "force", "resume", "skip_existing", "progress"),
     "Hardware": ("device", "threads", "nproc", "amp"),
 }
+METHODS_AFTER = "Masks and BatchNorm"  # the methods' own sections (their cli_options) follow this one
+
+
+def help_sections() -> list[tuple[str, tuple[str, ...]]]:
+    """``--help``'s sections in order: ksm-train's own, with each registered method's options after
+    :data:`METHODS_AFTER` (:func:`ksm.methods.registry.method_cli_options`)."""
+    own = list(SECTIONS.items())
+    at = list(SECTIONS).index(METHODS_AFTER) + 1
+    methods = [(title, tuple(str(o.name) for o in options)) for title, options in method_cli_options()]
+    return own[:at] + methods + own[at:]
 
 
 def _without_nproc(argv: list[str]) -> list[str]:
@@ -61,29 +64,52 @@ def relaunch_with_torchrun(nproc: int) -> int:
 
 
 def run_folder_name(task: str, method: str, batchnorm: str | None, soft: bool, tag: str = "") -> str:
-    """``<task>`` for KSM with its defaults, ``<task>-<method>[-<tag>][-bn<policy>][-binary]`` otherwise
-    (``tag``: :func:`hwsim.catalogue.option_tag`, e.g. ``r4`` for LoRA at rank 4)."""
-    name = task if method == "ksm" else f"{task}-{method}"
+    """``<task>`` for the catalogue's subject (KSM) with its defaults, ``<task>-<method>[-<tag>][-bn<policy>]
+    [-binary]`` otherwise (``tag``: :func:`hwsim.catalogue.option_tag`, e.g. ``r4`` for LoRA at rank 4;
+    ``-binary``: a method with a soft part trained without it)."""
+    traits = catalogue.get(method)
+    name = task if traits.subject else f"{task}-{method}"
     if tag:
         name += f"-{tag}"
     if batchnorm is not None:
         name += f"-bn{batchnorm}"
-    if method == "ksm" and not soft:
+    if traits.soft_part and not soft:
         name += "-binary"
     return name
 
 
 class SectionedCommand(click.Command):
-    """A command whose ``--help`` lists its options under the titles of :data:`SECTIONS`."""
+    """A command with every registered method's own options, whose ``--help`` lists its options under the
+    titles of :func:`help_sections`."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        """The declared options, the methods' own (read now: a method registered later adds its), then help."""
+        params = super().get_params(ctx)
+        extra = [o for _, options in method_cli_options() for o in options]
+        return [*self.params, *extra, *params[len(self.params):]]
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         records = {p.name: p.get_help_record(ctx) for p in self.get_params(ctx)}
         width = min(max(len(r[0]) for r in records.values() if r), 30)  # one help column for every section
-        for title, names in [*SECTIONS.items(), ("Other options", tuple(records))]:
+        for title, names in [*help_sections(), ("Other options", tuple(records))]:
             rows = [records.pop(name) for name in names if records.get(name)]
             if rows:
                 with formatter.section(title):
                     formatter.write_dl([(term.ljust(width), text) for term, text in rows])
+
+
+class MethodOption(click.Option):
+    """``--method``, whose help lists the catalogue's methods when it is shown (a plug-in's too)."""
+
+    @property
+    def help(self) -> str:  # type: ignore[override]
+        listed = ", ".join(f"{t.name} ({t.description})" for t in catalogue.methods())
+        return (f"{listed}. Methods that learn the tasks in order on shared weights train into "
+                f"RUNS_DIR/<method>/. Repeatable.")
+
+    @help.setter
+    def help(self, value: object) -> None:  # click's __init__ assigns the static text: keep composing it
+        pass
 
 
 @dataclass(frozen=True)
@@ -114,19 +140,6 @@ class Options:
     threshold: float
     beta: float
     temperature: float
-    # PackNet and CPG
-    prune_ratio: float
-    retrain_epochs: int
-    prune_steps: int
-    prune_epochs: int
-    target_accuracy: float | None
-    grow_step: float
-    max_grow: int
-    # LoRA
-    lora_rank: int
-    lora_alpha: float
-    lora_dropout: float
-    lora_targets: tuple[str, ...]
     # Output
     out: Path | None
     runs_dir: Path
@@ -139,6 +152,15 @@ class Options:
     threads: int | None
     nproc: int
     amp: bool
+    # the methods' own options (their classes' cli_options), by parameter name
+    method_values: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, values: dict[str, Any]) -> Options:
+        """The parsed command line: ksm-train's own options as fields, every method's own in ``method_values``."""
+        own = {f.name for f in fields(cls)} - {"method_values"}
+        return cls(**{k: v for k, v in values.items() if k in own},
+                   method_values={k: v for k, v in values.items() if k not in own})
 
     def task_names(self) -> list[str]:
         from ksm.data.datasets import DEFAULT_SUITE
@@ -170,13 +192,8 @@ class Options:
                          options=self.method_options(method))
 
     def method_options(self, method: str) -> dict[str, Any]:
-        """The keyword arguments a method takes from the command line (sequence methods, LoRA)."""
-        if method == "lora":
-            targets = tuple(dict.fromkeys(t.strip() for item in self.lora_targets for t in item.split(",")
-                                          if t.strip()))
-            return {"rank": self.lora_rank, "alpha": self.lora_alpha, "dropout": self.lora_dropout,
-                    "targets": targets}
-        return {k: getattr(self, k) for k in SEQUENCE_OPTIONS.get(method, ())}
+        """The keyword arguments ``method`` takes from the command line (its class's ``options_from_cli``)."""
+        return method_class(method).options_from_cli(self.method_values)
 
     def run_folder(self, task: str, method: str) -> Path:
         tag = catalogue.option_tag(method, self.method_options(method))
@@ -196,9 +213,7 @@ class Options:
 @click.option("--data-root", type=click.Path(path_type=Path), default=None,
               help="Folder with the paper's benchmark in Piggyback's layout DIR/<task>/{train,test}/<class>/*.jpg.")
 @click.option("--method", "methods", multiple=True, type=MethodChoice(), default=("ksm",),
-              show_default=True, help="ksm (kernel-wise soft mask), piggyback (element-wise binary mask), "
-                                      "finetune (all weights), feature (head only), packnet and cpg (the tasks "
-                                      "in order on shared weights, into RUNS_DIR/<method>/). Repeatable.")
+              show_default=True, cls=MethodOption)
 # Backbone and data
 @click.option("--arch", type=click.Choice(ARCH_NAMES), default="mobilenet_v2", show_default=True,
               help="torchvision backbone.")
@@ -230,31 +245,6 @@ class Options:
 @click.option("--threshold", type=finite(), default=5e-3, show_default=True, help="Binarisation threshold τ.")
 @click.option("--beta", type=finite(), default=1200.0, show_default=True, help="KSM logistic scale β.")
 @click.option("--temperature", type=finite(), default=100.0, show_default=True, help="KSM softmax temperature T.")
-# PackNet and CPG
-@click.option("--prune-ratio", type=finite(0, 1, max_open=True), default=0.5, show_default=True,
-              help="packnet/cpg: fraction of each task's weights pruned per layer (freed for later tasks).")
-@click.option("--retrain-epochs", type=click.IntRange(0), default=1, show_default=True,
-              help="packnet: epochs retraining the kept weights after pruning, at lr/10.")
-@click.option("--prune-steps", type=click.IntRange(0), default=2, show_default=True,
-              help="cpg: gradual pruning steps up to --prune-ratio.")
-@click.option("--prune-epochs", type=click.IntRange(0), default=1, show_default=True,
-              help="cpg: epochs of retraining after each pruning step, at lr/10.")
-@click.option("--target-accuracy", type=finite(0, 1, min_open=True), default=None,
-              help="cpg: grow the network when a task's training accuracy stays below this fraction (default: never).")
-@click.option("--grow-step", type=finite(0, min_open=True), default=0.5, show_default=True,
-              help="cpg: width multiplier added per growth (mobilenet_v2).")
-@click.option("--max-grow", type=click.IntRange(0), default=1, show_default=True, help="cpg: growths per task at most.")
-# LoRA
-@click.option("--lora-rank", type=click.IntRange(1), default=8, show_default=True,
-              help="lora: rank r of every adapter (at most min(out, in·kh·kw) of each adapted layer).")
-@click.option("--lora-alpha", type=finite(0, min_open=True), default=8.0, show_default=True,
-              help="lora: alpha; the update is scaled by alpha/r (PEFT's default; Hu et al. keep alpha fixed "
-                   "across ranks so that the learning rate need not be retuned).")
-@click.option("--lora-dropout", type=finite(0, 1, max_open=True), default=0.0, show_default=True,
-              help="lora: dropout on the input of A.")
-@click.option("--lora-targets", "lora_targets", multiple=True, default=("all",), show_default=True,
-              metavar="all|pointwise|kxk|linear",
-              help="lora: which layers get adapters (repeatable or comma-separated); depthwise convs never do.")
 # Output
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Run folder (only with one task and one method). Default: RUNS_DIR/<task> for ksm, "
@@ -287,7 +277,7 @@ def main(**values: Any) -> None:
       ksm-train --suite default --nproc 2                 # 2 data-parallel processes (torchrun)
       ksm-train --suite default --method lora --lora-rank 4   # LoRA adapters -> runs/<task>-lora-r4/
     """
-    o = Options(**values)
+    o = Options.of(values)
     if o.nproc > 1 and "WORLD_SIZE" not in os.environ:
         sys.exit(relaunch_with_torchrun(o.nproc))
     if o.amp and not o.device.startswith("cuda"):
@@ -298,14 +288,8 @@ def main(**values: Any) -> None:
 
     names = o.task_names()
     methods = tuple(dict.fromkeys(o.methods))
-    if "lora" in methods:
-        from ksm.methods.lora_adapters import TARGETS
-
-        targets = o.method_options("lora")["targets"]
-        unknown = [t for t in targets if t not in TARGETS] or ([] if targets else [""])
-        if unknown:
-            raise click.BadParameter(f"unknown target {unknown[0]!r}; choose from {', '.join(TARGETS)}",
-                                     param_hint="'--lora-targets'")
+    for method in methods:  # each method checks its own options before anything is trained
+        o.method_options(method)
     sequences = [m for m in methods if catalogue.get(m).sequence]  # one folder RUNS_DIR/<method>/ for all tasks
     methods = tuple(m for m in methods if not catalogue.get(m).sequence)
     if o.out is not None and sequences and (methods or len(sequences) != 1):
@@ -380,7 +364,7 @@ def remove_fresh_parents_on_error(outputs: list[Path]) -> Iterator[None]:
 
 def check_results_targets(o: Options) -> None:
     """Refuse up front a results file that could not be written after training (a folder, a symlink)."""
-    from ksm.files import check_target
+    from hwsim.fileio.atomic import check_target
 
     if o.out is None:
         try:

@@ -18,15 +18,13 @@ import numpy as np
 import pandas as pd
 
 from hwsim import catalogue
+from hwsim.fileio.atomic import atomic_write, atomic_write_with
 from hwsim.fileio.bounded import is_fraction, read_json
-from ksm.files import write_atomic, write_text_atomic
 from ksm.compare.protocol import COMMAND_JSON, PROTOCOL_JSON, VARIANTS
+from ksm.methods.variants import contrasts
 
 NOISE_P = 0.05  # two variants whose Welch p-value is at least this are "within noise"
 SEPARATION_PP = 1.0  # a task on which all methods' means lie within this many points does not separate them
-PAIRS = (("ksm", "piggyback"), ("ksm", "piggyback-bntask"), ("ksm", "finetune"), ("ksm", "ksm-binary"),
-         ("ksm", "ksm-bnfrozen"), ("piggyback-bntask", "piggyback"), ("ksm", "packnet"), ("ksm", "cpg"),
-         ("ksm", "feature"), ("ksm", "lora-r4"), ("ksm", "lora-r16"), ("lora-r4", "lora-r16"))
 README_BEGIN = "<!-- comparison:begin -->"
 README_END = "<!-- comparison:end -->"
 
@@ -151,10 +149,11 @@ def accuracy_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def pair_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """The contrasts the paper's claims rest on: Δ mean (points), Welch p and the verdict, per column."""
+    """The contrasts the paper's claims rest on (each method's ``comparison_contrasts``): Δ mean (points),
+    Welch p and the verdict, per column."""
     samples = _samples(frame)
     rows = []
-    for a, b in PAIRS:
+    for a, b in contrasts():
         for column, per in samples.items():
             if a in per and b in per:
                 delta = per[a].mean() - per[b].mean()
@@ -167,7 +166,8 @@ def pair_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 def separation(frame: pd.DataFrame) -> pd.DataFrame:
     """Per task: the spread of the methods' (not the ablations', not head-only's) mean top-1."""
-    main = frame[(frame["role"] == "method") & (frame["variant"] != "feature")]
+    head_only = frame["variant"].map(lambda v: v in VARIANTS and VARIANTS[v].head_only).astype(bool)
+    main = frame[(frame["role"] == "method") & ~head_only]
     means = main.groupby(["task", "variant"])["top1"].mean().unstack()
     spread = (means.max(axis=1) - means.min(axis=1)).to_frame("spread (points)")
     spread["separates the methods"] = spread["spread (points)"] >= SEPARATION_PP
@@ -194,11 +194,13 @@ def choice_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def soft_part_sentence(frame: pd.DataFrame) -> str:
-    """What the data say about the soft part: KSM against its binary-only ablation, suite mean."""
+    """What the data say about the soft part: KSM against its binary-only ablation (the variant without
+    its soft part), suite mean."""
     samples = _samples(frame).get("mean", {})
-    if "ksm" not in samples or "ksm-binary" not in samples:
+    ablation = next((v for v in VARIANTS.values() if not v.soft), None)
+    if ablation is None or ablation.method not in samples or ablation.name not in samples:
         return "The soft-part ablation was not run."
-    a, b = samples["ksm"], samples["ksm-binary"]
+    a, b = samples[ablation.method], samples[ablation.name]
     delta, p = a.mean() - b.mean(), welch_p(a, b)
     if p < NOISE_P:
         verdict = ("the soft part adds accuracy" if delta > 0 else "the soft part costs accuracy")
@@ -289,7 +291,7 @@ def comparison_figure(frame: pd.DataFrame, path: Path) -> Path:
         fig.supxlabel("variant", fontsize=9)
         fig.tight_layout()
         path = Path(path)
-        write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+        atomic_write_with(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     return path
 
 
@@ -312,7 +314,7 @@ def write_report(folder: Path, report_dir: Path, command: str) -> dict[str, Path
              "png": report_dir / "comparison.png"}
     for key, text in (("md", comparison_markdown(frame, protocol, command)),
                       ("csv", frame.drop(columns="folder").to_csv(index=False))):
-        write_text_atomic(paths[key], text)
+        atomic_write(paths[key], text)
     comparison_figure(frame, paths["png"])
     return paths
 
@@ -336,4 +338,4 @@ def update_readme(readme: Path, block: str) -> None:
     if start < 0 or end < start:
         raise ValueError(f"{readme}: no '{README_BEGIN}' … '{README_END}' block to replace")
     new = text[:start] + block + text[end + len(README_END):]
-    write_text_atomic(readme, new)
+    atomic_write(readme, new)

@@ -26,7 +26,7 @@ import itertools
 import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
 from multiprocessing import get_context
@@ -35,9 +35,9 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from hwsim import catalogue
+from hwsim.fileio.atomic import atomic_write
 from ksm.data.datasets import DEFAULT_SUITE, TaskData
-from ksm.files import write_text_atomic
+from ksm.methods.variants import Variant, variants
 
 SELECTION_RULE = ("highest validation top-1; ties go to the earlier trial in grid order and the earlier epoch")
 PROTOCOL_JSON = "protocol.json"
@@ -48,41 +48,26 @@ class LockedSplitError(RuntimeError):
     """The test split was asked for while a configuration was still being chosen."""
 
 
-@dataclass(frozen=True)
-class Variant:
-    """A method with its BatchNorm policy (and, for KSM, with or without its soft part)."""
+class _Variants(Mapping[str, Variant]):
+    """Every registered method's comparison variants by name (:func:`ksm.methods.variants.variants`), read
+    when asked, so that a method registered after this module was imported is compared too."""
 
-    name: str
-    method: str
-    batchnorm: str | None = None  # None: the method's default
-    soft: bool = True
-    role: str = "method"  # or "ablation"
-    options: tuple[tuple[str, Any], ...] = ()  # the method's own options (LoRA's rank), as (key, value) pairs
+    def __getitem__(self, name: str) -> Variant:
+        return variants()[name]
 
-    @property
-    def sequence(self) -> bool:
-        return catalogue.get(self.method).sequence
+    def __iter__(self) -> Iterator[str]:
+        return iter(variants())
+
+    def __len__(self) -> int:
+        return len(variants())
 
 
-VARIANTS: dict[str, Variant] = {v.name: v for v in (
-    Variant("ksm", "ksm"),
-    Variant("piggyback", "piggyback"),
-    Variant("packnet", "packnet"),
-    Variant("cpg", "cpg"),
-    Variant("finetune", "finetune"),
-    Variant("feature", "feature"),
-    Variant("ksm-binary", "ksm", soft=False, role="ablation"),
-    Variant("ksm-bnfrozen", "ksm", batchnorm="frozen", role="ablation"),
-    Variant("piggyback-bntask", "piggyback", batchnorm="task", role="ablation"),
-    # LoRA (ksm.methods.lora_adapters) at two ranks, alpha fixed at 8 (PEFT's default; Hu et al. keep alpha across ranks)
-    Variant("lora-r4", "lora", options=(("rank", 4), ("alpha", 8.0))),
-    Variant("lora-r16", "lora", options=(("rank", 16), ("alpha", 8.0))),
-)}
-# What a protocol runs unless told: the variants of the published comparison. The LoRA variants are
-# asked for by name (``ksm-compare --variant lora-r4 ...``), so that adding them did not change the
-# standard protocol's record and so did not invalidate finished comparisons (``unit_done``).
-DEFAULT_VARIANTS = ("ksm", "piggyback", "packnet", "cpg", "finetune", "feature", "ksm-binary", "ksm-bnfrozen",
-                    "piggyback-bntask")
+VARIANTS: Mapping[str, Variant] = _Variants()
+# What a protocol runs unless told: the variants of the published comparison (``Variant.standard``).
+# Others (LoRA at two ranks, a new method) are asked for by name (``ksm-compare --variant lora-r4 ...``),
+# so that adding them did not change the standard protocol's record and so did not invalidate finished
+# comparisons (``unit_done``).
+DEFAULT_VARIANTS = tuple(name for name, v in VARIANTS.items() if v.standard)
 
 
 @dataclass(frozen=True)
@@ -150,7 +135,7 @@ def without_test(data: TaskData) -> TaskData:
 def trial_grid(protocol: Protocol, variant: Variant) -> list[tuple[float | None, float]]:
     """The protocol's grid as this variant can use it: head-only training has no body rate, so its
     trials differing only in ``lr_body`` would be identical runs and are done once (recorded)."""
-    if variant.method == "feature":
+    if variant.head_only:
         return [(None, lr_head) for lr_head in protocol.lr_head]
     return list(protocol.grid())
 
@@ -241,7 +226,7 @@ def run_unit(protocol: Protocol, variant: Variant, task: str, seed: int, out: Pa
     metrics["top1"] = evaluate(model, data, "test", device=device)
     model.cpu()
     train = train_settings(spec, method, device=device, processes=1, amp=False)
-    if variant.method == "feature":
+    if variant.head_only:
         train["lr_body"] = None
     record = run_record(data, method, model, backbone=spec.backbone, digest=digest, metrics=metrics, train=train,
                         wall_seconds=time.perf_counter() - began)
@@ -393,9 +378,9 @@ def run_comparison(protocol: Protocol, out: Path, *, workers: int = 1, threads: 
     if force and out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / PROTOCOL_JSON, json.dumps(protocol.to_json(), indent=2) + "\n")
+    atomic_write(out / PROTOCOL_JSON, json.dumps(protocol.to_json(), indent=2) + "\n")
     if command and not (out / COMMAND_JSON).exists():
-        write_text_atomic(out / COMMAND_JSON, json.dumps({"command": command, "workers": workers, "threads": threads,
+        atomic_write(out / COMMAND_JSON, json.dumps({"command": command, "workers": workers, "threads": threads,
                                                           "device": device}, indent=2) + "\n")
     todo = [u for u in plan_units(protocol, out) if not unit_done(u, protocol)]
     bar = tqdm(total=len(todo), desc=f"comparison {protocol.name}", disable=None if progress else True)

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from hwsim.catalogue import label_rank, run_label
-from ksm.files import write_text_atomic
+from hwsim.fileio.atomic import atomic_write
 
 method_label = run_label  # hwsim's catalogue names a run for both packages
 
@@ -83,7 +83,7 @@ def results_table(records: list[dict[str, Any]]) -> pd.DataFrame:
 def write_results(table: pd.DataFrame, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for name, text in (("results.md", table.to_markdown(floatfmt=".2f") + "\n"), ("results.csv", table.to_csv())):
-        write_text_atomic(folder / name, text)
+        atomic_write(folder / name, text)
 
 
 def main(argv: list[str]) -> None:

@@ -39,7 +39,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from ksm.files import write_atomic
+from hwsim.fileio.atomic import atomic_write_with
 from ksm.checks import check_images
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -237,7 +237,7 @@ def _suite_arrays(task: str, size: tuple[int, int]) -> dict[str, np.ndarray]:
     arrays = {"x_train": resize_gray(raw["x_train"], size), "y_train": raw["y_train"].astype(np.int64),
               "x_test": resize_gray(raw["x_test"], size), "y_test": raw["y_test"].astype(np.int64)}
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, lambda tmp: _savez(tmp, arrays))
+    atomic_write_with(path, lambda tmp: _savez(tmp, arrays))
     return arrays
 
 

@@ -5,21 +5,43 @@ A method is a small object. ``prepare`` freezes the backbone and attaches the me
 backbone, a fresh head); ``state`` returns the task-specific tensors with their run-folder roles
 (docs/run-folder.md); ``load_state`` puts a task's tensors back. Switching tasks on one model is
 ``load_state``: nothing else of the backbone changes.
+
+Everything else that differs between methods is the class's too, so that a new method is its class
+plus its catalogue row (:mod:`hwsim.catalogue`): its ``ksm-train`` options (``cli_options``,
+``options_from_cli``), how it packs and loads its deployable task file (``pack_task``, ``load_task``,
+:mod:`ksm.deploy.task_file`), and its ``ksm-compare`` variants and contrasts
+(``comparison_variants``, ``comparison_contrasts``, :mod:`ksm.methods.variants`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
+import click
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from ksm.network.backbones import ARCHS, classifier_path, replace_head
 from hwsim import catalogue
-from ksm.methods.soft_masks import DEFAULT_INIT, DEFAULT_THRESHOLD, ElementBinaryMask, KernelSoftMask
+from hwsim.workload.packed import mask_bits, unpack_codes
 from ksm.methods.registry import method_class, register_method
+from ksm.methods.soft_masks import (
+    DEFAULT_INIT,
+    DEFAULT_THRESHOLD,
+    ElementBinaryMask,
+    KernelSoftMask,
+    scale_codes,
+    scale_values,
+    soft_part,
+)
+from ksm.methods.variants import Contrast, Variant
+from ksm.network.backbones import ARCHS, classifier_path, replace_head
+
+if TYPE_CHECKING:
+    from ksm.deploy.task_file import TaskReader, TaskWriter
 
 BN_TENSORS = ("weight", "bias", "running_mean", "running_var")
 
@@ -53,6 +75,11 @@ class Method:
     name = "base"
     default_batchnorm = "frozen"
     takes_options = False  # make_method passes the method's own options (e.g. LoRA's rank) to __init__
+    trains_body = True  # False: only the head learns, so the body learning rate changes nothing (head only)
+    cli_section = ""  # the ksm-train --help section that lists cli_options
+    cli_options: tuple[click.Option, ...] = ()  # its own ksm-train options (an option two methods share: one object)
+    standard_variant = False  # its default variant is in the published comparison (else asked for by name)
+    versus_subject: int | None = None  # its default variant against KSM's: this row of the report's contrasts
 
     def __init__(self, arch: str, *, batchnorm: str | None = None, mask: MaskConfig = MaskConfig()) -> None:
         self.arch, self.head = arch, classifier_path(arch)
@@ -137,6 +164,42 @@ class Method:
     def mask_density(self, model: nn.Module) -> float | None:
         return None
 
+    @property
+    def traits(self) -> catalogue.MethodTraits:
+        """This method's torch-free row in the catalogue."""
+        return catalogue.get(self.name)
+
+    # -- what ksm-train, ksm-export --pack and ksm-compare ask of a method ------------------------
+    @classmethod
+    def options_from_cli(cls, values: Mapping[str, Any]) -> dict[str, Any]:
+        """The keyword arguments of ``__init__`` from ksm-train's parsed ``values`` (its ``cli_options``,
+        by parameter name); a bad value raises ``click.BadParameter`` naming the option."""
+        return {option.name: values[option.name] for option in cls.cli_options if option.name}
+
+    @classmethod
+    def comparison_variants(cls) -> tuple[Variant, ...]:
+        """The variants ``ksm-compare`` can run of this method: by default the method with its defaults."""
+        return (Variant(cls.name, cls.name, standard=cls.standard_variant),)
+
+    @classmethod
+    def comparison_contrasts(cls) -> tuple[Contrast, ...]:
+        """The differences of its variants that the comparison report tests: by default, with
+        ``versus_subject``, its default variant against the subject's (KSM's)."""
+        return () if cls.versus_subject is None else (Contrast.with_subject(cls.name, cls.versus_subject),)
+
+    def pack_task(self, model: nn.Module, out: TaskWriter) -> None:
+        """Write what this method stores per task besides BatchNorm and the head (:mod:`ksm.deploy.task_file`).
+
+        The base class stores nothing, which is right for a method whose mask kind stores nothing (head
+        only); any other kind is refused, so that no task is silently packed without its mask.
+        """
+        _stores_nothing(self.name, type(self), out.refuse)
+
+    @classmethod
+    def load_task(cls, model: nn.Module, task: TaskReader) -> None:
+        """Put what :meth:`pack_task` stored onto the backbone ``model`` (BatchNorm and the head are done after)."""
+        _stores_nothing(cls.name, cls, task.refuse)
+
     def options(self) -> dict[str, Any]:
         """The method's own options, recorded as ``run.json`` ``method_options`` to rebuild it."""
         return {}
@@ -161,11 +224,20 @@ class Method:
         return folded.eval()
 
 
+def _stores_nothing(name: str, cls: type, refuse: Any) -> None:
+    kind = catalogue.get(name).mask
+    if kind != catalogue.NONE:
+        refuse(f"method {name!r}: its class {cls.__qualname__} does not say how to pack or load its "
+               f"{kind.name!r} mask (define pack_task and load_task)")
+
+
 @register_method
 class Feature(Method):
     """Head only: the frozen backbone as a feature extractor (cheap lower reference)."""
 
     name = "feature"
+    trains_body = False
+    standard_variant, versus_subject = True, 8
 
 
 @register_method
@@ -174,6 +246,7 @@ class FineTune(Method):
 
     name = "finetune"
     default_batchnorm = "task"
+    standard_variant, versus_subject = True, 2
 
     def reset(self, model: nn.Module, backbone: dict[str, Tensor], num_classes: int) -> None:
         super().reset(model, backbone, num_classes)
@@ -200,6 +273,22 @@ class FineTune(Method):
             if layer.bias is not None:
                 out[f"{name}.bias"] = layer.bias
         return out
+
+    def pack_task(self, model: nn.Module, out: TaskWriter) -> None:
+        """The task's own weights at the profile's weight precision, biases at the psum precision."""
+        for layer, module in maskable_layers(model, self.head):
+            out.weights(f"weight.{layer}", module.weight, layer)
+            out.masked.append([layer, list(module.weight.shape)])
+            if module.bias is not None:
+                out.floats(f"bias.{layer}", module.bias, out.precisions.psums, "bias")
+
+    @classmethod
+    def load_task(cls, model: nn.Module, task: TaskReader) -> None:
+        for layer, _ in task.meta["masked"]:
+            module = model.get_submodule(layer)
+            module.weight.copy_(task.weights(f"weight.{layer}", layer))
+            if f"bias.{layer}" in task.arrays:
+                module.bias.copy_(task.floats(f"bias.{layer}"))
 
 
 class _Masked(Method):
@@ -253,6 +342,54 @@ class _Masked(Method):
             total += binary.numel()
         return ones / total if total else None
 
+    def _soft(self, model: nn.Module) -> bool:
+        """Whether the task's masks have a soft part to store beside the bits (KSM trained with it)."""
+        return False
+
+    def pack_task(self, model: nn.Module, out: TaskWriter) -> None:
+        """One bit per mask entry; a soft part's scale at ``out.scale_bits`` bits where the bit is 0 (the
+        scale is 0 where it is 1, KSM Eq. 4-5); the accuracy measured at that scale width if it was swept."""
+        soft = self._soft(model)
+        binaries, codes = [], []
+        for layer, mask in self._masks(model):
+            binary, _ = mask.deployable()
+            out.masked.append([layer, list(mask.mask.shape)])
+            binaries.append(binary.reshape(-1).numpy())
+            if soft and out.scale_bits > 0:
+                scale = soft_part(mask.mask.detach(), binary.bool())
+                codes.append(scale_codes(scale[binary == 0], out.scale_bits))
+        out.codes("mask.binary", np.concatenate(binaries), 1)
+        if codes:
+            out.codes("mask.scale", np.concatenate(codes), out.scale_bits)
+            out.meta["scale_bits"] = out.scale_bits
+        out.meta["soft"] = soft
+        key = str(out.scale_bits if soft else 0)
+        swept = out.record["metrics"].get("soft_precision") or {}  # only a soft KSM run sweeps
+        out.meta["top1"] = swept.get(key, out.record["metrics"]["top1"])
+        out.meta["top1_measured_at"] = f"soft scale {key} bits" if key in swept else "float"
+
+    @classmethod
+    def load_task(cls, model: nn.Module, task: TaskReader) -> None:
+        """``W_t = (M_b + A_K) ⊙ W``: the bits, and the soft scale where the bit is 0."""
+        meta, arrays = task.meta, task.arrays
+        bits = int(meta.get("scale_bits", 0))
+        binaries = mask_bits(meta, arrays)
+        zeros = sum(int((b == 0).sum()) for b in binaries.values())
+        codes = unpack_codes(arrays["mask.scale"], bits, zeros) if bits and "mask.scale" in arrays else None
+        start = 0
+        for layer, _ in meta["masked"]:
+            module = model.get_submodule(layer)
+            binary = torch.from_numpy(binaries[layer].astype(np.float32))
+            mask = binary.clone()
+            if codes is not None:
+                off = binary == 0
+                n = int(off.sum())
+                mask[off] = scale_values(codes[start:start + n], bits)
+                start += n
+            if tuple(mask.shape) != tuple(module.weight.shape[:mask.dim()]):
+                task.refuse(f"{layer}: mask {list(mask.shape)} does not fit the weight {list(module.weight.shape)}")
+            module.weight.mul_(mask.view(*mask.shape, *([1] * (module.weight.dim() - mask.dim()))))
+
 
 @register_method
 class KSM(_Masked):
@@ -271,6 +408,19 @@ class KSM(_Masked):
         return KernelSoftMask(weight.shape, init=m.init, threshold=m.threshold, beta=m.beta,
                               temperature=m.temperature, soft=self.soft)
 
+    def _soft(self, model: nn.Module) -> bool:
+        return all(m.soft for _, m in self._masks(model))
+
+    @classmethod
+    def comparison_variants(cls) -> tuple[Variant, ...]:
+        return (Variant("ksm", "ksm", standard=True),
+                Variant("ksm-binary", "ksm", soft=False, role="ablation", standard=True),
+                Variant("ksm-bnfrozen", "ksm", batchnorm="frozen", role="ablation", standard=True))
+
+    @classmethod
+    def comparison_contrasts(cls) -> tuple[Contrast, ...]:
+        return (Contrast("ksm", "ksm-binary", 3), Contrast("ksm", "ksm-bnfrozen", 4))
+
 
 @register_method
 class Piggyback(_Masked):
@@ -282,15 +432,25 @@ class Piggyback(_Masked):
     def _new_mask(self, weight: Tensor) -> nn.Module:
         return ElementBinaryMask(weight.shape, init=self.mask.init, threshold=self.mask.threshold)
 
+    @classmethod
+    def comparison_variants(cls) -> tuple[Variant, ...]:
+        return (Variant("piggyback", "piggyback", standard=True),
+                Variant("piggyback-bntask", "piggyback", batchnorm="task", role="ablation", standard=True))
+
+    @classmethod
+    def comparison_contrasts(cls) -> tuple[Contrast, ...]:
+        return (Contrast.with_subject("piggyback", 0), Contrast.with_subject("piggyback-bntask", 1),
+                Contrast("piggyback-bntask", "piggyback", 5))
+
 
 def make_method(name: str, arch: str, *, batchnorm: str | None = None, mask: MaskConfig = MaskConfig(),
                 soft: bool = True, options: dict | None = None) -> Method:
     """The registered method ``name`` (``ksm.methods.registry``). ``soft``: methods with a soft part (KSM);
-    ``options``: keyword arguments of the sequence methods (e.g. ``prune_ratio``) and of methods that
-    take options (``takes_options``, e.g. LoRA's ``rank``)."""
+    ``options``: keyword arguments of the methods that take options (``takes_options``: the sequence
+    methods' ``prune_ratio``, LoRA's ``rank``)."""
     cls = method_class(name)
     traits = catalogue.get(name)
-    extra = dict(options or {}) if traits.sequence or cls.takes_options else {}
+    extra = dict(options or {}) if cls.takes_options else {}
     if traits.soft_part:
         extra["soft"] = soft
     return cls(arch, batchnorm=batchnorm, mask=mask, **extra)

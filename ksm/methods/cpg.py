@@ -29,16 +29,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import click
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from ksm.checks import finite
 from ksm.network.backbones import ARCHS, replace_head
 from ksm.data.datasets import TaskData
 from ksm.methods.soft_masks import _IdentitySTE
 from ksm.methods.base import MaskConfig, maskable_layers
 from ksm.methods.registry import register_method
-from ksm.methods.sequence import SequenceMethod, phase_history, raw_weight, scaled
+from ksm.methods.sequence import PRUNE_RATIO, SequenceMethod, phase_history, raw_weight, scaled
 from ksm.training.loop import TrainConfig
 
 COMPACT_LR_FACTOR = 0.1
@@ -97,6 +99,22 @@ class CPG(SequenceMethod):
     """Compact (gradual pruning), pick (a learned mask over earlier tasks' weights), grow (widen)."""
 
     name = "cpg"
+    has_picks = True
+    standard_variant, versus_subject = True, 7
+    cli_options = (
+        PRUNE_RATIO,
+        click.Option(["--prune-steps"], type=click.IntRange(0), default=2, show_default=True,
+                     help="cpg: gradual pruning steps up to --prune-ratio."),
+        click.Option(["--prune-epochs"], type=click.IntRange(0), default=1, show_default=True,
+                     help="cpg: epochs of retraining after each pruning step, at lr/10."),
+        click.Option(["--target-accuracy"], type=finite(0, 1, min_open=True), default=None,
+                     help="cpg: grow the network when a task's training accuracy stays below this fraction "
+                          "(default: never)."),
+        click.Option(["--grow-step"], type=finite(0, min_open=True), default=0.5, show_default=True,
+                     help="cpg: width multiplier added per growth (mobilenet_v2)."),
+        click.Option(["--max-grow"], type=click.IntRange(0), default=1, show_default=True,
+                     help="cpg: growths per task at most."),
+    )
 
     def __init__(self, arch: str, *, batchnorm: str | None = None, mask: MaskConfig | None = None,
                  prune_ratio: float = 0.5, prune_steps: int = 2, prune_epochs: int = 1,
@@ -147,7 +165,8 @@ class CPG(SequenceMethod):
             return {}
         return {name: pick.deployable() for name, pick in self._picks(model)}
 
-    def view_mask(self, idx: Tensor, position: int, pick: Tensor | None) -> Tensor:
+    @staticmethod
+    def view_mask(idx: Tensor, position: int, pick: Tensor | None) -> Tensor:
         earlier = (idx >= 1) & (idx < position)
         picked = earlier if pick is None else earlier & pick.bool()
         return (idx == position) | picked

@@ -53,15 +53,22 @@ kernel), ``linear``. A rank must fit every adapted layer: at most ``min(out, in�
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
+import click
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ksm.network.backbones import ARCHS, replace_head
+from ksm.checks import finite
 from ksm.methods.base import MaskConfig, Method, maskable_layers
 from ksm.methods.registry import register_method
+from ksm.methods.variants import Contrast, Variant
+
+if TYPE_CHECKING:
+    from ksm.deploy.task_file import TaskReader, TaskWriter
 
 TARGETS = ("all", "pointwise", "kxk", "linear")
 _NO_MASK = MaskConfig()  # LoRA has no mask; the argument exists because make_method passes it to every method
@@ -155,6 +162,19 @@ class LoRA(Method):
     name = "lora"
     default_batchnorm = "task"
     takes_options = True
+    cli_section = "LoRA"
+    cli_options = (
+        click.Option(["--lora-rank"], type=click.IntRange(1), default=8, show_default=True,
+                     help="lora: rank r of every adapter (at most min(out, in·kh·kw) of each adapted layer)."),
+        click.Option(["--lora-alpha"], type=finite(0, min_open=True), default=8.0, show_default=True,
+                     help="lora: alpha; the update is scaled by alpha/r (PEFT's default; Hu et al. keep alpha "
+                          "fixed across ranks so that the learning rate need not be retuned)."),
+        click.Option(["--lora-dropout"], type=finite(0, 1, max_open=True), default=0.0, show_default=True,
+                     help="lora: dropout on the input of A."),
+        click.Option(["--lora-targets", "lora_targets"], multiple=True, default=("all",), show_default=True,
+                     metavar="all|pointwise|kxk|linear",
+                     help="lora: which layers get adapters (repeatable or comma-separated); depthwise convs never do."),
+    )
 
     def __init__(self, arch: str, *, batchnorm: str | None = None, mask: MaskConfig = _NO_MASK,
                  rank: int = 8, alpha: float | None = 8.0, dropout: float = 0.0,
@@ -175,6 +195,47 @@ class LoRA(Method):
 
     def options(self) -> dict[str, Any]:
         return {"rank": self.rank, "alpha": self.alpha, "dropout": self.dropout, "targets": list(self.targets)}
+
+    @classmethod
+    def options_from_cli(cls, values: Mapping[str, Any]) -> dict[str, Any]:
+        """``--lora-*`` as ``rank``, ``alpha``, ``dropout`` and ``targets`` (comma-separated or repeated)."""
+        targets = tuple(dict.fromkeys(t.strip() for item in values["lora_targets"] for t in item.split(",")
+                                      if t.strip()))
+        unknown = [t for t in targets if t not in TARGETS] or ([] if targets else [""])
+        if unknown:
+            raise click.BadParameter(f"unknown target {unknown[0]!r}; choose from {', '.join(TARGETS)}",
+                                     param_hint="'--lora-targets'")
+        return {"rank": values["lora_rank"], "alpha": values["lora_alpha"], "dropout": values["lora_dropout"],
+                "targets": targets}
+
+    @classmethod
+    def comparison_variants(cls) -> tuple[Variant, ...]:
+        """Two ranks, alpha fixed at 8 (PEFT's default; Hu et al. keep alpha across ranks)."""
+        return (Variant("lora-r4", "lora", options=(("rank", 4), ("alpha", 8.0))),
+                Variant("lora-r16", "lora", options=(("rank", 16), ("alpha", 8.0))))
+
+    @classmethod
+    def comparison_contrasts(cls) -> tuple[Contrast, ...]:
+        return (Contrast.with_subject("lora-r4", 9), Contrast.with_subject("lora-r16", 10),
+                Contrast("lora-r4", "lora-r16", 11))
+
+    def pack_task(self, model: nn.Module, out: TaskWriter) -> None:
+        """A and B of every adapter at the weight precision (per-channel scales in the header), and the scaling."""
+        for layer, branch in branches(model):
+            for part in ("lora_A", "lora_B"):
+                out.weights(f"{part}.{layer}", getattr(branch, part).detach(), f"{part}.{layer}")
+            out.masked.append([layer, list(branch.lora_A.shape), list(branch.lora_B.shape)])
+        out.meta["scaling"] = out.record["lora"]["scaling"]
+
+    @classmethod
+    def load_task(cls, model: nn.Module, task: TaskReader) -> None:
+        """Folded: ``W + scaling · B A`` (PEFT's merge)."""
+        for layer, a_shape, b_shape in task.meta["masked"]:
+            module = model.get_submodule(layer)
+            a = task.weights(f"lora_A.{layer}", f"lora_A.{layer}").reshape(a_shape)
+            b = task.weights(f"lora_B.{layer}", f"lora_B.{layer}").reshape(b_shape)
+            delta = (b.flatten(1) @ a.flatten(1)) * float(task.meta["scaling"])
+            module.weight.add_(delta.view(b_shape[0], *a_shape[1:]))
 
     def _selected(self, model: nn.Module) -> tuple[list[tuple[str, nn.Module]], list[str]]:
         chosen, left_out = [], []

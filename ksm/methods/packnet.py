@@ -24,12 +24,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import click
 from torch import Tensor, nn
 
 from ksm.data.datasets import TaskData
 from ksm.methods.base import MaskConfig
 from ksm.methods.registry import register_method
-from ksm.methods.sequence import SequenceMethod, phase_history, scaled
+from ksm.methods.sequence import PRUNE_RATIO, SequenceMethod, phase_history, scaled
 from ksm.training.loop import TrainConfig
 
 RETRAIN_LR_FACTOR = 0.1  # authors: 1e-3 for training, 1e-4 for retraining
@@ -40,6 +41,10 @@ class PackNet(SequenceMethod):
     """One network, a uint8 task index per weight; task t uses the weights of tasks ≤ t."""
 
     name = "packnet"
+    standard_variant, versus_subject = True, 6
+    cli_options = (PRUNE_RATIO,
+                   click.Option(["--retrain-epochs"], type=click.IntRange(0), default=1, show_default=True,
+                                help="packnet: epochs retraining the kept weights after pruning, at lr/10."))
 
     def __init__(self, arch: str, *, batchnorm: str | None = None, mask: MaskConfig | None = None,
                  prune_ratio: float = 0.5, retrain_epochs: int = 1) -> None:

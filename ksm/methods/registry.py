@@ -10,13 +10,15 @@ to its constructor::
         name = "ksm"
 
 Adding a method is one module with one decorated class (plus its row in the catalogue); nothing
-else in ksm lists methods. The built-in methods' modules are imported on the first lookup, so
-importing this module stays cheap.
+else in ksm lists methods: ``ksm-train`` adds the options a class declares (:func:`method_cli_options`),
+``ksm-compare`` its variants (:mod:`ksm.methods.variants`). The built-in methods' modules are imported
+on the first lookup, so importing this module stays cheap.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 import click
@@ -74,17 +76,46 @@ def method_names() -> tuple[str, ...]:
     return tuple(n for n in catalogue.names() if n in _CLASSES)
 
 
-class MethodChoice(click.Choice):
-    """``--method``: the catalogue's methods when the option is read, so a method registered after
-    this module was imported (a plug-in, a test's toy method) is accepted and listed too."""
+def method_cli_options() -> list[tuple[str, tuple[click.Option, ...]]]:
+    """(``--help`` section, options) of the trainable methods that declare ``cli_options``, in display order.
 
-    def __init__(self) -> None:
-        super().__init__(catalogue.names())
+    An option two methods share (PackNet's and CPG's ``--prune-ratio``: one object) is listed once, in the
+    first one's section; two different options under one name are refused.
+    """
+    sections: dict[str, list[click.Option]] = {}
+    owner: dict[str | None, tuple[str, click.Option]] = {}
+    for name in method_names():
+        cls = _CLASSES[name]
+        for option in cls.cli_options:
+            if option.name in owner:
+                if owner[option.name][1] is not option:
+                    raise ValueError(f"method {name!r}: option {option.opts[0]} is already declared by "
+                                     f"method {owner[option.name][0]!r}")
+                continue
+            owner[option.name] = (name, option)
+            sections.setdefault(cls.cli_section or name, []).append(option)
+    return [(title, tuple(options)) for title, options in sections.items()]
+
+
+class LiveChoice(click.Choice):
+    """A choice read when the option is parsed or shown, so that what was registered after the command
+    was built (a plug-in, a test's toy method) is accepted and listed too."""
+
+    def __init__(self, choices: Callable[[], Sequence[str]]) -> None:
+        self._live = choices
+        super().__init__(tuple(choices()))
 
     @property
     def choices(self) -> tuple[str, ...]:  # type: ignore[override]
-        return catalogue.names()
+        return tuple(self._live())
 
     @choices.setter
     def choices(self, value: object) -> None:  # click's __init__ assigns a snapshot: keep reading live
         pass
+
+
+class MethodChoice(LiveChoice):
+    """``--method``: the catalogue's methods."""
+
+    def __init__(self) -> None:
+        super().__init__(catalogue.names)

@@ -22,16 +22,29 @@ import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import click
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from ksm.network.backbones import replace_head
+from hwsim.workload.packed import unpack_codes
+from ksm.checks import finite
 from ksm.data.datasets import TaskData
 from ksm.methods.base import BN_TENSORS, MaskConfig, Method, batchnorms, maskable_layers
+from ksm.network.backbones import replace_head
 from ksm.training.loop import TrainConfig
+from ksm.training.runfolder import RunError, read_run
+
+if TYPE_CHECKING:
+    from ksm.deploy.task_file import TaskReader, TaskWriter
+
+# One option object for both sequence methods, so that ksm-train lists it once
+PRUNE_RATIO = click.Option(["--prune-ratio"], type=finite(0, 1, max_open=True), default=0.5, show_default=True,
+                           help="packnet/cpg: fraction of each task's weights pruned per layer (freed for later tasks).")
 
 
 def raw_weight(layer: nn.Module) -> Tensor:
@@ -60,6 +73,9 @@ class SequenceMethod(Method):
 
     default_batchnorm = "task"
     sequential = True
+    takes_options = True
+    has_picks = False  # CPG: a task keeps a pick mask over the earlier tasks' weights (stored in its task file)
+    cli_section = "PackNet and CPG"
     eval_split = "test"  # where ``learn`` measures the task when no training phase ends it; "val" during selection
 
     def __init__(self, arch: str, *, batchnorm: str | None = None, mask: MaskConfig | None = None,
@@ -142,7 +158,8 @@ class SequenceMethod(Method):
         return {name: int((idx == self.position).sum()) for name, idx in self.index.items()}
 
     # -- what a task uses ----------------------------------------------------------------------
-    def view_mask(self, idx: Tensor, position: int, pick: Tensor | None) -> Tensor:
+    @staticmethod
+    def view_mask(idx: Tensor, position: int, pick: Tensor | None) -> Tensor:
         """Boolean mask of the weights that task ``position`` uses, given the layer's task index."""
         return (idx >= 1) & (idx <= position)
 
@@ -200,6 +217,77 @@ class SequenceMethod(Method):
         """Per layer, the weight elements the current task's growth added (CPG)."""
         return {}
 
+    # -- the deployable task file ------------------------------------------------------------------
+    def pack_task(self, model: nn.Module, out: TaskWriter) -> None:
+        """The task-index map is the sequence's (stored once); the task adds BatchNorm and the head, and
+        with pick masks (CPG) one bit per weight of an earlier task."""
+        folder, record = out.folder, out.record
+        seq = record["sequence"]
+        _, tensors = read_run(folder)
+        weights_by_layer = seq.get("weights", {})
+        picks = []
+        for layer, counts in weights_by_layer.items():
+            if counts.get("grown", 0):
+                out.refuse(f"{folder}: CPG task grew {layer}; packing the weights a growth added is not "
+                           f"supported yet (train without --target-accuracy, or deploy the run folder)")
+            if not self.has_picks or not counts.get("earlier", 0):
+                continue
+            pick = tensors.get(f"{layer}.pick")
+            if pick is None:
+                raise RunError(f"{folder}/masks.safetensors: {layer}.pick missing (CPG task after the first)")
+            owner = _shared_task_map(folder, record, layer, tuple(pick.shape)).reshape(-1)
+            earlier = (owner >= 1) & (owner < int(seq["position"]))
+            if int(earlier.sum()) != int(counts["earlier"]):
+                raise RunError(f"{folder}: {layer}: the shared file's task map no longer matches this task "
+                               f"({int(earlier.sum())} earlier weights, run.json says {counts['earlier']})")
+            picks.append(pick.reshape(-1)[earlier].numpy())
+        if picks:
+            out.codes("pick.bits", np.concatenate(picks), 1)
+        out.meta["sequence"] = {"position": seq["position"], "tasks": len(seq["tasks"]),
+                                "index_bits": seq.get("index_bits"), "shared_sha256": seq.get("shared_sha256"),
+                                "view_sha256": seq.get("view_sha256"),
+                                "weights": [[n, int(c.get("earlier", 0)), int(c.get("grown", 0))]
+                                            for n, c in weights_by_layer.items()]}
+
+    @classmethod
+    def load_task(cls, model: nn.Module, task: TaskReader) -> None:
+        """Task ``t`` uses the shared weights :meth:`view_mask` keeps: owners ``1..t`` (PackNet), or ``t`` and
+        the earlier ones its pick mask keeps (CPG), as :func:`ksm.training.pipeline.load_sequence_task` does."""
+        from safetensors.torch import load_file
+
+        shared = task.shared
+        if shared is None:
+            task.refuse(f"{task.path}: a {cls.name} task loads with its sequence's shared weights: "
+                        f"load_task(path, shared=SEQUENCE/shared.safetensors)")
+        try:
+            stored = load_file(str(shared))
+        except (OSError, Exception) as exc:  # noqa: BLE001 - any unreadable file
+            task.refuse(f"{shared}: not a readable shared weights file ({exc.__class__.__name__})")
+        seq = task.meta["sequence"]
+        position = int(seq["position"])
+        counts = [(name, earlier) for name, earlier, _ in seq["weights"]]
+        total = sum(e for _, e in counts) if cls.has_picks else 0
+        picks = task.arrays.get("pick.bits", np.zeros(0, np.uint8))
+        pick_flat = torch.from_numpy(unpack_codes(picks, 1, total).astype(bool)) if total else None
+        start = 0
+        for name, earlier_count in counts:
+            module = model.get_submodule(name)
+            if f"{name}.weight" not in stored or f"{name}.task" not in stored:
+                task.refuse(f"{shared}: {name}.weight or {name}.task missing")
+            crop = _slices(module.weight.shape)
+            weight, owner = stored[f"{name}.weight"][crop], stored[f"{name}.task"][crop].long()
+            if weight.shape != module.weight.shape:
+                task.refuse(f"{shared}: {name}.weight {list(weight.shape)} is smaller than the layer")
+            chosen = torch.zeros(owner.numel(), dtype=torch.bool)  # the earlier tasks' weights it picks
+            if cls.has_picks and earlier_count:
+                earlier = (owner >= 1) & (owner < position)
+                if pick_flat is None or int(earlier.sum()) != earlier_count:
+                    task.refuse(f"{shared}: {name}: the task map does not match the task file "
+                                f"({int(earlier.sum())} earlier weights, the file has {earlier_count})")
+                chosen[earlier.reshape(-1)] = pick_flat[start:start + earlier_count]
+                start += earlier_count
+            module.weight.copy_(weight * cls.view_mask(owner, position, chosen.view_as(owner)))
+
 
 # --------------------------------------------------------------------------------------------
 # What a task computes with
@@ -224,6 +312,15 @@ def task_weight(method: SequenceMethod, shared: dict[str, Tensor], name: str, po
     w, idx = shared[f"{name}.weight"][cut], shared[f"{name}.task"][cut]
     seen = torch.where((idx >= 1) & (idx <= position), idx, torch.zeros_like(idx))
     return torch.where(method.view_mask(idx, position, pick), w, torch.zeros_like(w)), seen
+
+
+def _shared_task_map(folder: Path, record: dict[str, Any], layer: str, shape: tuple[int, ...]) -> Tensor:
+    from safetensors import safe_open
+
+    path = folder / record["sequence"]["shared"]
+    with safe_open(str(path), framework="pt") as handle:
+        task = handle.get_tensor(f"{layer}.task")
+    return task[_slices(shape)]
 
 
 def phase_history(metrics: dict[str, Any], phase: str) -> list[dict[str, Any]]:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -146,6 +147,23 @@ def quantise_scale(scale: Tensor, bits: int | None) -> Tensor:
         return scale.to(torch.float16).to(scale.dtype)
     levels = (1 << bits) - 1
     return torch.round(scale * (levels / 0.5)) * (0.5 / levels)
+
+
+def scale_codes(scale: Tensor, bits: int) -> np.ndarray:
+    """KSM soft scale A in [0, 0.5] → ``bits``-bit codes (16 bits: the float16 bit pattern), as the
+    deployable task file stores them (:mod:`ksm.deploy.task_file`)."""
+    if bits >= 16:
+        return scale.to(torch.float16).numpy().view(np.uint16).astype(np.int64)
+    levels = (1 << bits) - 1
+    return torch.round(scale * (levels / 0.5)).clamp(0, levels).to(torch.int64).numpy()
+
+
+def scale_values(codes: np.ndarray, bits: int) -> Tensor:
+    """The inverse of :func:`scale_codes`, equal to :func:`quantise_scale` of the scale."""
+    if bits >= 16:
+        return torch.from_numpy(codes.astype(np.uint16).view(np.float16).astype(np.float32))
+    levels = (1 << bits) - 1
+    return torch.from_numpy(codes.astype(np.float32)) * (0.5 / levels)
 
 
 class KernelSoftMask(nn.Module):

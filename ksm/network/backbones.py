@@ -24,7 +24,7 @@ import torchvision
 from torch import nn
 from torch.hub import get_dir
 
-from ksm.files import sha256_file, write_atomic
+from hwsim.fileio.atomic import atomic_write_with, sha256_file
 
 # Architecture -> (builder, name of the weights enum in torchvision.models, path of the classifier head).
 ARCHS: dict[str, tuple[Callable[..., nn.Module], str, str]] = {
@@ -70,7 +70,7 @@ def install_offline_weights() -> Path:
         ) from exc
     target.parent.mkdir(parents=True, exist_ok=True)
     with importlib.resources.as_file(source) as src:
-        write_atomic(target, lambda tmp: shutil.copyfile(src, tmp))
+        atomic_write_with(target, lambda tmp: shutil.copyfile(src, tmp))
     return target
 
 

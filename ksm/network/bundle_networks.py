@@ -14,7 +14,7 @@ from typing import Any
 
 import torchvision
 
-from ksm.files import write_text_atomic
+from hwsim.fileio.atomic import atomic_write
 from ksm.network.geometry import layer_records
 
 NETWORKS = {"resnet18": torchvision.models.resnet18, "resnet50": torchvision.models.resnet50,
@@ -34,7 +34,7 @@ def main() -> None:
     FOLDER.mkdir(parents=True, exist_ok=True)
     for name in NETWORKS:
         path = FOLDER / f"{name}.json"
-        write_text_atomic(path, json.dumps(network_table(name), indent=1) + "\n")
+        atomic_write(path, json.dumps(network_table(name), indent=1) + "\n")
         print(path)
 
 

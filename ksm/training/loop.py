@@ -31,10 +31,10 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from hwsim.fileio.atomic import atomic_write_with
 from ksm.training.calibrate import recalibrate_batchnorm, warn_few_steps
 from ksm.data.datasets import TaskData
 from ksm.training.distributed import SINGLE, Context, all_sum, barrier, loss_share, wrap
-from ksm.files import write_atomic
 from ksm.methods.base import Method
 from ksm.checks import check_finite_loss, check_same_settings, settings_json
 
@@ -108,7 +108,7 @@ def save_checkpoint(path: Path, done: TrainedEpochs, cfg: TrainConfig, method: M
                    "seconds": done.seconds, "state": {k: v.cpu() for k, (v, _) in method.state(model).items()},
                    "optimizer": optimizer.state_dict(), "rng": rng, "settings": settings_json(settings),
                    "wall_seconds": wall_seconds}
-        write_atomic(path, lambda tmp: torch.save(payload, tmp))
+        atomic_write_with(path, lambda tmp: torch.save(payload, tmp))
     barrier(ctx)
 
 

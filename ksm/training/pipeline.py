@@ -88,7 +88,7 @@ def build(spec: RunSpec) -> tuple[nn.Module, Method, dict[str, Tensor], str | No
 
 def train_settings(spec: RunSpec, method: Method, *, device: str, processes: int, amp: bool) -> dict[str, Any]:
     """``run.json`` ``train`` of an independent run: every setting that shaped it."""
-    return {**spec.train.to_json(), **_mask_settings(spec.mask), "soft": spec.soft if method.name == "ksm" else None,
+    return {**spec.train.to_json(), **_mask_settings(spec.mask), "soft": spec.soft if method.traits.soft_part else None,
             "device": device, "processes": processes, "global_batch_size": spec.train.batch_size, "amp": amp}
 
 

@@ -29,10 +29,10 @@ from torch import Tensor, nn
 
 import ksm
 from hwsim.workload.runcheck import check_binary, check_files
+from hwsim.fileio.atomic import new_temp_folder, replace_folder, sha256_file, write_synced
 from hwsim.fileio.bounded import read_json
 from ksm.network.backbones import BackboneSpec
 from ksm.data.datasets import TaskData
-from ksm.files import new_temp_folder, replace_folder, sha256_file, write_synced
 from ksm.network.geometry import layer_records
 from ksm.checks import is_run_folder
 

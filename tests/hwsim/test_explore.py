@@ -17,7 +17,7 @@ from hwsim.explore.pareto import pareto_mask
 from hwsim.explore.point import Options, cost_point
 from hwsim.explore.spec import load_spec
 from hwsim.workload.layers import Workload
-from hwsim.hardware.overrides import load_design
+from hwsim.hardware.profile import load_design
 from hwsim.cost.simulate import simulate
 
 SMALL = """

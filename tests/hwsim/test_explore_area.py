@@ -14,8 +14,7 @@ from hwsim.hardware.area import (
     multiplier_um2,
 )
 from hwsim.errors import InputError
-from hwsim.hardware.overrides import load_design
-from hwsim.hardware.profile import bundled_profiles
+from hwsim.hardware.profile import bundled_profiles, load_design
 
 
 def test_horowitz_anchors_reproduced() -> None:

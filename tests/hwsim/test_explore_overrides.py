@@ -7,7 +7,8 @@ from click.testing import CliRunner
 
 from hwsim.ksm_sim import main
 from hwsim.errors import InputError
-from hwsim.hardware.overrides import apply_overrides, load_design, load_raw_profile
+from hwsim.hardware.overrides import apply_overrides
+from hwsim.hardware.profile import load_design, read_raw_profile
 
 
 def test_set_fields_and_levels() -> None:
@@ -19,7 +20,7 @@ def test_set_fields_and_levels() -> None:
 
 
 def test_raw_is_not_mutated() -> None:
-    raw, _ = load_raw_profile("edge_npu")
+    raw, _ = read_raw_profile("edge_npu")
     out = apply_overrides(raw, ["array.rows=8"])
     assert raw["array"]["rows"] == 32 and out["array"]["rows"] == 8
 

@@ -6,6 +6,7 @@ import pytest
 
 from hwsim import catalogue
 from hwsim.cost.mask_cost import STORAGE_RULES
+from hwsim.workload.packed import PACKED_TENSORS
 
 
 def test_labels_name_what_differs_from_the_method_defaults() -> None:
@@ -38,9 +39,51 @@ def test_every_method_has_its_own_colour_and_marker_and_variants_share_them() ->
     assert catalogue.style("nobody") == catalogue.FALLBACK_STYLE
 
 
-def test_every_mask_kind_that_stores_something_has_a_storage_rule() -> None:
-    kinds = {t.mask for t in catalogue.methods()}
-    assert {k.name for k in kinds} - {catalogue.NONE.name} == set(STORAGE_RULES)
+def test_every_mask_kind_has_a_storage_rule_and_a_packed_form() -> None:
+    kinds = {t.mask.name for t in catalogue.methods()}
+    assert kinds == set(STORAGE_RULES) == set(PACKED_TENSORS)
+    assert [n for n, rule in STORAGE_RULES.items() if rule is None] == [catalogue.NONE.name]  # head only
+
+
+def test_the_subject_and_the_copy_reference_come_from_the_rows() -> None:
+    assert catalogue.subject() == "ksm" and catalogue.full_copy() == "finetune"
+    assert catalogue.get("ksm").mask.kernel_wise and not catalogue.get("piggyback").mask.kernel_wise
+    assert catalogue.get("piggyback").strict_threshold and not catalogue.get("ksm").strict_threshold
+    second = catalogue.MethodTraits("toy3", "test only", "task", catalogue.KERNEL, sequence=False, order=51,
+                                    color="#000001", marker="*", subject=True)
+    with pytest.raises(ValueError, match="already the catalogue's subject"):
+        catalogue.register(second)
+    assert catalogue.find("toy3") is None
+
+
+def test_an_unknown_mask_kind_is_refused_in_one_line(tmp_path) -> None:
+    """A row whose mask kind hwsim has no rule for is refused where it would be priced or read,
+    never costed as if it stored nothing."""
+    from hwsim.cost.mask_cost import task_cost
+    from hwsim.errors import InputError
+    from hwsim.hardware.profile import load_profile
+    from hwsim.workload.layers import Layer, Workload
+    from hwsim.workload.packed import load_packed
+
+    blob = catalogue.MaskKind("blob", applied=True, learned=True)
+    catalogue.register(catalogue.MethodTraits("toy4", "test only", "task", blob, sequence=False, order=52,
+                                              color="#000002", marker="*"))
+    try:
+        layer = Layer(name="fc", kind="linear", in_channels=4, out_channels=2, kernel_hw=(1, 1))
+        with pytest.raises(InputError, match="mask kind 'blob' has no storage rule") as err:
+            task_cost(Workload(source="x", layers=(layer,), method="toy4"), load_profile("edge_npu"))
+        assert "\n" not in str(err.value)
+        import numpy as np
+        from safetensors.numpy import save_file
+
+        path = tmp_path / "toy4.ksmtask"
+        save_file({"head.weight": np.zeros((2, 4), np.float32)}, str(path),
+                  metadata={"format": "ksm-task/1", "method": "toy4", "task": "t", "layers": "[]", "masked": "[]",
+                            "batchnorms": "[]", "head": "fc"})
+        with pytest.raises(InputError, match="mask kind 'blob' has no packed form"):
+            load_packed(path)
+    finally:
+        catalogue.unregister("toy4")
 
 
 def test_register_and_unregister() -> None:

@@ -209,3 +209,24 @@ def test_bad_batch_is_one_line() -> None:
     r = invoke("--network", "resnet18", "--batch", "0")
     assert r.exit_code != 0
     assert "--batch" in r.output
+
+
+@pytest.mark.parametrize("job, extra, named", [
+    (["--report", "REPORT"], ["--layers"], "--layers"),
+    (["--report", "REPORT"], ["--mode", "folded", "--method", "ksm"], "--method, --mode"),
+    (["--report", "REPORT"], ["--json", "x.json"], "--json"),
+    (["--list-profiles"], ["--batch", "4"], "--batch"),
+    (["--network", "alexnet"], ["--title", "t"], "--title"),
+])
+def test_an_option_the_job_does_not_read_is_refused(tmp_path, job, extra, named) -> None:
+    """ksm-sim never ignores an option silently: the chosen job names what it would not use, in one line."""
+    from click.testing import CliRunner
+
+    from hwsim.ksm_sim import main
+
+    args = [str(tmp_path / "r") if a == "REPORT" else a for a in job] + extra
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    line = [x for x in result.output.splitlines() if x.startswith("Error:")]
+    assert line == [line[0]] and f"does not use {named}" in line[0], result.output
+    assert not (tmp_path / "r").exists()

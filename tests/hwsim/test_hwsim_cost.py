@@ -12,14 +12,13 @@ from hwsim.cost.layer_cost import (
     input_elems,
     kernel_mask_entries,
     macs,
-    map_output_stationary,
-    map_row_stationary,
-    map_weight_stationary,
     output_elems,
     shape_of,
     weight_elems,
 )
+from hwsim.cost.mapping import search
 from hwsim.errors import InputError
+from tests.hwsim.reference_dataflows import map_output_stationary, map_row_stationary, map_weight_stationary
 
 
 def conv(cin, cout, k, hw, stride=1, pad=0, groups=1, name="c") -> Layer:
@@ -84,6 +83,28 @@ def test_row_stationary_cycles() -> None:
     m = map_row_stationary(d, 12, 14, 8 * 18 * 18)
     # rows: R=3 then C: 12 // 3 = 4 channels; cols: 14 output rows, K: 14 // 14 = 1
     assert m.cycles == 16 * math.ceil(8 / 4) * 1 * math.ceil(16 / 14) * 16 * 3
+
+
+AGREE = [  # (profile, closed form, layers whose unrolling the closed form and the search share)
+    *[(p, map_weight_stationary, [conv(64, 64, 3, 56, pad=1), conv(128, 128, 3, 28, pad=1),
+                                  conv(256, 512, 1, 14), conv(512, 512, 3, 7, pad=1),
+                                  Layer("fc", "linear", 512, 1024, (1, 1))])
+      for p in ("edge_npu", "zigzag_tpu_like", "edge_tpu")],
+    ("ethos_u55", map_output_stationary, [conv(32, 64, 3, 32, pad=1), conv(64, 128, 1, 16)]),
+]
+
+
+@pytest.mark.parametrize(("profile", "closed_form", "layers"), AGREE, ids=[p for p, _, _ in AGREE])
+def test_search_takes_the_closed_form_cycles_where_the_unrollings_agree(profile, closed_form, layers) -> None:
+    """Where the fixed dataflow's unrolling fills the array evenly (weight stationary: C a multiple of
+    the rows, K of the columns; output stationary: OX of the rows, K of the columns), the search under
+    ``latency`` finds the same compute cycles as the closed form (MACs / PEs: the array is full)."""
+    p = load_profile(profile)
+    for layer in layers:
+        shape = shape_of(layer)
+        expected = closed_form(shape, p.array.rows, p.array.cols, 0).cycles
+        assert expected == macs(layer) // p.array.pes
+        assert search(shape, p, "latency").compute_cycles == expected, layer
 
 
 # torchvision's published operation counts (GFLOPS column of the model docs: ResNet-50 4.09,

@@ -10,7 +10,8 @@ import pytest
 
 from hwsim import Workload, load_network, load_profile, simulate
 from hwsim.cost.layer_cost import layer_cost
-from hwsim.cost.mapping import _limit_factors, _primes, clear_caches
+from hwsim.cost.mapping import clear_caches
+from hwsim.cost.mapping.loop_orders import limit_factors, primes
 from hwsim.cost.residency import apply_residency
 
 PROFILES = ["edge_npu", "eyeriss", "edge_tpu", "ethos_u55", "zigzag_eyeriss_like", "zigzag_tpu_like"]
@@ -56,6 +57,6 @@ def _limit_factors_reference(factors: dict[str, list[int]], limit: int) -> dict[
 def test_limit_factors_equals_reference() -> None:
     sizes = [1, 2, 3, 4, 6, 7, 8, 12, 14, 16, 28, 32, 56, 64, 96, 112, 128, 224, 512, 1000]
     for fold in itertools.product(sizes[::3], sizes[1::3], sizes[2::4]):
-        factors = {d: _primes(f) for d, f in zip(("K", "C", "OY"), fold) if f > 1}
+        factors = {d: primes(f) for d, f in zip(("K", "C", "OY"), fold) if f > 1}
         for limit in (2, 4, 6):
-            assert _limit_factors(factors, limit) == _limit_factors_reference(factors, limit)
+            assert limit_factors(factors, limit) == _limit_factors_reference(factors, limit)

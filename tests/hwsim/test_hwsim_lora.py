@@ -36,8 +36,7 @@ def test_counts_by_hand() -> None:
     # extra MACs: A 64 px * 2 * 36 = 4608, B 64 * 6 * 2 = 768 -> 5376
     assert lora.extra_macs(CONV, 2) == 4608 + 768 == 5376
     assert lora.intermediate_elems(CONV, 2) == 128  # 2 channels x 8 x 8
-    assert lora.extra_bytes(CONV, 2, 8, 8) == {"weights": 84.0, "intermediate": 256.0, "outputs": 384.0}
-    assert lora.extra_bytes(CONV, 2, 16, 8)["weights"] == 168.0  # at the profile's weight precision
+    assert lora.adapter_bits(CONV, 2, 16) == 2 * 672  # at the profile's weight precision
     a, b = lora.branch_layers(CONV, 2)
     assert (a.in_channels, a.out_channels, a.kernel_hw, a.padding_hw, a.output_hw) == (4, 2, (3, 3), (1, 1), (8, 8))
     assert (b.in_channels, b.out_channels, b.kernel_hw, b.input_hw) == (2, 6, (1, 1), (8, 8))

@@ -10,7 +10,10 @@ from hypothesis import strategies as st
 
 from hwsim import Layer, Workload, load_profile, simulate
 from hwsim.cost.layer_cost import input_elems, output_elems, shape_of, weight_elems
-from hwsim.cost.mapping import DIMS, _limit_factors, _primes, _utilisation, arch, evaluate, search, spatial_options
+from hwsim.cost.mapping import search
+from hwsim.cost.mapping.loop_orders import limit_factors, primes
+from hwsim.cost.mapping.one_mapping import evaluate
+from hwsim.cost.mapping.space import DIMS, arch, folds, spatial_options, utilisation
 
 PROFILES = ["edge_npu", "eyeriss", "edge_tpu", "ethos_u55", "zigzag_eyeriss_like", "zigzag_tpu_like"]
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -81,10 +84,9 @@ def test_chosen_mapping_never_costs_more_than_the_fixed_one(layer: Layer, profil
     p = load_profile(profile)
     a = arch(p)
     shape = shape_of(layer)
-    sp = max(spatial_options(shape, a), key=lambda s: _utilisation(shape, s, a))
-    ways = sp.ways()
-    folds = {d: -(-shape.size(d) // ways.get(d, 1)) for d in DIMS}
-    factors = _limit_factors({d: _primes(folds[d]) for d in DIMS if folds[d] > 1}, 6)
+    sp = max(spatial_options(shape, a), key=lambda s: utilisation(shape, folds(shape, s), a))
+    left = dict(zip(DIMS, folds(shape, sp)))
+    factors = limit_factors({d: primes(left[d]) for d in DIMS if left[d] > 1}, 6)
     order = ("FX", "FY", "C", "K", "OX", "OY", "G", "B")
     fixed = evaluate(shape, a, sp, tuple((d, f) for d in order if d in factors for f in factors[d]))
     assert search(shape, p).energy <= fixed.energy * (1 + 1e-9)
@@ -102,9 +104,8 @@ def test_fixed_mapping_dram_traffic_never_grows_with_memory(layer: Layer, profil
     shape = shape_of(layer)
     a = arch(p)
     sp = spatial_options(shape, a)[0]
-    ways = sp.ways()
-    folds = {d: -(-shape.size(d) // ways.get(d, 1)) for d in DIMS}
-    loops = [(d, f) for d in DIMS if folds[d] > 1 for f in _limit_factors({d: _primes(folds[d])}, 6)[d]]
+    left = dict(zip(DIMS, folds(shape, sp)))
+    loops = [(d, f) for d in DIMS if left[d] > 1 for f in limit_factors({d: primes(left[d])}, 6)[d]]
     random.Random(seed).shuffle(loops)
     base = evaluate(shape, a, sp, tuple(loops))
     i = 1 + seed % (len(p.levels) - 1)
@@ -160,31 +161,35 @@ def test_search_finds_the_brute_force_optimum(layer: Layer, profile: str, object
 
     import numpy as np
 
-    from hwsim.cost.mapping import SPATIAL_KEEP, _flat_loops, _key_arrays, clear_caches
+    from hwsim.cost.mapping import clear_caches
+    from hwsim.cost.mapping.best_mapping import SPATIAL_KEEP, objective_key
+    from hwsim.cost.mapping.loop_orders import flat_loops
 
     clear_caches()
     p = load_profile(profile)
     a = arch(p)
     shape = shape_of(layer)
-    options = sorted(spatial_options(shape, a), key=lambda sp: -_utilisation(shape, sp, a))[:SPATIAL_KEEP]
+    options = sorted(spatial_options(shape, a),
+                     key=lambda sp: -utilisation(shape, folds(shape, sp), a))[:SPATIAL_KEEP]
     best = np.inf
     for sp in options:
-        ways = sp.ways()
-        flat = _flat_loops(tuple(-(-shape.size(d) // ways.get(d, 1)) for d in DIMS))
+        flat = flat_loops(folds(shape, sp))
         for order in set(itertools.permutations(flat)):
             m = evaluate(shape, a, sp, tuple((DIMS[d], f) for d, f in order))
-            best = min(best, float(_key_arrays(np.array([m.energy]), np.array([m.cycles]), objective)[0]))
+            best = min(best, float(objective_key(np.array([m.energy]), np.array([m.cycles]), objective)[0]))
     got = search(shape, p, objective)
-    key = float(_key_arrays(np.array([got.energy]), np.array([got.cycles]), objective)[0])
+    key = float(objective_key(np.array([got.energy]), np.array([got.cycles]), objective)[0])
     assert key == best  # the same float: the winner is re-costed by evaluate(), as every order is here
 
 
 def test_batched_subset_scores_are_the_per_order_scores() -> None:
-    """_score_batch (per loop subset, several layers and unrollings in one pass, padded to the longest
-    loop list) gives exactly score_orders' numbers for every order (the same floats, not merely close)."""
+    """score_batch (per loop subset, several layers and unrollings in one pass, padded to the longest
+    loop list) gives exactly the reference score_orders' numbers for every order (the same floats)."""
     import numpy as np
 
-    from hwsim.cost.mapping import _flat_loops, _loop_orders, _order_tables, _pattern, _score_batch, score_orders
+    from hwsim.cost.mapping.batch_scorer import score_batch
+    from hwsim.cost.mapping.loop_orders import flat_loops, order_tables, pattern
+    from tests.hwsim.reference_orders import loop_orders, score_orders
 
     for profile in ("edge_npu", "eyeriss", "zigzag_eyeriss_like"):
         p = load_profile(profile)
@@ -193,14 +198,13 @@ def test_batched_subset_scores_are_the_per_order_scores() -> None:
         for layer, _ in BRUTE_CASES:
             shape = shape_of(layer)
             for sp in spatial_options(shape, a)[:2]:
-                ways = sp.ways()
-                flat = _flat_loops(tuple(-(-shape.size(d) // ways.get(d, 1)) for d in DIMS))
+                flat = flat_loops(folds(shape, sp))
                 if flat:
-                    items.append((shape, sp, flat, _order_tables(_pattern(flat))))
-        energy, cycles = _score_batch(a, items)
+                    items.append((shape, sp, flat, order_tables(pattern(flat))))
+        energy, cycles = score_batch(a, items)
         lo = 0
         for shape, sp, flat, t in items:
-            dims_idx, facs = _loop_orders(flat)
+            dims_idx, facs = loop_orders(flat)
             e, c = score_orders(shape, a, sp, dims_idx, facs)
             assert len(t.loop) == len(e)
             np.testing.assert_array_equal(energy[lo:lo + len(e)], e)

@@ -129,3 +129,68 @@ def test_profile_spatial_and_static_power_keys_are_validated(tmp_path) -> None:
     raw["static_power_w"] = -1
     with pytest.raises(InputError, match="static_power_w"):
         profile_from_dict(raw, "x.yaml")
+
+
+@pytest.fixture
+def bundled_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Factory: the bundled profiles, with ``extra`` YAML appended to ``edge_npu.yaml``, as the bundled set."""
+    import shutil
+    from importlib import resources
+
+    import hwsim.hardware.profile
+
+    def make(extra: str) -> Path:
+        folder = tmp_path / "profiles"
+        shutil.copytree(Path(str(resources.files("hwsim") / "profiles")), folder, dirs_exist_ok=True)
+        with open(folder / "edge_npu.yaml", "a", encoding="utf-8") as handle:
+            handle.write(f"\n{extra}\n")
+        monkeypatch.setattr(hwsim.hardware.profile, "PROFILES", folder)
+        return folder
+
+    return make
+
+
+def _every_loader(tmp_path: Path, run: Path) -> dict[str, object]:
+    """Load ``edge_npu`` through each way in: the library, --list-profiles, --report, an explore spec.
+    Each value is None when it loaded, else the one-line error."""
+    from click.testing import CliRunner
+
+    from hwsim.explore.spec import load_spec
+    from hwsim.ksm_sim import main
+
+    out: dict[str, object] = {}
+    try:
+        load_profile("edge_npu")
+        out["load_profile"] = None
+    except InputError as exc:
+        out["load_profile"] = str(exc)
+    for name, args in (("--list-profiles", ["--list-profiles"]),
+                       ("--report", ["--masks", str(run), "--report", str(tmp_path / "report")])):
+        result = CliRunner().invoke(main, args)
+        out[name] = None if result.exit_code == 0 else result.output.strip()
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("profiles: [edge_npu]\nworkloads: [{network: resnet18}]\n")
+    try:
+        load_spec(spec)
+        out["spec"] = None
+    except InputError as exc:
+        out["spec"] = str(exc)
+    return out
+
+
+def test_one_loader_takes_technology_nm_everywhere(bundled_with, run_folder, tmp_path: Path) -> None:
+    """``technology_nm:`` (documented in hwsim.hardware.area) loads through every way in, as the explore
+    loader always took it; before, load_profile, --list-profiles and --report refused it."""
+    bundled_with("technology_nm: 28  # a node, for the area model")
+    assert _every_loader(tmp_path, run_folder()) == dict.fromkeys(["load_profile", "--list-profiles", "--report",
+                                                                    "spec"])
+    from hwsim.hardware.profile import load_design
+
+    assert load_design("edge_npu").extras == {"technology_nm": 28}
+
+
+def test_one_loader_refuses_an_unknown_key_everywhere_naming_it(bundled_with, run_folder, tmp_path: Path) -> None:
+    bundled_with("voltage_v: 0.8")
+    for way, error in _every_loader(tmp_path, run_folder()).items():
+        assert error is not None and "edge_npu.yaml.voltage_v: unknown key" in str(error), (way, error)
+        assert "technology_nm" in str(error) and "\n" not in str(error), (way, error)

@@ -6,6 +6,7 @@ Regenerate the golden file after an intended change with ``KSM_UPDATE_GOLDEN=1 p
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -290,3 +291,50 @@ def test_figure_files_come_from_the_sections(tmp_path: Path) -> None:
     sneaky = Section(lambda r: Part(["x"], [Figure("undeclared.png", lambda path: path)]))
     with pytest.raises(ValueError, match="undeclared.png"):
         build_report(costs, tmp_path, "cmd", sections=[*SECTIONS, sneaky])
+
+
+@pytest.mark.parametrize(("option", "applied"), [
+    (["--batch", "4"], lambda call: call.get("batch") == 4),
+    (["--objective", "latency"], lambda call: call.get("objective") == "latency"),
+    (["--steady-state"], lambda call: call.get("steady_state") is True),
+    (["--set", "array.mac_energy_pj=1.0"], lambda call: call["profile"].array.mac_energy_pj == 1.0),
+])
+def test_cli_report_costs_with_the_options_of_the_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        option: list[str], applied) -> None:
+    """--report once ignored --batch, --objective, --steady-state and --set: it now costs every run as the
+    printed table does, says so, and puts the option in its regenerate command."""
+    import hwsim.report.tables
+
+    calls: list[dict] = []
+    simulate = hwsim.report.tables.simulate
+
+    def spy(work, profile, mode, **options):
+        calls.append({"profile": profile, **options})
+        return simulate(work, profile, mode, **options)
+
+    monkeypatch.setattr(hwsim.report.tables, "simulate", spy)
+    run = write_run(tmp_path / "runs" / "toy", method="ksm")
+    out = tmp_path / "rep"
+    result = CliRunner().invoke(main, ["--masks", str(run), "--report", str(out), *option])
+    assert result.exit_code == 0, result.output
+    assert calls and all(applied(call) for call in calls)
+    text = (out / "README.md").read_text(encoding="utf-8")
+    flags = " ".join(option)
+    assert f"Costed with `{flags}`" in text
+    assert f"ksm-sim --masks {run} --profile edge_npu {flags} --report {out}" in text
+    table = CliRunner().invoke(main, ["--masks", str(run), "--mode", "on_the_fly", "--json", str(tmp_path / "c.json"),
+                                      *option])
+    assert table.exit_code == 0, table.output
+    energy_uj = json.loads((tmp_path / "c.json").read_text())["results"][0]["totals"]["energy_j"] * 1e6
+    lines = text.splitlines()
+    caption = next(i for i, line in enumerate(lines) if line.startswith("**Energy per inference (µJ), mask applied"))
+    row = next(line for line in lines[caption:] if line.startswith("| toy"))
+    assert float(row.split("|")[3]) == pytest.approx(energy_uj, rel=1e-3)  # the table's number, 4 digits
+
+
+def test_cli_report_refuses_a_bad_set_in_one_line(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "runs" / "toy", method="ksm")
+    result = CliRunner().invoke(main, ["--masks", str(run), "--report", str(tmp_path / "rep"),
+                                       "--set", "array.rowz=16"])
+    assert result.exit_code == 1 and "--set array.rowz" in result.output and "unknown key" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "rep").exists()

@@ -121,14 +121,17 @@ def test_vectorised_scores_equal_scalar_evaluation() -> None:
     import numpy as np
 
     from hwsim.cost.layer_cost import shape_of
-    from hwsim.cost.mapping import DIMS, _loop_orders, arch, evaluate, score_orders, search
+    from hwsim.cost.mapping import search
+    from hwsim.cost.mapping.one_mapping import evaluate
+    from hwsim.cost.mapping.space import DIMS, arch
+    from tests.hwsim.reference_orders import loop_orders, score_orders
 
     for case in CASES[:6]:
         profile = load_profile("zigzag_" + case["arch"])
         shape = shape_of(layer_of(case))
         best = search(shape, profile)
         flat = tuple((DIMS.index(d), f) for d, f in sorted(best.loops))
-        dims_idx, facs = _loop_orders(flat)
+        dims_idx, facs = loop_orders(flat)
         pick = np.linspace(0, len(dims_idx) - 1, 12).astype(int)
         e, cyc = score_orders(shape, arch(profile), best.spatial, dims_idx[pick], facs[pick])
         for k, row in enumerate(pick):

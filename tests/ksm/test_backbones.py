@@ -9,7 +9,7 @@ import torch
 import torchvision
 
 from ksm.network.backbones import BackboneSpec, build_backbone, install_offline_weights, replace_head
-from ksm.files import sha256_file
+from hwsim.fileio.atomic import sha256_file
 
 
 def test_imagenet_mobilenet_v2_through_the_weights_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,22 +17,33 @@ def _invoke(args: list[str]) -> "CliRunner.invoke":
     return CliRunner().invoke(main, args, catch_exceptions=False)
 
 
+def _params() -> list:
+    """ksm-train's options with every registered method's own (the command reads them when it runs)."""
+    import click
+
+    ctx = click.Context(main)
+    return [p for p in main.get_params(ctx) if p is not main.get_help_option(ctx)]
+
+
 def test_help_explains_every_option_with_an_example() -> None:
     result = _invoke(["--help"])
     assert result.exit_code == 0
     assert "Examples:" in result.output and "ksm-train --suite default" in result.output
-    for option in main.params:
-        if option.name != "help":
-            assert option.help, f"--{option.name} has no help"
+    for option in _params():
+        assert option.help, f"--{option.name} has no help"
+    assert "--lora-rank" in result.output and "--prune-ratio" in result.output  # the methods' own options
+    assert "piggyback (element-wise binary mask)" in " ".join(result.output.split())  # --method: the catalogue
 
 
 def test_help_sections_hold_every_option_once() -> None:
-    from ksm.cli.ksm_train import SECTIONS
+    from ksm.cli.ksm_train import help_sections
 
-    listed = [name for names in SECTIONS.values() for name in names]
-    assert sorted(listed) == sorted(p.name for p in main.params if p.name != "help")
+    sections = help_sections()
+    listed = [name for _, names in sections for name in names]
+    assert sorted(listed) == sorted(p.name for p in _params())
     output = _invoke(["--help"]).output
-    assert all(f"{title}:" in output for title in SECTIONS)
+    assert all(f"{title}:" in output for title, _ in sections)
+    assert [t for t, _ in sections].index("PackNet and CPG") == [t for t, _ in sections].index("LoRA") - 1
 
 
 def test_console_scripts_are_installed() -> None:

@@ -25,20 +25,12 @@ from torch.nn import functional as F
 import ksm.training.pipeline
 from ksm.network.backbones import BackboneSpec
 from ksm.data.datasets import TaskData
-from ksm.deploy.onnx_export import (
-    ExportError,
-    calibration_batches,
-    check_onnx,
-    export_onnx,
-    export_run,
-    int8_table,
-    on_the_fly_model,
-    onnx_accuracy,
-    predictions,
-    quantise_per_channel,
-    quantise_static,
-    record_int8,
-)
+from ksm.deploy.channel_quantiser import quantise_per_channel
+from ksm.deploy.int8_quantise import calibration_batches, quantise_static
+from ksm.deploy.int8_results import int8_table, record_int8
+from ksm.deploy.on_the_fly import on_the_fly_model
+from ksm.deploy.onnx_export import INPUT_NAME, OUTPUT_NAME, ExportError, check_onnx, export_onnx, onnx_accuracy, session
+from ksm.deploy.run_export import export_run
 from ksm.cli.ksm_export import main
 from ksm.methods.soft_masks import quantise_scale
 from ksm.methods.base import batchnorms, maskable_layers
@@ -87,6 +79,11 @@ def trained_cnn(small_task: TaskData) -> SmallCNN:
             F.cross_entropy(model(x), y).backward()
             opt.step()
     return model.eval()
+
+
+def predictions(path: Path, x: torch.Tensor) -> np.ndarray:
+    """Logits of an ONNX model run by onnxruntime with its QDQ nodes as written."""
+    return session(path, integer_kernels=False).run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0]
 
 
 def test_round_trip_matches_pytorch_with_any_batch(tmp_path: Path, trained_cnn: SmallCNN, probe: torch.Tensor) -> None:
@@ -264,7 +261,7 @@ def test_corrupt_and_mismatched_runs_are_refused(tmp_path: Path, ksm_run: Path, 
 
 def test_cli_exports_checks_and_prints_the_table(tmp_path: Path, ksm_run: Path, ksm_export: Any,
                                                  small_task: TaskData, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("ksm.deploy.onnx_export.task_data_for", lambda record, data_root=None: small_task)
+    monkeypatch.setattr("ksm.deploy.run_export.task_data_for", lambda record, data_root=None: small_task)
     folder = tmp_path / "digits_small"
     shutil.copytree(ksm_run, folder)
     record_int8(folder, ksm_export.metrics)

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from torch import nn
 
 from ksm.network.backbones import BackboneSpec
-from ksm.files import sha256_file as sha256_of
+from hwsim.fileio.atomic import sha256_file as sha256_of
 from ksm.data.datasets import TaskData
 from ksm.methods.lora_adapters import PEFT_PREFIX, LoraBranch, branches, peft_config, to_peft
 from ksm.training.pipeline import RunSpec, build, load_run_model, run_task

@@ -14,7 +14,7 @@ from torch.nn.utils import parametrize
 
 from ksm.network.backbones import BackboneSpec
 from ksm.data.datasets import TaskData
-from ksm.files import sha256_file
+from hwsim.fileio.atomic import sha256_file
 from ksm.training.pipeline import RunSpec, build, load_run_model, run_task
 from ksm.training.runfolder import partial_dir, read_run
 from ksm.training.loop import TrainConfig, evaluate, train_task

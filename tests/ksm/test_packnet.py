@@ -12,7 +12,7 @@ from torch import nn
 
 from ksm.network.backbones import BackboneSpec
 from ksm.data.datasets import TaskData
-from ksm.files import sha256_file
+from hwsim.fileio.atomic import sha256_file
 from ksm.training.pipeline import RunSpec, load_run_model, load_sequence_task, run_sequence
 from ksm.training.runfolder import SHARED, RunError, check_sequence
 from ksm.methods.sequence import index_bits

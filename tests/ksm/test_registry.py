@@ -1,33 +1,65 @@
-"""Adding a method is one class and one catalogue row: a toy method goes from ksm-train to the report."""
+"""Adding a method is one class and one catalogue row: a toy method with an option of its own, defined
+here and nowhere else, goes through ksm-train (and its resume), ksm-sim, the report, ksm-export --pack,
+load_task and ksm-compare like a built-in one."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import click
 import pytest
+import torch
 from click.testing import CliRunner
 
 from hwsim import catalogue
 from hwsim.catalogue import MethodTraits
-from ksm.methods.base import Piggyback, make_method
+from ksm.methods.base import MaskConfig, Method, Piggyback, make_method
 from ksm.methods.registry import method_class, method_names, register_method, unregister_method
+from ksm.methods.variants import Contrast, Variant
 
-TOY = MethodTraits("toy", "a renamed element-wise binary mask", "frozen", catalogue.ELEMENT, sequence=False,
-                   order=99, color="#17becf", marker="*")
+# a Piggyback-style element-wise mask that starts at its own value; its binary is ``real > threshold``
+TOY = MethodTraits("toy", "an element-wise binary mask with its own start", "frozen", catalogue.ELEMENT,
+                   sequence=False, order=99, color="#17becf", marker="*", strict_threshold=True,
+                   tag_options=(("toy_init", "i"),))
+
+
+class Toy(Piggyback):
+    """The toy's class: one option (``--toy-init``, validated by its click type), two comparison variants
+    and one contrast; how it packs, loads and is priced comes from its base class and its mask kind."""
+
+    name = "toy"
+    takes_options = True
+    cli_section = "Toy"
+    cli_options = (click.Option(["--toy-init"], type=click.FloatRange(0, 1, min_open=True), default=0.01,
+                                show_default=True, help="toy: the real mask's value at the start of a task."),)
+
+    def __init__(self, arch: str, *, batchnorm: str | None = None, mask: MaskConfig = MaskConfig(),
+                 toy_init: float = 0.01) -> None:
+        super().__init__(arch, batchnorm=batchnorm, mask=replace(mask, init=toy_init))
+        self.toy_init = toy_init
+
+    def options(self) -> dict[str, Any]:
+        return {"toy_init": self.toy_init}
+
+    @classmethod
+    def comparison_variants(cls) -> tuple[Variant, ...]:
+        return (Variant("toy", "toy"), Variant("toy-i2", "toy", options=(("toy_init", 0.02),)))
+
+    @classmethod
+    def comparison_contrasts(cls) -> tuple[Contrast, ...]:
+        return (Contrast("toy", "piggyback"), Contrast("toy-i2", "toy"))
 
 
 @pytest.fixture
 def toy_method() -> Iterator[type[Piggyback]]:
-    """Registers ``toy`` (Piggyback under another name) in the catalogue and the registry, then removes it."""
+    """Registers ``toy`` in the catalogue and the registry, then removes it."""
     catalogue.register(TOY)
     try:
-        @register_method
-        class Toy(Piggyback):
-            name = "toy"
-
-        yield Toy
+        yield register_method(Toy)
     finally:
         unregister_method("toy")
         catalogue.unregister("toy")
@@ -63,49 +95,138 @@ def test_registration_refuses_what_the_catalogue_does_not_say(toy_method: type[P
         catalogue.register(TOY)
 
 
-def test_toy_method_end_to_end(toy_method: type[Piggyback], tmp_path: Path, backbone_file: Path) -> None:
+def _invoke(command: click.Command, args: list[str]) -> str:
+    result = CliRunner().invoke(command, args)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _sim(folder: Path, out: Path) -> dict[str, Any]:
+    """ksm-sim's one result for a run folder or a packed file (folded, the reference profile)."""
     from hwsim.ksm_sim import main as sim_main
+
+    _invoke(sim_main, ["--masks", str(folder), "--mode", "folded", "--json", str(out)])
+    (res,) = json.loads(out.read_text(encoding="utf-8"))["results"]
+    return res
+
+
+def test_toy_method_end_to_end(toy_method: type[Piggyback], tmp_path: Path, backbone_file: Path,
+                               small_task: Any, resumed_equals_straight: Callable[..., Path],
+                               one_thread: None) -> None:
     from hwsim.report.sections import write_report
-    from ksm.cli.ksm_train import main as train_main
     from ksm.cli.ksm_export import main as export_main
+    from ksm.cli.ksm_train import main as train_main
+    from ksm.deploy.task_file import file_sizes, load_task
+    from ksm.network.backbones import BackboneSpec, build_backbone
+    from ksm.training.loop import TrainConfig
+    from ksm.training.pipeline import RunSpec
+    from ksm.training.runfolder import read_run
 
-    # ksm-train: the new name is a --method choice; its folder follows the naming of other methods
+    # ksm-train: the new name is a --method choice, its option is on the command line and in --help, a bad
+    # value is one line; the run folder is named with the option's tag (catalogue tag_options)
     runs = tmp_path / "runs"
-    result = CliRunner().invoke(train_main, [
-        "--task", "digits", "--method", "toy", "--weights", str(backbone_file), "--input-size", "32",
-        "--max-train", "40", "--epochs", "1", "--runs-dir", str(runs), "--no-progress", "--threads", "1"])
-    assert result.exit_code == 0, result.output
-    folder = runs / "digits-toy"
-    record = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+    common = ["--task", "digits", "--method", "toy", "--weights", str(backbone_file), "--input-size", "32",
+              "--max-train", "40", "--epochs", "1", "--runs-dir", str(runs), "--no-progress", "--threads", "1"]
+    assert "--toy-init" in _invoke(train_main, ["--help"])
+    refused = CliRunner().invoke(train_main, [*common, "--toy-init", "2"])
+    assert refused.exit_code == 2 and "Invalid value for '--toy-init'" in refused.output and not runs.exists()
+    _invoke(train_main, [*common, "--toy-init", "0.02"])
+    folder = runs / "digits-toy-i0.02"
+    record, tensors = read_run(folder)
     assert record["method"] == "toy" and record["batchnorm"] == "frozen"
-    assert "toy |" in (runs / "results.md").read_text(encoding="utf-8").splitlines()[0]  # ksm's table names it
+    assert record["method_options"] == {"toy_init": 0.02}
+    assert "toy i0.02 |" in (runs / "results.md").read_text(encoding="utf-8").splitlines()[0]  # ksm's table
 
-    # ksm-sim: costed through the catalogue's mask kind (Piggyback's rule: one bit per weight)
-    out = tmp_path / "cost.json"
-    result = CliRunner().invoke(sim_main, ["--masks", str(folder), "--mode", "folded", "--json", str(out)])
-    assert result.exit_code == 0, result.output
-    doc = json.loads(out.read_text(encoding="utf-8"))
-    (res,) = doc["results"]
+    # resume: interrupted after an epoch and resumed, the toy (with its option) stores what a straight run does
+    spec = RunSpec(method="toy", backbone=BackboneSpec("mobilenet_v2", str(backbone_file)),
+                   train=TrainConfig(epochs=2, batch_size=40), options={"toy_init": 0.02})
+    resumed = resumed_equals_straight(spec, small_task, tmp_path / "resume")
+    assert read_run(resumed)[0]["method_options"] == {"toy_init": 0.02}
+
+    # ksm-sim: costed through the catalogue's mask kind (the element rule: one bit per weight)
+    res = _sim(folder, tmp_path / "cost.json")
     assert res["method"] == "toy"
-    masked = [name for name in record["tensors"] if name.endswith(".binary")]
     weights = {r["name"]: r for r in record["layers"]}
-    expected_bits = sum(weights[k.rpartition(".")[0]]["out_channels"]
-                        * weights[k.rpartition(".")[0]]["in_channels"] // weights[k.rpartition(".")[0]]["groups"]
-                        * weights[k.rpartition(".")[0]]["kernel"][0] * weights[k.rpartition(".")[0]]["kernel"][1]
-                        for k in masked)
+    expected_bits = 0
+    for key in (k for k in record["tensors"] if k.endswith(".binary")):
+        layer = weights[key.rpartition(".")[0]]
+        expected_bits += (layer["out_channels"] * layer["in_channels"] // layer["groups"]
+                          * layer["kernel"][0] * layer["kernel"][1])
     assert res["totals"]["mask_storage_bits"] == expected_bits > 0
 
-    # the report: a row labelled with the new name, drawn in its catalogue colour
+    # the report: a row labelled with the new name and its option's tag
     readme = write_report([folder], ["edge_npu"], tmp_path / "report", command="ksm-sim ...")
     text = readme.read_text(encoding="utf-8")
-    assert any(line.startswith("| digits ") and "| toy " in line for line in text.splitlines())
-    assert "- `digits-toy`: task `digits`, method `toy`" in text
+    assert any(line.startswith("| digits ") and "| toy i0.02 " in line for line in text.splitlines())
+    assert "- `digits-toy-i0.02`: task `digits`, method `toy i0.02`" in text
+
+    # ksm-export --pack: its class packs it (inherited); the tensors are the bytes ksm-sim charges for the task
+    packed = tmp_path / "toy.ksmtask"
+    _invoke(export_main, [str(folder), "--pack", str(packed)])
+    from_file = _sim(packed, tmp_path / "cost-packed.json")["totals"]["task_specific_bytes"]
+    assert from_file == res["totals"]["task_specific_bytes"]
+    assert 0 <= file_sizes(packed)["tensors"] - from_file < 2  # the bit stream rounds up to whole bytes
+
+    # load_task: the backbone's weights gated by the trained bits, exactly
+    model, meta = load_task(packed)
+    assert meta["method"] == "toy" and meta["masked"]
+    backbone, _ = build_backbone(BackboneSpec("mobilenet_v2", str(backbone_file)))
+    for layer, _ in meta["masked"]:
+        expected = backbone.get_submodule(layer).weight * tensors[f"{layer}.binary"].float()
+        assert torch.equal(model.get_submodule(layer).weight, expected), layer
 
     # export: the learned mask is folded into an ONNX model that onnxruntime checks against PyTorch
     onnx = tmp_path / "toy.onnx"
-    result = CliRunner().invoke(export_main, [str(folder), "--onnx", str(onnx)])
-    assert result.exit_code == 0, result.output
-    assert onnx.is_file() and "onnxruntime matches PyTorch" in result.output
+    assert "onnxruntime matches PyTorch" in _invoke(export_main, [str(folder), "--onnx", str(onnx)])
+
+
+def test_toy_method_is_compared_by_name(toy_method: type[Piggyback], tmp_path: Path, backbone_file: Path,
+                                        monkeypatch: pytest.MonkeyPatch, one_thread: None) -> None:
+    import ksm.compare.protocol as protocol_module
+    from ksm.cli.ksm_compare import main as compare_main
+    from ksm.data.datasets import array_task, hold_out, load_digits, resize_gray, stratified_split
+
+    raw = load_digits()
+    tr, _ = stratified_split(raw["y_train"], 60, 0)
+    te, _ = stratified_split(raw["y_test"], 30, 0)
+    arrays = hold_out({"x_train": resize_gray(raw["x_train"][tr], (32, 32)), "y_train": raw["y_train"][tr],
+                       "x_test": resize_gray(raw["x_test"][te], (32, 32)), "y_test": raw["y_test"][te]}, 20, seed=0)
+    task = array_task("digits_val", arrays, (32, 32), "sklearn digits with a validation split", num_classes=10)
+    tiny = replace(protocol_module.PROTOCOLS["smoke"], lr_body=(1e-2,), lr_head=(1e-2,), seeds=(0,), epochs=1,
+                   tasks=("digits",), weights=str(backbone_file))
+    monkeypatch.setitem(protocol_module.PROTOCOLS, "smoke", tiny)
+    monkeypatch.setattr(protocol_module, "load_protocol_task", lambda protocol, name: task)
+
+    assert "toy" not in protocol_module.DEFAULT_VARIANTS  # asked for by name: no standard record changes
+    out, report = tmp_path / "cmp", tmp_path / "cmp-report"
+    _invoke(compare_main, ["--protocol", "smoke", "--out", str(out), "--report", str(report), "--variant", "toy",
+                           "--variant", "toy-i2", "--variant", "piggyback", "--no-progress"])
+    record = json.loads((out / "seed0" / "digits-toy-i2" / "run.json").read_text(encoding="utf-8"))
+    assert record["method"] == "toy" and record["method_options"] == {"toy_init": 0.02}
+    text = (report / "comparison.md").read_text(encoding="utf-8")
+    rows = [" ".join(line.split()) for line in text.splitlines()]
+    assert any(row.startswith("| toy-i2 |") for row in rows)  # the accuracy table
+    assert any(row.startswith("| toy | piggyback | digits_val |") for row in rows)  # its contrasts
+    assert any(row.startswith("| toy-i2 | toy | digits_val |") for row in rows)
+
+
+def test_a_class_that_cannot_pack_its_mask_is_refused(toy_method: type[Piggyback]) -> None:
+    """A method whose mask kind stores something but whose class says nothing about packing is refused in
+    one line, instead of being written as a head-only file that ksm-sim would charge for a whole mask."""
+    from ksm.deploy.task_file import DeployError, Precisions, TaskReader, TaskWriter
+
+    class Bare(Method):
+        name = "toy"
+        default_batchnorm = "frozen"
+
+    unregister_method("toy")
+    register_method(Bare)
+    writer = TaskWriter(Path("run"), {}, Precisions(), 0, {})
+    with pytest.raises(DeployError, match="does not say how to pack or load its 'element' mask"):
+        Bare("mobilenet_v2").pack_task(torch.nn.Identity(), writer)
+    with pytest.raises(DeployError, match="does not say how to pack or load"):
+        Bare.load_task(torch.nn.Identity(), TaskReader(Path("toy.ksmtask"), {}, {}, None))
+    assert writer.arrays == {} and writer.masked == []
 
 
 def test_the_toy_method_does_not_outlive_its_test() -> None:  # runs after the tests above (file order)

@@ -236,7 +236,7 @@ def _rewrite(folder: Path, change) -> None:
     """Change the tensors and record the new file's sha256, so that only the content check can object."""
     from safetensors.torch import load_file, save_file
 
-    from ksm.files import sha256_file
+    from hwsim.fileio.atomic import sha256_file
 
     tensors = load_file(str(folder / "masks.safetensors"))
     change(tensors)
@@ -259,7 +259,7 @@ def _both_refuse(folder: Path, message: str) -> None:
 
 def test_run_json_records_the_masks_sha256(trained_run: Path) -> None:
     from hwsim.workload.layers import load_run
-    from ksm.files import sha256_file
+    from hwsim.fileio.atomic import sha256_file
     from ksm.training.runfolder import read_run
 
     record = json.loads((trained_run / "run.json").read_text())
@@ -329,18 +329,16 @@ def test_the_cli_shows_the_unchecked_run_warning_as_one_line(trained_run: Path, 
 def test_writers_never_follow_or_replace_what_is_not_a_regular_file(tmp_path: Path, kind: str) -> None:
     import os
 
-    from hwsim.fileio.atomic import UnsafeTarget as HwsimUnsafe
-    from hwsim.fileio.atomic import atomic_write
-    from ksm.files import UnsafeTarget, write_text_atomic
+    from hwsim.fileio.atomic import UnsafeTarget, atomic_write, atomic_write_with
 
     victim = tmp_path / "victim.txt"
     victim.write_text("keep")
     target = tmp_path / "out.json"
     {"symlink": lambda: target.symlink_to(victim), "folder": target.mkdir, "fifo": lambda: os.mkfifo(target)}[kind]()
     with pytest.raises(UnsafeTarget, match="not replaced"):
-        write_text_atomic(target, "new")
-    with pytest.raises(HwsimUnsafe, match="not replaced"):
         atomic_write(target, "new")
+    with pytest.raises(UnsafeTarget, match="not replaced"):
+        atomic_write_with(target, lambda tmp: tmp.write_text("new"))
     assert victim.read_text() == "keep" and os.path.lexists(target)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json", "victim.txt"]  # no temporary left
 
@@ -349,13 +347,16 @@ def test_written_files_have_the_umask_mode(tmp_path: Path) -> None:
     import os
     import stat
 
-    from hwsim.fileio.atomic import atomic_write
-    from ksm.files import write_text_atomic
+    from hwsim.fileio.atomic import atomic_write, new_temp_folder, replace_folder, write_synced
 
     old = os.umask(0o022)
     try:
-        for path in (write_text_atomic(tmp_path / "a", "x"), atomic_write(tmp_path / "b", "x")):
+        folder = new_temp_folder(tmp_path / "folder")
+        write_synced(folder / "c", lambda path: path.write_text("x"))
+        replace_folder(folder, tmp_path / "folder")
+        for path in (atomic_write(tmp_path / "a", "x"), tmp_path / "folder" / "c"):
             assert stat.S_IMODE(path.stat().st_mode) == 0o644
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "folder"]  # no temporary left
     finally:
         os.umask(old)
 
@@ -556,7 +557,8 @@ def test_bad_input_per_command(digits_run: Path, tmp_path: Path, command: str, a
 
 
 def test_a_failed_export_check_leaves_no_onnx(digits_run: Path, tmp_path: Path) -> None:
-    from ksm.deploy.onnx_export import ExportError, export_run
+    from ksm.deploy.onnx_export import ExportError
+    from ksm.deploy.run_export import export_run
 
     with pytest.raises(ExportError):
         export_run(digits_run, tmp_path / "x.onnx", tolerance=1e-30)

@@ -1,0 +1,171 @@
+"""The search: the cheapest mapping of each layer shape under an objective, and the cache of its answers.
+
+ZigZag's outer loop (Mei et al., IEEE TC 2021): for every spatial unrolling kept (the ``SPATIAL_KEEP`` of
+highest utilisation, as ZigZag's spatial-mapping generator keeps 3), LOMA's engine enumerates the loop
+orders (:mod:`hwsim.cost.mapping.loop_orders`) and the cost model scores them
+(:mod:`hwsim.cost.mapping.batch_scorer`); the winner is rebuilt by
+:func:`hwsim.cost.mapping.one_mapping.evaluate`. Results are cached per (layer shape, profile,
+objective); :func:`search_many` (which :func:`hwsim.simulate` calls first) searches every new shape of a
+network in shared numpy passes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+
+import numpy as np
+
+from hwsim.cost.mapping import loop_orders
+from hwsim.cost.mapping.batch_scorer import Item, score_batch
+from hwsim.cost.mapping.loop_orders import flat_loops, order_tables, pattern
+from hwsim.cost.mapping.one_mapping import MappingCost, evaluate
+from hwsim.cost.mapping.space import DIMS, Shape, Spatial, arch, folds, spatial_options, utilisation
+from hwsim.hardware.profile import Profile
+
+OBJECTIVES = ("energy", "latency", "edp")
+SPATIAL_KEEP = 3
+
+# (profile, objective) -> shape -> the chosen mapping: the profile (a deep frozen dataclass, slow to
+# hash) is hashed once per lookup of a whole network, not once per layer
+_SEARCHES: dict[tuple[Profile, str], dict[Shape, MappingCost]] = {}
+_SEARCHES_MAX = 4096
+# id(mapping) -> (mapping, its notation): built once per search result, shared by the layers using it
+_NOTATIONS: dict[int, tuple[MappingCost, dict[str, object]]] = {}
+
+
+def search(shape: Shape, profile: Profile, objective: str = "energy") -> MappingCost:
+    """The cheapest mapping under ``objective`` (energy, latency or edp).
+
+    Spatial: the profile's unrollings, the ``SPATIAL_KEEP`` of highest utilisation (as ZigZag's
+    spatial-mapping generator keeps 3). Temporal: every distinct order of the loop prime factors, at
+    most ``LPF_LIMIT`` of them after merging the smallest (LOMA, lpf_limit 6), each allocated bottom-up
+    to the memory levels. Cached per (shape, profile, objective); :func:`search_many` fills the cache
+    for many shapes in one numpy pass.
+    """
+    m = _SEARCHES.get((profile, objective), {}).get(shape)
+    if m is None:
+        m = search_many((shape,), profile, objective)[0]
+    return m
+
+
+def notation(m: MappingCost, profile: Profile) -> dict[str, object]:
+    """``m.notation(profile)`` for a mapping returned by :func:`search`, built once per search result
+    (the same dict for every layer of that shape: treat it as read-only)."""
+    hit = _NOTATIONS.get(id(m))
+    if hit is not None and hit[0] is m:
+        return hit[1]
+    out = m.notation(profile)
+    if len(_NOTATIONS) >= _SEARCHES_MAX:
+        _NOTATIONS.clear()
+    _NOTATIONS[id(m)] = (m, out)
+    return out
+
+
+def search_many(shapes: Iterable[Shape], profile: Profile, objective: str = "energy") -> list[MappingCost]:
+    """:func:`search` for every shape in ``shapes``, the ones not yet cached scored together.
+
+    One numpy pass over every loop order of every kept unrolling of every distinct new shape (a
+    network's layers share one pass instead of paying numpy's per-call overhead once per layer); each
+    shape's choice is the one :func:`search` makes on its own (its rows are its own, in its order).
+    """
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    shapes = list(shapes)
+    if sum(map(len, _SEARCHES.values())) + 2 * len(shapes) > _SEARCHES_MAX:
+        _SEARCHES.clear()
+        _NOTATIONS.clear()
+    cache = _SEARCHES.setdefault((profile, objective), {})
+    new = dict.fromkeys(x for s in dict.fromkeys(shapes)
+                        for x in ((dataclasses.replace(s, b=1), s) if s.b > 1 else (s,)) if x not in cache)
+    # single-image shapes first: a batch's search compares with its single image's
+    order = sorted(new, key=lambda s: s.b > 1)
+    for i in range(0, len(order), _BLOCK):  # bounded memory: _BLOCK shapes per numpy pass
+        _search_block(order[i:i + _BLOCK], profile, objective, cache)
+    return [cache[s] for s in shapes]
+
+
+def _passes(items: list[Item]) -> list[list[Item]]:
+    """``items`` in consecutive groups of at most ``_PASS_ROWS`` orders (one item at least): numpy's
+    temporaries of a few thousand rows stay in the core's cache (1.5-2x faster than one pass of 26,000)."""
+    out: list[list[Item]] = []
+    rows = _PASS_ROWS
+    for it in items:
+        if rows + len(it[3].loop) > _PASS_ROWS:
+            out.append([])
+            rows = 0
+        out[-1].append(it)
+        rows += len(it[3].loop)
+    return out
+
+
+_PASS_ROWS = 6144
+_BLOCK = 128  # layer shapes per numpy pass (about 2,000 rows each, 7 positions: ~16 MB per array at most)
+
+
+def _search_block(new: list[Shape], profile: Profile, objective: str, cache: dict[Shape, MappingCost]) -> None:
+    """Search the uncached ``new`` shapes in one numpy pass and cache the results (see search_many)."""
+    if new:
+        a = arch(profile)
+        plans = []
+        items = []
+        for shape in new:
+            ranked = []
+            for sp in spatial_options(shape, a):
+                left = folds(shape, sp)
+                ranked.append((-utilisation(shape, left, a), sp, left))
+            ranked.sort(key=lambda x: x[0])  # stable: ties keep the options' order
+            kept = [sp for _, sp, _ in ranked[:SPATIAL_KEEP]]
+            flats = [flat_loops(left) for _, _, left in ranked[:SPATIAL_KEEP]]
+            plans.append((shape, kept, flats))
+            items += [(shape, sp, flat, order_tables(pattern(flat))) for sp, flat in zip(kept, flats) if flat]
+        keys = np.concatenate([np.zeros(0)] + [objective_key(*score_batch(a, g), objective) for g in _passes(items)])
+        lo = 0
+        for shape, kept, flats in plans:
+            best: tuple[float, Spatial, tuple[tuple[str, int], ...]] | None = None
+            for sp, flat in zip(kept, flats):
+                if not flat:
+                    loops: tuple[tuple[str, int], ...] = ()
+                    m = evaluate(shape, a, sp, loops)
+                    key = _key_of(m, objective)
+                else:
+                    t = order_tables(pattern(flat))
+                    seg = keys[lo:lo + len(t.loop)]
+                    lo += len(t.loop)
+                    k = int(np.argmin(seg))
+                    key = float(seg[k])
+                    loops = tuple((DIMS[flat[i][0]], flat[i][1]) for i in t.loop[k])
+                if best is None or key < best[0]:
+                    best = (key, sp, loops)
+            assert best is not None
+            chosen = evaluate(shape, a, best[1], best[2])
+            if shape.b > 1:
+                # the batch loop outermost around the best single-image mapping is always a valid mapping:
+                # the search never does worse per image than batch 1 (the lpf limit can otherwise hide it)
+                one = cache[dataclasses.replace(shape, b=1)]
+                alt = evaluate(shape, a, one.spatial, (*one.loops, ("B", shape.b)))
+                if _key_of(alt, objective) < best[0]:
+                    chosen = alt
+            cache[shape] = chosen
+
+
+def objective_key(energy: np.ndarray, cycles: np.ndarray, objective: str) -> np.ndarray:
+    """What the search minimises: energy (pJ), cycles, or their product (EDP)."""
+    if objective == "energy":
+        return energy + 1e-9 * cycles  # ties broken by latency
+    if objective == "latency":
+        return cycles + 1e-12 * energy
+    return energy * cycles
+
+
+def _key_of(m: MappingCost, objective: str) -> float:
+    """:func:`objective_key` of one evaluated mapping (the same float as its row in a scored batch)."""
+    return float(objective_key(np.array([m.energy]), np.array([m.cycles]), objective)[0])
+
+
+def clear_caches() -> None:
+    """Empty every cache of the mapping search (searches, loop factors, order tables): a cold start."""
+    _SEARCHES.clear()
+    _NOTATIONS.clear()
+    loop_orders.clear()
+    arch.cache_clear()

@@ -1,0 +1,142 @@
+"""The temporal loops of a mapping and every order of them: LOMA's loop-order enumeration.
+
+Once the array is unrolled (:mod:`hwsim.cost.mapping.space`), each dimension's fold count is split into
+its prime factors, merged down to at most ``LPF_LIMIT`` loops (LOMA's ``lpf_limit``; Symons et al.,
+"LOMA: Fast Auto-Scheduling on DNN Accelerators through Loop-Order-based Memory Allocation", AICAS
+2021), and every distinct order of those loops is a candidate (ZigZag's ``opt/loma`` engine).
+
+The orders of a multiset of loops depend only on which loops repeat, so they are layer-independent
+tables (:func:`order_tables`), shared by every layer with the same pattern. Orders are not pruned
+beyond interchangeable loops (same dimension and count: the same order): the stationarity argument
+that lets Timeloop and ZigZag skip orders holds for fixed tiles; under LOMA's bottom-up allocation
+swapping two loops changes the set below the swap point, hence which tile fits and where each
+level's cut falls, so such orders can cost differently and are all scored.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from hwsim.cost.mapping.space import DIMS, OPERANDS, RELEVANT
+
+LPF_LIMIT = 6  # LOMA's default lpf_limit (zigzag.api.get_hardware_performance_zigzag)
+
+
+def primes(n: int) -> list[int]:
+    """The prime factors of ``n``, smallest first, with repeats."""
+    out, p = [], 2
+    while n > 1 and p * p <= n:
+        while n % p == 0:
+            out.append(p)
+            n //= p
+        p += 1
+    if n > 1:
+        out.append(n)
+    return out
+
+
+def limit_factors(factors: dict[str, list[int]], limit: int) -> dict[str, list[int]]:
+    """Merge the smallest prime factors until at most ``limit`` loops remain (LOMA's ``lpf_limit``)."""
+    out = {d: sorted(v) for d, v in factors.items()}
+    total = sum(len(v) for v in out.values())
+    while total > limit:
+        best = None  # the smallest product of two factors (then the dimension's name)
+        for k, v in out.items():
+            if len(v) > 1 and (best is None or (v[0] * v[1], k) < best):
+                best = (v[0] * v[1], k)
+        if best is None:
+            break
+        v = out[best[1]]
+        out[best[1]] = sorted([v[0] * v[1], *v[2:]])
+        total -= 1
+    return out
+
+
+@lru_cache(maxsize=4096)
+def flat_loops(folds: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
+    """The temporal loops left by ``folds`` (per dimension of ``DIMS``): prime factors, merged down to
+    ``LPF_LIMIT`` loops, as (dimension index, factor) in ``DIMS`` order, smallest factor first."""
+    factors = limit_factors({d: primes(f) for d, f in zip(DIMS, folds) if f > 1}, LPF_LIMIT)
+    return tuple((DIMS.index(d), f) for d in DIMS if d in factors for f in factors[d])
+
+
+@lru_cache(maxsize=4096)
+def pattern(flat: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
+    """(dimension, factor) loops as (dimension, rank of the factor among that dimension's factors)."""
+    ranks = {d: sorted({f for dd, f in flat if dd == d}) for d, _ in flat}
+    return tuple((d, ranks[d].index(f)) for d, f in flat)
+
+
+@dataclass(frozen=True, slots=True)
+class Orders:
+    """Layer-independent tables of every distinct order of ``n`` loops with a given repetition pattern.
+
+    ``loop[r, p]``: which loop (index into the factor list) order ``r`` puts at position ``p``;
+    ``prefix[j, r]``: the subset (bit mask) of loops below position ``j``; ``stay[o][j, r]``: the subset
+    below the first loop at or above ``j`` that operand ``o`` depends on (the tile below ``j`` plus the
+    irrelevant loops directly above it, which leave the tile in place: stationarity). Positions are
+    the first axis so that sums over positions run over contiguous rows.
+    """
+
+    loop: np.ndarray
+    prefix: np.ndarray
+    stay: dict[str, np.ndarray]
+
+
+@lru_cache(maxsize=512)
+def order_tables(pattern_: tuple[tuple[int, int], ...]) -> Orders:
+    """The distinct orders of loops given as (dimension index, rank of the factor within its dimension).
+
+    Two loops with the same dimension and factor are interchangeable, so the orders are deduplicated on
+    (dimension, factor rank), keeping each order's first occurrence in itertools' (lexicographic) order
+    of the permutations: the tables depend on the pattern only, so layers with the same pattern share them.
+    """
+    n = len(pattern_)
+    perms, prefix = _all_orders(n)
+    stay = {o: _stay_all(tuple(DIMS[d] in RELEVANT[o] for d, _ in pattern_)) for o in OPERANDS}
+    if len(set(pattern_)) == n:  # no two loops interchangeable: every permutation is distinct
+        return Orders(loop=perms, prefix=prefix, stay=stay)
+    # one integer per order (base-64 digits (dimension, factor rank)); first occurrences, in order
+    code = np.array([d * 8 + r for d, r in pattern_], dtype=np.int64)
+    _, first = np.unique(code[perms] @ (64 ** np.arange(n, dtype=np.int64)), return_index=True)
+    rows = np.sort(first)
+    return Orders(loop=perms[rows], prefix=prefix[:, rows], stay={o: s[:, rows] for o, s in stay.items()})
+
+
+@lru_cache(maxsize=16)
+def permutations(n: int) -> np.ndarray:
+    """All orders of ``n`` positions, as an (n!, n) index array."""
+    flat = itertools.chain.from_iterable(itertools.permutations(range(n)))  # itertools' (lexicographic) order
+    return np.fromiter(flat, dtype=np.int64, count=math.factorial(n) * n).reshape(math.factorial(n), n)
+
+
+@lru_cache(maxsize=16)
+def _all_orders(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every order of ``n`` loops, (n!, n), and the subset below each position, (n + 1, n!) bytes."""
+    perms = permutations(n)
+    prefix = np.zeros((n + 1, len(perms)), dtype=np.uint8)  # subsets of at most 8 loops (8 dimensions)
+    prefix[1:] = np.cumsum(1 << perms, axis=1).T
+    return perms, prefix
+
+
+@lru_cache(maxsize=1024)
+def _stay_all(relevant: tuple[bool, ...]) -> np.ndarray:
+    """For every order of loops of which those flagged ``relevant`` matter to an operand, the subset
+    below the first relevant loop at or above each position, (n + 1, n!) bytes."""
+    perms, prefix = _all_orders(len(relevant))
+    rel = np.array(relevant)[perms].T  # (positions, orders)
+    s = prefix.copy()  # from the outermost position in: the subset below the next relevant loop
+    for j in range(len(relevant) - 1, -1, -1):
+        s[j] = np.where(rel[j], prefix[j], s[j + 1])
+    return s
+
+
+def clear() -> None:
+    """Empty this module's tables (loop factors, patterns, orders): part of a cold start."""
+    for f in (flat_loops, pattern, order_tables, permutations, _all_orders, _stay_all):
+        f.cache_clear()

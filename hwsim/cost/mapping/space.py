@@ -1,0 +1,170 @@
+"""The mapping search space: a layer's loop bounds, the array's spatial unrollings, the profile digested.
+
+ZigZag's seam between the workload, the spatial-mapping generator and the hardware description (Mei et
+al., "ZigZag: Enlarging Joint Architecture-Mapping Design Space Exploration for DNN Accelerators", IEEE TC
+2021): everything here is fixed before a loop order is chosen.
+
+A **spatial unrolling** puts a loop dimension (or, for the dataflow defaults, two) on the array's rows
+and on its columns, each unrolled ``u = min(size, axis)`` ways; ``ceil(size / u)`` folds remain as a
+temporal loop. As ZigZag's "uneven" unrolling, access counts use the true bounds (K = 128 on 14
+columns in 10 folds is 12.8 ways on average), the cycle count the ceiling.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+from hwsim.hardware.profile import OPERANDS, MemoryLevel, Profile
+
+W, I, O = OPERANDS
+DIMS = ("B", "G", "K", "C", "OY", "OX", "FY", "FX")
+# which dimensions each operand depends on (OY/FY and OX/FX are partially relevant to inputs)
+RELEVANT = {W: frozenset({"G", "K", "C", "FY", "FX"}), I: frozenset({"B", "G", "C", "OY", "OX", "FY", "FX"}),
+            O: frozenset({"B", "G", "K", "OY", "OX"})}
+_FIELD = {d: d.lower() for d in DIMS}  # Shape's field for each dimension
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """Loop bounds of one layer (per group K and C), its stride and its input footprint rows/cols."""
+
+    b: int
+    g: int
+    k: int
+    c: int
+    oy: int
+    ox: int
+    fy: int
+    fx: int
+    sy: int = 1
+    sx: int = 1
+    iy: int = 0  # input rows the window touches (padding included), 0 = (oy-1)*sy + fy
+    ix: int = 0
+
+    def size(self, dim: str) -> int:
+        return int(getattr(self, _FIELD[dim]))
+
+    @property
+    def macs(self) -> int:
+        return self.b * self.g * self.k * self.c * self.oy * self.ox * self.fy * self.fx
+
+    @property
+    def win(self) -> int:
+        """Reduction window of one output element: C*R*S."""
+        return self.c * self.fy * self.fx
+
+    @property
+    def px(self) -> int:
+        """Output pixels P*Q."""
+        return self.oy * self.ox
+
+
+def sizes(shape: Shape) -> dict[str, int]:
+    """``{d: shape.size(d) for d in DIMS}``, without a method call per dimension."""
+    return {"B": int(shape.b), "G": int(shape.g), "K": int(shape.k), "C": int(shape.c), "OY": int(shape.oy),
+            "OX": int(shape.ox), "FY": int(shape.fy), "FX": int(shape.fx)}
+
+
+@dataclass(frozen=True, slots=True)
+class Spatial:
+    """Unrolling on the array: ``rows`` and ``cols`` as (dimension, ways) pairs."""
+
+    rows: tuple[tuple[str, int], ...]
+    cols: tuple[tuple[str, int], ...]
+
+    def ways(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for d, u in (*self.rows, *self.cols):
+            out[d] = out.get(d, 1) * u
+        return out
+
+
+def folds(shape: Shape, spatial: Spatial) -> tuple[int, ...]:
+    """Temporal iterations left per dimension of ``DIMS`` once ``spatial`` is unrolled: ceil(size / ways)."""
+    ways = spatial.ways()
+    return tuple(-(-n // ways.get(d, 1)) for d, n in sizes(shape).items())
+
+
+def utilisation(shape: Shape, folds_: tuple[int, ...], a: Arch) -> float:
+    """MACs over (temporal iterations x PEs): how well an unrolling leaving ``folds_`` fills the array."""
+    return shape.macs / (math.prod(folds_) * a.pes)
+
+
+@dataclass(frozen=True, slots=True)
+class Arch:
+    """The profile, pre-digested: per operand its levels innermost first, DRAM last."""
+
+    chains: dict[str, tuple[MemoryLevel, ...]]
+    bits: dict[str, int]
+    out_bits: int
+    pes: int
+    rows: int
+    cols: int
+    mac_pj: float
+    spatial_dims: tuple[tuple[str, ...], tuple[str, ...]]
+    spatial_pairs: bool
+    spatial_first: bool = False  # each axis takes the first listed dimension larger than 1 (no search)
+    alloc: tuple[tuple[MemoryLevel, tuple[str, ...]], ...] = ()  # levels innermost first, with their operands
+
+    @property
+    def ebytes(self) -> dict[str, float]:
+        """Bytes per element of each operand as it is held on chip (outputs as partial sums)."""
+        return {o: self.bits[o] / 8 for o in OPERANDS}
+
+
+_DEFAULT_SPATIAL = {  # dimensions each array axis may unroll, by dataflow
+    "weight_stationary": (("C", "FX", "FY"), ("K", "G")),
+    "output_stationary": (("OX", "OY"), ("K", "G")),
+    "row_stationary": (("FY", "C"), ("OY", "K", "G")),
+}
+
+
+@lru_cache(maxsize=64)
+def arch(profile: Profile) -> Arch:
+    """``profile`` as the search reads it; the levels in LOMA's allocation order (per-PE levels first,
+    then each level after every level below it in some operand's chain)."""
+    pb = profile.precision_bits
+    chains = {o: tuple(reversed(profile.chain(o))) for o in OPERANDS}
+    depth = {o: {lv.name: i for i, lv in enumerate(chains[o])} for o in OPERANDS}
+    order: list[MemoryLevel] = []
+    for o in OPERANDS:
+        for lv in chains[o][:-1]:
+            if lv not in order:
+                order.append(lv)
+    order.sort(key=lambda lv: (not lv.per_pe, max(depth[o].get(lv.name, -1) for o in OPERANDS)))
+    alloc = tuple((lv, tuple(o for o in OPERANDS if lv.name in depth[o])) for lv in order)
+    return Arch(alloc=alloc, chains=chains, bits={W: pb.weights, I: pb.inputs, O: pb.psums}, out_bits=pb.outputs,
+                pes=profile.array.pes, rows=profile.array.rows, cols=profile.array.cols,
+                mac_pj=profile.array.mac_energy_pj,
+                spatial_dims=((profile.spatial.rows, profile.spatial.cols) if profile.spatial
+                              else _DEFAULT_SPATIAL[profile.dataflow]),
+                spatial_pairs=profile.spatial is None,
+                spatial_first=bool(profile.spatial and not profile.spatial.search))
+
+
+def spatial_options(shape: Shape, a: Arch) -> list[Spatial]:
+    """Candidate unrollings: one dimension per axis (the profile's dataflow allows which), or two
+    dimensions on an axis when the first does not fill it (e.g. C x FY for a 3-channel stem)."""
+    size = sizes(shape)
+
+    def axis(dims: tuple[str, ...], n: int, taken: set[str]) -> list[tuple[tuple[str, int], ...]]:
+        out = []
+        for d in dims:
+            if d in taken or size[d] == 1:
+                continue
+            u = min(size[d], n)
+            out.append(((d, u),))
+            rest = n // u
+            for d2 in dims if a.spatial_pairs else ():
+                if d2 != d and d2 not in taken and rest > 1 and size[d2] > 1:
+                    out.append(((d, u), (d2, min(size[d2], rest))))
+        if a.spatial_first:
+            out = out[:1]
+        return out or [()]
+    opts = []
+    for r in axis(a.spatial_dims[0], a.rows, set()):
+        for c in axis(a.spatial_dims[1], a.cols, {d for d, _ in r}):
+            opts.append(Spatial(rows=r, cols=c))
+    return opts

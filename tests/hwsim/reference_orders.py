@@ -1,0 +1,122 @@
+"""A reference scorer for the mapping search's tests: every loop order costed directly, position by position.
+
+:func:`hwsim.cost.mapping.batch_scorer.score_batch` computes the same numbers from per-*subset* tables for
+many layers at once; :func:`score_orders` computes them per (order, position) for one layer and
+unrolling, the plain way. The tests hold the two to the same floats, and hold :func:`score_orders` to the
+scalar :func:`hwsim.cost.mapping.one_mapping.evaluate`. Not part of the product (nothing in hwsim needs it).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from hwsim.cost.mapping.batch_scorer import Ledger, charge_traffic, columns, cycles_of
+from hwsim.cost.mapping.loop_orders import permutations
+from hwsim.cost.mapping.space import DIMS, OPERANDS, RELEVANT, Arch, Shape, Spatial
+from hwsim.cost.mapping.tiles import tile_elements, tiles_fit, window
+from hwsim.hardware.profile import MemoryLevel
+
+W, I, O = OPERANDS
+
+
+def loop_orders(factor_list: tuple[tuple[int, int], ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Every distinct order of the (dimension index, factor) loops, as LOMA enumerates them: dimension
+    indices and factors, each shaped (orders, loops), innermost loop first."""
+    loops = np.array(factor_list, dtype=np.int64).reshape(-1, 2)
+    code = loops[:, 0] * 1_000_003 + loops[:, 1]  # one number per (dimension, factor)
+    perms = permutations(len(factor_list))
+    _, first = np.unique(code[perms], axis=0, return_index=True)  # repeated loops give repeated orders
+    rows = perms[np.sort(first)]
+    return loops[rows, 0], loops[rows, 1].astype(float)
+
+
+def score_orders(shape: Shape, a: Arch, spatial: Spatial, orders: np.ndarray, factors: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Energy (pJ) and cycles of many loop orders at once: ``evaluate``'s formulas over numpy arrays.
+
+    ``orders`` holds dimension indices (into ``DIMS``), ``factors`` the loop counts, both shaped
+    (orders, loops), innermost loop first (as :func:`loop_orders` gives them).
+    """
+    n, n_loops = orders.shape
+    ways = spatial.ways()
+    size = np.array([shape.size(d) for d in DIMS], dtype=float)
+    folds = np.ones(len(DIMS))
+    for j in range(n_loops):
+        folds[orders[0, j]] *= factors[0, j]
+    ways_v = np.array([ways.get(d, 1) for d in DIMS], dtype=float)
+    true_ways = {d: shape.size(d) / folds[k] for k, d in enumerate(DIMS) if d in ways}
+    onehot = orders[:, :, None] == np.arange(len(DIMS))[None, None, :]
+    mult = np.where(onehot, factors[:, :, None], 1.0)
+    cum = np.concatenate([np.ones((n, 1, len(DIMS))), np.cumprod(mult, axis=1)], axis=1)  # (n, L+1, 8)
+    b_pe = np.minimum(cum, size)
+    b_sh = np.minimum(cum * ways_v, size)
+    B, G, K, C, OY, OX, FY, FX = range(8)
+
+    win = window(shape)
+
+    def extent(o: str, b: np.ndarray) -> np.ndarray:
+        return tile_elements(o, columns(b), win, np.minimum, np.where)
+
+    ext = {(o, s): extent(o, b_sh if s else b_pe) for o in OPERANDS for s in (False, True)}  # (n, L+1)
+    ebytes = a.ebytes
+    rows_idx = np.arange(n)
+    jj = np.arange(n_loops + 1)[None, :]
+    cuts: dict[str, list[np.ndarray]] = {o: [] for o in OPERANDS}
+    for lv, ops in a.alloc:
+        shared = not lv.per_pe
+        start = {o: (cuts[o][-1] if cuts[o] else np.zeros(n, dtype=int)) for o in ops}
+        j0 = np.max(np.stack([start[o] for o in ops]), axis=0)
+
+        def tile(o: str, start: dict[str, np.ndarray] = start, shared: bool = shared) -> np.ndarray:
+            return np.take_along_axis(ext[(o, shared)], np.maximum(start[o][:, None], jj), axis=1)
+
+        fits = tiles_fit(lv, ops, tile, ebytes) & (jj > j0[:, None])
+        j = j0 + fits.sum(axis=1)
+        for o in ops:
+            cuts[o].append(np.maximum(start[o], j))
+
+    macs = float(shape.macs)
+    temporal = float(np.prod(factors[0]))
+    rel = {o: np.isin(orders, [DIMS.index(d) for d in RELEVANT[o]]) for o in OPERANDS}
+    idx_l = np.arange(n_loops)[None, :]
+    nextrel = {}
+    cir = {}
+    for o in OPERANDS:
+        pos = np.where(rel[o], idx_l, n_loops)
+        nextrel[o] = np.concatenate([np.minimum.accumulate(pos[:, ::-1], axis=1)[:, ::-1],
+                                     np.full((n, 1), n_loops)], axis=1)  # (n, L+1)
+        cir[o] = np.concatenate([np.ones((n, 1)), np.cumprod(np.where(rel[o], 1.0, factors), axis=1)], axis=1)
+    mc = {o: math.prod(u for d, u in true_ways.items() if d not in RELEVANT[o]) for o in OPERANDS}
+
+    def fills(o: str, j: np.ndarray, shared: bool) -> np.ndarray:
+        k = nextrel[o][rows_idx, j]
+        ir = cir[o][rows_idx, k] * (mc[o] if shared else 1.0)
+        out = macs / ir
+        if o == I:
+            b = (b_sh if shared else b_pe)[rows_idx, j]
+            window_elements = b[:, B] * b[:, G] * b[:, C] * b[:, OY] * b[:, FY] * b[:, OX] * b[:, FX]
+            out = out * extent(I, b) / window_elements
+        return out
+
+    ledger = Ledger(np.full(n, macs * a.mac_pj))
+    add, r_lv, w_lv = ledger.add, ledger.r_lv, ledger.w_lv
+
+    n_out = float(shape.b * shape.g * shape.k * shape.oy * shape.ox)
+
+    def first_tile(o: str, lv: MemoryLevel, j: np.ndarray) -> np.ndarray:
+        t = extent(o, (b_pe if lv.per_pe else b_sh)[rows_idx, j])
+        if lv.per_pe:
+            t = t * math.prod(u for d, u in true_ways.items() if d in RELEVANT[o])
+        return t
+
+    def held(o: str) -> np.ndarray:
+        """The product of the leading run of loops irrelevant to ``o``."""
+        return np.prod(np.where(np.cumprod(~rel[o], axis=1).astype(bool), factors, 1.0), axis=1)
+
+    onload, offload = charge_traffic(a, n, cuts, macs, n_out, mc, fills, add, first_tile, held)
+    cycles = cycles_of(a, n, r_lv, w_lv, temporal, onload, offload,
+                       lambda lv: lv.bandwidth_bytes_per_cycle * 8 / lv.word_bits
+                       * (macs / temporal if lv.per_pe else 1))
+    return ledger.energy, cycles
