@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "hwsim"))
 
-from test_hwsim_eyeriss import TABLE_V
-from test_hwsim_zigzag import layer_of, zigzag_dram
+from test_agreement_eyeriss import TABLE_V
+from test_agreement_zigzag import layer_of, zigzag_dram
 
 from hwsim import Workload, load_network, load_profile, simulate
 

@@ -375,9 +375,9 @@ def check_results_targets(o: Options) -> None:
 
 
 def lock_outputs(folders: list[Path]) -> ExitStack:
-    """Lock every output folder (:func:`ksm.files.folder_lock`); a second ``ksm-train`` on one of them stops here."""
+    """Lock every output folder (:func:`ksm.folder_lock.folder_lock`); a second ``ksm-train`` on one of them stops here."""
     from ksm.training.distributed import shutdown
-    from ksm.files import folder_lock
+    from ksm.folder_lock import folder_lock
 
     locks = ExitStack()
     try:

@@ -377,10 +377,10 @@ def test_a_second_writer_on_one_run_folder_gets_one_line(tmp_path: Path) -> None
     import sys
     import time
 
-    from ksm.files import Busy, folder_lock
+    from ksm.folder_lock import Busy, folder_lock
 
     out = tmp_path / "runs" / "digits"
-    code = ("import sys, time\nfrom ksm.files import folder_lock\n"
+    code = ("import sys, time\nfrom ksm.folder_lock import folder_lock\n"
             f"with folder_lock(__import__('pathlib').Path({str(out)!r})):\n"
             "    print('locked', flush=True); time.sleep(30)")
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)

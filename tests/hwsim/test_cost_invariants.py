@@ -53,7 +53,7 @@ def test_dram_traffic_at_least_compulsory(layer: Layer, profile: str) -> None:
 @pytest.mark.parametrize(("layer", "profile"), CASES, ids=[f"{layer.name}-{p}" for layer, p in CASES])
 def test_energy_never_grows_with_a_buffer(layer: Layer, profile: str) -> None:
     """More on-chip memory never costs more energy (the energy-optimal mapping may then trade DRAM bytes
-    for cheaper on-chip accesses; for a fixed mapping DRAM traffic never grows: test_hwsim_mapping.py)."""
+    for cheaper on-chip accesses; for a fixed mapping DRAM traffic never grows: test_mapping.py)."""
     p = load_profile(profile)
     work = Workload("x", (layer,))
     base = simulate(work, p).energy_j
