@@ -90,5 +90,17 @@ def test_what_crosses_is_what_ksm_imports() -> None:
 
 @pytest.mark.parametrize("forbidden", ["hwsim.cost", "hwsim.explore"])
 def test_training_never_reads_the_cost_model(forbidden: str) -> None:
-    """ARCHITECTURE: ksm may read hwsim's torch-free facts, never its cost model (nor a sweep)."""
+    """docs/map.md: ksm may read hwsim's torch-free facts, never its cost model (nor a sweep)."""
     assert not {m for m in _hwsim_modules_imported_by_ksm() if m == forbidden or m.startswith(forbidden + ".")}
+
+
+def test_module_names_are_unique_across_the_packages() -> None:
+    """A name means one thing: no two modules of ksm and hwsim share a file name (``masks.py`` once meant
+    a mask parametrization in one package and a storage rule in the other)."""
+    seen: dict[str, Path] = {}
+    clashes = []
+    for path in _product_modules():
+        if path.name in seen:
+            clashes.append(f"{seen[path.name]} and {path}")
+        seen[path.name] = path
+    assert not clashes, f"module names used twice: {clashes}"

@@ -1,26 +1,24 @@
-"""``ksm-train``: learn task masks on a frozen pretrained backbone and write run folders."""
+"""``ksm-train``: learn task masks on a frozen pretrained backbone and write run folders.
+
+This module is the command: its options, their ``--help`` sections (a method's own options come from
+its class, :func:`ksm.methods.registry.method_cli_options`) and the checks between options. The parsed
+values are an :class:`~ksm.training.train_options.Options`; :mod:`ksm.training.batch_of_runs` plans,
+locks and trains the runs.
+"""
 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from hwsim import catalogue
-from ksm.methods.registry import MethodChoice, method_class, method_cli_options
+from ksm.methods.registry import MethodChoice, method_cli_options
 from ksm.checks import device_option, finite
-
-if TYPE_CHECKING:
-    from ksm.data.datasets import TaskData
-    from ksm.training.distributed import Context
-    from ksm.training.pipeline import RunSpec
+from ksm.training.train_options import Options
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 ARCH_NAMES = ("mobilenet_v2", "resnet18", "resnet50", "vgg16", "vgg16_bn")
@@ -42,40 +40,6 @@ def help_sections() -> list[tuple[str, tuple[str, ...]]]:
     at = list(SECTIONS).index(METHODS_AFTER) + 1
     methods = [(title, tuple(str(o.name) for o in options)) for title, options in method_cli_options()]
     return own[:at] + methods + own[at:]
-
-
-def _without_nproc(argv: list[str]) -> list[str]:
-    out, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg == "--nproc":
-            skip = True
-        elif not arg.startswith("--nproc="):
-            out.append(arg)
-    return out
-
-
-def relaunch_with_torchrun(nproc: int) -> int:
-    """Run this same command under ``torchrun --standalone --nproc_per_node N`` and return its exit code."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-               "-m", "ksm", *_without_nproc(sys.argv[1:])]
-    return subprocess.call(command)
-
-
-def run_folder_name(task: str, method: str, batchnorm: str | None, soft: bool, tag: str = "") -> str:
-    """``<task>`` for the catalogue's subject (KSM) with its defaults, ``<task>-<method>[-<tag>][-bn<policy>]
-    [-binary]`` otherwise (``tag``: :func:`hwsim.catalogue.option_tag`, e.g. ``r4`` for LoRA at rank 4;
-    ``-binary``: a method with a soft part trained without it)."""
-    traits = catalogue.get(method)
-    name = task if traits.subject else f"{task}-{method}"
-    if tag:
-        name += f"-{tag}"
-    if batchnorm is not None:
-        name += f"-bn{batchnorm}"
-    if traits.soft_part and not soft:
-        name += "-binary"
-    return name
 
 
 class SectionedCommand(click.Command):
@@ -110,97 +74,6 @@ class MethodOption(click.Option):
     @help.setter
     def help(self, value: object) -> None:  # click's __init__ assigns the static text: keep composing it
         pass
-
-
-@dataclass(frozen=True)
-class Options:
-    """``ksm-train``'s command line, by section, and what it turns into: task names, data, run specs."""
-
-    # Tasks and methods
-    tasks: tuple[str, ...]
-    suite: str | None
-    data_root: Path | None
-    methods: tuple[str, ...]
-    # Backbone and data
-    arch: str
-    weights: str
-    input_size: int | None
-    max_train: int
-    # Training
-    epochs: int
-    batch_size: int
-    lr_mask: float
-    lr_head: float
-    seed: int
-    # Masks and BatchNorm
-    batchnorm: str | None
-    soft: bool
-    recalibrate_bn: bool
-    mask_init: float
-    threshold: float
-    beta: float
-    temperature: float
-    # Output
-    out: Path | None
-    runs_dir: Path
-    force: bool
-    resume: bool
-    skip_existing: bool
-    progress: bool
-    # Hardware
-    device: str
-    threads: int | None
-    nproc: int
-    amp: bool
-    # the methods' own options (their classes' cli_options), by parameter name
-    method_values: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, values: dict[str, Any]) -> Options:
-        """The parsed command line: ksm-train's own options as fields, every method's own in ``method_values``."""
-        own = {f.name for f in fields(cls)} - {"method_values"}
-        return cls(**{k: v for k, v in values.items() if k in own},
-                   method_values={k: v for k, v in values.items() if k not in own})
-
-    def task_names(self) -> list[str]:
-        from ksm.data.datasets import DEFAULT_SUITE
-        from ksm.checks import task_name
-
-        names = [task_name(t) for t in self.tasks] + (list(DEFAULT_SUITE) if self.suite == "default" else [])
-        if not names:
-            raise click.UsageError("name a --task or --suite default")
-        return names
-
-    def load(self, task: str) -> TaskData:
-        """The task's data at the run's input size (built-in tasks limited to ``--max-train`` images)."""
-        from ksm.data.datasets import load_task
-
-        return load_task(task, data_root=self.data_root, input_size=self.input_size or (224 if self.data_root else 64),
-                         max_train=None if self.data_root or not self.max_train else self.max_train)
-
-    def spec(self, method: str) -> RunSpec:
-        """The run spec of ``method`` (a sequence method's spec covers the whole sequence)."""
-        from ksm.methods.base import MaskConfig
-        from ksm.training.pipeline import make_spec
-
-        return make_spec(method, arch=self.arch, weights=self.weights, epochs=self.epochs, batch_size=self.batch_size,
-                         lr_body=self.lr_mask, lr_head=self.lr_head, seed=self.seed,
-                         recalibrate_bn=self.recalibrate_bn,
-                         mask=MaskConfig(init=self.mask_init, threshold=self.threshold, beta=self.beta,
-                                         temperature=self.temperature),
-                         batchnorm=self.batchnorm, soft=self.soft,
-                         options=self.method_options(method))
-
-    def method_options(self, method: str) -> dict[str, Any]:
-        """The keyword arguments ``method`` takes from the command line (its class's ``options_from_cli``)."""
-        return method_class(method).options_from_cli(self.method_values)
-
-    def run_folder(self, task: str, method: str) -> Path:
-        tag = catalogue.option_tag(method, self.method_options(method))
-        return self.out or self.runs_dir / run_folder_name(task, method, self.batchnorm, self.soft, tag)
-
-    def sequence_folder(self, method: str) -> Path:
-        return self.out or self.runs_dir / (method + (f"-bn{self.batchnorm}" if self.batchnorm else ""))
 
 
 @click.command(cls=SectionedCommand, context_settings=CONTEXT_SETTINGS)
@@ -279,12 +152,15 @@ def main(**values: Any) -> None:
     """
     o = Options.of(values)
     if o.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        from ksm.training.distributed import relaunch_with_torchrun
+
         sys.exit(relaunch_with_torchrun(o.nproc))
     if o.amp and not o.device.startswith("cuda"):
         raise click.UsageError("--amp needs --device cuda")
     import torch
 
-    from ksm.training.distributed import from_environment, shutdown
+    from ksm.training.batch_of_runs import train_batch
+    from ksm.training.distributed import from_environment
 
     names = o.task_names()
     methods = tuple(dict.fromkeys(o.methods))
@@ -306,150 +182,4 @@ def main(**values: Any) -> None:
         device = f"cuda:{ctx.local_rank}"
         torch.cuda.set_device(device)
 
-    outputs = [o.run_folder(t, m) for t in names for m in methods] + [o.sequence_folder(m) for m in sequences]
-    with remove_fresh_parents_on_error(outputs):  # a refused or failed run leaves no empty runs dir behind
-        plan = plan_runs(o, names, methods)
-        sequence_plan = plan_sequences(o, names, sequences)
-        check_results_targets(o)
-        locks = lock_outputs([f for *_, f, done in plan if not done] + [f for _, f in sequence_plan] if ctx.main else [])
-        try:
-            records = [r for method, folder in sequence_plan for r in train_sequence(o, method, folder, names, device)]
-            records += train_runs(o, plan, device, ctx)
-        except (FileNotFoundError, ValueError) as exc:
-            shutdown()
-            raise click.ClickException(f"[rank {ctx.rank}] {exc}" if ctx.active else str(exc)) from None
-        finally:
-            locks.close()
-    shutdown()
-    if ctx.main:
-        report(o, records)
-
-
-def plan_runs(o: Options, names: list[str], methods: tuple[str, ...]) -> list[tuple[str, str, Path, bool]]:
-    """(task, method, folder, already finished) of every independent run; refuses unwritable folders up front."""
-    from ksm.training.distributed import shutdown
-    from ksm.training.runfolder import RUN_JSON, RunError, check_output
-
-    plan = []
-    for task in names:
-        for method in methods:
-            folder = o.run_folder(task, method)
-            if o.skip_existing and (folder / RUN_JSON).exists():
-                plan.append((task, method, folder, True))
-                continue
-            try:
-                check_output(folder, force=o.force, resume=o.resume)
-            except RunError as exc:
-                shutdown()
-                raise click.ClickException(str(exc)) from None
-            plan.append((task, method, folder, False))
-    return plan
-
-
-@contextmanager
-def remove_fresh_parents_on_error(outputs: list[Path]) -> Iterator[None]:
-    """If the block fails, remove the output folders' parents that did not exist before it and are still empty."""
-    fresh = sorted({p for out in outputs for p in [out.parent, *out.parent.parents] if not p.exists()},
-                   key=lambda p: len(p.parts), reverse=True)
-    try:
-        yield
-    except BaseException:
-        for folder in fresh:
-            try:
-                folder.rmdir()  # only an empty folder
-            except OSError:
-                pass
-        raise
-
-
-def check_results_targets(o: Options) -> None:
-    """Refuse up front a results file that could not be written after training (a folder, a symlink)."""
-    from hwsim.fileio.atomic import check_target
-
-    if o.out is None:
-        try:
-            for name in ("results.md", "results.csv"):
-                check_target(o.runs_dir / name)
-        except ValueError as exc:
-            raise click.ClickException(str(exc)) from None
-
-
-def lock_outputs(folders: list[Path]) -> ExitStack:
-    """Lock every output folder (:func:`ksm.folder_lock.folder_lock`); a second ``ksm-train`` on one of them stops here."""
-    from ksm.training.distributed import shutdown
-    from ksm.folder_lock import folder_lock
-
-    locks = ExitStack()
-    try:
-        for folder in folders:
-            locks.enter_context(folder_lock(folder))
-    except (ValueError, OSError) as exc:
-        locks.close()
-        shutdown()
-        raise click.ClickException(str(exc)) from None
-    return locks
-
-
-def plan_sequences(o: Options, names: list[str], sequences: list[str]) -> list[tuple[str, Path]]:
-    """(method, folder) of every sequence; refuses folders that cannot take it up front."""
-    from ksm.training.runfolder import RunError, check_sequence
-
-    plan = []
-    for method in sequences:
-        folder = o.sequence_folder(method)
-        try:
-            check_sequence(folder, names, force=o.force, resume=o.resume or o.skip_existing)
-        except (RunError, ValueError) as exc:
-            raise click.ClickException(str(exc)) from None
-        plan.append((method, folder))
-    return plan
-
-
-def train_sequence(o: Options, method: str, folder: Path, names: list[str], device: str) -> list[dict[str, Any]]:
-    """Learn the tasks in order with ``method`` (PackNet, CPG) into its sequence folder."""
-    from ksm.training.pipeline import run_sequence
-
-    records = run_sequence(o.spec(method), names, o.load, folder, force=o.force, resume=o.resume or o.skip_existing,
-                           device=device, progress=o.progress)
-    for r in records:
-        click.echo(f"{folder / r['task']}: {r['task']} {method} top-1 {100 * r['metrics']['top1']:.2f}%, "
-                   f"{r['train']['epochs_total']} epochs, {r['train']['wall_seconds']:.0f} s")
-    return records
-
-
-def train_runs(o: Options, plan: list[tuple[str, str, Path, bool]], device: str, ctx: Context) -> list[dict[str, Any]]:
-    """Train (or reuse) every independent run of ``plan``; return the records rank 0 holds."""
-    from ksm.training.pipeline import run_task
-    from ksm.training.runfolder import read_run
-
-    say = click.echo if ctx.main else (lambda *a, **k: None)
-    records = []
-    data_cache: dict[str, TaskData] = {}
-    for task, method, folder, done in plan:
-        if done:
-            say(f"{folder}: finished run reused")
-            records.append(read_run(folder)[0])
-            continue
-        if task not in data_cache:
-            data_cache = {task: o.load(task)}
-        record = run_task(o.spec(method), data_cache[task], folder, force=o.force, resume=o.resume, device=device,
-                          progress=o.progress, ctx=ctx, amp=o.amp)
-        if record is None:  # not rank 0
-            continue
-        records.append(record)
-        density = record["metrics"]["mask_density"]
-        click.echo(f"{folder}: {task} {method} top-1 {100 * record['metrics']['top1']:.2f}%"
-                   + (f", mask density {density:.3f}" if density is not None else "")
-                   + f", {record['train']['wall_seconds']:.0f} s")
-    return records
-
-
-def report(o: Options, records: list[dict[str, Any]]) -> None:
-    """Print the results table; without ``--out``, also write it next to the runs."""
-    from ksm.compare.results import results_table, write_results
-
-    table = results_table(records)
-    click.echo("\n" + table.to_markdown(floatfmt=".2f"))
-    if o.out is None:
-        write_results(table, o.runs_dir)
-        click.echo(f"\nresults: {o.runs_dir / 'results.md'}")
+    train_batch(o, names, methods, sequences, device, ctx)

@@ -1,4 +1,4 @@
-"""The methods: what each adds to the frozen backbone, what it trains and what it stores per task.
+"""What a method is: what it adds to the frozen backbone, what it trains and what it stores per task.
 
 A method is a small object. ``prepare`` freezes the backbone and attaches the method's masks once;
 ``reset`` starts a new task from the pristine backbone (masks at their init, BatchNorm from the
@@ -11,6 +11,12 @@ plus its catalogue row (:mod:`hwsim.catalogue`): its ``ksm-train`` options (``cl
 ``options_from_cli``), how it packs and loads its deployable task file (``pack_task``, ``load_task``,
 :mod:`ksm.deploy.task_file`), and its ``ksm-compare`` variants and contrasts
 (``comparison_variants``, ``comparison_contrasts``, :mod:`ksm.methods.variants`).
+
+This module holds what the methods share: :class:`Method`, :class:`MaskedMethod` (a learned mask on
+every conv and linear weight), :class:`MaskConfig` and the walks over the layers a method touches.
+Each built-in method is a module of its own: :mod:`~ksm.methods.kernel_soft_mask` (KSM),
+:mod:`~ksm.methods.piggyback`, :mod:`~ksm.methods.packnet`, :mod:`~ksm.methods.cpg`,
+:mod:`~ksm.methods.finetune`, :mod:`~ksm.methods.head_only` and :mod:`~ksm.methods.lora_adapters`.
 """
 
 from __future__ import annotations
@@ -27,16 +33,7 @@ from torch.nn.utils import parametrize
 
 from hwsim import catalogue
 from hwsim.workload.packed import mask_bits, unpack_codes
-from ksm.methods.registry import method_class, register_method
-from ksm.methods.soft_masks import (
-    DEFAULT_INIT,
-    DEFAULT_THRESHOLD,
-    ElementBinaryMask,
-    KernelSoftMask,
-    scale_codes,
-    scale_values,
-    soft_part,
-)
+from ksm.methods.soft_masks import DEFAULT_INIT, DEFAULT_THRESHOLD, scale_codes, scale_values, soft_part
 from ksm.methods.variants import Contrast, Variant
 from ksm.network.backbones import ARCHS, classifier_path, replace_head
 
@@ -64,6 +61,7 @@ def maskable_layers(model: nn.Module, head: str) -> Iterator[tuple[str, nn.Modul
 
 
 def batchnorms(model: nn.Module) -> Iterator[tuple[str, nn.modules.batchnorm._BatchNorm]]:
+    """Every BatchNorm layer: a method keeps them frozen or stores them per task (its ``batchnorm``)."""
     for name, module in model.named_modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             yield name, module
@@ -231,72 +229,18 @@ def _stores_nothing(name: str, cls: type, refuse: Any) -> None:
                f"{kind.name!r} mask (define pack_task and load_task)")
 
 
-@register_method
-class Feature(Method):
-    """Head only: the frozen backbone as a feature extractor (cheap lower reference)."""
+class MaskedMethod(Method):
+    """A frozen backbone whose conv/linear weights are multiplied by a learned per-task mask.
 
-    name = "feature"
-    trains_body = False
-    standard_variant, versus_subject = True, 8
-
-
-@register_method
-class FineTune(Method):
-    """Every weight trained per task (the storage-heavy upper reference)."""
-
-    name = "finetune"
-    default_batchnorm = "task"
-    standard_variant, versus_subject = True, 2
-
-    def reset(self, model: nn.Module, backbone: dict[str, Tensor], num_classes: int) -> None:
-        super().reset(model, backbone, num_classes)
-        with torch.no_grad():
-            for name, layer in maskable_layers(model, self.head):
-                layer.weight.copy_(backbone[f"{name}.weight"])
-                layer.weight.requires_grad_(True)
-                if layer.bias is not None:
-                    layer.bias.copy_(backbone[f"{name}.bias"])
-                    layer.bias.requires_grad_(True)
-
-    def state(self, model: nn.Module) -> dict[str, tuple[Tensor, str]]:
-        out = super().state(model)
-        for name, layer in maskable_layers(model, self.head):
-            out[f"{name}.weight"] = (layer.weight.detach().clone(), "weight")
-            if layer.bias is not None:
-                out[f"{name}.bias"] = (layer.bias.detach().clone(), "weight")
-        return out
-
-    def _targets(self, model: nn.Module) -> dict[str, Tensor]:
-        out = super()._targets(model)
-        for name, layer in maskable_layers(model, self.head):
-            out[f"{name}.weight"] = layer.weight
-            if layer.bias is not None:
-                out[f"{name}.bias"] = layer.bias
-        return out
-
-    def pack_task(self, model: nn.Module, out: TaskWriter) -> None:
-        """The task's own weights at the profile's weight precision, biases at the psum precision."""
-        for layer, module in maskable_layers(model, self.head):
-            out.weights(f"weight.{layer}", module.weight, layer)
-            out.masked.append([layer, list(module.weight.shape)])
-            if module.bias is not None:
-                out.floats(f"bias.{layer}", module.bias, out.precisions.psums, "bias")
-
-    @classmethod
-    def load_task(cls, model: nn.Module, task: TaskReader) -> None:
-        for layer, _ in task.meta["masked"]:
-            module = model.get_submodule(layer)
-            module.weight.copy_(task.weights(f"weight.{layer}", layer))
-            if f"bias.{layer}" in task.arrays:
-                module.bias.copy_(task.floats(f"bias.{layer}"))
-
-
-class _Masked(Method):
-    """A frozen backbone whose conv/linear weights are multiplied by a learned per-task mask."""
-
-    mask_class: type[nn.Module] = nn.Module
+    The base of KSM and Piggyback, and of any method that differs from them only in its mask: a subclass
+    gives ``_new_mask``, the parametrization of one weight (a module with a real ``mask`` tensor and
+    ``deployable() -> (binary, scale or None)``, as in :mod:`ksm.methods.soft_masks`), and, if its mask
+    has a soft part to store beside the bits, ``_soft``. Preparing, resetting, the task state, the mask
+    density and packing and loading the task file are then this class's.
+    """
 
     def _new_mask(self, weight: Tensor) -> nn.Module:
+        """The mask parametrization of ``weight``, at the start of a task."""
         raise NotImplementedError
 
     def _masks(self, model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
@@ -389,68 +333,3 @@ class _Masked(Method):
             if tuple(mask.shape) != tuple(module.weight.shape[:mask.dim()]):
                 task.refuse(f"{layer}: mask {list(mask.shape)} does not fit the weight {list(module.weight.shape)}")
             module.weight.mul_(mask.view(*mask.shape, *([1] * (module.weight.dim() - mask.dim()))))
-
-
-@register_method
-class KSM(_Masked):
-    """Kernel-wise Soft Mask (Yang et al., CVPR 2021) with task-specific BatchNorm (authors' default)."""
-
-    name = "ksm"
-    default_batchnorm = "task"
-
-    def __init__(self, arch: str, *, batchnorm: str | None = None, mask: MaskConfig = MaskConfig(),
-                 soft: bool = True) -> None:
-        super().__init__(arch, batchnorm=batchnorm, mask=mask)
-        self.soft = soft
-
-    def _new_mask(self, weight: Tensor) -> nn.Module:
-        m = self.mask
-        return KernelSoftMask(weight.shape, init=m.init, threshold=m.threshold, beta=m.beta,
-                              temperature=m.temperature, soft=self.soft)
-
-    def _soft(self, model: nn.Module) -> bool:
-        return all(m.soft for _, m in self._masks(model))
-
-    @classmethod
-    def comparison_variants(cls) -> tuple[Variant, ...]:
-        return (Variant("ksm", "ksm", standard=True),
-                Variant("ksm-binary", "ksm", soft=False, role="ablation", standard=True),
-                Variant("ksm-bnfrozen", "ksm", batchnorm="frozen", role="ablation", standard=True))
-
-    @classmethod
-    def comparison_contrasts(cls) -> tuple[Contrast, ...]:
-        return (Contrast("ksm", "ksm-binary", 3), Contrast("ksm", "ksm-bnfrozen", 4))
-
-
-@register_method
-class Piggyback(_Masked):
-    """Element-wise binary mask with the identity straight-through estimator (Mallya et al., 2018)."""
-
-    name = "piggyback"
-    default_batchnorm = "frozen"
-
-    def _new_mask(self, weight: Tensor) -> nn.Module:
-        return ElementBinaryMask(weight.shape, init=self.mask.init, threshold=self.mask.threshold)
-
-    @classmethod
-    def comparison_variants(cls) -> tuple[Variant, ...]:
-        return (Variant("piggyback", "piggyback", standard=True),
-                Variant("piggyback-bntask", "piggyback", batchnorm="task", role="ablation", standard=True))
-
-    @classmethod
-    def comparison_contrasts(cls) -> tuple[Contrast, ...]:
-        return (Contrast.with_subject("piggyback", 0), Contrast.with_subject("piggyback-bntask", 1),
-                Contrast("piggyback-bntask", "piggyback", 5))
-
-
-def make_method(name: str, arch: str, *, batchnorm: str | None = None, mask: MaskConfig = MaskConfig(),
-                soft: bool = True, options: dict | None = None) -> Method:
-    """The registered method ``name`` (``ksm.methods.registry``). ``soft``: methods with a soft part (KSM);
-    ``options``: keyword arguments of the methods that take options (``takes_options``: the sequence
-    methods' ``prune_ratio``, LoRA's ``rank``)."""
-    cls = method_class(name)
-    traits = catalogue.get(name)
-    extra = dict(options or {}) if cls.takes_options else {}
-    if traits.soft_part:
-        extra["soft"] = soft
-    return cls(arch, batchnorm=batchnorm, mask=mask, **extra)

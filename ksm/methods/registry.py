@@ -6,13 +6,14 @@ module binds a catalogue name to its training code, as timm's ``register_model``
 to its constructor::
 
     @register_method
-    class KSM(_Masked):
+    class KSM(MaskedMethod):
         name = "ksm"
 
 Adding a method is one module with one decorated class (plus its row in the catalogue); nothing
 else in ksm lists methods: ``ksm-train`` adds the options a class declares (:func:`method_cli_options`),
-``ksm-compare`` its variants (:mod:`ksm.methods.variants`). The built-in methods' modules are imported
-on the first lookup, so importing this module stays cheap.
+``ksm-compare`` its variants (:mod:`ksm.methods.variants`), ``ksm-train`` and the pipeline build it with
+:func:`make_method`. The built-in methods' modules are imported on the first lookup, so importing this
+module stays cheap (torch-free).
 """
 
 from __future__ import annotations
@@ -26,9 +27,17 @@ import click
 from hwsim import catalogue
 
 if TYPE_CHECKING:
-    from ksm.methods.base import Method
+    from ksm.methods.base import MaskConfig, Method
 
-BUILTIN_MODULES = ("ksm.methods.base", "ksm.methods.packnet", "ksm.methods.cpg", "ksm.methods.lora_adapters")  # each registers its methods when imported
+BUILTIN_MODULES = (  # each registers its method when imported
+    "ksm.methods.kernel_soft_mask",
+    "ksm.methods.piggyback",
+    "ksm.methods.packnet",
+    "ksm.methods.cpg",
+    "ksm.methods.finetune",
+    "ksm.methods.head_only",
+    "ksm.methods.lora_adapters",
+)
 
 _CLASSES: dict[str, type[Method]] = {}
 M = TypeVar("M", bound="type[Method]")
@@ -68,6 +77,20 @@ def method_class(name: str) -> type[Method]:
     if name not in _CLASSES:
         raise ValueError(f"unknown method {name!r}; choose one of {', '.join(method_names())}")
     return _CLASSES[name]
+
+
+def make_method(name: str, arch: str, *, batchnorm: str | None = None, mask: MaskConfig | None = None,
+                soft: bool = True, options: dict | None = None) -> Method:
+    """The registered method ``name``. ``mask``: the mask hyperparameters (None: the class's default, the
+    authors' values); ``soft``: methods with a soft part (KSM); ``options``: keyword arguments of the methods
+    that take options (``takes_options``: the sequence methods' ``prune_ratio``, LoRA's ``rank``)."""
+    cls = method_class(name)
+    extra = dict(options or {}) if cls.takes_options else {}
+    if catalogue.get(name).soft_part:
+        extra["soft"] = soft
+    if mask is not None:
+        extra["mask"] = mask
+    return cls(arch, batchnorm=batchnorm, **extra)
 
 
 def method_names() -> tuple[str, ...]:

@@ -14,6 +14,8 @@ whole global batch (``nn.SyncBatchNorm`` does the same but refuses CPU tensors).
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -56,6 +58,26 @@ def from_environment(device: str) -> Context:
         backend = "nccl" if device.startswith("cuda") else "gloo"
         dist.init_process_group(backend, timeout=timedelta(minutes=10))
     return Context(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    """The copies' command line: ``argv`` less ``--nproc N`` / ``--nproc=N`` (torchrun sets their number)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            out.append(arg)
+    return out
+
+
+def relaunch_with_torchrun(nproc: int) -> int:
+    """Run this same command under ``torchrun --standalone --nproc_per_node N`` and return its exit code."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               "-m", "ksm", *_without_nproc(sys.argv[1:])]
+    return subprocess.call(command)
 
 
 def shutdown() -> None:

@@ -23,7 +23,8 @@ from ksm.network.backbones import BackboneSpec, build_backbone
 from ksm.data.datasets import TaskData
 from ksm.training.distributed import SINGLE, Context, barrier, convert_batchnorm
 from ksm.methods.soft_masks import KernelSoftMask
-from ksm.methods.base import MaskConfig, Method, make_method, maskable_layers
+from ksm.methods.base import MaskConfig, Method, maskable_layers
+from ksm.methods.registry import make_method
 from ksm.training.runfolder import (
     RUN_JSON,
     SHARED,

@@ -1,4 +1,4 @@
-"""hwsim never imports torch or ksm (ARCHITECTURE.md): a hardware architect can use it without PyTorch."""
+"""hwsim never imports torch or ksm (docs/map.md): a hardware architect can use it without PyTorch."""
 
 from __future__ import annotations
 

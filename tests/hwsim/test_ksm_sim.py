@@ -230,3 +230,12 @@ def test_an_option_the_job_does_not_read_is_refused(tmp_path, job, extra, named)
     line = [x for x in result.output.splitlines() if x.startswith("Error:")]
     assert line == [line[0]] and f"does not use {named}" in line[0], result.output
     assert not (tmp_path / "r").exists()
+
+
+def test_ksm_sim_json_does_not_replace_a_symlink(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    (tmp_path / "out.json").symlink_to(victim)
+    result = CliRunner().invoke(main, ["--network", "mobilenet_v2", "--json", str(tmp_path / "out.json")])
+    assert result.exit_code == 1 and "is a symbolic link; not replaced" in result.output, result.output
+    assert victim.read_text() == "keep" and (tmp_path / "out.json").is_symlink()

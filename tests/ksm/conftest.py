@@ -1,4 +1,5 @@
-"""Fixtures for the training side: a small real task and a random-init backbone file."""
+"""Fixtures for the training side: a small real task, a random-init backbone file, and runs trained
+from them."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 import torchvision
@@ -118,5 +118,19 @@ def probe(small_task: TaskData) -> torch.Tensor:
     return x
 
 
-def random_images(n: int, size: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, (n, size, size), dtype=np.uint8)
+
+@pytest.fixture(scope="session")
+def digits_run(backbone_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A built-in-task run trained through ksm-train (seconds): what ksm-export can re-load data for."""
+    from click.testing import CliRunner
+
+    from ksm.cli.ksm_train import main
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("digits") / "digits"
+    result = CliRunner().invoke(main, ["--task", "digits", "--out", str(out), "--weights", str(backbone_file),
+                                       "--epochs", "1", "--max-train", "40", "--input-size", "32", "--no-progress"])
+    torch.set_num_threads(threads)
+    assert result.exit_code == 0, result.output
+    return out

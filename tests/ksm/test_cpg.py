@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from ksm.network.backbones import BackboneSpec
-from ksm.methods.base import make_method
+from ksm.methods.registry import make_method
 from ksm.training.pipeline import RunSpec, load_sequence_task
 from ksm.training.runfolder import SHARED
 from ksm.training.loop import TrainConfig, evaluate

@@ -9,10 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 from PIL import Image
 
+from ksm.cli.ksm_train import main
 from ksm.data.datasets import (_NumpyOnlyUnpickler, folder_task, limit_train, load_digits, read_idx, read_numpy_pickle,
-                      stratified_split, suite_task)
+                               stratified_split, suite_task)
 
 
 def _write_idx(path: Path, array: np.ndarray) -> None:
@@ -116,3 +118,20 @@ def test_corrupt_image_is_named(tmp_path: Path) -> None:
     bad.write_bytes(b"not a jpeg")
     with pytest.raises(ValueError, match=r"rose/0\.jpg: not a readable image"):  # before any training
         folder_task(root, "flowers", input_size=32, workers=0)
+
+
+@pytest.mark.parametrize("content", [b"", b"not an image", b"\xff\xd8\xff"])
+def test_a_bad_image_in_the_test_split_is_refused_before_training(tmp_path: Path, content: bytes) -> None:
+    for split in ("train", "test"):
+        for cls in ("a", "b"):
+            folder = tmp_path / "data" / "flowers" / split / cls
+            folder.mkdir(parents=True)
+            for i in range(2):
+                Image.fromarray(np.zeros((20, 20, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    (tmp_path / "data" / "flowers" / "test" / "b" / "1.png").write_bytes(content)
+    runs = tmp_path / "runs"
+    result = CliRunner().invoke(main, ["--task", "flowers", "--data-root", str(tmp_path / "data"), "--runs-dir",
+                                       str(runs), "--weights", "none", "--input-size", "16", "--no-progress"])
+    assert result.exit_code == 1 and "test/b/1.png: not a readable image" in result.output, result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    assert not runs.exists() or not any(runs.iterdir())

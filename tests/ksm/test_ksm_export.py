@@ -299,3 +299,9 @@ def test_sequence_tasks_export_under_distinct_names(tmp_path: Path) -> None:
     (tmp_path / "digits").mkdir()
     assert export_name(tmp_path / "cpg" / "digits") == "cpg-digits"
     assert export_name(tmp_path / "digits") == "digits"
+
+
+def test_a_failed_export_check_leaves_no_onnx(digits_run: Path, tmp_path: Path) -> None:
+    with pytest.raises(ExportError):
+        export_run(digits_run, tmp_path / "x.onnx", tolerance=1e-30)
+    assert not any(tmp_path.iterdir())

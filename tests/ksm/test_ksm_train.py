@@ -114,3 +114,16 @@ def test_tiny_run_end_to_end(tmp_path: Path, backbone_file: Path, monkeypatch: p
     assert again.exit_code == 1 and "already there" in again.output
     reused = _invoke([*args, "--skip-existing"])
     assert reused.exit_code == 0 and "finished run reused" in reused.output
+
+
+@pytest.mark.parametrize("contents", [{"notes.txt": "mine"}, {"run.json": "{}"},
+                                      {"run.json": '{"format": "other/1"}'}, {"run.json": "[1]"}])
+def test_force_never_replaces_a_folder_that_is_not_a_run(tmp_path: Path, contents: dict[str, str]) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    for name, text in contents.items():
+        (out / name).write_text(text)
+    result = CliRunner().invoke(main, ["--task", "digits", "--out", str(out), "--force", "--weights", "none"])
+    assert result.exit_code == 1 and "not a ksm-train run" in result.output
+    assert "--force" not in result.output and "Traceback" not in result.output
+    assert {p.name: p.read_text() for p in out.iterdir()} == contents

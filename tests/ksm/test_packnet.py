@@ -143,7 +143,7 @@ def test_bad_input(backbone_file: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="at least one"):
         check_sequence(tmp_path / "s", [], force=False, resume=False)
     with pytest.raises(ValueError, match="prune ratio"):
-        from ksm.methods.base import make_method
+        from ksm.methods.registry import make_method
 
         make_method("packnet", "mobilenet_v2", options={"prune_ratio": 1.0})
     (tmp_path / "file").write_text("x")
@@ -154,7 +154,7 @@ def test_bad_input(backbone_file: Path, tmp_path: Path) -> None:
 def test_hooks_keep_frozen_weights_exact_under_adam(backbone_file: Path, small_task: TaskData) -> None:
     """Adam moves a weight with zero gradient once it has momentum: after_step must undo that."""
     from ksm.network.backbones import build_backbone
-    from ksm.methods.base import make_method
+    from ksm.methods.registry import make_method
     from ksm.training.loop import train_task
 
     model, _ = build_backbone(BackboneSpec("mobilenet_v2", str(backbone_file)))

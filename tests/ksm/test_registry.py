@@ -17,8 +17,9 @@ from click.testing import CliRunner
 
 from hwsim import catalogue
 from hwsim.catalogue import MethodTraits
-from ksm.methods.base import MaskConfig, Method, Piggyback, make_method
-from ksm.methods.registry import method_class, method_names, register_method, unregister_method
+from ksm.methods.base import MaskConfig, Method
+from ksm.methods.piggyback import Piggyback
+from ksm.methods.registry import make_method, method_class, method_names, register_method, unregister_method
 from ksm.methods.variants import Contrast, Variant
 
 # a Piggyback-style element-wise mask that starts at its own value; its binary is ``real > threshold``
