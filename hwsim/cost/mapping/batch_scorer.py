@@ -12,7 +12,11 @@ changing the answer (a test holds the search to a brute force over ``evaluate``)
   (order, position);
 - **many items per pass**: every new layer shape of a network and each of its kept unrollings are rows
   of shared numpy passes of a few thousand orders each (small enough for the temporaries to stay in
-  cache), so numpy's per-call cost is not paid once per layer.
+  cache), so numpy's per-call cost is not paid once per layer;
+- **a small peak**: a pass keeps few row arrays alive at once (per-item values repeated where used, the
+  subset tables' inputs freed before the per-order arithmetic, cut positions as bytes), about 300 bytes
+  per row, so the heap glibc grows for one pass stays under its trim threshold and is reused by the
+  next instead of returned to the system and faulted in again (see ``best_mapping._PASS_ROWS``).
 """
 
 from __future__ import annotations
@@ -54,7 +58,9 @@ class Ledger:
             rw, ww = r * np.ceil(r_bits / lv.word_bits), w * np.ceil(w_bits / lv.word_bits)
         else:
             rw, ww = r * r_bits / lv.word_bits, w * w_bits / lv.word_bits
-        self.energy = self.energy + rw * lv.read_energy_pj + ww * lv.write_energy_pj
+        energy = self.energy + rw * lv.read_energy_pj
+        energy += ww * lv.write_energy_pj  # in place: one row array fewer alive (a small peak)
+        self.energy = energy
         self.r_lv[lv.name] = self.r_lv.get(lv.name, 0.0) + rw
         self.w_lv[lv.name] = self.w_lv.get(lv.name, 0.0) + ww
 
@@ -87,6 +93,7 @@ def charge_traffic(a: Arch, n: int, cuts: dict[str, list[np.ndarray]], macs: flo
                 onload = np.maximum(onload, first_tile(o, chain[0], c[0]) * ebytes[o])
         else:
             up = [np.maximum(x, n_out) for x in down]
+            del down  # not charged: two row arrays fewer alive (a small peak)
             back = [u - n_out for u in up]
             ps, fin = a.bits[O], a.out_bits
             for i, lv in enumerate(chain):
@@ -147,11 +154,9 @@ def score_batch(a: Arch, items: list[Item]) -> tuple[np.ndarray, np.ndarray]:
     gathered value.
     """
     nd = len(DIMS)
-    B, G, K, C, OY, OX, FY, FX = range(8)
     m = len(items)
     n_max = max(len(flat) for _, _, flat, _ in items)
     width, n_sub = n_max + 1, 1 << n_max
-    ebytes = a.ebytes
     levels = [lv for lv, _ in a.alloc]
     fac = np.ones((m, n_max, nd))
     ways_v = np.ones((m, nd))
@@ -190,7 +195,70 @@ def score_batch(a: Arch, items: list[Item]) -> tuple[np.ndarray, np.ndarray]:
         vals.append(row)
         counts.append(len(t.loop))
 
-    # per-subset tables, (items x 2**n_max) rows: loops past an item's own are one-iteration loops
+    tab = _subset_tables(a, fac, size, ways_v, geo)
+
+    # per-order tables, padded to n_max loops with the full set; subset ids offset to the item's rows
+    def padded(x: np.ndarray, n: int) -> np.ndarray:
+        return x if n == n_max else np.concatenate([x, np.repeat(x[-1:], n_max - n, axis=0)], axis=0)
+
+    off = np.repeat(np.arange(m, dtype=np.int64) * n_sub, counts)
+    prefix_local = np.concatenate([padded(t.prefix, len(flat)) for _, _, flat, t in items], axis=1)
+    stay_local = {o: np.concatenate([padded(t.stay[o], len(flat)) for _, _, flat, t in items], axis=1).ravel()
+                  for o in OPERANDS}  # (positions x orders), flat: position j of order r at j * nr + r
+    nr = prefix_local.shape[1]
+    cuts = _cuts(a, tab, prefix_local + off[None, :], width)
+    prefix_local = prefix_local.ravel()
+    per_item = np.array(vals).T
+    index = {key: i for i, key in enumerate(keys)}
+
+    def per_row(key: object) -> np.ndarray:
+        """The item's value of ``key`` on each of its rows (repeated where used, not kept for the pass)."""
+        return np.repeat(per_item[index[key]], counts)
+
+    macs, n_out = per_row("macs"), per_row("n_out")
+    mc = {o: per_row(("mc", o)) for o in OPERANDS}
+    base = np.arange(nr)
+
+    def at(j: np.ndarray) -> np.ndarray:
+        """Flat index of position ``j[r]`` of every order ``r``."""
+        return j.astype(np.intp) * nr + base
+
+    def fills(o: str, j: np.ndarray, shared: bool) -> np.ndarray:
+        ir = tab[("ir", o)][stay_local[o][at(j)] + off] * (mc[o] if shared else 1.0)
+        out = macs / ir
+        if o == I:
+            s = prefix_local[at(j)] + off
+            out = out * tab[(I, shared)][s] / tab[("den", shared)][s]
+        return out
+
+    ledger = Ledger(per_row("mac_e"))
+    add, r_lv, w_lv = ledger.add, ledger.r_lv, ledger.w_lv
+
+    def first_tile(o: str, lv: MemoryLevel, j: np.ndarray) -> np.ndarray:
+        tile = tab[(o, not lv.per_pe)][prefix_local[at(j)] + off]
+        if lv.per_pe:
+            tile = tile * per_row(("pe", o))
+        return tile
+
+    onload, offload = charge_traffic(a, nr, cuts, macs, n_out, mc, fills, add, first_tile,
+                                     lambda o: tab[("ir", o)][stay_local[o][base] + off])
+    cycles = cycles_of(a, nr, r_lv, w_lv, per_row("temporal"), onload, offload,
+                       lambda lv: (per_row(("bw", lv.name)) if lv.per_pe
+                                   else lv.bandwidth_bytes_per_cycle * 8 / lv.word_bits * 1))
+    return ledger.energy, cycles
+
+
+def _subset_tables(a: Arch, fac: np.ndarray, size: np.ndarray, ways_v: np.ndarray, geo: np.ndarray
+                   ) -> dict[object, np.ndarray]:
+    """Per-subset tables of :func:`score_batch`, (items x 2**n) rows (loops past an item's own are
+    one-iteration loops): each operand's tile per PE and shared, the input tile's halo-free size, the
+    irrelevant-loop products, and each level's fit test. ``fac`` (items, loops, dimensions) holds the
+    loop counts, ``size``/``ways_v`` (items, dimensions) the layer's bounds and the unrolling, ``geo``
+    the input window. A function of its own so that the bounds it builds them from are freed before the
+    per-order arithmetic (a small peak: see the module's docstring)."""
+    B, G, K, C, OY, OX, FY, FX = range(8)
+    m, n_max, nd = fac.shape
+    n_sub = 1 << n_max
     cum = np.ones((m, n_sub, nd))  # per dimension, the product of the subset's loops: exact integers
     for i in range(n_max):  # the subsets whose highest loop is i: those without it, times its count
         cum[:, 1 << i:2 << i] = cum[:, :1 << i] * fac[:, i, None, :]
@@ -208,70 +276,30 @@ def score_batch(a: Arch, items: list[Item]) -> tuple[np.ndarray, np.ndarray]:
     for o in OPERANDS:
         tab[("ir", o)] = np.prod(cum[:, [k for k, d in enumerate(DIMS) if d not in RELEVANT[o]]], axis=1)
     for li, (lv, ops) in enumerate(a.alloc):
-        tab[("fit", li)] = tiles_fit(lv, ops, lambda o: tab[(o, not lv.per_pe)], ebytes)
+        tab[("fit", li)] = tiles_fit(lv, ops, lambda o: tab[(o, not lv.per_pe)], a.ebytes)
+    return tab
 
-    # per-order tables, padded to n_max loops with the full set; subset ids offset to the item's rows
-    def padded(x: np.ndarray, n: int) -> np.ndarray:
-        return x if n == n_max else np.concatenate([x, np.repeat(x[-1:], n_max - n, axis=0)], axis=0)
 
-    off = np.repeat(np.arange(m, dtype=np.int64) * n_sub, counts)
-    prefix = np.concatenate([padded(t.prefix, len(flat)) for _, _, flat, t in items], axis=1) + off[None, :]
-    stay_local = {o: np.concatenate([padded(t.stay[o], len(flat)) for _, _, flat, t in items], axis=1).ravel()
-                  for o in OPERANDS}  # (positions x orders), flat: position j of order r at j * nr + r
-    rep = dict(zip(keys, np.repeat(np.array(vals).T, counts, axis=1)))
-    nr = prefix.shape[1]
-    base = np.arange(nr)
+def _cuts(a: Arch, tab: dict[object, np.ndarray], prefix: np.ndarray, width: int
+          ) -> dict[str, list[np.ndarray]]:
+    """LOMA's bottom-up allocation for every order at once: per operand, the position of its cut at each
+    of its levels (the loops below it stay in that level). ``prefix`` (positions, orders): the row of
+    ``tab`` of the subset below each position; for the positions above every operand's previous cut,
+    the tiles are those of one prefix subset."""
     jj = np.arange(width)[:, None]
     cuts: dict[str, list[np.ndarray]] = {o: [] for o in OPERANDS}
-    for li, (lv, ops) in enumerate(a.alloc):
-        # for the positions above every operand's previous cut, the tiles are those of one prefix subset
+    for li, (_, ops) in enumerate(a.alloc):
         fits = tab[("fit", li)][prefix]  # (positions, orders)
         starts = [cuts[o][-1] for o in ops if cuts[o]]
         if not starts:
-            j = fits[1:].sum(axis=0)
+            j = fits[1:].sum(axis=0, dtype=np.uint8)  # positions 0..8: a byte per order
             for o in ops:
                 cuts[o].append(j)
             continue
         j0 = starts[0]
         for other in starts[1:]:  # the highest previous cut (integers: any order)
             j0 = np.maximum(j0, other)
-        j = j0 + (fits & (jj > j0[None, :])).sum(axis=0)
+        j = j0 + (fits & (jj > j0[None, :])).sum(axis=0, dtype=np.uint8)
         for o in ops:
             cuts[o].append(np.maximum(cuts[o][-1], j) if cuts[o] else j)
-    prefix = prefix.ravel()
-
-    macs, temporal, n_out = rep["macs"], rep["temporal"], rep["n_out"]
-    mc = {o: rep[("mc", o)] for o in OPERANDS}
-
-    flat_at: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-
-    def at(j: np.ndarray) -> np.ndarray:
-        """Flat index of position ``j[r]`` of every order ``r`` (operands sharing a level share ``j``)."""
-        hit = flat_at.get(id(j))
-        if hit is None or hit[0] is not j:
-            hit = flat_at[id(j)] = (j, j * nr + base)
-        return hit[1]
-
-    def fills(o: str, j: np.ndarray, shared: bool) -> np.ndarray:
-        ir = tab[("ir", o)][stay_local[o][at(j)] + off] * (mc[o] if shared else 1.0)
-        out = macs / ir
-        if o == I:
-            s = prefix[at(j)]
-            out = out * tab[(I, shared)][s] / tab[("den", shared)][s]
-        return out
-
-    ledger = Ledger(rep["mac_e"])
-    add, r_lv, w_lv = ledger.add, ledger.r_lv, ledger.w_lv
-
-    def first_tile(o: str, lv: MemoryLevel, j: np.ndarray) -> np.ndarray:
-        tile = tab[(o, not lv.per_pe)][prefix[at(j)]]
-        if lv.per_pe:
-            tile = tile * rep[("pe", o)]
-        return tile
-
-    onload, offload = charge_traffic(a, nr, cuts, macs, n_out, mc, fills, add, first_tile,
-                                     lambda o: tab[("ir", o)][stay_local[o][base] + off])
-    cycles = cycles_of(a, nr, r_lv, w_lv, temporal, onload, offload,
-                       lambda lv: (rep[("bw", lv.name)] if lv.per_pe
-                                   else lv.bandwidth_bytes_per_cycle * 8 / lv.word_bits * 1))
-    return ledger.energy, cycles
+    return cuts
