@@ -6,8 +6,9 @@ they cannot drift apart (a run gets one label everywhere, a method one colour in
 binds a name to its training code (``ksm.methods.registry``), ``hwsim`` prices its mask through its
 :class:`MaskKind` (``hwsim.cost.mask_cost``) and reads its packed task file by that kind
 (``hwsim.workload.packed``), and tables and figures label, order and colour runs from the row.
-Adding a method is one :func:`register` call (here for the built-ins, or beside its class) plus its
-class in ksm; nothing in hwsim or ksm compares a method's name with a literal.
+Adding a method is one :func:`register` call here (hwsim never imports ksm, so a row registered anywhere
+else is unknown to ``ksm-sim``) plus its class in ksm; nothing in hwsim or ksm compares a method's name
+with a literal.
 
 This module imports nothing from hwsim or ksm, so every other module may import it.
 
@@ -85,6 +86,7 @@ class MethodTraits:
 
 
 _TABLE: dict[str, MethodTraits] = {}
+FALLBACK_COLOR = "#7f7f7f"  # drawn for a method the catalogue does not know, so no row may take it
 
 
 def register(traits: MethodTraits) -> MethodTraits:
@@ -93,6 +95,9 @@ def register(traits: MethodTraits) -> MethodTraits:
         raise ValueError(f"method {traits.name!r} is already in the catalogue")
     if traits.subject and subject() is not None:
         raise ValueError(f"method {traits.name!r}: {subject()!r} is already the catalogue's subject")
+    taken = {t.color.lower(): t.name for t in _TABLE.values()} | {FALLBACK_COLOR: "methods the catalogue does not know"}
+    if traits.color.lower() in taken:  # one colour, one method, in every figure
+        raise ValueError(f"method {traits.name!r}: colour {traits.color} is already {taken[traits.color.lower()]}'s")
     _TABLE[traits.name] = traits
     return traits
 
@@ -123,6 +128,16 @@ def names() -> tuple[str, ...]:
 def methods() -> tuple[MethodTraits, ...]:
     """Every method's traits, in display order."""
     return tuple(get(n) for n in names())
+
+
+def batchnorm_of(method: str | None, given: str | None = None) -> str:
+    """The BatchNorm policy to charge ``method`` with: ``given`` where the user named one, else the method's own
+    default (its row), so that a frozen-BatchNorm method is never charged task BatchNorm it does not store.
+    A plain network (no method) stores no task BatchNorm either way: "task" is returned as before."""
+    if given is not None:
+        return given
+    traits = find(method)
+    return traits.batchnorm if traits is not None else "task"
 
 
 def subject() -> str | None:
@@ -211,7 +226,7 @@ class Style:
         return self.color if self.filled else "none"
 
 
-FALLBACK_STYLE = Style("#7f7f7f", "X", True)  # a method the catalogue does not know
+FALLBACK_STYLE = Style(FALLBACK_COLOR, "X", True)  # a method the catalogue does not know
 
 
 def style(label: str) -> Style:

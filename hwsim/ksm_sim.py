@@ -35,11 +35,12 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float) -> float:
 
 
 def _workloads(masks: tuple[Path, ...], networks: tuple[str, ...], topologies: tuple[Path, ...],
-               method: str | None, batchnorm: str, more: tuple[Workload, ...] = ()) -> list[Workload]:
+               method: str | None, batchnorm: str | None, more: tuple[Workload, ...] = ()) -> list[Workload]:
     works = [load_packed(path) if path.is_file() else load_run(path) for path in masks]  # a ksm-export --pack file
     for item in [*map(load_network, networks), *map(load_topology, topologies), *more]:
         if method is not None:
-            item = Workload(source=item.source, layers=item.layers, method=method, batchnorm=batchnorm)
+            item = Workload(source=item.source, layers=item.layers, method=method,
+                            batchnorm=catalogue.batchnorm_of(method, batchnorm))
         works.append(item)
     return works
 
@@ -185,8 +186,9 @@ def _refuse_unread(ctx: click.Context, job: str) -> None:
               help="Tasks sharing the backbone (PackNet stores ceil(log2(tasks+1)) bits per weight).")
 @click.option("--mask-density", type=click.FloatRange(0.0, 1.0), default=0.5, show_default=True, callback=_finite,
               help="KSM: fraction of binary-1 entries, assumed when no binary mask is stored.")
-@click.option("--batchnorm", type=click.Choice(["task", "frozen"]), default="task", show_default=True,
-              help="BatchNorm policy for --network/--topology with --method (a run folder names its own).")
+@click.option("--batchnorm", type=click.Choice(["task", "frozen"]), default=None,
+              help="BatchNorm policy for --network/--topology with --method (default: the method's own, as "
+                   "ksm-train trains it; a run folder names its own).")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
               help="Images per inference: the batch is a loop of each layer's mapping, so weights are fetched "
                    "once per batch where the mapping allows. Totals are per batch; per-image figures beside.")
@@ -216,7 +218,7 @@ def _refuse_unread(ctx: click.Context, job: str) -> None:
 @click.argument("more_masks", nargs=-1, type=click.Path(path_type=Path), metavar="[RUN_FOLDER]...")
 def main(profiles: tuple[str, ...], masks: tuple[Path, ...], networks: tuple[str, ...],
          topologies: tuple[Path, ...], method: str | None, mode: str, tasks: int, mask_density: float,
-         batchnorm: str, batch: int, objective: str, steady_state: bool, with_layers: bool, json_path: Path | None,
+         batchnorm: str | None, batch: int, objective: str, steady_state: bool, with_layers: bool, json_path: Path | None,
          list_profiles: bool, report_dir: Path | None, title: str | None, onnx_files: tuple[Path, ...],
          export_to: tuple[str, Path] | None, sets: tuple[str, ...], more_masks: tuple[Path, ...]) -> None:
     """Analytical cost of (masked, multi-task) CNN inference on edge accelerator profiles.

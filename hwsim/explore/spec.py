@@ -20,7 +20,7 @@ A spec::
     modes: [folded, on_the_fly]          # mask application (default: both)
     tasks: 8
     mask_density: 0.5
-    batchnorm: task
+    batchnorm: task                    # default: each method's own (catalogue)
     batch: 1
     steady_state: false
     objectives: [energy, latency, area]  # minimised: energy, latency, area, edp, storage
@@ -100,7 +100,7 @@ class Spec:
     modes: list[str]
     tasks: int
     mask_density: float
-    batchnorm: str
+    batchnorm: str | None  # None: each method's own default
     batch: int
     steady_state: bool
     objectives: list[str]
@@ -364,8 +364,8 @@ def load_spec(path: str | Path) -> Spec:
     density = _number(raw.get("mask_density", 0.5))
     if density is None or not 0 <= density <= 1:
         raise _fail(f"{where}: mask_density", f"must be a fraction in [0, 1], got {raw.get('mask_density')!r}")
-    batchnorm = raw.get("batchnorm", "task")
-    if batchnorm not in ("task", "frozen"):
+    batchnorm = raw.get("batchnorm")  # absent: each method's own default (catalogue.batchnorm_of)
+    if batchnorm not in ("task", "frozen", None):
         raise _fail(f"{where}: batchnorm", f"must be task or frozen, got {batchnorm!r}")
     steady = raw.get("steady_state", False)
     if not isinstance(steady, bool):
@@ -387,7 +387,8 @@ def load_spec(path: str | Path) -> Spec:
             continue
         for method in methods:  # a plain network: charge each method named in the spec
             w = item.work
-            work = Workload(source=w.source, layers=w.layers, method=method, batchnorm=batchnorm)
+            work = Workload(source=w.source, layers=w.layers, method=method,
+                            batchnorm=catalogue.batchnorm_of(method, batchnorm))
             suffix = f"+{method}" if method else ""
             items.append(WorkloadItem(item.key + suffix, work))
 

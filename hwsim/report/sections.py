@@ -390,8 +390,9 @@ def soft_precision(r: ReportInput) -> Part:
             "that precision costs per task (one bit per kernel entry + b bits per soft entry)."), "",
            "![Accuracy and storage vs soft-mask precision](soft-precision.png)", ""]
     wide = soft.pivot(index="bits", columns="task", values=["top-1 (%)", "masks (KiB)"])
-    wide = wide.reindex(columns=[(q, t) for q in ("top-1 (%)", "masks (KiB)") for t in r.tasks
-                                 if (q, t) in wide.columns])
+    order = {task: i for i, task in enumerate(r.tasks)}  # a column is a task, or "task / run" for several runs
+    names = sorted(soft["task"].unique(), key=lambda n: (order.get(n.split(" / ")[0], len(order)), n))
+    wide = wide.reindex(columns=[(q, t) for q in ("top-1 (%)", "masks (KiB)") for t in names])
     wide.columns = [f"{t} {'top-1 (%)' if q.startswith('top') else 'mask (KiB)'}" for q, t in wide.columns]
     md += [markdown(wide.reset_index(), {c: ".2f" for c in wide.columns if "top-1" in c} | {"bits": "d"}), ""]
     needed = bits_needed(soft)

@@ -8,6 +8,7 @@ tested and reused (``ksm-sim --list-profiles`` prints :func:`profiles_frame`) wi
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -304,20 +305,28 @@ def layer_mask_frame(costs: Costs, i: int) -> pd.DataFrame:
     return frame
 
 
+def _trained_soft(run: Run) -> bool | None:
+    """For a method with a soft part (its catalogue row): whether this run was trained with it (``train.soft``
+    and a stored scale); None for a method without one. Read from the run, never from its label."""
+    return run.work.ksm_soft if catalogue.get(run.method).soft_part else None
+
+
 def soft_precision_frame(costs: Costs) -> pd.DataFrame:
     """Per soft KSM run and precision b in 0, 2, 4, 8, 16 bits: the measured top-1 with the soft part
     quantised to b bits (``metrics.soft_precision``) and the mask storage at b bits (binary bit per
     kernel entry + b bits per soft entry; hwsim's KSM storage with the profile's ``mask_scale`` = b)."""
     ref = costs.reference
+    soft = [run for run in costs.runs if _trained_soft(run) is True]
+    per_task = Counter(run.task for run in soft)
     rows = []
-    for i, run in enumerate(costs.runs):
-        if not (catalogue.get(run.method).soft_part and run.label == run.method):
-            continue
+    for run in soft:
+        # one soft run of a task is named by the task (the committed report); several by task and run label
+        name = run.task if per_task[run.task] == 1 else f"{run.task} / {run.label}"
         measured = run.soft_precision
         for bits in sorted(set(SOFT_PRECISIONS) | set(measured)):
             prof = replace(ref, precision_bits=replace(ref.precision_bits, mask_scale=bits))
             tc = task_cost(run.work, prof, "on_the_fly")
-            rows.append({"task": run.task, "bits": bits, "top-1 (%)": _pct(measured.get(bits)),
+            rows.append({"task": name, "bits": bits, "top-1 (%)": _pct(measured.get(bits)),
                          "masks (KiB)": tc.mask_storage_bits / 8 / KIB,
                          "task-specific (KiB)": tc.task_specific_bytes / KIB})
     return pd.DataFrame(rows, columns=["task", "bits", "top-1 (%)", "masks (KiB)", "task-specific (KiB)"])
@@ -338,10 +347,10 @@ def bits_needed(soft: pd.DataFrame, tolerance_pp: float = TOLERANCE_PP) -> dict[
 
 
 def binary_only_frame(costs: Costs) -> pd.DataFrame:
-    """KSM runs trained without the soft part: task, top-1 (%), mask storage (KiB)."""
+    """Runs of a method with a soft part trained without it: task, top-1 (%), mask storage (KiB)."""
     rows = []
     for i, run in enumerate(costs.runs):
-        if catalogue.get(run.method).soft_part and run.label != run.method:
+        if _trained_soft(run) is False:
             t = costs.get(i, costs.reference, "folded").task
             rows.append({"task": run.task, "method": run.label, "top-1 (%)": _pct(run.top1),
                          "masks (KiB)": t.mask_storage_bits / 8 / KIB})

@@ -100,3 +100,14 @@ def test_register_and_unregister() -> None:
         catalogue.get("toy2")
     with pytest.raises(ValueError, match="batchnorm"):
         catalogue.MethodTraits("bad", "", "per-task", catalogue.NONE, sequence=False, order=0, color="", marker="")
+
+
+@pytest.mark.parametrize("color", ["#1F77B4", "#7f7f7f"])
+def test_a_colour_is_one_method_s(color: str) -> None:
+    """Every figure tells methods apart by colour: a row may not take a colour another row (or the colour of
+    unknown methods) already has."""
+    row = catalogue.MethodTraits("toycolour", "a toy", "task", catalogue.KERNEL, sequence=False, order=99,
+                                 color=color, marker="*")
+    with pytest.raises(ValueError, match="colour"):
+        catalogue.register(row)
+    assert catalogue.find("toycolour") is None

@@ -239,3 +239,31 @@ def test_ksm_sim_json_does_not_replace_a_symlink(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["--network", "mobilenet_v2", "--json", str(tmp_path / "out.json")])
     assert result.exit_code == 1 and "is a symbolic link; not replaced" in result.output, result.output
     assert victim.read_text() == "keep" and (tmp_path / "out.json").is_symlink()
+
+
+def test_a_method_on_a_network_is_charged_its_own_batchnorm_unless_told(tmp_path) -> None:
+    """Piggyback trains with frozen BatchNorm, so it stores none per task; ksm-sim once charged every method
+    task BatchNorm unless --batchnorm said otherwise. An explore spec without ``batchnorm`` agrees."""
+    import json
+
+    from click.testing import CliRunner
+
+    from hwsim import catalogue
+    from hwsim.explore.spec import load_spec
+
+    def task_bytes(*extra: str) -> int:
+        out = tmp_path / "c.json"
+        result = CliRunner().invoke(main, ["--network", "alexnet", "--method", "piggyback", "--mode", "folded",
+                                           "--json", str(out), *extra])
+        assert result.exit_code == 0, result.output
+        result = json.loads(out.read_text())["results"][0]
+        assert result["batchnorm"] == ("frozen" if extra in ((), ("--batchnorm", "frozen")) else "task")
+        return result["totals"]["task_specific_bytes_by_part"]["batchnorm"]
+
+    assert catalogue.get("piggyback").batchnorm == "frozen"
+    assert task_bytes() == task_bytes("--batchnorm", "frozen") == 0
+    assert task_bytes("--batchnorm", "task") > 0
+    spec = tmp_path / "s.yaml"
+    spec.write_text("profiles: [edge_npu]\nworkloads: [{network: alexnet}]\nmethods: [piggyback, ksm]\n")
+    works = {item.work.method: item.work.batchnorm for item in load_spec(spec).workloads}
+    assert works == {"piggyback": "frozen", "ksm": "task"}

@@ -21,6 +21,7 @@ from hwsim.ksm_sim import main
 from hwsim.cost.layer_cost import kernel_mask_entries
 from hwsim.errors import InputError
 from hwsim.hardware.profile import load_profile
+from hwsim.report.tables import binary_only_frame
 from hwsim.report.sections import (
     cost_runs,
     crossings,
@@ -338,3 +339,19 @@ def test_cli_report_refuses_a_bad_set_in_one_line(tmp_path: Path) -> None:
                                        "--set", "array.rowz=16"])
     assert result.exit_code == 1 and "--set array.rowz" in result.output and "unknown key" in result.output
     assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "rep").exists()
+
+
+def test_soft_runs_are_told_by_how_they_trained_not_by_their_label(tmp_path: Path) -> None:
+    """A soft run whose label carries more than the method (another learning rate) is still a soft run, and
+    two soft runs of one task each get their own column in section 6 (the pivot once failed on them)."""
+    soft = {"metrics": {"top1": 0.8, "soft_precision": {"0": 0.5, "4": 0.7}}}
+    folders = [write_run(tmp_path / "runs" / "toy", run_overrides=soft),
+               write_run(tmp_path / "runs" / "toy-lr", run_overrides=soft | {"train": {"seed": 0, "lr_body": 1e-4}})]
+    runs = load_runs(folders)
+    assert runs[1].label != runs[1].method  # "ksm (lr 0.0001)"
+    costs = cost_runs(runs, [load_profile("edge_npu")])
+    assert set(soft_precision_frame(costs)["task"]) == {f"toy / {runs[0].label}", f"toy / {runs[1].label}"}
+    assert binary_only_frame(costs).empty
+    readme = write_report(folders, ("edge_npu",), tmp_path / "report")
+    text = readme.read_text(encoding="utf-8")
+    assert f"toy / {runs[1].label} top-1 (%)" in text
