@@ -142,26 +142,49 @@ def _report(masks: tuple[Path, ...], networks: tuple[str, ...], topologies: tupl
     click.echo(f"wrote {readme}")
 
 
-# What each of ksm-sim's three jobs reads; an option given on the command line that the chosen job does
+# What each of ksm-sim's jobs does not read; an option given on the command line that the chosen job does
 # not read is refused in one line rather than silently ignored.
 _NOT_READ_BY = {
     "list_profiles": ("masks", "more_masks", "networks", "topologies", "method", "mode", "tasks", "mask_density",
                       "batchnorm", "batch", "objective", "steady_state", "with_layers", "json_path", "title",
-                      "onnx_files", "export_to", "sets", "profiles"),
-    "report_dir": ("method", "mode", "batchnorm", "with_layers", "json_path", "onnx_files",
-                   "export_to"),
+                      "onnx_files", "export_to", "sets", "profiles", "report_dir"),
+    "report_dir": ("method", "mode", "batchnorm", "with_layers", "json_path", "onnx_files", "export_to"),
+    # run folders and task files name their own method and BatchNorm policy: --method/--batchnorm are for
+    # --network/--topology/--onnx only
+    "runs_only": ("title", "method", "batchnorm"),
     "": ("title",),
 }
+_JOB_NAMES = {"list_profiles": "--list-profiles", "report_dir": "--report",
+              "runs_only": "costing run folders or task files", "": "costing without --report"}
 
 
-def _refuse_unread(ctx: click.Context, job: str) -> None:
-    """One line naming the options the chosen job would ignore (``job``: a key of ``_NOT_READ_BY``)."""
+def _option_name(param: click.Parameter) -> str:
+    """How the user wrote it: ``--method`` for an option, ``RUN_FOLDER...`` for the trailing arguments."""
+    if isinstance(param, click.Argument):
+        return param.make_metavar(click.get_current_context())
+    return max(param.opts, key=len)
+
+
+def _job(ctx: click.Context) -> str:
+    """Which job the command line asks for (a key of ``_NOT_READ_BY``)."""
+    values = ctx.params
+    if values["list_profiles"]:
+        return "list_profiles"
+    if values["report_dir"] is not None:
+        return "report_dir"
+    if not (values["networks"] or values["topologies"] or values["onnx_files"]):
+        return "runs_only"
+    return ""
+
+
+def _refuse_unread(ctx: click.Context) -> None:
+    """One line naming the options the chosen job would ignore."""
+    job = _job(ctx)
     unread = [p for p in ctx.command.params if p.name in _NOT_READ_BY[job]
               and ctx.get_parameter_source(p.name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)]
     if unread:
-        what = {"list_profiles": "--list-profiles", "report_dir": "--report", "": "costing without --report"}[job]
-        names = ", ".join(p.opts[-1] if p.opts else p.name for p in unread)
-        raise click.UsageError(f"{what} does not use {names}: drop {'it' if len(unread) == 1 else 'them'}")
+        names = ", ".join(_option_name(p) for p in unread)
+        raise click.UsageError(f"{_JOB_NAMES[job]} does not use {names}: drop {'it' if len(unread) == 1 else 'them'}")
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
@@ -240,7 +263,7 @@ def main(profiles: tuple[str, ...], masks: tuple[Path, ...], networks: tuple[str
       ksm-sim --masks runs/* --profile all --report reports/default/
     """
     one_line_warnings()
-    _refuse_unread(click.get_current_context(), "list_profiles" if list_profiles else "report_dir" if report_dir else "")
+    _refuse_unread(click.get_current_context())
     masks = masks + more_masks  # run folders may also follow as arguments: --masks runs/* expands to several
     settings = tables.Settings(tasks=tasks, mask_density=mask_density, batch=batch, objective=objective,
                                steady_state=steady_state, sets=sets)

@@ -69,6 +69,7 @@ def fsync_file(path: Path) -> None:
 def write_synced(path: Path, write: Writer) -> Path:
     """``write(path)``, then fsync: for a file inside a temporary folder, or one renamed into place later."""
     write(path)
+    os.chmod(path, 0o666 & ~_umask())  # a writer that recreates the file (safetensors does) leaves it 0600
     fsync_file(path)
     return path
 
@@ -90,10 +91,22 @@ def atomic_write_with(path: str | Path, write: Writer) -> Path:
         write_synced(tmp, write)
         check_target(path)
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.filename in (None, str(tmp), tmp):  # name the file the user asked for, not the hidden temporary
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it and putting it back: POSIX has no read-only call)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write(path: str | Path, data: bytes | str, encoding: str = "utf-8") -> Path:

@@ -37,6 +37,17 @@ def short(value: Any) -> str:
     return text if len(text) <= ECHO else text[:ECHO - 1] + "…"
 
 
+def yaml_number(value: Any) -> Any:
+    """PyYAML (YAML 1.1) reads ``1.0e9`` or ``2.8e1`` (no exponent sign) as a string; take it as the number it
+    means. Anything else is returned as it is, for the caller's own check to refuse."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
 def is_fraction(value: Any) -> bool:
     """A recorded accuracy or density: a real number in [0, 1] (not a bool, NaN, Infinity or string)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1

@@ -49,6 +49,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from hwsim.errors import InputError
+from hwsim.fileio.bounded import yaml_number
 
 if TYPE_CHECKING:  # the profile loader imports this module to check the keys below
     from hwsim.hardware.profile import Profile
@@ -124,10 +125,11 @@ def check_extras(extras: dict[str, Any], profile: Profile, where: str) -> None:
 
 
 def _is_positive(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+    return _is_non_negative(v) and float(yaml_number(v)) > 0
 
 
 def _is_non_negative(v: Any) -> bool:
+    v = yaml_number(v)  # the profile loader's reading of a number, so both accept the same spellings
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
 
 

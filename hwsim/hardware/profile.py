@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from hwsim.errors import InputError
-from hwsim.fileio.bounded import MAX_YAML_BYTES, check_file, check_size, parse_yaml
+from hwsim.fileio.bounded import MAX_YAML_BYTES, check_file, check_size, parse_yaml, yaml_number
 from hwsim.hardware.area import EXTRA_KEYS, check_extras
 from hwsim.hardware.overrides import apply_overrides, parse_set
 
@@ -158,18 +158,8 @@ def _take(raw: Any, cls: type, where: str, also: tuple[str, ...] = ()) -> dict[s
     return dict(raw)
 
 
-def _number(value: Any) -> Any:
-    """PyYAML (YAML 1.1) reads ``1.0e9`` (no exponent sign) as a string; accept it as the number it means."""
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
-
-
 def _positive(value: Any, where: str, integer: bool = False) -> Any:
-    value = _number(value)
+    value = yaml_number(value)
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
     if integer:
         ok = ok and float(value).is_integer()
@@ -190,7 +180,7 @@ def _bits(value: Any, where: str) -> int:
 
 
 def _non_negative(value: Any, where: str) -> float:
-    value = _number(value)
+    value = yaml_number(value)
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
     if not ok:
         raise InputError(f"{where}: must be a non-negative number, got {value!r}")

@@ -217,6 +217,10 @@ def test_bad_batch_is_one_line() -> None:
     (["--report", "REPORT"], ["--json", "x.json"], "--json"),
     (["--list-profiles"], ["--batch", "4"], "--batch"),
     (["--network", "alexnet"], ["--title", "t"], "--title"),
+    (["--list-profiles"], ["--report", "REPORT"], "--report"),
+    (["--list-profiles"], ["RUNS"], "[RUN_FOLDER]..."),
+    (["--masks", "RUNS"], ["--method", "piggyback"], "--method"),
+    (["--masks", "RUNS"], ["--batchnorm", "frozen"], "--batchnorm"),
 ])
 def test_an_option_the_job_does_not_read_is_refused(tmp_path, job, extra, named) -> None:
     """ksm-sim never ignores an option silently: the chosen job names what it would not use, in one line."""
@@ -224,7 +228,8 @@ def test_an_option_the_job_does_not_read_is_refused(tmp_path, job, extra, named)
 
     from hwsim.ksm_sim import main
 
-    args = [str(tmp_path / "r") if a == "REPORT" else a for a in job] + extra
+    names = {"REPORT": str(tmp_path / "r"), "RUNS": str(tmp_path / "runs")}
+    args = [names.get(a, a) for a in job + extra]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2, result.output
     line = [x for x in result.output.splitlines() if x.startswith("Error:")]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -194,3 +196,17 @@ def test_one_loader_refuses_an_unknown_key_everywhere_naming_it(bundled_with, ru
     for way, error in _every_loader(tmp_path, run_folder()).items():
         assert error is not None and "edge_npu.yaml.voltage_v: unknown key" in str(error), (way, error)
         assert "technology_nm" in str(error) and "\n" not in str(error), (way, error)
+
+
+def test_every_key_reads_a_number_the_same_way(tmp_path: Path) -> None:
+    """YAML 1.1 reads ``2.8e1`` (no exponent sign) as a string; the loader takes it as the number it means for
+    every key alike: the area keys once refused the spelling that the clock accepted."""
+    from hwsim.hardware.area import area_breakdown
+    from hwsim.hardware.profile import load_design
+
+    text = (resources.files("hwsim") / "profiles" / "edge_npu.yaml").read_text()
+    path = tmp_path / "p.yaml"
+    path.write_text(re.sub(r"(?m)^clock_hz:.*$", "clock_hz: 9.33e8", text).rstrip() + "\ntechnology_nm: 2.8e1\n")
+    design = load_design(str(path))
+    assert design.profile.clock_hz == pytest.approx(9.33e8)
+    assert area_breakdown(design.profile, design.extras)["technology_nm"] == pytest.approx(28.0)
