@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from hwsim.workload.runcheck import one_line_warnings
-from ksm.cli.ksm_train import CONTEXT_SETTINGS
+from ksm.cli.ksm_train import CONTEXT_SETTINGS, LiveHelp
 from ksm.compare.protocol import PROTOCOLS, VARIANTS
 from ksm.methods.registry import LiveChoice
 from ksm.checks import device_option, os_error_line
@@ -36,6 +36,14 @@ def _command() -> str:
     return " ".join(words)
 
 
+def _variant_help() -> str:
+    """``--variant``'s help, from the variants registered when it is shown (a new method's too)."""
+    by_name = [name for name, v in VARIANTS.items() if not v.standard]
+    return ("Only these variants (repeatable; default: the published comparison's, ablations included). "
+            + (f"Asked for by name only: {', '.join(by_name)}, e.g. --variant {by_name[0]} beside the others."
+               if by_name else ""))
+
+
 @click.command(context_settings=CONTEXT_SETTINGS)
 @click.option("--protocol", "protocol_name", type=click.Choice(list(PROTOCOLS)), default="standard",
               show_default=True,
@@ -51,9 +59,8 @@ def _command() -> str:
               help="Also replace the <!-- comparison:begin/end --> block of this Markdown file with the table.")
 @click.option("--task", "tasks", multiple=True, metavar="NAME",
               help="Only these built-in tasks (repeatable; default: the whole default suite).")
-@click.option("--variant", "variants", multiple=True, type=LiveChoice(lambda: tuple(VARIANTS)),
-              help="Only these variants (repeatable; default: every variant but the LoRA ones, ablations included; "
-                   "add LoRA with --variant lora-r4 --variant lora-r16 beside the others).")
+@click.option("--variant", "variants", multiple=True, type=LiveChoice(lambda: tuple(VARIANTS)), cls=LiveHelp,
+              compose=_variant_help)
 @click.option("--seeds", type=click.IntRange(1), default=None, help="Number of seeds (0..N-1) instead of the protocol's.")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
               help="Units trained in parallel processes; on CPU use it with --threads 1.")
@@ -66,7 +73,7 @@ def _command() -> str:
 def main(protocol_name: str, out: Path | None, report_dir: Path | None, readme: Path | None, tasks: tuple[str, ...],
          variants: tuple[str, ...], seeds: int | None, workers: int, threads: int | None, device: str,
          resume: bool, force: bool, report_only: bool, progress: bool) -> None:
-    """Compare KSM, Piggyback, PackNet, CPG, fine-tuning and head-only (plus ablations) fairly.
+    """Compare the methods (their published variants, ablations included) fairly.
 
     Each task's training split is split once into train and validation (fixed seed). Every variant
     gets the same learning-rate grid and seeds; the rates and the epoch are chosen on validation only,

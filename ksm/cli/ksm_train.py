@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from hwsim import catalogue
-from ksm.methods.registry import MethodChoice, method_cli_options
+from ksm.methods.registry import MethodChoice, method_class, method_cli_options, method_names, option_owners
 from ksm.checks import device_option, finite
 from ksm.training.train_options import Options
 
@@ -62,18 +64,83 @@ class SectionedCommand(click.Command):
                     formatter.write_dl([(term.ljust(width), text) for term, text in rows])
 
 
-class MethodOption(click.Option):
-    """``--method``, whose help lists the catalogue's methods when it is shown (a plug-in's too)."""
+class LiveHelp(click.Option):
+    """An option whose help is composed when it is shown, from the methods registered then and their
+    catalogue rows, so that it names a method added later (a plug-in's too) and never goes stale."""
+
+    def __init__(self, *args: Any, compose: Callable[[], str], **kwargs: Any) -> None:
+        self._compose = compose
+        super().__init__(*args, **kwargs)
 
     @property
     def help(self) -> str:  # type: ignore[override]
-        listed = ", ".join(f"{t.name} ({t.description})" for t in catalogue.methods())
-        return (f"{listed}. Methods that learn the tasks in order on shared weights train into "
-                f"RUNS_DIR/<method>/. Repeatable.")
+        return self._compose()
 
     @help.setter
     def help(self, value: object) -> None:  # click's __init__ assigns the static text: keep composing it
         pass
+
+
+def methods_with(trait: Callable[[catalogue.MethodTraits], bool]) -> str:
+    """The trainable methods whose catalogue row has ``trait``, as a list for ``--help``."""
+    return ", ".join(n for n in method_names() if trait(catalogue.get(n)))
+
+
+def _method_help() -> str:
+    listed = ", ".join(f"{n} ({catalogue.get(n).description})" for n in method_names())
+    return (f"{listed}. Methods that learn the tasks in order on shared weights "
+            f"({methods_with(lambda t: t.sequence)}) train into RUNS_DIR/<method>/. Repeatable.")
+
+
+def _batchnorm_help() -> str:
+    policies = [(p, methods_with(lambda t, p=p: t.batchnorm == p)) for p in ("task", "frozen")]
+    return "BatchNorm policy. Default: the method's own (" + "; ".join(f"{p} for {n}" for p, n in policies if n) + ")."
+
+
+def _mask_help(text: str, field: str) -> Callable[[], str]:
+    """``--help`` of a mask option: the default is the method's own (its class's ``default_mask``), shown as
+    the value most methods share and the methods that differ."""
+    def compose() -> str:
+        values = {n: getattr(method_class(n).default_mask, field) for n in method_names()}
+        common = max(set(values.values()), key=list(values.values()).count)
+        others = "".join(f"; {n}: {v:g}" for n, v in values.items() if v != common)
+        return f"{text} Default: the method's own, {common:g}{others}."
+    return compose
+
+
+def _soft_help() -> str:
+    return (f"The soft part of a mask that has one ({methods_with(lambda t: t.soft_part)}); --no-soft trains the "
+            "binary part alone (the binary ablation).")
+
+
+def _out_help() -> str:
+    return ("Run folder (only with one task and one method). Default: RUNS_DIR/<task> for the project's subject "
+            f"({catalogue.subject()}), RUNS_DIR/<task>-<method> for the others; for a sequence method "
+            f"({methods_with(lambda t: t.sequence)}) its sequence folder, default RUNS_DIR/<method>.")
+
+
+# The mask options every masked method reads, and which methods read them (by their catalogue row).
+_MASK_OPTION_READERS: dict[str, Callable[[catalogue.MethodTraits], bool]] = {
+    "mask_init": lambda t: t.mask.learned, "threshold": lambda t: t.mask.learned,
+    "beta": lambda t: t.soft_part, "temperature": lambda t: t.soft_part, "soft": lambda t: t.soft_part,
+}
+
+
+def refuse_unchosen_options(ctx: click.Context, methods: Sequence[str]) -> None:
+    """An option given on the command line must be read by a chosen method: ``--method ksm --lora-rank 8``
+    would otherwise train plain KSM and drop the rank without a word, ``--method finetune --threshold 0.1``
+    record a threshold no mask used."""
+    given = [p for p in ctx.command.get_params(ctx)
+             if ctx.get_parameter_source(str(p.name)) is ParameterSource.COMMANDLINE]
+    owners_of = {str(option.name): owners for option, owners in option_owners().items()}
+    owners_of |= {name: tuple(n for n in method_names() if reads(catalogue.get(n)))
+                  for name, reads in _MASK_OPTION_READERS.items()}
+    for param in given:
+        owners = owners_of.get(str(param.name))
+        if owners is not None and not set(owners) & set(methods):
+            name = max(param.opts, key=len) if param.name != "soft" else "--soft/--no-soft"
+            raise click.UsageError(f"{name} is an option of {' and '.join(owners) or 'no trainable method'}, which "
+                                   f"{'is' if len(owners) == 1 else 'are'} not among --method")
 
 
 @click.command(cls=SectionedCommand, context_settings=CONTEXT_SETTINGS)
@@ -86,7 +153,7 @@ class MethodOption(click.Option):
 @click.option("--data-root", type=click.Path(path_type=Path), default=None,
               help="Folder with the paper's benchmark in Piggyback's layout DIR/<task>/{train,test}/<class>/*.jpg.")
 @click.option("--method", "methods", multiple=True, type=MethodChoice(), default=("ksm",),
-              show_default=True, cls=MethodOption)
+              show_default=True, cls=LiveHelp, compose=_method_help)
 # Backbone and data
 @click.option("--arch", type=click.Choice(ARCH_NAMES), default="mobilenet_v2", show_default=True,
               help="torchvision backbone.")
@@ -103,25 +170,26 @@ class MethodOption(click.Option):
 @click.option("--epochs", type=click.IntRange(1), default=2, show_default=True, help="Epochs per task.")
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True, help="Images per step.")
 @click.option("--lr-mask", type=finite(0, min_open=True), default=1e-3, show_default=True,
-              help="Adam learning rate of masks and BatchNorm (finetune: of all weights).")
+              help="Adam learning rate of what the method trains besides the head (masks, BatchNorm, weights).")
 @click.option("--lr-head", type=finite(0, min_open=True), default=1e-3, show_default=True,
               help="Adam learning rate of the classifier head.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of head init, data order, dropout.")
 # Masks and BatchNorm
-@click.option("--batchnorm", type=click.Choice(["task", "frozen"]), default=None,
-              help="BatchNorm policy. Default: task for ksm/finetune (authors' code), frozen for piggyback/feature.")
-@click.option("--soft/--no-soft", default=True, show_default=True,
-              help="KSM's soft part; --no-soft is the kernel-wise binary ablation.")
+@click.option("--batchnorm", type=click.Choice(["task", "frozen"]), default=None, cls=LiveHelp,
+              compose=_batchnorm_help)
+@click.option("--soft/--no-soft", default=True, show_default=True, cls=LiveHelp, compose=_soft_help)
 @click.option("--recalibrate-bn/--no-recalibrate-bn", default=True, show_default=True,
               help="Recompute task BatchNorm statistics over the training split after training (ksm.training.calibrate).")
-@click.option("--mask-init", type=finite(), default=1e-2, show_default=True, help="Initial real mask value.")
-@click.option("--threshold", type=finite(), default=5e-3, show_default=True, help="Binarisation threshold τ.")
-@click.option("--beta", type=finite(), default=1200.0, show_default=True, help="KSM logistic scale β.")
-@click.option("--temperature", type=finite(), default=100.0, show_default=True, help="KSM softmax temperature T.")
+@click.option("--mask-init", type=finite(), default=None, cls=LiveHelp,
+              compose=_mask_help("Initial real mask value.", "init"))
+@click.option("--threshold", type=finite(), default=None, cls=LiveHelp,
+              compose=_mask_help("Binarisation threshold τ.", "threshold"))
+@click.option("--beta", type=finite(0, min_open=True), default=None, cls=LiveHelp,
+              compose=_mask_help("Logistic scale β of a soft part.", "beta"))
+@click.option("--temperature", type=finite(0, min_open=True), default=None, cls=LiveHelp,
+              compose=_mask_help("Temperature T of a soft part's logistic (its slope is β/T).", "temperature"))
 # Output
-@click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Run folder (only with one task and one method). Default: RUNS_DIR/<task> for ksm, "
-                   "RUNS_DIR/<task>-<method> for the others.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, cls=LiveHelp, compose=_out_help)
 @click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
               help="Where run folders and the results table go.")
 @click.option("--force", is_flag=True, help="Overwrite finished runs.")
@@ -164,14 +232,16 @@ def main(**values: Any) -> None:
 
     names = o.task_names()
     methods = tuple(dict.fromkeys(o.methods))
+    refuse_unchosen_options(click.get_current_context(), methods)
     for method in methods:  # each method checks its own options before anything is trained
         o.method_options(method)
     sequences = [m for m in methods if catalogue.get(m).sequence]  # one folder RUNS_DIR/<method>/ for all tasks
     methods = tuple(m for m in methods if not catalogue.get(m).sequence)
     if o.out is not None and sequences and (methods or len(sequences) != 1):
-        raise click.UsageError("with packnet/cpg, --out names the sequence folder of exactly one method")
+        raise click.UsageError(f"with a sequence method ({', '.join(sequences)}), --out names the sequence folder "
+                               "of exactly one method")
     if sequences and o.nproc > 1:
-        raise click.UsageError("packnet/cpg sequences train in one process; drop --nproc")
+        raise click.UsageError(f"sequence methods ({', '.join(sequences)}) train in one process; drop --nproc")
     if o.out is not None and methods and len(names) * len(methods) != 1:
         raise click.UsageError("--out takes exactly one task and one method; use --runs-dir for several")
     if o.threads:

@@ -150,7 +150,8 @@ def load_protocol_task(protocol: Protocol, task: str) -> TaskData:
 
 def variant_spec(protocol: Protocol, variant: Variant, seed: int, **rates: float) -> Any:
     """The run spec of one trial (``rates``: ``lr_body``, ``lr_head``; a sequence takes the defaults and
-    chooses its rates per task, :func:`sequence_selector`)."""
+    chooses its rates per task, :func:`sequence_selector`), with the method's own mask hyperparameters (its
+    class's ``default_mask``, as ksm-train's defaults)."""
     from ksm.training.pipeline import make_spec
 
     return make_spec(variant.method, arch=protocol.arch, weights=protocol.weights, batchnorm=variant.batchnorm,

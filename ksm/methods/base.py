@@ -7,9 +7,9 @@ backbone, a fresh head); ``state`` returns the task-specific tensors with their 
 ``load_state``: nothing else of the backbone changes.
 
 Everything else that differs between methods is the class's too, so that a new method is its class
-plus its catalogue row (:mod:`hwsim.catalogue`): its ``ksm-train`` options (``cli_options``,
-``options_from_cli``), how it packs and loads its deployable task file (``pack_task``, ``load_task``,
-:mod:`ksm.deploy.task_file`), and its ``ksm-compare`` variants and contrasts
+plus its catalogue row (:mod:`hwsim.catalogue`): its mask hyperparameters (``default_mask``), its
+``ksm-train`` options (``cli_options``, ``options_from_cli``), how it packs and loads its deployable
+task file (``pack_task``, ``load_task``, :mod:`ksm.deploy.task_file`), and its ``ksm-compare`` variants and contrasts
 (``comparison_variants``, ``comparison_contrasts``, :mod:`ksm.methods.variants`).
 
 This module holds what the methods share: :class:`Method`, :class:`MaskedMethod` (a learned mask on
@@ -72,19 +72,21 @@ class Method:
 
     name = "base"
     default_batchnorm = "frozen"
-    takes_options = False  # make_method passes the method's own options (e.g. LoRA's rank) to __init__
     trains_body = True  # False: only the head learns, so the body learning rate changes nothing (head only)
     cli_section = ""  # the ksm-train --help section that lists cli_options
     cli_options: tuple[click.Option, ...] = ()  # its own ksm-train options (an option two methods share: one object)
     standard_variant = False  # its default variant is in the published comparison (else asked for by name)
     versus_subject: int | None = None  # its default variant against KSM's: this row of the report's contrasts
+    # the mask hyperparameters it trains with unless told otherwise (ksm-train's mask options, a comparison
+    # variant); run.json records ``self.mask``, what it actually trained with
+    default_mask: MaskConfig = MaskConfig()
 
-    def __init__(self, arch: str, *, batchnorm: str | None = None, mask: MaskConfig = MaskConfig()) -> None:
+    def __init__(self, arch: str, *, batchnorm: str | None = None, mask: MaskConfig | None = None) -> None:
         self.arch, self.head = arch, classifier_path(arch)
         self.batchnorm = batchnorm or self.default_batchnorm
         if self.batchnorm not in ("task", "frozen"):
             raise ValueError(f"batchnorm must be 'task' or 'frozen', not {self.batchnorm!r}")
-        self.mask = mask
+        self.mask = self.default_mask if mask is None else mask
 
     # -- set-up --------------------------------------------------------------------------------
     def prepare(self, model: nn.Module) -> None:

@@ -119,7 +119,7 @@ class CPG(SequenceMethod):
     def __init__(self, arch: str, *, batchnorm: str | None = None, mask: MaskConfig | None = None,
                  prune_ratio: float = 0.5, prune_steps: int = 2, prune_epochs: int = 1,
                  target_accuracy: float | None = None, grow_step: float = 0.5, max_grow: int = 1) -> None:
-        super().__init__(arch, batchnorm=batchnorm, mask=mask or MaskConfig(), prune_ratio=prune_ratio)
+        super().__init__(arch, batchnorm=batchnorm, mask=mask, prune_ratio=prune_ratio)
         if prune_steps < 0 or prune_epochs < 0 or max_grow < 0:
             raise ValueError("prune steps, prune epochs and max grow must be ≥ 0")
         if target_accuracy is not None and not 0.0 < target_accuracy <= 1.0:

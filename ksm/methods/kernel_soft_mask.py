@@ -25,7 +25,7 @@ class KSM(MaskedMethod):
     name = "ksm"
     default_batchnorm = "task"
 
-    def __init__(self, arch: str, *, batchnorm: str | None = None, mask: MaskConfig = MaskConfig(),
+    def __init__(self, arch: str, *, batchnorm: str | None = None, mask: MaskConfig | None = None,
                  soft: bool = True) -> None:
         super().__init__(arch, batchnorm=batchnorm, mask=mask)
         self.soft = soft

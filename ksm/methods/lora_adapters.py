@@ -71,7 +71,6 @@ if TYPE_CHECKING:
     from ksm.deploy.task_file import TaskReader, TaskWriter
 
 TARGETS = ("all", "pointwise", "kxk", "linear")
-_NO_MASK = MaskConfig()  # LoRA has no mask; the argument exists because make_method passes it to every method
 PEFT_PREFIX = "base_model.model."  # PEFT's key prefix in adapter_model.safetensors
 ROLE_A, ROLE_B = "lora_A", "lora_B"
 
@@ -161,7 +160,6 @@ class LoRA(Method):
 
     name = "lora"
     default_batchnorm = "task"
-    takes_options = True
     cli_section = "LoRA"
     cli_options = (
         click.Option(["--lora-rank"], type=click.IntRange(1), default=8, show_default=True,
@@ -176,7 +174,7 @@ class LoRA(Method):
                      help="lora: which layers get adapters (repeatable or comma-separated); depthwise convs never do."),
     )
 
-    def __init__(self, arch: str, *, batchnorm: str | None = None, mask: MaskConfig = _NO_MASK,
+    def __init__(self, arch: str, *, batchnorm: str | None = None, mask: MaskConfig | None = None,
                  rank: int = 8, alpha: float | None = 8.0, dropout: float = 0.0,
                  targets: tuple[str, ...] | list[str] = ("all",)) -> None:
         super().__init__(arch, batchnorm=batchnorm, mask=mask)

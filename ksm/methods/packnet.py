@@ -48,7 +48,7 @@ class PackNet(SequenceMethod):
 
     def __init__(self, arch: str, *, batchnorm: str | None = None, mask: MaskConfig | None = None,
                  prune_ratio: float = 0.5, retrain_epochs: int = 1) -> None:
-        super().__init__(arch, batchnorm=batchnorm, mask=mask or MaskConfig(), prune_ratio=prune_ratio)
+        super().__init__(arch, batchnorm=batchnorm, mask=mask, prune_ratio=prune_ratio)
         if retrain_epochs < 0:
             raise ValueError(f"retrain epochs must be ≥ 0, not {retrain_epochs}")
         self.retrain_epochs = retrain_epochs

@@ -10,16 +10,18 @@ to its constructor::
         name = "ksm"
 
 Adding a method is one module with one decorated class (plus its row in the catalogue); nothing
-else in ksm lists methods: ``ksm-train`` adds the options a class declares (:func:`method_cli_options`),
+else in ksm lists methods: every public module of :mod:`ksm.methods` is imported on the first lookup
+(:func:`_discover`), ``ksm-train`` adds the options a class declares (:func:`method_cli_options`),
 ``ksm-compare`` its variants (:mod:`ksm.methods.variants`), ``ksm-train`` and the pipeline build it with
-:func:`make_method`. The built-in methods' modules are imported on the first lookup, so importing this
-module stays cheap (torch-free).
+:func:`make_method`. Discovery waits for the first lookup, so importing this module stays cheap (torch-free).
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from collections.abc import Callable, Sequence
+from functools import cache
 from typing import TYPE_CHECKING, TypeVar
 
 import click
@@ -28,16 +30,6 @@ from hwsim import catalogue
 
 if TYPE_CHECKING:
     from ksm.methods.base import MaskConfig, Method
-
-BUILTIN_MODULES = (  # each registers its method when imported
-    "ksm.methods.kernel_soft_mask",
-    "ksm.methods.piggyback",
-    "ksm.methods.packnet",
-    "ksm.methods.cpg",
-    "ksm.methods.finetune",
-    "ksm.methods.head_only",
-    "ksm.methods.lora_adapters",
-)
 
 _CLASSES: dict[str, type[Method]] = {}
 M = TypeVar("M", bound="type[Method]")
@@ -65,15 +57,21 @@ def unregister_method(name: str) -> None:
     _CLASSES.pop(name, None)
 
 
-def _load_builtins() -> None:
-    for module in BUILTIN_MODULES:
-        importlib.import_module(module)
+@cache
+def _discover() -> None:
+    """Import every public module of :mod:`ksm.methods` once: a method's module registers its class when
+    imported, so a new module is found without being listed anywhere (private ``_*`` modules are skipped)."""
+    import ksm.methods as package
+
+    for module in pkgutil.iter_modules(package.__path__, f"{package.__name__}."):
+        if not module.name.rpartition(".")[2].startswith("_"):
+            importlib.import_module(module.name)
 
 
 def method_class(name: str) -> type[Method]:
     """The class that trains ``name``; ``ValueError`` listing the trainable methods otherwise."""
     if name not in _CLASSES:
-        _load_builtins()
+        _discover()
     if name not in _CLASSES:
         raise ValueError(f"unknown method {name!r}; choose one of {', '.join(method_names())}")
     return _CLASSES[name]
@@ -81,21 +79,20 @@ def method_class(name: str) -> type[Method]:
 
 def make_method(name: str, arch: str, *, batchnorm: str | None = None, mask: MaskConfig | None = None,
                 soft: bool = True, options: dict | None = None) -> Method:
-    """The registered method ``name``. ``mask``: the mask hyperparameters (None: the class's default, the
-    authors' values); ``soft``: methods with a soft part (KSM); ``options``: keyword arguments of the methods
-    that take options (``takes_options``: the sequence methods' ``prune_ratio``, LoRA's ``rank``)."""
+    """The registered method ``name``. ``mask``: the mask hyperparameters (None: the class's ``default_mask``);
+    ``soft``: methods with a soft part (the catalogue's ``soft_part``); ``options``: the method's own keyword
+    arguments (its ``options_from_cli``, run.json's ``method_options``), always passed, so that a class that
+    declares options gets them and one that takes none refuses them (``TypeError``) rather than dropping them."""
     cls = method_class(name)
-    extra = dict(options or {}) if cls.takes_options else {}
+    extra = dict(options or {})
     if catalogue.get(name).soft_part:
         extra["soft"] = soft
-    if mask is not None:
-        extra["mask"] = mask
-    return cls(arch, batchnorm=batchnorm, **extra)
+    return cls(arch, batchnorm=batchnorm, mask=mask, **extra)
 
 
 def method_names() -> tuple[str, ...]:
-    """The methods ksm can train, in the catalogue's display order."""
-    _load_builtins()
+    """The methods ksm can train (a catalogue row with a registered class), in the catalogue's display order."""
+    _discover()
     return tuple(n for n in catalogue.names() if n in _CLASSES)
 
 
@@ -120,13 +117,24 @@ def method_cli_options() -> list[tuple[str, tuple[click.Option, ...]]]:
     return [(title, tuple(options)) for title, options in sections.items()]
 
 
+def option_owners() -> dict[click.Option, tuple[str, ...]]:
+    """Each method option → the trainable methods that declare it (PackNet and CPG share ``--prune-ratio``),
+    so that ``ksm-train`` can refuse an option none of the chosen methods reads."""
+    owners: dict[click.Option, tuple[str, ...]] = {}
+    for name in method_names():
+        for option in _CLASSES[name].cli_options:
+            owners[option] = (*owners.get(option, ()), name)
+    return owners
+
+
 class LiveChoice(click.Choice):
     """A choice read when the option is parsed or shown, so that what was registered after the command
-    was built (a plug-in, a test's toy method) is accepted and listed too."""
+    was built (a plug-in, a test's toy method) is accepted and listed too; nothing is read when the
+    command is built, so that building it imports nothing."""
 
     def __init__(self, choices: Callable[[], Sequence[str]]) -> None:
         self._live = choices
-        super().__init__(tuple(choices()))
+        super().__init__(())
 
     @property
     def choices(self) -> tuple[str, ...]:  # type: ignore[override]
@@ -138,7 +146,8 @@ class LiveChoice(click.Choice):
 
 
 class MethodChoice(LiveChoice):
-    """``--method``: the catalogue's methods."""
+    """``--method``: the methods ksm can train (:func:`method_names`), not every catalogue row: a row
+    without a registered class is refused as a choice, in one line, rather than by a traceback later."""
 
     def __init__(self) -> None:
-        super().__init__(catalogue.names)
+        super().__init__(method_names)

@@ -73,14 +73,13 @@ class SequenceMethod(Method):
 
     default_batchnorm = "task"
     sequential = True
-    takes_options = True
     has_picks = False  # CPG: a task keeps a pick mask over the earlier tasks' weights (stored in its task file)
     cli_section = "PackNet and CPG"
     eval_split = "test"  # where ``learn`` measures the task when no training phase ends it; "val" during selection
 
     def __init__(self, arch: str, *, batchnorm: str | None = None, mask: MaskConfig | None = None,
                  prune_ratio: float = 0.5) -> None:
-        super().__init__(arch, batchnorm=batchnorm, mask=mask or MaskConfig())
+        super().__init__(arch, batchnorm=batchnorm, mask=mask)
         if not 0.0 <= prune_ratio < 1.0:
             raise ValueError(f"prune ratio must be in [0, 1), not {prune_ratio}")
         self.prune_ratio = prune_ratio

@@ -24,7 +24,7 @@ from ksm.data.datasets import TaskData
 from ksm.training.distributed import SINGLE, Context, barrier, convert_batchnorm
 from ksm.methods.soft_masks import KernelSoftMask
 from ksm.methods.base import MaskConfig, Method, maskable_layers
-from ksm.methods.registry import make_method
+from ksm.methods.registry import make_method, method_class
 from ksm.training.runfolder import (
     RUN_JSON,
     SHARED,
@@ -53,10 +53,14 @@ class RunSpec:
     method: str = "ksm"
     backbone: BackboneSpec = field(default_factory=BackboneSpec)
     train: TrainConfig = field(default_factory=TrainConfig)
-    mask: MaskConfig = field(default_factory=MaskConfig)
+    mask: MaskConfig | None = None  # None: the method's own (its class's default_mask), filled in on construction
     batchnorm: str | None = None  # None: the method's default
     soft: bool = True  # KSM only: False is the "binary kernel-wise mask" ablation
     options: dict[str, Any] = field(default_factory=dict)  # the method's own options (prune_ratio; LoRA's rank)
+
+    def __post_init__(self) -> None:
+        if self.mask is None:  # the spec, and so a checkpoint's and a sequence's settings, says the values used
+            object.__setattr__(self, "mask", method_class(self.method).default_mask)
 
     def settings(self) -> dict[str, Any]:
         """What a resumed sequence must share with its finished part (``run.json`` ``sequence.settings``)."""
@@ -65,9 +69,10 @@ class RunSpec:
 
 
 def make_spec(method: str, *, arch: str = "mobilenet_v2", weights: str = "IMAGENET1K_V1",
-              mask: MaskConfig = MaskConfig(), batchnorm: str | None = None, soft: bool = True,
+              mask: MaskConfig | None = None, batchnorm: str | None = None, soft: bool = True,
               options: dict[str, Any] | None = None, **train: Any) -> RunSpec:
-    """The run spec from flat settings, as the command lines hold them; ``train``: :class:`TrainConfig`'s fields."""
+    """The run spec from flat settings, as the command lines hold them; ``train``: :class:`TrainConfig`'s fields;
+    ``mask``: None for the method's own."""
     return RunSpec(method=method, backbone=BackboneSpec(arch, weights), train=TrainConfig(**train), mask=mask,
                    batchnorm=batchnorm, soft=soft, options=dict(options or {}))
 
@@ -88,8 +93,10 @@ def build(spec: RunSpec) -> tuple[nn.Module, Method, dict[str, Tensor], str | No
 
 
 def train_settings(spec: RunSpec, method: Method, *, device: str, processes: int, amp: bool) -> dict[str, Any]:
-    """``run.json`` ``train`` of an independent run: every setting that shaped it."""
-    return {**spec.train.to_json(), **_mask_settings(spec.mask), "soft": spec.soft if method.traits.soft_part else None,
+    """``run.json`` ``train`` of an independent run: every setting that shaped it (the mask hyperparameters
+    the method trained with, which its class may have set)."""
+    return {**spec.train.to_json(), **_mask_settings(method.mask),
+            "soft": spec.soft if method.traits.soft_part else None,
             "device": device, "processes": processes, "global_batch_size": spec.train.batch_size, "amp": amp}
 
 
@@ -174,9 +181,10 @@ def _load_single_task(folder: Path, record: dict[str, Any], tensors: dict[str, T
                       weights: str | None) -> tuple[nn.Module, Method]:
     bb = record["backbone"]
     train = record.get("train", {})
+    mask = {k[5:]: v for k, v in train.items() if k.startswith("mask_")}  # what it trained with
     spec = RunSpec(method=record["method"], backbone=BackboneSpec(bb["arch"], weights or bb["weights"]),
                    batchnorm=record.get("batchnorm"), soft=bool(train.get("soft", True)),
-                   mask=MaskConfig(**{k[5:]: v for k, v in train.items() if k.startswith("mask_")}),
+                   mask=MaskConfig(**mask) if mask else None,
                    options=dict(record.get("method_options") or {}))
     model, method, _, digest = build(spec)
     check_backbone(Path(folder) / RUN_JSON, record, digest)
@@ -272,7 +280,8 @@ def run_sequence(spec: RunSpec, tasks: list[str], load: Callable[[str], TaskData
         pending, shared_sha256 = write_pending_shared(folder, position, shared)
         record = run_record(
             data, method, model, backbone=spec.backbone, digest=digest, metrics=metrics,
-            train={**spec.train.to_json(), **chosen, **method.options(), **_mask_settings(spec.mask), "device": device,
+            train={**spec.train.to_json(), **chosen, **method.options(), **_mask_settings(method.mask),
+                   "device": device,
                    "epochs_total": len(metrics["history"])},
             wall_seconds=wall,
             sequence={"position": position, "tasks": tasks, "shared": f"../{SHARED}",

@@ -7,7 +7,7 @@ other's details, only these values.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +19,7 @@ from ksm.training.run_names import run_folder_name, sequence_folder_name
 
 if TYPE_CHECKING:
     from ksm.data.datasets import TaskData
+    from ksm.methods.base import MaskConfig
     from ksm.training.pipeline import RunSpec
 
 
@@ -46,10 +47,10 @@ class Options:
     batchnorm: str | None
     soft: bool
     recalibrate_bn: bool
-    mask_init: float
-    threshold: float
-    beta: float
-    temperature: float
+    mask_init: float | None  # the mask options: None where not given, the method's own (its default_mask)
+    threshold: float | None
+    beta: float | None
+    temperature: float | None
     # Output
     out: Path | None
     runs_dir: Path
@@ -90,16 +91,20 @@ class Options:
 
     def spec(self, method: str) -> RunSpec:
         """The run spec of ``method`` (a sequence method's spec covers the whole sequence)."""
-        from ksm.methods.base import MaskConfig
         from ksm.training.pipeline import make_spec
 
         return make_spec(method, arch=self.arch, weights=self.weights, epochs=self.epochs, batch_size=self.batch_size,
                          lr_body=self.lr_mask, lr_head=self.lr_head, seed=self.seed,
                          recalibrate_bn=self.recalibrate_bn,
-                         mask=MaskConfig(init=self.mask_init, threshold=self.threshold, beta=self.beta,
-                                         temperature=self.temperature),
+                         mask=self.mask(method),
                          batchnorm=self.batchnorm, soft=self.soft,
                          options=self.method_options(method))
+
+    def mask(self, method: str) -> MaskConfig:
+        """``method``'s mask hyperparameters: its class's ``default_mask``, with the mask options given here."""
+        given = {"init": self.mask_init, "threshold": self.threshold, "beta": self.beta,
+                 "temperature": self.temperature}
+        return replace(method_class(method).default_mask, **{k: v for k, v in given.items() if v is not None})
 
     def method_options(self, method: str) -> dict[str, Any]:
         """The keyword arguments ``method`` takes from the command line (its class's ``options_from_cli``)."""

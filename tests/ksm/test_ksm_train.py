@@ -46,6 +46,17 @@ def test_help_sections_hold_every_option_once() -> None:
     assert [t for t, _ in sections].index("PackNet and CPG") == [t for t, _ in sections].index("LoRA") - 1
 
 
+def test_help_names_the_methods_from_their_rows() -> None:
+    """What --help says of methods comes from the registry and the catalogue (a new method is listed where its
+    row puts it): the BatchNorm defaults, the methods with a soft part, the subject and the sequence methods."""
+    output = " ".join(_invoke(["--help"]).output.split())
+    assert ("Default: the method's own (task for ksm, packnet, cpg, finetune, lora; frozen for piggyback, feature)."
+            in output)
+    assert "The soft part of a mask that has one (ksm);" in output
+    assert "RUNS_DIR/<task> for the project's subject (ksm)" in output and "sequence method (packnet, cpg)" in output
+    assert "Binarisation threshold τ. Default: the method's own, 0.005." in output  # the built-ins' default
+
+
 def test_console_scripts_are_installed() -> None:
     names = {e.name for e in entry_points(group="console_scripts")}
     assert {"ksm-train", "ksm-sim"} <= names
@@ -56,6 +67,19 @@ def test_console_scripts_are_installed() -> None:
     (["--task", "flowers", "--data-root", "/nonexistent/data"], "Piggyback layout"),
     (["--task", "digits", "--method", "dora"], "Invalid value for '--method'"),
     (["--task", "digits", "--arch", "alexnet"], "Invalid value for '--arch'"),
+    (["--task", "digits", "--method", "ksm", "--lora-rank", "8"],
+     "--lora-rank is an option of lora, which is not among --method"),
+    (["--task", "digits", "--method", "finetune", "--threshold", "0.1"],
+     "--threshold is an option of ksm and piggyback, which are not among --method"),
+    (["--task", "digits", "--method", "piggyback", "--no-soft"],
+     "--soft/--no-soft is an option of ksm, which is not among --method"),
+    (["--task", "digits", "--method", "piggyback", "--beta", "100"],
+     "--beta is an option of ksm, which is not among --method"),
+    (["--task", "digits", "--method", "ksm", "--temperature", "0"], "Invalid value for '--temperature'"),
+    (["--task", "digits", "--prune-ratio", "0.3"],
+     "--prune-ratio is an option of packnet and cpg, which are not among --method"),
+    (["--task", "digits", "--method", "cpg", "--method", "ksm", "--out", "never-written"],
+     "with a sequence method (cpg), --out names the sequence folder"),
     ([], "name a --task or --suite default"),
 ])
 def test_bad_input_is_one_clear_line(tmp_path: Path, args: list[str], message: str) -> None:
@@ -109,6 +133,11 @@ def test_tiny_run_end_to_end(tmp_path: Path, backbone_file: Path, monkeypatch: p
     assert (runs / "digits" / "run.json").exists() and (runs / "digits-feature" / "masks.safetensors").exists()
     record = json.loads((runs / "digits" / "run.json").read_text())
     assert record["train"]["epochs"] == 1 and record["dataset"]["train_size"] == 64
+    train = {k: v for k, v in record["train"].items() if k not in ("versions", "wall_seconds")}
+    assert train == {  # as before the mask options defaulted to the method's own: the built-ins' values unchanged
+        "amp": False, "batch_size": 32, "device": "cpu", "epochs": 1, "global_batch_size": 32, "lr_body": 0.001,
+        "lr_head": 0.001, "mask_beta": 1200.0, "mask_init": 0.01, "mask_temperature": 100.0, "mask_threshold": 0.005,
+        "processes": 1, "recalibrate_bn": True, "seed": 0, "soft": True}
     assert "| digits |" in result.output and (runs / "results.md").exists()
     again = CliRunner().invoke(main, args)
     assert again.exit_code == 1 and "already there" in again.output

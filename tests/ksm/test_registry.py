@@ -17,9 +17,17 @@ from click.testing import CliRunner
 
 from hwsim import catalogue
 from hwsim.catalogue import MethodTraits
+from ksm.methods import registry
 from ksm.methods.base import MaskConfig, Method
 from ksm.methods.piggyback import Piggyback
-from ksm.methods.registry import make_method, method_class, method_names, register_method, unregister_method
+from ksm.methods.registry import (
+    MethodChoice,
+    make_method,
+    method_class,
+    method_names,
+    register_method,
+    unregister_method,
+)
 from ksm.methods.variants import Contrast, Variant
 
 # a Piggyback-style element-wise mask that starts at its own value; its binary is ``real > threshold``
@@ -33,14 +41,13 @@ class Toy(Piggyback):
     and one contrast; how it packs, loads and is priced comes from its base class and its mask kind."""
 
     name = "toy"
-    takes_options = True
     cli_section = "Toy"
     cli_options = (click.Option(["--toy-init"], type=click.FloatRange(0, 1, min_open=True), default=0.01,
                                 show_default=True, help="toy: the real mask's value at the start of a task."),)
 
-    def __init__(self, arch: str, *, batchnorm: str | None = None, mask: MaskConfig = MaskConfig(),
+    def __init__(self, arch: str, *, batchnorm: str | None = None, mask: MaskConfig | None = None,
                  toy_init: float = 0.01) -> None:
-        super().__init__(arch, batchnorm=batchnorm, mask=replace(mask, init=toy_init))
+        super().__init__(arch, batchnorm=batchnorm, mask=replace(mask or self.default_mask, init=toy_init))
         self.toy_init = toy_init
 
     def options(self) -> dict[str, Any]:
@@ -96,6 +103,91 @@ def test_registration_refuses_what_the_catalogue_does_not_say(toy_method: type[P
         catalogue.register(TOY)
 
 
+def test_every_public_module_of_the_package_is_discovered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A method's module is found because it is in ``ksm.methods``, not because a list names it; a private
+    module is not imported; the display order is the catalogue's."""
+    import sys
+
+    import ksm.methods
+
+    (tmp_path / "toy_found.py").write_text("from ksm.methods.piggyback import Piggyback\n"
+                                           "from ksm.methods.registry import register_method\n\n\n"
+                                           "@register_method\nclass Found(Piggyback):\n    name = 'toy'\n",
+                                           encoding="utf-8")
+    (tmp_path / "_private.py").write_text("raise ImportError('a private module was imported')\n", encoding="utf-8")
+    monkeypatch.setattr(ksm.methods, "__path__", [*ksm.methods.__path__, str(tmp_path)])
+    registry._discover.cache_clear()
+    catalogue.register(TOY)
+    try:
+        assert method_class("toy").__name__ == "Found"
+        assert method_names() == catalogue.names() and method_names()[-1] == "toy"
+    finally:
+        unregister_method("toy")
+        catalogue.unregister("toy")
+        sys.modules.pop("ksm.methods.toy_found", None)
+        registry._discover.cache_clear()
+
+
+def test_method_choices_are_the_trainable_methods_read_live(tmp_path: Path) -> None:
+    """A catalogue row without a class is no ``--method`` choice (one line, not a traceback from
+    ``method_class``); a class registered after the command was built is one."""
+    from ksm.cli.ksm_train import main as train_main
+
+    catalogue.register(TOY)
+    try:
+        assert "toy" not in MethodChoice().choices
+        result = CliRunner().invoke(train_main, ["--task", "digits", "--method", "toy", "--weights", "none",
+                                                 "--runs-dir", str(tmp_path / "runs")])
+        assert result.exit_code == 2 and "Invalid value for '--method'" in result.output, result.output
+        register_method(Toy)
+        assert "toy" in MethodChoice().choices
+    finally:
+        unregister_method("toy")
+        catalogue.unregister("toy")
+
+
+def test_the_options_a_class_declares_reach_it(toy_method: type[Piggyback]) -> None:
+    """No flag to forget (Toy declares ``cli_options`` and nothing else): its options are passed to it, and a
+    class that takes no such option refuses it rather than dropping it."""
+    assert make_method("toy", "mobilenet_v2", options={"toy_init": 0.02}).toy_init == 0.02
+    with pytest.raises(TypeError, match="rank"):
+        make_method("ksm", "mobilenet_v2", options={"rank": 4})
+
+
+class Stricter(Piggyback):
+    """A method with mask defaults of its own: binarised at 9e-3 rather than the built-ins' 5e-3."""
+
+    name = "toy"
+    default_mask = MaskConfig(threshold=9e-3)
+
+
+def test_a_method_trains_with_and_records_its_own_mask_defaults(tmp_path: Path, backbone_file: Path,
+                                                                 one_thread: None) -> None:
+    from hwsim.workload.layers import load_run
+    from ksm.cli.ksm_train import main as train_main
+    from ksm.compare.protocol import PROTOCOLS, variant_spec
+    from ksm.training.runfolder import read_run
+
+    catalogue.register(TOY)
+    register_method(Stricter)
+    try:
+        assert variant_spec(PROTOCOLS["smoke"], Variant("toy", "toy"), 0).mask == Stricter.default_mask  # ksm-compare
+        assert "the method's own, 0.005; toy: 0.009." in " ".join(_invoke(train_main, ["--help"]).split())
+        folder = tmp_path / "toy"
+        _invoke(train_main, ["--task", "digits", "--method", "toy", "--weights", str(backbone_file),
+                             "--out", str(folder), "--input-size", "32", "--max-train", "40", "--epochs", "1",
+                             "--mask-init", "7e-3", "--no-progress"])
+        record, tensors = read_run(folder)
+        assert record["train"]["mask_threshold"] == 9e-3 and record["train"]["mask_init"] == 7e-3  # given: it wins
+        reals = {key[:-len(".mask")]: value for key, value in tensors.items() if key.endswith(".mask")}
+        assert any(((real > 5e-3) & (real <= 9e-3)).any() for real in reals.values())  # 5e-3 would binarise otherwise
+        assert all(torch.equal(tensors[f"{layer}.binary"].bool(), real > 9e-3) for layer, real in reals.items())
+        load_run(folder)  # hwsim checks every binary mask against its real mask at run.json's threshold
+    finally:
+        unregister_method("toy")
+        catalogue.unregister("toy")
+
+
 def _invoke(command: click.Command, args: list[str]) -> str:
     result = CliRunner().invoke(command, args)
     assert result.exit_code == 0, result.output
@@ -128,7 +220,10 @@ def test_toy_method_end_to_end(toy_method: type[Piggyback], tmp_path: Path, back
     runs = tmp_path / "runs"
     common = ["--task", "digits", "--method", "toy", "--weights", str(backbone_file), "--input-size", "32",
               "--max-train", "40", "--epochs", "1", "--runs-dir", str(runs), "--no-progress", "--threads", "1"]
-    assert "--toy-init" in _invoke(train_main, ["--help"])
+    help_text = " ".join(_invoke(train_main, ["--help"]).split())
+    assert "--toy-init" in help_text and "frozen for piggyback, feature, toy)" in help_text  # --batchnorm's default
+    wrong = CliRunner().invoke(train_main, [*common[:2], "--toy-init", "0.02", "--runs-dir", str(runs)])
+    assert wrong.exit_code == 2 and "--toy-init is an option of toy, which is not among --method" in wrong.output
     refused = CliRunner().invoke(train_main, [*common, "--toy-init", "2"])
     assert refused.exit_code == 2 and "Invalid value for '--toy-init'" in refused.output and not runs.exists()
     _invoke(train_main, [*common, "--toy-init", "0.02"])
@@ -136,6 +231,7 @@ def test_toy_method_end_to_end(toy_method: type[Piggyback], tmp_path: Path, back
     record, tensors = read_run(folder)
     assert record["method"] == "toy" and record["batchnorm"] == "frozen"
     assert record["method_options"] == {"toy_init": 0.02}
+    assert record["train"]["mask_init"] == 0.02  # what it trained with (its option), not the class default
     assert "toy i0.02 |" in (runs / "results.md").read_text(encoding="utf-8").splitlines()[0]  # ksm's table
 
     # resume: interrupted after an epoch and resumed, the toy (with its option) stores what a straight run does
@@ -199,6 +295,8 @@ def test_toy_method_is_compared_by_name(toy_method: type[Piggyback], tmp_path: P
     monkeypatch.setattr(protocol_module, "load_protocol_task", lambda protocol, name: task)
 
     assert "toy" not in protocol_module.DEFAULT_VARIANTS  # asked for by name: no standard record changes
+    help_text = " ".join(_invoke(compare_main, ["--help"]).split())
+    assert "Asked for by name only: lora-r4, lora-r16, toy, toy-i2," in help_text
     out, report = tmp_path / "cmp", tmp_path / "cmp-report"
     _invoke(compare_main, ["--protocol", "smoke", "--out", str(out), "--report", str(report), "--variant", "toy",
                            "--variant", "toy-i2", "--variant", "piggyback", "--no-progress"])
