@@ -13,6 +13,7 @@ from click.core import ParameterSource
 from hwsim import catalogue, units
 from hwsim.report import tables
 from hwsim.fileio.atomic import atomic_write
+from hwsim.fileio.output_guard import check_no_alias, check_output_folder, raise_on_sigterm
 from hwsim.errors import InputError
 from hwsim.workload.layers import Workload, bundled_networks, load_network, load_run, load_topology
 from hwsim.cost.mask_cost import MODES
@@ -124,6 +125,20 @@ def summary_text(result: SimResult, with_layers: bool) -> str:
 def _write_json(path: Path, document: dict) -> None:
     """Write atomically: a temporary sibling renamed into place."""
     atomic_write(path, json.dumps(document, indent=1) + "\n")
+
+
+def _input_paths(masks: tuple[Path, ...], networks: tuple[str, ...], topologies: tuple[Path, ...],
+                 onnx_files: tuple[Path, ...], profiles: tuple[str, ...]) -> list[Path]:
+    """Every file or folder the command reads (names of bundled networks and profiles are not paths)."""
+    named = [Path(n) for n in (*networks, *profiles) if Path(n).exists()]
+    return [*masks, *topologies, *onnx_files, *named]
+
+
+def _check_outputs(inputs: list[Path], json_path: Path | None, export_dir: Path | None) -> None:
+    """The output guard, before any work: no output is or lies inside an input; an export folder is ours."""
+    check_no_alias([p for p in (json_path, export_dir) if p is not None], inputs)
+    if export_dir is not None:
+        check_output_folder(export_dir)
 
 
 def _report(masks: tuple[Path, ...], networks: tuple[str, ...], topologies: tuple[Path, ...],
@@ -263,6 +278,7 @@ def main(profiles: tuple[str, ...], masks: tuple[Path, ...], networks: tuple[str
       ksm-sim --masks runs/* --profile all --report reports/default/
     """
     one_line_warnings()
+    raise_on_sigterm()
     _refuse_unread(click.get_current_context())
     masks = masks + more_masks  # run folders may also follow as arguments: --masks runs/* expands to several
     settings = tables.Settings(tasks=tasks, mask_density=mask_density, batch=batch, objective=objective,
@@ -274,6 +290,8 @@ def main(profiles: tuple[str, ...], masks: tuple[Path, ...], networks: tuple[str
         if report_dir is not None:
             _report(masks, networks, topologies, profiles, report_dir, title, settings)
             return
+        inputs = _input_paths(masks, networks, topologies, onnx_files, profiles)
+        _check_outputs(inputs, json_path, export_to[1] if export_to else None)
         onnx_works = _onnx_workloads(onnx_files)
         if not (masks or networks or topologies or onnx_works):
             raise click.UsageError("give at least one of --masks, --network, --topology or --onnx "
@@ -299,7 +317,7 @@ def main(profiles: tuple[str, ...], masks: tuple[Path, ...], networks: tuple[str
         if export_to is not None:
             from hwsim.interop.tool_inputs import export_all
 
-            export_to_dirs = export_all(export_to[0], works, chosen, export_to[1], by_profile)
+            export_to_dirs = export_all(export_to[0], works, chosen, export_to[1], by_profile, inputs)
         if json_path is not None:
             from hwsim.explore.point import add_area
 

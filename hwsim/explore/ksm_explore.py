@@ -11,9 +11,11 @@ from typing import Any
 import click
 
 from hwsim.errors import InputError
+from hwsim.fileio.output_guard import check_no_alias, check_output_folder, raise_on_sigterm, write_marker
 from hwsim.workload.runcheck import one_line_warnings
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+TOOL = "ksm-explore"  # the writer named in the output folder's marker
 
 
 def explore(spec_path: Path, out: Path | None = None, workers: int = 0, scheduler: Any = None,
@@ -27,7 +29,14 @@ def explore(spec_path: Path, out: Path | None = None, workers: int = 0, schedule
         click.echo(f"warning: {note}", err=True)
     out = Path(out) if out is not None else spec_path.parent / f"explore-{outputs.slug(spec.name)}"
     points = engine.plan(spec)
+    names = ["points.jsonl", "points.csv", "points.parquet", "front.csv", "summary.md"]
+    if figures:
+        names += ["front.png", *(f"sensitivity-{outputs.slug(axis.key)}.png" for axis in spec.axes)]
+    sources = [Path(item.work.source) for item in spec.workloads] + [Path(p) for p in spec.profiles]
+    check_no_alias([out / name for name in names], [spec_path, *(p for p in sources if p.exists())])
+    check_output_folder(out)  # the user's folder is never written into; ours (its marker) is resumed
     out.mkdir(parents=True, exist_ok=True)
+    write_marker(out, TOOL, names)
     cache_path = out / "points.jsonl"
     cached = engine.read_cache(cache_path)
     todo = [p for p in points if p.point_id not in cached]
@@ -85,6 +94,7 @@ def main(spec_path: Path, out: Path | None, workers: int, scheduler: str | None,
       ksm-explore sweep.yaml --scheduler tcp://10.0.0.5:8786
     """
     one_line_warnings()
+    raise_on_sigterm()
     try:
         result = explore(spec_path, out, workers, scheduler, progress=not quiet, figures=not no_figures)
     except (InputError, ValueError) as exc:

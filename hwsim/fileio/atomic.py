@@ -10,13 +10,16 @@ memory. A whole folder is built under a temporary sibling (:func:`new_temp_folde
 
 The target must be absent or a regular file: a symbolic link, a folder or a device is refused
 (:class:`UnsafeTarget`), never followed or replaced; the new file gets the mode of any new file
-(0666 less the umask), not a temporary file's 0600. Torch-free, so that ksm uses it too.
+(0666 less the umask), not a temporary file's 0600. Every write first sweeps the temporaries of its target that a
+killed process left (:func:`sweep_stale`). What may be written where is :mod:`hwsim.fileio.output_guard`'s
+job. Torch-free, so that ksm uses it too.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -57,6 +60,42 @@ def temp_sibling(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
 
+def remove_entry(path: Path) -> None:
+    """Remove a file, a link or a whole folder (a temporary, or an output being replaced)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (signal 0 checks without sending anything)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def sweep_stale(path: str | Path) -> list[Path]:
+    """Remove the temporaries of ``path`` (``.NAME.PID.HEX.tmp``, ``.NAME.PID.old``) whose process is gone."""
+    path = Path(path)
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)\.(?:[0-9a-f]{{8}}\.tmp|old)")
+    removed = []
+    try:
+        siblings = list(path.parent.iterdir())
+    except OSError:
+        return removed
+    for sibling in siblings:
+        match = pattern.fullmatch(sibling.name)
+        if match and int(match.group(1)) != os.getpid() and not _alive(int(match.group(1))):
+            remove_entry(sibling)
+            removed.append(sibling)
+    return removed
+
+
 def fsync_file(path: Path) -> None:
     """Flush a written file's bytes to disk, so that a rename after it never exposes an empty file."""
     fd = os.open(path, os.O_RDONLY)
@@ -85,6 +124,7 @@ def atomic_write_with(path: str | Path, write: Writer) -> Path:
     path = Path(path)
     check_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    sweep_stale(path)
     tmp = temp_sibling(path)
     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666))
     try:
@@ -117,6 +157,7 @@ def atomic_write(path: str | Path, data: bytes | str, encoding: str = "utf-8") -
 
 def new_temp_folder(out: Path) -> Path:
     """An empty temporary sibling folder of ``out``, in which a whole folder is built before :func:`replace_folder`."""
+    sweep_stale(out)
     tmp = temp_sibling(out)
     tmp.mkdir()
     return tmp

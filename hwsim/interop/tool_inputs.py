@@ -31,6 +31,7 @@ by default); hwsim's per-access energies are written beside them as attributes f
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ import yaml
 
 from hwsim.hardware.area import area_breakdown
 from hwsim.cost.layer_cost import macs
+from hwsim.fileio.output_guard import build_folder
 from hwsim.workload.layers import Layer, Workload
 from hwsim.hardware.profile import Profile
 
@@ -301,15 +303,20 @@ def export(fmt: str, work: Workload, profile: Profile, folder: str | Path, extra
 
 
 def export_all(fmt: str, works: list[Workload], profiles: list[Profile], folder: str | Path,
-               designs: dict[int, Any] | None = None) -> list[Path]:
+               designs: dict[int, Any] | None = None, inputs: Sequence[str | Path] = ()) -> list[Path]:
     """Export every workload on every profile: into ``folder`` itself for one pair, else into
-    ``folder/<workload>-<profile>/``. Returns the folders written."""
+    ``folder/<workload>-<profile>/``. Returns the folders written.
+
+    ``folder`` goes through the output guard (:func:`hwsim.fileio.output_guard.build_folder`): new, empty or
+    made by this project, holding none of ``inputs``, built under a temporary sibling and published whole.
+    """
     folder = Path(folder)
     pairs = [(w, p) for w in works for p in profiles]
     out = []
-    for work, profile in pairs:
-        design = (designs or {}).get(id(profile))
-        target = folder if len(pairs) == 1 else folder / _safe(f"{Path(work.source).name}-{profile.name}")
-        export(fmt, work, profile, target, design.extras if design is not None else None)
-        out.append(target)
+    with build_folder(folder, f"ksm-sim --export {fmt}", inputs) as tmp:
+        for work, profile in pairs:
+            design = (designs or {}).get(id(profile))
+            name = None if len(pairs) == 1 else _safe(f"{Path(work.source).name}-{profile.name}")
+            export(fmt, work, profile, tmp / name if name else tmp, design.extras if design is not None else None)
+            out.append(folder / name if name else folder)
     return out

@@ -37,6 +37,7 @@ from hwsim import catalogue
 from hwsim.report import figures
 from hwsim.errors import InputError
 from hwsim.fileio.atomic import atomic_write
+from hwsim.fileio.output_guard import build_folder
 from hwsim.hardware.profile import PROFILES, Profile, bundled_profiles, load_designs
 from hwsim.workload.runs import Run, expand_run_paths, load_runs, methods_of, order_runs, tasks_of
 from hwsim.report.tables import (
@@ -443,6 +444,9 @@ SECTIONS: tuple[Section, ...] = (
 )
 
 
+REPORT_TOOL = "ksm-sim --report"  # the writer named in the folder's marker
+
+
 def figure_patterns(sections: Sequence[Section] = SECTIONS) -> tuple[str, ...]:
     """The file names (glob patterns) of every figure the sections may write."""
     return tuple(dict.fromkeys(p for s in sections for p in s.figures))
@@ -472,7 +476,9 @@ def write_report(masks: Sequence[str | Path], profiles: Sequence[str | Profile],
     Args:
         masks: run folders (plain files are skipped; a folder of run folders is expanded).
         profiles: bundled profile names, ``all``, YAML paths, or loaded profiles; the first prices storage.
-        out_dir: the report folder (created). Figures this function wrote before are replaced.
+        out_dir: the report folder: new, empty, or one this project made (its marker); built under a temporary
+            sibling and published whole. Figures an earlier report wrote and this one does not are removed;
+            other files in it are left alone.
         command: the command line printed at the top; default: the ``ksm-sim`` command for these inputs.
         title: the report's title; default: tasks x methods.
         settings: how the runs are costed, as ``ksm-sim``'s options for its table (``--tasks``, ``--batch``,
@@ -484,21 +490,19 @@ def write_report(masks: Sequence[str | Path], profiles: Sequence[str | Profile],
     """
     out_dir = Path(out_dir)
     folders, skipped = expand_run_paths(masks)
-    runs = order_runs(load_runs(folders))
-    if settings.sets and any(isinstance(p, Profile) for p in profiles):
-        raise InputError("report: --set overrides profiles given by name or path, not loaded ones")
-    loaded: list[Profile] = []
-    for p in profiles:
-        loaded += [p] if isinstance(p, Profile) else [d.profile for d in load_designs([p], settings.sets)]
-    loaded = list({p.name: p for p in loaded}.values())
-    costs = cost_runs(runs, loaded, settings)
-    if command is None:
-        names = [p if isinstance(p, str) else p.name for p in profiles]
-        command = regen_command(masks, names, out_dir, settings.flags())
-    out_dir.mkdir(parents=True, exist_ok=True)
-    text, pngs = build_report(costs, out_dir, command, title, skipped)
-    patterns = figure_patterns()
-    for stale in out_dir.glob("*.png"):  # figures of an earlier report (e.g. a profile since dropped)
-        if stale not in pngs and any(fnmatch.fnmatchcase(stale.name, p) for p in patterns):
-            stale.unlink()
-    return atomic_write(out_dir / "README.md", text)
+    inputs = [*masks, *(p for p in profiles if isinstance(p, (str, Path)) and Path(p).exists())]
+    with build_folder(out_dir, REPORT_TOOL, inputs) as tmp:  # refused before any work; published whole
+        runs = order_runs(load_runs(folders))
+        if settings.sets and any(isinstance(p, Profile) for p in profiles):
+            raise InputError("report: --set overrides profiles given by name or path, not loaded ones")
+        loaded: list[Profile] = []
+        for p in profiles:
+            loaded += [p] if isinstance(p, Profile) else [d.profile for d in load_designs([p], settings.sets)]
+        loaded = list({p.name: p for p in loaded}.values())
+        costs = cost_runs(runs, loaded, settings)
+        if command is None:
+            names = [p if isinstance(p, str) else p.name for p in profiles]
+            command = regen_command(masks, names, out_dir, settings.flags())
+        text, _pngs = build_report(costs, tmp, command, title, skipped)
+        atomic_write(tmp / "README.md", text)
+    return out_dir / "README.md"

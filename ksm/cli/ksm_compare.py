@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from hwsim.fileio.output_guard import raise_on_sigterm
 from hwsim.workload.runcheck import one_line_warnings
 from ksm.cli.ksm_train import CONTEXT_SETTINGS, LiveHelp
 from ksm.compare.protocol import PROTOCOLS, VARIANTS
@@ -89,6 +90,7 @@ def main(protocol_name: str, out: Path | None, report_dir: Path | None, readme: 
       ksm-compare --report-only --out runs-compare/standard      # rebuild the report
     """
     one_line_warnings()
+    raise_on_sigterm()
     from ksm.compare.comparison import read_protocol, readme_block, update_readme, write_report
     from ksm.data.datasets import DEFAULT_SUITE
     from ksm.compare.protocol import run_comparison

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from hwsim.fileio.atomic import UnsafeTarget, atomic_write, check_target
+from hwsim.fileio.output_guard import OutputRefused, check_no_alias, raise_on_sigterm
 from hwsim.workload.runcheck import one_line_warnings
 from ksm.cli.ksm_train import CONTEXT_SETTINGS
 from ksm.checks import finite, os_error_line
@@ -16,6 +17,16 @@ def export_name(folder: Path) -> str:
     """``<task>`` for a plain run, ``<sequence>-<task>`` for a PackNet/CPG task (their tasks share names)."""
     folder = folder.resolve()
     return f"{folder.parent.name}-{folder.name}" if (folder.parent / "shared.safetensors").exists() else folder.name
+
+
+def check_outputs(outputs: list[Path], runs: list[Path] | tuple[Path, ...], *more: Path | str | None) -> None:
+    """The output guard, before any work: no output is, or lies inside, a run folder, its sequence's shared
+    tensors, ``--weights`` or ``--data-root``; one line otherwise."""
+    shared = [p.parent / "shared.safetensors" for p in runs if (p.parent / "shared.safetensors").exists()]
+    try:
+        check_no_alias(outputs, [*runs, *shared, *(Path(m) for m in more if m)])
+    except OutputRefused as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
@@ -74,6 +85,7 @@ def main(runs: tuple[Path, ...], onnx_path: Path | None, out_dir: Path, int8: bo
       ksm-export runs/cubs --pack cubs.ksmtask --scale-bits 4   # deployable task file, 4-bit scale
     """
     one_line_warnings()
+    raise_on_sigterm()
     import torch
 
     if pack_path is not None:
@@ -99,6 +111,10 @@ def main(runs: tuple[Path, ...], onnx_path: Path | None, out_dir: Path, int8: bo
         raise click.UsageError("none of the paths given is a run folder")
     if onnx_path is not None and len(folders) != 1:
         raise click.UsageError("--onnx takes exactly one run; use --out-dir for several")
+    targets = {f: onnx_path or out_dir / f"{export_name(f)}.onnx" for f in folders}
+    onnx_files = [f for t in targets.values() for f in (t, t.with_name(t.stem + ".int8.onnx"),
+                                                         t.with_name(t.stem + ".int8-onthefly.onnx"))]
+    check_outputs([*onnx_files, *([table_file] if table_file else [])], folders, weights, data_root)
     if threads:
         torch.set_num_threads(threads)
     try:
@@ -125,8 +141,7 @@ def main(runs: tuple[Path, ...], onnx_path: Path | None, out_dir: Path, int8: bo
                     click.echo(f"{folder}: int8 metrics already recorded, reused")
                     records.append(existing)
                     continue
-            target = onnx_path or out_dir / f"{export_name(folder)}.onnx"
-            result = export_run(folder, target, int8=int8, calibration_images=calibration_images,
+            result = export_run(folder, targets[folder], int8=int8, calibration_images=calibration_images,
                                 calibration_method=calibration_method,
                                 mask_scale_bits=bits, profile=prof.name, weights=weights, data_root=data_root,
                                 tolerance=tolerance, seed=seed, threads=threads)
@@ -185,6 +200,7 @@ def _pack(runs: tuple[Path, ...], out: Path, scale_bits: int | None, profile: st
         raise click.UsageError("--pack takes exactly one run")
     if scale_bits is not None and not 0 <= scale_bits <= MAX_SCALE_BITS:
         raise click.ClickException(f"--scale-bits {scale_bits}: must be in 0..{MAX_SCALE_BITS}")
+    check_outputs([out], runs, weights)
     try:
         meta = pack_task(runs[0], out, scale_bits=scale_bits, profile=profile, weights=weights)
     except (RunError, DeployError, InputError, FileNotFoundError, ValueError) as exc:

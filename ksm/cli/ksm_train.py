@@ -18,6 +18,7 @@ import click
 from click.core import ParameterSource
 
 from hwsim import catalogue
+from hwsim.fileio.output_guard import raise_on_sigterm
 from ksm.methods.registry import MethodChoice, method_class, method_cli_options, method_names, option_owners
 from ksm.checks import device_option, finite
 from ksm.training.train_options import Options
@@ -218,6 +219,7 @@ def main(**values: Any) -> None:
       ksm-train --suite default --nproc 2                 # 2 data-parallel processes (torchrun)
       ksm-train --suite default --method lora --lora-rank 4   # LoRA adapters -> runs/<task>-lora-r4/
     """
+    raise_on_sigterm()  # temporaries are removed on SIGTERM as on Ctrl-C
     o = Options.of(values)
     if o.nproc > 1 and "WORLD_SIZE" not in os.environ:
         from ksm.training.distributed import relaunch_with_torchrun

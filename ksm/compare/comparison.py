@@ -19,6 +19,7 @@ import pandas as pd
 
 from hwsim import catalogue
 from hwsim.fileio.atomic import atomic_write, atomic_write_with
+from hwsim.fileio.output_guard import build_folder
 from hwsim.fileio.bounded import is_fraction, read_json
 from ksm.compare.protocol import COMMAND_JSON, PROTOCOL_JSON, VARIANTS
 from ksm.methods.variants import contrasts
@@ -304,19 +305,18 @@ def producing_command(folder: Path, fallback: str) -> str:
 
 
 def write_report(folder: Path, report_dir: Path, command: str) -> dict[str, Path]:
-    """``comparison.md``, ``comparison.csv`` (every run) and ``comparison.png`` under ``report_dir``."""
+    """``comparison.md``, ``comparison.csv`` (every run) and ``comparison.png`` under ``report_dir``, through the
+    output guard: ``report_dir`` is new, empty or this project's, and other files in it are left alone."""
     command = producing_command(folder, command)
     frame = comparison_frame(folder)
     protocol = read_protocol(folder)
-    report_dir = Path(report_dir)
-    report_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"md": report_dir / "comparison.md", "csv": report_dir / "comparison.csv",
-             "png": report_dir / "comparison.png"}
-    for key, text in (("md", comparison_markdown(frame, protocol, command)),
-                      ("csv", frame.drop(columns="folder").to_csv(index=False))):
-        atomic_write(paths[key], text)
-    comparison_figure(frame, paths["png"])
-    return paths
+    names = {"md": "comparison.md", "csv": "comparison.csv", "png": "comparison.png"}
+    with build_folder(report_dir, "ksm-compare", [folder]) as tmp:  # a folder of ours, published whole
+        for key, text in (("md", comparison_markdown(frame, protocol, command)),
+                          ("csv", frame.drop(columns="folder").to_csv(index=False))):
+            atomic_write(tmp / names[key], text)
+        comparison_figure(frame, tmp / names["png"])
+    return {key: Path(report_dir) / name for key, name in names.items()}
 
 
 def readme_block(folder: Path, command: str, report: Path) -> str:

@@ -36,6 +36,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from hwsim.fileio.atomic import atomic_write
+from hwsim.fileio.output_guard import MARKER, OutputRefused, check_no_alias, check_output_folder, write_marker
 from ksm.data.datasets import DEFAULT_SUITE, TaskData
 from ksm.methods.variants import Variant, variants
 
@@ -351,9 +352,13 @@ def check_comparison_folder(protocol: Protocol, out: Path, *, force: bool, resum
     """Refuse to mix protocols in one folder or to overwrite a finished comparison unless asked."""
     path = Path(out) / PROTOCOL_JSON
     if not path.exists():
-        if Path(out).exists() and any(Path(out).iterdir()) and not force:
-            raise ValueError(f"{out}: folder exists and is not a comparison (use --force to replace it)")
+        check_output_folder(out)
+        if Path(out).is_dir() and any(p.name != MARKER for p in Path(out).iterdir()):
+            raise OutputRefused(f"{out}: folder is not empty and is not a comparison (no {PROTOCOL_JSON}); its "
+                                "files are never replaced, --force or not (choose another --out)")
         return
+    if force:  # the folder is deleted: it must not hold the working folder (``--out .``)
+        check_no_alias([out], [Path.cwd()])
     try:
         saved = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
@@ -379,6 +384,7 @@ def run_comparison(protocol: Protocol, out: Path, *, workers: int = 1, threads: 
     if force and out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
+    write_marker(out, "ksm-compare", [PROTOCOL_JSON])
     atomic_write(out / PROTOCOL_JSON, json.dumps(protocol.to_json(), indent=2) + "\n")
     if command and not (out / COMMAND_JSON).exists():
         atomic_write(out / COMMAND_JSON, json.dumps({"command": command, "workers": workers, "threads": threads,

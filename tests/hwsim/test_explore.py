@@ -264,3 +264,21 @@ def test_committed_example_spec_is_valid() -> None:
     summary = (root / "summary.md").read_text()
     assert "ksm-explore reports/explore/spec" in summary  # spec.yaml, or spec-runs.yaml once runs/ exist
     assert "stop paying" in summary or "never pay" in summary
+
+
+def test_explore_refuses_a_users_folder_and_an_output_over_its_spec(tmp_path: Path) -> None:
+    """The output guard (issue 26): -o into a folder of the user's replaced their summary.md; a spec written
+    where an output goes is never overwritten."""
+    spec = tmp_path / "s.yaml"
+    spec.write_text("profiles: [edge_npu]\nworkloads: [{network: alexnet}]\n")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "summary.md").write_text("my summary")
+    r = CliRunner().invoke(main, [str(spec), "-o", str(mine), "-q", "-j", "1", "--no-figures"])
+    assert r.exit_code != 0 and "not written by this project" in r.output and len(r.output.splitlines()) == 1
+    assert [p.name for p in mine.iterdir()] == ["summary.md"] and (mine / "summary.md").read_text() == "my summary"
+    inside = tmp_path / "sw"
+    inside.mkdir()
+    (inside / "summary.md").write_text("profiles: [edge_npu]\nworkloads: [{network: alexnet}]\n")
+    r = CliRunner().invoke(main, [str(inside / "summary.md"), "-o", str(inside), "-q", "-j", "1", "--no-figures"])
+    assert r.exit_code != 0 and "is the input" in r.output, r.output

@@ -272,3 +272,75 @@ def test_a_method_on_a_network_is_charged_its_own_batchnorm_unless_told(tmp_path
     spec.write_text("profiles: [edge_npu]\nworkloads: [{network: alexnet}]\nmethods: [piggyback, ksm]\n")
     works = {item.work.method: item.work.batchnorm for item in load_spec(spec).workloads}
     assert works == {"piggyback": "frozen", "ksm": "task"}
+
+
+# --- The output guard at the command line (issue 26): each of these lost data and exited 0 ---------------------
+
+
+def _refused_in_one_line(result, *names: str) -> None:
+    assert result.exit_code != 0 and isinstance(result.exception, SystemExit), result.output  # no traceback
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error:") and all(n in lines[0] for n in names), result.output
+
+
+def _bytes_of(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("target", ["run.json", "masks.safetensors"])
+def test_json_into_the_run_folder_read_is_refused(run_folder, target: str) -> None:
+    run = run_folder()
+    before = _bytes_of(run)
+    _refused_in_one_line(invoke("--masks", str(run), "--json", str(run / target)), target, "input")
+    assert _bytes_of(run) == before
+
+
+def test_json_over_the_task_file_read_is_refused(tmp_path: Path) -> None:
+    from tests.hwsim.test_packed import _ksm_file
+
+    task = tmp_path / "t.ksmtask"
+    _ksm_file(task, 4)
+    before = task.read_bytes()
+    _refused_in_one_line(invoke("--masks", str(task), "--json", str(task)), "t.ksmtask", "input")
+    assert task.read_bytes() == before
+
+
+def test_report_into_a_users_folder_is_refused(run_folder, tmp_path: Path) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "README.md").write_text("my notes")
+    (mine / "accuracy-vs-storage.png").write_bytes(b"my figure")
+    (mine / "energy-edge_npu.png").write_bytes(b"my other figure")
+    before = _bytes_of(mine)
+    _refused_in_one_line(invoke("--masks", str(run_folder()), "--report", str(mine)), str(mine), "not written by")
+    assert _bytes_of(mine) == before and sorted(p.name for p in tmp_path.iterdir()) == ["mine", "runs"]
+
+
+def test_export_into_a_users_folder_is_refused(tmp_path: Path) -> None:
+    zzd = tmp_path / "zzd"
+    zzd.mkdir()
+    (zzd / "README.md").write_text("my notes")
+    _refused_in_one_line(invoke("--network", "resnet18", "--export", "zigzag", str(zzd)), str(zzd), "not written by")
+    assert _bytes_of(zzd) == {"README.md": b"my notes"} and sorted(p.name for p in tmp_path.iterdir()) == ["zzd"]
+
+
+def test_report_regenerates_its_own_folder_and_leaves_other_files(run_folder, tmp_path: Path) -> None:
+    """A marked folder (the committed reports/default has one) is rewritten; a file beside the report stays."""
+    out = tmp_path / "rep"
+    run = run_folder()
+    assert invoke("--masks", str(run), "--report", str(out)).exit_code == 0
+    (out / "notes.txt").write_text("mine")
+    result = invoke("--masks", str(run), "--report", str(out))
+    assert result.exit_code == 0, result.output
+    assert (out / "notes.txt").read_text() == "mine" and (out / "README.md").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_committed_output_folders_are_marked() -> None:
+    """reports/default and reports/explore are regenerated in place: they carry the output guard's marker."""
+    from hwsim.fileio.output_guard import read_marker
+
+    root = Path(__file__).resolve().parents[2] / "reports"
+    assert read_marker(root / "default")["README.md"] == "ksm-sim --report"
+    assert read_marker(root / "default")["comparison.md"] == "ksm-compare"
+    assert read_marker(root / "explore")["summary.md"] == "ksm-explore"

@@ -276,7 +276,8 @@ def test_a_runs_folder_expands_into_sequence_tasks(tmp_path: Path) -> None:
 
 
 def test_figure_files_come_from_the_sections(tmp_path: Path) -> None:
-    from hwsim.report.sections import SECTIONS, Figure, Part, Section, build_report, figure_patterns
+    from hwsim.fileio.output_guard import write_marker
+    from hwsim.report.sections import REPORT_TOOL, SECTIONS, Figure, Part, Section, build_report, figure_patterns
 
     assert set(figure_patterns()) == {"accuracy-vs-storage.png", "energy-*.png", "system-storage.png",
                                       "layer-masks.png", "soft-precision.png"}
@@ -284,6 +285,7 @@ def test_figure_files_come_from_the_sections(tmp_path: Path) -> None:
     out.mkdir()
     (out / "energy-dropped_profile.png").write_bytes(b"old")  # a figure of an earlier report: removed
     (out / "mine.png").write_bytes(b"mine")  # not a report figure: kept
+    write_marker(out, REPORT_TOOL, ["energy-dropped_profile.png"])  # the earlier report's folder
     run = write_run(tmp_path / "runs" / "toy", method="ksm")
     write_report([run], ["edge_npu"], out)
     assert not (out / "energy-dropped_profile.png").exists() and (out / "mine.png").exists()

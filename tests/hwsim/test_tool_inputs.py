@@ -118,7 +118,7 @@ def test_cli_export(tmp_path: Path) -> None:
                                   "--export", "zigzag", str(tmp_path / "x")])
     assert r.exit_code == 0, r.output
     folders = sorted(p.name for p in (tmp_path / "x").iterdir())
-    assert folders == ["resnet18-edge_npu", "resnet18-eyeriss"]
+    assert folders == [".ksm-output.json", "resnet18-edge_npu", "resnet18-eyeriss"]  # the output guard's marker
     acc = yaml.safe_load((tmp_path / "x" / "resnet18-eyeriss" / "accelerator.yaml").read_text())
     assert acc["operational_array"]["sizes"][0] == 16  # --set reaches the export
     r = CliRunner().invoke(main, ["-n", "resnet18", "--export", "scalesim", str(tmp_path / "y")])

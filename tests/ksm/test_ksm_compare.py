@@ -81,3 +81,23 @@ def test_report_only_defaults_to_a_folder_named_after_the_protocol(tmp_path: Pat
     result = CliRunner().invoke(main, ["--report-only", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert Path("reports/compare-smoke/comparison.md").exists() and not Path("reports/default").exists()
+
+
+@pytest.mark.parametrize("out", [".", "mine"])
+def test_force_never_deletes_a_folder_that_is_not_a_comparison(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               out: str) -> None:
+    """The output guard (issue 26): ``--out . --force`` emptied the working folder, ``--force`` on any other folder
+    deleted its files; both are refused in one line, nothing touched."""
+    import ksm.compare.protocol
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(ksm.compare.protocol, "plan_units", lambda *a, **k: [])  # never train, even if not refused
+    Path(out).mkdir(exist_ok=True)
+    (Path(out) / "thesis.tex").write_text("years of work")
+    (tmp_path / "notes.md").write_text("mine")
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    result = CliRunner().invoke(main, ["--protocol", "smoke", "--out", out, "--force"])
+    assert result.exit_code != 0 and isinstance(result.exception, SystemExit), result.output
+    assert len(result.output.strip().splitlines()) == 1 and "never replaced" in result.output, result.output
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before
+    assert (Path(out) / "thesis.tex").read_text() == "years of work"

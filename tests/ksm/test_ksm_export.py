@@ -305,3 +305,20 @@ def test_a_failed_export_check_leaves_no_onnx(digits_run: Path, tmp_path: Path) 
     with pytest.raises(ExportError):
         export_run(digits_run, tmp_path / "x.onnx", tolerance=1e-30)
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("args", [
+    ["--pack", "{run}/masks.safetensors"], ["--pack", "{run}/run.json"], ["--onnx", "{run}/run.json"],
+    ["--table", "--table-file", "{run}/run.json", "--out-dir", "{tmp}/exports"],
+], ids=["pack-over-masks", "pack-over-run-json", "onnx-over-run-json", "table-file-over-run-json"])
+def test_an_output_inside_the_run_read_is_refused(digits_run: Path, tmp_path: Path, args: list[str]) -> None:
+    """The output guard (issue 26): each of these overwrote the run it read and exited 0."""
+    run = tmp_path / "digits"
+    shutil.copytree(digits_run, run)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    result = CliRunner().invoke(main, [str(run), *(a.format(run=run, tmp=tmp_path) for a in args)])
+    assert result.exit_code != 0 and isinstance(result.exception, SystemExit), result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "lies inside the input" in lines[0] and str(run) in lines[0], result.output
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    assert not (tmp_path / "exports").exists()
