@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from hwsim import catalogue
+from hwsim.errors import InputError
 from hwsim.explore.point import Options, cost_point
-from hwsim.explore.spec import Spec, WorkloadItem, design_hash
+from hwsim.explore.spec import Spec, WorkloadItem, design_hash, point_modes
 from hwsim.hardware.profile import Design
 
 CHUNK_POINTS = 64
+SCHEDULER_TIMEOUT_S = 10.0  # a dask scheduler that has not answered by then is reported, not waited for
 
 
 @dataclass(frozen=True)
@@ -47,12 +49,7 @@ def plan(spec: Spec) -> list[Point]:
     for d, (_labels, design) in enumerate(spec.designs):
         dh = design_hash(design)
         for w, item in enumerate(spec.workloads):
-            method = item.work.method
-            # a mode changes nothing for a method without a mask (finetune, feature): cost it once, folded
-            traits = catalogue.find(method)
-            applied = traits is not None and traits.mask.applied
-            modes = spec.modes if applied else ["folded"] if method else [None]
-            for mode in modes:
+            for mode in point_modes(spec.modes, item.work.method):
                 options = Options(mode=mode, tasks=spec.tasks, mask_density=spec.mask_density,
                                   batch=spec.batch, steady_state=spec.steady_state)
                 key = json.dumps([dh, item.key, digests[w], options.as_dict()], sort_keys=True)
@@ -152,12 +149,26 @@ def run_points(spec: Spec, todo: list[Point], workers: int = 0, scheduler: str |
     return rows
 
 
+def connect(address: str, timeout: float | None = None) -> Any:
+    """A ``distributed.Client`` on the scheduler at ``address``; one that does not answer within ``timeout``
+    seconds (default :data:`SCHEDULER_TIMEOUT_S`; nothing listening, a wrong host) is a one-line
+    :class:`InputError`, raised before any output."""
+    from distributed import Client
+
+    timeout = SCHEDULER_TIMEOUT_S if timeout is None else timeout
+    try:
+        return Client(address, timeout=timeout)
+    except (OSError, TimeoutError, ValueError) as exc:
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:120]  # dask's messages run long
+        raise InputError(f"--scheduler {address}: no dask scheduler answered within {timeout:g} s ({reason})") from None
+
+
 def _run_dask(spec: Spec, chunks: list[Any], scheduler: Any, done: Callable[[list[dict[str, Any]]], None]) -> None:
     from distributed import Client
     from distributed import as_completed as dask_completed
 
     own = isinstance(scheduler, str)
-    client = Client(scheduler) if own else (scheduler if isinstance(scheduler, Client) else Client(scheduler))
+    client = connect(scheduler) if own else (scheduler if isinstance(scheduler, Client) else Client(scheduler))
     try:
         [workloads] = client.scatter([spec.workloads], broadcast=True)
         futures = [client.submit(cost_chunk, chunk, workloads, pure=False) for chunk in chunks]

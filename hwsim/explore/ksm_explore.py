@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 import time
@@ -11,6 +12,7 @@ from typing import Any
 import click
 
 from hwsim.errors import InputError
+from hwsim.explore.spec import MAX_POINTS, Spec
 from hwsim.fileio.output_guard import check_no_alias, check_output_folder, raise_on_sigterm, write_marker
 from hwsim.workload.runcheck import one_line_warnings
 
@@ -19,14 +21,34 @@ TOOL = "ksm-explore"  # the writer named in the output folder's marker
 
 
 def explore(spec_path: Path, out: Path | None = None, workers: int = 0, scheduler: Any = None,
-            progress: bool = True, figures: bool = True, command: str | None = None) -> dict[str, Any]:
-    """Run a sweep and write its outputs; returns ``{"out", "frame", "stats"}``. Library entry point."""
-    from hwsim.explore import engine, outputs
+            progress: bool = True, figures: bool = True, command: str | None = None,
+            max_points: int = MAX_POINTS) -> dict[str, Any]:
+    """Run a sweep and write its outputs; returns ``{"out", "frame", "stats"}``. Library entry point.
+
+    A sweep past ``max_points`` and a ``scheduler`` address that does not answer are refused in one line
+    before anything is written (:mod:`hwsim.work_budget`)."""
+    from hwsim.explore import engine
     from hwsim.explore.spec import load_spec
 
-    spec = load_spec(spec_path)  # every error is raised here, before anything is written
+    # every error is raised here, before anything is written
+    spec = load_spec(spec_path, max_points=max_points, cores=workers or os.cpu_count() or 1)
+    if progress and spec.estimate is not None:
+        click.echo(spec.estimate.line(), err=True)
     for note in spec.notes:
         click.echo(f"warning: {note}", err=True)
+    client = engine.connect(scheduler) if isinstance(scheduler, str) else None
+    try:
+        return _explore(spec, spec_path, out, workers, scheduler, client, progress, figures, command)
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _explore(spec: Spec, spec_path: Path, out: Path | None, workers: int, scheduler: Any, client: Any,
+             progress: bool, figures: bool, command: str | None) -> dict[str, Any]:
+    """The sweep once its spec is read and its scheduler (``client``, when given as an address) answers."""
+    from hwsim.explore import engine, outputs
+
     out = Path(out) if out is not None else spec_path.parent / f"explore-{outputs.slug(spec.name)}"
     points = engine.plan(spec)
     names = ["points.jsonl", "points.csv", "points.parquet", "front.csv", "summary.md"]
@@ -41,7 +63,7 @@ def explore(spec_path: Path, out: Path | None = None, workers: int = 0, schedule
     cached = engine.read_cache(cache_path)
     todo = [p for p in points if p.point_id not in cached]
     start = time.perf_counter()
-    rows = engine.run_points(spec, todo, workers=workers, scheduler=scheduler, progress=progress,
+    rows = engine.run_points(spec, todo, workers=workers, scheduler=client or scheduler, progress=progress,
                              on_rows=lambda part: engine.append_cache(cache_path, part))
     seconds = time.perf_counter() - start
     by_id = {**cached, **{r["point_id"]: r for r in rows}}
@@ -49,8 +71,6 @@ def explore(spec_path: Path, out: Path | None = None, workers: int = 0, schedule
     if scheduler is not None:
         engine_name = f"dask.distributed at {scheduler if isinstance(scheduler, str) else 'a local cluster'}"
     else:
-        import os
-
         n = workers or os.cpu_count() or 1
         engine_name = "in process" if n <= 1 else f"process pool of {n}"
     stats = {"costed": len(todo), "reused": len(points) - len(todo), "seconds": seconds,
@@ -74,11 +94,15 @@ def explore(spec_path: Path, out: Path | None = None, workers: int = 0, schedule
 @click.option("-j", "--workers", type=click.IntRange(min=0), default=0, show_default=True,
               help="Processes of the local pool; 0 = every core, 1 = no pool.")
 @click.option("--scheduler", metavar="ADDRESS",
-              help="Run on a dask.distributed cluster (tcp://host:8786) instead of the local pool.")
+              help="Run on a dask.distributed cluster (tcp://host:8786) instead of the local pool; one that does "
+                   "not answer within 10 s is refused.")
+@click.option("--max-points", type=click.IntRange(min=1), default=MAX_POINTS, show_default=True,
+              help="Refuse a sweep of more points than this (counted before anything is built; the estimate "
+                   "of its time and memory is printed).")
 @click.option("--no-figures", is_flag=True, help="Skip the PNG figures.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def main(spec_path: Path, out: Path | None, workers: int, scheduler: str | None, no_figures: bool,
-         quiet: bool) -> None:
+def main(spec_path: Path, out: Path | None, workers: int, scheduler: str | None, max_points: int,
+         no_figures: bool, quiet: bool) -> None:
     """Sweep accelerator and mask parameters; write every point, the Pareto front, figures and a summary.
 
     SPEC.yaml names base profiles, parameter axes (dotted profile paths as for ksm-sim --set: lists,
@@ -96,7 +120,8 @@ def main(spec_path: Path, out: Path | None, workers: int, scheduler: str | None,
     one_line_warnings()
     raise_on_sigterm()
     try:
-        result = explore(spec_path, out, workers, scheduler, progress=not quiet, figures=not no_figures)
+        result = explore(spec_path, out, workers, scheduler, progress=not quiet, figures=not no_figures,
+                         max_points=max_points)
     except (InputError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     except OSError as exc:

@@ -26,7 +26,9 @@ A spec::
     objectives: [energy, latency, area]  # minimised: energy, latency, area, edp, storage
     constraints: {area: {max: 10}, latency: {max: 0.05}, accuracy: {min: 0.8}}
 
-Every error is one line naming the key (``spec.yaml: axes.array.rows: ...``).
+Every error is one line naming the key (``spec.yaml: axes.array.rows: ...``). The points (designs ×
+workloads × modes) are counted from the axes' lengths before any design is built: past ``--max-points``
+(:data:`MAX_POINTS`) the sweep is refused with its estimate (:mod:`hwsim.work_budget`).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from hwsim.workload.layers import Workload, load_network, load_run, load_topolog
 from hwsim.cost.mask_cost import MODES
 from hwsim.hardware.overrides import apply_overrides, apply_values
 from hwsim.hardware.profile import Design, design_from_raw, load_yaml, read_raw_profile
+from hwsim.work_budget import Estimate, refuse_over_cap
 
 TOP_KEYS = ("name", "profiles", "set", "axes", "workloads", "methods", "modes", "tasks", "mask_density",
             "batchnorm", "batch", "steady_state", "objectives", "constraints")
@@ -59,10 +62,19 @@ QUANTITIES = {"energy": "energy_j", "latency": "latency_s", "area": "area_mm2", 
 UNITS = {"energy_j": "J", "latency_s": "s", "area_mm2": "mm²", "edp_js": "J·s", "task_specific_bytes": "B",
          "accuracy": "top-1"}
 REMOVE = ("absent", "remove", None)
-# Bounds that turn a typo (num: 1e9) into one line instead of gigabytes: an axis of 100,000 values or
-# a sweep of a million designs is already hours of work (about 200 points/s on a 2-core machine).
+# Bounds that turn a typo (num: 1e9) into one line instead of gigabytes: an axis of 100,000 values is
+# already hours of work. The whole sweep is held to MAX_POINTS (ksm-explore --max-points lifts it),
+# counted from the axes' lengths before any design is built.
 MAX_AXIS_VALUES = 100_000
-MAX_DESIGNS = 1_000_000
+MAX_POINTS = 200_000
+# The estimate's constants, measured on the committed example (reports/explore: 9,000 points in 13.6 s on
+# a process pool of 2, so 330 points/s a core; its peak memory grows by about 40 MB over a one-design
+# sweep, so about 5 kB a point held: the point, its row and its line of the tables).
+POINTS_PER_SECOND_PER_CORE = 330.0
+BYTES_PER_POINT = 5_000
+# A count in the spec (tasks, batch) beyond a million is a typo: the cost model multiplies it into a
+# layer's bytes and MACs, and past this the products leave the 64-bit integers of the tables.
+MAX_COUNT = 1_000_000
 NOTES: list[str] = []  # warnings of the last load_spec (operators an ONNX workload leaves uncosted)
 
 
@@ -107,6 +119,7 @@ class Spec:
     constraints: dict[str, tuple[float | None, float | None]]
     designs: list[tuple[dict[str, str], Design]] = field(default_factory=list)  # (axis labels, design)
     notes: list[str] = field(default_factory=list)  # one-line warnings (uncosted ONNX operators)
+    estimate: Estimate | None = None  # the sweep's size, time and memory, estimated before designs were built
 
     @property
     def objective_columns(self) -> list[str]:
@@ -122,6 +135,21 @@ def value_label(value: Any) -> str:
     if isinstance(value, (dict, list)):
         return json.dumps(value, sort_keys=True, separators=(",", ":"))
     return str(value)
+
+
+def point_modes(modes: list[str], method: str | None) -> list[str | None]:
+    """The modes a workload of ``method`` is costed in: a mode changes nothing for a method without an
+    applied mask (finetune, feature), so it is costed once, folded; a plain network without a method once."""
+    traits = catalogue.find(method)
+    if traits is not None and traits.mask.applied:
+        return list(modes)
+    return ["folded"] if method else [None]
+
+
+def sweep_estimate(points: int, cores: int = 1, max_points: int = MAX_POINTS, what: str = "ksm-explore") -> Estimate:
+    """The sweep's points, time on ``cores`` and memory, with the cap ``--max-points`` lifts."""
+    return Estimate.of(what, "points", points, seconds_per_unit=1 / (POINTS_PER_SECOND_PER_CORE * cores),
+                       bytes_per_unit=BYTES_PER_POINT, cap=max_points, option="--max-points")
 
 
 def _fail(where: str, message: str) -> InputError:
@@ -309,8 +337,9 @@ def _constraints(raw: Any, where: str) -> dict[str, tuple[float | None, float | 
     return out
 
 
-def load_spec(path: str | Path) -> Spec:
-    """Read and validate a spec; build and validate every design of the sweep. Writes nothing."""
+def load_spec(path: str | Path, max_points: int = MAX_POINTS, cores: int = 1) -> Spec:
+    """Read and validate a spec; count its points (refused past ``max_points``: the estimate for ``cores``
+    is in one line), then build and validate every design of the sweep. Writes nothing."""
     path = Path(path)
     where = str(path)
     if not path.is_file():
@@ -334,10 +363,7 @@ def load_spec(path: str | Path) -> Spec:
     if not isinstance(axes_raw, dict):
         raise _fail(f"{where}: axes", "must be a mapping of dotted profile path -> values")
     axes = [Axis(str(k), _axis_values(v, f"{where}: axes.{k}")) for k, v in axes_raw.items()]
-    points = len(profiles) * math.prod(len(axis.values) for axis in axes)
-    if points > MAX_DESIGNS:
-        raise _fail(f"{where}: axes", f"{points:,} designs (profiles x axis values), more than the {MAX_DESIGNS:,} one sweep "
-                                      "builds (split it into several specs, or use coarser axes)")
+    designs = len(profiles) * math.prod(len(axis.values) for axis in axes)
 
     def choice(key: str, allowed: tuple[Any, ...], default: list[Any]) -> list[Any]:
         if key not in raw:
@@ -356,8 +382,8 @@ def load_spec(path: str | Path) -> Spec:
 
     def positive_int(key: str, default: int) -> int:
         v = raw.get(key, default)
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise _fail(f"{where}: {key}", f"must be a positive integer, got {v!r}")
+        if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= MAX_COUNT:
+            raise _fail(f"{where}: {key}", f"must be an integer from 1 to {MAX_COUNT:,}, got {bounded.short(v)}")
         return v
 
     tasks, batch = positive_int("tasks", 6), positive_int("batch", 1)
@@ -391,10 +417,12 @@ def load_spec(path: str | Path) -> Spec:
                             batchnorm=catalogue.batchnorm_of(method, batchnorm))
             suffix = f"+{method}" if method else ""
             items.append(WorkloadItem(item.key + suffix, work))
+    points = designs * sum(len(point_modes(modes, item.work.method)) for item in items)
+    estimate = refuse_over_cap(sweep_estimate(points, cores, max_points, what=where))
 
-    spec = Spec(path=path, notes=list(NOTES), name=name, profiles=profiles, sets=sets, axes=axes, workloads=items,
-                methods=methods, modes=modes, tasks=tasks, mask_density=float(density), batchnorm=batchnorm,
-                batch=batch, steady_state=steady, objectives=objectives, constraints=constraints)
+    spec = Spec(path=path, estimate=estimate, notes=list(NOTES), name=name, profiles=profiles, sets=sets, axes=axes,
+                workloads=items, methods=methods, modes=modes, tasks=tasks, mask_density=float(density),
+                batchnorm=batchnorm, batch=batch, steady_state=steady, objectives=objectives, constraints=constraints)
     from hwsim.explore.point import Options, check_options
 
     check_options(Options(tasks=tasks, mask_density=float(density), batch=batch, steady_state=steady),

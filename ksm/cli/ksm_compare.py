@@ -10,11 +10,20 @@ from pathlib import Path
 import click
 
 from hwsim.fileio.output_guard import raise_on_sigterm
+from hwsim.work_budget import Estimate, WorkRefused, refuse_over_cap
 from hwsim.workload.runcheck import one_line_warnings
-from ksm.cli.ksm_train import CONTEXT_SETTINGS, LiveHelp
-from ksm.compare.protocol import PROTOCOLS, VARIANTS
+from ksm.cli.ksm_train import CONTEXT_SETTINGS, MAX_PROCESSES, LiveHelp
+from ksm.compare.protocol import PROTOCOLS, VARIANTS, Protocol, trial_grid
 from ksm.methods.registry import LiveChoice
 from ksm.checks import device_option, os_error_line
+
+# The work of a comparison is counted in training epochs (units × trials × epochs) and held to a cap that
+# --max-training-epochs lifts: the long protocol with every variant is 8,200, --seeds 1000000000 would be
+# 4·10^11. Its time is estimated at the standard protocol's measured rate, 37 minutes for its 1,224 training
+# epochs with --workers 2 on 2 CPU cores (docs/comparison.md), so 3.6 s a training epoch a worker, at 500
+# training images of 32 px a task, scaled by the pixels and images asked for (all images counted as 500).
+MAX_TRAINING_EPOCHS = 20_000
+SECONDS_PER_TRAINING_EPOCH = 3.6
 
 
 def _command() -> str:
@@ -35,6 +44,17 @@ def _command() -> str:
             for item in value if param.multiple else (value,):
                 words += [param.opts[0], shlex.quote(str(item))]
     return " ".join(words)
+
+
+def comparison_estimate(protocol: Protocol, seeds: int, workers: int, cap: int = MAX_TRAINING_EPOCHS) -> Estimate:
+    """The training epochs of ``protocol`` run with ``seeds`` seeds (counted, not built: ``--seeds 10**9``
+    is refused before a tuple of a billion seeds exists) and their time on ``workers``."""
+    per_seed = sum(len(protocol.tasks) * len(trial_grid(protocol, VARIANTS[v])) * protocol.epochs
+                   for v in protocol.variants)
+    scale = (protocol.input_size / 32) ** 2 * (protocol.max_train / 500 if protocol.max_train else 1)
+    return Estimate.of("ksm-compare", "training epochs", seeds * per_seed,
+                       seconds_per_unit=SECONDS_PER_TRAINING_EPOCH * scale / workers, cap=cap,
+                       option="--max-training-epochs")
 
 
 def _variant_help() -> str:
@@ -63,17 +83,20 @@ def _variant_help() -> str:
 @click.option("--variant", "variants", multiple=True, type=LiveChoice(lambda: tuple(VARIANTS)), cls=LiveHelp,
               compose=_variant_help)
 @click.option("--seeds", type=click.IntRange(1), default=None, help="Number of seeds (0..N-1) instead of the protocol's.")
-@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+@click.option("--max-training-epochs", type=click.IntRange(1), default=MAX_TRAINING_EPOCHS, show_default=True,
+              help="Refuse a comparison of more training epochs (variants × tasks × seeds × trials × epochs) "
+                   "than this; the count and its time are estimated before anything starts.")
+@click.option("--workers", type=click.IntRange(1, MAX_PROCESSES), default=1, show_default=True,
               help="Units trained in parallel processes; on CPU use it with --threads 1.")
-@click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads per worker.")
+@click.option("--threads", type=click.IntRange(1, MAX_PROCESSES), default=None, help="torch CPU threads per worker.")
 @click.option("--device", default="cpu", show_default=True, callback=device_option, help="torch device, e.g. cpu or cuda.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted comparison (finished units are kept).")
 @click.option("--force", is_flag=True, help="Delete the comparison folder and start over.")
 @click.option("--report-only", is_flag=True, help="Only rebuild the report from the finished runs under --out.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a tqdm progress bar.")
 def main(protocol_name: str, out: Path | None, report_dir: Path | None, readme: Path | None, tasks: tuple[str, ...],
-         variants: tuple[str, ...], seeds: int | None, workers: int, threads: int | None, device: str,
-         resume: bool, force: bool, report_only: bool, progress: bool) -> None:
+         variants: tuple[str, ...], seeds: int | None, max_training_epochs: int, workers: int, threads: int | None,
+         device: str, resume: bool, force: bool, report_only: bool, progress: bool) -> None:
     """Compare the methods (their published variants, ablations included) fairly.
 
     Each task's training split is split once into train and validation (fixed seed). Every variant
@@ -107,9 +130,14 @@ def main(protocol_name: str, out: Path | None, report_dir: Path | None, readme: 
         changes["variants"] = tuple(dict.fromkeys(variants))
         if len(changes["variants"]) < 2:
             raise click.UsageError("--variant: name at least two variants to compare (or none for all)")
-    if seeds:
-        changes["seeds"] = tuple(range(seeds))
     protocol = replace(protocol, **changes)
+    if not report_only:
+        try:
+            refuse_over_cap(comparison_estimate(protocol, seeds or len(protocol.seeds), workers, max_training_epochs))
+        except WorkRefused as exc:
+            raise click.ClickException(str(exc)) from None
+    if seeds:
+        protocol = replace(protocol, seeds=tuple(range(seeds)))
     out = out or Path("runs-compare") / protocol.name
     if out.exists() and not out.is_dir():
         raise click.UsageError(f"--out {out}: exists and is not a folder")

@@ -19,19 +19,21 @@ from click.core import ParameterSource
 
 from hwsim import catalogue
 from hwsim.fileio.output_guard import raise_on_sigterm
+from hwsim.work_budget import WorkRefused, refuse_over_cap
 from ksm.methods.registry import MethodChoice, method_class, method_cli_options, method_names, option_owners
 from ksm.checks import device_option, finite
 from ksm.training.train_options import Options
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 ARCH_NAMES = ("mobilenet_v2", "resnet18", "resnet50", "vgg16", "vgg16_bn")
+MAX_PROCESSES = 256  # --nproc, --threads (and ksm-compare's --workers): more on one machine is a typo
 SECTIONS: dict[str, tuple[str, ...]] = {  # --help's sections, each with its options in order
     "Tasks and methods": ("tasks", "suite", "data_root", "methods"),
     "Backbone and data": ("arch", "weights", "input_size", "max_train"),
     "Training": ("epochs", "batch_size", "lr_mask", "lr_head", "seed"),
     "Masks and BatchNorm": ("batchnorm", "soft", "recalibrate_bn", "mask_init", "threshold", "beta", "temperature"),
     "Output": ("out", "runs_dir", "force", "resume", "skip_existing", "progress"),
-    "Hardware": ("device", "threads", "nproc", "amp"),
+    "Hardware": ("device", "threads", "nproc", "amp", "max_memory"),
 }
 METHODS_AFTER = "Masks and BatchNorm"  # the methods' own sections (their cli_options) follow this one
 
@@ -199,14 +201,18 @@ def refuse_unchosen_options(ctx: click.Context, methods: Sequence[str]) -> None:
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show tqdm progress bars.")
 # Hardware
 @click.option("--device", default="cpu", show_default=True, callback=device_option, help="torch device, e.g. cpu or cuda.")
-@click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads for torch (per process).")
-@click.option("--nproc", type=click.IntRange(1), default=1, show_default=True,
+@click.option("--threads", type=click.IntRange(1, MAX_PROCESSES), default=None,
+              help="CPU threads for torch (per process).")
+@click.option("--nproc", type=click.IntRange(1, MAX_PROCESSES), default=1, show_default=True,
               help="Data-parallel processes on this machine: relaunches the command under torchrun "
                    "(DistributedDataParallel; gloo on CPU, nccl with --device cuda, one GPU per process). "
                    "For several machines call torchrun yourself: torchrun --nnodes 2 --nproc_per_node 4 "
                    "--rdzv_backend c10d --rdzv_endpoint HOST:29500 -m ksm ...")
 @click.option("--amp/--no-amp", default=False, show_default=True,
               help="bfloat16 autocast on CUDA (channels_last is always used on CUDA); not available on CPU.")
+@click.option("--max-memory", type=finite(0, min_open=True), default=None, metavar="GIB",
+              help="Refuse a training step estimated to hold more memory than this (activations at --input-size "
+                   "× --batch-size, a built-in task's images). Default: 80% of this machine's memory.")
 def main(**values: Any) -> None:
     """Learn per-task masks on a frozen pretrained backbone; one run folder per (task, method).
 
@@ -221,6 +227,10 @@ def main(**values: Any) -> None:
     """
     raise_on_sigterm()  # temporaries are removed on SIGTERM as on Ctrl-C
     o = Options.of(values)
+    try:
+        refuse_over_cap(o.memory_estimate())  # before torch, the data or a relaunch
+    except WorkRefused as exc:
+        raise click.ClickException(str(exc)) from None
     if o.nproc > 1 and "WORLD_SIZE" not in os.environ:
         from ksm.training.distributed import relaunch_with_torchrun
 

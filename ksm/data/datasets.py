@@ -28,6 +28,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import io
+import logging
 import os
 import pickle
 from dataclasses import dataclass, field
@@ -38,10 +39,12 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.nn import functional as F
+from torch.utils.data import Dataset
 
 from hwsim.fileio.atomic import atomic_write_with
-from ksm.checks import check_images
+from ksm.checks import ImageFolderScan, check_image_folder
 
+log = logging.getLogger("ksm")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 SPLIT_SEED = 0
@@ -49,7 +52,7 @@ FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 DEFAULT_SUITE = ("fashion_mnist", "animals", "mnist5k", "digits")
 BENCHMARK_TASKS = ("cubs", "cubs_cropped", "stanford_cars", "stanford_cars_cropped", "flowers", "wikiart",
                    "sketches")
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")  # ImageFolder's
 
 
 class Batches(Protocol):
@@ -228,11 +231,32 @@ def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
         np.savez(handle, **arrays)
 
 
+def _read_cache(path: Path, size: tuple[int, int]) -> dict[str, np.ndarray]:
+    """The cached arrays, as written; ValueError when the file is truncated, corrupt (zip CRC) or not ours."""
+    try:
+        with np.load(path, allow_pickle=False) as cached:
+            arrays = {k: cached[k] for k in cached.files}
+    except Exception as exc:  # noqa: BLE001 - a damaged file fails anywhere in the zip reader or numpy
+        raise ValueError(exc.__class__.__name__) from None
+    if sorted(arrays) != ["x_test", "x_train", "y_test", "y_train"]:
+        raise ValueError(f"holds {sorted(arrays)}")
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.dtype != np.uint8 or x.shape[1:] != tuple(size) or y.dtype != np.int64 or y.shape != x.shape[:1]:
+            raise ValueError(f"{split} arrays of shape {x.shape} {x.dtype} and {y.shape} {y.dtype}")
+    return arrays
+
+
 def _suite_arrays(task: str, size: tuple[int, int]) -> dict[str, np.ndarray]:
+    """The task's arrays at ``size``, from the cache; converted again from the source (one warning line) when
+    the cache is missing or unreadable, so a truncated cache never stops or skews a run."""
     path = cache_dir() / "data" / f"{task}-{size[0]}x{size[1]}.npz"
     if path.exists():
-        with np.load(path, allow_pickle=False) as cached:
-            return {k: cached[k] for k in cached.files}
+        try:
+            return _read_cache(path, size)
+        except ValueError as exc:
+            log.warning(f"{path}: unreadable cache (truncated or corrupt: {exc}); converting {task} again "
+                        f"from its source")
     raw = SUITE_LOADERS[task][0]()
     arrays = {"x_train": resize_gray(raw["x_train"], size), "y_train": raw["y_train"].astype(np.int64),
               "x_test": resize_gray(raw["x_test"], size), "y_test": raw["y_test"].astype(np.int64)}
@@ -307,27 +331,31 @@ def suite_task(name: str, input_size: tuple[int, int], max_train: int | None = N
 # ---------------------------------------------------------------------------------------------
 # The paper's benchmark: Piggyback's ImageFolder layout
 # ---------------------------------------------------------------------------------------------
-def _check_layout(root: Path, task: str) -> tuple[Path, list[str]]:
+def _check_layout(root: Path, task: str) -> tuple[Path, ImageFolderScan]:
+    """The task's folder and its checked classes and images (:func:`ksm.checks.check_image_folder`)."""
     folder = root / task
     expected = f"expected {root}/{task}/train/<class>/<image> and {root}/{task}/test/<class>/<image> (Piggyback layout)"
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: data root not found; {expected}")
-    classes: dict[str, list[str]] = {}
     for split in ("train", "test"):
-        split_dir = folder / split
-        if not split_dir.is_dir():
-            raise FileNotFoundError(f"{split_dir}: missing; {expected}")
-        names = sorted(d.name for d in split_dir.iterdir() if d.is_dir())
-        if not names:
-            raise FileNotFoundError(f"{split_dir}: no class folders; {expected}")
-        empty = [n for n in names if not any(f.suffix.lower() in IMAGE_SUFFIXES for f in (split_dir / n).iterdir())]
-        if empty:
-            raise FileNotFoundError(f"{split_dir / empty[0]}: no images; {expected}")
-        classes[split] = names
-    if classes["train"] != classes["test"]:
-        missing = sorted(set(classes["train"]) ^ set(classes["test"]))
-        raise ValueError(f"{folder}: train and test have different classes (e.g. {missing[0]!r})")
-    return folder, classes["train"]
+        if not (folder / split).is_dir():
+            raise FileNotFoundError(f"{folder / split}: missing; {expected}")
+    return folder, check_image_folder(folder, IMAGE_SUFFIXES)
+
+
+class _ImageList(Dataset):
+    """(image, class index) pairs of a checked list: torchvision's ``ImageFolder`` would walk the folder
+    again, following any symbolic link loop."""
+
+    def __init__(self, samples: list[tuple[str, int]], transform: Any) -> None:
+        self.samples, self.transform, self.loader = samples, transform, _CheckedLoader()
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        path, target = self.samples[index]
+        return self.transform(self.loader(path)), target
 
 
 class _CheckedLoader:
@@ -363,13 +391,11 @@ def benchmark_transforms(task: str, input_size: int = 224) -> tuple[Any, Any]:
 def folder_task(root: Path, task: str, input_size: int = 224, workers: int = 2) -> TaskData:
     """A benchmark task read from ``root/<task>/{train,test}/<class>/<image>``."""
     from torch.utils.data import DataLoader
-    from torchvision.datasets import ImageFolder
 
-    folder, classes = _check_layout(Path(root), task)
+    folder, scan = _check_layout(Path(root), task)  # both splits walked and decoded, before training
     train_tf, test_tf = benchmark_transforms(task, input_size)
-    sets = {"train": ImageFolder(str(folder / "train"), transform=train_tf, loader=_CheckedLoader()),
-            "test": ImageFolder(str(folder / "test"), transform=test_tf, loader=_CheckedLoader())}
-    check_images([path for split in sets.values() for path, _ in split.samples])  # both splits, before training
+    sets = {"train": _ImageList(scan.samples["train"], train_tf),
+            "test": _ImageList(scan.samples["test"], test_tf)}
 
     def batches(split: str, batch_size: int, generator: torch.Generator | None,
                 shard: tuple[int, int] = (0, 1)) -> Iterator[tuple[Tensor, Tensor]]:
@@ -387,7 +413,7 @@ def folder_task(root: Path, task: str, input_size: int = 224, workers: int = 2) 
                                 generator=generator, num_workers=workers)
         yield from loader
 
-    return TaskData(task, len(classes), {s: len(d) for s, d in sets.items()}, (input_size, input_size),
+    return TaskData(task, len(scan.classes), {s: len(d) for s, d in sets.items()}, (input_size, input_size),
                     f"ImageFolder {folder}", batches,
                     {"augmentation": "piggyback" + ("_cropped" if task.endswith("_cropped") else "")})
 

@@ -112,11 +112,29 @@ def save_checkpoint(path: Path, done: TrainedEpochs, cfg: TrainConfig, method: M
     barrier(ctx)
 
 
+CHECKPOINT_KEYS = ("config", "history", "seconds", "state", "optimizer", "rng")
+START_OVER = "delete it to start the task over, or rerun without --resume"
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """The checkpoint :func:`save_checkpoint` wrote; a truncated, corrupt or foreign file is one ValueError
+    naming it (``torch.load`` would raise a RuntimeError from deep in its zip reader)."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a damaged file fails anywhere in torch's zip reader, unpickler
+        raise ValueError(f"{path}: not a readable checkpoint (truncated or corrupt: "
+                         f"{exc.__class__.__name__}); {START_OVER}") from None
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(saved, dict) or k not in saved]
+    if missing:
+        raise ValueError(f"{path}: not a ksm checkpoint (no {missing[0]!r}); {START_OVER}")
+    return saved
+
+
 def restore_checkpoint(path: Path, cfg: TrainConfig, method: Method, model: nn.Module,
                        optimizer: torch.optim.Optimizer, ctx: Context = SINGLE,
                        settings: dict[str, Any] | None = None) -> TrainedEpochs:
     """Put the state :func:`save_checkpoint` wrote back on ``model``, ``optimizer`` and the RNG."""
-    saved = torch.load(path, map_location="cpu", weights_only=True)
+    saved = read_checkpoint(path)
     if {"recalibrate_bn": cfg.recalibrate_bn, **saved["config"]} != cfg.to_json():  # older checkpoints lack it
         raise ValueError(f"{path}: was written with different settings {saved['config']}; "
                          f"rerun with the same options or without --resume")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from hwsim import catalogue
+from hwsim.work_budget import Estimate, machine_memory
 from ksm.methods.registry import method_class
 from ksm.training.run_names import run_folder_name, sequence_folder_name
 
@@ -21,6 +22,20 @@ if TYPE_CHECKING:
     from ksm.data.datasets import TaskData
     from ksm.methods.base import MaskConfig
     from ksm.training.pipeline import RunSpec
+
+# The memory a training step holds, estimated before torch is imported (an upper bound, stated): each
+# backbone's activation elements per input pixel, the sum of its convolution and linear outputs over the
+# input's pixels in hwsim's layer tables at 224×224 (hwsim/networks/<arch>.json; vgg16_bn has vgg16's
+# convolutions; tests/ksm/test_ksm_train.py holds them to the tables) ...
+ACTIVATIONS_PER_PIXEL = {"mobilenet_v2": 133.2, "resnet18": 49.6, "resnet50": 221.6, "vgg16": 270.2,
+                         "vgg16_bn": 270.2}
+# ... each kept about 3 times in float32 (the convolution's output and the BatchNorm's for the backward pass,
+# torchvision's ReLUs being in place, and its gradient), besides the 3-channel input image ...
+KEPT_PER_ACTIVATION = 3
+# ... and a built-in task held whole as uint8 gray images at the input size: at most the suite's largest
+# (Fashion-MNIST, 70,000 images with its test split). An --data-root folder is read batch by batch.
+SUITE_IMAGES = 70_000
+MEMORY_FRACTION = 0.8  # the default cap: this share of the machine's memory (os.sysconf)
 
 
 @dataclass(frozen=True)
@@ -63,6 +78,7 @@ class Options:
     threads: int | None
     nproc: int
     amp: bool
+    max_memory: float | None  # GiB; None: MEMORY_FRACTION of the machine's memory
     # the methods' own options (their classes' cli_options), by parameter name
     method_values: dict[str, Any] = field(default_factory=dict)
 
@@ -86,8 +102,22 @@ class Options:
         """The task's data at the run's input size (built-in tasks limited to ``--max-train`` images)."""
         from ksm.data.datasets import load_task
 
-        return load_task(task, data_root=self.data_root, input_size=self.input_size or (224 if self.data_root else 64),
+        return load_task(task, data_root=self.data_root, input_size=self.side(),
                          max_train=None if self.data_root or not self.max_train else self.max_train)
+
+    def side(self) -> int:
+        """The image side in pixels: ``--input-size``, else 64 for the built-in tasks and 224 with ``--data-root``."""
+        return self.input_size or (224 if self.data_root else 64)
+
+    def memory_estimate(self) -> Estimate:
+        """The memory one training step holds at ``--input-size`` × ``--batch-size`` (the constants above),
+        capped at ``--max-memory`` GiB, by default :data:`MEMORY_FRACTION` of this machine's."""
+        pixels = self.side() ** 2
+        per_image = pixels * (ACTIVATIONS_PER_PIXEL[self.arch] * KEPT_PER_ACTIVATION + 3) * 4
+        cap = self.max_memory * 2**30 if self.max_memory else MEMORY_FRACTION * machine_memory() or float("inf")
+        return Estimate.of("ksm-train", f"images a step at {self.side()}×{self.side()} px", self.batch_size,
+                           bytes_per_unit=per_image, fixed_bytes=0 if self.data_root else SUITE_IMAGES * pixels,
+                           cap=cap, option="--max-memory", capped="bytes")
 
     def spec(self, method: str) -> RunSpec:
         """The run spec of ``method`` (a sequence method's spec covers the whole sequence)."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import time
 from pathlib import Path
 
 import numpy as np
@@ -119,7 +121,8 @@ workloads: [{network: resnet18}]
     ("profiles: edge_npu\naxes: {clock_hz: {linear: [1, 1.0e18], step: 1}}\nworkloads: [{network: resnet18}]\n",
      ["axes.clock_hz", "more than the 100000"]),
     ("profiles: edge_npu\naxes: {array.rows: {linear: [1, 2000], step: 1}, array.cols: {linear: [1, 2000], "
-     "step: 1}}\nworkloads: [{network: resnet18}]\n", ["4,000,000 designs", "1,000,000"]),
+     "step: 1}}\nworkloads: [{network: resnet18}]\n", ["about 4,000,000 points", "over the cap of 200,000 points",
+                                                   "lift it with --max-points 4000000"]),
     ("profiles: edge_npu\naxes: {array.rows: [16, 16, 32]}\nworkloads: [{network: resnet18}]\n",
      ["axes.array.rows", "16 is listed twice"]),
 ])
@@ -282,3 +285,79 @@ def test_explore_refuses_a_users_folder_and_an_output_over_its_spec(tmp_path: Pa
     (inside / "summary.md").write_text("profiles: [edge_npu]\nworkloads: [{network: alexnet}]\n")
     r = CliRunner().invoke(main, [str(inside / "summary.md"), "-o", str(inside), "-q", "-j", "1", "--no-figures"])
     assert r.exit_code != 0 and "is the input" in r.output, r.output
+
+
+# ---- bounded work, said up front (issue 26, item 3) ------------------------------------------
+
+
+def _refused_at_once(tmp_path: Path, body: str, *args: str) -> str:
+    """Run ksm-explore on ``body``; assert it exits non-zero within seconds, in one line, writing nothing."""
+    path = write_spec(tmp_path, body)
+    out = tmp_path / "out"
+    start = time.perf_counter()
+    r = CliRunner().invoke(main, [str(path), "-o", str(out), "-q", *args])
+    assert time.perf_counter() - start < 20, "the refusal came only after the work started"
+    message = r.output.strip()
+    assert r.exit_code != 0 and message.startswith("Error: ") and "\n" not in message, r.output
+    assert not out.exists()
+    return message
+
+
+def test_sweep_of_a_million_designs_refused_at_once(tmp_path: Path) -> None:
+    """10^6 designs printed nothing for minutes and held GBs: now counted from the axes' lengths."""
+    body = ("profiles: edge_npu\naxes: {array.rows: {linear: [1, 1000], step: 1}, array.cols: {linear: [1, 1000], "
+            "step: 1}}\nworkloads: [{network: resnet18}]\n")
+    message = _refused_at_once(tmp_path, body)
+    assert "about 1,000,000 points" in message and "lift it with --max-points 1000000" in message
+
+
+def test_sweep_of_four_million_points_estimated_up_front(tmp_path: Path) -> None:
+    """4·10^6 points (designs × workloads × modes) estimated ~5 h only after 2 minutes: now in one line, first."""
+    body = ("profiles: edge_npu\naxes: {array.rows: {linear: [1, 1000], step: 1}, array.cols: {linear: [1, 1000], "
+            "step: 1}}\nworkloads: [{network: resnet18}]\nmethods: [ksm, piggyback]\nmodes: [folded, on_the_fly]\n")
+    message = _refused_at_once(tmp_path, body, "-j", "2")
+    assert "about 4,000,000 points, ~1.7 h, ~18.6 GiB (over the cap of 200,000 points)" in message, message
+
+
+def test_estimate_counts_every_point_the_sweep_plans(small: Path) -> None:
+    """The count made before the designs are built is the plan's length (a network: ksm in both modes,
+    finetune once; a run folder in both modes)."""
+    from hwsim.explore import engine
+
+    spec = load_spec(small)
+    assert spec.estimate is not None and spec.estimate.units == len(engine.plan(spec)) == 12 * 5
+
+
+def test_max_points_lifts_the_cap(small: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, [str(small), "-o", str(out), "-q", "--max-points", "59"])
+    assert r.exit_code != 0 and "lift it with --max-points 60" in r.output and not out.exists()
+    r = CliRunner().invoke(main, [str(small), "-o", str(out), "-q", "-j", "1", "--no-figures", "--max-points", "60"])
+    assert r.exit_code == 0, r.output
+
+
+@pytest.mark.parametrize("key", ["batch", "tasks"])
+def test_batch_1e15_refused_when_the_spec_is_read(tmp_path: Path, key: str) -> None:
+    """``batch: 1e15`` failed with a traceback (an int64 overflow) after points.csv was written."""
+    body = f"profiles: edge_npu\nworkloads: [{{network: alexnet}}]\n{key}: 1000000000000000\n"
+    message = _refused_at_once(tmp_path, body, "-j", "1", "--no-figures")
+    assert f"{key}: must be an integer from 1 to 1,000,000" in message, message
+
+
+def test_unreachable_scheduler_is_one_line_and_leaves_no_folder(tmp_path: Path, monkeypatch) -> None:
+    """An unreachable --scheduler left an empty output folder; it is now one line after SCHEDULER_TIMEOUT_S
+    (10 s; 2 s here), before the folder is made. Nothing listens on the port: it was bound, then closed."""
+    from hwsim.explore import engine
+
+    assert engine.SCHEDULER_TIMEOUT_S == 10
+    monkeypatch.setattr(engine, "SCHEDULER_TIMEOUT_S", 2.0)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    path = write_spec(tmp_path, "profiles: edge_npu\nworkloads: [{network: alexnet}]\n")
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, [str(path), "-o", str(out), "-q", "--scheduler", f"tcp://127.0.0.1:{port}"])
+    message = r.output.strip()
+    assert r.exit_code != 0 and "\n" not in message, r.output
+    assert f"--scheduler tcp://127.0.0.1:{port}: no dask scheduler answered within 2 s" in message
+    assert not out.exists()

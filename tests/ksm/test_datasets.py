@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from ksm.cli.ksm_train import main
-from ksm.data.datasets import (_NumpyOnlyUnpickler, folder_task, limit_train, load_digits, read_idx, read_numpy_pickle,
-                               stratified_split, suite_task)
+from ksm.data.datasets import (_NumpyOnlyUnpickler, folder_task, limit_train, load_digits, normalise_gray,
+                               read_idx, read_numpy_pickle, stratified_split, suite_task)
 
 
 def _write_idx(path: Path, array: np.ndarray) -> None:
@@ -107,8 +107,9 @@ def test_layout_errors_say_what_is_expected(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="Piggyback layout"):
         folder_task(tmp_path, "flowers")
     (tmp_path / "flowers" / "train" / "a").mkdir(parents=True)
+    (tmp_path / "flowers" / "train" / "b").mkdir(parents=True)
     (tmp_path / "flowers" / "test").mkdir(parents=True)
-    with pytest.raises(FileNotFoundError, match="no images"):
+    with pytest.raises(ValueError, match=r"train/a: no images"):
         folder_task(tmp_path, "flowers")
 
 
@@ -135,3 +136,103 @@ def test_a_bad_image_in_the_test_split_is_refused_before_training(tmp_path: Path
     assert result.exit_code == 1 and "test/b/1.png: not a readable image" in result.output, result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
     assert not runs.exists() or not any(runs.iterdir())
+
+
+# Issue 26, item 4: a data folder is checked, both splits, before any training.
+def _tiny_folder(root: Path, classes: tuple[str, ...] = ("a", "b"), n: int = 3) -> Path:
+    """DIR/flowers/{train,test}/<class>/<i>.jpg, 8×8 images."""
+    for split in ("train", "test"):
+        for cls in classes:
+            folder = root / "flowers" / split / cls
+            folder.mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(folder / f"{i}.jpg")
+    return root
+
+
+def test_a_one_class_folder_is_refused(tmp_path: Path) -> None:  # it reported "top-1 100%"
+    with pytest.raises(ValueError, match=r"flowers/train: 1 class folder\(s\) \['a'\]; a classifier needs"):
+        folder_task(_tiny_folder(tmp_path, ("a",)), "flowers", input_size=8, workers=0)
+
+
+@pytest.mark.parametrize("target", ["..", "."])
+def test_a_symlink_loop_is_refused_not_counted(tmp_path: Path, target: str) -> None:  # 126 images for 6 files
+    root = _tiny_folder(tmp_path)
+    (root / "flowers" / "train" / "a" / "loop").symlink_to(target)
+    with pytest.raises(ValueError, match=r"train/a/loop: a link to .*a folder already read"):
+        folder_task(root, "flowers", input_size=8, workers=0)
+
+
+def test_a_class_folder_linking_to_itself_is_refused(tmp_path: Path) -> None:  # it was an OSError traceback
+    root = _tiny_folder(tmp_path)
+    (root / "flowers" / "test" / "c").symlink_to("c")
+    with pytest.raises(ValueError, match=r"test/c: a symbolic link that loops"):
+        folder_task(root, "flowers", input_size=8, workers=0)
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_a_half_written_jpeg_is_refused_before_training(tmp_path: Path, split: str) -> None:
+    root = _tiny_folder(tmp_path)  # its header passed verify(); decoding failed mid-run, a traceback
+    image = root / "flowers" / split / "b" / "1.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(image)
+    image.write_bytes(image.read_bytes()[:1500])  # of 3,093 bytes
+    with pytest.raises(ValueError, match=rf"{split}/b/1\.jpg: not a readable image \(OSError\)"):
+        folder_task(root, "flowers", input_size=8, workers=0)
+
+
+def test_a_class_of_one_split_only_is_refused(tmp_path: Path) -> None:
+    root = _tiny_folder(tmp_path)
+    (root / "flowers" / "test" / "b").rename(root / "flowers" / "test" / "c")
+    with pytest.raises(ValueError, match=r"flowers/train/b: a class of train only"):
+        folder_task(root, "flowers", input_size=8, workers=0)
+
+
+def test_a_good_folder_lists_what_imagefolder_lists(tmp_path: Path) -> None:
+    """Nested folders, upper-case suffixes, other files and a class folder linked from elsewhere: the same
+    samples, in the same order, as torchvision's ImageFolder (so a good folder trains exactly as before)."""
+    from torchvision.datasets import ImageFolder
+
+    root = _tiny_folder(tmp_path / "data", ("a", "b", "c"))
+    for split in ("train", "test"):
+        nested = root / "flowers" / split / "a" / "z" / "deeper"
+        nested.mkdir(parents=True)
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(nested / "X.JPG")
+        (root / "flowers" / split / "b" / "notes.txt").write_text("not an image")
+        elsewhere = tmp_path / f"elsewhere-{split}"
+        (root / "flowers" / split / "c").rename(elsewhere)
+        (root / "flowers" / split / "c").symlink_to(elsewhere)
+    task = folder_task(root, "flowers", input_size=8, workers=0)
+    for split in ("train", "test"):
+        assert task.sizes[split] == 10
+        reference = ImageFolder(str(root / "flowers" / split)).samples
+        x, y = next(task.batches(split, 10, None))
+        assert [label for _, label in reference] == y.tolist() and x.shape == (10, 3, 8, 8)
+
+
+def test_a_truncated_cache_is_converted_again_with_one_warning(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("KSM_CACHE_DIR", str(tmp_path))
+    first = suite_task("digits", (8, 8))
+    cache = tmp_path / "data" / "digits-8x8.npz"
+    cache.write_bytes(cache.read_bytes()[:5000])  # it was a BadZipFile traceback
+    again = suite_task("digits", (8, 8))
+    assert [r.message for r in caplog.records] == [f"{cache}: unreadable cache (truncated or corrupt: "
+                                                   f"BadZipFile); converting digits again from its source"]
+    for split in ("train", "test"):
+        assert torch.equal(next(first.batches(split, 400, None))[0], next(again.batches(split, 400, None))[0])
+    with np.load(cache) as rebuilt:
+        assert len(rebuilt["y_train"]) == 1438
+
+
+def test_a_good_cache_is_read_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("KSM_CACHE_DIR", str(tmp_path))
+    (tmp_path / "data").mkdir()
+    arrays = {"x_train": np.full((4, 8, 8), 7, np.uint8), "y_train": np.array([0, 1, 0, 1]),
+              "x_test": np.full((2, 8, 8), 9, np.uint8), "y_test": np.array([1, 0])}
+    np.savez(tmp_path / "data" / "digits-8x8.npz", **arrays)
+    task = suite_task("digits", (8, 8))
+    assert task.sizes == {"train": 4, "test": 2} and not caplog.records
+    x, y = next(task.batches("test", 2, None))
+    assert y.tolist() == [1, 0]
+    assert torch.equal(x, normalise_gray(torch.full((2, 8, 8), 9, dtype=torch.uint8)))

@@ -101,3 +101,44 @@ def test_force_never_deletes_a_folder_that_is_not_a_comparison(tmp_path: Path, m
     assert len(result.output.strip().splitlines()) == 1 and "never replaced" in result.output, result.output
     assert sorted(str(p) for p in tmp_path.rglob("*")) == before
     assert (Path(out) / "thesis.tex").read_text() == "years of work"
+
+
+# ---- bounded work, said up front (issue 26, item 3) ------------------------------------------
+
+
+def test_seeds_1000000000_is_refused_before_any_work(tmp_path: Path) -> None:
+    """``--seeds 1000000000`` built a tuple of a billion seeds (a traceback or an unbounded run); now the
+    training epochs are counted first and refused in one line with the option that lifts the cap."""
+    out = tmp_path / "c"
+    result = CliRunner().invoke(main, ["--seeds", "1000000000", "--out", str(out), "--report", str(tmp_path / "r")])
+    line = result.output.strip()
+    assert result.exit_code == 1 and "\n" not in line, result.output
+    assert line.startswith("Error: ksm-compare: about 408,000,000,000 training epochs, ~") and \
+        line.endswith("(over the cap of 20,000 training epochs); lift it with --max-training-epochs 408000000000")
+    assert not out.exists() and not (tmp_path / "r").exists()
+
+
+def test_every_protocol_with_every_variant_stays_under_the_cap() -> None:
+    from dataclasses import replace
+
+    from ksm.cli.ksm_compare import comparison_estimate
+    from ksm.compare.protocol import VARIANTS
+
+    for protocol in PROTOCOLS.values():
+        every = replace(protocol, variants=tuple(VARIANTS))
+        assert not comparison_estimate(every, len(every.seeds), workers=1).over
+    standard = comparison_estimate(PROTOCOLS["standard"], 3, workers=2)
+    assert standard.units == 1224 and round(standard.seconds / 60) == 37  # docs/comparison.md: 37 minutes
+
+
+def test_max_training_epochs_refuses_and_names_the_count(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["--protocol", "smoke", "--max-training-epochs", "10", "--out",
+                                       str(tmp_path / "c")])
+    assert result.exit_code == 1 and "lift it with --max-training-epochs 408" in result.output
+    assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("option", ["--workers", "--threads"])
+def test_process_counts_are_bounded(tmp_path: Path, option: str) -> None:
+    result = CliRunner().invoke(main, [option, "1000000000", "--out", str(tmp_path / "c")])
+    assert result.exit_code == 2 and "1<=x<=256" in result.output and not (tmp_path / "c").exists()

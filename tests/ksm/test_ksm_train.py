@@ -156,3 +156,53 @@ def test_force_never_replaces_a_folder_that_is_not_a_run(tmp_path: Path, content
     assert result.exit_code == 1 and "not a ksm-train run" in result.output
     assert "--force" not in result.output and "Traceback" not in result.output
     assert {p.name: p.read_text() for p in out.iterdir()} == contents
+
+
+# ---- bounded work, said up front (issue 26, item 3) ------------------------------------------
+
+
+def _options(args: list[str]):
+    from ksm.training.train_options import Options
+
+    return Options.of(main.make_context("ksm-train", args).params)
+
+
+def test_input_size_100000_is_refused_before_any_work(tmp_path: Path) -> None:
+    """``--input-size 100000`` died with a traceback; now the memory estimate refuses it in one line."""
+    runs = tmp_path / "runs"
+    result = CliRunner().invoke(main, ["--suite", "default", "--input-size", "100000", "--runs-dir", str(runs)])
+    line = result.output.strip()
+    assert result.exit_code == 1 and "\n" not in line, result.output
+    assert line.startswith("Error: ksm-train: about 32 images a step at 100000×100000 px, ~") and \
+        "lift it with --max-memory " in line
+    assert not runs.exists()
+
+
+def test_max_memory_lifts_the_cap_and_defaults_stay_under_it() -> None:
+    refused = _options(["--suite", "default", "--max-memory", "0.1"]).memory_estimate()
+    assert refused.over
+    needed = refused.line().rsplit(" ", 1)[1]
+    assert not _options(["--suite", "default", "--max-memory", needed]).memory_estimate().over
+    # the default job and the README's --data-root runs stay far under any machine's 80 %
+    assert _options(["--suite", "default"]).memory_estimate().bytes < 0.5 * 2**30
+    assert _options(["--task", "t", "--data-root", "d", "--arch", "resnet50"]).memory_estimate().bytes < 6 * 2**30
+
+
+@pytest.mark.parametrize("arch", ["mobilenet_v2", "resnet18", "resnet50", "vgg16", "vgg16_bn"])
+def test_activation_constants_are_hwsims_layer_tables(arch: str) -> None:
+    """ACTIVATIONS_PER_PIXEL: every conv and linear output of the backbone over its input's pixels, rounded up,
+    from the layer tables hwsim bundles (vgg16_bn's convolutions are vgg16's)."""
+    from ksm.training.train_options import ACTIVATIONS_PER_PIXEL
+
+    table = json.loads((Path(__file__).resolve().parents[2] / "hwsim" / "networks" /
+                        f"{arch.removesuffix('_bn')}.json").read_text())
+    h, w = table["input_hw"]
+    outputs = sum(lay["out_channels"] * lay["output_hw"][0] * lay["output_hw"][1] for lay in table["layers"])
+    per_pixel = outputs / (h * w)
+    assert per_pixel <= ACTIVATIONS_PER_PIXEL[arch] < per_pixel + 0.1
+
+
+@pytest.mark.parametrize("option", ["--nproc", "--threads"])
+def test_process_counts_are_bounded(tmp_path: Path, option: str) -> None:
+    result = CliRunner().invoke(main, ["--suite", "default", option, "1000000000", "--runs-dir", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "1<=x<=256" in result.output and not (tmp_path / "r").exists()

@@ -94,6 +94,19 @@ def test_sigkill_then_resume_is_bit_identical(backbone_file: Path, small_task: T
     assert "earlier_wall_seconds" not in rb["metrics"]
 
 
+def _stopped_after_one_epoch(backbone_file: Path, data: TaskData, out: Path) -> Path:
+    """``out``, whose run was interrupted after its first epoch's checkpoint."""
+    class Stop(Exception):
+        pass
+
+    def stop(epoch: int) -> None:
+        raise Stop
+
+    with pytest.raises(Stop):
+        run_task(_spec(backbone_file), data, out, progress=False, on_epoch=stop)
+    return out
+
+
 @pytest.mark.parametrize(("changes", "key"), [({"mask": {"threshold": 0.01}}, "spec.mask.threshold"),
                                               ({"soft": False}, "spec.soft"),
                                               ({"batchnorm": "frozen"}, "spec.batchnorm"),
@@ -103,15 +116,7 @@ def test_sigkill_then_resume_is_bit_identical(backbone_file: Path, small_task: T
 def test_resume_refuses_any_other_setting(backbone_file: Path, small_task: TaskData, other_task: TaskData,
                                           tmp_path: Path, one_thread: None, changes: dict | str,
                                           key: str) -> None:
-    class Stop(Exception):
-        pass
-
-    def stop(epoch: int) -> None:
-        raise Stop
-
-    out = tmp_path / "run"
-    with pytest.raises(Stop):
-        run_task(_spec(backbone_file), small_task, out, progress=False, on_epoch=stop)
+    out = _stopped_after_one_epoch(backbone_file, small_task, tmp_path / "run")
     data = small_task
     if changes == "dataset":
         data = TaskData(**{**small_task.__dict__, "sizes": {**small_task.sizes, "train": 100}})
@@ -120,3 +125,14 @@ def test_resume_refuses_any_other_setting(backbone_file: Path, small_task: TaskD
         run_task(_spec(backbone_file, **changes), data, out, progress=False, resume=True)
     assert "without --resume" in str(caught.value)
     assert (partial_dir(out) / "checkpoint.pt").exists() and not out.exists()
+
+
+@pytest.mark.parametrize("keep", [0, 0.5])
+def test_a_truncated_checkpoint_on_resume_is_one_line(backbone_file: Path, small_task: TaskData,
+                                                      tmp_path: Path, one_thread: None, keep: float) -> None:
+    out = _stopped_after_one_epoch(backbone_file, small_task, tmp_path / "run")
+    checkpoint = partial_dir(out) / "checkpoint.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:int(keep * checkpoint.stat().st_size)])  # was a traceback
+    with pytest.raises(ValueError, match=r"checkpoint\.pt: not a readable checkpoint \(truncated") as caught:
+        run_task(_spec(backbone_file), small_task, out, progress=False, resume=True)
+    assert "\n" not in str(caught.value) and "without --resume" in str(caught.value)
