@@ -164,11 +164,12 @@ def new_temp_folder(out: Path) -> Path:
 
 
 def replace_folder(tmp: Path, out: Path) -> None:
-    """Put the finished folder ``tmp`` at ``out``; an existing ``out`` is moved aside first, then removed."""
+    """Put the finished ``tmp`` (a folder, or a file) at ``out``; an existing ``out`` is moved aside first (a
+    folder cannot be renamed over), then removed."""
     old = None
-    if out.exists():
+    if out.exists() or out.is_symlink():
         old = out.with_name(f".{out.name}.{os.getpid()}.old")
         os.replace(out, old)
     os.replace(tmp, out)
     if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        remove_entry(old)

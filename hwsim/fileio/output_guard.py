@@ -15,7 +15,7 @@ Three rules, checked before any work and enforced at the end (issue 26):
 
 Temporaries (``.NAME.PID.HEX.tmp``, :func:`hwsim.fileio.atomic.temp_sibling`) are removed on failure and on
 SIGTERM (:func:`raise_on_sigterm` turns the signal into ``SystemExit`` so every ``except BaseException``
-clean-up runs) and swept by the next write beside NAME when their process is gone (:func:`sweep_stale`).
+clean-up runs) and swept by the next write beside NAME when their process is gone (:func:`hwsim.fileio.atomic.sweep_stale`).
 Torch-free, so that ksm uses it too.
 """
 
@@ -31,7 +31,7 @@ from pathlib import Path
 from types import FrameType
 
 from hwsim import __version__
-from hwsim.fileio.atomic import atomic_write, new_temp_folder, remove_entry, sweep_stale, temp_sibling
+from hwsim.fileio.atomic import atomic_write, new_temp_folder, remove_entry, replace_folder
 
 MARKER = ".ksm-output.json"
 MARKER_FORMAT = "ksm-output/1"
@@ -105,14 +105,7 @@ def publish_folder(tmp: Path, out: Path, tool: str) -> Path:
     check_output_folder(out)  # again, just before touching it
     before = read_marker(out) or {}
     for name in entries:
-        target = out / name
-        aside = None
-        if target.is_dir() and not target.is_symlink():  # a folder is not replaced by rename: move it aside first
-            aside = temp_sibling(target)
-            os.replace(target, aside)
-        os.replace(tmp / name, target)
-        if aside is not None:
-            remove_entry(aside)
+        replace_folder(tmp / name, out / name)  # a file or a folder entry, each by one rename
     stale = [name for name, by in before.items() if by == tool and name not in entries]
     for name in stale:
         remove_entry(out / name)
@@ -132,8 +125,7 @@ def build_folder(out: str | Path, tool: str, inputs: Iterable[str | Path] = ()) 
     check_no_alias([out], inputs)
     check_output_folder(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    sweep_stale(out)
-    tmp = new_temp_folder(out)
+    tmp = new_temp_folder(out)  # sweeps the stale temporaries of ``out`` first
     try:
         yield tmp
         publish_folder(tmp, out, tool)
