@@ -117,3 +117,14 @@ def test_zigzag_layer_cold(benchmark, profile: str) -> None:
                                      "speedup_vs_zigzag_min_wall": zz / benchmark.stats.stats.min,
                                      "speedup_vs_zigzag_cpu": zz / cpu, "load_average_1min": _load()})
     assert result.macs == 115_605_504
+
+
+def test_profile_validation(benchmark) -> None:
+    """ksm-explore validates every swept design through the profile schema: this is that check alone
+    (edge_npu), to hold beside a design's cost (test_resnet50_one_profile_cold)."""
+    from hwsim.hardware.profile import design_from_raw, read_raw_profile
+
+    raw, where = read_raw_profile("edge_npu")
+    design = benchmark(design_from_raw, raw, where)
+    assert design.profile.name == "edge_npu"
+

@@ -11,7 +11,8 @@ Example:
 """
 
 from hwsim.errors import InputError
-from hwsim.workload.layers import Layer, Workload, bundled_networks, load_network, load_run, load_topology
+from hwsim.workload.layers import Layer, Workload, bundled_networks, load_network, load_run
+from hwsim.workload.topology import load_topology
 from hwsim.hardware.profile import MemoryLevel, Profile, bundled_profiles, load_profile
 from hwsim.cost.simulate import SimResult, results_document, simulate
 

@@ -37,7 +37,10 @@ class MaskKind:
     """What a method keeps per task to turn the shared weights into the task's weights.
 
     ``name`` selects the storage rule in ``hwsim.cost.mask_cost`` (one rule per kind, not per method, so a new
-    method with a known kind needs no cost code).
+    method with a known kind needs no cost code). ``roles`` are the tensor roles of ``run.json`` ``tensors``
+    (docs/run-folder.md) a task of this kind stores besides its head and BatchNorm, and ``required`` those
+    every task stores: a run whose tensors' roles are not its method's is refused when it is read
+    (:class:`hwsim.schemas.run_record.RunRecord`), so a swapped ``method`` is never costed or exported.
     """
 
     name: str
@@ -46,15 +49,29 @@ class MaskKind:
     needs_run: bool = False  # its storage depends on counts only a run records (not costable from a network)
     branch: bool = False  # a low-rank branch beside the layer (hwsim.cost.lora_cost), not bits streamed with the weights
     kernel_wise: bool = False  # one mask entry per kernel, ``[out, in/groups]``, rather than one per weight
+    roles: tuple[str, ...] = ()  # tensor roles a task stores besides "head" and "batchnorm"
+    required: tuple[str, ...] = ()  # of ``roles``, those every task stores
+
+    def __post_init__(self) -> None:
+        if not set(self.required) <= set(self.roles):
+            raise ValueError(f"mask kind {self.name!r}: required roles {self.required} are not all in {self.roles}")
 
 
-KERNEL = MaskKind("kernel", applied=True, learned=True, kernel_wise=True)  # KSM: a bit per kernel + soft scale
-ELEMENT = MaskKind("element", applied=True, learned=True)  # Piggyback: a bit per weight
-TASK_INDEX = MaskKind("task_index", applied=True, learned=False)  # PackNet: owning task per weight
-TASK_INDEX_PICK = MaskKind("task_index_pick", applied=True, learned=False, needs_run=True)  # CPG: + pick, growth
-COPY = MaskKind("copy", applied=False, learned=False)  # fine-tuning: the task's own weights
+# KSM: a bit per kernel + soft scale (no scale when trained without its soft part)
+KERNEL = MaskKind("kernel", applied=True, learned=True, kernel_wise=True, roles=("mask", "binary", "scale"),
+                  required=("mask", "binary"))
+ELEMENT = MaskKind("element", applied=True, learned=True, roles=("mask", "binary"),
+                   required=("mask", "binary"))  # Piggyback: a bit per weight
+TASK_INDEX = MaskKind("task_index", applied=True, learned=False)  # PackNet: owning task per weight (shared file)
+# CPG: + a pick mask per layer holding earlier tasks' weights (none for the first task), growth
+TASK_INDEX_PICK = MaskKind("task_index_pick", applied=True, learned=False, needs_run=True, roles=("pick",))
+COPY = MaskKind("copy", applied=False, learned=False, roles=("weight",),
+                required=("weight",))  # fine-tuning: the task's own weights
 NONE = MaskKind("none", applied=False, learned=False)  # head only
-LOW_RANK = MaskKind("low_rank", applied=True, learned=False, needs_run=True, branch=True)  # LoRA: B A per layer
+LOW_RANK = MaskKind("low_rank", applied=True, learned=False, needs_run=True, branch=True,
+                    roles=("lora_A", "lora_B"), required=("lora_A", "lora_B"))  # LoRA: B A per layer
+ALWAYS_STORED = ("head",)  # every method stores its task's classifier head
+TASK_BATCHNORM = "batchnorm"  # the role of a task's BatchNorm tensors, stored when run.json batchnorm is "task"
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +145,13 @@ def names() -> tuple[str, ...]:
 def methods() -> tuple[MethodTraits, ...]:
     """Every method's traits, in display order."""
     return tuple(get(n) for n in names())
+
+
+def costable_from_network() -> tuple[str, ...]:
+    """The methods a plain network (no run folder) can be charged with: not those whose storage depends on
+    counts only a run records (CPG's growth, LoRA's ranks). ``ksm-sim --method`` and ``ksm-explore``'s
+    ``methods:`` take exactly these."""
+    return tuple(t.name for t in methods() if not t.mask.needs_run)
 
 
 def batchnorm_of(method: str | None, given: str | None = None) -> str:

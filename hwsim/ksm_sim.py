@@ -13,9 +13,11 @@ from click.core import ParameterSource
 from hwsim import catalogue, units
 from hwsim.report import tables
 from hwsim.fileio.atomic import atomic_write
-from hwsim.fileio.output_guard import check_no_alias, check_output_folder, raise_on_sigterm
+from hwsim.fileio.output_guard import (NameOrPath, PathOption, check_no_alias, check_output_folder,
+                                        one_line_os_errors, raise_on_sigterm)
 from hwsim.errors import InputError
-from hwsim.workload.layers import Workload, bundled_networks, load_network, load_run, load_topology
+from hwsim.workload.layers import Workload, bundled_networks, load_network, load_run
+from hwsim.workload.topology import load_topology
 from hwsim.cost.mask_cost import MODES
 from hwsim.workload.packed import is_packed_task, load_packed
 from hwsim.hardware.profile import load_designs
@@ -25,7 +27,7 @@ from hwsim.cost.simulate import SimResult, results_document
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 # Methods costable without a run (CPG needs the per-layer counts only its runs record).
-METHOD_CHOICES = tuple(t.name for t in catalogue.methods() if not t.mask.needs_run)
+METHOD_CHOICES = catalogue.costable_from_network()
 
 
 def _finite(ctx: click.Context, param: click.Parameter, value: float) -> float:
@@ -46,15 +48,17 @@ def _workloads(masks: tuple[Path, ...], networks: tuple[str, ...], topologies: t
     return works
 
 
-def _onnx_workloads(paths: tuple[Path, ...]) -> tuple[Workload, ...]:
-    """``--onnx`` files as workloads; the operators each leaves uncosted go to stderr in one line."""
+def _onnx_workloads(paths: tuple[Path, ...], input_shape: str | None = None) -> tuple[Workload, ...]:
+    """``--onnx`` files as workloads, at ``--input-shape`` if given; the operators each leaves uncosted go to
+    stderr in one line."""
     if not paths:
         return ()
-    from hwsim.workload.onnx_reader import load_onnx
+    from hwsim.workload.onnx_reader import load_onnx, parse_input_shape
 
+    shape = parse_input_shape(input_shape) if input_shape is not None else None
     works = []
     for path in paths:
-        work, skipped = load_onnx(path, warn=False)
+        work, skipped = load_onnx(path, warn=False, input_shape=shape)
         if skipped:
             listed = ", ".join(f"{n} {op}" for op, n in sorted(skipped.items(), key=lambda kv: (-kv[1], kv[0])))
             click.echo(f"warning: {path}: not costed by hwsim: {listed}", err=True)
@@ -203,15 +207,16 @@ def _refuse_unread(ctx: click.Context) -> None:
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
-@click.option("-p", "--profile", "profiles", multiple=True, default=("edge_npu",), show_default=True,
+@click.option("-p", "--profile", "profiles", multiple=True, type=NameOrPath(), default=("edge_npu",),
+              show_default=True,
               help="Accelerator profile: a bundled name, a .yaml path, or 'all'. Repeat for several.")
-@click.option("-m", "--masks", "masks", multiple=True, type=click.Path(path_type=Path),
+@click.option("-m", "--masks", "masks", multiple=True, type=PathOption(path_type=Path),
               help="Run folder written by ksm-train (run.json + masks.safetensors), or a deployable task file "
                    "written by ksm-export --pack. Repeat for several tasks, or list them after it (--masks runs/*).")
-@click.option("-n", "--network", "networks", multiple=True,
+@click.option("-n", "--network", "networks", multiple=True, type=NameOrPath(),
               help=f"Bundled network to cost without a run ({', '.join(bundled_networks())}) or a "
                    "ksm-layers/1 .json file. Repeatable.")
-@click.option("-t", "--topology", "topologies", multiple=True, type=click.Path(path_type=Path),
+@click.option("-t", "--topology", "topologies", multiple=True, type=PathOption(path_type=Path),
               help="SCALE-Sim topology CSV (Layer name, IFMAP Height, IFMAP Width, Filter Height, "
                    "Filter Width, Channels, Num Filter, Strides,). Repeatable.")
 @click.option("--method", type=click.Choice(METHOD_CHOICES), default=None,
@@ -237,28 +242,34 @@ def _refuse_unread(ctx: click.Context) -> None:
                    "inferences (default: cold, from DRAM).")
 @click.option("--layers", "with_layers", is_flag=True,
               help="Also print the per-layer table (latency split, energy by level, chosen mapping).")
-@click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False),
+@click.option("--json", "json_path", type=PathOption(path_type=Path, dir_okay=False),
               help="Write every result, machine-readable (ksm-sim/1, SI units), to this file.")
 @click.option("--list-profiles", is_flag=True, help="List the bundled profiles with their headline numbers.")
-@click.option("--report", "report_dir", type=click.Path(path_type=Path, file_okay=False),
+@click.option("--report", "report_dir", type=PathOption(path_type=Path, file_okay=False),
               help="Write a Markdown report with PNG figures (accuracy vs storage, energy, task switch, "
                    "soft-mask precision) of the --masks runs on every --profile into this folder, costed "
                    "with the same --tasks, --mask-density, --batch, --objective, --steady-state and --set.")
 @click.option("--title", default=None, help="Title of the --report (default: tasks x methods).")
-@click.option("--onnx", "onnx_files", multiple=True, type=click.Path(path_type=Path, dir_okay=False),
+@click.option("--onnx", "onnx_files", multiple=True, type=PathOption(path_type=Path, dir_okay=False),
               help="An ONNX CNN to cost (Conv, Gemm, MatMul; other operators listed in one warning). Repeatable.")
-@click.option("--export", "export_to", nargs=2, type=(click.Choice(["zigzag", "timeloop"]), click.Path(path_type=Path)),
+@click.option("--input-shape", metavar="NxCxHxW",
+              help="The --onnx model's input shape, e.g. 1x3x224x224 (or 1,3,224,224): needed when the model "
+                   "leaves its height, width or channels symbolic; must agree with the dimensions it fixes.")
+@click.option("--export", "export_to", nargs=2,
+              type=(click.Choice(["zigzag", "timeloop"]), PathOption(path_type=Path)),
               default=None, metavar="zigzag|timeloop DIR",
               help="Also write each workload and profile in ZigZag's or Timeloop's input format into DIR.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override a profile field by its dotted path, validated like the YAML (repeatable): "
                    "--set array.rows=16 --set levels.sram_1MB.size_bytes=524288.")
-@click.argument("more_masks", nargs=-1, type=click.Path(path_type=Path), metavar="[RUN_FOLDER]...")
+@click.argument("more_masks", nargs=-1, type=PathOption(path_type=Path), metavar="[RUN_FOLDER]...")
+@one_line_os_errors  # a full disk, ulimit -f, a read-only folder: one line naming the file
 def main(profiles: tuple[str, ...], masks: tuple[Path, ...], networks: tuple[str, ...],
          topologies: tuple[Path, ...], method: str | None, mode: str, tasks: int, mask_density: float,
          batchnorm: str | None, batch: int, objective: str, steady_state: bool, with_layers: bool, json_path: Path | None,
          list_profiles: bool, report_dir: Path | None, title: str | None, onnx_files: tuple[Path, ...],
-         export_to: tuple[str, Path] | None, sets: tuple[str, ...], more_masks: tuple[Path, ...]) -> None:
+         input_shape: str | None, export_to: tuple[str, Path] | None, sets: tuple[str, ...],
+         more_masks: tuple[Path, ...]) -> None:
     """Analytical cost of (masked, multi-task) CNN inference on edge accelerator profiles.
 
     For every workload (a run folder, a bundled network, or a SCALE-Sim topology) on every profile it
@@ -274,12 +285,15 @@ def main(profiles: tuple[str, ...], masks: tuple[Path, ...], networks: tuple[str
       ksm-sim --network resnet50 --profile eyeriss --method ksm --mode folded
       ksm-sim --topology layers.csv --profile all --layers --json cost.json
       ksm-sim --network resnet18 --profile eyeriss --batch 4 --objective latency
+      ksm-sim --onnx model.onnx --input-shape 1x3x224x224 --profile edge_npu
       ksm-sim --list-profiles
       ksm-sim --masks runs/* --profile all --report reports/default/
     """
     one_line_warnings()
     raise_on_sigterm()
     _refuse_unread(click.get_current_context())
+    if input_shape is not None and not onnx_files:
+        raise click.UsageError("--input-shape is the shape of an --onnx model: give --onnx too")
     masks = masks + more_masks  # run folders may also follow as arguments: --masks runs/* expands to several
     settings = tables.Settings(tasks=tasks, mask_density=mask_density, batch=batch, objective=objective,
                                steady_state=steady_state, sets=sets)
@@ -292,7 +306,7 @@ def main(profiles: tuple[str, ...], masks: tuple[Path, ...], networks: tuple[str
             return
         inputs = _input_paths(masks, networks, topologies, onnx_files, profiles)
         _check_outputs(inputs, json_path, export_to[1] if export_to else None)
-        onnx_works = _onnx_workloads(onnx_files)
+        onnx_works = _onnx_workloads(onnx_files, input_shape)
         if not (masks or networks or topologies or onnx_works):
             raise click.UsageError("give at least one of --masks, --network, --topology or --onnx "
                                    "(or --list-profiles); see --help")
@@ -324,8 +338,6 @@ def main(profiles: tuple[str, ...], masks: tuple[Path, ...], networks: tuple[str
             _write_json(json_path, add_area(results_document(results), results, by_profile))
     except (InputError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
-    except OSError as exc:
-        raise click.ClickException(f"{exc.filename or ''}: {exc.strerror or exc}") from None
     for result in results:
         click.echo(summary_text(result, with_layers))
     if json_path is not None:

@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 ECHO = 60
+UNDERFLOW = 1e-300  # a non-zero number below it is an underflow, refused by every schema (hwsim.schemas)
 
 
 def short(value: Any) -> str:
@@ -35,7 +36,8 @@ def task_name(name: str) -> str:
 
 
 class FiniteFloat(click.FloatRange):
-    """A ``click.FloatRange`` that also refuses ``nan`` and ``±inf``."""
+    """A ``click.FloatRange`` that also refuses ``nan``, ``±inf`` and a non-zero magnitude below
+    :data:`UNDERFLOW`, as run.json's schema refuses the value recorded (``hwsim/schemas/validation.py``)."""
 
     name = "finite float"
 
@@ -43,6 +45,8 @@ class FiniteFloat(click.FloatRange):
         number = click.FLOAT.convert(value, param, ctx)
         if not math.isfinite(number):
             self.fail(f"{short(value)} is not a finite number", param, ctx)
+        if number != 0 and abs(number) < UNDERFLOW:
+            self.fail(f"{short(value)} is below {UNDERFLOW:g} (an underflow, not a setting)", param, ctx)
         return super().convert(number, param, ctx)
 
     def _describe_range(self) -> str:
@@ -260,6 +264,7 @@ def device_option(ctx: click.Context, param: click.Parameter, value: str) -> str
 
 
 def os_error_line(exc: OSError) -> str:
-    """One line for an OSError: the file and the reason."""
-    where = exc.filename if exc.filename is not None else ""
-    return f"{where}: {exc.strerror or exc}" if where else str(exc.strerror or exc)
+    """One line for an OSError: the file and the reason; the output guard's, so that both packages say it alike."""
+    from hwsim.fileio.output_guard import os_error_line as line
+
+    return line(exc)

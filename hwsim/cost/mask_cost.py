@@ -83,9 +83,11 @@ def cpg_mask_bits(layer: Layer, tasks: int, earlier: int) -> int:
     return packnet_mask_bits(layer, tasks) + earlier
 
 
-def finetune_bits(layer: Layer, weight_bits: int) -> int:
-    """Fine-tuning storage: a full copy of the layer's weights."""
-    return weight_elems(layer) * weight_bits
+def finetune_bits(layer: Layer, weight_bits: int, bias_bits: int = 0) -> int:
+    """Fine-tuning storage: a full copy of the layer's weights, and of its bias where it has one (stored, like
+    the head's bias, at the accumulator width ``bias_bits``, the precision the int32 bias of an int8 layer has
+    in the integer-only scheme of [Jacob18], §2.4)."""
+    return weight_elems(layer) * weight_bits + (layer.out_channels * bias_bits if layer.bias else 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +150,7 @@ def task_index_pick_rule(layer: Layer, ctx: MaskContext) -> LayerMask:
 
 def copy_rule(layer: Layer, ctx: MaskContext) -> LayerMask:
     """Fine-tuning (:func:`finetune_bits`): nothing to apply, the copy replaces the weights."""
-    return LayerMask(finetune_bits(layer, ctx.precision.weights), 0.0)
+    return LayerMask(finetune_bits(layer, ctx.precision.weights, ctx.precision.psums), 0.0)
 
 
 def low_rank_rule(layer: Layer, ctx: MaskContext) -> LayerMask:

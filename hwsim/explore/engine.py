@@ -2,9 +2,10 @@
 
 Points are grouped into chunks by design, so a worker reuses per-layer costs across the workloads,
 methods and modes of one design (see :func:`hwsim.explore.point.cost_point`). Finished chunks are
-appended to ``points.jsonl`` in the output folder as they arrive: a sweep that is interrupted, or run
-again with more axis values, recomputes only the points it has not costed (the resume key digests the
-design's full profile mapping, the workload and the options).
+appended to ``points.jsonl`` in the folder being built as they arrive; the folder is published whole at the
+end (:mod:`hwsim.explore.ksm_explore`), so a sweep run again into it, say with more axis values, recomputes
+only the points it has not costed (the resume key digests the design's full profile mapping, the workload
+and the options). A sweep that fails or is stopped leaves nothing: its pool's pending chunks are cancelled.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterator
+import signal
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +68,9 @@ _WORKLOADS: list[WorkloadItem] = []
 def _init_worker(workloads: list[WorkloadItem]) -> None:
     global _WORKLOADS
     _WORKLOADS = workloads
+    # the command's SIGTERM handler (raise SystemExit) is inherited by a forked worker, whose loop would catch
+    # it and take the next chunk: a worker is ended by SIGTERM, as the parent's clean-up expects (_stop)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
@@ -139,14 +144,36 @@ def run_points(spec: Spec, todo: list[Point], workers: int = 0, scheduler: str |
                 for chunk in chunks:
                     done(cost_chunk(chunk, spec.workloads))
             else:
-                with ProcessPoolExecutor(max_workers=n, initializer=_init_worker,
-                                         initargs=(spec.workloads,)) as pool:
-                    futures = [pool.submit(cost_chunk, chunk) for chunk in chunks]
-                    for future in as_completed(futures):
-                        done(future.result())
+                _run_pool(spec, chunks, n, done)
     finally:
         bar.close()
     return rows
+
+
+def _run_pool(spec: Spec, chunks: list[Any], n: int, done: Callable[[list[dict[str, Any]]], None]) -> None:
+    """The chunks on a pool of ``n`` processes; on any failure (SIGTERM's ``SystemExit`` included) the chunks
+    not started are cancelled and the workers joined, so none outlives the command."""
+    pool = ProcessPoolExecutor(max_workers=n, initializer=_init_worker, initargs=(spec.workloads,))
+    try:
+        futures = [pool.submit(cost_chunk, chunk) for chunk in chunks]
+        for future in as_completed(futures):
+            done(future.result())
+    except BaseException:
+        _stop(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Cancel the chunks not started and end the workers now (they write nothing), then join them: a stopped
+    sweep does not wait for the chunks already queued."""
+    terminate = getattr(pool, "terminate_workers", None)  # Python 3.14
+    if terminate is not None:
+        terminate()
+        return
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)  # the pool sees its workers gone and joins its thread
 
 
 def connect(address: str, timeout: float | None = None) -> Any:
@@ -161,6 +188,9 @@ def connect(address: str, timeout: float | None = None) -> Any:
     except (OSError, TimeoutError, ValueError) as exc:
         reason = (str(exc).splitlines() or [type(exc).__name__])[0][:120]  # dask's messages run long
         raise InputError(f"--scheduler {address}: no dask scheduler answered within {timeout:g} s ({reason})") from None
+    except Exception as exc:  # noqa: BLE001 - something else answered (an HTTP server): dask fails in any way
+        raise InputError(f"--scheduler {address}: what answered is not a dask scheduler "
+                         f"({type(exc).__name__})") from None
 
 
 def _run_dask(spec: Spec, chunks: list[Any], scheduler: Any, done: Callable[[list[dict[str, Any]]], None]) -> None:
@@ -172,8 +202,12 @@ def _run_dask(spec: Spec, chunks: list[Any], scheduler: Any, done: Callable[[lis
     try:
         [workloads] = client.scatter([spec.workloads], broadcast=True)
         futures = [client.submit(cost_chunk, chunk, workloads, pure=False) for chunk in chunks]
-        for future in dask_completed(futures):
-            done(future.result())
+        try:
+            for future in dask_completed(futures):
+                done(future.result())
+        except BaseException:
+            client.cancel(futures)  # a cluster the caller keeps runs nothing more of this sweep
+            raise
     finally:
         if own or not isinstance(scheduler, Client):
             client.close()
@@ -199,7 +233,14 @@ def read_cache(path: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
+def write_cache(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    """Start ``points.jsonl`` in the folder being built with the rows an earlier sweep costed."""
+    path.write_text("", encoding="utf-8")
+    append_cache(path, list(rows))
+
+
 def append_cache(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Add finished rows to ``points.jsonl``, one JSON line each."""
     with path.open("a", encoding="utf-8") as handle:
         for row in rows:
             handle.write(json.dumps(row, default=_jsonable) + "\n")

@@ -6,6 +6,7 @@ import os
 import shlex
 import sys
 import time
+from concurrent.futures import BrokenExecutor
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,8 @@ import click
 
 from hwsim.errors import InputError
 from hwsim.explore.spec import MAX_POINTS, Spec
-from hwsim.fileio.output_guard import check_no_alias, check_output_folder, raise_on_sigterm, write_marker
+from hwsim.fileio.output_guard import (PathOption, build_folder, check_no_alias, is_marked, one_line_os_errors,
+                                        raise_on_sigterm)
 from hwsim.workload.runcheck import one_line_warnings
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -46,7 +48,12 @@ def explore(spec_path: Path, out: Path | None = None, workers: int = 0, schedule
 
 def _explore(spec: Spec, spec_path: Path, out: Path | None, workers: int, scheduler: Any, client: Any,
              progress: bool, figures: bool, command: str | None) -> dict[str, Any]:
-    """The sweep once its spec is read and its scheduler (``client``, when given as an address) answers."""
+    """The sweep once its spec is read and its scheduler (``client``, when given as an address) answers.
+
+    The output folder is built whole under a temporary sibling and published at the end
+    (:func:`hwsim.fileio.output_guard.build_folder`): a failure or SIGTERM mid-sweep leaves the folder as it
+    was (or absent) and no temporary behind. Rows an earlier, finished sweep into the same folder costed
+    (its ``points.jsonl``) are reused."""
     from hwsim.explore import engine, outputs
 
     out = Path(out) if out is not None else spec_path.parent / f"explore-{outputs.slug(spec.name)}"
@@ -55,41 +62,44 @@ def _explore(spec: Spec, spec_path: Path, out: Path | None, workers: int, schedu
     if figures:
         names += ["front.png", *(f"sensitivity-{outputs.slug(axis.key)}.png" for axis in spec.axes)]
     sources = [Path(item.work.source) for item in spec.workloads] + [Path(p) for p in spec.profiles]
+    # per file, not the folder: a spec (and its network) may sit in its own output folder (reports/explore)
     check_no_alias([out / name for name in names], [spec_path, *(p for p in sources if p.exists())])
-    check_output_folder(out)  # the user's folder is never written into; ours (its marker) is resumed
-    out.mkdir(parents=True, exist_ok=True)
-    write_marker(out, TOOL, names)
-    cache_path = out / "points.jsonl"
-    cached = engine.read_cache(cache_path)
-    todo = [p for p in points if p.point_id not in cached]
-    start = time.perf_counter()
-    rows = engine.run_points(spec, todo, workers=workers, scheduler=client or scheduler, progress=progress,
-                             on_rows=lambda part: engine.append_cache(cache_path, part))
-    seconds = time.perf_counter() - start
-    by_id = {**cached, **{r["point_id"]: r for r in rows}}
-    frame = outputs.points_frame(spec, points, by_id)
-    if scheduler is not None:
-        engine_name = f"dask.distributed at {scheduler if isinstance(scheduler, str) else 'a local cluster'}"
-    else:
-        n = workers or os.cpu_count() or 1
-        engine_name = "in process" if n <= 1 else f"process pool of {n}"
-    stats = {"costed": len(todo), "reused": len(points) - len(todo), "seconds": seconds,
-             "rate": len(todo) / seconds if seconds > 0 and todo else 0.0, "engine": engine_name}
-    outputs.write_tables(frame, out)
-    written: list[Path] = []
-    if figures:
-        written.append(outputs.figure_front(frame, spec, out / "front.png"))
-        for axis in spec.axes:
-            written.append(outputs.figure_sensitivity(frame, spec, axis.key,
-                                                      out / f"sensitivity-{outputs.slug(axis.key)}.png"))
-    command = command or "ksm-explore " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    outputs.write_summary(frame, spec, out, command, written, stats)
+    cached = engine.read_cache(out / "points.jsonl") if is_marked(out) else {}
+    with build_folder(out, TOOL) as tmp:
+        cache_path = tmp / "points.jsonl"
+        engine.write_cache(cache_path, cached.values())
+        todo = [p for p in points if p.point_id not in cached]
+        start = time.perf_counter()
+        rows = engine.run_points(spec, todo, workers=workers, scheduler=client or scheduler, progress=progress,
+                                 on_rows=lambda part: engine.append_cache(cache_path, part))
+        seconds = time.perf_counter() - start
+        by_id = {**cached, **{r["point_id"]: r for r in rows}}
+        frame = outputs.points_frame(spec, points, by_id)
+        stats = {"costed": len(todo), "reused": len(points) - len(todo), "seconds": seconds,
+                 "rate": len(todo) / seconds if seconds > 0 and todo else 0.0,
+                 "engine": _engine_name(workers, scheduler)}
+        outputs.write_tables(frame, tmp)
+        written: list[Path] = []
+        if figures:
+            written.append(outputs.figure_front(frame, spec, tmp / "front.png"))
+            for axis in spec.axes:
+                written.append(outputs.figure_sensitivity(frame, spec, axis.key,
+                                                          tmp / f"sensitivity-{outputs.slug(axis.key)}.png"))
+        command = command or "ksm-explore " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        outputs.write_summary(frame, spec, tmp, command, written, stats)
     return {"out": out, "frame": frame, "stats": stats, "spec": spec}
 
 
+def _engine_name(workers: int, scheduler: Any) -> str:
+    if scheduler is not None:
+        return f"dask.distributed at {scheduler if isinstance(scheduler, str) else 'a local cluster'}"
+    n = workers or os.cpu_count() or 1
+    return "in process" if n <= 1 else f"process pool of {n}"
+
+
 @click.command(context_settings=CONTEXT_SETTINGS)
-@click.argument("spec_path", type=click.Path(path_type=Path, dir_okay=False), metavar="SPEC.yaml")
-@click.option("-o", "--out", type=click.Path(path_type=Path, file_okay=False),
+@click.argument("spec_path", type=PathOption(path_type=Path, dir_okay=False), metavar="SPEC.yaml")
+@click.option("-o", "--out", type=PathOption(path_type=Path, file_okay=False),
               help="Output folder (default: explore-<name> beside the spec). Rerunning into it resumes.")
 @click.option("-j", "--workers", type=click.IntRange(min=0), default=0, show_default=True,
               help="Processes of the local pool; 0 = every core, 1 = no pool.")
@@ -101,6 +111,7 @@ def _explore(spec: Spec, spec_path: Path, out: Path | None, workers: int, schedu
                    "of its time and memory is printed).")
 @click.option("--no-figures", is_flag=True, help="Skip the PNG figures.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@one_line_os_errors
 def main(spec_path: Path, out: Path | None, workers: int, scheduler: str | None, max_points: int,
          no_figures: bool, quiet: bool) -> None:
     """Sweep accelerator and mask parameters; write every point, the Pareto front, figures and a summary.
@@ -124,8 +135,8 @@ def main(spec_path: Path, out: Path | None, workers: int, scheduler: str | None,
                          max_points=max_points)
     except (InputError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
-    except OSError as exc:
-        raise click.ClickException(f"{exc.filename or ''}: {exc.strerror or exc}") from None
+    except BrokenExecutor as exc:  # a worker killed from outside (out of memory): nothing was published
+        raise click.ClickException(f"a worker process of the pool died ({exc}); try fewer --workers") from None
     s = result["stats"]
     click.echo(f"{len(result['frame']):,} points ({s['costed']:,} costed at {s['rate']:.0f} points/s, "
                f"{s['reused']:,} reused); {int(result['frame']['on_front'].sum()):,} on the fronts; "

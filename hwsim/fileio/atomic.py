@@ -8,6 +8,10 @@ leaves the old file or the new one, never a mix. :func:`atomic_write` is the sam
 memory. A whole folder is built under a temporary sibling (:func:`new_temp_folder`, its files written with
 :func:`write_synced`) and renamed as a whole (:func:`replace_folder`).
 
+A write that fails (a full disk, a file size limit, a read-only folder, or a writer library that raises its own
+error for any of them) is one :class:`OSError` naming the file the caller asked for, never the hidden temporary
+(:func:`write_error`), and leaves no temporary behind.
+
 The target must be absent or a regular file: a symbolic link, a folder or a device is refused
 (:class:`UnsafeTarget`), never followed or replaced; the new file gets the mode of any new file
 (0666 less the umask), not a temporary file's 0600. Every write first sweeps the temporaries of its target that a
@@ -17,6 +21,7 @@ job. Torch-free, so that ksm uses it too.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -60,6 +65,71 @@ def temp_sibling(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
 
+TEMP_NAME = re.compile(r"\.(.+)\.\d+\.[0-9a-f]{8}\.tmp")  # what temp_sibling makes of NAME
+
+
+def published_path(path: str | Path) -> Path:
+    """The path ``path`` will have once published: each temporary sibling in it (``.NAME.PID.HEX.tmp``) read
+    as its NAME, so that an error names the file the user asked for, not a hidden temporary."""
+    path = Path(path)
+    parts = [match.group(1) if (match := TEMP_NAME.fullmatch(part)) else part for part in path.parts]
+    return Path(*parts) if parts else path
+
+
+_ERRNO_IN_TEXT = re.compile(r"(?:os error|errno|code:)\s*\[?(\d+)", re.IGNORECASE)
+
+
+def _errno_of(exc: BaseException, written: Path) -> int | None:
+    """The errno behind a writer's failure: its own, one its message quotes (safetensors' ``os error 28``,
+    pyarrow's ``[errno 27]``), or, for a library that drops it (torch's ``file write failed``), the file size
+    limit or a full file system found at ``written``."""
+    if isinstance(exc, OSError) and exc.errno:
+        return exc.errno
+    found = _ERRNO_IN_TEXT.search(str(exc))
+    if found and int(found.group(1)) in errno.errorcode:
+        return int(found.group(1))
+    for code in (errno.ENOSPC, errno.EFBIG, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EIO):
+        if os.strerror(code).lower() in str(exc).lower():
+            return code
+    return _errno_of_filesystem(written)
+
+
+def _errno_of_filesystem(written: Path) -> int | None:
+    """EFBIG when the partly written file reached the process's file size limit (``ulimit -f``), ENOSPC when its
+    file system has no free block left; None otherwise."""
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if limit != resource.RLIM_INFINITY and os.stat(written).st_size >= limit:
+            return errno.EFBIG
+    except (ImportError, OSError, ValueError):
+        pass
+    try:
+        if os.statvfs(written.parent).f_bavail == 0:
+            return errno.ENOSPC
+    except (AttributeError, OSError):
+        pass
+    return None
+
+
+def write_error(exc: BaseException, target: Path, written: Path | None = None) -> OSError:
+    """A writer's failure as one clean :class:`OSError` naming ``target`` as it will be published
+    (:func:`published_path`); ``written`` is the file it was filling, where a lost errno is looked for. An
+    OSError about another file (a source the writer reads) keeps its errno and names that file."""
+    target = published_path(target)
+    if isinstance(exc, OSError) and isinstance(exc.filename, (str, os.PathLike)) \
+            and published_path(exc.filename) != target:
+        other = published_path(exc.filename)
+        return exc if other == Path(exc.filename) else OSError(exc.errno, exc.strerror or str(exc), str(other))
+    code = _errno_of(exc, written or target)
+    if code is not None:
+        return OSError(code, os.strerror(code), str(target))
+    reason = (str(exc).strip().splitlines() or [""])[0]
+    detail = f"{exc.__class__.__name__}: {reason}" if reason else exc.__class__.__name__
+    return OSError(None, f"cannot write ({detail[:200]})", str(target))
+
+
 def remove_entry(path: Path) -> None:
     """Remove a file, a link or a whole folder (a temporary, or an output being replaced)."""
     if path.is_dir() and not path.is_symlink():
@@ -91,7 +161,10 @@ def sweep_stale(path: str | Path) -> list[Path]:
     for sibling in siblings:
         match = pattern.fullmatch(sibling.name)
         if match and int(match.group(1)) != os.getpid() and not _alive(int(match.group(1))):
-            remove_entry(sibling)
+            try:
+                remove_entry(sibling)
+            except OSError:  # best effort: a leftover the next write cannot remove does not stop it
+                continue
             removed.append(sibling)
     return removed
 
@@ -106,11 +179,29 @@ def fsync_file(path: Path) -> None:
 
 
 def write_synced(path: Path, write: Writer) -> Path:
-    """``write(path)``, then fsync: for a file inside a temporary folder, or one renamed into place later."""
-    write(path)
-    os.chmod(path, 0o666 & ~_umask())  # a writer that recreates the file (safetensors does) leaves it 0600
-    fsync_file(path)
+    """``write(path)``, then fsync: for a file inside a temporary folder, or one renamed into place later.
+
+    Any failure (the writer's own error type included) is one OSError naming the file (as it will be
+    published, :func:`published_path`); the partly written file is removed."""
+    try:
+        write(path)
+        os.chmod(path, 0o666 & ~_umask())  # a writer that recreates the file (safetensors does) leaves it 0600
+        fsync_file(path)
+    except Exception as exc:  # noqa: BLE001 - torch, safetensors, pyarrow raise their own types for EFBIG/ENOSPC
+        error = write_error(exc, path, path)  # before the removal: a lost errno is read from the partial file
+        _unlink_quietly(path)
+        if error is exc:
+            raise
+        raise error from exc
     return path
+
+
+def _unlink_quietly(path: Path) -> None:
+    """Remove a partly written file; a failure to do so must not hide the error that made it partial."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def atomic_write_with(path: str | Path, write: Writer) -> Path:
@@ -159,7 +250,10 @@ def new_temp_folder(out: Path) -> Path:
     """An empty temporary sibling folder of ``out``, in which a whole folder is built before :func:`replace_folder`."""
     sweep_stale(out)
     tmp = temp_sibling(out)
-    tmp.mkdir()
+    try:
+        tmp.mkdir()
+    except OSError as exc:  # a read-only or full file system: name the folder asked for, not the temporary
+        raise write_error(exc, out, tmp) from exc
     return tmp
 
 

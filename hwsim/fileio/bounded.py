@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,17 @@ def check_size(path: Path, limit: int, error: type[Exception]) -> None:
     size = path.stat().st_size
     if size > limit:
         raise error(f"{path}: {size} bytes, more than the {limit} this reader accepts")
+
+
+def read_text(path: Path, limit: int, error: type[Exception]) -> str:
+    """A text file's UTF-8 content, refusing a missing file, a folder, a file over ``limit`` bytes or bytes
+    that are not UTF-8, in one line naming ``path``."""
+    check_file(path, error)
+    check_size(path, limit, error)
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not UTF-8 text ({exc.reason})") from None
 
 
 def _bounded_int(text: str) -> int:
@@ -182,6 +194,13 @@ class BoundedLoader(yaml.SafeLoader):
 
 
 BoundedLoader.add_constructor("tag:yaml.org,2002:int", BoundedLoader.construct_yaml_int)
+# YAML 1.2's floats: PyYAML resolves YAML 1.1, where ``1.0e9`` and ``1e9`` (no exponent sign) are strings. With
+# this resolver an unquoted number is a number and a quoted one ('9.33e8') stays a string, which a schema
+# refuses rather than guesses (YAML 1.2.2, 10.3.2 "Tag Resolution", the core schema's float pattern).
+BoundedLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\.[0-9]+|[0-9][0-9_]*(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9]+)?$"),
+    list("-+0123456789."))
 
 
 def parse_yaml(text: str, where: str, error: type[Exception]) -> Any:

@@ -13,6 +13,13 @@ Three rules, checked before any work and enforced at the end (issue 26):
    (``README.md``) last, and loses only the entries the same tool wrote before and did not write again: a
    user's files and other tools' outputs beside them stay. Files go through :mod:`hwsim.fileio.atomic`.
 
+Every path option and argument of every command is typed :class:`PathOption` (or :class:`NameOrPath` for a
+bundled name or a file), which refuses ``''`` as that option before anything else is checked.
+
+A failed write (a full disk, ``ulimit -f``, a read-only folder) is one line naming the file as it would have been
+published, never its temporary: every command's entry point is wrapped in :func:`one_line_os_errors`, which turns
+any :class:`OSError` into one ``click.ClickException`` line (:func:`os_error_line`).
+
 Temporaries (``.NAME.PID.HEX.tmp``, :func:`hwsim.fileio.atomic.temp_sibling`) are removed on failure and on
 SIGTERM (:func:`raise_on_sigterm` turns the signal into ``SystemExit`` so every ``except BaseException``
 clean-up runs) and swept by the next write beside NAME when their process is gone (:func:`hwsim.fileio.atomic.sweep_stale`).
@@ -21,17 +28,24 @@ Torch-free, so that ksm uses it too.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 import signal
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
+from typing import ParamSpec, TypeVar
+
+import click
 
 from hwsim import __version__
-from hwsim.fileio.atomic import atomic_write, new_temp_folder, remove_entry, replace_folder
+from hwsim.fileio.atomic import atomic_write, new_temp_folder, published_path, remove_entry, replace_folder
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 MARKER = ".ksm-output.json"
 MARKER_FORMAT = "ksm-output/1"
@@ -40,6 +54,31 @@ INDEX_FILES = ("README.md", "summary.md")  # moved into place last: their presen
 
 class OutputRefused(ValueError):
     """An output that would overwrite an input or something this project did not write; one line."""
+
+
+class _RefusesEmpty:
+    """A click type that refuses an empty value as its option's: ``Path("")`` is the working folder, so
+    ``--network ''`` would read ``.`` and ``--json ''`` write there, and the error would blame another
+    option."""
+
+    wanted = "a path"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> object:
+        if value == "":
+            self.fail(f"is empty (give {self.wanted})", param, ctx)  # type: ignore[attr-defined]
+        return super().convert(value, param, ctx)  # type: ignore[misc]
+
+
+class PathOption(_RefusesEmpty, click.Path):
+    """The click type of every path option and argument of every command: ``click.Path`` without ``''``."""
+
+
+class NameOrPath(_RefusesEmpty, click.types.StringParamType):
+    """The click type of an option that takes a bundled name or a file (``--profile``, ``--network``,
+    ``--weights``): any text but ``''``."""
+
+    name = "text"
+    wanted = "a name or a path"
 
 
 def _real(path: str | Path) -> Path:
@@ -129,9 +168,50 @@ def build_folder(out: str | Path, tool: str, inputs: Iterable[str | Path] = ()) 
     try:
         yield tmp
         publish_folder(tmp, out, tool)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        published = _published_error(exc, out)
+        if published is exc:
+            raise
+        raise published from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _published_error(exc: OSError, out: Path) -> OSError:
+    """``exc`` naming its file as published (:func:`hwsim.fileio.atomic.published_path`), not inside the
+    temporary folder that is about to be removed; one that names no file (a plain ``write`` on a full disk)
+    names the folder ``out`` being built."""
+    if exc.filename is None:
+        return OSError(exc.errno, exc.strerror or str(exc), str(out))
+    if not isinstance(exc.filename, (str, os.PathLike)) or published_path(exc.filename) == Path(exc.filename):
+        return exc
+    return OSError(exc.errno, exc.strerror or str(exc), str(published_path(exc.filename)))
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for an OSError: the file (as it would be published, never a temporary) and the reason."""
+    reason = exc.strerror or str(exc) or exc.__class__.__name__
+    if exc.filename is None:
+        return str(reason)
+    name = published_path(exc.filename) if isinstance(exc.filename, (str, os.PathLike)) else exc.filename
+    return f"{name}: {reason}"
+
+
+def one_line_os_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Wrap a command's entry point so that any OSError (a full disk, ``ulimit -f``, a read-only folder) that
+    reaches it exits with one line naming the file (:func:`os_error_line`), never a traceback. Put it right
+    above the function, under the click decorators."""
+
+    @functools.wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except OSError as exc:
+            raise click.ClickException(os_error_line(exc)) from None
+
+    return run
 
 
 def _exit_on_signal(signum: int, frame: FrameType | None) -> None:

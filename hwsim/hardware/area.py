@@ -30,7 +30,9 @@ Components, at 45 nm (the node of the anchors), then scaled by ``(technology_nm 
   "Scaling equations for the accurate prediction of CMOS device performance from 180 nm to 7 nm",
   Integration 58, 2017); give ``area:`` constants measured at the node to override.
 
-Profile keys read here (beside, not inside, the profile dataclass)::
+Profile keys read here (beside, not inside, the profile dataclass; declared, with their ranges and rules, in
+:class:`hwsim.schemas.profile_file.ProfileFile` and checked when the profile is loaded, so the values reaching
+:func:`area_breakdown` are finite numbers in range and ``area.levels`` names on-chip levels of the profile)::
 
     technology_nm: 45           # optional; default 45 (the node of the energy anchors)
     area:                       # optional; every key optional, values at the profile's node
@@ -48,13 +50,9 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from hwsim.errors import InputError
-from hwsim.fileio.bounded import yaml_number
-
-if TYPE_CHECKING:  # the profile loader imports this module to check the keys below
+if TYPE_CHECKING:
     from hwsim.hardware.profile import Profile
 
-EXTRA_KEYS = ("technology_nm", "area")  # a profile's top-level keys read here, beside the profile dataclass
 REFERENCE_NM = 45.0
 # Horowitz, ISSCC 2014, Fig. 1.1.9, 45 nm (µm²)
 ADD_UM2 = {8: 36.0, 16: 67.0, 32: 137.0}
@@ -64,8 +62,6 @@ SRAM_BITCELL_UM2 = 0.346  # Mistry et al., IEDM 2007 (Intel 45 nm 6T cell)
 SRAM_EFFICIENCY = 0.7  # assumed array efficiency (CACTI 6.5 range 0.5-0.8)
 SRAM_PORT_BIT_UM2 = 20.0  # assumed periphery per bit of port width
 REGISTER_FILE_BELOW_BYTES = 1024
-AREA_KEYS = ("mac_um2", "sram_bitcell_um2", "sram_efficiency", "sram_port_bit_um2", "register_bit_um2",
-             "other_mm2", "levels")
 
 
 def _loglog(table: dict[int, float], bits: float) -> float:
@@ -92,45 +88,6 @@ def adder_um2(bits: float) -> float:
 def multiplier_um2(a_bits: float, b_bits: float) -> float:
     """Integer ``a`` × ``b``-bit multiplier at 45 nm, as a square multiplier of ``sqrt(a·b)`` bits."""
     return _loglog(MULT_UM2, math.sqrt(a_bits * b_bits))
-
-
-def check_extras(extras: dict[str, Any], profile: Profile, where: str) -> None:
-    """Validate ``technology_nm`` and ``area`` (one line naming the key)."""
-    node = extras.get("technology_nm", REFERENCE_NM)
-    if not _is_positive(node):
-        raise InputError(f"{where}.technology_nm: must be a positive number (nm), got {node!r}")
-    area = extras.get("area", {})
-    if area is None:
-        return
-    if not isinstance(area, dict):
-        raise InputError(f"{where}.area: must be a mapping, got {type(area).__name__}")
-    for key, value in area.items():
-        if key not in AREA_KEYS:
-            raise InputError(f"{where}.area.{key}: unknown key (known: {', '.join(AREA_KEYS)})")
-        if key == "levels":
-            if not isinstance(value, dict):
-                raise InputError(f"{where}.area.levels: must be a mapping of level name -> mm²")
-            names = {lv.name for lv in profile.levels}
-            for name, mm2 in value.items():
-                if name not in names:
-                    raise InputError(f"{where}.area.levels.{name}: no such level "
-                                     f"(levels: {', '.join(sorted(names))})")
-                if not _is_non_negative(mm2):
-                    raise InputError(f"{where}.area.levels.{name}: must be a non-negative number (mm²)")
-        elif key == "sram_efficiency":
-            if not _is_positive(value) or float(value) > 1:
-                raise InputError(f"{where}.area.sram_efficiency: must be in (0, 1], got {value!r}")
-        elif not _is_non_negative(value):
-            raise InputError(f"{where}.area.{key}: must be a non-negative number, got {value!r}")
-
-
-def _is_positive(v: Any) -> bool:
-    return _is_non_negative(v) and float(yaml_number(v)) > 0
-
-
-def _is_non_negative(v: Any) -> bool:
-    v = yaml_number(v)  # the profile loader's reading of a number, so both accept the same spellings
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
 
 
 def area_breakdown(profile: Profile, extras: dict[str, Any] | None = None,

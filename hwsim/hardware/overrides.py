@@ -15,37 +15,61 @@ Paths:
   the fields of an existing level, ``after``/``before`` place it (default: innermost, last).
 - A mapping assigned to an existing mapping is merged into it (``array={rows: 16, cols: 64}``).
 
-Values are parsed as YAML scalars or flow collections (``16``, ``1e9``, ``true``, ``[weights, inputs]``).
+Values are parsed as YAML scalars or flow collections (``16``, ``1e9``, ``true``, ``[weights, inputs]``),
+by the same bounded reader as a profile file (:func:`hwsim.fileio.bounded.parse_yaml`: an alias bomb in a
+value is refused before it is expanded).
 
-Two optional top-level keys are read by :mod:`hwsim.hardware.area`, not by the profile dataclass: ``technology_nm``
-and ``area`` (a mapping of area constants and per-level areas); ``--set area.mac_um2=600`` creates ``area``
-where the profile has none. Loading and validating is :func:`hwsim.hardware.profile.load_design`'s job.
+A mapping the schema declares but the profile lacks (:class:`hwsim.schemas.profile_file.ProfileFile`:
+``area``, ``area.levels``, ``spatial``) is created on the way: ``--set area.mac_um2=600`` works on a profile
+without ``area``. Loading and validating is :func:`hwsim.hardware.profile.load_design`'s job.
 """
 
 from __future__ import annotations
 
 import copy
+import typing
 from typing import Any
 
-import yaml
+from pydantic import BaseModel
 
 from hwsim.errors import InputError
-from hwsim.hardware.area import EXTRA_KEYS
+from hwsim.fileio.bounded import parse_yaml
+from hwsim.schemas.profile_file import ProfileFile
 
 _REMOVE = (None, "absent", "remove")
 
 
 def parse_set(item: str) -> tuple[str, Any]:
-    """``"array.rows=16"`` -> ``("array.rows", 16)``; the value is read as YAML."""
+    """``"array.rows=16"`` -> ``("array.rows", 16)``; the value is read as YAML, bounded as a profile is."""
     key, sep, text = item.partition("=")
     key = key.strip()
     if not sep or not key or any(not part for part in key.split(".")):
         raise InputError(f"--set {item!r}: expected KEY=VALUE with a dotted KEY (e.g. array.rows=16)")
-    try:
-        value = yaml.safe_load(text) if text.strip() else None
-    except yaml.YAMLError:
-        raise InputError(f"--set {key}: value {text!r} is not valid YAML") from None
-    return key, value
+    return key, (parse_yaml(text, f"--set {key}", InputError) if text.strip() else None)
+
+
+def _mapping_model(annotation: Any) -> Any:
+    """The model (or ``dict``) a field's type declares as a mapping, else None."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if typing.get_origin(annotation) is dict:
+        return dict
+    if typing.get_origin(annotation) is list:
+        return None  # levels: a list, addressed by name
+    return next((m for m in map(_mapping_model, typing.get_args(annotation)) if m is not None), None)
+
+
+def declared_mapping(parts: list[str]) -> bool:
+    """Whether the profile schema declares the dotted path ``parts`` (outside ``levels``) as a mapping, so an
+    override may create it where the profile has none (``area``, ``area.levels``, ``spatial``)."""
+    model: Any = ProfileFile
+    for part in parts:
+        if model is dict:
+            return False  # a key inside a free mapping (area.levels.NAME) holds a value
+        if model is None or part not in model.model_fields:
+            return False
+        model = _mapping_model(model.model_fields[part].annotation)
+    return model is not None
 
 
 def _level_index(levels: list[Any], part: str, key: str) -> int | None:
@@ -123,7 +147,10 @@ def apply_override(raw: dict[str, Any], key: str, value: Any, strict: bool = Tru
     for depth, part in enumerate(parts):
         last = depth == len(parts) - 1
         here = ".".join(parts[:depth + 1])
-        if isinstance(node, list):  # only `levels` is a list of mappings
+        if isinstance(node, list) and parts[:depth] != ["levels"]:  # operands, spatial.rows: values
+            raise InputError(f"--set {key}: {'.'.join(parts[:depth])} is a list; set it whole "
+                             f"({'.'.join(parts[:depth])}=[...])")
+        if isinstance(node, list):  # the levels, addressed by name or position
             if last:
                 _set_level(node, part, value, key, strict)
                 return
@@ -135,15 +162,15 @@ def apply_override(raw: dict[str, Any], key: str, value: Any, strict: bool = Tru
         if not isinstance(node, dict):
             raise InputError(f"--set {key}: {'.'.join(parts[:depth])} is a value, not a mapping")
         if last:
-            if part == "levels" and not isinstance(value, list):
+            if depth == 0 and part == "levels" and not isinstance(value, list):
                 raise InputError(f"--set {key}: levels must be a list (or address one level: levels.NAME)")
             if isinstance(value, dict) and isinstance(node.get(part), dict):
                 _merge(node[part], value)
             else:
                 node[part] = copy.deepcopy(value)
             return
-        if part not in node and depth == 0 and part in EXTRA_KEYS:
-            node[part] = {}
+        if node.get(part) is None and declared_mapping(parts[:depth + 1]):
+            node[part] = {}  # an optional section the profile lacks (or holds as null)
         if part not in node:
             raise InputError(f"--set {key}: unknown key {here} (known here: {', '.join(map(str, node))})")
         node = node[part]

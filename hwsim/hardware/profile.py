@@ -19,9 +19,10 @@ A profile file looks like this (every number should carry its source in a commen
         operands: [weights, inputs, outputs]
         per_pe: false                  # optional; true = one instance inside every PE
 
-Two optional keys beside these, ``technology_nm`` and ``area``, are the area model's
-(:mod:`hwsim.hardware.area`). Unknown keys, missing keys and non-positive sizes are refused with one line
-naming the file and key.
+Optional keys: ``spatial`` (the unrollings the mapping search may use), ``static_power_w``, and the area
+model's ``technology_nm`` and ``area`` (:mod:`hwsim.hardware.area`). Every key, its unit, its physical range and
+the cross-field rules are declared once, in :class:`hwsim.schemas.profile_file.ProfileFile` (and documented from
+it in ``docs/reference/profile.md``); a file that breaks one is refused with one line naming the file and the key.
 
 There is one loader: :func:`read_raw_profile` reads the YAML, :mod:`hwsim.hardware.overrides` applies
 ``--set``, :func:`design_from_raw` validates (area keys included), and :func:`load_design` chains the three.
@@ -31,20 +32,22 @@ applies its axis values between reading and validating) all go through it, so a 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from hwsim.errors import InputError
-from hwsim.fileio.bounded import MAX_YAML_BYTES, check_file, check_size, parse_yaml, yaml_number
-from hwsim.hardware.area import EXTRA_KEYS, check_extras
+from hwsim.fileio.bounded import MAX_YAML_BYTES, parse_yaml, read_text
 from hwsim.hardware.overrides import apply_overrides, parse_set
-
-OPERANDS = ("weights", "inputs", "outputs")
-DATAFLOWS = ("weight_stationary", "output_stationary", "row_stationary")
+from hwsim.schemas.validation import validate
+from hwsim.schemas.profile_file import (  # noqa: F401 - OPERANDS, DATAFLOWS, SPATIAL_DIMS are re-exported
+    DATAFLOWS,
+    OPERANDS,
+    SPATIAL_DIMS,
+    ProfileFile,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,9 +97,6 @@ class MaskOpEnergy:
     multiply: float
 
 
-SPATIAL_DIMS = ("B", "G", "K", "C", "OY", "OX", "FY", "FX")
-
-
 @dataclass(frozen=True, slots=True)
 class SpatialAxes:
     """Loop dimensions the array's rows and columns may unroll (the mapping search picks one per axis)."""
@@ -143,133 +143,39 @@ class Profile:
 # Loading and validation
 
 
-def _take(raw: Any, cls: type, where: str, also: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Check that ``raw`` is a mapping whose keys are exactly the fields of ``cls`` (defaults optional),
-    plus the optional keys ``also``."""
-    if not isinstance(raw, dict):
-        raise InputError(f"{where}: must be a mapping, got {type(raw).__name__}")
-    names = [f.name for f in fields(cls)] + list(also)
-    unknown = [k for k in raw if k not in names]
-    if unknown:
-        raise InputError(f"{where}.{unknown[0]}: unknown key (known: {', '.join(names)})")
-    for f in fields(cls):
-        if f.name not in raw and f.default is MISSING:
-            raise InputError(f"{where}.{f.name}: missing key")
-    return dict(raw)
-
-
-def _positive(value: Any, where: str, integer: bool = False) -> Any:
-    value = yaml_number(value)
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-    if integer:
-        ok = ok and float(value).is_integer()
-    if not ok:
-        kind = "a positive integer" if integer else "a positive number"
-        raise InputError(f"{where}: must be {kind}, got {value!r}")
-    return int(value) if integer else float(value)
-
-
-MAX_BITS = 64  # float64 is the widest datapath word any profile could mean; beyond it is a typo
-
-
-def _bits(value: Any, where: str) -> int:
-    bits = _positive(value, where, True)
-    if bits > MAX_BITS:
-        raise InputError(f"{where}: {bits} bits, more than the {MAX_BITS} a datapath word can have")
-    return bits
-
-
-def _non_negative(value: Any, where: str) -> float:
-    value = yaml_number(value)
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
-    if not ok:
-        raise InputError(f"{where}: must be a non-negative number, got {value!r}")
-    return float(value)
-
-
 def profile_from_dict(raw: Any, where: str) -> Profile:
-    """Validate a decoded YAML mapping and build the :class:`Profile`; ``where`` names the file.
-
-    The area model's keys (``technology_nm``, ``area``) are validated here too, though the profile does not
-    hold them (:class:`Design` does)."""
-    top = _take(raw, Profile, where, also=EXTRA_KEYS)
-    name = top["name"]
-    if not isinstance(name, str) or not name:
-        raise InputError(f"{where}.name: must be a non-empty string")
-    if not isinstance(top["description"], str):
-        raise InputError(f"{where}.description: must be a string")
-    if top["dataflow"] not in DATAFLOWS:
-        raise InputError(f"{where}.dataflow: must be one of {', '.join(DATAFLOWS)}, got {top['dataflow']!r}")
-    a = _take(top["array"], Array, f"{where}.array")
-    array = Array(rows=_positive(a["rows"], f"{where}.array.rows", True),
-                  cols=_positive(a["cols"], f"{where}.array.cols", True),
-                  mac_energy_pj=_non_negative(a["mac_energy_pj"], f"{where}.array.mac_energy_pj"))
-    p = _take(top["precision_bits"], Precision, f"{where}.precision_bits")
-    precision = Precision(**{k: _bits(v, f"{where}.precision_bits.{k}") for k, v in p.items()})
-    m = _take(top["mask_op_energy_pj"], MaskOpEnergy, f"{where}.mask_op_energy_pj")
-    mask_ops = MaskOpEnergy(**{k: _non_negative(v, f"{where}.mask_op_energy_pj.{k}") for k, v in m.items()})
-    raw_levels = top["levels"]
-    if not isinstance(raw_levels, list) or not raw_levels:
-        raise InputError(f"{where}.levels: must be a non-empty list, outermost (DRAM) first")
-    levels = []
-    for i, item in enumerate(raw_levels):
-        here = f"{where}.levels[{i}]"
-        lv = _take(item, MemoryLevel, here)
-        operands = lv["operands"]
-        if not isinstance(operands, list) or not operands or any(o not in OPERANDS for o in operands):
-            raise InputError(f"{here}.operands: must be a non-empty list drawn from {', '.join(OPERANDS)}, "
-                             f"got {operands!r}")
-        per_pe = lv.get("per_pe", False)
-        if not isinstance(per_pe, bool):
-            raise InputError(f"{here}.per_pe: must be true or false, got {per_pe!r}")
-        if not isinstance(lv["name"], str) or not lv["name"]:
-            raise InputError(f"{here}.name: must be a non-empty string")
-        levels.append(MemoryLevel(
-            name=lv["name"],
-            size_bytes=_positive(lv["size_bytes"], f"{here}.size_bytes"),
-            word_bits=_positive(lv["word_bits"], f"{here}.word_bits", True),
-            read_energy_pj=_non_negative(lv["read_energy_pj"], f"{here}.read_energy_pj"),
-            write_energy_pj=_non_negative(lv["write_energy_pj"], f"{here}.write_energy_pj"),
-            bandwidth_bytes_per_cycle=_positive(lv["bandwidth_bytes_per_cycle"],
-                                                f"{here}.bandwidth_bytes_per_cycle"),
-            operands=tuple(operands), per_pe=per_pe))
-    names = [lv.name for lv in levels]
-    if len(set(names)) != len(names):
-        raise InputError(f"{where}.levels: level names must be unique, got {names}")
-    if levels[0].per_pe or set(levels[0].operands) != set(OPERANDS):
-        raise InputError(f"{where}.levels[0]: the outermost level (DRAM) must hold weights, inputs and "
-                         f"outputs and not be per_pe")
-    for operand in OPERANDS:
-        chain = [lv for lv in levels if operand in lv.operands]
-        flags = [lv.per_pe for lv in chain]
-        if flags.count(True) > 1 or (True in flags and flags[-1] is not True):
-            raise InputError(f"{where}.levels: {operand}: at most one per_pe level, and it must be innermost")
-    spatial = None
-    if top.get("spatial") is not None:
-        s = _take(top["spatial"], SpatialAxes, f"{where}.spatial")
-        axes = {}
-        for axis in ("rows", "cols"):
-            dims = s[axis]
-            if not isinstance(dims, list) or not dims or any(d not in SPATIAL_DIMS for d in dims):
-                raise InputError(f"{where}.spatial.{axis}: must be a non-empty list drawn from "
-                                 f"{', '.join(SPATIAL_DIMS)}, got {dims!r}")
-            axes[axis] = tuple(dims)
-        search = s.get("search", True)
-        if not isinstance(search, bool):
-            raise InputError(f"{where}.spatial.search: must be true or false, got {search!r}")
-        spatial = SpatialAxes(**axes, search=search)
-    static = _non_negative(top.get("static_power_w", 0.0), f"{where}.static_power_w")
-    profile = Profile(name=name, description=top["description"],
-                      clock_hz=_positive(top["clock_hz"], f"{where}.clock_hz"), dataflow=top["dataflow"],
-                      array=array, precision_bits=precision, mask_op_energy_pj=mask_ops, levels=tuple(levels),
-                      spatial=spatial, static_power_w=static)
-    check_extras(extras_of(top), profile, where)
-    return profile
+    """Validate a decoded YAML mapping against :class:`~hwsim.schemas.profile_file.ProfileFile` (types,
+    physical ranges, the cross-field rules, the area model's keys too) and build the :class:`Profile`;
+    ``where`` names the file in the one-line error."""
+    return _profile(validate(ProfileFile, raw, where))
 
 
-def extras_of(raw: dict[str, Any]) -> dict[str, Any]:
-    """The area model's keys of a profile mapping (:data:`hwsim.hardware.area.EXTRA_KEYS`)."""
-    return {k: raw[k] for k in EXTRA_KEYS if k in raw}
+def _profile(model: ProfileFile) -> Profile:
+    """The runtime dataclasses of a validated profile (the cost model's objects; no check is repeated)."""
+    a, p, m, s = model.array, model.precision_bits, model.mask_op_energy_pj, model.spatial
+    return Profile(
+        name=model.name, description=model.description, clock_hz=model.clock_hz, dataflow=model.dataflow,
+        array=Array(rows=a.rows, cols=a.cols, mac_energy_pj=a.mac_energy_pj),
+        precision_bits=Precision(weights=p.weights, inputs=p.inputs, psums=p.psums, outputs=p.outputs,
+                                 mask_scale=p.mask_scale, batchnorm=p.batchnorm),
+        mask_op_energy_pj=MaskOpEnergy(gate=m.gate, multiply=m.multiply),
+        levels=tuple(MemoryLevel(name=lv.name, size_bytes=lv.size_bytes, word_bits=lv.word_bits,
+                                 read_energy_pj=lv.read_energy_pj, write_energy_pj=lv.write_energy_pj,
+                                 bandwidth_bytes_per_cycle=lv.bandwidth_bytes_per_cycle,
+                                 operands=tuple(lv.operands), per_pe=lv.per_pe) for lv in model.levels),
+        spatial=None if s is None else SpatialAxes(rows=tuple(s.rows), cols=tuple(s.cols), search=s.search),
+        static_power_w=model.static_power_w)
+
+
+def _extras(model: ProfileFile) -> dict[str, Any]:
+    """The area model's keys as the file gave them (validated numbers): absent keys stay absent, so that
+    :func:`hwsim.hardware.area.area_breakdown` applies its defaults, scaled to the node."""
+    extras: dict[str, Any] = {}
+    if "technology_nm" in model.model_fields_set:
+        extras["technology_nm"] = model.technology_nm
+    if model.area is not None:
+        extras["area"] = model.area.model_dump(exclude_unset=True)
+    return extras
 
 
 PROFILES = resources.files("hwsim") / "profiles"  # the bundled profiles, one <name>.yaml each
@@ -292,13 +198,7 @@ def read_raw_profile(name_or_path: str | Path) -> tuple[dict[str, Any], str]:
     text_name = str(name_or_path)
     if text_name.endswith((".yaml", ".yml")) or Path(text_name).is_file():
         path = Path(text_name)
-        check_file(path, InputError)
-        check_size(path, MAX_YAML_BYTES, InputError)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            raise InputError(f"{path}: not UTF-8 text ({exc.reason})") from None
-        where = str(path)
+        text, where = read_text(path, MAX_YAML_BYTES, InputError), str(path)
     else:
         resource = PROFILES / f"{text_name}.yaml"
         if not resource.is_file():
@@ -325,10 +225,10 @@ def design_from_raw(raw: dict[str, Any], where: str, blame: str | None = None) -
     """Validate ``raw`` as a profile file is validated, area keys included. ``blame`` prefixes errors
     (``--set ...``, a sweep's axis values)."""
     try:
-        profile = profile_from_dict(raw, where)
+        model = validate(ProfileFile, raw, where)
     except InputError as exc:
         raise InputError(f"{blame}: {exc}" if blame else str(exc)) from None
-    return Design(profile=profile, raw=raw, extras=extras_of(raw), where=where)
+    return Design(profile=_profile(model), raw=raw, extras=_extras(model), where=where)
 
 
 def load_design(name_or_path: str | Path, sets: Sequence[str] = ()) -> Design:

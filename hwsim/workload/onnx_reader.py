@@ -3,8 +3,11 @@
 Costed operators: ``Conv`` (2-D; groups, strides, dilations, explicit or ``auto_pad`` padding), ``Gemm``
 and ``MatMul``/``FusedMatMul``-free ``MatMul`` with a constant weight (both as linear layers). Every
 other operator (activations, pooling, BatchNormalization, Add, reshapes ...) is not costed and is listed,
-with counts, in one warning line. Shapes come from ``onnx.shape_inference``; a symbolic batch dimension
-is taken as 1 (hwsim costs one inference).
+with counts, in one warning line. The graph's image input gets one static shape ``[N, C, H, W]``
+(:class:`~hwsim.schemas.onnx_shapes.OnnxInput`: the model's own, a symbolic batch taken as 1, or the one
+``--input-shape`` gives, which must agree with the model's static dimensions) before
+``onnx.shape_inference`` derives every layer's sizes from it; a size still unknown after it is refused, never
+taken as 1. Each ``Conv``'s attributes are checked by :class:`~hwsim.schemas.onnx_shapes.ConvAttributes`.
 
 hwsim's :class:`~hwsim.workload.layers.Layer` has symmetric padding and no dilation. A dilated or asymmetrically
 padded conv is represented exactly in MACs and output size: its kernel keeps ``k`` taps, the dilation's
@@ -21,6 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from hwsim.errors import InputError
+from hwsim.fileio.bounded import MAX_SIZE, short
+from hwsim.schemas.validation import validate
+from hwsim.schemas.onnx_shapes import ConvAttributes, OnnxInput
 from hwsim.workload.layers import Layer, Workload
 
 COSTED = ("Conv", "Gemm", "MatMul")
@@ -30,11 +36,65 @@ class OnnxWarning(UserWarning):
     """Operators of an ONNX model that hwsim does not cost."""
 
 
-def _shape(info: Any) -> list[int] | None:
+def _shape(info: Any) -> list[int | None] | None:
+    """A tensor's dimensions, ``None`` for one that is not static (never guessed as 1); ``None`` when the
+    tensor has no shape at all."""
     t = info.type.tensor_type
     if not t.HasField("shape"):
         return None
-    return [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1 for d in t.shape.dim]
+    return [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in t.shape.dim]
+
+
+def _declared(info: Any) -> list[int | str | None] | None:
+    """The input's dimensions as the model declares them: an int, a symbol's name, or None (unnamed)."""
+    t = info.type.tensor_type
+    if not info.type.HasField("tensor_type") or not t.HasField("shape"):
+        return None
+    return [d.dim_value if d.HasField("dim_value") and d.dim_value > 0
+            else (d.dim_param or None) for d in t.shape.dim]
+
+
+def parse_input_shape(text: str) -> tuple[int, ...]:
+    """``1x3x224x224`` or ``1,3,224,224`` -> ``(1, 3, 224, 224)``; its rank and ranges are the schema's."""
+    parts = [p.strip() for p in text.replace("x", ",").replace("X", ",").split(",")]
+    for part in parts:
+        if not part.isdigit() or len(part) > 9:
+            raise InputError(f"--input-shape: {short(part)} is not a dimension (give N x C x H x W, "
+                             f"e.g. 1x3x224x224), got {short(text)}")
+    return tuple(int(p) for p in parts)
+
+
+def _fix_input(model: Any, path: Path, input_shape: tuple[int, ...] | None,
+               given_by: str = "--input-shape") -> OnnxInput:
+    """Give the graph's image input one static shape, before shape inference derives the others from it.
+
+    Exporters' stale intermediate shapes (symbolic ``H``) are dropped, so inference recomputes them.
+    """
+    g = model.graph
+    weights = {t.name for t in g.initializer}  # older exporters list the weights as inputs too
+    inputs = [i for i in g.input if i.name not in weights]
+    if len(inputs) != 1:
+        names = ", ".join(short(i.name) for i in inputs[:4])
+        raise InputError(f"{path}: {len(inputs)} graph inputs ({names or 'none'}); hwsim costs a CNN with one "
+                         "image input")
+    info = inputs[0]
+    declared = _declared(info)
+    where = f"{path}: input {short(info.name)}"
+    if input_shape is None:
+        if declared is None:
+            raise InputError(f"{where}: no shape declared: give it, e.g. --input-shape 1x3x224x224")
+        spec = validate(OnnxInput, {"name": info.name, "shape": declared}, where)
+    else:
+        shown = "x".join(str(d) for d in input_shape)
+        spec = validate(OnnxInput, {"name": info.name, "shape": tuple(input_shape)},
+                        f"{given_by} {shown} (for {where})",
+                        context={"declared": declared})
+    dims = info.type.tensor_type.shape.dim
+    del dims[:]
+    for size in spec.shape:
+        dims.add().dim_value = size
+    del g.value_info[:]
+    return spec
 
 
 def _attrs(node: Any) -> dict[str, Any]:
@@ -43,10 +103,14 @@ def _attrs(node: Any) -> dict[str, Any]:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
-def load_onnx(path: str | Path, warn: bool = True) -> tuple[Workload, dict[str, int]]:
+def load_onnx(path: str | Path, warn: bool = True, input_shape: tuple[int, ...] | None = None,
+              given_by: str = "--input-shape") -> tuple[Workload, dict[str, int]]:
     """Read an ONNX CNN; returns the workload and ``{operator: count}`` of what was not costed.
 
-    Raises :class:`InputError` (one line) for a missing, corrupt or non-CNN file.
+    ``input_shape``: the image input's ``[N, C, H, W]`` (``--input-shape``), needed when the model leaves a
+    dimension other than the batch symbolic; ``given_by`` names where it came from in errors (the option, or a
+    sweep spec's key). Raises :class:`InputError` (one line) for a missing, corrupt or
+    non-CNN file, a shape that is not static, or a node whose attributes or shapes do not hold together.
     """
     try:
         import onnx
@@ -62,6 +126,9 @@ def load_onnx(path: str | Path, warn: bool = True) -> tuple[Workload, dict[str, 
         raise InputError(f"{path}: not a readable ONNX file ({type(exc).__name__})") from None
     if not model.graph.node:
         raise InputError(f"{path}: not a readable ONNX model (no graph nodes)")
+    if not any(node.op_type == "Conv" for node in model.graph.node):
+        raise _not_a_cnn(path, model.graph)
+    _fix_input(model, path, input_shape, given_by)
     try:
         model = shape_inference.infer_shapes(model)
     except Exception as exc:  # noqa: BLE001 - onnx raises InferenceError and C++ errors alike
@@ -95,6 +162,9 @@ def load_onnx(path: str | Path, warn: bool = True) -> tuple[Workload, dict[str, 
     for index, node in enumerate(g.node):
         op = node.op_type
         where = f"{path}: node {node.name or index} ({op})"
+        if op in COSTED and (len(node.input) < 2 or not node.output):
+            raise InputError(f"{where}: needs an input, a weight and an output, got {len(node.input)} inputs "
+                             f"and {len(node.output)} outputs")
         if op == "Conv":
             layer = _conv(node, shapes, where, unique(node.name or f"conv{index}"))
             if layer is None:
@@ -110,44 +180,54 @@ def load_onnx(path: str | Path, warn: bool = True) -> tuple[Workload, dict[str, 
         else:
             skipped[op] += 1
     if not any(layer.kind == "conv" for layer in layers):
-        raise InputError(f"{path}: not a CNN: no 2-D Conv operator (operators: "
-                         f"{', '.join(sorted({n.op_type for n in g.node}))})")
+        raise _not_a_cnn(path, g)
     if skipped and warn:
         listed = ", ".join(f"{n} {op}" for op, n in sorted(skipped.items(), key=lambda kv: (-kv[1], kv[0])))
         warnings.warn(OnnxWarning(f"{path.name}: not costed by hwsim: {listed}"), stacklevel=2)
     return Workload(source=path.stem, layers=tuple(layers)), dict(skipped)
 
 
+def _not_a_cnn(path: Path, graph: Any) -> InputError:
+    return InputError(f"{path}: not a CNN: no 2-D Conv operator (operators: "
+                      f"{', '.join(sorted({n.op_type for n in graph.node}))})")
+
+
+def _static_dims(shape: list[int | None], what: str, where: str, batch: bool = True) -> list[int]:
+    """Every dimension known (after the batch, with ``batch``: one inference is costed) and at most
+    ``MAX_SIZE``: a guessed 1 or a typo of 2**40 would cost the wrong layer, silently."""
+    dims = shape[1:] if batch else shape
+    if any(d is None for d in dims):
+        raise InputError(f"{where}: {what} shape {['?' if d is None else d for d in shape]} is not static "
+                         "after shape inference")
+    if any(d > MAX_SIZE for d in dims if d is not None):
+        raise InputError(f"{where}: {what} shape {shape} has a dimension over {MAX_SIZE}")
+    return [d if d is not None else 1 for d in shape]
+
+
 def _conv(node: Any, shapes: dict[str, Any], where: str, name: str) -> Layer | None:
-    a = _attrs(node)
     x, w = shapes.get(node.input[0]), shapes.get(node.input[1])
     y = shapes.get(node.output[0])
     if w is None or x is None:
         raise InputError(f"{where}: unknown input or weight shape (shape inference gave none)")
     if len(w) != 4 or len(x) != 4:
         return None
-    k_out, c_per_group, kh, kw = w
-    groups = int(a.get("group", 1))
-    c_in = x[1]
-    if c_per_group * groups != c_in:
-        raise InputError(f"{where}: weight {w} x group {groups} disagrees with input channels {c_in}")
-    strides = list(a.get("strides", [1, 1]))
-    dil = list(a.get("dilations", [1, 1]))
-    kernel = list(a.get("kernel_shape", [kh, kw]))
+    x, w = _static_dims(x, "input", where), _static_dims(w, "weight", where, batch=False)
+    a = validate(ConvAttributes, _attrs(node), where, context={"weight": w, "channels": x[1]})
+    k_out, _, kh, kw = w
+    groups, c_in = a.group, x[1]
+    strides, dil = a.strides, a.dilations
+    kernel = (kh, kw)  # kernel_shape, when given, is checked equal to it
     in_hw = x[2:]
-    auto = a.get("auto_pad", b"NOTSET")
-    auto = auto.decode() if isinstance(auto, bytes) else str(auto)
-    if auto in ("SAME_UPPER", "SAME_LOWER"):
+    if a.auto_pad in ("SAME_UPPER", "SAME_LOWER"):
         out_hw = [-(-in_hw[i] // strides[i]) for i in (0, 1)]
         totals = [max(0, (out_hw[i] - 1) * strides[i] + dil[i] * (kernel[i] - 1) + 1 - in_hw[i]) for i in (0, 1)]
-    elif auto == "VALID":
+    elif a.auto_pad == "VALID":
         totals = [0, 0]
     else:
-        pads = list(a.get("pads", [0, 0, 0, 0]))
-        totals = [pads[0] + pads[2], pads[1] + pads[3]]
+        totals = [a.pads[0] + a.pads[2], a.pads[1] + a.pads[3]]
     span = [dil[i] * (kernel[i] - 1) + 1 for i in (0, 1)]
     expected = [(in_hw[i] + totals[i] - span[i]) // strides[i] + 1 for i in (0, 1)]
-    if y is not None and len(y) == 4 and list(y[2:]) != expected:
+    if y is not None and len(y) == 4 and None not in y[2:] and list(y[2:]) != expected:
         raise InputError(f"{where}: output {y[2:]} disagrees with input {in_hw}, kernel, stride, dilation, pads")
     eff = [totals[i] - (dil[i] - 1) * (kernel[i] - 1) for i in (0, 1)]  # padding of the dense equivalent
     pad = [max(e, 0) // 2 for e in eff]
@@ -169,6 +249,7 @@ def _linear(node: Any, shapes: dict[str, Any], inits: dict[str, Any], where: str
     a, b = shapes.get(a_name), inits[b_name]
     if a is None or len(b) != 2:
         return None
+    a, b = _static_dims(a, "input", where), _static_dims(b, "weight", where, batch=False)
     attrs = _attrs(node)
     if node.op_type == "Gemm":
         if attrs.get("transA", 0):

@@ -29,14 +29,15 @@ The header (safetensors ``__metadata__``, strings) names the format, the backbon
 ``weights``, ``backbone_sha256``), ``method``, ``task``, ``scale_bits``, the profile and its
 precisions, the run's ``layers`` records, the masked layers and BatchNorms in order, quantisation
 scales, and the accuracy recorded for these precisions. Quantisation scales live in the header: the
-cost model, like every anchor it follows, prices weights and masks, not their scale factors.
+cost model, like every anchor it follows, prices weights and masks, not their scale factors. Its schema,
+and the rules that hold it to the tensors, are :class:`hwsim.schemas.task_header.TaskHeader`; a file is
+read through it (:func:`read_packed`) before anything is priced or loaded.
 """
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +45,15 @@ import numpy as np
 
 from hwsim import catalogue
 from hwsim.errors import InputError
-from hwsim.workload.layers import Layer, TensorInfo, Workload, layers_from_records
+from hwsim.schemas.validation import validate
+from hwsim.schemas.run_record import LayerRecord
+from hwsim.schemas.task_header import FLOAT_BITS, FORMAT, MAX_SCALE_BITS, TaskHeader, decode_header, encode_header
+from hwsim.workload.layers import Layer, TensorInfo, Workload
 
-FORMAT = "ksm-task/1"
-FLOAT_DTYPES = {16: np.float16, 32: np.float32}
+FLOAT_DTYPES = {bits: getattr(np, name) for bits, name in FLOAT_BITS.items()}
+__all__ = ["FLOAT_DTYPES", "FORMAT", "MAX_SCALE_BITS", "PACKED_TENSORS", "check_header", "encode_header",
+           "header_bytes", "is_packed_task", "load_packed", "mask_bits", "pack_codes", "read_packed", "read_task",
+           "unpack_codes"]
 
 
 def pack_codes(values: np.ndarray, bits: int) -> np.ndarray:
@@ -80,8 +86,8 @@ def header_bytes(path: Path) -> int:
         return 8 + int.from_bytes(handle.read(8), "little")
 
 
-def _is_our_format(fmt: str) -> bool:
-    return fmt.split(".")[0] == FORMAT
+def _is_our_format(fmt: Any) -> bool:
+    return isinstance(fmt, str) and fmt.split(".")[0] == FORMAT
 
 
 def is_packed_task(path: Path) -> bool:
@@ -100,82 +106,105 @@ def is_packed_task(path: Path) -> bool:
         return False
 
 
-def read_packed(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """(header with its JSON values decoded, arrays) of a packed task file; refuses other formats."""
-    from safetensors import SafetensorError, safe_open
+def _read_file(path: Path) -> tuple[dict[str, str], dict[str, np.ndarray]]:
+    """(raw metadata, tensors) of a safetensors file; anything unreadable is one line naming the file."""
+    from safetensors import safe_open
 
-    path = Path(path)
     if not path.is_file():
-        raise InputError(f"{path}: missing file")
+        raise InputError(f"{path}: {'is a folder, not a file' if path.is_dir() else 'missing file'}")
     try:
         with safe_open(str(path), framework="numpy") as handle:
             raw = handle.metadata() or {}
-            names = handle.keys()  # a safe_open handle, not a dict
-            arrays = {key: handle.get_tensor(key) for key in names}
-    except SafetensorError as exc:
-        raise InputError(f"{path}: not a readable safetensors file ({exc})") from None
+            arrays = {key: handle.get_tensor(key) for key in handle.keys()}  # a handle, not a dict
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except Exception as exc:  # noqa: BLE001 - SafetensorError, or a dtype numpy has no type for
+        raise InputError(f"{path}: not a readable safetensors file ({str(exc)[:120]})") from None
+    return raw, arrays
+
+
+def check_header(meta: Mapping[str, Any], arrays: Mapping[str, Any], where: str,
+                 error: type[Exception] = InputError) -> TaskHeader:
+    """``meta`` (decoded values) checked against :class:`~hwsim.schemas.task_header.TaskHeader` and the tensors
+    ``arrays``: what :func:`read_task` checks of a file, and what a writer checks before writing one."""
+    return validate(TaskHeader, meta, where, error=error, context={"arrays": arrays})
+
+
+def read_task(path: str | Path) -> tuple[TaskHeader, dict[str, Any], dict[str, np.ndarray]]:
+    """(validated header, the same as the file's plain values (:meth:`TaskHeader.to_meta`), tensors) of a
+    packed task file.
+
+    The header is checked against :class:`~hwsim.schemas.task_header.TaskHeader` and against the tensors it
+    describes before anything uses them; the first problem is one :class:`InputError` line naming the file
+    and the field (or the tensor)."""
+    path = Path(path)
+    raw, arrays = _read_file(path)
     fmt = raw.get("format", "")
     if not _is_our_format(fmt):
         raise InputError(f"{path}: format {fmt!r} is not {FORMAT!r} (a ksm-export --pack file)")
-    meta: dict[str, Any] = {}
-    for key, value in raw.items():
-        try:
-            meta[key] = json.loads(value)
-        except json.JSONDecodeError:
-            meta[key] = value
+    meta = decode_header(raw, str(path), InputError)
+    header = check_header(meta, arrays, str(path))
+    return header, header.to_meta(), arrays
+
+
+def read_packed(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """(header with its values decoded, arrays) of a packed task file, both checked (:func:`read_task`)."""
+    _, meta, arrays = read_task(path)
     return meta, arrays
 
 
-def _traits(meta: dict[str, Any]) -> catalogue.MethodTraits:
-    """The catalogue row of the file's method; one line refuses a method the catalogue does not know."""
-    traits = catalogue.find(meta["method"])
-    if traits is None:
-        raise InputError(f"method {meta['method']!r}: unknown (known: {', '.join(catalogue.names())})")
-    return traits
-
-
-def mask_bits(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Each masked layer's binary mask (uint8 0/1): ``[out, in/groups]`` for a kernel-wise mask kind (KSM),
-    else the weight's shape."""
-    kernel_wise, out = _traits(meta).mask.kernel_wise, {}
-    layers = [(name, shape[:2] if kernel_wise else shape) for name, shape in meta.get("masked", [])]
-    total = sum(int(math.prod(shape)) for _, shape in layers)
-    flat = unpack_codes(arrays.get("mask.binary", np.zeros(0, np.uint8)), 1, total).astype(np.uint8)
-    start = 0
+def _masks(kernel_wise: bool, masked: list[tuple[str, list[int]]], stream: np.ndarray) -> dict[str, np.ndarray]:
+    layers = [(name, list(shape[:2]) if kernel_wise else list(shape)) for name, shape in masked]
+    total = sum(math.prod(shape) for _, shape in layers)
+    flat = unpack_codes(stream, 1, total).astype(np.uint8)
+    out, start = {}, 0
     for name, shape in layers:
-        n = int(math.prod(shape))
+        n = math.prod(shape)
         out[name] = flat[start:start + n].reshape(shape)
         start += n
     return out
 
 
-def _learned_mask(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> list[TensorInfo]:
+def mask_bits(meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each masked layer's binary mask (uint8 0/1): ``[out, in/groups]`` for a kernel-wise mask kind (KSM),
+    else the weight's shape. ``meta`` is a header :func:`read_packed` returned (already checked)."""
+    kernel_wise = catalogue.get(meta["method"]).mask.kernel_wise
+    return _masks(kernel_wise, [(entry[0], entry[1]) for entry in meta.get("masked", [])],
+                  arrays.get("mask.binary", np.zeros(0, np.uint8)))
+
+
+def _header_masks(header: TaskHeader, arrays: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return _masks(header.traits.mask.kernel_wise, [(m.layer, m.shape) for m in header.masked],
+                  arrays["mask.binary"])
+
+
+def _learned_mask(header: TaskHeader, arrays: Mapping[str, np.ndarray]) -> list[TensorInfo]:
     """Kernel- and element-wise masks: the binary bits, and a soft part's scale where it was stored."""
     infos = [TensorInfo(f"{name}.binary", "binary", tuple(binary.shape), int(binary.size - binary.sum()))
-             for name, binary in mask_bits(meta, arrays).items()]
-    if _traits(meta).soft_part and int(meta.get("scale_bits", 0)) > 0:
-        infos += [TensorInfo(f"{name}.scale", "scale", tuple(shape[:2])) for name, shape in meta["masked"]]
+             for name, binary in _header_masks(header, arrays).items()]
+    if header.traits.soft_part and header.scale_bits > 0:
+        infos += [TensorInfo(f"{m.layer}.scale", "scale", tuple(m.shape[:2])) for m in header.masked]
     return infos
 
 
-def _weight_copy(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> list[TensorInfo]:
-    return [TensorInfo(f"{name}.weight", "weight", tuple(shape)) for name, shape in meta["masked"]]
+def _weight_copy(header: TaskHeader, arrays: Mapping[str, np.ndarray]) -> list[TensorInfo]:
+    return [TensorInfo(f"{m.layer}.weight", "weight", tuple(m.shape)) for m in header.masked]
 
 
-def _adapters(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> list[TensorInfo]:
+def _adapters(header: TaskHeader, arrays: Mapping[str, np.ndarray]) -> list[TensorInfo]:
     """hwsim.cost.lora_cost reads the adapters' ranks from these."""
-    return [TensorInfo(f"{name}.{part}.weight", part, tuple(shape)) for name, a_shape, b_shape in meta["masked"]
-            for part, shape in (("lora_A", a_shape), ("lora_B", b_shape))]
+    return [TensorInfo(f"{m.layer}.{part}.weight", part, tuple(shape)) for m in header.masked
+            for part, shape in (("lora_A", m.shape), ("lora_B", m.b_shape or []))]
 
 
-def _nothing(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> list[TensorInfo]:
+def _nothing(header: TaskHeader, arrays: Mapping[str, np.ndarray]) -> list[TensorInfo]:
     """Sequence methods (their maps are the sequence's, counted from ``sequence.weights``) and head only."""
     return []
 
 
 # What a packed file stores per mask kind (hwsim.catalogue.MaskKind.name), as the tensors of a run folder
 # would name them; a kind missing here is refused (its file could not be priced like its run).
-PACKED_TENSORS: dict[str, Callable[[dict[str, Any], dict[str, np.ndarray]], list[TensorInfo]]] = {
+PACKED_TENSORS: dict[str, Callable[[TaskHeader, Mapping[str, np.ndarray]], list[TensorInfo]]] = {
     catalogue.KERNEL.name: _learned_mask,
     catalogue.ELEMENT.name: _learned_mask,
     catalogue.TASK_INDEX.name: _nothing,
@@ -186,36 +215,27 @@ PACKED_TENSORS: dict[str, Callable[[dict[str, Any], dict[str, np.ndarray]], list
 }
 
 
+def _layer(record: LayerRecord) -> Layer:
+    return Layer(name=record.name, kind=record.kind, in_channels=record.in_channels,
+                 out_channels=record.out_channels, kernel_hw=tuple(record.kernel), stride_hw=tuple(record.stride),
+                 padding_hw=tuple(record.padding), groups=record.groups, input_hw=tuple(record.input_hw),
+                 output_hw=tuple(record.output_hw), bias=record.bias)
+
+
 def load_packed(path: str | Path) -> Workload:
     """A packed task file as a ``ksm-sim`` workload: its layers, method, BatchNorm policy and the
     stored tensors (binary zeros counted from the bit stream), so it is priced like its run."""
-    path = Path(path)
-    meta, arrays = read_packed(path)
-    for key in ("method", "task", "layers", "masked", "batchnorms", "head"):
-        if key not in meta:
-            raise InputError(f"{path}: header key {key!r} missing")
-    method = meta["method"]
-    try:
-        traits = _traits(meta)
-    except InputError as exc:
-        raise InputError(f"{path}: {exc}") from None
-    if traits.mask.name not in PACKED_TENSORS:
-        raise InputError(f"{path}: method {method!r}: mask kind {traits.mask.name!r} has no packed form in "
-                         f"hwsim.workload.packed (known kinds: {', '.join(PACKED_TENSORS)})")
-    layers: tuple[Layer, ...] = layers_from_records(meta["layers"], str(path))
-    infos = PACKED_TENSORS[traits.mask.name](meta, arrays)
-    infos += [TensorInfo(f"{name}.weight", "batchnorm", (int(c),)) for name, c, _ in meta["batchnorms"]]
-    head = meta["head"]
-    infos += [TensorInfo(f"{head}.weight", "head", tuple(arrays["head.weight"].shape)),
-              TensorInfo(f"{head}.bias", "head", tuple(arrays["head.bias"].shape))]
+    header, _, arrays = read_task(path)  # the header's method has a packed form (TaskHeader's rule)
+    infos = PACKED_TENSORS[header.traits.mask.name](header, arrays)
+    infos += [TensorInfo(f"{b.name}.weight", "batchnorm", (b.channels,)) for b in header.batchnorms]
+    infos += [TensorInfo(f"{header.head}.weight", "head", tuple(arrays["head.weight"].shape)),
+              TensorInfo(f"{header.head}.bias", "head", tuple(arrays["head.bias"].shape))]
     binaries = [t for t in infos if t.role == "binary"]
-    density = (1 - sum(t.zeros or 0 for t in binaries) / sum(math.prod(t.shape) for t in binaries)
-               if binaries else None)
-    seq = meta.get("sequence") or {}
-    top1 = meta.get("top1")
-    return Workload(source=str(path), layers=layers, task=str(meta["task"]), method=method,
-                    top1=float(top1) if isinstance(top1, (int, float)) else None,
-                    batchnorm="task" if meta["batchnorms"] else "frozen", mask_density=density,
-                    tensors=tuple(infos), sequence_tasks=seq.get("tasks"),
-                    sequence_weights=tuple((n, int(e), int(g)) for n, e, g in seq.get("weights", [])),
-                    ksm_soft=traits.soft_part and int(meta.get("scale_bits", 0)) > 0 and bool(meta.get("soft", True)))
+    entries = sum(math.prod(t.shape) for t in binaries)
+    density = 1 - sum(t.zeros or 0 for t in binaries) / entries if entries else None
+    seq = header.sequence
+    return Workload(source=str(path), layers=tuple(_layer(r) for r in header.layers), task=header.task,
+                    method=header.method, top1=header.top1, batchnorm="task" if header.batchnorms else "frozen",
+                    mask_density=density, tensors=tuple(infos), sequence_tasks=seq.tasks if seq else None,
+                    sequence_weights=tuple((c.layer, c.earlier, c.grown) for c in seq.weights) if seq else (),
+                    ksm_soft=header.scale_bits > 0)  # TaskHeader: only with soft true, for a soft method

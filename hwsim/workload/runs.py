@@ -8,8 +8,6 @@ and label come from. :func:`expand_run_paths` turns command-line paths (a shell 
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,16 +15,17 @@ from typing import Any
 
 from hwsim.catalogue import label_rank, run_label, sort_labels
 from hwsim.errors import InputError
-from hwsim.workload.layers import Workload, load_run
+from hwsim.schemas.run_record import Metrics, RunRecord
+from hwsim.workload.layers import Workload, load_run_record
 
 
 @dataclass(frozen=True, slots=True)
 class Run:
-    """One run folder: the workload hwsim costs plus the ``run.json`` record it came from."""
+    """One run folder: the workload hwsim costs plus the validated ``run.json`` record it came from."""
 
     folder: Path
     work: Workload
-    record: dict[str, Any]
+    record: RunRecord
 
     @property
     def task(self) -> str:
@@ -39,48 +38,30 @@ class Run:
     @property
     def label(self) -> str:
         """``ksm``, ``piggyback (BN task)``, ``ksm (binary only)``: :func:`hwsim.catalogue.run_label`."""
-        return run_label(self.record)
+        return run_label(self.record.model_dump(exclude_unset=True))
 
     @property
-    def metrics(self) -> dict[str, Any]:
-        m = self.record.get("metrics")
-        return m if isinstance(m, dict) else {}
+    def metrics(self) -> Metrics:
+        return self.record.metrics
 
     @property
     def top1(self) -> float | None:
-        return _fraction(self.metrics.get("top1"))
+        return self.metrics.top1
 
     @property
     def int8_top1(self) -> float | None:
-        int8 = self.metrics.get("int8")
-        return _fraction(int8.get("top1")) if isinstance(int8, dict) else None
+        return self.metrics.int8.top1 if self.metrics.int8 else None
 
     @property
-    def soft_precision(self) -> dict[int, float | None]:
+    def soft_precision(self) -> dict[int, float]:
         """bits -> test top-1 with the KSM soft part quantised to that many bits (empty if not measured)."""
-        raw = self.metrics.get("soft_precision")
-        if not isinstance(raw, dict):
-            return {}
-        out: dict[int, float | None] = {}
-        for key, value in raw.items():
-            try:
-                out[int(key)] = _fraction(value)
-            except (TypeError, ValueError):
-                continue
-        return dict(sorted(out.items()))
+        return dict(sorted((int(bits), top1) for bits, top1 in self.metrics.soft_precision.items()))
 
     @property
     def backbone(self) -> tuple[Any, ...]:
-        bb = self.record.get("backbone")
-        if not isinstance(bb, dict):
-            return (None, None, None)
-        return (bb.get("arch"), bb.get("weights"), bb.get("sha256"))
-
-
-def _fraction(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
+        """(arch, weights, sha256): runs compare only on one backbone."""
+        bb = self.record.backbone
+        return (bb.arch, bb.weights, bb.sha256)
 
 
 def expand_run_paths(paths: Iterable[str | Path], *, packed: bool = False) -> tuple[list[Path], list[Path]]:
@@ -128,8 +109,7 @@ def load_runs(paths: Iterable[str | Path]) -> list[Run]:
     runs = []
     for folder in paths:
         folder = Path(folder)
-        work = load_run(folder)
-        record = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+        work, record = load_run_record(folder)  # run.json read once, through its schema
         runs.append(Run(folder=folder, work=work, record=record))
     if not runs:
         raise InputError("report: no run folders given (pass --masks runs/* after ksm-train has written some)")

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import click
 
-from hwsim.fileio.output_guard import raise_on_sigterm
+from hwsim.fileio.output_guard import PathOption, one_line_os_errors, raise_on_sigterm
 from hwsim.work_budget import Estimate, WorkRefused, refuse_over_cap
 from hwsim.workload.runcheck import one_line_warnings
 from ksm.cli.ksm_train import CONTEXT_SETTINGS, MAX_PROCESSES, LiveHelp
 from ksm.compare.protocol import PROTOCOLS, VARIANTS, Protocol, trial_grid
 from ksm.methods.registry import LiveChoice
-from ksm.checks import device_option, os_error_line
+from ksm.checks import device_option
 
 # The work of a comparison is counted in training epochs (units × trials × epochs) and held to a cap that
 # --max-training-epochs lifts: the long protocol with every variant is 8,200, --seeds 1000000000 would be
@@ -71,12 +71,12 @@ def _variant_help() -> str:
               help="smoke: CI-sized, checks the machinery (numbers not meaningful); standard: the README's "
                    "headline, about an hour on 2 CPU cores with --workers 2; long: all training images, 64 px, "
                    "8 trials, 5 seeds (for a GPU).")
-@click.option("--out", type=click.Path(path_type=Path), default=None,
+@click.option("--out", type=PathOption(path_type=Path), default=None,
               help="Comparison folder (run folders per seed). Default: runs-compare/<protocol>.")
-@click.option("--report", "report_dir", type=click.Path(path_type=Path), default=None,
+@click.option("--report", "report_dir", type=PathOption(path_type=Path), default=None,
               help="Where comparison.md, comparison.csv and comparison.png go. Default: reports/default for "
                    "the standard protocol, reports/compare-<protocol> for the others.")
-@click.option("--readme", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+@click.option("--readme", type=PathOption(path_type=Path, exists=True, dir_okay=False), default=None,
               help="Also replace the <!-- comparison:begin/end --> block of this Markdown file with the table.")
 @click.option("--task", "tasks", multiple=True, metavar="NAME",
               help="Only these built-in tasks (repeatable; default: the whole default suite).")
@@ -94,6 +94,7 @@ def _variant_help() -> str:
 @click.option("--force", is_flag=True, help="Delete the comparison folder and start over.")
 @click.option("--report-only", is_flag=True, help="Only rebuild the report from the finished runs under --out.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show a tqdm progress bar.")
+@one_line_os_errors  # a full disk, ulimit -f, a read-only folder: one line naming the file
 def main(protocol_name: str, out: Path | None, report_dir: Path | None, readme: Path | None, tasks: tuple[str, ...],
          variants: tuple[str, ...], seeds: int | None, max_training_epochs: int, workers: int, threads: int | None,
          device: str, resume: bool, force: bool, report_only: bool, progress: bool) -> None:
@@ -114,9 +115,9 @@ def main(protocol_name: str, out: Path | None, report_dir: Path | None, readme: 
     """
     one_line_warnings()
     raise_on_sigterm()
-    from ksm.compare.comparison import read_protocol, readme_block, update_readme, write_report
+    from ksm.compare.comparison import check_outputs, read_protocol, readme_block, update_readme, write_report
     from ksm.data.datasets import DEFAULT_SUITE
-    from ksm.compare.protocol import run_comparison
+    from ksm.compare.protocol import check_comparison_folder, run_comparison
 
     protocol = PROTOCOLS[protocol_name]
     changes: dict[str, object] = {}
@@ -141,25 +142,24 @@ def main(protocol_name: str, out: Path | None, report_dir: Path | None, readme: 
     out = out or Path("runs-compare") / protocol.name
     if out.exists() and not out.is_dir():
         raise click.UsageError(f"--out {out}: exists and is not a folder")
-    if not report_only:
-        try:
+    try:  # every output is checked before anything is trained or written, --out first
+        if not report_only:
+            check_comparison_folder(protocol, out, force=force, resume=resume)
+        if report_dir is None:  # named after the protocol the folder is (--report-only: was) run with
+            name = read_protocol(out)["name"] if report_only else protocol.name
+            report_dir = Path("reports") / ("default" if name == "standard" else f"compare-{name}")
+        check_outputs(out, report_dir, readme)
+        if not report_only:
             run_comparison(protocol, out, workers=workers, threads=threads, device=device, force=force,
                            resume=resume, progress=progress, command=_command())
-        except (FileNotFoundError, ValueError) as exc:
-            raise click.ClickException(str(exc)) from None
-        except OSError as exc:
-            raise click.ClickException(os_error_line(exc)) from None
+    except (FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
     try:
-        if report_dir is None:  # named after the protocol the folder was run with (--report-only may differ)
-            name = read_protocol(out)["name"]
-            report_dir = Path("reports") / ("default" if name == "standard" else f"compare-{name}")
         paths = write_report(out, report_dir, _command())
         if readme is not None:
             update_readme(readme, readme_block(out, _command(), Path(os.path.relpath(paths["md"], readme.parent))))
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    except OSError as exc:
-        raise click.ClickException(os_error_line(exc)) from None
     click.echo(Path(paths["md"]).read_text(encoding="utf-8"))
     click.echo(f"report: {paths['md']}, {paths['csv']}, {paths['png']}")
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from hwsim.fileio.atomic import UnsafeTarget, atomic_write, check_target
-from hwsim.fileio.output_guard import OutputRefused, check_no_alias, raise_on_sigterm
+from hwsim.fileio.output_guard import (NameOrPath, OutputRefused, PathOption, check_no_alias, one_line_os_errors,
+                                        raise_on_sigterm)
 from hwsim.workload.runcheck import one_line_warnings
 from ksm.cli.ksm_train import CONTEXT_SETTINGS
 from ksm.checks import finite, os_error_line
@@ -19,22 +20,28 @@ def export_name(folder: Path) -> str:
     return f"{folder.parent.name}-{folder.name}" if (folder.parent / "shared.safetensors").exists() else folder.name
 
 
-def check_outputs(outputs: list[Path], runs: list[Path] | tuple[Path, ...], *more: Path | str | None) -> None:
-    """The output guard, before any work: no output is, or lies inside, a run folder, its sequence's shared
-    tensors, ``--weights`` or ``--data-root``; one line otherwise."""
-    shared = [p.parent / "shared.safetensors" for p in runs if (p.parent / "shared.safetensors").exists()]
+def check_outputs(outputs: list[Path], runs: list[Path] | tuple[Path, ...], weights: str | None, profile: str,
+                  data_root: Path | None = None) -> None:
+    """The output guard, before any work: no output is, or lies inside, anything the command reads: a run
+    folder, its sequence's shared tensors, the backbone weights each run loads (``--weights`` or the ones its
+    run.json records), a ``--profile`` file or ``--data-root``; one line otherwise."""
+    from ksm.deploy.run_export import run_inputs
+
+    inputs = [p for run in runs for p in run_inputs(run, weights)]
+    inputs += [Path(profile)] if Path(profile).is_file() else []  # else a bundled profile's name
+    inputs += [data_root] if data_root is not None else []
     try:
-        check_no_alias(outputs, [*runs, *shared, *(Path(m) for m in more if m)])
+        check_no_alias(outputs, inputs)
     except OutputRefused as exc:
         raise click.ClickException(str(exc)) from None
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
-@click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--onnx", "onnx_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.argument("runs", nargs=-1, required=True, type=PathOption(path_type=Path))
+@click.option("--onnx", "onnx_path", type=PathOption(dir_okay=False, path_type=Path), default=None,
               help="Float ONNX file to write (one run only). The int8 files go beside it as "
                    "NAME.int8.onnx and NAME.int8-onthefly.onnx. Default: OUT_DIR/<run folder name>.onnx.")
-@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("exports"),
+@click.option("--out-dir", type=PathOption(file_okay=False, path_type=Path), default=Path("exports"),
               show_default=True, help="Where the ONNX files go when --onnx is not given.")
 @click.option("--int8", is_flag=True,
               help="Also quantise to int8 (onnxruntime static QDQ, per-channel weights), measure the test "
@@ -43,7 +50,7 @@ def check_outputs(outputs: list[Path], runs: list[Path] | tuple[Path, ...], *mor
               help="Training images used to calibrate the activation ranges.")
 @click.option("--calibration-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
               show_default=True, help="How activation ranges are set from the calibration images.")
-@click.option("--profile", default="edge_npu", show_default=True,
+@click.option("--profile", type=NameOrPath(), default="edge_npu", show_default=True,
               help="hwsim profile (name or .yaml) whose mask_scale precision the on-the-fly form uses.")
 @click.option("--mask-scale-bits", type=click.IntRange(0, 16), default=None,
               help="Override the profile's mask_scale precision (bits of KSM's soft scale).")
@@ -52,22 +59,23 @@ def check_outputs(outputs: list[Path], runs: list[Path] | tuple[Path, ...], *mor
 @click.option("--skip-existing", is_flag=True,
               help="With --int8: reuse runs whose run.json already holds metrics.int8 (for --table).")
 @click.option("--table", is_flag=True, help="Print the float vs int8 accuracy table of the given runs.")
-@click.option("--table-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--table-file", type=PathOption(dir_okay=False, path_type=Path), default=None,
               help="Also write the table as Markdown to this file.")
-@click.option("--data-root", type=click.Path(path_type=Path), default=None,
+@click.option("--data-root", type=PathOption(path_type=Path), default=None,
               help="Folder of the benchmark tasks (as for ksm-train), for runs not on the built-in suite.")
-@click.option("--weights", default=None,
+@click.option("--weights", type=NameOrPath(), default=None,
               help="Backbone weights (.pth) to use instead of the recorded ones; the sha256 must still match.")
 @click.option("--tolerance", type=finite(0, min_open=True), default=1e-3, show_default=True,
               help="Largest |onnxruntime − PyTorch| on the float logits, relative to their largest magnitude.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the calibration draw.")
 @click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads for torch and onnxruntime.")
-@click.option("--pack", "pack_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--pack", "pack_path", type=PathOption(dir_okay=False, path_type=Path), default=None,
               help="Write the deployable task file (one safetensors file: bit-packed mask, soft scale at "
                    "--scale-bits only where the bit is 0, folded BatchNorm, head) instead of ONNX; its size "
                    "is what ksm-sim prices for --profile. One run only.")
 @click.option("--scale-bits", type=int, default=None,
               help="With --pack: bits of KSM's soft scale, 0-16 (default: the profile's mask_scale).")
+@one_line_os_errors  # a full disk, ulimit -f, a read-only folder: one line naming the file
 def main(runs: tuple[Path, ...], onnx_path: Path | None, out_dir: Path, int8: bool, calibration_images: int,
          calibration_method: str,
          profile: str, mask_scale_bits: int | None, record: bool, skip_existing: bool, table: bool,
@@ -114,7 +122,7 @@ def main(runs: tuple[Path, ...], onnx_path: Path | None, out_dir: Path, int8: bo
     targets = {f: onnx_path or out_dir / f"{export_name(f)}.onnx" for f in folders}
     onnx_files = [f for t in targets.values() for f in (t, t.with_name(t.stem + ".int8.onnx"),
                                                          t.with_name(t.stem + ".int8-onthefly.onnx"))]
-    check_outputs([*onnx_files, *([table_file] if table_file else [])], folders, weights, data_root)
+    check_outputs([*onnx_files, *([table_file] if table_file else [])], folders, weights, profile, data_root)
     if threads:
         torch.set_num_threads(threads)
     try:
@@ -200,7 +208,7 @@ def _pack(runs: tuple[Path, ...], out: Path, scale_bits: int | None, profile: st
         raise click.UsageError("--pack takes exactly one run")
     if scale_bits is not None and not 0 <= scale_bits <= MAX_SCALE_BITS:
         raise click.ClickException(f"--scale-bits {scale_bits}: must be in 0..{MAX_SCALE_BITS}")
-    check_outputs([out], runs, weights)
+    check_outputs([out], runs, weights, profile)
     try:
         meta = pack_task(runs[0], out, scale_bits=scale_bits, profile=profile, weights=weights)
     except (RunError, DeployError, InputError, FileNotFoundError, ValueError) as exc:

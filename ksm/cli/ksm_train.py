@@ -18,8 +18,10 @@ import click
 from click.core import ParameterSource
 
 from hwsim import catalogue
-from hwsim.fileio.output_guard import raise_on_sigterm
+from hwsim.fileio.output_guard import (NameOrPath, OutputRefused, PathOption, check_no_alias, one_line_os_errors,
+                                        raise_on_sigterm)
 from hwsim.work_budget import WorkRefused, refuse_over_cap
+from hwsim.schemas.run_record import MASK_BOUND
 from ksm.methods.registry import MethodChoice, method_class, method_cli_options, method_names, option_owners
 from ksm.checks import device_option, finite
 from ksm.training.train_options import Options
@@ -27,6 +29,14 @@ from ksm.training.train_options import Options
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 ARCH_NAMES = ("mobilenet_v2", "resnet18", "resnet50", "vgg16", "vgg16_bn")
 MAX_PROCESSES = 256  # --nproc, --threads (and ksm-compare's --workers): more on one machine is a typo
+# The options run.json records are bounded as its schema (hwsim/schemas/run_record.py) bounds the value
+# recorded, so that a run never trains for hours and is then refused when its record is written
+# (tests/ksm/test_cli.py holds each option to its field).
+MAX_LEARNING_RATE = 1e3  # train.lr_body, train.lr_head
+MAX_COUNT = 10 ** 12  # train.epochs, train.batch_size, dataset.max_train
+MAX_IMAGE_SIDE = 16384  # dataset.input_size, pixels
+# train.seed: torch seeds each epoch's data order with seed * 100003 + epoch, which must fit in 64 bits
+MAX_SEED = 2 ** 32 - 1
 SECTIONS: dict[str, tuple[str, ...]] = {  # --help's sections, each with its options in order
     "Tasks and methods": ("tasks", "suite", "data_root", "methods"),
     "Backbone and data": ("arch", "weights", "input_size", "max_train"),
@@ -153,47 +163,50 @@ def refuse_unchosen_options(ctx: click.Context, methods: Sequence[str]) -> None:
                    "--data-root: any folder under it, e.g. cubs_cropped, stanford_cars, flowers, wikiart, sketches.")
 @click.option("--suite", type=click.Choice(["default"]), default=None,
               help="Shorthand for all four built-in tasks.")
-@click.option("--data-root", type=click.Path(path_type=Path), default=None,
+@click.option("--data-root", type=PathOption(path_type=Path), default=None,
               help="Folder with the paper's benchmark in Piggyback's layout DIR/<task>/{train,test}/<class>/*.jpg.")
 @click.option("--method", "methods", multiple=True, type=MethodChoice(), default=("ksm",),
               show_default=True, cls=LiveHelp, compose=_method_help)
 # Backbone and data
 @click.option("--arch", type=click.Choice(ARCH_NAMES), default="mobilenet_v2", show_default=True,
               help="torchvision backbone.")
-@click.option("--weights", default="IMAGENET1K_V1", show_default=True,
+@click.option("--weights", type=NameOrPath(), default="IMAGENET1K_V1", show_default=True,
               help="torchvision weights name (read from $TORCH_HOME/hub/checkpoints), a local .pth state dict, "
                    "or 'none' for random init.")
-@click.option("--input-size", type=click.IntRange(16), default=None,
+@click.option("--input-size", type=click.IntRange(16, MAX_IMAGE_SIDE), default=None,
               help="Image side in pixels. Default 64 for the built-in tasks (MobileNetV2 keeps a 2×2 map "
                    "before pooling; 32 px is 2× faster and loses accuracy), 224 with --data-root.")
-@click.option("--max-train", type=click.IntRange(0), default=3000, show_default=True,
+@click.option("--max-train", type=click.IntRange(0, MAX_COUNT), default=3000, show_default=True,
               help="Built-in tasks: use at most N training images per task (class-balanced, fixed seed; "
                    "0 = all). Keeps the default job under 20 minutes on 2 CPU cores; ignored with --data-root.")
 # Training
-@click.option("--epochs", type=click.IntRange(1), default=2, show_default=True, help="Epochs per task.")
-@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True, help="Images per step.")
-@click.option("--lr-mask", type=finite(0, min_open=True), default=1e-3, show_default=True,
+@click.option("--epochs", type=click.IntRange(1, MAX_COUNT), default=2, show_default=True,
+              help="Epochs per task.")
+@click.option("--batch-size", type=click.IntRange(1, MAX_COUNT), default=32, show_default=True,
+              help="Images per step.")
+@click.option("--lr-mask", type=finite(0, MAX_LEARNING_RATE, min_open=True), default=1e-3, show_default=True,
               help="Adam learning rate of what the method trains besides the head (masks, BatchNorm, weights).")
-@click.option("--lr-head", type=finite(0, min_open=True), default=1e-3, show_default=True,
+@click.option("--lr-head", type=finite(0, MAX_LEARNING_RATE, min_open=True), default=1e-3, show_default=True,
               help="Adam learning rate of the classifier head.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of head init, data order, dropout.")
+@click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, show_default=True,
+              help="Seed of head init, data order, dropout.")
 # Masks and BatchNorm
 @click.option("--batchnorm", type=click.Choice(["task", "frozen"]), default=None, cls=LiveHelp,
               compose=_batchnorm_help)
 @click.option("--soft/--no-soft", default=True, show_default=True, cls=LiveHelp, compose=_soft_help)
 @click.option("--recalibrate-bn/--no-recalibrate-bn", default=True, show_default=True,
               help="Recompute task BatchNorm statistics over the training split after training (ksm.training.calibrate).")
-@click.option("--mask-init", type=finite(), default=None, cls=LiveHelp,
+@click.option("--mask-init", type=finite(-MASK_BOUND, MASK_BOUND), default=None, cls=LiveHelp,
               compose=_mask_help("Initial real mask value.", "init"))
-@click.option("--threshold", type=finite(), default=None, cls=LiveHelp,
+@click.option("--threshold", type=finite(-MASK_BOUND, MASK_BOUND), default=None, cls=LiveHelp,
               compose=_mask_help("Binarisation threshold τ.", "threshold"))
-@click.option("--beta", type=finite(0, min_open=True), default=None, cls=LiveHelp,
+@click.option("--beta", type=finite(0, MASK_BOUND, min_open=True), default=None, cls=LiveHelp,
               compose=_mask_help("Logistic scale β of a soft part.", "beta"))
-@click.option("--temperature", type=finite(0, min_open=True), default=None, cls=LiveHelp,
+@click.option("--temperature", type=finite(0, MASK_BOUND, min_open=True), default=None, cls=LiveHelp,
               compose=_mask_help("Temperature T of a soft part's logistic (its slope is β/T).", "temperature"))
 # Output
-@click.option("--out", type=click.Path(path_type=Path), default=None, cls=LiveHelp, compose=_out_help)
-@click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
+@click.option("--out", type=PathOption(path_type=Path), default=None, cls=LiveHelp, compose=_out_help)
+@click.option("--runs-dir", type=PathOption(path_type=Path), default=Path("runs"), show_default=True,
               help="Where run folders and the results table go.")
 @click.option("--force", is_flag=True, help="Overwrite finished runs.")
 @click.option("--resume", is_flag=True, help="Continue interrupted runs from their last epoch checkpoint.")
@@ -213,6 +226,7 @@ def refuse_unchosen_options(ctx: click.Context, methods: Sequence[str]) -> None:
 @click.option("--max-memory", type=finite(0, min_open=True), default=None, metavar="GIB",
               help="Refuse a training step estimated to hold more memory than this (activations at --input-size "
                    "× --batch-size, a built-in task's images). Default: 80% of this machine's memory.")
+@one_line_os_errors  # a full disk, ulimit -f, a read-only folder: one line naming the file
 def main(**values: Any) -> None:
     """Learn per-task masks on a frozen pretrained backbone; one run folder per (task, method).
 
@@ -256,6 +270,7 @@ def main(**values: Any) -> None:
         raise click.UsageError(f"sequence methods ({', '.join(sequences)}) train in one process; drop --nproc")
     if o.out is not None and methods and len(names) * len(methods) != 1:
         raise click.UsageError("--out takes exactly one task and one method; use --runs-dir for several")
+    refuse_outputs_over_inputs(o, names, methods, sequences)
     if o.threads:
         torch.set_num_threads(o.threads)
     ctx = from_environment(o.device)
@@ -265,3 +280,16 @@ def main(**values: Any) -> None:
         torch.cuda.set_device(device)
 
     train_batch(o, names, methods, sequences, device, ctx)
+
+
+def refuse_outputs_over_inputs(o: Options, names: list[str], methods: tuple[str, ...], sequences: list[str]) -> None:
+    """The output guard, before any work: no run folder, sequence folder or results file is, lies inside or holds
+    ``--data-root`` or a ``--weights`` file (``--force`` would replace it); one line otherwise."""
+    outputs = [o.run_folder(t, m) for t in names for m in methods] + [o.sequence_folder(m) for m in sequences]
+    if o.out is None:
+        outputs += [o.runs_dir / "results.md", o.runs_dir / "results.csv"]
+    inputs = [p for p in (o.data_root, Path(o.weights)) if p is not None and os.path.lexists(p)]
+    try:
+        check_no_alias(outputs, inputs)
+    except OutputRefused as exc:
+        raise click.ClickException(str(exc)) from None

@@ -7,7 +7,6 @@ are within noise of each other, the chosen configurations, the training cost and
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from dataclasses import replace
@@ -19,8 +18,9 @@ import pandas as pd
 
 from hwsim import catalogue
 from hwsim.fileio.atomic import atomic_write, atomic_write_with
-from hwsim.fileio.output_guard import build_folder
-from hwsim.fileio.bounded import is_fraction, read_json
+from hwsim.fileio.output_guard import OutputRefused, build_folder, check_no_alias, check_output_folder
+from hwsim.fileio.bounded import read_json
+from hwsim.workload.runcheck import read_record
 from ksm.compare.protocol import COMMAND_JSON, PROTOCOL_JSON, VARIANTS
 from ksm.methods.variants import contrasts
 
@@ -28,28 +28,29 @@ NOISE_P = 0.05  # two variants whose Welch p-value is at least this are "within 
 SEPARATION_PP = 1.0  # a task on which all methods' means lie within this many points does not separate them
 README_BEGIN = "<!-- comparison:begin -->"
 README_END = "<!-- comparison:end -->"
+REPORT_FILES = {"md": "comparison.md", "csv": "comparison.csv", "png": "comparison.png"}  # --report's files
 
 
 def comparison_frame(folder: Path) -> pd.DataFrame:
-    """One row per (task, variant, seed) finished under ``folder``."""
+    """One row per (task, variant, seed) finished under ``folder``; every ``run.json`` is read through its
+    schema (:func:`hwsim.workload.runcheck.read_record`), so a damaged one is one line naming it."""
     rows = []
     for path in sorted(Path(folder).rglob("run.json")):
         if any(part.startswith(".") for part in path.relative_to(folder).parts):
             continue
-        record = read_json(path, ValueError)  # bounded; errors name the file
-        metrics = record.get("metrics") if isinstance(record, dict) else None
-        sel = metrics.get("selection") if isinstance(metrics, dict) else None
+        run = read_record(path.parent, ValueError)[1]  # bounded and validated; errors name the file
+        sel = run.metrics.selection
         if not sel:
             continue
-        _check_selection(path, record, sel)
+        _check_selection(path, run, sel)
         steps = [t for t in sel["trials"] if t.get("seconds_per_step")]
         rows.append({
-            "task": record["task"], "variant": sel["variant"], "role": sel["role"], "seed": sel["seed"],
-            "top1": 100 * record["metrics"]["top1"], "val_top1": 100 * sel["chosen"]["val_top1"],
+            "task": run.task, "variant": sel["variant"], "role": sel["role"], "seed": sel["seed"],
+            "top1": 100 * run.metrics.top1, "val_top1": 100 * sel["chosen"]["val_top1"],
             "lr_body": sel["chosen"]["lr_body"], "lr_head": sel["chosen"]["lr_head"],
             "epoch": sel["chosen"]["epoch"], "trials": len(sel["trials"]),
-            "density": record["metrics"].get("mask_density"),
-            "wall_seconds": record["train"]["wall_seconds"],
+            "density": run.metrics.mask_density,
+            "wall_seconds": run.train.wall_seconds,
             "seconds_per_step": float(np.mean([t["seconds_per_step"] for t in steps])) if steps else math.nan,
             "trial_seconds": float(np.mean([t.get("train_seconds", math.nan) for t in sel["trials"]])),
             "folder": str(path.parent)})
@@ -58,22 +59,22 @@ def comparison_frame(folder: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _check_selection(path: Path, record: dict[str, Any], sel: Any) -> None:
-    """A comparison run's record has what the report reads, or one line says what is missing."""
+def _check_selection(path: Path, run: Any, sel: dict[str, Any]) -> None:
+    """A comparison run (``run``: its validated ``RunRecord``) has what the report reads, or one line says
+    what is missing. The schema has checked the record's types and ranges; ``selection`` is free-form there, and
+    ``metrics.top1`` and ``train.wall_seconds`` may be absent from a run that is not a comparison's."""
     def need(ok: bool, what: str) -> None:
         if not ok:
             raise ValueError(f"{path}: {what}")
 
-    need(isinstance(sel, dict), "metrics.selection: must be an object")
     for key in ("variant", "role", "seed", "trials", "chosen"):
         need(key in sel, f"metrics.selection.{key}: missing key")
     need(isinstance(sel["trials"], list) and all(isinstance(t, dict) for t in sel["trials"]),
          "metrics.selection.trials: must be a list of objects")
     need(isinstance(sel["chosen"], dict) and all(k in sel["chosen"] for k in ("val_top1", "lr_body", "lr_head", "epoch")),
          "metrics.selection.chosen: must hold val_top1, lr_body, lr_head and epoch")
-    need(isinstance(record.get("task"), str), "task: missing or not a string")
-    need(is_fraction(record["metrics"].get("top1")), "metrics.top1: must be a fraction in [0, 1]")
-    need(isinstance(record.get("train"), dict) and "wall_seconds" in record["train"], "train.wall_seconds: missing key")
+    need(run.metrics.top1 is not None, "metrics.top1: missing key")
+    need(run.train.wall_seconds is not None, "train.wall_seconds: missing key")
 
 
 def read_protocol(folder: Path) -> dict[str, Any]:
@@ -299,9 +300,10 @@ def comparison_figure(frame: pd.DataFrame, path: Path) -> Path:
 def producing_command(folder: Path, fallback: str) -> str:
     """The command that trained the comparison (``OUT/command.json``), else ``fallback``."""
     path = Path(folder) / COMMAND_JSON
-    if path.exists():
-        return str(json.loads(path.read_text(encoding="utf-8")).get("command") or fallback)
-    return fallback
+    if not path.exists():
+        return fallback
+    saved = read_json(path, ValueError)  # bounded; errors name the file
+    return str(saved.get("command") or fallback) if isinstance(saved, dict) else fallback
 
 
 def write_report(folder: Path, report_dir: Path, command: str) -> dict[str, Path]:
@@ -310,7 +312,7 @@ def write_report(folder: Path, report_dir: Path, command: str) -> dict[str, Path
     command = producing_command(folder, command)
     frame = comparison_frame(folder)
     protocol = read_protocol(folder)
-    names = {"md": "comparison.md", "csv": "comparison.csv", "png": "comparison.png"}
+    names = REPORT_FILES
     with build_folder(report_dir, "ksm-compare", [folder]) as tmp:  # a folder of ours, published whole
         for key, text in (("md", comparison_markdown(frame, protocol, command)),
                           ("csv", frame.drop(columns="folder").to_csv(index=False))):
@@ -330,12 +332,41 @@ def readme_block(folder: Path, command: str, report: Path) -> str:
         README_END])
 
 
-def update_readme(readme: Path, block: str) -> None:
-    """Replace the text between the comparison markers of ``readme`` (atomically)."""
-    readme = Path(readme)
-    text = readme.read_text(encoding="utf-8")
+def _readme_block(readme: Path, where: str) -> tuple[str, int, int]:
+    """(the text of ``readme``, where its comparison block starts, where its end marker starts); one line
+    naming ``where`` when it has no block."""
+    try:
+        text = Path(readme).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{where}: not UTF-8 text ({exc.reason})") from None
     start, end = text.find(README_BEGIN), text.find(README_END)
     if start < 0 or end < start:
-        raise ValueError(f"{readme}: no '{README_BEGIN}' … '{README_END}' block to replace")
-    new = text[:start] + block + text[end + len(README_END):]
-    atomic_write(readme, new)
+        raise ValueError(f"{where}: no '{README_BEGIN}' … '{README_END}' block to replace")
+    return text, start, end
+
+
+def update_readme(readme: Path, block: str) -> None:
+    """Replace the text between the comparison markers of ``readme`` (atomically)."""
+    text, start, end = _readme_block(readme, str(readme))
+    atomic_write(readme, text[:start] + block + text[end + len(README_END):])
+
+
+def check_outputs(folder: Path, report_dir: Path, readme: Path | None) -> None:
+    """Every output of ``ksm-compare`` checked before anything is trained or written, as the output guard will
+    check it when it writes (one line naming the option and the file): ``--report`` is new, empty or this
+    project's and neither is, holds nor lies inside the comparison folder ``folder``; ``--readme`` has the
+    block to replace, lies outside ``folder`` (``--force`` deletes it) and is not one of the report's
+    files."""
+    try:
+        check_no_alias([report_dir], [folder])
+        check_output_folder(report_dir)
+    except OutputRefused as exc:
+        raise OutputRefused(f"--report {exc}") from None
+    if readme is None:
+        return
+    _readme_block(readme, f"--readme {readme}")
+    try:
+        check_no_alias([readme], [folder])
+        check_no_alias([Path(report_dir) / name for name in REPORT_FILES.values()], [readme])
+    except OutputRefused as exc:
+        raise OutputRefused(f"--readme {readme}: {exc}") from None

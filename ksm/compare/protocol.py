@@ -36,7 +36,9 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from hwsim.fileio.atomic import atomic_write
+from hwsim.fileio.bounded import read_json
 from hwsim.fileio.output_guard import MARKER, OutputRefused, check_no_alias, check_output_folder, write_marker
+from hwsim.workload.runcheck import RUN_JSON, read_record
 from ksm.data.datasets import DEFAULT_SUITE, TaskData
 from ksm.methods.variants import Variant, variants
 
@@ -321,13 +323,13 @@ def plan_units(protocol: Protocol, out: Path) -> list[Unit]:
 
 
 def unit_done(unit: Unit, protocol: Protocol) -> bool:
-    """Whether every run folder of ``unit`` is finished under this same protocol."""
+    """Whether every run folder of ``unit`` is finished under this same protocol; its ``run.json`` is read
+    through the schema (:func:`hwsim.workload.runcheck.read_record`): a damaged one is one line naming it."""
     for folder in unit.folders:
-        path = Path(folder) / "run.json"
-        if not path.exists():
+        if not (Path(folder) / RUN_JSON).exists():
             return False
-        record = json.loads(path.read_text(encoding="utf-8"))
-        if record.get("metrics", {}).get("selection", {}).get("protocol") != protocol.to_json():
+        selection = read_record(Path(folder), ValueError)[1].metrics.selection or {}
+        if selection.get("protocol") != protocol.to_json():
             return False
     return True
 
@@ -359,14 +361,12 @@ def check_comparison_folder(protocol: Protocol, out: Path, *, force: bool, resum
         return
     if force:  # the folder is deleted: it must not hold the working folder (``--out .``)
         check_no_alias([out], [Path.cwd()])
-    try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    saved = read_json(path, ValueError)  # bounded; errors name the file
     if force:
         return
     if saved != protocol.to_json():
-        raise ValueError(f"{path}: a comparison with another protocol ({saved.get('name')!r}) is there; "
+        name = saved.get("name") if isinstance(saved, dict) else None
+        raise ValueError(f"{path}: a comparison with another protocol ({name!r}) is there; "
                          f"use another --out or --force")
     if not resume:
         raise ValueError(f"{out}: a comparison is already there; continue it with --resume or start over with --force")

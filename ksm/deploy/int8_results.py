@@ -14,14 +14,17 @@ from pathlib import Path
 from typing import Any
 
 from hwsim.fileio.atomic import UnsafeTarget, atomic_write_with, check_target
+from hwsim.fileio.bounded import MAX_JSON_BYTES, check_size, parse_json
+from hwsim.workload.runcheck import check_record
 from ksm.training.runfolder import RUN_JSON, RunError
 
 
 def record_int8(folder: Path, metrics: dict[str, Any], *, expected_sha256: str | None = None) -> None:
     """Set ``metrics.int8`` in ``folder/run.json``, leaving every other key as it is.
 
-    The new file is written beside the old one and renamed over it (atomic on POSIX). If run.json
-    is not the one measured (``expected_sha256``, e.g. :attr:`ksm.deploy.run_export.ExportResult.run_json_sha256`)
+    The record read is validated by run.json's schema, and so is the record to be written (a bad int8 result is
+    refused before the file is touched). The new file is written beside the old one and renamed over it
+    (atomic on POSIX). If run.json is not the one measured (``expected_sha256``, e.g. :attr:`ksm.deploy.run_export.ExportResult.run_json_sha256`)
     or changes while the new one is written, nothing is replaced and ``RunError`` says so.
     """
     path = Path(folder) / RUN_JSON
@@ -30,17 +33,19 @@ def record_int8(folder: Path, metrics: dict[str, Any], *, expected_sha256: str |
     except UnsafeTarget as exc:
         raise RunError(str(exc)) from None
     try:
+        check_size(path, MAX_JSON_BYTES, RunError)
         before = path.read_bytes()
-        record = json.loads(before.decode("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        text = before.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
         raise RunError(f"{path}: cannot be read back to record int8 metrics ({exc})") from None
     if expected_sha256 and hashlib.sha256(before).hexdigest() != expected_sha256:
         raise RunError(f"{path}: changed since it was measured (the run was re-written); not overwritten, "
                        f"run ksm-export again")
-    if not isinstance(record.get("metrics"), dict):
-        raise RunError(f"{path}: no 'metrics' object to add int8 results to")
-    record["metrics"]["int8"] = metrics
+    record = parse_json(text, str(path), RunError)  # bounded: depth, integer digits
+    check_record(record, str(path), RunError)
+    record.setdefault("metrics", {})["int8"] = metrics
     text = json.dumps(record, indent=1) + "\n"
+    check_record(json.loads(text), f"{path} (not written)", RunError)  # what a reader will see
 
     def write(tmp: Path) -> None:
         tmp.write_text(text, encoding="utf-8")

@@ -50,6 +50,41 @@ class ExportResult:
     run_json_sha256: str = ""  # of run.json as it was when the measurement began
 
 
+def run_inputs(folder: Path, weights: str | None = None) -> list[Path]:
+    """Every file or folder that exporting or packing ``folder`` reads, for the output guard
+    (:func:`hwsim.fileio.output_guard.check_no_alias`): the run folder, its sequence's shared tensors, and
+    the backbone weights it loads (``weights``, else the ones ``run.json`` records): a ``.pth`` file, or for a
+    torchvision weights name the cache folder torchvision reads it from. A ``run.json`` that cannot be read
+    adds no backbone: reading the run refuses it, before anything is written."""
+    from hwsim.workload.runcheck import read_record
+
+    folder = Path(folder)
+    found = [folder]
+    if (folder.parent / "shared.safetensors").exists():
+        found.append(folder.parent / "shared.safetensors")
+    if weights is None:
+        try:
+            weights = read_record(folder, RunError)[1].backbone.weights
+        except (RunError, OSError):
+            return found
+    backbone = _weights_path(weights)
+    return found + ([backbone] if backbone is not None else [])
+
+
+def _weights_path(weights: str | None) -> Path | None:
+    """Where the backbone of ``weights`` is read from, as :func:`ksm.network.backbones.build_backbone` reads
+    it: a local file (a ``.pth``/``.pt`` path or any existing path), nothing for ``none``, else (a torchvision
+    weights name) torchvision's cache folder."""
+    from ksm.network.backbones import hub_checkpoint_dir
+
+    if weights is None or weights.lower() == "none":
+        return None
+    path = Path(weights).expanduser()
+    if path.suffix in {".pth", ".pt"} or path.exists():
+        return path
+    return hub_checkpoint_dir()
+
+
 def task_data_for(record: dict[str, Any], data_root: Path | None = None) -> TaskData:
     """The run's task data, loaded as it was trained (name, input size, max_train)."""
     from ksm.data.datasets import load_task

@@ -23,25 +23,23 @@ to pack its mask kind is refused in one line rather than written as a head-only 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
 import numpy as np
 import torch
-from safetensors.numpy import save_file
+from safetensors.numpy import save
 from torch import Tensor, nn
 
-from hwsim.fileio.atomic import atomic_write_with
-from hwsim.workload.packed import FLOAT_DTYPES, FORMAT, pack_codes, read_packed
+from hwsim.fileio.atomic import atomic_write
+from hwsim.workload.packed import (FLOAT_DTYPES, FORMAT, MAX_SCALE_BITS, check_header, encode_header, pack_codes,
+                                   read_packed)
 from ksm.deploy.channel_quantiser import per_channel_codes
 from ksm.methods.base import batchnorms
 from ksm.methods.registry import method_class
 from ksm.methods.soft_masks import scale_codes, scale_values
 from ksm.training.runfolder import RunError
-
-MAX_SCALE_BITS = 16
 
 
 class DeployError(RuntimeError):
@@ -199,17 +197,17 @@ def pack_task(folder: Path, out: Path, *, scale_bits: int | None = None, profile
 
 
 def _write_atomic(out: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-    """Temp file in the target's folder, then ``os.replace``: a reader never sees half a file."""
-    header = {k: v if isinstance(v, str) else json.dumps(v, separators=(",", ":")) for k, v in meta.items()}
+    """Check the header as ``ksm-sim`` will read it (:func:`hwsim.workload.packed.check_header`: its schema,
+    against these tensors), then write the file whole through the one atomic writer: a reader never sees half a
+    file, and a full disk or a file-size limit is one line naming the file."""
+    arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+    check_header(meta, arrays, f"{out}: not written, its header would be refused", DeployError)
+    data = save(arrays, metadata=encode_header(meta))
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DeployError(f"{out.parent}: cannot create folder ({exc.strerror})") from None
-    try:
-        atomic_write_with(out, lambda tmp: save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp),
-                                                metadata=header))
-    except OSError as exc:
-        raise DeployError(f"{out}: cannot write ({exc.strerror or exc})") from None
+    atomic_write(out, data)  # a failed write is an OSError naming the file (the commands print it in one line)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -110,9 +110,11 @@ class CPG(SequenceMethod):
         click.Option(["--target-accuracy"], type=finite(0, 1, min_open=True), default=None,
                      help="cpg: grow the network when a task's training accuracy stays below this fraction "
                           "(default: never)."),
-        click.Option(["--grow-step"], type=finite(0, min_open=True), default=0.5, show_default=True,
-                     help="cpg: width multiplier added per growth (mobilenet_v2)."),
-        click.Option(["--max-grow"], type=click.IntRange(0), default=1, show_default=True,
+        # Bounded so that a sequence of up to 31 tasks, each growing the most it may, stays within the width
+        # multiplier run.json accepts (cpg.width_mult <= 1024): 1 + 4 * 8 * 31 = 993.
+        click.Option(["--grow-step"], type=finite(0, 4, min_open=True), default=0.5, show_default=True,
+                     help="cpg: width multiplier added per growth (mobilenet_v2), in (0, 4]."),
+        click.Option(["--max-grow"], type=click.IntRange(0, 8), default=1, show_default=True,
                      help="cpg: growths per task at most."),
     )
 

@@ -61,6 +61,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from hwsim.fileio.bounded import MAX_SIZE
 from ksm.network.backbones import ARCHS, replace_head
 from ksm.checks import finite
 from ksm.methods.base import MaskConfig, Method, maskable_layers
@@ -162,9 +163,11 @@ class LoRA(Method):
     default_batchnorm = "task"
     cli_section = "LoRA"
     cli_options = (
-        click.Option(["--lora-rank"], type=click.IntRange(1), default=8, show_default=True,
+        # bounded as run.json's lora record bounds them (hwsim/schemas/run_record.py): rank a size, alpha and
+        # alpha/rank at most 1e6; below an alpha of 1e-6 the update is nothing
+        click.Option(["--lora-rank"], type=click.IntRange(1, MAX_SIZE), default=8, show_default=True,
                      help="lora: rank r of every adapter (at most min(out, in·kh·kw) of each adapted layer)."),
-        click.Option(["--lora-alpha"], type=finite(0, min_open=True), default=8.0, show_default=True,
+        click.Option(["--lora-alpha"], type=finite(1e-6, 1e6), default=8.0, show_default=True,
                      help="lora: alpha; the update is scaled by alpha/r (PEFT's default; Hu et al. keep alpha "
                           "fixed across ranks so that the learning rate need not be retuned)."),
         click.Option(["--lora-dropout"], type=finite(0, 1, max_open=True), default=0.0, show_default=True,

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from hwsim.fileio.output_guard import os_error_line
+
 if TYPE_CHECKING:
     from ksm.data.datasets import TaskData
     from ksm.training.distributed import Context
@@ -107,7 +109,7 @@ def lock_outputs(folders: list[Path]) -> ExitStack:
     except (ValueError, OSError) as exc:
         locks.close()
         shutdown()
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(os_error_line(exc) if isinstance(exc, OSError) else str(exc)) from None
     return locks
 
 

@@ -20,6 +20,7 @@ loop; one epoch (:func:`train_one_epoch`), the checkpoint, the selection (:class
 
 from __future__ import annotations
 
+import io
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -31,7 +32,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from hwsim.fileio.atomic import atomic_write_with
+from hwsim.fileio.atomic import atomic_write
 from ksm.training.calibrate import recalibrate_batchnorm, warn_few_steps
 from ksm.data.datasets import TaskData
 from ksm.training.distributed import SINGLE, Context, all_sum, barrier, loss_share, wrap
@@ -108,7 +109,9 @@ def save_checkpoint(path: Path, done: TrainedEpochs, cfg: TrainConfig, method: M
                    "seconds": done.seconds, "state": {k: v.cpu() for k, (v, _) in method.state(model).items()},
                    "optimizer": optimizer.state_dict(), "rng": rng, "settings": settings_json(settings),
                    "wall_seconds": wall_seconds}
-        atomic_write_with(path, lambda tmp: torch.save(payload, tmp))
+        buffer = io.BytesIO()  # serialised in memory: torch's file writer loses a full disk's errno
+        torch.save(payload, buffer)
+        atomic_write(path, buffer.getvalue())
     barrier(ctx)
 
 

@@ -8,6 +8,8 @@ its run folder on a fresh backbone. The folders themselves are read and written 
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import time
 from collections.abc import Callable
@@ -20,6 +22,7 @@ from torch import Tensor, nn
 
 from hwsim.catalogue import SOFT_PRECISIONS  # the report sweeps the same precisions
 from ksm.network.backbones import BackboneSpec, build_backbone
+from ksm.network.geometry import layer_records
 from ksm.data.datasets import TaskData
 from ksm.training.distributed import SINGLE, Context, barrier, convert_batchnorm
 from ksm.methods.soft_masks import KernelSoftMask
@@ -168,12 +171,13 @@ def load_run_model(folder: Path, *, weights: str | None = None) -> tuple[nn.Modu
     ``weights`` overrides where the backbone comes from (a .pth path); its sha256 must still match
     the one recorded in ``run.json``.
     """
-    record, tensors = read_run(folder)
-    if "sequence" in record:  # PackNet, CPG: the weights live in the sequence's shared file
+    record, tensors = read_run(folder)  # run.json validated by its schema, tensors checked against it
+    if record.get("sequence") is not None:  # PackNet, CPG: the weights live in the sequence's shared file
         model, method, record = load_sequence_task(folder, weights=weights)
     else:
         model, method = _load_single_task(folder, record, tensors, weights)
     check_record(folder, record, model, method)
+    check_geometry(folder, record, model)
     return model, method, record
 
 
@@ -181,8 +185,9 @@ def _load_single_task(folder: Path, record: dict[str, Any], tensors: dict[str, T
                       weights: str | None) -> tuple[nn.Module, Method]:
     bb = record["backbone"]
     train = record.get("train", {})
-    mask = {k[5:]: v for k, v in train.items() if k.startswith("mask_")}  # what it trained with
-    spec = RunSpec(method=record["method"], backbone=BackboneSpec(bb["arch"], weights or bb["weights"]),
+    fields = {f.name for f in dataclasses.fields(MaskConfig)}
+    mask = {k[5:]: v for k, v in train.items() if k.startswith("mask_") and k[5:] in fields}  # what it trained with
+    spec = RunSpec(method=record["method"], backbone=BackboneSpec(bb["arch"], weights or bb.get("weights")),
                    batchnorm=record.get("batchnorm"), soft=bool(train.get("soft", True)),
                    mask=MaskConfig(**mask) if mask else None,
                    options=dict(record.get("method_options") or {}))
@@ -196,21 +201,48 @@ def _load_single_task(folder: Path, record: dict[str, Any], tensors: dict[str, T
 
 
 def check_record(folder: Path, record: dict[str, Any], model: nn.Module, method: Method) -> None:
-    """Refuse a run whose run.json disagrees with its tensors (head size vs num_classes, input size),
-    so that nothing exported, packed or evaluated from it carries a wrong header."""
-    dataset = record.get("dataset")
-    if not isinstance(dataset, dict):
-        raise RunError(f"{folder}/run.json: dataset: missing or not an object")
+    """Refuse a run whose run.json disagrees with its tensors (head size vs num_classes), so that nothing
+    exported, packed or evaluated from it carries a wrong header. The record itself (types, ranges, the
+    head's layer record against ``num_classes``) was validated by :func:`read_run`; a model is rebuilt only
+    from a record that says its classes and input size."""
+    dataset = record["dataset"]
+    for key in ("num_classes", "input_size"):
+        if dataset.get(key) is None:
+            raise RunError(f"{folder}/run.json: dataset.{key}: missing key (needed to rebuild the task)")
     head = model.get_submodule(method.head)
-    classes = dataset.get("num_classes")
-    if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
-        raise RunError(f"{folder}/run.json: dataset.num_classes {classes!r} is not a positive integer")
-    if head.out_features != classes:
-        raise RunError(f"{folder}/run.json: dataset.num_classes is {classes} but the stored head has "
+    if head.out_features != dataset["num_classes"]:
+        raise RunError(f"{folder}/run.json: dataset.num_classes is {dataset['num_classes']} but the stored head has "
                        f"{head.out_features} outputs; run.json and masks.safetensors do not belong together")
-    size = dataset.get("input_size")
-    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(s, int) and s > 0 for s in size)):
-        raise RunError(f"{folder}/run.json: dataset.input_size {size!r} is not [H, W]")
+
+
+# What a ``layers`` record says of a layer, in the order a difference is reported (docs/run-folder.md).
+GEOMETRY_FIELDS = ("name", "kind", "in_channels", "out_channels", "kernel", "stride", "padding", "groups", "bias",
+                   "input_hw", "output_hw")
+
+
+def check_geometry(folder: Path, record: dict[str, Any], model: nn.Module) -> None:
+    """Refuse a run whose ``layers`` are not the rebuilt network's: names, kinds, channels, kernels, strides,
+    paddings, groups, biases and feature-map sizes, traced (forward hooks, as when the run was written) at the
+    recorded input size. ``hwsim`` costs the run by its ``layers`` and the task file's header is built from
+    them, so a record that no longer describes the network is refused before anything is exported or packed,
+    naming its first difference (``layers[i].<field>``)."""
+    where = f"{folder}/{RUN_JSON}"
+    rebuilt = layer_records(model, tuple(record["dataset"]["input_size"]))
+    recorded = record["layers"]
+    for i, (mine, real) in enumerate(zip(recorded, rebuilt)):
+        for key in GEOMETRY_FIELDS:
+            said = mine.get(key, False) if key == "bias" else mine[key]  # bias is optional, false by default
+            if _plain(said) != _plain(real[key]):
+                raise RunError(f"{where}: layers[{i}].{key}: {json.dumps(said)}, but the network rebuilt from this "
+                               f"run has {json.dumps(real[key])} (layer {real['name']!r})")
+    if len(recorded) != len(rebuilt):
+        raise RunError(f"{where}: layers: {len(recorded)} conv/linear layers, but the network rebuilt from this "
+                       f"run has {len(rebuilt)}")
+
+
+def _plain(value: Any) -> Any:
+    """A pair as a list of ints, so that ``[2.0, 2]`` (which the schema reads as ``[2, 2]``) compares equal."""
+    return [int(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -316,7 +348,7 @@ def load_sequence_task(folder: Path, *, weights: str | None = None) -> tuple[nn.
     folder = Path(folder)
     record, tensors, path, shared = read_sequence_task(folder)
     bb = record["backbone"]
-    model, digest = build_backbone(BackboneSpec(bb["arch"], weights or bb["weights"]))
+    model, digest = build_backbone(BackboneSpec(bb["arch"], weights or bb.get("weights")))
     check_backbone(folder / RUN_JSON, record, digest)
     train = record.get("train", {})
     options = {k: train[k] for k in ("prune_ratio",) if k in train}

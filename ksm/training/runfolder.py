@@ -14,6 +14,7 @@ rename and checks the file against the last finished task before it goes on.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -24,13 +25,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torchvision
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import Tensor, nn
 
 import ksm
-from hwsim.workload.runcheck import check_binary, check_files
-from hwsim.fileio.atomic import new_temp_folder, replace_folder, sha256_file, write_synced
-from hwsim.fileio.bounded import read_json
+from hwsim.workload.runcheck import check_binaries, check_files, check_record, check_tensors, read_record
+from hwsim.fileio.atomic import atomic_write, new_temp_folder, replace_folder, sha256_file, write_synced
 from ksm.network.backbones import BackboneSpec
 from ksm.data.datasets import TaskData
 from ksm.network.geometry import layer_records
@@ -69,10 +69,16 @@ def check_output(out: Path, *, force: bool, resume: bool = False) -> None:
         raise RunError(f"{out}: exists and is not a folder")
     if out.exists() and any(out.iterdir()):
         if not is_run_folder(out, FORMAT):
+            if (out / RUN_JSON).is_file() and not (out / RUN_JSON).is_symlink():
+                read_record(out, RunError)  # a damaged run.json: say what is wrong with it (truncated, a field)
             raise RunError(f"{out}: holds files that are not a ksm-train run; they are never replaced "
                            f"(choose another --out, or move them away)")
         if not force:
             raise RunError(f"{out}: a finished run is already there (use --force to overwrite it)")
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in (RUN_JSON, MASKS))
+        if foreign:  # a user's notes, an export written into the run: --force replaces the folder as a whole
+            raise RunError(f"{out}: holds {foreign[0]!r}, which ksm-train did not write; --force replaces only a "
+                           f"run folder that holds nothing but its run (move {foreign[0]!r} away first)")
     parent = out.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -124,18 +130,25 @@ def run_record(data: TaskData, method: Method, model: nn.Module, *, backbone: Ba
 
 
 def write_run(out: Path, record: dict[str, Any], tensors: dict[str, tuple[Tensor, str]], *, force: bool) -> Path:
-    """Write ``run.json`` and ``masks.safetensors`` into ``out`` atomically; return ``out``."""
+    """Write ``run.json`` and ``masks.safetensors`` into ``out`` atomically; return ``out``.
+
+    The record is checked against the schema every reader uses (:func:`hwsim.workload.runcheck.check_record`)
+    before anything is written, so a writer bug stops here, not when the run is read. A full disk or a file
+    size limit is one ``OSError`` naming the file; nothing is left behind.
+    """
     check_output(out, force=force, resume=True)
     bad = [k for k, (v, _) in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad:
         raise RunError(f"{out}: tensor {bad[0]!r} holds nan or inf values; the run is not written")
+    masks = save({k: v.detach().contiguous().cpu() for k, (v, _) in tensors.items()}, metadata={"format": FORMAT})
+    record = {"format": FORMAT, **record, "tensors": {k: role for k, (_, role) in tensors.items()},
+              "files": {MASKS: {"sha256": hashlib.sha256(masks).hexdigest()}}}
+    text = json.dumps(record, indent=1) + "\n"
+    check_record(json.loads(text), f"{out / RUN_JSON} (not written)", RunError)  # what a reader will see
     tmp = new_temp_folder(out)
     try:
-        write_synced(tmp / MASKS, lambda path: save_file(
-            {k: v.detach().contiguous().cpu() for k, (v, _) in tensors.items()}, str(path), metadata={"format": FORMAT}))
-        record = {"format": FORMAT, **record, "tensors": {k: role for k, (_, role) in tensors.items()},
-                  "files": {MASKS: {"sha256": sha256_file(tmp / MASKS)}}}
-        write_synced(tmp / RUN_JSON, lambda path: path.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8"))
+        write_synced(tmp / MASKS, lambda path: path.write_bytes(masks))
+        write_synced(tmp / RUN_JSON, lambda path: path.write_text(text, encoding="utf-8"))
         replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -145,39 +158,33 @@ def write_run(out: Path, record: dict[str, Any], tensors: dict[str, tuple[Tensor
 
 
 def read_run(folder: Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
-    """(run.json, tensors) of a finished run; ``RunError`` names the file and the problem."""
+    """(run.json, tensors) of a finished run; ``RunError`` names the file and the problem.
+
+    ``run.json`` is validated by its schema (:class:`hwsim.schemas.run_record.RunRecord`: its tensors' roles
+    are its method's) before the tensors are opened; the tensors are then checked against it (sha256, the same
+    keys both ways, each of its layer's shape, binary masks) by the same code as ``hwsim``'s reader
+    (:mod:`hwsim.workload.runcheck`), so both accept and refuse the same folders.
+    """
     folder = Path(folder)
     meta_path, tensor_path = folder / RUN_JSON, folder / MASKS
     for path in (meta_path, tensor_path):
         if not path.exists():
             raise RunError(f"{path}: missing (not a finished run folder)")
-    record = read_json(meta_path, RunError)  # bounded: size, depth, integer digits
-    if not isinstance(record, dict):
-        raise RunError(f"{meta_path}: top level must be a JSON object")
-    fmt = str(record.get("format", ""))
-    if fmt.split(".")[0] != FORMAT:
-        raise RunError(f"{meta_path}: format {fmt!r} is not {FORMAT!r}")
-    for key in ("task", "method", "backbone", "dataset", "tensors"):
-        if key not in record:
-            raise RunError(f"{meta_path}: key {key!r} missing")
-    check_files(folder, record, RunError)
+    record, run = read_record(folder, RunError)
+    check_files(folder, run, RunError)
     try:
         tensors = load_file(str(tensor_path))
     except (SafetensorError, OSError) as exc:
         raise RunError(f"{tensor_path}: not a readable safetensors file ({exc})") from None
-    if not isinstance(record["tensors"], dict):
-        raise RunError(f"{meta_path}: tensors: must be an object of key -> role")
-    missing = sorted(set(record["tensors"]) - set(tensors))
-    if missing:
-        raise RunError(f"{tensor_path}: key {missing[0]!r} listed in run.json is missing")
-    train = record.get("train") if isinstance(record.get("train"), dict) else {}
-    for key, role in record["tensors"].items():
-        if role == "binary":
-            base = key.rpartition(".")[0]
-            real = tensors.get(f"{base}.mask")
-            check_binary(key, tensors[key].numpy(), None if real is None else real.float().numpy(),
-                         str(record["method"]), train.get("mask_threshold"), str(tensor_path), RunError)
+    where = str(tensor_path)
+    check_tensors(run, {key: tuple(value.shape) for key, value in tensors.items()}, where, RunError)
+    check_binaries(run, lambda key: _as_numpy(tensors[key]), where, RunError)
     return record, tensors
+
+
+def _as_numpy(tensor: Tensor) -> Any:
+    """A stored tensor as numpy (a half or bfloat16 real mask as float32, which numpy can compare)."""
+    return tensor.float().numpy() if tensor.is_floating_point() else tensor.numpy()
 
 
 def check_backbone(path: Path, record: dict[str, Any], digest: str | None) -> None:
@@ -252,8 +259,9 @@ def write_pending_shared(folder: Path, position: int, tensors: dict[str, Tensor]
     """Write the shared weights task ``position`` leaves to its pending file; return (the file, its sha256)."""
     path = pending_shared(folder, position)
     # one metadata key: safetensors writes several in no fixed order, and the file's sha256 must be reproducible
-    write_synced(path, lambda tmp: save_file(tensors, str(tmp), metadata={"format": SHARED_FORMAT}))
-    return path, sha256_file(path)
+    data = save({k: v.contiguous() for k, v in tensors.items()}, metadata={"format": SHARED_FORMAT})
+    atomic_write(path, data)  # a full disk or a file size limit: one OSError naming the file, no partial file
+    return path, hashlib.sha256(data).hexdigest()
 
 
 def write_sequence_task(folder: Path, record: dict[str, Any], tensors: dict[str, tuple[Tensor, str]],
@@ -276,8 +284,11 @@ def restore_sequence(folder: Path, last: dict[str, Any], tasks: list[str], setti
 
     An interrupted rename of the shared file (between the task folder and the file) is finished here.
     """
-    seq = last["sequence"]
+    seq = last["sequence"]  # validated by read_run: tasks, position, shared are there
     where = folder / last["task"] / RUN_JSON
+    if not seq.get("shared_sha256"):
+        raise RunError(f"{where}: sequence.shared_sha256: missing, so the shared file cannot be checked; "
+                       f"start over with --force")
     if seq.get("tasks") != tasks:
         raise RunError(f"{where}: the sequence was started with tasks {seq.get('tasks')}, "
                        f"not {tasks}; name the same tasks in the same order, or start over with --force")
@@ -308,9 +319,9 @@ def read_sequence_task(folder: Path) -> tuple[dict[str, Any], dict[str, Tensor],
     """(run.json, task tensors, shared file, shared tensors) of one finished task of a sequence."""
     folder = Path(folder)
     record, tensors = read_run(folder)
-    seq = record.get("sequence")
-    if not isinstance(seq, dict) or not {"position", "tasks", "shared"} <= set(seq):
-        raise RunError(f"{folder / RUN_JSON}: sequence: missing or incomplete (needs position, tasks, shared)")
+    seq = record.get("sequence")  # validated by read_run: position, tasks and shared are there when it is
+    if seq is None:
+        raise RunError(f"{folder / RUN_JSON}: sequence: missing key (not a task of a sequence)")
     path = folder / seq["shared"]
     if not path.exists():
         raise RunError(f"{folder / RUN_JSON}: sequence.shared: {path} is missing")

@@ -111,3 +111,15 @@ def test_a_colour_is_one_method_s(color: str) -> None:
     with pytest.raises(ValueError, match="colour"):
         catalogue.register(row)
     assert catalogue.find("toycolour") is None
+
+
+def test_every_mask_kind_declares_what_its_methods_store() -> None:
+    """The tensor roles a kind stores are declared on the kind (run.json is refused where its roles are not its
+    method's; tests/ksm/test_runfolder.py holds each class's state to them)."""
+    stores = {t.name: set(t.mask.roles) for t in catalogue.methods()}
+    assert stores == {"ksm": {"mask", "binary", "scale"}, "piggyback": {"mask", "binary"}, "packnet": set(),
+                      "cpg": {"pick"}, "finetune": {"weight"}, "feature": set(), "lora": {"lora_A", "lora_B"}}
+    # a KSM run trained without its soft part stores no scale, CPG's first task no pick
+    assert "scale" not in catalogue.KERNEL.required and not catalogue.TASK_INDEX_PICK.required
+    with pytest.raises(ValueError, match="required roles"):
+        catalogue.MaskKind("bad", applied=True, learned=True, roles=("mask",), required=("binary",))

@@ -106,3 +106,14 @@ def test_on_the_fly_masks_cost_more_than_the_backbone() -> None:
     pig = simulate(Workload("x", c3, method="piggyback"), p).task.mask_storage_bits
     assert ksm == 64 * 64 * (1 + 0.5 * 8)  # binary bit + half the entries with an 8-bit scale
     assert pig == 64 * 64 * 9 and ksm < pig
+
+
+def test_finetune_copy_prices_the_bias_it_stores() -> None:
+    """ksm-export --pack stores a fine-tuned layer's bias (``bias.<layer>``, at the psums width): the price
+    counts it, so a biased network's packed file is the priced size."""
+    from hwsim.cost.mask_cost import finetune_bits
+
+    plain = Layer("c", "conv", 3, 8, (3, 3), input_hw=(8, 8), output_hw=(6, 6))
+    biased = dataclasses.replace(plain, bias=True)
+    assert finetune_bits(plain, 8, 32) == 8 * 3 * 9 * 8
+    assert finetune_bits(biased, 8, 32) == 8 * 3 * 9 * 8 + 8 * 32

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import socket
 import time
@@ -103,7 +104,7 @@ workloads: [{network: resnet18}]
     ("profiles: edge_npu\naxes: {array.rows: {linear: [4, 2], step: 1}}\nworkloads: [{network: resnet18}]\n",
      ["axes.array.rows", "empty"]),
     ("profiles: edge_npu\naxes: {array.rows: [16, -1]}\nworkloads: [{network: resnet18}]\n",
-     ["array.rows=-1", "positive integer"]),
+     ["axes.array.rows: value -1: edge_npu.yaml", "array.rows"]),
     ("profiles: edge_npu\naxes: {array.rowz: [16]}\nworkloads: [{network: resnet18}]\n", ["rowz", "unknown key"]),
     ("profiles: edge_npu\nworkloads: [{network: resnet18}]\nconstraints: {area: {min: 5, max: 1}}\n",
      ["constraints.area", "contradictory"]),
@@ -117,7 +118,7 @@ workloads: [{network: resnet18}]
     ("profiles: edge_npu\nworkloads: [{network: resnet18}]\nobjectives: [speed]\n", ["objectives", "speed"]),
     # sizes that would cost gigabytes before any error: refused from the spec alone
     ("profiles: edge_npu\naxes: {clock_hz: {linear: [1.0e8, 1.0e9], num: 1000000000}}\n"
-     "workloads: [{network: resnet18}]\n", ["axes.clock_hz.num", "more than the 100000"]),
+     "workloads: [{network: resnet18}]\n", ["axes.clock_hz.num", "must be at most 100000"]),
     ("profiles: edge_npu\naxes: {clock_hz: {linear: [1, 1.0e18], step: 1}}\nworkloads: [{network: resnet18}]\n",
      ["axes.clock_hz", "more than the 100000"]),
     ("profiles: edge_npu\naxes: {array.rows: {linear: [1, 2000], step: 1}, array.cols: {linear: [1, 2000], "
@@ -341,7 +342,7 @@ def test_batch_1e15_refused_when_the_spec_is_read(tmp_path: Path, key: str) -> N
     """``batch: 1e15`` failed with a traceback (an int64 overflow) after points.csv was written."""
     body = f"profiles: edge_npu\nworkloads: [{{network: alexnet}}]\n{key}: 1000000000000000\n"
     message = _refused_at_once(tmp_path, body, "-j", "1", "--no-figures")
-    assert f"{key}: must be an integer from 1 to 1,000,000" in message, message
+    assert f"spec.yaml: {key}: must be at most" in message and "got 1000000000000000" in message, message
 
 
 def test_unreachable_scheduler_is_one_line_and_leaves_no_folder(tmp_path: Path, monkeypatch) -> None:
@@ -361,3 +362,277 @@ def test_unreachable_scheduler_is_one_line_and_leaves_no_folder(tmp_path: Path, 
     assert r.exit_code != 0 and "\n" not in message, r.output
     assert f"--scheduler tcp://127.0.0.1:{port}: no dask scheduler answered within 2 s" in message
     assert not out.exists()
+
+
+# ---- the spec's schema and the sweep's reliability (issue 26) ----------------------------------
+
+
+def _refusal(tmp_path: Path, body: str) -> str:
+    """ksm-explore on ``body`` exits non-zero in one line and writes nothing."""
+    path = write_spec(tmp_path, body)
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, [str(path), "-o", str(out), "-q", "-j", "1", "--no-figures"])
+    message = r.output.strip()
+    assert r.exit_code != 0 and message.startswith("Error: ") and "\n" not in message, r.output
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+    return message
+
+
+@pytest.mark.parametrize("profiles, words", [
+    ("[edge_npu, edge_npu]", ["profiles: edge_npu is listed twice"]),
+    ("[edge_npu, edge_npu.yaml]", ["profiles: edge_npu and edge_npu.yaml would both label their rows 'edge_npu'"]),
+])
+def test_a_profile_listed_twice_is_refused(tmp_path: Path, profiles: str, words: list[str]) -> None:
+    """The same profile listed twice doubled every point (two rows per point id); now refused, as an axis
+    value listed twice is."""
+    (tmp_path / "edge_npu.yaml").write_text((Path(__file__).parents[2] / "hwsim/profiles/edge_npu.yaml").read_text())
+    message = _refusal(tmp_path, f"profiles: {profiles}\nworkloads: [{{network: alexnet}}]\n")
+    for word in words:
+        assert word in message, message
+
+
+def test_a_method_that_needs_a_run_is_refused_on_a_network_as_ksm_sim_refuses_it(tmp_path: Path) -> None:
+    """``methods: [cpg]`` on a network was priced without CPG's pick masks and growth, where
+    ``ksm-sim --method cpg`` refuses it; both now ask the catalogue the same question."""
+    from hwsim import catalogue
+    from hwsim.ksm_sim import METHOD_CHOICES
+
+    needs_run = [t.name for t in catalogue.methods() if t.mask.needs_run]
+    assert "cpg" in needs_run and set(METHOD_CHOICES) == set(catalogue.costable_from_network())
+    for method in needs_run:
+        message = _refusal(tmp_path, f"profiles: edge_npu\nworkloads: [{{topology: t.csv}}]\nmethods: [ksm, {method}]\n")
+        assert f"methods: {method} cannot be charged on a topology" in message, message
+        assert method not in message.split("On a topology: ")[1]
+        r = CliRunner().invoke(sim_main, ["--network", "alexnet", "--method", method])
+        assert r.exit_code != 0 and method in r.output
+
+
+def test_an_axis_value_that_makes_the_profile_invalid_is_named(tmp_path: Path) -> None:
+    """The error blamed the whole first combination (``axes array.rows=16, precision_bits.mask_scale=0``);
+    it names the axis and its value."""
+    message = _refusal(tmp_path, "profiles: edge_npu\naxes: {array.rows: [16, 32], precision_bits.mask_scale: [4, 0]}\n"
+                                 "workloads: [{network: alexnet}]\n")
+    assert "spec.yaml: axes.precision_bits.mask_scale: value 0: edge_npu.yaml: precision_bits.mask_scale" in message
+    assert "array.rows" not in message
+    # an override path the profile does not have: the axis key
+    message = _refusal(tmp_path, "profiles: edge_npu\naxes: {array.rows: [16], array.rowz: [8]}\n"
+                                 "workloads: [{network: alexnet}]\n")
+    assert "spec.yaml: axes.array.rowz: value 8: " in message and "rowz: unknown key" in message, message
+
+
+def test_a_profile_file_error_names_the_file_not_an_axis_point(tmp_path: Path) -> None:
+    text = (Path(__file__).parents[2] / "hwsim/profiles/edge_npu.yaml").read_text()
+    bad = re_sub(r"(?m)^clock_hz: .*$", "clock_hz: -5", text)
+    (tmp_path / "mine.yaml").write_text(bad)
+    message = _refusal(tmp_path, "profiles: [mine.yaml]\naxes: {array.rows: [16, 32]}\n"
+                                 "workloads: [{network: alexnet}]\n")
+    assert "spec.yaml: profiles: " in message and "mine.yaml: clock_hz" in message, message
+    assert "axes" not in message
+    # the spec's own overrides are named as such
+    message = _refusal(tmp_path, "profiles: [edge_npu]\nset: [clock_hz=-5]\naxes: {array.rows: [16, 32]}\n"
+                                 "workloads: [{network: alexnet}]\n")
+    assert "spec.yaml: set: " in message and "clock_hz" in message and "axes" not in message, message
+
+
+def re_sub(pattern: str, repl: str, text: str) -> str:
+    import re
+
+    out, n = re.subn(pattern, repl, text)
+    assert n == 1
+    return out
+
+
+@pytest.mark.parametrize("body, words", [
+    ("profiles: edge_npu\nworkloads: [{network: alexnet, input_shape: [1, 3, 8, 8]}]\n",
+     ["workloads[0]", "input_shape applies to an onnx workload"]),
+    ("profiles: edge_npu\nworkloads: [{network: alexnet, topology: t.csv}]\n",
+     ["workloads[0]", "give exactly one of network, topology, onnx, runs, not network and topology"]),
+    ("profiles: edge_npu\nworkloads: [alexnet]\n", ["workloads[0]", "must be one of {network: ...}"]),
+    ("profiles: edge_npu\nworkloads: [{onnx: m.onnx, input_shape: [1, 3, 0, 8]}]\n",
+     ["workloads[0].input_shape[2]", "must be at least 1"]),
+    ("profiles: edge_npu\nworkloads: [{network: alexnet}]\nmask_density: 1.5\n", ["mask_density", "at most 1"]),
+    ("profiles: edge_npu\nworkloads: [{network: alexnet}]\ntasks: 2.5\n", ["tasks"]),
+    ("profiles: edge_npu\nworkloads: [{network: alexnet}]\nsteady_state: yes please\n", ["steady_state"]),
+    ("profiles: edge_npu\nworkloads: [{network: alexnet}]\nmodes: [sideways]\n", ["modes[0]", "sideways"]),
+    ("profiles: edge_npu\nworkloads: [{network: alexnet}]\nconstraints: {area: {max: 0}}\n",
+     ["constraints.area.max", "greater than 0"]),
+    ("profiles: edge_npu\nworkloads: [{network: alexnet}]\nconstraints: {speed: {max: 1}}\n",
+     ["constraints.speed", "unknown key"]),
+    ("profiles: edge_npu\nworkloads: [{network: alexnet}]\nconstraints: {energy: {max: 1.0e300}}\n",
+     ["constraints.energy.max", "at most"]),
+    ("profiles: edge_npu\nworkloads: [{network: alexnet}]\nconstraints: {accuracy: {min: 2}}\n",
+     ["constraints.accuracy.min", "at most 1"]),
+    ("profiles: edge_npu\nworkloads: [{network: alexnet}]\nconstraints: {latency: {}}\n",
+     ["constraints.latency", "give min, max or both"]),
+    ("profiles: edge_npu\naxes: {clock_hz: {log: [0, 1.0e9], num: 3}}\nworkloads: [{network: alexnet}]\n",
+     ["axes.clock_hz", "both ends must be positive"]),
+    ("profiles: edge_npu\naxes: {clock_hz: {linear: [1, 2], num: 3, step: 1}}\nworkloads: [{network: alexnet}]\n",
+     ["axes.clock_hz", "num or step, not both"]),
+    ("profiles: edge_npu\naxes: {clock_hz: {linear: [1, .nan], num: 3}}\nworkloads: [{network: alexnet}]\n",
+     ["axes.clock_hz.linear[1]"]),
+    ("profiles: edge_npu\naxes: {array.rows: {values: [8, 16], integer: true}}\nworkloads: [{network: alexnet}]\n",
+     ["axes.array.rows", "integer belongs to a range"]),
+    ("profiles: edge_npu\naxes: {clock_hz: 5}\nworkloads: [{network: alexnet}]\n",
+     ["axes.clock_hz", "must be a list of values"]),
+    ("profiles: edge_npu\naxes: {levels.l2: [absent, remove]}\nworkloads: [{network: alexnet}]\n",
+     ["axes.levels.l2", "listed twice"]),
+    ("profiles: edge_npu\naxes: {clock_hz: [1.0e9, 1000000000]}\nworkloads: [{network: alexnet}]\n",
+     ["axes.clock_hz", "listed twice"]),
+    ("profiles: edge_npu\naxes: {array..rows: [8]}\nworkloads: [{network: alexnet}]\n",
+     ["axes: 'array..rows' is not a dotted profile path"]),
+    ("profiles: edge_npu\nset: [clock_hz]\nworkloads: [{network: alexnet}]\n", ["set[0]", "KEY=VALUE"]),
+    ("profiles: edge_npu\nworkloads: [{network: alexnet}]\nname: \"two\\nlines\"\n", ["name", "one line"]),
+    ("- just\n- a list\n", ["must be a mapping"]),
+])
+def test_the_schema_names_the_key(tmp_path: Path, body: str, words: list[str]) -> None:
+    message = _refusal(tmp_path, body)
+    for word in words:
+        assert word in message, message
+
+
+def test_the_spec_page_is_generated_from_the_schema() -> None:
+    """Every top-level key the loader reads is declared (and so documented) by the schema."""
+    from hwsim.schemas.explore_spec import ExploreSpec
+    from hwsim.schemas.reference import FORMATS, render
+
+    keys = {f.alias or n for n, f in ExploreSpec.model_fields.items()}
+    assert keys == {"name", "profiles", "set", "axes", "workloads", "methods", "modes", "tasks", "mask_density",
+                    "batchnorm", "batch", "steady_state", "objectives", "constraints"}
+    page = render(next(f for f in FORMATS if f.slug == "explore-spec"))
+    assert all(f"| `{k}` |" in page for k in keys) and "## `AxisRange`" in page and "## `WorkloadEntry`" in page
+
+
+def test_onnx_input_shape_reaches_the_reader(tmp_path: Path) -> None:
+    """A model whose height and width are symbolic is costed at the spec's ``input_shape``; without it,
+    refused naming the workload."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.zeros((4, 3, 3, 3), dtype=np.float32), "w")
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], name="conv", pads=[1, 1, 1, 1])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [weight])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(tmp_path / "m.onnx"))
+    spec = load_spec(write_spec(tmp_path, "profiles: edge_npu\nworkloads: [{onnx: m.onnx, input_shape: [1, 3, 20, 12]}]\n"))
+    assert [layer.input_hw for layer in spec.workloads[0].work.layers] == [(20, 12)]
+    message = _refusal(tmp_path, "profiles: edge_npu\nworkloads: [{onnx: m.onnx}]\n")
+    assert "workloads[0].onnx" in message and "symbolic" in message, message
+
+
+def _hidden(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_a_failure_mid_sweep_leaves_no_half_folder(small: Path, tmp_path: Path, monkeypatch) -> None:
+    """ksm-explore wrote its outputs file by file: a sweep that failed half way left a folder with a marker, a
+    partial points.jsonl and no summary. The folder is now built under a temporary sibling and published whole."""
+    from hwsim.explore import engine
+
+    real, calls = engine.cost_chunk, []
+
+    def failing(chunk, workloads=None):
+        calls.append(1)
+        if len(calls) == 2:
+            raise ValueError("the cost model broke")
+        return real(chunk, workloads)
+
+    monkeypatch.setattr(engine, "cost_chunk", failing)
+    monkeypatch.setattr(engine, "run_points", functools.partial(engine.run_points, chunk_size=8))  # 8 chunks
+    out = tmp_path / "out"
+    before = _hidden(tmp_path)
+    with pytest.raises(ValueError, match="broke"):
+        explore(small, out, workers=1, progress=False, figures=False)
+    assert not out.exists() and _hidden(tmp_path) == before
+    # over a finished sweep: the folder keeps its files, byte for byte
+    monkeypatch.setattr(engine, "cost_chunk", real)
+    explore(small, out, workers=1, progress=False, figures=False)
+    files = {p.name: p.read_bytes() for p in out.iterdir()}
+    small.write_text(small.read_text().replace("[4, 8]", "[2, 4, 8]"))
+    calls.clear()
+    monkeypatch.setattr(engine, "cost_chunk", failing)
+    with pytest.raises(ValueError, match="broke"):
+        explore(small, out, workers=1, progress=False, figures=False)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == files and _hidden(tmp_path) == before
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc: field 4 of /proc/PID/stat)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_sigterm_mid_sweep_leaves_no_folder_no_temporary_no_worker(tmp_path: Path) -> None:
+    """SIGTERM while a process pool costs points: the command exits, the output folder never appears, its
+    temporary sibling is removed and no worker process outlives it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    spec = write_spec(tmp_path, "profiles: edge_npu\naxes: {array.rows: {linear: [4, 1000], step: 1}}\n"
+                                "workloads: [{network: alexnet}]\nmethods: [ksm]\n")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "hwsim.explore", str(spec), "-o", str(out), "-q", "-j", "2",
+                             "--no-figures"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    building = []
+    while time.monotonic() < deadline and proc.poll() is None:
+        building = [p for p in tmp_path.iterdir() if p.name.startswith(".out.") and (p / "points.jsonl").is_file()
+                    and (p / "points.jsonl").stat().st_size > 0]
+        if building:
+            break
+        time.sleep(0.05)
+    assert building and proc.poll() is None, "the sweep finished before it could be stopped"
+    workers = _children(proc.pid)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM and len(workers) == 2, (proc.returncode, err, workers)
+    assert not out.exists() and _hidden(tmp_path) == [], _hidden(tmp_path)
+    assert b"Traceback" not in err, err
+    time.sleep(0.5)
+    for pid in workers:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] if Path(f"/proc/{pid}").exists() else "X"
+        assert state in ("Z", "X"), f"worker {pid} outlived the command ({state})"
+
+
+def test_a_scheduler_address_where_something_else_answers_is_one_line() -> None:
+    """A server that answers with HTTP instead of dask's protocol made dask allocate exabytes (a hostile input):
+    whatever fails while connecting is one line naming --scheduler."""
+    import socket
+    import threading
+
+    from hwsim.errors import InputError
+    from hwsim.explore.engine import connect
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+
+    def answer() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello" * 64)
+            conn.close()
+
+    threading.Thread(target=answer, daemon=True).start()
+    address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    try:
+        with pytest.raises(InputError, match=rf"^--scheduler {address}: "):
+            connect(address, timeout=3)
+    finally:
+        server.close()

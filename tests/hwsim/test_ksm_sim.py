@@ -78,17 +78,6 @@ def test_network_with_method_states_density() -> None:
     assert "density assumed 0.6" in r.output
 
 
-def test_topology_csv(tmp_path: Path) -> None:
-    csv = tmp_path / "layers.csv"
-    csv.write_text("Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, "
-                   "Strides,\nsmall_3x3, 18, 18, 3, 3, 16, 32, 1,\nDP_conv, 18, 18, 3, 3, 16, 16, 1,\n")
-    out = tmp_path / "t.json"
-    r = invoke("--topology", str(csv), "--profile", "zigzag_tpu_like", "--json", str(out))
-    assert r.exit_code == 0, r.output
-    layers = json.loads(out.read_text())["results"][0]["layers"]
-    assert [x["macs"] for x in layers] == [16 * 16 * 16 * 32 * 9, 16 * 16 * 16 * 9]
-
-
 @pytest.mark.parametrize(
     ("make", "needle"),
     [
@@ -161,34 +150,6 @@ def test_a_glob_of_run_folders_skips_what_is_not_a_run(run_folder, tmp_path: Pat
     assert "skipping" in r.output and "results.md: not a run folder" in r.output and "empty: not a run folder" in r.output
     doc = json.loads((tmp_path / "c.json").read_text())
     assert {res["source"] for res in doc["results"]} == {str(a)}
-
-
-ALEXNET_CSV = """Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides, Groups,
-conv1, 227, 227, 11, 11, 3, 96, 4, 1,
-conv2, 31, 31, 5, 5, 96, 256, 1, 2,
-dw, 15, 15, 3, 3, 64, 64, 1, 64,
-"""
-
-
-def test_topology_groups_column(tmp_path: Path) -> None:
-    path = tmp_path / "alex.csv"
-    path.write_text(ALEXNET_CSV)
-    out = tmp_path / "r.json"
-    r = invoke("--topology", str(path), "--json", str(out))
-    assert r.exit_code == 0, r.output
-    layers = json.loads(out.read_text())["results"][0]["layers"]
-    # grouped CONV2: 256 * 96/2 * 25 * 27 * 27 MACs (not the 1.62x-larger ungrouped count)
-    assert layers[1]["macs"] == 256 * 48 * 25 * 27 * 27
-    assert layers[2]["macs"] == 64 * 9 * 13 * 13  # depthwise without naming tricks
-
-
-def test_topology_groups_must_divide_channels(tmp_path: Path) -> None:
-    path = tmp_path / "bad.csv"
-    path.write_text(ALEXNET_CSV.replace("conv2, 31, 31, 5, 5, 96, 256, 1, 2,", "conv2, 31, 31, 5, 5, 96, 256, 1, 5,"))
-    r = invoke("--topology", str(path))
-    assert r.exit_code != 0
-    assert "groups 5 must divide channels 96" in r.output
-    assert len(r.output.strip().splitlines()) == 1
 
 
 def test_batch_objective_and_steady_state_in_json(tmp_path: Path) -> None:
@@ -344,3 +305,18 @@ def test_committed_output_folders_are_marked() -> None:
     assert read_marker(root / "default")["README.md"] == "ksm-sim --report"
     assert read_marker(root / "default")["comparison.md"] == "ksm-compare"
     assert read_marker(root / "explore")["summary.md"] == "ksm-explore"
+
+
+@pytest.mark.parametrize("args", [["--method", "ksm", "--network", ""], ["--network", "alexnet", "--profile", ""],
+                                  ["--masks", ""], ["--topology", ""], ["--onnx", ""]], ids=" ".join)
+def test_an_empty_path_is_refused_as_its_option_not_blamed_on_the_output(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch,
+                                                                        args: list[str]) -> None:
+    """``--network '' --json out.json`` said ``out.json: lies inside the input .`` (``''`` is the working
+    folder to a path); the empty value is refused as its own option, and nothing is written."""
+    monkeypatch.chdir(tmp_path)
+    r = invoke(*args, "--json", "out.json")
+    option = [a for a in args if a.startswith("--")][-1]
+    assert r.exit_code == 2 and r.output.splitlines()[-1].startswith("Error: Invalid value for ")
+    assert option in r.output.splitlines()[-1] and "is empty" in r.output and "out.json" not in r.output
+    assert not any(tmp_path.iterdir())

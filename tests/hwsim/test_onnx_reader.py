@@ -122,3 +122,156 @@ def test_exported_folded_model_costs_what_its_run_folder_costs(tmp_path: Path) -
         a, b = simulate(from_onnx, p), simulate(from_run, p)
         assert a.macs == b.macs
         assert a.energy_j == pytest.approx(b.energy_j, rel=1e-12) and a.latency_s == pytest.approx(b.latency_s, rel=1e-12)
+
+
+# --------------------------------------------------------------------------------------------
+# The input shape (OnnxInput) and the Conv attributes (ConvAttributes)
+
+
+def one_conv(path: Path, shape: list | None, value_info: list | None = None, weight: tuple[int, ...] = (8, 3, 3, 3),
+             **attrs) -> Path:
+    """x -> conv (``weight``, default 8 filters 3x3 of 3 channels; ``attrs``, default stride 2 pad 1) -> relu, with the
+    input's shape as declared."""
+    attrs = attrs or {"strides": [2, 2], "pads": [1, 1, 1, 1]}
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv1", **attrs), helper.make_node("Relu", ["c"], ["y"])]
+    graph = helper.make_graph(nodes, "one", [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8, "H2", "W2"])],
+                              [_w("w", weight)], value_info=value_info or [])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    return path
+
+
+def test_symbolic_height_and_width_are_refused_not_costed_as_1x1(tmp_path: Path) -> None:
+    """Was: a model with input [N, 3, H, W] was costed as a 1x1 image, silently."""
+    path = one_conv(tmp_path / "sym.onnx", ["N", 3, "H", "W"])
+    with pytest.raises(InputError) as caught:
+        load_onnx(path, warn=False)
+    line = str(caught.value)
+    assert line.startswith(f"{path}: input 'x': ") and "dimension 2 (height) is symbolic ('H')" in line
+    assert "--input-shape" in line and "\n" not in line
+    r = CliRunner().invoke(main, ["--onnx", str(path)])
+    assert r.exit_code != 0 and "dimension 2 (height)" in r.output and len(r.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("text", ["1x3x64x48", "1,3,64,48", " 1 , 3 , 64 , 48 "])
+def test_input_shape_fixes_the_symbolic_dimensions(tmp_path: Path, text: str) -> None:
+    path = one_conv(tmp_path / "sym.onnx", ["N", 3, "H", "W"])
+    out = tmp_path / "r.json"
+    r = CliRunner().invoke(main, ["--onnx", str(path), "--input-shape", text, "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    (layer,) = __import__("json").loads(out.read_text())["results"][0]["layers"]
+    assert layer["macs"] == 8 * 3 * 9 * 32 * 24  # a 64x48 input, stride 2, pad 1: a 32x24 output
+
+
+def test_load_onnx_takes_the_shape_and_a_symbolic_batch_stays_1(tmp_path: Path) -> None:
+    work, _ = load_onnx(one_conv(tmp_path / "n.onnx", ["N", 3, 32, 32]), warn=False)
+    assert (work.layers[0].input_hw, work.layers[0].output_hw) == ((32, 32), (16, 16))
+    work, _ = load_onnx(one_conv(tmp_path / "s.onnx", ["N", 3, "H", "W"]), warn=False, input_shape=(1, 3, 20, 20))
+    assert (work.layers[0].input_hw, work.layers[0].output_hw) == ((20, 20), (10, 10))
+    work, _ = load_onnx(one_conv(tmp_path / "u.onnx", None), warn=False, input_shape=(1, 3, 8, 8))
+    assert work.layers[0].output_hw == (4, 4)
+
+
+def test_stale_symbolic_shapes_of_an_exporter_are_recomputed(tmp_path: Path) -> None:
+    stale = [helper.make_tensor_value_info("c", TensorProto.FLOAT, ["N", 8, "A", "B"])]
+    work, _ = load_onnx(one_conv(tmp_path / "v.onnx", ["N", 3, "H", "W"], stale), warn=False,
+                        input_shape=(1, 3, 64, 64))
+    assert work.layers[0].output_hw == (32, 32)
+
+
+@pytest.mark.parametrize(("shape", "given", "message"), [
+    ([1, 3, None, 32], None, r"input 'x': shape: dimension 2 \(height\) is unknown"),
+    (["N", "C", 32, 32], None, r"dimension 1 \(channels\) is symbolic \('C'\)"),
+    (None, None, "input 'x': no shape declared"),
+    ([1, 3, 32], None, "must have 4 dimensions"),
+    ([1, 3, 32, 32], (1, 3, 64, 64), r"dimension 2 \(height\) 64 disagrees with the model's static 32"),
+    ([1, 3, "H", "W"], (2, 3, 64, 64), r"dimension 0 \(batch\) 2 disagrees with the model's static 1"),
+    ([1, 3, "H", "W"], (1, 4, 64, 64), r"dimension 1 \(channels\) 4 disagrees with the model's static 3"),
+    ([1, 3, "H", "W"], (1, 3, 64), "must have 4 dimensions"),
+    (["N", 3, "H", "W", "D"], (1, 3, 64, 64), "the model declares 5 dimensions"),
+    ([1, 3, "H", "W"], (1, 3, 0, 64), r"shape\[2\]: must be at least 1"),
+    ([1, 3, "H", "W"], (1, 3, 10 ** 7, 64), r"shape\[2\]: must be at most"),
+])
+def test_input_shapes_name_the_file_the_input_and_the_dimension(tmp_path: Path, shape, given, message: str) -> None:
+    path = one_conv(tmp_path / "m.onnx", shape)
+    with pytest.raises(InputError, match=message) as caught:
+        load_onnx(path, warn=False, input_shape=given)
+    line = str(caught.value)
+    if given is None:
+        assert line.startswith(f"{path}: input 'x'") and "\n" not in line
+    else:  # a shape the user gave is blamed on the option, naming the model it was for
+        shown = "x".join(str(d) for d in given)
+        assert line.startswith(f"--input-shape {shown} (for {path}: input 'x')") and "\n" not in line
+
+
+def test_a_size_unknown_after_inference_is_refused_not_taken_as_1(tmp_path: Path) -> None:
+    """Resize by computed scales: inference leaves the conv's input [?, ?, ?, ?]."""
+    nodes = [helper.make_node("Relu", ["s0"], ["s"]), helper.make_node("Resize", ["x", "", "s"], ["r"]),
+             helper.make_node("Conv", ["r", "w"], ["y"], name="conv1")]
+    scales = numpy_helper.from_array(np.full(4, 2.0, dtype=np.float32), "s0")
+    graph = helper.make_graph(nodes, "resize", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [_w("w", (8, 3, 3, 3)), scales])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(tmp_path / "r.onnx"))
+    with pytest.raises(InputError, match=r"node conv1 \(Conv\): input shape \['\?', '\?', '\?', '\?'\] is not static"):
+        load_onnx(tmp_path / "r.onnx", warn=False)
+
+
+@pytest.mark.parametrize(("attrs", "message"), [
+    ({"strides": [2]}, r"strides: must be 2 integers \(height, width\), got \[2\]"),
+    ({"strides": [0, 1]}, r"strides\[0\]: must be at least 1"),
+    ({"pads": [1, 1, 1]}, "pads: must be 4 integers"),
+    ({"pads": [-1, 0, 0, 0]}, r"pads\[0\]: must be at least 0"),
+    ({"dilations": [1, 1, 1]}, "dilations: must be 2 integers"),
+    ({"dilations": [2 ** 21, 1]}, r"dilations\[0\]: must be at most"),
+    ({"kernel_shape": [5, 5]}, r"kernel_shape: \[5, 5\] disagrees with the weight's kernel \[3, 3\]"),
+    ({"group": 0}, "group: must be at least 1"),
+    ({"group": 3}, r"group: the weight has 3 input channels per group; 3 group\(s\) make 9, not the input's 3 "),
+    ({"auto_pad": "MIDDLE"}, "auto_pad: "),
+    ({"auto_pad": "SAME_UPPER", "pads": [1, 1, 1, 1]}, "pads: given with auto_pad SAME_UPPER"),
+    ({"strides": [1.5, 1.5]}, "strides"),
+    ({"padding": [1, 1]}, "padding: unknown key"),
+])
+def test_conv_attributes_are_checked_naming_the_node(tmp_path: Path, attrs: dict, message: str) -> None:
+    """Was: strides=[2] ended in a traceback (IndexError)."""
+    path = one_conv(tmp_path / "a.onnx", [1, 3, 32, 32], **attrs)
+    with pytest.raises(InputError, match=message) as caught:
+        load_onnx(path, warn=False)
+    assert str(caught.value).startswith(f"{path}: node conv1 (Conv): ") and "\n" not in str(caught.value)
+    r = CliRunner().invoke(main, ["--onnx", str(path)])
+    assert r.exit_code != 0 and len(r.output.strip().splitlines()) == 1 and "Traceback" not in r.output
+
+
+@pytest.mark.parametrize(("weight", "attrs", "message"), [
+    ((8, 4, 3, 3), {}, r"group: the weight has 4 input channels per group; 1 group\(s\) make 4, not the input's 3"),
+    ((8, 1, 3, 3), {}, r"group: the weight has 1 input channels per group; 1 group\(s\) make 1, not the input's 3"),
+    ((8, 1, 3, 3), {"group": 3}, "group: 3 does not divide the weight's 8 filters"),
+])
+def test_the_weight_is_held_to_the_input_channels_with_group_at_its_default(
+        tmp_path: Path, weight: tuple[int, ...], attrs: dict, message: str) -> None:
+    """Was: a weight of 4 input channels on a 3-channel input was costed as 3 channels, exit 0. The rule was a
+    field validator of ``group``, which pydantic runs only on a value the node gives, never on the default 1."""
+    path = one_conv(tmp_path / "w.onnx", [1, 3, 32, 32], weight=weight, **attrs)
+    with pytest.raises(InputError, match=message) as caught:
+        load_onnx(path, warn=False)
+    assert str(caught.value).startswith(f"{path}: node conv1 (Conv): ")
+    r = CliRunner().invoke(main, ["--onnx", str(path)])
+    assert r.exit_code == 1 and r.output.strip().splitlines() == [f"Error: {caught.value}"]
+
+
+def test_valid_attributes_keep_their_meaning(tmp_path: Path) -> None:
+    work, _ = load_onnx(one_conv(tmp_path / "s.onnx", [1, 3, 32, 32], auto_pad="SAME_UPPER", strides=[2, 2],
+                                 kernel_shape=[3, 3]), warn=False)
+    assert work.layers[0].output_hw == (16, 16) and work.layers[0].kernel_hw == (3, 3)
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--input-shape", "1x3xHx224"], "'H' is not a dimension"),
+    (["--input-shape", "1x3x-2x224"], "is not a dimension"),
+    (["--input-shape", "1x3x224x224", "--network", "resnet18"], "--input-shape is the shape of an --onnx model"),
+])
+def test_input_shape_option_errors(tmp_path: Path, args: list[str], needle: str) -> None:
+    onnx_args = [] if "--network" in args else ["--onnx", str(one_conv(tmp_path / "m.onnx", ["N", 3, "H", "W"]))]
+    r = CliRunner().invoke(main, [*onnx_args, *args])
+    assert r.exit_code != 0 and needle in r.output and "Traceback" not in r.output
+    if "--network" not in args:  # a bad value is one line naming the option
+        assert len(r.output.strip().splitlines()) == 1 and r.output.startswith("Error: --input-shape: ")

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from hwsim import InputError, bundled_profiles, load_profile
+from hwsim.fileio.bounded import parse_yaml
 from hwsim.hardware.profile import OPERANDS, profile_from_dict
 
 BUNDLED = ["edge_npu", "edge_tpu", "ethos_u55", "eyeriss", "zigzag_eyeriss_like", "zigzag_tpu_like"]
@@ -52,7 +53,7 @@ def _write(tmp_path: Path, data: object) -> Path:
 def _raw(name: str = "zigzag_tpu_like") -> dict:
     from importlib import resources
 
-    return yaml.safe_load((resources.files("hwsim") / "profiles" / f"{name}.yaml").read_text())
+    return parse_yaml((resources.files("hwsim") / "profiles" / f"{name}.yaml").read_text(), "profile", ValueError)
 
 
 def test_profile_by_path_equals_bundled(tmp_path: Path) -> None:
@@ -72,15 +73,26 @@ def test_exponent_without_sign_is_a_number(tmp_path: Path) -> None:
         (lambda r: r.update(colour="red"), "colour: unknown key"),
         (lambda r: r.pop("clock_hz"), "clock_hz: missing key"),
         (lambda r: r["array"].pop("rows"), "array.rows: missing key"),
-        (lambda r: r["array"].update(rows=0), "array.rows: must be a positive integer"),
-        (lambda r: r["levels"][1].update(size_bytes=-5), "levels[1].size_bytes: must be a positive number"),
+        (lambda r: r["array"].update(rows=0), "array.rows: must be at least 1, got 0"),
+        (lambda r: r["array"].update(rows=2.5), "array.rows: "),
+        (lambda r: r["array"].update(rows="eight"), "array.rows: "),
+        (lambda r: r["array"].update(rows=True), "array.rows: must be a number"),
+        (lambda r: r["levels"][1].update(size_bytes=-5), "levels[1].size_bytes: must be at least 1, got -5"),
         (lambda r: r["levels"][1].update(bandwidth_bytes_per_cycle=0), "levels[1].bandwidth_bytes_per_cycle"),
         (lambda r: r["levels"][1].update(sizes=3), "levels[1].sizes: unknown key"),
         (lambda r: r["levels"][1].pop("word_bits"), "levels[1].word_bits: missing key"),
         (lambda r: r["levels"][1].update(operands=["weights", "psums"]), "levels[1].operands"),
         (lambda r: r["precision_bits"].update(weights=0), "precision_bits.weights"),
-        (lambda r: r.update(dataflow="magic"), "dataflow: must be one of"),
-        (lambda r: r["levels"].reverse(), "levels"),
+        (lambda r: r.update(dataflow="magic"), "dataflow: Input should be 'weight_stationary'"),
+        (lambda r: r["levels"].reverse(), "levels: the outermost level (levels[0], 'rf_2B') must hold"),
+        (lambda r: r["levels"][2].update(name="sram_2MB"), "levels: level names must be unique: levels[2]"),
+        (lambda r: r["levels"][1].update(per_pe=True), "levels: outputs: at most one per_pe level"),
+        (lambda r: r["levels"][1].update(operands=["inputs", "inputs"]), "levels[1].operands: each operand"),
+        (lambda r: r.update(levels=[]), "levels: "),
+        (lambda r: r["spatial"].update(cols=["K", "K"]), "spatial.cols: each dimension may be listed once"),
+        (lambda r: r.update(name=""), "name: "),
+        (lambda r: r.update(area={"levels": {"dram": 1}}), "area: levels.dram: the outermost level is off"),
+        (lambda r: r.update(area={"mac": 1}), "area.mac: unknown key"),
     ],
 )
 def test_bad_profile_names_file_and_key(tmp_path: Path, mutate, key: str) -> None:
@@ -121,9 +133,8 @@ def test_static_power_is_charged_times_latency_and_reported_apart() -> None:
 
 
 def test_profile_spatial_and_static_power_keys_are_validated(tmp_path) -> None:
-    import yaml
 
-    raw = yaml.safe_load((Path(__file__).parents[2] / "hwsim" / "profiles" / "zigzag_tpu_like.yaml").read_text())
+    raw = parse_yaml((Path(__file__).parents[2] / "hwsim" / "profiles" / "zigzag_tpu_like.yaml").read_text(), "profile", ValueError)
     raw["spatial"]["rows"] = ["Q"]
     with pytest.raises(InputError, match="spatial.rows"):
         profile_from_dict(raw, "x.yaml")
@@ -194,8 +205,8 @@ def test_one_loader_takes_technology_nm_everywhere(bundled_with, run_folder, tmp
 def test_one_loader_refuses_an_unknown_key_everywhere_naming_it(bundled_with, run_folder, tmp_path: Path) -> None:
     bundled_with("voltage_v: 0.8")
     for way, error in _every_loader(tmp_path, run_folder()).items():
-        assert error is not None and "edge_npu.yaml.voltage_v: unknown key" in str(error), (way, error)
-        assert "technology_nm" in str(error) and "\n" not in str(error), (way, error)
+        assert error is not None and "edge_npu.yaml: voltage_v: unknown key" in str(error), (way, error)
+        assert "\n" not in str(error), (way, error)
 
 
 def test_every_key_reads_a_number_the_same_way(tmp_path: Path) -> None:
@@ -210,3 +221,126 @@ def test_every_key_reads_a_number_the_same_way(tmp_path: Path) -> None:
     design = load_design(str(path))
     assert design.profile.clock_hz == pytest.approx(9.33e8)
     assert area_breakdown(design.profile, design.extras)["technology_nm"] == pytest.approx(28.0)
+
+
+def _numbers(node: object, path: str = "") -> list[str]:
+    """The dotted paths (``levels[1].size_bytes``) of every number in a decoded profile."""
+    if isinstance(node, dict):
+        return [p for k, v in node.items() for p in _numbers(v, f"{path}.{k}" if path else str(k))]
+    if isinstance(node, list):
+        return [p for i, v in enumerate(node) for p in _numbers(v, f"{path}[{i}]")]
+    number = isinstance(node, (int, float, str)) and not isinstance(node, bool) and _is_number(node)
+    return [path] if number else []
+
+
+def _is_number(value: object) -> bool:
+    try:
+        float(value)  # type: ignore[arg-type]
+    except ValueError:
+        return False
+    return True
+
+
+def _put(raw: dict, path: str, value: object) -> None:
+    keys = re.findall(r"[^.\[\]]+", path)
+    node: object = raw
+    for key in keys[:-1]:
+        node = node[int(key)] if isinstance(node, list) else node[key]  # type: ignore[index]
+    node[int(keys[-1]) if isinstance(node, list) else keys[-1]] = value  # type: ignore[index]
+
+
+def test_every_number_has_a_physical_range() -> None:
+    """1e-320 and 1e308 in any number of a profile (the area keys included) once gave ``inf`` and ``NaN`` in
+    the tables, a ``NaN`` literal in --json, or an OverflowError (``rows: 1e308``); each is now one line
+    naming the key, as are NaN and infinity."""
+    import copy
+
+    base = _raw("edge_npu")
+    base.update(technology_nm=28, static_power_w=0.5,
+                area={"mac_um2": 600, "sram_bitcell_um2": 0.3, "sram_efficiency": 0.7,
+                      "sram_port_bit_um2": 20, "register_bit_um2": 4.5, "other_mm2": 0.5,
+                      "levels": {"sram_1MB": 3.1}})
+    paths = _numbers(base)
+    assert len(paths) > 40 and {"area.levels.sram_1MB", "levels[3].bandwidth_bytes_per_cycle"} <= set(paths)
+    profile_from_dict(base, "p.yaml")
+    for path in paths:
+        for value in (1e-320, -1e-320, 1e308, -1e308, float("nan"), float("inf"), "1.0e400", 10 ** 25):
+            raw = copy.deepcopy(base)
+            _put(raw, path, value)
+            with pytest.raises(InputError) as info:
+                profile_from_dict(raw, "p.yaml")
+            assert str(info.value).startswith(f"p.yaml: {path}: "), (path, value, str(info.value))
+
+
+ZERO_TO_MAX = (0.0, 1e-299, 1e-9, 1e9)
+PRECISIONS = ("weights", "inputs", "psums", "outputs", "mask_scale", "batchnorm")
+
+
+def _extreme_profile(low: bool, energy: float) -> dict:
+    """A profile with every number at one end of its range (and every energy ``energy``)."""
+    from hwsim.schemas import profile_file as s
+
+    def level(name: str, operands: list[str], per_pe: bool = False) -> dict:
+        return {"name": name, "size_bytes": 1 if low else s.MAX_SIZE_BYTES,
+                "word_bits": 1 if low else s.MAX_WORD_BITS, "read_energy_pj": energy,
+                "write_energy_pj": energy, "operands": operands, "per_pe": per_pe,
+                "bandwidth_bytes_per_cycle": s.MIN_BANDWIDTH if low else s.MAX_BANDWIDTH}
+
+    side, bits = (1, 1) if low else (s.MAX_ARRAY_SIDE, s.MAX_PRECISION_BITS)
+    raw = {"name": "extreme", "description": "every number at one end of its range",
+           "clock_hz": s.MIN_CLOCK_HZ if low else s.MAX_CLOCK_HZ, "dataflow": "weight_stationary",
+           "array": {"rows": side, "cols": side, "mac_energy_pj": energy},
+           "precision_bits": dict.fromkeys(PRECISIONS, bits),
+           "mask_op_energy_pj": {"gate": energy, "multiply": energy},
+           "levels": [level("dram", list(OPERANDS)), level("sram", list(OPERANDS)),
+                      level("rf", ["weights"], True)],
+           "static_power_w": 0 if low else s.MAX_STATIC_POWER_W,
+           "technology_nm": s.MIN_NODE_NM if low else s.MAX_NODE_NM}
+    if not low:
+        raw["area"] = {"mac_um2": s.MAX_UM2, "sram_bitcell_um2": s.MAX_UM2, "sram_port_bit_um2": s.MAX_UM2,
+                       "sram_efficiency": s.MIN_SRAM_EFFICIENCY, "register_bit_um2": s.MAX_UM2,
+                       "other_mm2": s.MAX_MM2}
+    return raw
+
+
+@pytest.mark.parametrize("low", [True, False])
+@pytest.mark.parametrize("energy", ZERO_TO_MAX)
+def test_a_profile_at_its_bounds_gives_finite_tables_and_json(tmp_path: Path, low: bool,
+                                                               energy: float) -> None:
+    """The ranges are chosen so that every product and quotient of the cost and area models stays finite: a
+    profile with every number at an end of its range prints no inf/nan and writes strict JSON."""
+    import json
+
+    from click.testing import CliRunner
+
+    from hwsim.ksm_sim import main
+
+    profile = _write(tmp_path, _extreme_profile(low, energy))
+    topology = tmp_path / "t.csv"
+    topology.write_text("Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, "
+                        "Num Filter, Strides,\nc1, 8, 8, 3, 3, 3, 8, 1,\n")
+    out = tmp_path / "cost.json"
+    result = CliRunner().invoke(main, ["-p", str(profile), "-t", str(topology), "--method", "ksm", "--layers",
+                                       "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert not re.search(r"\b(inf|nan)\b", result.output, re.IGNORECASE)
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} in --json")
+
+    document = json.loads(out.read_text(), parse_constant=refuse)
+    assert document["results"][0]["totals"]["area_mm2"] > 0
+
+
+@pytest.mark.parametrize(("line", "field"), [("clock_hz: '9.33e8'", "clock_hz"),
+                                             ("clock_hz: \"1e9\"", "clock_hz")])
+def test_a_quoted_number_is_text_and_refused(tmp_path: Path, line: str, field: str) -> None:
+    """YAML numbers are resolved as YAML 1.2 does (``1.0e9`` unquoted is a number), so a quoted one is text,
+    which the schema refuses rather than guessing that it meant a number."""
+    text = (resources.files("hwsim") / "profiles" / "edge_npu.yaml").read_text()
+    path = tmp_path / "p.yaml"
+    path.write_text("\n".join(line if ln.startswith("clock_hz:") else ln for ln in text.splitlines()))
+    with pytest.raises(InputError, match=rf"p.yaml: {field}: Input should be a valid number"):
+        load_profile(path)
+    path.write_text(text.replace("clock_hz:", "clock_hz: 1.0e9 #", 1))
+    assert load_profile(path).clock_hz == 1e9

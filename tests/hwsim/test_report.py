@@ -252,7 +252,8 @@ def test_packnet_system_storage_keeps_one_index_map_for_all_tasks(tmp_path: Path
     from hwsim.cost.layer_cost import weight_elems
     from hwsim.workload.layers import layer_from_record
 
-    runs = load_runs([write_run(tmp_path / "p", method="packnet")])
+    sequence = {"tasks": ["toy"], "position": 1, "shared": "../shared.safetensors"}  # packnet learns in a sequence
+    runs = load_runs([write_run(tmp_path / "p", method="packnet", run_overrides={"sequence": sequence})])
     costs = cost_runs(runs, [load_profile("edge_npu")])
     system = system_storage_frame(costs, max_tasks=4)["packnet"] * 1024 * 1024
     task = costs.get(0, "edge_npu", "folded").task

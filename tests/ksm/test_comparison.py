@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from tests.hwsim.conftest import write_run
 from ksm.compare.comparison import (
     README_BEGIN,
     README_END,
@@ -100,13 +100,11 @@ def test_choice_table_counts_the_choices() -> None:
 def test_comparison_frame_reads_only_selected_runs(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no finished comparison runs"):
         comparison_frame(tmp_path)
-    run = tmp_path / "seed0" / "a-ksm"
-    run.mkdir(parents=True)
     selection = {"variant": "ksm", "role": "method", "seed": 0, "chosen": {"val_top1": 0.5, "lr_body": 1e-3,
                  "lr_head": 1e-3, "epoch": 2}, "trials": [{"seconds_per_step": 0.1, "train_seconds": 1.0},
                                                           {"seconds_per_step": 0.3, "train_seconds": 3.0}]}
-    (run / "run.json").write_text(json.dumps({"task": "a", "metrics": {"top1": 0.25, "selection": selection},
-                                              "train": {"wall_seconds": 3.0}}))
+    write_run(tmp_path / "seed0" / "a-ksm", run_overrides={
+        "task": "a", "metrics": {"top1": 0.25, "selection": selection}, "train": {"seed": 0, "wall_seconds": 3.0}})
     (tmp_path / ".hidden" / "x").mkdir(parents=True)
     (tmp_path / ".hidden" / "x" / "run.json").write_text("{}")
     frame = comparison_frame(tmp_path)

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
+from hwsim.fileio.output_guard import write_marker
 from ksm.cli.ksm_compare import main
 from ksm.compare.comparison import README_BEGIN, README_END
 from ksm.compare.protocol import PROTOCOLS
+from tests.hwsim.conftest import write_run
+
+
+def comparison_run(folder: Path, selection: dict[str, Any], **metrics: Any) -> Path:
+    """A run folder as a comparison writes it: a valid run.json with ``metrics.selection`` and the wall time."""
+    write_run(folder, run_overrides={"train": {"seed": 0, "wall_seconds": 1.0},
+                                     "metrics": {"top1": 0.5, "selection": selection, **metrics}})
+    return folder
 
 
 def test_compare_refuses_tasks_outside_the_suite(tmp_path: Path) -> None:
@@ -20,8 +30,9 @@ def test_compare_refuses_tasks_outside_the_suite(tmp_path: Path) -> None:
 
 
 def test_report_only_names_a_folder_that_is_not_a_comparison(tmp_path: Path) -> None:
-    result = CliRunner().invoke(main, ["--report-only", "--out", str(tmp_path), "--report", str(tmp_path / "r")])
-    assert result.exit_code == 1 and f"{tmp_path}: no finished comparison runs" in result.output
+    (tmp_path / "c").mkdir()
+    result = CliRunner().invoke(main, ["--report-only", "--out", str(tmp_path / "c"), "--report", str(tmp_path / "r")])
+    assert result.exit_code == 1 and f"{tmp_path / 'c'}: no finished comparison runs" in result.output
 
 
 def test_compare_help_gives_examples() -> None:
@@ -76,8 +87,7 @@ def test_report_only_defaults_to_a_folder_named_after_the_protocol(tmp_path: Pat
     (out / "protocol.json").write_text(json.dumps(PROTOCOLS["smoke"].to_json()))
     selection = {"variant": "ksm", "role": "method", "seed": 0, "trials": [{"seconds_per_step": 0.1}],
                  "chosen": {"val_top1": 0.5, "lr_body": 1e-3, "lr_head": 1e-3, "epoch": 1}}
-    (run / "run.json").write_text(json.dumps({"task": "digits", "train": {"wall_seconds": 1.0},
-                                              "metrics": {"top1": 0.5, "selection": selection}}))
+    comparison_run(run, selection)
     result = CliRunner().invoke(main, ["--report-only", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert Path("reports/compare-smoke/comparison.md").exists() and not Path("reports/default").exists()
@@ -142,3 +152,53 @@ def test_max_training_epochs_refuses_and_names_the_count(tmp_path: Path) -> None
 def test_process_counts_are_bounded(tmp_path: Path, option: str) -> None:
     result = CliRunner().invoke(main, [option, "1000000000", "--out", str(tmp_path / "c")])
     assert result.exit_code == 2 and "1<=x<=256" in result.output and not (tmp_path / "c").exists()
+
+
+# ---- every output checked before anything is trained or written -------------------------------------------
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--report", "mine"], "--report mine: folder is not empty and was not written by this project"),
+    (["--report", "."], "--report .: holds the input cmp"),
+    (["--report", "cmp"], "--report cmp: is the input cmp"),
+    (["--report", "cmp/rep"], "--report cmp/rep: lies inside the input cmp"),
+    (["--report", "notes.md"], "--report notes.md: exists and is not a folder"),
+    (["--readme", "notes.md"], "--readme notes.md: no '<!-- comparison:begin -->'"),
+    (["--readme", "rep/comparison.md"], "--readme rep/comparison.md: rep/comparison.md: is the input"),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_report_and_readme_are_refused_before_the_comparison_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                    args: list[str], says: str) -> None:
+    """Each was refused only after the whole comparison had trained (here an empty plan: the comparison folder
+    appeared, then the error); now one line naming the option and the file, and nothing written."""
+    import ksm.compare.protocol
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(ksm.compare.protocol, "plan_units", lambda *a, **k: [])  # never train, even if not refused
+    Path("notes.md").write_text("the user's notes")
+    Path("mine").mkdir()
+    Path("mine/thesis.tex").write_text("years of work")
+    Path("rep").mkdir()
+    Path("rep/comparison.md").write_text(f"{README_BEGIN}\n{README_END}\n")  # a block, but the report's own file
+    write_marker(Path("rep"), "ksm-compare", ["comparison.md"])  # a report folder of ours
+    before = {str(p): p.read_bytes() if p.is_file() else None for p in tmp_path.rglob("*")}
+    base = ["--protocol", "smoke", "--no-progress", "--out", "cmp"] + ([] if "--report" in args else ["--report", "rep"])
+    result = CliRunner().invoke(main, [*base, *args])
+    assert result.exit_code == 1 and result.output.startswith(f"Error: {says}"), result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert {str(p): p.read_bytes() if p.is_file() else None for p in tmp_path.rglob("*")} == before
+
+
+def test_a_damaged_comparison_run_is_refused_naming_its_file_and_field(tmp_path: Path) -> None:
+    """The report read run.json with its own checks (``task`` a string, ``top1`` a fraction); it now reads it
+    through the run.json schema, so ``metrics.top1: 7`` is refused like any reader refuses it."""
+    from ksm.compare.comparison import comparison_frame
+
+    selection = {"variant": "ksm", "role": "method", "seed": 0, "trials": [{"seconds_per_step": 0.1, "train_seconds": 1}],
+                 "chosen": {"val_top1": 0.5, "lr_body": 1e-3, "lr_head": 1e-3, "epoch": 1}}
+    run = comparison_run(tmp_path / "seed0" / "digits-ksm", selection)
+    assert len(comparison_frame(tmp_path)) == 1
+    record = json.loads((run / "run.json").read_text())
+    record["metrics"]["top1"] = 7
+    (run / "run.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=r"digits-ksm/run\.json: metrics\.top1: .*got 7"):
+        comparison_frame(tmp_path)

@@ -10,6 +10,7 @@ BatchNorm statistics from the task's images and a head fitted on the frozen feat
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -322,3 +323,138 @@ def test_an_output_inside_the_run_read_is_refused(digits_run: Path, tmp_path: Pa
     assert len(lines) == 1 and "lies inside the input" in lines[0] and str(run) in lines[0], result.output
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
     assert not (tmp_path / "exports").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# run.json against the run it describes: refused before any export or pack, naming run.json's field
+# ---------------------------------------------------------------------------------------------
+def _export_edited(digits_run: Path, tmp_path: Path, change: Any, command: str) -> tuple[Any, Path, Path]:
+    """``ksm-export RUN --pack/--onnx OUT`` on a copy of the run whose run.json ``change`` edited."""
+    run = tmp_path / "digits"
+    shutil.copytree(digits_run, run)
+    record = json.loads((run / RUN_JSON).read_text())
+    change(record)
+    (run / RUN_JSON).write_text(json.dumps(record))
+    out = tmp_path / ("t.ksmtask" if command == "--pack" else "e.onnx")
+    return CliRunner().invoke(main, [str(run), command, str(out)]), run, out
+
+
+def _refused_naming(result: Any, run: Path, out: Path, says: str, file: str = RUN_JSON) -> str:
+    """One error line naming the run's ``file`` and matching ``says``; nothing written, no temporary left."""
+    assert result.exit_code != 0 and isinstance(result.exception, SystemExit), result.output
+    (line,) = [x for x in result.output.splitlines() if x.startswith("Error:")]
+    assert line.startswith(f"Error: {run / file}: "), line
+    assert re.search(says, line), line
+    assert "Traceback" not in result.output and not out.exists()
+    assert not [p for p in out.parent.iterdir() if p.name not in ("digits",)]  # no temporary left
+    return line
+
+
+@pytest.mark.parametrize("command", ["--pack", "--onnx"])
+@pytest.mark.parametrize(("method", "says"), [
+    ("finetune", r"tensors\..*\.mask: method 'finetune' stores no 'mask' tensor"),  # was packed as finetune
+    ("packnet", r"tensors\..*\.mask: method 'packnet' stores no 'mask' tensor"),  # was KeyError: 'sequence'
+    ("cpg", r"tensors\..*\.mask: method 'cpg' stores no 'mask' tensor"),
+    ("piggyback", r"tensors\..*\.scale: method 'piggyback' stores no 'scale' tensor"),
+    ("feature", r"tensors\..*\.mask: method 'feature' stores no 'mask' tensor"),
+    ("lora", r"tensors\..*\.mask: method 'lora' stores no 'mask' tensor"),
+])
+def test_export_refuses_a_run_json_whose_method_is_not_its_tensors(digits_run: Path, tmp_path: Path, method: str,
+                                                                   says: str, command: str) -> None:
+    """A method's mask kind declares the roles it stores (hwsim.catalogue.MaskKind.roles): a swapped ``method``
+    is refused by the record's schema, naming run.json, before a model is built."""
+    result, run, out = _export_edited(digits_run, tmp_path, lambda r: r.update(method=method), command)
+    _refused_naming(result, run, out, says)
+
+
+def test_export_refuses_a_sequence_record_on_a_method_without_one(digits_run: Path, tmp_path: Path) -> None:
+    sequence = {"tasks": ["digits"], "position": 1, "shared": "../shared.safetensors"}
+    result, run, out = _export_edited(digits_run, tmp_path, lambda r: r.update(sequence=sequence), "--pack")
+    _refused_naming(result, run, out, r"sequence: method 'ksm' does not learn its tasks in a sequence")
+
+
+def _first(record: dict[str, Any], **fields: Any) -> int:
+    """The index of the first layer (after the stem) whose record has ``fields``."""
+    layers = record["layers"]
+    return next(i for i in range(1, len(layers)) if all(layers[i][k] == v for k, v in fields.items()))
+
+
+def _restride(record: dict[str, Any]) -> None:
+    """A 1x1 conv's stride doubled, its output size changed to match: self-consistent, and no tensor shows it."""
+    layer = record["layers"][_first(record, kind="conv", kernel=[1, 1], stride=[1, 1])]
+    layer["stride"] = [2, 2]
+    layer["output_hw"] = [(n - 1) // 2 + 1 for n in layer["input_hw"]]
+
+
+def _bias(record: dict[str, Any]) -> None:
+    record["layers"][_first(record, kind="conv")]["bias"] = True
+
+
+def _out_channels(record: dict[str, Any]) -> None:
+    record["layers"][1]["out_channels"] *= 2  # a depthwise conv: its groups still divide
+
+
+@pytest.mark.parametrize("command", ["--pack", "--onnx"])
+@pytest.mark.parametrize(("change", "file", "says"), [
+    (_restride, RUN_JSON, r"layers\[\d+\]\.stride: \[2, 2\], but the network rebuilt from this run has \[1, 1\]"),
+    (_bias, RUN_JSON, r"layers\[1\]\.bias: true, but the network rebuilt from this run has false"),
+    # the stored mask shows it first (the tensor check runs before the model is rebuilt): both files named
+    (_out_channels, MASKS, r"features\.1\.conv\.0\.0\.mask: shape \[32, 1\] disagrees with layer "
+                           r"'features\.1\.conv\.0\.0' \(run\.json layers\[1\]: expected \[64, 1\]"),
+], ids=["stride", "bias", "out_channels"])
+def test_export_refuses_layers_that_are_not_the_backbone_s(digits_run: Path, tmp_path: Path, change: Any,
+                                                           file: str, says: str, command: str) -> None:
+    """``layers`` is compared with the tensors and with the rebuilt backbone's geometry at the recorded input
+    size (names, kinds, channels, kernel, stride, padding, groups, bias, sizes) before any export or pack: the
+    ONNX export of a doubled out_channels was written, and ``--pack`` blamed its own output file."""
+    result, run, out = _export_edited(digits_run, tmp_path, change, command)
+    _refused_naming(result, run, out, says, file)
+
+
+def test_check_geometry_names_the_first_difference(digits_run: Path) -> None:
+    from ksm.training.pipeline import check_geometry
+
+    model, _, record = load_run_model(digits_run)
+    check_geometry(digits_run, record, model)  # the run as written agrees with its network
+    for key, value in (("name", "renamed"), ("kind", "linear"), ("in_channels", 7), ("kernel", [5, 5]),
+                       ("padding", [3, 3]), ("groups", 2), ("input_hw", [9, 9]), ("output_hw", [9, 9])):
+        edited = json.loads(json.dumps(record))
+        edited["layers"][2][key] = value
+        with pytest.raises(RunError, match=rf"run\.json: layers\[2\]\.{key}: {re.escape(json.dumps(value))}, "
+                                           rf"but the network rebuilt from this run has "):
+            check_geometry(digits_run, edited, model)
+    shorter = {**record, "layers": record["layers"][:-1]}
+    with pytest.raises(RunError, match=rf"layers: {len(record['layers']) - 1} conv/linear layers, but the network "
+                                       rf"rebuilt from this run has {len(record['layers'])}"):
+        check_geometry(digits_run, shorter, model)
+
+
+# ---------------------------------------------------------------------------------------------
+# the output guard: everything a run's export reads is an input
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("command", ["--pack", "--onnx"])
+@pytest.mark.parametrize("target", ["recorded backbone", "--weights", "--profile"])
+def test_nothing_the_export_reads_is_its_output(digits_run: Path, backbone_file: Path, tmp_path: Path,
+                                                command: str, target: str) -> None:
+    """``ksm-export RUN --pack W`` (and ``--onnx W``), W the backbone run.json names, replaced the weights with
+    the task file and exited 0: the backbone a run loads (recorded, or given by ``--weights``) and a
+    ``--profile`` file are inputs of the output guard, refused in one line, untouched."""
+    run = shutil.copytree(digits_run, tmp_path / "digits")
+    victim = tmp_path / ("p.yaml" if target == "--profile" else "weights.pth")
+    extra: list[str] = []
+    if target == "--profile":
+        shutil.copyfile(Path(__file__).resolve().parents[2] / "hwsim" / "profiles" / "edge_npu.yaml", victim)
+        extra = ["--profile", str(victim)]
+    else:
+        shutil.copyfile(backbone_file, victim)
+        extra = ["--weights", str(victim)] if target == "--weights" else []
+        record = json.loads((run / RUN_JSON).read_text())
+        record["backbone"]["weights"] = str(victim if target == "recorded backbone" else backbone_file)
+        (run / RUN_JSON).write_text(json.dumps(record))
+    before = victim.read_bytes()
+    result = CliRunner().invoke(main, [str(run), command, str(victim), *extra])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert result.output.strip().splitlines() == [f"Error: {victim}: is the input {victim}; it is never "
+                                                  "overwritten (choose another output)"]
+    assert victim.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["digits", victim.name])  # nothing else written

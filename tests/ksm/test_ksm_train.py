@@ -168,12 +168,15 @@ def _options(args: list[str]):
 
 
 def test_input_size_100000_is_refused_before_any_work(tmp_path: Path) -> None:
-    """``--input-size 100000`` died with a traceback; now the memory estimate refuses it in one line."""
+    """``--input-size 100000`` died with a traceback: now beyond the option's range (the largest ``run.json``
+    records), and a size within it that would not fit in memory is refused by the estimate, in one line."""
     runs = tmp_path / "runs"
     result = CliRunner().invoke(main, ["--suite", "default", "--input-size", "100000", "--runs-dir", str(runs)])
+    assert result.exit_code == 2 and "Invalid value for '--input-size': 100000 is not in the range" in result.output
+    result = CliRunner().invoke(main, ["--suite", "default", "--input-size", "16384", "--runs-dir", str(runs)])
     line = result.output.strip()
     assert result.exit_code == 1 and "\n" not in line, result.output
-    assert line.startswith("Error: ksm-train: about 32 images a step at 100000×100000 px, ~") and \
+    assert line.startswith("Error: ksm-train: about 32 images a step at 16384×16384 px, ~") and \
         "lift it with --max-memory " in line
     assert not runs.exists()
 

@@ -103,7 +103,7 @@ def test_resume_reaches_the_uninterrupted_result(backbone_file: Path, small_task
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--lora-rank", "0"], "Invalid value for '--lora-rank': 0 is not in the range x>=1"),
+    (["--lora-rank", "0"], "Invalid value for '--lora-rank': 0 is not in the range 1<=x<=1048576"),
     (["--lora-rank", "64"], "LoRA rank 64 is larger than layer features.0.0 allows"),
     (["--lora-targets", "pointwise,qkv"], "Invalid value for '--lora-targets': unknown target 'qkv'"),
 ])

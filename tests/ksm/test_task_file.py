@@ -6,6 +6,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +24,7 @@ from ksm.network.backbones import BackboneSpec
 from ksm.data.datasets import TaskData, array_task, load_digits, resize_gray, stratified_split
 from ksm.deploy.task_file import DeployError, file_sizes, load_task, pack_task, scale_codes, scale_values
 from ksm.cli.ksm_export import main as export_main
+from ksm.methods.registry import method_class
 from ksm.methods.soft_masks import quantise_scale
 from ksm.training.pipeline import RunSpec, load_sequence_task, run_sequence, run_task
 from ksm.training.loop import TrainConfig, evaluate
@@ -219,13 +223,71 @@ def test_bad_input_is_one_line_and_writes_nothing(runs: dict[str, Path], backbon
 
 
 def test_packed_file_never_appears_half_written(runs: dict[str, Path], tmp_path: Path, monkeypatch) -> None:
-    from ksm.deploy import task_file as deploy
+    real = Path.write_bytes
 
-    def broken(tensors, filename, metadata=None):
-        Path(filename).write_bytes(b"partial")
+    def full_disk(self: Path, data: bytes) -> int:  # the disk fills half way through the file
+        real(self, data[: len(data) // 2])
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(deploy, "save_file", broken)
-    with pytest.raises(DeployError, match="No space"):
-        pack_task(runs["ksm"], tmp_path / "t.ksmtask")
+    monkeypatch.setattr(Path, "write_bytes", full_disk)
+    target = tmp_path / "t.ksmtask"
+    with pytest.raises(OSError) as caught:
+        pack_task(runs["ksm"], target)
+    monkeypatch.undo()
+    assert caught.value.errno == 28 and caught.value.filename == str(target)
     assert os.listdir(tmp_path) == []
+
+
+def test_a_file_size_limit_is_one_line_naming_the_file(runs: dict[str, Path], tmp_path: Path) -> None:
+    """``ulimit -f``: the write fails with EFBIG (SIGXFSZ ignored, as a shell's ulimit leaves a Python process
+    able to); ksm-export says so in one line naming the file, and leaves nothing behind."""
+    target = tmp_path / "out" / "t.ksmtask"
+    limit = 4096  # below any MobileNetV2 task file (the head alone is 12 KiB)
+    code = textwrap.dedent(f"""
+        import resource, signal
+        from ksm.cli.ksm_export import main
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+        main([{str(runs["ksm"])!r}, "--pack", {str(target)!r}])
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                            cwd=Path(__file__).parents[2])
+    assert result.returncode == 1, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == f"Error: {target}: File too large", result.stderr
+    assert "Traceback" not in result.stderr and list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_header_that_would_be_refused_is_not_written(runs: dict[str, Path], tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer checks its header with the reader's schema: a method whose pack_task lists a layer twice is
+    stopped before a file exists, rather than caught by ksm-sim later."""
+    cls = method_class("ksm")
+    original = cls.pack_task
+
+    def twice(self, model, out) -> None:
+        original(self, model, out)
+        out.masked.append(out.masked[0])
+
+    monkeypatch.setattr(cls, "pack_task", twice)
+    target = tmp_path / "t.ksmtask"
+    with pytest.raises(DeployError, match=r"t\.ksmtask: not written, its header would be refused: masked\[\d+\]: "
+                                          r"'features\.0\.0' is listed twice"):
+        pack_task(runs["ksm"], target)
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_tampered_file_is_refused_by_load_task(runs: dict[str, Path], tmp_path: Path) -> None:
+    """load_task reads through the same schema as ksm-sim: a file whose mask stream was cut is one line."""
+    from safetensors.numpy import save_file
+
+    from hwsim.errors import InputError
+    from hwsim.schemas.task_header import encode_header
+
+    path = tmp_path / "ksm.ksmtask"
+    pack_task(runs["ksm"], path)
+    header, arrays = read_packed(path)
+    arrays["mask.binary"] = arrays["mask.binary"][: arrays["mask.binary"].size // 2]
+    save_file(arrays, str(path), metadata=encode_header(header))
+    with pytest.raises(InputError, match=r"ksm\.ksmtask: tensor mask\.binary: \d+ bytes, but masked"):
+        load_task(path)

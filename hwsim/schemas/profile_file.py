@@ -1,0 +1,219 @@
+"""An accelerator profile file (YAML): every key it may have, its unit, its physical range, its rules.
+
+:func:`hwsim.hardware.profile.profile_from_dict` validates a decoded profile mapping (a bundled profile, a
+``--profile`` file, either after ``--set`` or a sweep's axis values) against :class:`ProfileFile` and builds
+the frozen dataclasses the cost model uses from the result. The area model's two keys (``technology_nm``,
+``area``, read by :mod:`hwsim.hardware.area`) are declared here too, so one schema says everything a profile
+may hold.
+
+The ranges are physical, not stylistic: wide enough for any accelerator from a microcontroller NPU to a
+wafer-scale engine, narrow enough that a typo (``1e308``, ``1e-320``) is refused with the key named instead of
+turning a table into ``inf`` or ``NaN`` (every product and quotient the cost and area models form of these
+numbers stays finite). Every number is a YAML number (``1.0e9``, which YAML 1.1 reads as a string, is the
+number it means).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, ValidationInfo, field_validator
+
+from hwsim.hardware.area import REFERENCE_NM
+from hwsim.schemas.validation import Real, Record, Whole
+
+OPERANDS = ("weights", "inputs", "outputs")
+DATAFLOWS = ("weight_stationary", "output_stationary", "row_stationary")
+SPATIAL_DIMS = ("B", "G", "K", "C", "OY", "OX", "FY", "FX")
+
+Operand = Literal[OPERANDS]  # type: ignore[valid-type]  # Literal of a tuple: one of its items
+Dataflow = Literal[DATAFLOWS]  # type: ignore[valid-type]
+SpatialDim = Literal[SPATIAL_DIMS]  # type: ignore[valid-type]
+
+# Bounds, and where each comes from when it is not obvious.
+MIN_CLOCK_HZ, MAX_CLOCK_HZ = 1e3, 1e11  # 1 kHz (slower is no accelerator) .. 100 GHz (above any CMOS clock)
+MAX_ARRAY_SIDE = 65536  # 2**16 PEs per side: 4.3e9 PEs, far above a wafer-scale engine's ~1e6 cores
+MAX_PRECISION_BITS = 64  # float64 is the widest datapath word any profile could mean
+MAX_SIZE_BYTES = 1e15  # 1 PB: above any memory one accelerator addresses
+MAX_WORD_BITS = 4096  # one access; the widest SRAM ports and HBM bursts are 1-2 kbit
+MAX_ENERGY_PJ = 1e9  # 1 mJ per access or operation: six orders above a DRAM access (~1e3 pJ per 64 bits)
+# Cycles are bytes / bandwidth: a floor keeps them finite. One byte per thousand cycles is slower than any
+# memory link a profile could describe (a 90 MHz, 8-bit link beside a 1 GHz array is ~0.1 B/cycle).
+MIN_BANDWIDTH, MAX_BANDWIDTH = 1e-3, 1e12
+MAX_STATIC_POWER_W = 1e4  # 10 kW: a rack; no single accelerator leaks more
+MIN_NODE_NM, MAX_NODE_NM = 1.0, 1000.0  # CMOS nodes run from 1 um down to a few nm
+MAX_LEVELS = 16  # memory hierarchies have 2-6 levels; each level multiplies the mapping search
+MAX_NAME = 100  # names key tables and axis keys (levels.NAME.size_bytes)
+MAX_DESCRIPTION = 500  # one line in --list-profiles
+MAX_UM2 = 1e11  # no component is larger than a 300 mm wafer (7.1e10 um2)
+MAX_MM2 = 1e5  # the same wafer, in mm2
+MIN_SRAM_EFFICIENCY = 0.01  # area is divided by it; CACTI 6.5 reports 0.5-0.8 for megabyte-class arrays
+
+
+def Bits(meaning: str) -> Any:  # noqa: N802 - a type
+    """An operand width in bits."""
+    return Whole(ge=1, le=MAX_PRECISION_BITS, description=f"{meaning} (bits)")
+
+
+def Energy(meaning: str) -> Any:  # noqa: N802 - a type
+    """An energy in pJ, zero allowed (an operation a profile does not charge)."""
+    return Real(ge=0, le=MAX_ENERGY_PJ, description=f"{meaning} (pJ)")
+
+
+class ProfileArray(Record):
+    """The MAC array: ``rows`` x ``cols`` processing elements, one multiply-accumulate per PE per cycle."""
+
+    rows: Whole(ge=1, le=MAX_ARRAY_SIDE, description="processing elements per column (the array's rows)")
+    cols: Whole(ge=1, le=MAX_ARRAY_SIDE, description="processing elements per row (the array's columns)")
+    mac_energy_pj: Energy("one multiply-accumulate at the profile's precisions")
+
+
+class ProfilePrecisionBits(Record):
+    """Operand widths in bits, as stored and moved."""
+
+    weights: Bits("a weight")
+    inputs: Bits("an input activation")
+    psums: Bits("a partial sum (the accumulator)")
+    outputs: Bits("a final output activation")
+    mask_scale: Bits("one mask element of a soft (scaling) mask")
+    batchnorm: Bits("a folded BatchNorm scale or shift")
+
+
+class ProfileMaskOpEnergy(Record):
+    """Energy of applying one mask element to one weight."""
+
+    gate: Energy("a binary mask gating one weight")
+    multiply: Energy("a soft mask scaling one weight")
+
+
+class ProfileLevel(Record):
+    """One memory level. Energies are per access of ``word_bits`` bits; bandwidth is per instance."""
+
+    RULES: ClassVar[tuple[str, ...]] = ("A level lists each operand once.",)
+
+    name: str = Field(min_length=1, max_length=MAX_NAME,
+                      description="the level's name, unique in the profile (e.g. `dram`, `sram_1MB`)")
+    size_bytes: Real(ge=1, le=MAX_SIZE_BYTES, description="capacity of one instance (bytes)")
+    word_bits: Whole(ge=1, le=MAX_WORD_BITS,
+                     description="bits one access moves (the energies are per access)")
+    read_energy_pj: Energy("one read access of `word_bits` bits")
+    write_energy_pj: Energy("one write access of `word_bits` bits")
+    bandwidth_bytes_per_cycle: Real(ge=MIN_BANDWIDTH, le=MAX_BANDWIDTH,
+                                    description="bytes one instance moves per clock cycle (bytes/cycle)")
+    operands: list[Operand] = Field(min_length=1, max_length=len(OPERANDS),
+                                    description="the operands the level holds")
+    per_pe: bool = Field(False, description="true: one instance inside every PE (a register file or spad)")
+
+    @field_validator("operands")
+    @classmethod
+    def _operands_once(cls, operands: list[str]) -> list[str]:
+        if len(set(operands)) != len(operands):
+            raise ValueError("each operand may be listed once")
+        return operands
+
+
+class ProfileSpatial(Record):
+    """The loop dimensions the array's rows and columns may unroll; without this key, the dataflow's defaults.
+    Dimensions: batch `B`, group `G`, output channel `K`, input channel `C`, output rows and columns `OY`,
+    `OX`, filter rows and columns `FY`, `FX`."""
+
+    RULES: ClassVar[tuple[str, ...]] = ("An axis lists each dimension once.",)
+
+    rows: list[SpatialDim] = Field(min_length=1, max_length=len(SPATIAL_DIMS),
+                                   description="dimensions the rows may unroll, in order of preference")
+    cols: list[SpatialDim] = Field(min_length=1, max_length=len(SPATIAL_DIMS),
+                                   description="dimensions the columns may unroll, in order of preference")
+    search: bool = Field(True, description="false: each axis unrolls the first listed dimension larger than "
+                                           "1 (a fixed spatial mapping) instead of searching the list")
+
+    @field_validator("rows", "cols")
+    @classmethod
+    def _dims_once(cls, dims: list[str]) -> list[str]:
+        if len(set(dims)) != len(dims):
+            raise ValueError("each dimension may be listed once")
+        return dims
+
+
+class ProfileArea(Record):
+    """The area model's constants, at the profile's node (:mod:`hwsim.hardware.area`); every key is optional
+    and replaces the model's published default."""
+
+    # absent (None) means the model's default, scaled to the node; a value given is taken at the node as is
+    mac_um2: Real(ge=0, le=MAX_UM2, description="one PE's MAC (µm²)") = None
+    sram_bitcell_um2: Real(ge=0, le=MAX_UM2, description="one SRAM bit cell (µm²)") = None
+    sram_efficiency: Real(ge=MIN_SRAM_EFFICIENCY, le=1,
+                          description="fraction of an SRAM macro that is bit cells") = None
+    sram_port_bit_um2: Real(ge=0, le=MAX_UM2,
+                            description="SRAM periphery per bit of port width (µm²)") = None
+    register_bit_um2: Real(ge=0, le=MAX_UM2, description="one flip-flop bit (µm²)") = None
+    other_mm2: Real(ge=0, le=MAX_MM2,
+                    description="anything else (control, NoC), added as is (mm²)") = None
+    levels: dict[str, Real(ge=0, le=MAX_MM2)] = Field(
+        None, description="a level's area per instance instead of the model: level name -> mm² "
+                          f"(each ≥ 0, ≤ {MAX_MM2:g})")
+
+
+class ProfileFile(Record):
+    """An accelerator profile: clock, MAC array, dataflow, precisions, memory levels (outermost first), and
+    optionally a spatial mapping, static power and the area model's node and constants. Each number should
+    carry its source in a YAML comment."""
+
+    RULES: ClassVar[tuple[str, ...]] = (
+        "Level names are unique.",
+        "The outermost level (`levels[0]`, DRAM or a microcontroller's system memory) holds weights, inputs "
+        "and outputs, and is not `per_pe`.",
+        "Of the levels holding an operand, at most one is `per_pe`, and it is the innermost of them.",
+        "`area.levels` names levels of the profile, and not the outermost one (off-chip memory has no area "
+        "here).",
+    )
+
+    name: str = Field(min_length=1, max_length=MAX_NAME,
+                      description="the profile's name, shown in every table")
+    description: str = Field(max_length=MAX_DESCRIPTION, description="one line, shown by `--list-profiles`")
+    clock_hz: Real(ge=MIN_CLOCK_HZ, le=MAX_CLOCK_HZ, description="the array's clock (Hz)")
+    dataflow: Dataflow = Field(description="what stays in a PE: the mapping search's default unrollings")
+    array: ProfileArray = Field(description="the MAC array")
+    precision_bits: ProfilePrecisionBits = Field(description="operand widths")
+    mask_op_energy_pj: ProfileMaskOpEnergy = Field(description="energy of applying one mask element")
+    levels: list[ProfileLevel] = Field(min_length=1, max_length=MAX_LEVELS,
+                                       description="memory levels, outermost (DRAM) first")
+    spatial: ProfileSpatial | None = Field(None, description="the unrollings the mapping search may use; "
+                                                             "absent: the dataflow's defaults")
+    static_power_w: Real(ge=0, le=MAX_STATIC_POWER_W,
+                         description="leakage and clock tree, charged times latency (W)") = 0.0
+    technology_nm: Real(ge=MIN_NODE_NM, le=MAX_NODE_NM,
+                        description="the process node the area model scales to (nm); 45 is the node of its "
+                                    "anchors") = REFERENCE_NM
+    area: ProfileArea | None = Field(None, description="the area model's constants at this node")
+
+    @field_validator("levels")
+    @classmethod
+    def _hierarchy(cls, levels: list[ProfileLevel]) -> list[ProfileLevel]:
+        names = [level.name for level in levels]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise ValueError(f"level names must be unique: levels[{i}] is a second {name!r}")
+        dram = levels[0]
+        if dram.per_pe or set(dram.operands) != set(OPERANDS):
+            raise ValueError(f"the outermost level (levels[0], {dram.name!r}) must hold weights, inputs and "
+                             "outputs and not be per_pe")
+        for operand in OPERANDS:
+            flags = [level.per_pe for level in levels if operand in level.operands]
+            if flags.count(True) > 1 or (True in flags and not flags[-1]):
+                raise ValueError(f"{operand}: at most one per_pe level, and it must be the innermost "
+                                 "holding it")
+        return levels
+
+    @field_validator("area")
+    @classmethod
+    def _area_levels(cls, area: ProfileArea | None, info: ValidationInfo) -> ProfileArea | None:
+        levels = info.data.get("levels")
+        if area is None or not area.levels or not levels:
+            return area  # a bad `levels` is reported on its own
+        names = [level.name for level in levels[1:]]
+        for name in area.levels:
+            if name == levels[0].name:
+                raise ValueError(f"levels.{name}: the outermost level is off-chip and has no area")
+            if name not in names:
+                raise ValueError(f"levels.{name}: no such level (on-chip levels: {', '.join(names)})")
+        return area
