@@ -138,7 +138,8 @@ def validate(model: type[M], data: Any, where: str, error: type[Exception] = Inp
     (``info.context``), e.g. the tensors a header describes."""
     try:
         return model.model_validate(data, context=context)
-    except ValidationError as exc:
-        raise error(f"{where}: {first_problem(exc)}") from None
+    except ValidationError as exc:  # a key quoted from the file may hold a line break: the line stays one line
+        problem = first_problem(exc).replace("\r", "\\r").replace("\n", "\\n")
+        raise error(f"{where}: {problem}") from None
     except RecursionError:
         raise error(f"{where}: nested too deeply") from None

@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save
 from torch import Tensor, nn
 
 import ksm
+from hwsim.fileio.bounded import read_json
 from hwsim.workload.runcheck import check_binaries, check_files, check_record, check_tensors, read_record
 from hwsim.fileio.atomic import atomic_write, new_temp_folder, replace_folder, sha256_file, write_synced
 from ksm.network.backbones import BackboneSpec
@@ -70,7 +71,11 @@ def check_output(out: Path, *, force: bool, resume: bool = False) -> None:
     if out.exists() and any(out.iterdir()):
         if not is_run_folder(out, FORMAT):
             if (out / RUN_JSON).is_file() and not (out / RUN_JSON).is_symlink():
-                read_record(out, RunError)  # a damaged run.json: say what is wrong with it (truncated, a field)
+                # a damaged run of ours (truncated, a field): say what is wrong with it; another tool's file is
+                # foreign, below
+                data = read_json(out / RUN_JSON, RunError)
+                if isinstance(data, dict) and str(data.get("format", "")).startswith(FORMAT.split("/")[0]):
+                    read_record(out, RunError)
             raise RunError(f"{out}: holds files that are not a ksm-train run; they are never replaced "
                            f"(choose another --out, or move them away)")
         if not force:
