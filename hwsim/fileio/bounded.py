@@ -38,9 +38,10 @@ def short(value: Any) -> str:
     return text if len(text) <= ECHO else text[:ECHO - 1] + "…"
 
 
-def yaml_number(value: Any) -> Any:
-    """PyYAML (YAML 1.1) reads ``1.0e9`` or ``2.8e1`` (no exponent sign) as a string; take it as the number it
-    means. Anything else is returned as it is, for the caller's own check to refuse."""
+def text_number(value: Any) -> Any:
+    """A number written as text (a CSV cell, ``"1e3"``) as the number it means; anything else is returned as it
+    is, for the caller's own check to refuse. YAML needs no such help: :class:`BoundedLoader` resolves numbers
+    as YAML 1.2 does."""
     if isinstance(value, str):
         try:
             return float(value)

@@ -19,7 +19,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, create_model, model
 from hwsim import catalogue
 from hwsim.cost.mask_cost import MODES
 from hwsim.fileio.bounded import MAX_SIZE, short
-from hwsim.schemas.validation import Real, Record, Whole
+from hwsim.schemas.validation import Real, Record, Whole, first_repeat
 
 # An axis of 100,000 values is already hours of work; a typo (num: 1e9) must be one line, not gigabytes. The
 # whole sweep is held to ksm-explore --max-points, counted from the axes' lengths before any design is built.
@@ -161,12 +161,9 @@ class AxisRange(Record):
             raise ValueError("empty axis (give at least one value)")
         if len(values) > MAX_AXIS_VALUES:
             raise ValueError(f"{len(values)} values, more than the {MAX_AXIS_VALUES} an axis may have")
-        seen: list[Any] = []
-        for value in values:
-            same = same_value(value)
-            if same in seen:  # `in` on a list: values may be unhashable (a level inserted)
-                raise ValueError(f"{short(value)} is listed twice (each point would be swept twice)")
-            seen.append(same)
+        i = first_repeat([same_value(value) for value in values])
+        if i is not None:
+            raise ValueError(f"{short(values[i])} is listed twice (each point would be swept twice)")
 
     @staticmethod
     def _step_count(a: float, b: float, step: float) -> float:

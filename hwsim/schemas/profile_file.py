@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, ValidationInfo, field_validator
 
 from hwsim.hardware.area import REFERENCE_NM
-from hwsim.schemas.validation import Real, Record, Whole
+from hwsim.schemas.validation import Real, Record, Whole, first_repeat
 
 OPERANDS = ("weights", "inputs", "outputs")
 DATAFLOWS = ("weight_stationary", "output_stationary", "row_stationary")
@@ -107,7 +107,7 @@ class ProfileLevel(Record):
     @field_validator("operands")
     @classmethod
     def _operands_once(cls, operands: list[str]) -> list[str]:
-        if len(set(operands)) != len(operands):
+        if first_repeat(operands) is not None:
             raise ValueError("each operand may be listed once")
         return operands
 
@@ -129,7 +129,7 @@ class ProfileSpatial(Record):
     @field_validator("rows", "cols")
     @classmethod
     def _dims_once(cls, dims: list[str]) -> list[str]:
-        if len(set(dims)) != len(dims):
+        if first_repeat(dims) is not None:
             raise ValueError("each dimension may be listed once")
         return dims
 
@@ -189,10 +189,9 @@ class ProfileFile(Record):
     @field_validator("levels")
     @classmethod
     def _hierarchy(cls, levels: list[ProfileLevel]) -> list[ProfileLevel]:
-        names = [level.name for level in levels]
-        for i, name in enumerate(names):
-            if name in names[:i]:
-                raise ValueError(f"level names must be unique: levels[{i}] is a second {name!r}")
+        i = first_repeat([level.name for level in levels])
+        if i is not None:
+            raise ValueError(f"level names must be unique: levels[{i}] is a second {levels[i].name!r}")
         dram = levels[0]
         if dram.per_pe or set(dram.operands) != set(OPERANDS):
             raise ValueError(f"the outermost level (levels[0], {dram.name!r}) must hold weights, inputs and "

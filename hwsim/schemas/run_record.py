@@ -23,7 +23,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, fie
 
 from hwsim import catalogue
 from hwsim.fileio.bounded import MAX_SIZE, is_fraction, short
-from hwsim.schemas.validation import OpenRecord, Real, Record, Whole
+from hwsim.schemas.validation import OpenRecord, Real, Record, Whole, first_repeat
 
 RUN_FORMAT = "ksm-run"
 LAYERS_FORMAT = "ksm-layers"
@@ -164,12 +164,10 @@ class LayerRecord(Record):
 
 def check_layer_names(layers: tuple[LayerRecord, ...] | list[LayerRecord]) -> None:
     """Layer names key tensors, costs and exported mappings: each appears once."""
-    seen: set[str] = set()
-    for i, layer in enumerate(layers):
-        if layer.name in seen:
-            raise ValueError(f"layers[{i}].name: {short(layer.name)} is used twice (names key the layers' tensors "
-                             f"and costs)")
-        seen.add(layer.name)
+    i = first_repeat([layer.name for layer in layers])
+    if i is not None:
+        raise ValueError(f"layers[{i}].name: {short(layers[i].name)} is used twice (names key the layers' tensors "
+                         f"and costs)")
 
 
 Layers = Annotated[list[LayerRecord], Field(min_length=1, description="one record per conv or linear layer, "
@@ -377,9 +375,9 @@ class Sequence(Record):
     @field_validator("tasks")
     @classmethod
     def _distinct(cls, tasks: list[str]) -> list[str]:
-        twice = [t for i, t in enumerate(tasks) if t in tasks[:i]]
-        if twice:
-            raise ValueError(f"task {short(twice[0])} appears twice")
+        i = first_repeat(tasks)
+        if i is not None:
+            raise ValueError(f"task {short(tasks[i])} appears twice")
         return tasks
 
     @field_validator("position")

@@ -28,8 +28,8 @@ from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, mo
 
 from hwsim import catalogue
 from hwsim.fileio.bounded import MAX_ROWS, MAX_SIZE, parse_json, short
-from hwsim.schemas.validation import Fraction, Real, Record, Whole
 from hwsim.schemas.run_record import MAX_TASKS, LayerRecord, Name, Sha256, check_layer_names
+from hwsim.schemas.validation import Fraction, Real, Record, Whole
 
 FORMAT = "ksm-task/1"
 MAX_SCALE_BITS = 16  # KSM's soft scale: 1-15 bits a uniform code, 16 bits the float16 pattern

@@ -15,12 +15,13 @@ documentation, and cross-field rules (a mask's length against its layer's shape)
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from hwsim.errors import InputError
-from hwsim.fileio.bounded import short, yaml_number
+from hwsim.fileio.bounded import short, text_number
 
 
 class Record(BaseModel):
@@ -48,11 +49,6 @@ def _number(value: Any) -> Any:
     return value
 
 
-def _text_number(value: Any) -> Any:
-    """A number written as text (a CSV cell): the number it means (:func:`yaml_number`)."""
-    return _number(yaml_number(value))
-
-
 def _whole(value: Any) -> Any:
     """An integer written as a float (``2.0``) is the integer; ``2.5`` stays refused."""
     value = _number(value)
@@ -62,18 +58,17 @@ def _whole(value: Any) -> Any:
 
 
 def Real(ge: float | None = None, gt: float | None = None, le: float | None = None,  # noqa: N802 - a type
-         lt: float | None = None, description: str = "", text: bool = False) -> Any:
+         lt: float | None = None, description: str = "") -> Any:
     """A finite real number in a stated range (the range is the field's physical one, so a typo of 1e308 is
-    refused instead of turning a table into ``inf``). ``text``: a field of a CSV, where every cell is text (a YAML
-    file needs no such help: its loader resolves ``1.0e9`` as a number, :mod:`hwsim.fileio.bounded`)."""
-    return Annotated[float, BeforeValidator(_text_number if text else _number),
+    refused instead of turning a table into ``inf``)."""
+    return Annotated[float, BeforeValidator(_number),
                      Field(ge=ge, gt=gt, le=le, lt=lt, allow_inf_nan=False,
                            description=description or None)]
 
 
 def _text_whole(value: Any) -> Any:
     """An integer written as text (a CSV cell): the integer it means."""
-    return _whole(yaml_number(value))
+    return _whole(text_number(value))
 
 
 def Whole(ge: int | None = None, le: int | None = None, description: str = "",  # noqa: N802
@@ -126,6 +121,23 @@ def first_problem(exc: ValidationError) -> str:
     got = "" if kind in ("missing", "extra_forbidden") or "input" not in error or whole \
         else f", got {short(error['input'])}"
     return f"{where}: {message}{got}" if where else f"{message}{got}"
+
+
+def first_repeat(items: Sequence[Any]) -> int | None:
+    """The index of the first item equal to an earlier one, or None: the one "listed once" rule of every
+    schema (names, operands, dimensions, axis values; unhashable items, a mapping, compared by ``==``)."""
+    seen: set[Any] = set()
+    unhashable: list[Any] = []
+    for i, item in enumerate(items):
+        try:
+            if item in seen:
+                return i
+            seen.add(item)
+        except TypeError:
+            if item in unhashable:
+                return i
+            unhashable.append(item)
+    return None
 
 
 M = TypeVar("M", bound=BaseModel)

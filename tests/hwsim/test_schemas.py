@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 class Level(Record):
     """A toy record (a memory level) for the base's behaviour."""
 
-    size_bytes: Real(gt=0, le=1e15, text=True)
+    size_bytes: Real(gt=0, le=1e15)
     ports: Whole(ge=1, le=64) = 1
     share: Fraction = 0.5
 
@@ -36,7 +36,7 @@ def _error(data: object) -> str:
 
 
 def test_valid_record_is_typed() -> None:
-    chip = validate(Chip, {"levels": [{"size_bytes": "1.0e9", "ports": 2.0}]}, "chip.yaml")
+    chip = validate(Chip, {"levels": [{"size_bytes": 1.0e9, "ports": 2.0}]}, "chip.yaml")
     assert chip.levels[0].size_bytes == 1e9 and chip.levels[0].ports == 2 and isinstance(chip.levels[0].ports, int)
 
 
@@ -60,6 +60,7 @@ def test_unknown_and_missing_keys_are_named() -> None:
 
 
 def test_no_coercion_between_types() -> None:
+    assert "levels[0].size_bytes" in _error({"levels": [{"size_bytes": "1.0e9"}]})
     assert "levels[0].share" in _error({"levels": [{"size_bytes": 1, "share": "0.5"}]})
     assert "levels[0].ports" in _error({"levels": [{"size_bytes": 1, "ports": 2.5}]})
 
