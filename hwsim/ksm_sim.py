@@ -61,7 +61,8 @@ def _onnx_workloads(paths: tuple[Path, ...], input_shape: str | None = None) -> 
         work, skipped = load_onnx(path, warn=False, input_shape=shape)
         if skipped:
             listed = ", ".join(f"{n} {op}" for op, n in sorted(skipped.items(), key=lambda kv: (-kv[1], kv[0])))
-            click.echo(f"warning: {path}: not costed by hwsim: {listed}", err=True)
+            click.echo(f"warning: {path}: no cost model for {listed}: costed as one vector operation per output "
+                       "element", err=True)
         works.append(work)
     return tuple(works)
 
@@ -73,6 +74,18 @@ def profiles_frame() -> pd.DataFrame:
 
 def _fmt(x: float) -> str:
     return f"{x:,.6g}" if isinstance(x, float) else f"{x:,}"
+
+
+def operators_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """The per-operator-kind frame in engineering units, for printing."""
+    out = frame.copy()
+    out["MACs"] = out["MACs"].map(lambda v: f"{v:,}")
+    out["vector ops"] = out["vector ops"].map(lambda v: f"{v:,.0f}")
+    out["cycles"] = out["cycles"].map(lambda v: f"{v:,.0f}")
+    out["latency share"] = out["latency share"].map(lambda v: f"{v:.1%}")
+    out["energy (J)"] = out["energy (J)"].map(units.energy)
+    out["DRAM (B)"] = out["DRAM (B)"].map(units.nbytes)
+    return out.rename(columns={"energy (J)": "energy", "DRAM (B)": "DRAM"})
 
 
 def summary_text(result: SimResult, with_layers: bool) -> str:
@@ -92,8 +105,9 @@ def summary_text(result: SimResult, with_layers: bool) -> str:
         ("batch", batch), ("mapping objective", d["objective"]),
         ("inference", "steady state (weights cached on chip)" if d["steady_state"] else "cold (from DRAM)"),
         (f"MACs{batch_note}", f"{t['macs']:,}"), ("compute cycles", f"{t['compute_cycles']:,}"),
-        ("cycles: compute + stalls + on/off-loading", (f"{t['cycles']:,.0f} = {lb['compute']:,} + {lb['stall']:,.0f} + "
-                                                      f"{lb['onload'] + lb['offload']:,.0f}")),
+        ("cycles: compute + stalls + on/off-loading + vector",
+         (f"{t['cycles']:,.0f} = {lb['compute']:,} + {lb['stall']:,.0f} + {lb['onload'] + lb['offload']:,.0f} + "
+          f"{lb['vector']:,.0f}")),
         ("array utilisation", f"{t['utilization']:.3f}"),
         (f"latency{batch_note}", units.seconds(t["latency_s"])),
         ("latency per image", units.seconds(per["latency_per_image_s"])),
@@ -121,8 +135,15 @@ def summary_text(result: SimResult, with_layers: bool) -> str:
     traffic[["read (KiB)", "written (KiB)"]] = traffic[["read (KiB)", "written (KiB)"]] / 1024
     parts += [f"KiB moved per level and operand{batch_note} (`{dram}` is the outermost level):", "",
               traffic.to_markdown(index=False, floatfmt=",.1f"), ""]
+    ops = result.operators_frame()
+    if len(ops) > 1 or (len(ops) and ops["operator"].iloc[0] not in ("conv", "linear")):
+        res = d["residency"] or {}
+        parts += [f"By operator kind{batch_note} ({'the network graph' if res.get('graph') == 'graph' else 'a chain of layers'}; "
+                  f"non-MAC operators on {t['vector_unit']}; on-chip activation peak "
+                  f"{units.nbytes(res.get('activation_peak_bytes', 0.0))}):", "",
+                  operators_table(ops).to_markdown(index=False), ""]
     if with_layers:
-        parts += [f"Per layer{batch_note}:", "", result.layers_table().to_markdown(index=False), ""]
+        parts += [f"Per operator{batch_note}:", "", result.layers_table().to_markdown(index=False), ""]
     return "\n".join(parts)
 
 

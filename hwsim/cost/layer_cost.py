@@ -89,7 +89,8 @@ class MaskLoad:
 
 @dataclass(frozen=True, slots=True)
 class LayerCost:
-    """The cost of one layer (for the whole batch) on one profile. Bytes, cycles, picojoules."""
+    """The cost of one operator (a layer, or a non-MAC operator of a graph) for the whole batch on one profile.
+    Bytes, cycles, picojoules. ``cycles`` = compute + stall + onload + offload + vector cycles."""
 
     name: str
     kind: str
@@ -107,6 +108,10 @@ class LayerCost:
     offload_cycles: float = 0.0
     mapping: dict | None = None  # the chosen mapping in ZigZag/Timeloop notation (shared by same-shape layers: read-only)
     batch: int = 1
+    vector_cycles: float = 0.0  # a non-MAC operator's cycles on the vector unit (hwsim.cost.operator_cost)
+    vector_ops: float = 0.0  # its operations
+    inputs_at: str = ""  # the memory level(s) its input tensors lived in (hwsim.cost.memory_plan)
+    outputs_at: str = ""  # the level its output tensor was written to
 
 
 def shape_of(layer: Layer, batch: int = 1) -> Shape:

@@ -3,11 +3,11 @@
 Each layer is costed alone by :func:`hwsim.cost.layer_cost.layer_cost`: its inputs come from DRAM and its outputs
 go back. Two effects cross layer boundaries, and this module applies them to the per-layer costs:
 
-- **Activations between layers** (always): when a layer's output feeds the next layer (same channels
-  and map size) and the layer's input and output fit together in the outermost on-chip memory that
-  holds both activations (two ping-pong halves, as a layer-by-layer accelerator keeps them), the output
-  is written to that memory instead of DRAM and the next layer reads it from there. Inter-layer reuse
-  as ZigZag's ``exploit_data_locality`` stage does it (Mei et al., IEEE TC 2021; Stream, Symons et al.).
+- **Activations between operators** (always): the memory plan (:mod:`hwsim.cost.memory_plan`) keeps on chip
+  every tensor that fits beside the working sets of the operators running while it is alive; a layer whose
+  output (or input) the plan kept there writes (reads) that memory instead of DRAM. Inter-layer reuse as
+  ZigZag's ``exploit_data_locality`` stage does it on a chain (Mei et al., IEEE TC 2021; Stream, Symons et
+  al.), over the whole graph.
 - **Weights across inferences** (``steady_state``): one inference in a stream of many. The weights (and
   the task's masks, which travel with them) of the layers that fit in the outermost on-chip memory that
   holds weights stay there, in execution order until the room left beside the largest activation
@@ -22,21 +22,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import pandas as pd
 
 from hwsim.cost.layer_cost import LayerCost, input_elems, output_elems, weight_elems
-from hwsim.workload.layers import Layer
+from hwsim.cost.memory_plan import MemoryPlan, activation_level
 from hwsim.hardware.profile import MemoryLevel, Profile
-
-
-def activation_level(profile: Profile) -> MemoryLevel | None:
-    """The outermost shared on-chip memory that holds both inputs and outputs, if any."""
-    for level in profile.levels[1:]:
-        if not level.per_pe and {"inputs", "outputs"} <= set(level.operands):
-            return level
-    return None
+from hwsim.workload.graph import Graph
+from hwsim.workload.layers import Layer
 
 
 def weight_level(profile: Profile) -> MemoryLevel | None:
@@ -50,11 +44,6 @@ def weight_level(profile: Profile) -> MemoryLevel | None:
 def _activation_bytes(layer: Layer, profile: Profile, batch: int) -> tuple[float, float]:
     pb = profile.precision_bits
     return batch * input_elems(layer) * pb.inputs / 8, batch * output_elems(layer) * pb.outputs / 8
-
-
-def _feeds(a: Layer, b: Layer) -> bool:
-    """Whether ``b`` reads ``a``'s output (same channels and map size; the workload keeps no graph)."""
-    return a.out_channels == b.in_channels and tuple(a.output_hw) == tuple(b.input_hw)
 
 
 _COST_FIELDS = tuple(f.name for f in dataclasses.fields(LayerCost))
@@ -93,54 +82,96 @@ def _move(cost: LayerCost, operand: str, dram: MemoryLevel, to: MemoryLevel, rea
         cut, offload = offload, 0.0
     elif saved:
         raise KeyError(f"{saved}_cycles")
-    return _replace(cost, read_bytes=rb, write_bytes=wb, energy_pj=en, cycles=cost.cycles - cut, onload_cycles=onload,
-                    offload_cycles=offload)
+    stall, bound = _port_stall(cost, rb, wb, onload, offload, (dram, to))
+    return _replace(cost, read_bytes=rb, write_bytes=wb, energy_pj=en, onload_cycles=onload, offload_cycles=offload,
+                    cycles=cost.cycles - cut - cost.stall_cycles + stall, stall_cycles=stall, bound=bound)
 
 
-def apply_residency(costs: Sequence[LayerCost], layers: Sequence[Layer], profile: Profile, batch: int = 1,
-                    steady_state: bool = False, mask_bits: dict[str, float] | None = None
-                    ) -> tuple[tuple[LayerCost, ...], dict[str, object]]:
-    """The per-layer costs with inter-layer (and, in steady state, inter-inference) residency applied.
+def _port_stall(cost: LayerCost, rb: dict[tuple[str, str], float], wb: dict[tuple[str, str], float],
+                onload: float, offload: float, moved: tuple[MemoryLevel, MemoryLevel]) -> tuple[float, str]:
+    """The layer's port stall once traffic moved between the two shared levels ``moved``: the time each of them
+    needs for its bytes (the mapping's port model, :mod:`hwsim.cost.mapping.one_mapping`: DRAM one port less the
+    on/off-loading charged apart, an on-chip memory a read and a write port) beyond the compute. A stall set by
+    another level (a register file) is kept; one set by a level the traffic left is recomputed, so a layer
+    whose tensors all stayed on chip no longer waits for off-chip memory."""
+    names = {lv.name for lv in moved}
+    stall, bound = (0.0, "compute") if cost.bound in names else (cost.stall_cycles, cost.bound)
+    busy = cost.compute_cycles + cost.vector_cycles
+    for lv in moved:
+        r = sum(v for (name, _), v in rb.items() if name == lv.name)
+        w = sum(v for (name, _), v in wb.items() if name == lv.name)
+        bw = lv.bandwidth_bytes_per_cycle
+        t = (r + w) / bw - onload - offload if lv is moved[0] else max(r, w) / bw
+        if t - busy > stall:
+            stall, bound = t - busy, lv.name
+    return stall, bound
 
-    Returns the new costs and a summary: which layers' outputs stayed on chip, and the bytes of weights
-    (and masks) resident across inferences.
+
+def apply_residency(costs: Sequence[LayerCost], graph: Graph, executions: Sequence[str], plan: MemoryPlan,
+                    layers: Mapping[str, Layer], profile: Profile, batch: int = 1, steady_state: bool = False,
+                    mask_bits: dict[str, float] | None = None) -> tuple[tuple[LayerCost, ...], dict[str, object]]:
+    """The costs of the graph's costed operators (``mac`` and ``vector``, in graph order) with the memory plan
+    (:func:`hwsim.cost.memory_plan.plan_memory`) and, in steady state, the weights kept across inferences applied.
+
+    A layer (costed as if every tensor came from and went to off-chip memory) has the traffic of an input or
+    output that the plan kept on chip served by the activation level instead; a vector operator was costed
+    where its tensors live already. Returns the new costs and a summary: which operators' outputs stayed on
+    chip, the plan's peak, the weights (and masks) resident across inferences.
     """
     out = list(costs)
     dram = profile.dram
     act = activation_level(profile)
+    level_of = plan.level_of
+    costed = [i for i, how in enumerate(executions) if how in ("mac", "vector")]
     kept: list[str] = []
-    acts = [_activation_bytes(la, profile, batch) for la in layers]  # (input, output) bytes per layer
-    if act is not None:
-        for i in range(len(layers) - 1):
-            a, b = layers[i], layers[i + 1]
-            in_b, out_b = acts[i]
-            if not _feeds(a, b) or in_b + out_b > act.size_bytes:
-                continue
-            nxt_out = acts[i + 1][1]
-            if out_b + nxt_out > act.size_bytes:  # the next layer needs it beside its own output
-                continue
-            out[i] = _move(out[i], "outputs", dram, act, reads=True, writes=True, saved="offload")
-            out[i + 1] = _move(out[i + 1], "inputs", dram, act, reads=True, writes=False, saved=None)
-            kept.append(a.name)
+
+    def on_chip(tensors: Sequence[str]) -> bool:
+        return bool(tensors) and act is not None and all(level_of[t] is act for t in tensors)
+
+    for j, i in enumerate(costed):
+        op = graph.ops[i]
+        if executions[i] == "mac":
+            if on_chip(op.outputs):
+                out[j] = _move(out[j], "outputs", dram, act, reads=True, writes=True, saved="offload")
+            if on_chip(op.inputs):
+                out[j] = _move(out[j], "inputs", dram, act, reads=True, writes=False, saved=None)
+            out[j] = _replace(out[j], inputs_at=_where(op.inputs, level_of), outputs_at=_where(op.outputs, level_of))
+        if on_chip(op.outputs):
+            kept.append(op.name)
     resident_weights = 0.0
     cached: list[str] = []
     wl = weight_level(profile)
     if steady_state and wl is not None:
         pb = profile.precision_bits
-        room = wl.size_bytes - max((sum(x) for x in acts), default=0.0)
+        room = wl.size_bytes - plan.peak_bytes
         mask_bits = mask_bits or {}
-        for i, layer in enumerate(layers):
+        for j, i in enumerate(costed):
+            op = graph.ops[i]
+            if executions[i] != "mac":
+                continue
+            layer = layers[op.layer]
             need = weight_elems(layer) * pb.weights / 8 + mask_bits.get(layer.name, 0.0) / 8
             if resident_weights + need > room:
                 break
             resident_weights += need
             cached.append(layer.name)
             for operand in ("weights", "masks"):
-                out[i] = _move(out[i], operand, dram, wl, reads=True, writes=False, saved=None)
-            if i == 0 or layers[i - 1].name in kept:  # its inputs are on chip too: nothing to wait for
-                out[i] = _replace(out[i], cycles=out[i].cycles - out[i].onload_cycles, onload_cycles=0.0)
+                out[j] = _move(out[j], operand, dram, wl, reads=True, writes=False, saved=None)
+            if all(t in graph.inputs or on_chip((t,)) for t in op.inputs):
+                # its inputs are on chip (or the next image, fetched during the previous inference): no wait
+                out[j] = _replace(out[j], cycles=out[j].cycles - out[j].onload_cycles, onload_cycles=0.0)
+    counts: dict[str, dict[str, int]] = {}
+    for op, how in zip(graph.ops, executions):
+        counts.setdefault(how, {})
+        counts[how][op.kind] = counts[how].get(op.kind, 0) + 1
     return tuple(out), {"outputs_kept_on_chip": kept, "weights_cached_layers": cached,
-                        "weights_cached_bytes": resident_weights}
+                        "weights_cached_bytes": resident_weights, "graph": "chain" if graph.chain else "graph",
+                        "activation_peak_bytes": plan.peak_bytes, "buffers_on_chip": len(plan.on_chip),
+                        "buffers_spilled": len(plan.spilled), "operators": counts}
+
+
+def _where(tensors: Sequence[str], level_of: Mapping[str, MemoryLevel]) -> str:
+    return "+".join(dict.fromkeys(level_of[t].name for t in tensors))
 
 
 def backbone_weight_bytes(layers: Iterable[Layer], profile: Profile) -> float:

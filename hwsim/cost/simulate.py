@@ -19,11 +19,14 @@ from hwsim.workload.layers import Workload
 from hwsim.cost.mapping import search_many
 from hwsim.cost.mask_cost import TaskCost, task_cost
 from hwsim.hardware.profile import OPERANDS, Profile
+from hwsim.cost.memory_plan import plan_memory
+from hwsim.cost.operator_cost import executions, operator_cost
 from hwsim.cost.residency import apply_residency
+from hwsim.workload.graph import chain_graph
 
 FORMAT = "ksm-sim/1"
 PJ = 1e-12
-ENERGY_OPERANDS = (*OPERANDS, "masks", "mac", "static")
+ENERGY_OPERANDS = (*OPERANDS, "masks", "mac", "vector", "static")
 
 
 def _traffic(costs: Iterable[LayerCost], level: str) -> tuple[dict[str, float], dict[str, float]]:
@@ -122,7 +125,10 @@ class SimResult:
                 "compute": self.compute_cycles,
                 "stall": sum(c.stall_cycles for c in self.layers),
                 "onload": sum(c.onload_cycles for c in self.layers),
-                "offload": sum(c.offload_cycles for c in self.layers)},
+                "offload": sum(c.offload_cycles for c in self.layers),
+                "vector": sum(c.vector_cycles for c in self.layers)},
+            "vector_ops": sum(c.vector_ops for c in self.layers),
+            "vector_unit": self.profile.vector.describe(),
             "mask_storage_bits": t.mask_storage_bits,
             "mask_ops": sum(c.mask_ops for c in self.layers),
             "task_specific_bytes": t.task_specific_bytes,
@@ -180,9 +186,11 @@ class SimResult:
         for (lv, o), pj in c.energy_pj.items():
             by_level.setdefault(lv, {})[o] = pj * PJ
         return {"name": c.name, "kind": c.kind, "macs": c.macs, "compute_cycles": c.compute_cycles,
-                "cycles": c.cycles, "utilization": c.utilization, "bound": c.bound,
+                "cycles": c.cycles, "utilization": c.utilization, "bound": c.bound, "vector_ops": c.vector_ops,
+                "inputs_at": c.inputs_at, "outputs_at": c.outputs_at,
                 "latency_breakdown_cycles": {"compute": c.compute_cycles, "stall": c.stall_cycles,
-                                             "onload": c.onload_cycles, "offload": c.offload_cycles},
+                                             "onload": c.onload_cycles, "offload": c.offload_cycles,
+                                             "vector": c.vector_cycles},
                 "energy_by_level_operand_j": by_level, "mapping": c.mapping,
                 "energy_j": sum(c.energy_pj.values()) * PJ, "mask_storage_bits": self.task.mask_bits.get(c.name, 0.0),
                 "dram_read_bytes": reads, "dram_write_bytes": writes}
@@ -191,7 +199,9 @@ class SimResult:
         """One row per layer: MACs, cycles, utilisation, energy, DRAM bytes per operand, what bounds it."""
         rows = []
         for d in (self._layer_dict(c) for c in self.layers):
-            rows.append({"layer": d["name"], "MACs": d["macs"], "cycles": d["cycles"],
+            rows.append({"layer": d["name"], "operator": d["kind"], "inputs at": d["inputs_at"],
+                         "outputs at": d["outputs_at"], "MACs": d["macs"], "vector ops": d["vector_ops"],
+                         "cycles": d["cycles"],
                          "util": d["utilization"], "bound": d["bound"], "energy (J)": d["energy_j"],
                          "DRAM rd W (B)": d["dram_read_bytes"]["weights"],
                          "DRAM rd I (B)": d["dram_read_bytes"]["inputs"],
@@ -201,8 +211,9 @@ class SimResult:
         return pd.DataFrame(rows)
 
     def layers_table(self) -> pd.DataFrame:
-        """The per-layer table printed by ``--layers``, in engineering units: latency split (compute,
-        stalls, on/off-loading), energy by level and operand, DRAM traffic, and the chosen mapping
+        """The per-operator table printed by ``--layers``, in engineering units: the operator kind and the
+        memory levels its input and output tensors lived in, latency split (compute, stalls, on/off-loading,
+        vector unit), energy by level and operand, DRAM traffic, and the chosen mapping
         (spatial unrolling; loops per level of the outermost operand chain, innermost first)."""
         clock = self.profile.clock_hz
         rows = []
@@ -219,20 +230,50 @@ class SimResult:
             top = (m.get("temporal_innermost_first") or {}).get("weights", {})
             temporal = " | ".join(f"{lv}: " + " ".join(f"{d}{f}" for d, f in loops) for lv, loops in top.items()
                                   if loops)
-            rows.append({"layer": c.name, "MACs": f"{c.macs:,}", "util": f"{c.utilization:.2f}",
+            rows.append({"layer": c.name, "operator": c.kind,
+                         "tensors (in -> out)": f"{c.inputs_at or '-'} -> {c.outputs_at or '-'}",
+                         "MACs": f"{c.macs:,}", "vector ops": f"{c.vector_ops:,.0f}", "util": f"{c.utilization:.2f}",
                          "latency": units.seconds(c.cycles / clock),
-                         "compute / stall / on+off-load (cycles)": (f"{c.compute_cycles:,} / {c.stall_cycles:,.0f} / "
-                                                                    f"{c.onload_cycles + c.offload_cycles:,.0f}"),
+                         "compute / stall / on+off-load / vector (cycles)": (
+                             f"{c.compute_cycles:,} / {c.stall_cycles:,.0f} / {c.onload_cycles + c.offload_cycles:,.0f}"
+                             f" / {c.vector_cycles:,.0f}"),
                          "bound": c.bound, "energy": units.energy(sum(by_level.values())),
                          "energy by level": ", ".join(f"{lv} {units.energy(j)}" for lv, j in by_level.items() if j),
                          "DRAM": units.nbytes(moved), "spatial": spatial, "weights' loops (innermost first)": temporal})
         return pd.DataFrame(rows)
 
+    def operators_frame(self) -> pd.DataFrame:
+        """One row per operator kind (conv, linear, elementwise, pool, concat ...): how many, how each runs
+        (on the MAC array, the vector unit, fused into a producer's output stage, or a view that moves no
+        data), MACs and vector operations, cycles and their share of the latency, energy, bytes moved to and
+        from the outermost level, and how many of the kind's outputs stayed on chip."""
+        dram = self.profile.dram.name
+        counts = (self.residency or {}).get("operators", {})
+        rows: dict[str, dict[str, Any]] = {}
+        for how, kinds in counts.items():
+            for kind, n in kinds.items():
+                row = rows.setdefault(kind, _operator_row(kind))
+                row["operators"] += n
+                row["runs on"] = "+".join(dict.fromkeys([*filter(None, row["runs on"].split("+")), how]))
+        total = self.cycles or 1.0
+        for c in self.layers:
+            row = rows.setdefault(c.kind, _operator_row(c.kind))
+            row["MACs"] += c.macs
+            row["vector ops"] += c.vector_ops
+            row["cycles"] += c.cycles
+            row["energy (J)"] += sum(c.energy_pj.values()) * PJ
+            row["DRAM (B)"] += (sum(v for (lv, _), v in c.read_bytes.items() if lv == dram)
+                                   + sum(v for (lv, _), v in c.write_bytes.items() if lv == dram))
+            row["outputs on chip"] += bool(c.outputs_at) and dram not in c.outputs_at.split("+")
+        frame = pd.DataFrame(list(rows.values()), columns=list(_operator_row("").keys()))
+        frame["latency share"] = frame["cycles"] / total
+        return frame.sort_values("cycles", ascending=False, kind="stable").reset_index(drop=True)
+
     def energy_frame(self) -> pd.DataFrame:
         """Energy (J) by memory level (rows) and operand (columns), with totals."""
         by = self.energy_by()
         names = [lv.name for lv in self.profile.levels]
-        frame = pd.DataFrame(0.0, index=[*names, "mac", "mask_ops", "static"], columns=list(ENERGY_OPERANDS))
+        frame = pd.DataFrame(0.0, index=[*names, "mac", "vector", "mask_ops", "static"], columns=list(ENERGY_OPERANDS))
         for (level, operand), j in by.items():
             frame.loc[level, operand] += j
         frame = frame.loc[(frame != 0).any(axis=1)]
@@ -250,6 +291,11 @@ class SimResult:
                 if r[o] or w[o]:
                     rows.append({"level": level.name, "operand": o, "read (B)": r[o], "written (B)": w[o]})
         return pd.DataFrame(rows)
+
+
+def _operator_row(kind: str) -> dict[str, Any]:
+    return {"operator": kind, "operators": 0, "runs on": "", "MACs": 0, "vector ops": 0.0, "cycles": 0.0,
+            "latency share": 0.0, "energy (J)": 0.0, "DRAM (B)": 0.0, "outputs on chip": 0}
 
 
 def simulate(work: Workload, profile: Profile, mode: str | None = "on_the_fly", tasks: int = 6,
@@ -280,12 +326,24 @@ def simulate(work: Workload, profile: Profile, mode: str | None = "on_the_fly", 
     live = tc.on_the_fly
     if batch < 1:
         raise ValueError(f"batch must be at least 1, got {batch}")
-    shapes = [shape_of(layer, batch) for layer in work.layers]
-    found = search_many(shapes, profile, objective)  # one numpy pass for the network's new shapes
-    costs = tuple(cost_of_mapping(layer, shape, m, profile, live.get(layer.name), batch)
-                  for layer, shape, m in zip(work.layers, shapes, found))
+    graph = work.graph if work.graph is not None else chain_graph(work.layers)
+    how = executions(graph)
+    layers = {layer.name: layer for layer in work.layers}
+    plan = plan_memory(graph, how, layers, profile, batch)
+    mac = [layers[op.layer] for op, h in zip(graph.ops, how) if h == "mac"]
+    shapes = [shape_of(layer, batch) for layer in mac]
+    found = iter(search_many(shapes, profile, objective))  # one numpy pass for the network's new shapes
+    shape_of_layer = dict(zip((layer.name for layer in mac), shapes))
+    costs: list[LayerCost] = []
+    for op, h in zip(graph.ops, how):
+        if h == "mac":
+            layer = layers[op.layer]
+            costs.append(cost_of_mapping(layer, shape_of_layer[layer.name], next(found), profile,
+                                         live.get(layer.name), batch))
+        elif h == "vector":
+            costs.append(operator_cost(op, graph, profile, plan.level_of, batch))
     masks_streamed = {name: load.bits for name, load in live.items()}
-    costs, residency = apply_residency(costs, work.layers, profile, batch, steady_state, masks_streamed)
+    costs, residency = apply_residency(costs, graph, how, plan, layers, profile, batch, steady_state, masks_streamed)
     # ---- LoRA on the fly (hwsim.cost.lora_cost): each adapter's low-rank branch, fused with its layer, costed as two
     # more layers (A, B) after the network's own. The one place LoRA's extra MACs, weight traffic and
     # intermediate activations enter the cost.

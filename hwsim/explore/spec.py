@@ -157,7 +157,8 @@ def _onnx_item(entry: WorkloadEntry, base: Path, notes: list[str]) -> WorkloadIt
                               given_by="the spec's input_shape")
     if skipped:
         listed = ", ".join(f"{n} {op}" for op, n in sorted(skipped.items(), key=lambda kv: (-kv[1], kv[0])))
-        notes.append(f"{entry.onnx}: not costed by hwsim: {listed}")
+        notes.append(f"{entry.onnx}: no cost model for {listed}: costed as one vector operation per output "
+                     "element")
     return WorkloadItem(f"onnx:{work.source}", work)
 
 

@@ -19,7 +19,8 @@ A profile file looks like this (every number should carry its source in a commen
         operands: [weights, inputs, outputs]
         per_pe: false                  # optional; true = one instance inside every PE
 
-Optional keys: ``spatial`` (the unrollings the mapping search may use), ``static_power_w``, and the area
+Optional keys: ``spatial`` (the unrollings the mapping search may use), ``static_power_w``, ``vector_unit``
+(``{ops_per_cycle, energy_pj_per_op}``: what runs non-MAC operators), and the area
 model's ``technology_nm`` and ``area`` (:mod:`hwsim.hardware.area`). Every key, its unit, its physical range and
 the cross-field rules are declared once, in :class:`hwsim.schemas.profile_file.ProfileFile` (and documented from
 it in ``docs/reference/profile.md``); a file that breaks one is refused with one line naming the file and the key.
@@ -78,6 +79,21 @@ class Array:
 
 
 @dataclass(frozen=True, slots=True)
+class VectorUnit:
+    """Where a graph's non-MAC operators run (:mod:`hwsim.cost.operator_cost`): operations per cycle and energy
+    per operation. ``assumed``: the profile names no vector unit, and these are the MAC array's."""
+
+    ops_per_cycle: float
+    energy_pj_per_op: float
+    assumed: bool = False
+
+    def describe(self) -> str:
+        """One line for tables: what runs the non-MAC operators."""
+        where = "the MAC array (the profile names no vector unit)" if self.assumed else "a vector unit"
+        return f"{where}: {self.ops_per_cycle:g} ops/cycle, {self.energy_pj_per_op:g} pJ/op"
+
+
+@dataclass(frozen=True, slots=True)
 class Precision:
     """Operand widths in bits. ``psums`` is the accumulator width; ``outputs`` the final activation width."""
 
@@ -120,6 +136,16 @@ class Profile:
     levels: tuple[MemoryLevel, ...]
     spatial: SpatialAxes | None = None  # None: the dataflow's default unrollings
     static_power_w: float = 0.0  # leakage and clock tree, charged x latency
+    vector_unit: VectorUnit | None = None  # None: non-MAC operators run on the MAC array (see `vector`)
+
+    @property
+    def vector(self) -> VectorUnit:
+        """The unit running non-MAC operators: the profile's, or the MAC array (one operation per PE per
+        cycle at the MAC's energy) when it names none."""
+        if self.vector_unit is not None:
+            return self.vector_unit
+        return VectorUnit(ops_per_cycle=float(self.array.pes), energy_pj_per_op=self.array.mac_energy_pj,
+                          assumed=True)
 
     @property
     def dram(self) -> MemoryLevel:
@@ -164,7 +190,9 @@ def _profile(model: ProfileFile) -> Profile:
                                  bandwidth_bytes_per_cycle=lv.bandwidth_bytes_per_cycle,
                                  operands=tuple(lv.operands), per_pe=lv.per_pe) for lv in model.levels),
         spatial=None if s is None else SpatialAxes(rows=tuple(s.rows), cols=tuple(s.cols), search=s.search),
-        static_power_w=model.static_power_w)
+        static_power_w=model.static_power_w,
+        vector_unit=None if model.vector_unit is None else VectorUnit(
+            ops_per_cycle=model.vector_unit.ops_per_cycle, energy_pj_per_op=model.vector_unit.energy_pj_per_op))
 
 
 def _extras(model: ProfileFile) -> dict[str, Any]:

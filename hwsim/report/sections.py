@@ -323,6 +323,28 @@ def energy(r: ReportInput) -> Part:
     return Part(md, figs)
 
 
+def operator_kinds(r: ReportInput) -> Part:
+    """Section 3b: where one inference's time and energy go, by operator kind, on each profile."""
+    run = r.runs[0]
+    md = ["## 3b. Where the time goes, by operator kind", "",
+          (f"One inference of `{run.folder.name}` (task `{run.task}`, method `{run.label}`, mask applied on the fly; "
+           "every run shares the backbone) per operator kind: how each kind runs (on the MAC array, on the "
+           "vector unit, fused into its producer's output stage, or as a view that moves no data), its share of "
+           "the latency, energy, and bytes moved to and from the outermost level. The backbone is costed as its "
+           "graph when the run's layers match a bundled network (`docs/graphs.md`), else as a chain."), ""]
+    for prof in r.costs.profiles:
+        result = r.costs.get(0, prof, "on_the_fly")
+        frame = result.operators_frame()
+        frame["energy (µJ)"] = frame.pop("energy (J)") * 1e6
+        frame["DRAM (KiB)"] = frame.pop("DRAM (B)") / 1024
+        frame["latency share (%)"] = frame.pop("latency share") * 100
+        res = result.residency or {}
+        md += [f"`{prof.name}` ({'graph' if res.get('graph') == 'graph' else 'chain'}; non-MAC operators on "
+               f"{prof.vector.describe()}):", "",
+               markdown(frame, {"operators": ",d", "MACs": ",d", "outputs on chip": ",d"}), ""]
+    return Part(md)
+
+
 def system_storage(r: ReportInput) -> Part:
     """Section 4: storage of the whole system as tasks are added, and where fine-tuning overtakes."""
     system = system_storage_frame(r.costs)
@@ -436,6 +458,7 @@ SECTIONS: tuple[Section, ...] = (
     Section(per_task),
     Section(accuracy_vs_storage, ("accuracy-vs-storage.png",)),
     Section(energy, ("energy-*.png",)),
+    Section(operator_kinds),
     Section(system_storage, ("system-storage.png",)),
     Section(tasks_on_chip),
     Section(layer_masks, ("layer-masks.png",)),

@@ -68,6 +68,15 @@ class ProfileArray(Record):
     mac_energy_pj: Energy("one multiply-accumulate at the profile's precisions")
 
 
+class ProfileVectorUnit(Record):
+    """The unit that runs a graph's non-MAC operators (element-wise, pooling, resize, softmax, unfused
+    activations): ``ops_per_cycle`` operations per cycle at ``energy_pj_per_op`` each."""
+
+    ops_per_cycle: Real(gt=0, le=float(MAX_ARRAY_SIDE) ** 2,
+                        description="operations per cycle (lanes x operations per lane)")
+    energy_pj_per_op: Energy("one operation of the vector unit")
+
+
 class ProfilePrecisionBits(Record):
     """Operand widths in bits, as stored and moved."""
 
@@ -173,6 +182,9 @@ class ProfileFile(Record):
     clock_hz: Real(ge=MIN_CLOCK_HZ, le=MAX_CLOCK_HZ, description="the array's clock (Hz)")
     dataflow: Dataflow = Field(description="what stays in a PE: the mapping search's default unrollings")
     array: ProfileArray = Field(description="the MAC array")
+    vector_unit: ProfileVectorUnit | None = Field(
+        None, description="the unit running non-MAC operators; absent: they run on the MAC array, one operation "
+                          "per PE per cycle at the MAC's energy")
     precision_bits: ProfilePrecisionBits = Field(description="operand widths")
     mask_op_energy_pj: ProfileMaskOpEnergy = Field(description="energy of applying one mask element")
     levels: list[ProfileLevel] = Field(min_length=1, max_length=MAX_LEVELS,

@@ -23,6 +23,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, fie
 
 from hwsim import catalogue
 from hwsim.fileio.bounded import MAX_SIZE, is_fraction, short
+from hwsim.schemas.graph_record import GraphRecord, check_graph_layers
 from hwsim.schemas.validation import OpenRecord, Real, Record, Whole, first_repeat
 
 RUN_FORMAT = "ksm-run"
@@ -194,6 +195,7 @@ class NetworkTable(OpenRecord):
     RULES: ClassVar[tuple[str, ...]] = (
         "Layer names are unique.",
         "`input_hw` is the first layer's `input_hw`.",
+        *GraphRecord.RULES,
     )
 
     format: _format(LAYERS_FORMAT)
@@ -203,10 +205,14 @@ class NetworkTable(OpenRecord):
     input_hw: Pair(1, "", le=MAX_IMAGE_SIDE) | None = Field(default=None, description="the image [height, width] "
                                                                                    "in pixels")
     layers: Layers
+    graph: GraphRecord | None = Field(default=None, description="the network's operators and tensors "
+                                                                "(absent: the layers are costed as a chain)")
 
     @model_validator(mode="after")
     def _consistent(self) -> NetworkTable:
         check_layer_names(self.layers)
+        if self.graph is not None:
+            check_graph_layers(self.graph, self.layers)
         if self.input_hw is not None and self.input_hw != self.layers[0].input_hw:
             raise ValueError(f"input_hw: {list(self.input_hw)} is not the first layer's input_hw "
                              f"{list(self.layers[0].input_hw)}")

@@ -16,15 +16,19 @@ and the key.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hwsim.errors import InputError
 from hwsim.fileio import bounded as safeload
 from hwsim.schemas.validation import validate
 from hwsim.schemas.run_record import LayerRecord, LayerTable, NetworkTable, RunRecord
+
+if TYPE_CHECKING:
+    from hwsim.workload.graph import Graph
 
 @dataclass(frozen=True, slots=True)
 class Layer:
@@ -133,6 +137,8 @@ class Workload:
     # KSM only: False for a run trained without the soft part (train.soft false or no scale stored);
     # its binary zeros are plain zeros, stored by the bitmap alone and applied by a gate.
     ksm_soft: bool = True
+    # every operator and tensor (hwsim.workload.graph); None: the layers are costed as a chain
+    graph: Graph | None = None
 
     @property
     def head(self) -> Layer | None:
@@ -154,7 +160,13 @@ def load_network(name_or_path: str | Path) -> Workload:
         path = Path(str(bundled))
     safeload.check_file(path, InputError)
     table = validate(NetworkTable, safeload.read_json(path, InputError), str(path))
-    return Workload(source=table.network or path.stem, layers=tuple(Layer.from_record(r) for r in table.layers))
+    graph = None
+    if table.graph is not None:
+        from hwsim.workload.graph import graph_from_record
+
+        graph = graph_from_record(table.graph)
+    return Workload(source=table.network or path.stem, layers=tuple(Layer.from_record(r) for r in table.layers),
+                    graph=graph)
 
 
 def bundled_networks() -> list[str]:
@@ -205,8 +217,39 @@ def load_run_record(folder: str | Path) -> tuple[Workload, RunRecord]:
                     mask_density=run.metrics.mask_density, tensors=infos,
                     sequence_tasks=len(seq.tasks) if seq else None,
                     sequence_weights=tuple((name, c.earlier, c.grown) for name, c in seq.weights.items()) if seq else (),
-                    ksm_soft=ksm_soft)
+                    ksm_soft=ksm_soft, graph=backbone_graph(run.backbone.arch, layers))
     return work, run
+
+
+def backbone_graph(arch: str, layers: tuple[Layer, ...]) -> Graph | None:
+    """The graph of a run's backbone: the bundled network traced from the same torchvision builder, with its
+    tensors derived again at the run's input size from the run's own layers
+    (:func:`hwsim.workload.graph.at_layers`); None (the layers are costed as a chain) when no bundled network
+    is that backbone or its graph does not hold at the run's size."""
+    from hwsim.workload.graph import at_layers
+
+    graph = _bundled_graphs().get(arch)
+    if graph is None or not layers:
+        return None
+    return at_layers(graph, layers, (layers[0].in_channels, *layers[0].input_hw))
+
+
+@functools.lru_cache(maxsize=1)
+def _bundled_graphs() -> dict[str, Graph]:
+    """torchvision builder (and bundled name) -> the bundled graph: package files, read once per process."""
+    out: dict[str, Graph] = {}
+    for name in bundled_networks():
+        path = Path(str(resources.files("hwsim") / "networks" / f"{name}.json"))
+        table = validate(NetworkTable, safeload.read_json(path, InputError), str(path))
+        if table.graph is None:
+            continue
+        from hwsim.workload.graph import graph_from_record
+
+        graph = graph_from_record(table.graph)
+        out[name] = graph
+        if table.torchvision_builder:
+            out[table.torchvision_builder] = graph
+    return out
 
 
 def _tensor_infos(masks_path: Path, run: RunRecord) -> tuple[TensorInfo, ...]:

@@ -1,9 +1,15 @@
 """Any ONNX CNN as an hwsim workload (``ksm-sim --onnx model.onnx``; ``onnx:`` in a sweep spec).
 
-Costed operators: ``Conv`` (2-D; groups, strides, dilations, explicit or ``auto_pad`` padding), ``Gemm``
-and ``MatMul``/``FusedMatMul``-free ``MatMul`` with a constant weight (both as linear layers). Every
-other operator (activations, pooling, BatchNormalization, Add, reshapes ...) is not costed and is listed,
-with counts, in one warning line. The graph's image input gets one static shape ``[N, C, H, W]``
+The reader keeps the graph (:class:`~hwsim.workload.graph.Graph`): every node becomes an operator with its
+activation tensors (their shapes from shape inference, without the batch) and its producer and consumers.
+``Conv`` (2-D; groups, strides, dilations, explicit or ``auto_pad`` padding), ``Gemm`` and ``MatMul`` with a
+constant weight are layers, costed on the MAC array; every other operator gets its kind from
+:data:`~hwsim.workload.graph.ONNX_KINDS` (element-wise, activation, BatchNorm, pooling, concatenation, split,
+reshape, copy, resize, softmax). Nodes on constants only (``Constant``, an ``Identity`` of a weight, shape
+arithmetic) are folded, as a compiler folds them. An operator hwsim has no model for is named, with counts,
+in one warning line and costed as one vector operation per output element, never dropped. A node exported
+by torch (``/layer1/layer1.0/conv1/Conv``) is named after its module (``layer1.0.conv1``,
+:func:`module_name`), so a run folder's layers are found in the graph by name. The graph's image input gets one static shape ``[N, C, H, W]``
 (:class:`~hwsim.schemas.onnx_shapes.OnnxInput`: the model's own, a symbolic batch taken as 1, or the one
 ``--input-shape`` gives, which must agree with the model's static dimensions) before
 ``onnx.shape_inference`` derives every layer's sizes from it; a size still unknown after it is refused, never
@@ -27,6 +33,7 @@ from hwsim.errors import InputError
 from hwsim.fileio.bounded import MAX_SIZE, short
 from hwsim.schemas.validation import validate
 from hwsim.schemas.onnx_shapes import ConvAttributes, OnnxInput
+from hwsim.workload.graph import ONNX_KINDS, Graph, Op
 from hwsim.workload.layers import Layer, Workload
 
 COSTED = ("Conv", "Gemm", "MatMul")
@@ -105,7 +112,8 @@ def _attrs(node: Any) -> dict[str, Any]:
 
 def load_onnx(path: str | Path, warn: bool = True, input_shape: tuple[int, ...] | None = None,
               given_by: str = "--input-shape") -> tuple[Workload, dict[str, int]]:
-    """Read an ONNX CNN; returns the workload and ``{operator: count}`` of what was not costed.
+    """Read an ONNX CNN; returns the workload (layers and graph) and ``{operator: count}`` of the operators hwsim
+    has no cost model for (costed as one vector operation per output element).
 
     ``input_shape``: the image input's ``[N, C, H, W]`` (``--input-shape``), needed when the model leaves a
     dimension other than the batch symbolic; ``given_by`` names where it came from in errors (the option, or a
@@ -147,11 +155,15 @@ def load_onnx(path: str | Path, warn: bool = True, input_shape: tuple[int, ...] 
                 shapes[node.output[0]] = list(value.dims)
 
     layers: list[Layer] = []
-    skipped: Counter[str] = Counter()
+    ops: list[Op] = []
+    skipped: Counter[str] = Counter()  # operators hwsim has no model for, costed as one operation per element
     names: set[str] = set()
+    constant = set(inits)  # weights and constants: not tensors of the graph
+    image = [i.name for i in g.input if i.name not in inits]
+    tensors: dict[str, tuple[int, ...]] = {}
 
     def unique(name: str) -> str:
-        base, i = name or "layer", 1
+        base, i = name or "op", 1
         out = base
         while out in names:
             i += 1
@@ -159,32 +171,93 @@ def load_onnx(path: str | Path, warn: bool = True, input_shape: tuple[int, ...] 
         names.add(out)
         return out
 
+    def activation(t: str, where: str) -> None:
+        if t not in tensors:
+            shape = shapes.get(t)
+            if shape is None or len(shape) < 1:
+                raise InputError(f"{where}: tensor {short(t)} has no shape after shape inference")
+            dims = _static_dims(shape, f"tensor {short(t)}", where)
+            tensors[t] = tuple(int(d) for d in dims[1:]) or (1,)
+
+    for t in image:
+        activation(t, f"{path}: input {short(t)}")
     for index, node in enumerate(g.node):
         op = node.op_type
         where = f"{path}: node {node.name or index} ({op})"
+        live = [t for t in node.input if t and t not in constant]
+        if not live:  # a Constant, or an operator on constants only: folded at compile time
+            constant.update(t for t in node.output if t)
+            if op == "Identity" and node.input and node.input[0] in inits and node.output:
+                inits[node.output[0]] = inits[node.input[0]]  # a weight shared through an Identity
+            continue
         if op in COSTED and (len(node.input) < 2 or not node.output):
             raise InputError(f"{where}: needs an input, a weight and an output, got {len(node.input)} inputs "
                              f"and {len(node.output)} outputs")
+        outputs = [t for t in node.output if t]
+        layer = None  # a layer's own checks (attributes, weight) come first: they say more than a missing shape
         if op == "Conv":
-            layer = _conv(node, shapes, where, unique(node.name or f"conv{index}"))
+            layer = _conv(node, shapes, where, unique(module_name(node.name) or f"conv{index}"))
             if layer is None:
                 skipped["Conv (not 2-D)"] += 1
-            else:
-                layers.append(layer)
         elif op in ("Gemm", "MatMul"):
-            layer = _linear(node, shapes, inits, where, unique(node.name or f"{op.lower()}{index}"))
+            layer = _linear(node, shapes, inits, where, unique(module_name(node.name) or f"{op.lower()}{index}"))
             if layer is None:
                 skipped[f"{op} (no constant weight)"] += 1
-            else:
-                layers.append(layer)
-        else:
+        for t in (*live, *outputs):
+            activation(t, where)
+        if layer is not None:
+            layers.append(layer)
+            ops.append(Op(name=layer.name, kind=layer.kind, inputs=(live[0],), outputs=tuple(outputs), onnx=op,
+                          layer=layer.name))
+            continue
+        kind = ONNX_KINDS.get(op, "unknown") if op not in COSTED else "unknown"
+        if kind == "unknown" and op not in COSTED:
             skipped[op] += 1
+        pool = _pool(node, where) if kind == "pool" else {}
+        label = module_name(node.name)
+        ops.append(Op(name=unique(f"{label}/{op}" if label else f"{op.lower()}{index}"), kind=kind,
+                      inputs=tuple(live), outputs=tuple(outputs), onnx=op, **pool))
     if not any(layer.kind == "conv" for layer in layers):
         raise _not_a_cnn(path, g)
     if skipped and warn:
         listed = ", ".join(f"{n} {op}" for op, n in sorted(skipped.items(), key=lambda kv: (-kv[1], kv[0])))
-        warnings.warn(OnnxWarning(f"{path.name}: not costed by hwsim: {listed}"), stacklevel=2)
-    return Workload(source=path.stem, layers=tuple(layers)), dict(skipped)
+        warnings.warn(OnnxWarning(f"{path.name}: no cost model for {listed}: costed as one vector operation per "
+                                  "output element"), stacklevel=2)
+    written = {t for o in ops for t in o.outputs}
+    outputs = tuple(o.name for o in g.output if o.name in written)
+    graph = Graph(ops=tuple(ops), tensors=tensors, inputs=tuple(image), outputs=outputs)
+    return Workload(source=path.stem, layers=tuple(layers), graph=graph), dict(skipped)
+
+
+def module_name(node_name: str) -> str:
+    """The PyTorch module an exported node belongs to, from the scope path torch's exporter writes
+    (``/layer1/layer1.0/conv1/Conv`` -> ``layer1.0.conv1``, the name ``named_modules()`` and ``run.json``
+    give it); a node name of another form is kept as it is."""
+    parts = node_name.strip("/").split("/")
+    if not node_name.startswith("/") or len(parts) < 2:
+        return node_name
+    scope: list[str] = []
+    for part in parts[:-1]:  # the last part is the operator (Conv, Add_1)
+        if scope and part.startswith(scope[-1] + "."):
+            scope[-1] = part  # a child of a Sequential is scoped as "<parent>.<index>"
+        else:
+            scope.append(part)
+    return ".".join(scope)
+
+
+def _pool(node: Any, where: str) -> dict[str, Any]:
+    """A pooling node's window (kernel_shape), strides, pads and ceil_mode, checked to be 2-D and in range."""
+    attrs = _attrs(node)
+
+    def sizes(key: str, n: int, default: list[int], low: int) -> tuple[int, ...]:
+        value = attrs.get(key, default)
+        if not isinstance(value, list) or len(value) != n or not all(
+                isinstance(v, int) and low <= v <= MAX_SIZE for v in value):
+            raise InputError(f"{where}: {key} must be {n} sizes from {low} to {MAX_SIZE}, got {short(value)}")
+        return tuple(int(v) for v in value)
+
+    return {"window": sizes("kernel_shape", 2, [], 1), "stride": sizes("strides", 2, [1, 1], 1),
+            "pads": sizes("pads", 4, [0, 0, 0, 0], 0), "ceil": bool(attrs.get("ceil_mode", 0))}
 
 
 def _not_a_cnn(path: Path, graph: Any) -> InputError:

@@ -46,7 +46,7 @@ def test_run_folder_with_json(run_folder, tmp_path: Path) -> None:
     r = invoke("--masks", str(a), "--masks", str(b), "-p", "edge_npu", "-p", "eyeriss", "--layers",
                "--json", str(out))
     assert r.exit_code == 0, r.output
-    assert "Per layer:" in r.output and "top-1 0.8000" in r.output
+    assert "Per operator:" in r.output and "top-1 0.8000" in r.output
     doc = json.loads(out.read_text())
     assert doc["format"] == "ksm-sim/1"
     assert len(doc["results"]) == 2 * 2 * 2  # runs x profiles x modes

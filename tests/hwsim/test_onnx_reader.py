@@ -23,12 +23,13 @@ def _w(name: str, shape: tuple[int, ...]):
 
 
 def tiny_cnn(path: Path, batch: int | str = 1) -> Path:
-    """conv 3x3 s2 p1 -> relu -> depthwise 3x3 dilation 2 pads (2,2,2,2) -> conv 2x2 asymmetric pads ->
-    global average pool -> flatten -> gemm (transB) -> matmul."""
+    """conv 3x3 s2 p1 -> relu -> LRN (an operator hwsim has no model for) -> depthwise 3x3 dilation 2 pads
+    (2,2,2,2) -> conv 2x2 asymmetric pads -> global average pool -> flatten -> gemm (transB) -> matmul."""
     nodes = [
         helper.make_node("Conv", ["x", "w1"], ["c1"], name="conv1", strides=[2, 2], pads=[1, 1, 1, 1]),
         helper.make_node("Relu", ["c1"], ["r1"]),
-        helper.make_node("Conv", ["r1", "w2"], ["c2"], name="dw", group=8, dilations=[2, 2], pads=[2, 2, 2, 2]),
+        helper.make_node("LRN", ["r1"], ["n1"], size=3),
+        helper.make_node("Conv", ["n1", "w2"], ["c2"], name="dw", group=8, dilations=[2, 2], pads=[2, 2, 2, 2]),
         helper.make_node("Conv", ["c2", "w3", "b3"], ["c3"], name="asym", pads=[0, 0, 1, 1]),
         helper.make_node("GlobalAveragePool", ["c3"], ["p"]),
         helper.make_node("Flatten", ["p"], ["f"]),
@@ -48,8 +49,13 @@ def test_layers_from_onnx(tmp_path: Path) -> None:
     with pytest.warns(OnnxWarning) as record:
         work, skipped = load_onnx(tiny_cnn(tmp_path / "tiny.onnx", batch="N"))
     assert len(record) == 1 and "\n" not in str(record[0].message)
-    assert "1 Flatten" in str(record[0].message) and "1 GlobalAveragePool" in str(record[0].message)
-    assert skipped == {"Relu": 1, "GlobalAveragePool": 1, "Flatten": 1}
+    assert "no cost model for 1 LRN" in str(record[0].message)
+    assert skipped == {"LRN": 1}  # every other operator has a kind, and the graph keeps them all
+    kinds = [(op.name, op.kind) for op in work.graph.ops]
+    assert [k for _, k in kinds] == ["conv", "activation", "unknown", "conv", "conv", "global_pool", "reshape",
+                                     "linear", "linear"]
+    assert work.graph.inputs == ("x",) and work.graph.outputs == ("y",)
+    assert work.graph.tensors["p"] == (16, 1, 1) and work.graph.tensors["f"] == (16,)
     by = {layer.name: layer for layer in work.layers}
     assert list(by) == ["conv1", "dw", "asym", "fc", "proj"]
     c1 = by["conv1"]
@@ -67,7 +73,7 @@ def test_cli_onnx_one_warning_line(tmp_path: Path) -> None:
     path = tiny_cnn(tmp_path / "tiny.onnx")
     r = CliRunner().invoke(main, ["--onnx", str(path)])
     assert r.exit_code == 0, r.output
-    assert r.output.count("warning:") == 1 and "not costed by hwsim: " in r.output
+    assert r.output.count("warning:") == 1 and "no cost model for 1 LRN" in r.output
     assert "## tiny on edge_npu" in r.output
 
 
@@ -98,16 +104,17 @@ def test_onnx_in_a_sweep(tmp_path: Path) -> None:
         warnings.simplefilter("error")  # the spec path reports the note itself, never a Python warning
         result = explore(spec, tmp_path / "o", workers=1, progress=False, figures=False)
     assert len(result["frame"]) == 2 and result["spec"].notes
-    assert "not costed by hwsim" in (tmp_path / "o" / "summary.md").read_text()
+    assert "no cost model for 1 LRN" in (tmp_path / "o" / "summary.md").read_text()
 
 
 def test_exported_folded_model_costs_what_its_run_folder_costs(tmp_path: Path) -> None:
     """The graph ksm-export writes (ksm.deploy.onnx_export.export_onnx) and the layers ksm-train records in run.json
-    (ksm.network.geometry.layer_records) cost the same on every bundled profile."""
+    (ksm.network.geometry.layer_records) on the bundled backbone's graph derived at the run's size
+    (hwsim.workload.layers.backbone_graph: what a run folder is costed on) cost the same on every bundled profile."""
     torch = pytest.importorskip("torch")
     torchvision = pytest.importorskip("torchvision")
     from hwsim import bundled_profiles, load_profile, simulate
-    from hwsim.workload.layers import Workload, layers_from_records
+    from hwsim.workload.layers import Workload, backbone_graph, layers_from_records
     from ksm.deploy.onnx_export import export_onnx
     from ksm.network.geometry import layer_records
 
@@ -115,7 +122,9 @@ def test_exported_folded_model_costs_what_its_run_folder_costs(tmp_path: Path) -
     model = torchvision.models.mobilenet_v2(num_classes=5).eval()
     path = export_onnx(model, tmp_path / "task.onnx", torch.zeros(1, 3, 64, 64))
     from_onnx, _ = load_onnx(path, warn=False)
-    from_run = Workload("run", layers_from_records(layer_records(model, (64, 64)), "run.json"))
+    layers = layers_from_records(layer_records(model, (64, 64)), "run.json")
+    from_run = Workload("run", layers, graph=backbone_graph("mobilenet_v2", layers))
+    assert from_run.graph is not None
     assert len(from_onnx.layers) == len(from_run.layers)
     for name in bundled_profiles():
         p = load_profile(name)
@@ -212,7 +221,7 @@ def test_a_size_unknown_after_inference_is_refused_not_taken_as_1(tmp_path: Path
     graph = helper.make_graph(nodes, "resize", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [_w("w", (8, 3, 3, 3)), scales])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(tmp_path / "r.onnx"))
-    with pytest.raises(InputError, match=r"node conv1 \(Conv\): input shape \['\?', '\?', '\?', '\?'\] is not static"):
+    with pytest.raises(InputError, match=r"node 1 \(Resize\): tensor 'r' shape \['\?', '\?', '\?', '\?'\] is not static"):
         load_onnx(tmp_path / "r.onnx", warn=False)
 
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 import pytest
 
 from hwsim import Layer, Workload, load_network, load_profile, simulate
+from hwsim.cost.layer_cost import layer_cost
+from hwsim.cost.memory_plan import plan_memory
+from hwsim.cost.operator_cost import executions
 from hwsim.cost.residency import apply_residency, tasks_on_chip_frame, tasks_that_fit, weight_level
+from hwsim.workload.graph import chain_graph
 
 A = Layer("a", "conv", 16, 32, (3, 3), (1, 1), (1, 1), 1, (28, 28), (28, 28))
 B = Layer("b", "conv", 32, 32, (3, 3), (1, 1), (1, 1), 1, (28, 28), (28, 28))
@@ -83,9 +87,16 @@ def test_tasks_on_chip_frame_one_row_per_method_and_profile() -> None:
     assert list(order["tasks that fit"]) == sorted(order["tasks that fit"], reverse=True)
 
 
-def test_apply_residency_is_identity_when_nothing_fits() -> None:
+def test_apply_residency_moves_nothing_when_nothing_fits() -> None:
     p = load_profile("ethos_u55")
-    costs = simulate(Workload("ab", (A, B)), p).layers
-    again, info = apply_residency(costs, (A, B), p)  # 39 KB of activations > the 32 KB internal buffer
-    assert again == tuple(costs)
-    assert info == {"outputs_kept_on_chip": [], "weights_cached_layers": [], "weights_cached_bytes": 0.0}
+    graph = chain_graph((A, B))
+    how = executions(graph)
+    plan = plan_memory(graph, how, {"a": A, "b": B}, p)  # 39 KB of activations > the 32 KB internal buffer
+    assert plan.on_chip == () and {lv.name for lv in plan.level_of.values()} == {p.dram.name}
+    costs = tuple(layer_cost(la, p) for la in (A, B))
+    again, info = apply_residency(costs, graph, how, plan, {"a": A, "b": B}, p)
+    assert [(c.read_bytes, c.write_bytes, c.energy_pj, c.cycles) for c in again] == \
+        [(c.read_bytes, c.write_bytes, c.energy_pj, c.cycles) for c in costs]
+    assert [(c.inputs_at, c.outputs_at) for c in again] == [("system_sram", "system_sram")] * 2
+    assert info["outputs_kept_on_chip"] == [] and info["weights_cached_layers"] == []
+    assert info["weights_cached_bytes"] == 0.0 and info["graph"] == "chain" and info["buffers_on_chip"] == 0

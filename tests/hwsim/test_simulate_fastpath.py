@@ -12,14 +12,18 @@ from hwsim import Workload, load_network, load_profile, simulate
 from hwsim.cost.layer_cost import layer_cost
 from hwsim.cost.mapping import clear_caches
 from hwsim.cost.mapping.loop_orders import limit_factors, primes
+from hwsim.cost.memory_plan import plan_memory
+from hwsim.cost.operator_cost import executions, operator_cost
 from hwsim.cost.residency import apply_residency
+from hwsim.workload.graph import chain_graph
 
 PROFILES = ["edge_npu", "eyeriss", "edge_tpu", "ethos_u55", "zigzag_eyeriss_like", "zigzag_tpu_like"]
 
 
 def _doc(costs) -> str:
     return json.dumps([[c.name, c.macs, c.compute_cycles, c.cycles, c.utilization, c.bound, c.stall_cycles,
-                        c.onload_cycles, c.offload_cycles, c.mask_ops, list(c.read_bytes.items()),
+                        c.onload_cycles, c.offload_cycles, c.mask_ops, c.vector_cycles, c.vector_ops, c.inputs_at,
+                        c.outputs_at, list(c.read_bytes.items()),
                         list(c.write_bytes.items()), list(c.energy_pj.items()), c.mapping] for c in costs],
                       default=repr)
 
@@ -28,14 +32,21 @@ def _doc(costs) -> str:
 @pytest.mark.parametrize("network,batch,steady", [("resnet50", 1, False), ("mobilenet_v2", 2, True),
                                                   ("alexnet", 4, False)])
 def test_simulate_equals_layer_by_layer(network: str, profile: str, batch: int, steady: bool) -> None:
-    work = Workload(load_network(network).source, load_network(network).layers, method="ksm")
+    net = load_network(network)  # resnet50 and mobilenet_v2 with their graphs; alexnet a chain
+    work = Workload(net.source, net.layers, method="ksm", graph=net.graph)
     prof = load_profile(profile)
     clear_caches()
     fast = simulate(work, prof, "on_the_fly", batch=batch, steady_state=steady)
     clear_caches()  # each layer searched alone, from a cold cache
     live = fast.task.on_the_fly
-    slow = tuple(layer_cost(la, prof, live.get(la.name), batch) for la in work.layers)
-    slow, residency = apply_residency(slow, work.layers, prof, batch, steady,
+    graph = net.graph or chain_graph(net.layers)
+    how = executions(graph)
+    by_name = {la.name: la for la in work.layers}
+    plan = plan_memory(graph, how, by_name, prof, batch)
+    slow = tuple(layer_cost(by_name[op.layer], prof, live.get(op.layer), batch) if h == "mac"
+                 else operator_cost(op, graph, prof, plan.level_of, batch)
+                 for op, h in zip(graph.ops, how) if h in ("mac", "vector"))
+    slow, residency = apply_residency(slow, graph, how, plan, by_name, prof, batch, steady,
                                       {name: load.bits for name, load in live.items()})
     assert _doc(fast.layers) == _doc(slow)
     assert fast.residency == residency

@@ -1,0 +1,161 @@
+"""Which activation tensors stay on chip: tensor liveness over a graph and a capacity planner.
+
+The graph's operators run one after another in its stated order (:class:`~hwsim.workload.graph.Graph`). A
+tensor is **live** from the step of the operator that writes it to the step of its last reader, as TFLite's
+arena planner allocates a tensor at its first producer and frees it after its last consumer
+(``tensorflow/lite/arena_planner.cc``). Tensors that share bytes (a concatenation's inputs and its output, a
+split's outputs and its input, a reshape, an activation fused into its producer: see
+:func:`hwsim.cost.operator_cost.executions`) are one **buffer**, live for the union of their lives.
+
+The on-chip memory that may hold activations is the outermost shared level holding both inputs and outputs
+(:func:`activation_level`). At each step the running operator stages its whole working set there (every
+input and output buffer it touches; a conv's input by the footprint its window reads, padding included), as a
+layer-by-layer accelerator stages its input and output halves; buffers kept on chip across the step add to
+it. Buffers are placed in execution order (the order TFLite allocates in), each on chip when at every step of
+its life the working set plus every buffer already kept there, plus itself, fits the level's capacity; a
+buffer that does not fit is **spilled** to off-chip memory for its whole life: its producer writes it there
+and every reader reads it from there. Capacity only is checked, no offsets (a compiler that compacts its
+arena, as Vela's tensor allocators search to do, reaches this bound; fragmentation can only spill more).
+The network's input and output tensors, and tensors that no operator of the graph writes or reads (a chain's
+gaps), live off chip.
+
+On a chain (each layer reading the one before), a layer's output stays on chip when the producing and the
+consuming layer's working sets both fit, the rule hwsim applied before graphs; it differs from that rule only
+in staging the consumer's input by the footprint its window reads (the earlier rule took the tensor's size
+there, and the footprint at the producer).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from hwsim.cost.layer_cost import input_elems, output_elems
+from hwsim.hardware.profile import MemoryLevel, Profile
+from hwsim.workload.graph import Graph
+from hwsim.workload.layers import Layer
+
+
+def activation_level(profile: Profile) -> MemoryLevel | None:
+    """The outermost shared on-chip memory that holds both inputs and outputs, if any."""
+    for level in profile.levels[1:]:
+        if not level.per_pe and {"inputs", "outputs"} <= set(level.operands):
+            return level
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryPlan:
+    """Where every tensor of a graph lives, and the on-chip occupancy the plan reaches.
+
+    ``level_of`` maps each tensor to its memory level; ``buffer_of`` each tensor to its buffer (the name of
+    the buffer's first tensor); ``on_chip`` lists the buffers kept on chip; ``peak_bytes`` is the largest
+    occupancy of the activation level over the steps (working set plus kept buffers), what the weights kept
+    across inferences must leave free.
+    """
+
+    level_of: Mapping[str, MemoryLevel]
+    buffer_of: Mapping[str, str]
+    on_chip: tuple[str, ...]
+    spilled: tuple[str, ...]
+    peak_bytes: float
+    occupancy: tuple[float, ...]
+
+
+class _Buffers:
+    """Union-find over tensor names: tensors sharing bytes."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.parent = {n: n for n in names}
+
+    def find(self, x: str) -> str:
+        root = x
+        while self.parent[root] != root:
+            root = self.parent[root]
+        while self.parent[x] != root:
+            self.parent[x], x = root, self.parent[x]
+        return root
+
+    def join(self, names: Sequence[str]) -> None:
+        roots = [self.find(n) for n in names]
+        for r in roots[1:]:
+            if r != roots[0]:
+                self.parent[r] = roots[0]
+
+
+def plan_memory(graph: Graph, executions: Sequence[str], layers: Mapping[str, Layer], profile: Profile,
+                batch: int = 1) -> MemoryPlan:
+    """Place every tensor of ``graph`` on chip or off chip (see the module docstring).
+
+    ``executions`` says how each operator runs (:func:`hwsim.cost.operator_cost.executions`); ``layers`` maps a
+    layer's name to its :class:`~hwsim.workload.layers.Layer` (a conv's staged input is its window's footprint).
+    """
+    pb = profile.precision_bits
+    names = list(graph.tensors)
+    buffers = _Buffers(names)
+    for op, how in zip(graph.ops, executions):
+        if how in ("alias", "fused"):
+            buffers.join([*op.inputs, *op.outputs])
+    root = {t: buffers.find(t) for t in names}
+
+    def nbytes(t: str, bits: int) -> float:
+        return graph.elems(t) * bits / 8 * batch
+
+    size: dict[str, float] = {}
+    first: dict[str, int] = {}
+    last: dict[str, int] = {}
+    pinned: set[str] = set()
+    for t in names:
+        b = root[t]
+        size[b] = max(size.get(b, 0.0), nbytes(t, pb.outputs))
+        if t in graph.inputs or t in graph.outputs or t not in graph.producer or t not in graph.consumers:
+            pinned.add(b)  # enters or leaves the network, or crosses a gap of a chain: off chip
+    steps = len(graph.ops)
+    reserve = [0.0] * steps
+    operands: list[set[str]] = [set() for _ in range(steps)]
+    for i, (op, how) in enumerate(zip(graph.ops, executions)):
+        for t in op.outputs:
+            b = root[t]
+            first[b] = min(first.get(b, i), i)
+        for t in op.inputs:
+            b = root[t]
+            last[b] = max(last.get(b, i), i)
+        if how not in ("mac", "vector"):
+            continue
+        staged: dict[str, float] = {}
+        layer = layers.get(op.layer) if how == "mac" and op.layer else None
+        for t in op.inputs:
+            need = input_elems(layer) * pb.inputs / 8 * batch if layer is not None else nbytes(t, pb.inputs)
+            staged[root[t]] = max(staged.get(root[t], 0.0), need)
+        for t in op.outputs:
+            need = output_elems(layer) * pb.outputs / 8 * batch if layer is not None else nbytes(t, pb.outputs)
+            staged[root[t]] = max(staged.get(root[t], 0.0), need)
+        reserve[i] = sum(staged.values())
+        operands[i] = set(staged)
+    act = activation_level(profile)
+    dram = profile.dram
+    held = [0.0] * steps
+    on_chip: list[str] = []
+    spilled: list[str] = []
+    order = sorted((b for b in size if b not in pinned and b in first and b in last), key=lambda b: (first[b], b))
+    for b in order:
+        fits = act is not None
+        if fits:
+            capacity = act.size_bytes
+            for t in range(first[b], last[b] + 1):
+                extra = 0.0 if b in operands[t] else size[b]
+                if reserve[t] + held[t] + extra > capacity:
+                    fits = False
+                    break
+        if not fits:
+            spilled.append(b)
+            continue
+        on_chip.append(b)
+        for t in range(first[b], last[b] + 1):
+            if b not in operands[t]:
+                held[t] += size[b]
+    kept = set(on_chip)
+    level_of = {t: act if root[t] in kept else dram for t in names}
+    occupancy = tuple(r + h for r, h in zip(reserve, held))
+    return MemoryPlan(level_of=level_of, buffer_of=root, on_chip=tuple(on_chip), spilled=tuple(spilled),
+                      peak_bytes=max(occupancy, default=0.0), occupancy=occupancy)

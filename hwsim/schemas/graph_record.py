@@ -1,0 +1,136 @@
+"""A network's graph (the ``graph`` key of a ``ksm-layers/1`` network table): operators, tensors, their links.
+
+Written by the ONNX reader (:func:`hwsim.workload.onnx_reader.load_onnx`) for the bundled networks; read back
+through :class:`GraphRecord`, whose rules make a graph one the cost model can execute in order: every tensor
+written once, every operator reading only tensors already written, each conv/linear operator one layer of the
+table with the shapes of its tensors agreeing with that layer's geometry.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BeforeValidator, Field, model_validator
+
+from hwsim.fileio.bounded import MAX_SIZE, short
+from hwsim.schemas.validation import Record, Whole, first_repeat
+
+MAX_OPS = 100_000  # operators: a hundred times the largest CNN's node count
+MAX_RANK = 4  # dimensions of a tensor without its batch
+MAX_ELEMS = 2 ** 40  # elements of one tensor: a 16k x 16k image with 4096 channels
+Kind = Literal["conv", "linear", "elementwise", "activation", "batchnorm", "pool", "global_pool", "concat",
+               "split", "reshape", "copy", "resize", "softmax", "unknown"]
+TensorName = Annotated[str, Field(min_length=1, max_length=512)]
+
+
+def _as_tuple(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+Shape = Annotated[tuple[Whole(ge=1, le=MAX_SIZE), ...], BeforeValidator(_as_tuple),
+                  Field(min_length=1, max_length=MAX_RANK)]
+Window = Annotated[tuple[Whole(ge=1, le=MAX_SIZE), Whole(ge=1, le=MAX_SIZE)], BeforeValidator(_as_tuple)]
+
+
+class OpRecord(Record):
+    """One operator (``graph.ops[i]``)."""
+
+    name: str = Field(min_length=1, max_length=512, description="unique within the graph; a conv/linear "
+                                                                "operator's name is its layer's unless `layer` says")
+    kind: Kind = Field(description="what it costs and where it runs (`docs/graphs.md` lists the kinds)")
+    onnx: str = Field("", max_length=128, description="the ONNX operator it was read from (empty for a chain)")
+    inputs: list[TensorName] = Field(max_length=MAX_OPS, description="activation tensors it reads (weights and "
+                                                                     "constants are not graph tensors)")
+    outputs: list[TensorName] = Field(min_length=1, max_length=MAX_OPS, description="tensors it writes")
+    layer: str | None = Field(None, max_length=512, description="conv/linear: the layer of `layers` it is, when "
+                                                               "named differently")
+    window: Window | None = Field(None, description="pool: the window [height, width] (default [1, 1])")
+    stride: Window | None = Field(None, description="pool: the strides [height, width] (default [1, 1])")
+    pads: Annotated[tuple[Whole(ge=0, le=MAX_SIZE), Whole(ge=0, le=MAX_SIZE), Whole(ge=0, le=MAX_SIZE),
+                          Whole(ge=0, le=MAX_SIZE)], BeforeValidator(_as_tuple)] | None = Field(
+        None, description="pool: padding [top, left, bottom, right] (default none)")
+    ceil: bool = Field(False, description="pool: output size rounded up (ONNX `ceil_mode`)")
+
+
+class GraphRecord(Record):
+    """The graph of a network: operators in execution order and the shape of every tensor."""
+
+    RULES: ClassVar[tuple[str, ...]] = (
+        "Operator names are unique; every tensor an operator reads is a graph input or written by an earlier "
+        "operator (the list is an execution order); every tensor is written once; graph inputs are written by "
+        "no operator; every listed tensor has a shape and every shape belongs to a tensor of the graph.",
+        "Each `conv`/`linear` operator is one layer of the table's `layers` and each layer is one such "
+        "operator; it reads one tensor of the layer's input channels and writes one of its output channels "
+        "and map size.",
+    )
+
+    inputs: list[TensorName] = Field(min_length=1, max_length=16, description="tensors entering the network "
+                                                                              "(the image)")
+    outputs: list[TensorName] = Field(min_length=1, max_length=MAX_OPS, description="tensors leaving it")
+    tensors: dict[TensorName, Shape] = Field(max_length=4 * MAX_OPS, description="every tensor's shape per "
+                                                                                 "inference, without the batch")
+    ops: list[OpRecord] = Field(min_length=1, max_length=MAX_OPS, description="operators in execution order")
+
+    @model_validator(mode="after")
+    def _executable(self) -> GraphRecord:
+        for name, shape in self.tensors.items():
+            if math.prod(shape) > MAX_ELEMS:
+                raise ValueError(f"tensors.{short(name)}: {math.prod(shape)} elements, over {MAX_ELEMS}")
+        i = first_repeat([op.name for op in self.ops])
+        if i is not None:
+            raise ValueError(f"ops[{i}].name: {short(self.ops[i].name)} is listed twice")
+        written = set(self.inputs)
+        if len(written) != len(self.inputs):
+            raise ValueError("inputs: a tensor is listed twice")
+        for i, op in enumerate(self.ops):
+            for t in op.inputs:
+                if t not in written:
+                    raise ValueError(f"ops[{i}] ({short(op.name)}): reads {short(t)} before any operator writes it")
+            for t in op.outputs:
+                if t in written:
+                    raise ValueError(f"ops[{i}] ({short(op.name)}): writes {short(t)}, already written")
+                written.add(t)
+            if op.kind in ("conv", "linear") and (len(op.inputs) != 1 or len(op.outputs) != 1):
+                raise ValueError(f"ops[{i}] ({short(op.name)}): a {op.kind} operator reads one tensor and "
+                                 "writes one")
+        for t in self.outputs:
+            if t not in written:
+                raise ValueError(f"outputs: {short(t)} is written by no operator")
+        missing = next((t for t in written if t not in self.tensors), None)
+        if missing is not None:
+            raise ValueError(f"tensors: no shape for {short(missing)}")
+        extra = next((t for t in self.tensors if t not in written), None)
+        if extra is not None:
+            raise ValueError(f"tensors: {short(extra)} is neither a graph input nor written by an operator")
+        return self
+
+
+def check_graph_layers(graph: GraphRecord, layers: Sequence[Any]) -> None:
+    """The rule between a graph and its table's layers (``layers`` are validated ``LayerRecord``\\ s): each
+    conv/linear operator is one layer, each layer one operator, and the tensors agree with its geometry
+    (channels first for a conv, last for a linear layer)."""
+    by_name = {layer.name: layer for layer in layers}
+    seen: set[str] = set()
+    for i, op in enumerate(graph.ops):
+        if op.kind not in ("conv", "linear"):
+            continue
+        name = op.layer or op.name
+        layer = by_name.get(name)
+        if layer is None:
+            raise ValueError(f"graph.ops[{i}]: {short(name)} is not a layer of the table")
+        if name in seen:
+            raise ValueError(f"graph.ops[{i}]: layer {short(name)} is a second operator")
+        seen.add(name)
+        x, y = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+        axis = 0 if layer.kind == "conv" else -1  # NCHW maps; a linear layer's features are the last axis
+        if x[axis] != layer.in_channels or y[axis] != layer.out_channels:
+            raise ValueError(f"graph.ops[{i}] ({short(name)}): tensors of {x[axis]} -> {y[axis]} channels, the layer "
+                             f"has {layer.in_channels} -> {layer.out_channels}")
+        if layer.kind == "conv" and tuple(y[1:]) != tuple(layer.output_hw):
+            raise ValueError(f"graph.ops[{i}] ({short(name)}): output map {list(y[1:])}, the layer's output_hw is "
+                             f"{list(layer.output_hw)}")
+    left = next((layer.name for layer in layers if layer.name not in seen), None)
+    if left is not None:
+        raise ValueError(f"graph: layer {short(left)} is no operator of the graph")
