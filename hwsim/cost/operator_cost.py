@@ -99,7 +99,7 @@ def operator_cost(op: Op, graph: Graph, profile: Profile, level_of: Mapping[str,
     for (name, operand), b in writes.items():
         energy[(name, operand)] = energy.get((name, operand), 0.0) + _accesses(b, levels[name]) * levels[name].write_energy_pj
     energy[("vector", "vector")] = n * unit.energy_pj_per_op
-    compute = math.ceil(n / unit.ops_per_cycle)
+    compute = math.ceil(n / unit.rate(op.kind))
     memory, bound = 0.0, "compute"
     for name, level in levels.items():
         r = sum(b for (lv, _), b in reads.items() if lv == name)

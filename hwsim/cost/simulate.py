@@ -25,6 +25,9 @@ from hwsim.cost.residency import apply_residency
 from hwsim.workload.graph import chain_graph
 
 FORMAT = "ksm-sim/1"
+# Changes whenever the same inputs would cost differently, so that a sweep's saved points are not reused
+# across models (hwsim.explore.engine): "graph-1" = workloads as graphs, memory plan, vector operators.
+MODEL_VERSION = "graph-1"
 PJ = 1e-12
 ENERGY_OPERANDS = (*OPERANDS, "masks", "mac", "vector", "static")
 

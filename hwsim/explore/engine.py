@@ -4,8 +4,9 @@ Points are grouped into chunks by design, so a worker reuses per-layer costs acr
 methods and modes of one design (see :func:`hwsim.explore.point.cost_point`). Finished chunks are
 appended to ``points.jsonl`` in the folder being built as they arrive; the folder is published whole at the
 end (:mod:`hwsim.explore.ksm_explore`), so a sweep run again into it, say with more axis values, recomputes
-only the points it has not costed (the resume key digests the design's full profile mapping, the workload
-and the options). A sweep that fails or is stopped leaves nothing: its pool's pending chunks are cancelled.
+only the points it has not costed (the resume key digests the design's full profile mapping, the workload,
+the options and the cost model's version, :data:`hwsim.cost.simulate.MODEL_VERSION`, so a point costed by an
+older model is costed again). A sweep that fails or is stopped leaves nothing: its pool's pending chunks are cancelled.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from hwsim import catalogue
+from hwsim.cost.simulate import MODEL_VERSION
 from hwsim.errors import InputError
 from hwsim.explore.point import Options, cost_point
 from hwsim.explore.spec import Spec, WorkloadItem, design_hash, point_modes
@@ -54,7 +56,7 @@ def plan(spec: Spec) -> list[Point]:
             for mode in point_modes(spec.modes, item.work.method):
                 options = Options(mode=mode, tasks=spec.tasks, mask_density=spec.mask_density,
                                   batch=spec.batch, steady_state=spec.steady_state)
-                key = json.dumps([dh, item.key, digests[w], options.as_dict()], sort_keys=True)
+                key = json.dumps([MODEL_VERSION, dh, item.key, digests[w], options.as_dict()], sort_keys=True)
                 points.append(Point(hashlib.sha1(key.encode()).hexdigest()[:20], d, w, options))
     return points
 

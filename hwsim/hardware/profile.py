@@ -86,11 +86,17 @@ class VectorUnit:
     ops_per_cycle: float
     energy_pj_per_op: float
     assumed: bool = False
+    by_kind: tuple[tuple[str, float], ...] = ()  # (operator kind, ops/cycle) for kinds run at another rate
+
+    def rate(self, kind: str) -> float:
+        """Operations per cycle for one operator kind."""
+        return dict(self.by_kind).get(kind, self.ops_per_cycle)
 
     def describe(self) -> str:
         """One line for tables: what runs the non-MAC operators."""
         where = "the MAC array (the profile names no vector unit)" if self.assumed else "a vector unit"
-        return f"{where}: {self.ops_per_cycle:g} ops/cycle, {self.energy_pj_per_op:g} pJ/op"
+        extra = "".join(f", {kind} {rate:g}" for kind, rate in self.by_kind)
+        return f"{where}: {self.ops_per_cycle:g} ops/cycle{extra}, {self.energy_pj_per_op:g} pJ/op"
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +198,8 @@ def _profile(model: ProfileFile) -> Profile:
         spatial=None if s is None else SpatialAxes(rows=tuple(s.rows), cols=tuple(s.cols), search=s.search),
         static_power_w=model.static_power_w,
         vector_unit=None if model.vector_unit is None else VectorUnit(
-            ops_per_cycle=model.vector_unit.ops_per_cycle, energy_pj_per_op=model.vector_unit.energy_pj_per_op))
+            ops_per_cycle=model.vector_unit.ops_per_cycle, energy_pj_per_op=model.vector_unit.energy_pj_per_op,
+            by_kind=tuple(sorted((model.vector_unit.ops_per_cycle_by_kind or {}).items()))))
 
 
 def _extras(model: ProfileFile) -> dict[str, Any]:

@@ -68,6 +68,10 @@ class ProfileArray(Record):
     mac_energy_pj: Energy("one multiply-accumulate at the profile's precisions")
 
 
+VectorKind = Literal["elementwise", "activation", "batchnorm", "pool", "global_pool", "copy", "resize",
+                     "softmax", "unknown"]
+
+
 class ProfileVectorUnit(Record):
     """The unit that runs a graph's non-MAC operators (element-wise, pooling, resize, softmax, unfused
     activations): ``ops_per_cycle`` operations per cycle at ``energy_pj_per_op`` each."""
@@ -75,6 +79,9 @@ class ProfileVectorUnit(Record):
     ops_per_cycle: Real(gt=0, le=float(MAX_ARRAY_SIDE) ** 2,
                         description="operations per cycle (lanes x operations per lane)")
     energy_pj_per_op: Energy("one operation of the vector unit")
+    ops_per_cycle_by_kind: dict[VectorKind, Real(gt=0, le=float(MAX_ARRAY_SIDE) ** 2)] = Field(
+        None, description="operator kind -> operations per cycle, for the kinds the unit runs at another rate "
+                          "(e.g. pooling on the MAC engine)")
 
 
 class ProfilePrecisionBits(Record):

@@ -215,7 +215,7 @@ def load_onnx(path: str | Path, warn: bool = True, input_shape: tuple[int, ...] 
             skipped[op] += 1
         pool = _pool(node, where) if kind == "pool" else {}
         label = module_name(node.name)
-        ops.append(Op(name=unique(f"{label}/{op}" if label else f"{op.lower()}{index}"), kind=kind,
+        ops.append(Op(name=unique(f"{label}/{op}" if label else (node.name.strip("/") or f"{op}{index}")), kind=kind,
                       inputs=tuple(live), outputs=tuple(outputs), onnx=op, **pool))
     if not any(layer.kind == "conv" for layer in layers):
         raise _not_a_cnn(path, g)
@@ -234,8 +234,10 @@ def module_name(node_name: str) -> str:
     (``/layer1/layer1.0/conv1/Conv`` -> ``layer1.0.conv1``, the name ``named_modules()`` and ``run.json``
     give it); a node name of another form is kept as it is."""
     parts = node_name.strip("/").split("/")
-    if not node_name.startswith("/") or len(parts) < 2:
+    if not node_name.startswith("/"):
         return node_name
+    if len(parts) < 2:
+        return ""  # an operator of the top-level module: it has no module of its own
     scope: list[str] = []
     for part in parts[:-1]:  # the last part is the operator (Conv, Add_1)
         if scope and part.startswith(scope[-1] + "."):
