@@ -1,4 +1,5 @@
-"""Layer geometry for hwsim: hooks on a hand-built net, and the bundled tables against torchvision."""
+"""Layer geometry for hwsim: hooks on a hand-built net, and the bundled tables (layers and graph, exported
+through hwsim's ONNX reader) against torchvision."""
 
 from __future__ import annotations
 
@@ -31,6 +32,15 @@ def test_records_cover_grouped_depthwise_biasless_and_linear() -> None:
 def test_bundled_tables_match_torchvision(name: str) -> None:
     committed = json.loads((FOLDER / f"{name}.json").read_text())
     assert committed == json.loads(json.dumps(network_table(name)))
+
+
+@pytest.mark.parametrize("name", sorted(NETWORKS))
+def test_bundled_layers_are_the_forward_hooks_layers(name: str) -> None:
+    """The table's layers come from the ONNX reader; the forward hooks of ksm.network.geometry (what ksm-train
+    records in run.json) give the same layers, field for field, so a run folder maps onto the bundled graph."""
+    committed = json.loads((FOLDER / f"{name}.json").read_text())
+    hooks = layer_records(NETWORKS[name](weights=None), (224, 224))
+    assert committed["layers"] == json.loads(json.dumps(hooks))
 
 
 def test_resnet50_table_has_every_conv() -> None:
