@@ -9,20 +9,25 @@ split's outputs and its input, a reshape, an activation fused into its producer:
 
 The on-chip memory that may hold activations is the outermost shared level holding both inputs and outputs
 (:func:`activation_level`). At each step the running operator stages its whole working set there (every
-input and output buffer it touches; a conv's input by the footprint its window reads, padding included), as a
-layer-by-layer accelerator stages its input and output halves; buffers kept on chip across the step add to
-it. Buffers are placed in execution order (the order TFLite allocates in), each on chip when at every step of
-its life the working set plus every buffer already kept there, plus itself, fits the level's capacity; a
+input and output it touches; a conv's input by the footprint its window reads, padding included, or the whole
+buffer when that is larger), as a layer-by-layer accelerator stages its input and output halves. A buffer
+stays on chip when, at every step of its life, the working set of the operator running plus every buffer
+alive across that step (itself included when the operator does not touch it) fits the level's capacity; a
 buffer that does not fit is **spilled** to off-chip memory for its whole life: its producer writes it there
-and every reader reads it from there. Capacity only is checked, no offsets (a compiler that compacts its
-arena, as Vela's tensor allocators search to do, reaches this bound; fragmentation can only spill more).
+and every reader reads it from there. The buffers alive across a step are all counted, whether they stay or
+not, so no buffer's place depends on another's: the plan is conservative (a planner trading one buffer
+against another could keep more), its decisions do not depend on an order, and more on-chip memory never
+spills a tensor that fitted (a greedy first-fit, the other choice, can: a long-lived tensor that starts to fit
+crowds out two others). Capacity only is checked, no offsets (a compiler that compacts its arena, as Vela's
+tensor allocators search to do, reaches this bound; fragmentation can only spill more).
 The network's input and output tensors, and tensors that no operator of the graph writes or reads (a chain's
 gaps), live off chip.
 
 On a chain (each layer reading the one before), a layer's output stays on chip when the producing and the
 consuming layer's working sets both fit, the rule hwsim applied before graphs; it differs from that rule only
 in staging the consumer's input by the footprint its window reads (the earlier rule took the tensor's size
-there, and the footprint at the producer).
+there, and the footprint at the producer), and in counting a tensor larger than a strided window's footprint
+(a 1x1 stride-2 shortcut's input) whole.
 """
 
 from __future__ import annotations
@@ -111,51 +116,48 @@ def plan_memory(graph: Graph, executions: Sequence[str], layers: Mapping[str, La
         if t in graph.inputs or t in graph.outputs or t not in graph.producer or t not in graph.consumers:
             pinned.add(b)  # enters or leaves the network, or crosses a gap of a chain: off chip
     steps = len(graph.ops)
-    reserve = [0.0] * steps
-    operands: list[set[str]] = [set() for _ in range(steps)]
+    staged: list[dict[str, float]] = [{} for _ in range(steps)]  # per step: buffer -> bytes the operator touches
     for i, (op, how) in enumerate(zip(graph.ops, executions)):
         for t in op.outputs:
-            b = root[t]
-            first[b] = min(first.get(b, i), i)
+            first[root[t]] = min(first.get(root[t], i), i)
         for t in op.inputs:
-            b = root[t]
-            last[b] = max(last.get(b, i), i)
+            last[root[t]] = max(last.get(root[t], i), i)
         if how not in ("mac", "vector"):
             continue
-        staged: dict[str, float] = {}
         layer = layers.get(op.layer) if how == "mac" and op.layer else None
-        for t in op.inputs:
+        for t in dict.fromkeys(op.inputs):
             need = input_elems(layer) * pb.inputs / 8 * batch if layer is not None else nbytes(t, pb.inputs)
-            staged[root[t]] = max(staged.get(root[t], 0.0), need)
-        for t in op.outputs:
+            staged[i][root[t]] = staged[i].get(root[t], 0.0) + need
+        for t in dict.fromkeys(op.outputs):
             need = output_elems(layer) * pb.outputs / 8 * batch if layer is not None else nbytes(t, pb.outputs)
-            staged[root[t]] = max(staged.get(root[t], 0.0), need)
-        reserve[i] = sum(staged.values())
-        operands[i] = set(staged)
+            staged[i][root[t]] = staged[i].get(root[t], 0.0) + need
+    placeable = [b for b in size if b not in pinned and b in first and b in last]
+    # the working set of each step, every buffer the operator touches counted whole (it may stay on chip), and
+    # the buffers alive across the step that it does not touch, each counted as if it stayed
+    working = [sum(max(v, size[b]) if b not in pinned else v for b, v in staged[t].items()) for t in range(steps)]
+    crossing = [0.0] * steps
+    for b in placeable:
+        for t in range(first[b], last[b] + 1):
+            if b not in staged[t]:
+                crossing[t] += size[b]
     act = activation_level(profile)
     dram = profile.dram
-    held = [0.0] * steps
     on_chip: list[str] = []
     spilled: list[str] = []
-    order = sorted((b for b in size if b not in pinned and b in first and b in last), key=lambda b: (first[b], b))
-    for b in order:
-        fits = act is not None
-        if fits:
-            capacity = act.size_bytes
-            for t in range(first[b], last[b] + 1):
-                extra = 0.0 if b in operands[t] else size[b]
-                if reserve[t] + held[t] + extra > capacity:
-                    fits = False
-                    break
-        if not fits:
-            spilled.append(b)
-            continue
-        on_chip.append(b)
-        for t in range(first[b], last[b] + 1):
-            if b not in operands[t]:
-                held[t] += size[b]
+    for b in sorted(placeable, key=lambda b: (first[b], b)):
+        fits = act is not None and all(working[t] + crossing[t] <= act.size_bytes
+                                       for t in range(first[b], last[b] + 1))
+        (on_chip if fits else spilled).append(b)
     kept = set(on_chip)
     level_of = {t: act if root[t] in kept else dram for t in names}
-    occupancy = tuple(r + h for r, h in zip(reserve, held))
+    occupancy = []
+    for t in range(steps):
+        here = sum(max(v, size[b]) if b in kept else v for b, v in staged[t].items())
+        occupancy.append(here)
+    for b in on_chip:
+        for t in range(first[b], last[b] + 1):
+            if b not in staged[t]:
+                occupancy[t] += size[b]
+    occupancy = tuple(occupancy)
     return MemoryPlan(level_of=level_of, buffer_of=root, on_chip=tuple(on_chip), spilled=tuple(spilled),
                       peak_bytes=max(occupancy, default=0.0), occupancy=occupancy)
