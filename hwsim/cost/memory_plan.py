@@ -35,6 +35,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from hwsim.cost.layer_cost import input_elems, output_elems
 from hwsim.hardware.profile import MemoryLevel, Profile
 from hwsim.workload.graph import Graph
@@ -88,6 +90,32 @@ class _Buffers:
                 self.parent[r] = roots[0]
 
 
+def _alive(lo: np.ndarray, hi: np.ndarray, sizes: np.ndarray, steps: int) -> np.ndarray:
+    """Per step, the bytes of the buffers alive at it (each alive from step ``lo`` to ``hi`` inclusive)."""
+    diff = np.zeros(steps + 1)
+    np.add.at(diff, lo, sizes)
+    np.add.at(diff, hi + 1, -sizes)
+    return np.cumsum(diff)[:steps]
+
+
+def _range_max(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """``max(values[lo[i]:hi[i] + 1])`` for every i, by a sparse table (n log n, not n x lifetime)."""
+    table = [values]
+    width = 1
+    while 2 * width <= len(values):
+        prev = table[-1]
+        table.append(np.maximum(prev[:-width], prev[width:]))
+        width *= 2
+    span = hi - lo + 1
+    level = np.floor(np.log2(span)).astype(np.int64)
+    out = np.empty(len(lo))
+    for k in np.unique(level):
+        pick = level == k
+        row = table[k]
+        out[pick] = np.maximum(row[lo[pick]], row[hi[pick] - (1 << k) + 1])
+    return out
+
+
 def plan_memory(graph: Graph, executions: Sequence[str], layers: Mapping[str, Layer], profile: Profile,
                 batch: int = 1) -> MemoryPlan:
     """Place every tensor of ``graph`` on chip or off chip (see the module docstring).
@@ -132,32 +160,30 @@ def plan_memory(graph: Graph, executions: Sequence[str], layers: Mapping[str, La
             need = output_elems(layer) * pb.outputs / 8 * batch if layer is not None else nbytes(t, pb.outputs)
             staged[i][root[t]] = staged[i].get(root[t], 0.0) + need
     placeable = [b for b in size if b not in pinned and b in first and b in last]
+    lo = np.array([first[b] for b in placeable], dtype=np.int64)
+    hi = np.array([last[b] for b in placeable], dtype=np.int64)
+    whole = np.array([size[b] for b in placeable], dtype=float)
     # the working set of each step, every buffer the operator touches counted whole (it may stay on chip), and
     # the buffers alive across the step that it does not touch, each counted as if it stayed
-    working = [sum(max(v, size[b]) if b not in pinned else v for b, v in staged[t].items()) for t in range(steps)]
-    crossing = [0.0] * steps
-    for b in placeable:
-        for t in range(first[b], last[b] + 1):
-            if b not in staged[t]:
-                crossing[t] += size[b]
+    working = np.array([sum(max(v, size[b]) if b not in pinned else v for b, v in staged[t].items())
+                        for t in range(steps)], dtype=float)
+    touched = np.array([sum(size[b] for b in staged[t] if b not in pinned) for t in range(steps)], dtype=float)
+    crossing = _alive(lo, hi, whole, steps) - touched
     act = activation_level(profile)
     dram = profile.dram
-    on_chip: list[str] = []
-    spilled: list[str] = []
-    for b in sorted(placeable, key=lambda b: (first[b], b)):
-        fits = act is not None and all(working[t] + crossing[t] <= act.size_bytes
-                                       for t in range(first[b], last[b] + 1))
-        (on_chip if fits else spilled).append(b)
+    if act is not None and placeable:
+        fits = _range_max(working + crossing, lo, hi) <= act.size_bytes
+    else:
+        fits = np.zeros(len(placeable), dtype=bool)
+    order = sorted(range(len(placeable)), key=lambda i: (first[placeable[i]], placeable[i]))
+    on_chip = [placeable[i] for i in order if fits[i]]
+    spilled = [placeable[i] for i in order if not fits[i]]
     kept = set(on_chip)
     level_of = {t: act if root[t] in kept else dram for t in names}
-    occupancy = []
-    for t in range(steps):
-        here = sum(max(v, size[b]) if b in kept else v for b, v in staged[t].items())
-        occupancy.append(here)
-    for b in on_chip:
-        for t in range(first[b], last[b] + 1):
-            if b not in staged[t]:
-                occupancy[t] += size[b]
-    occupancy = tuple(occupancy)
+    here = np.array([sum(max(v, size[b]) if b in kept else v for b, v in staged[t].items()) for t in range(steps)],
+                    dtype=float)
+    held = _alive(lo[fits], hi[fits], whole[fits], steps) - np.array(
+        [sum(size[b] for b in staged[t] if b in kept) for t in range(steps)], dtype=float)
+    occupancy = tuple(float(x) for x in here + held)
     return MemoryPlan(level_of=level_of, buffer_of=root, on_chip=tuple(on_chip), spilled=tuple(spilled),
                       peak_bytes=max(occupancy, default=0.0), occupancy=occupancy)

@@ -41,8 +41,9 @@ class OpRecord(Record):
                                                                 "operator's name is its layer's unless `layer` says")
     kind: Kind = Field(description="what it costs and where it runs (`docs/graphs.md` lists the kinds)")
     onnx: str = Field("", max_length=128, description="the ONNX operator it was read from (empty for a chain)")
-    inputs: list[TensorName] = Field(max_length=MAX_OPS, description="activation tensors it reads (weights and "
-                                                                     "constants are not graph tensors)")
+    inputs: list[TensorName] = Field(min_length=1, max_length=MAX_OPS,
+                                     description="activation tensors it reads (weights and constants are not graph "
+                                                 "tensors)")
     outputs: list[TensorName] = Field(min_length=1, max_length=MAX_OPS, description="tensors it writes")
     layer: str | None = Field(None, max_length=512, description="conv/linear: the layer of `layers` it is, when "
                                                                "named differently")
@@ -64,6 +65,11 @@ class GraphRecord(Record):
         "Each `conv`/`linear` operator is one layer of the table's `layers` and each layer is one such "
         "operator; it reads one tensor of the layer's input channels and writes one of its output channels "
         "and map size.",
+        "Every other operator's outputs agree with its inputs by its kind's rule: an activation, BatchNorm or "
+        "softmax keeps its input's shape; an element-wise operator's output is its inputs broadcast; a "
+        "reshape keeps the element count; a pool's output follows its window, strides, pads and rounding (the "
+        "window no larger than the padded input); a global pool keeps the channels; a concatenation adds its "
+        "inputs' channels and a split divides its input's, the rest of the shape equal.",
     )
 
     inputs: list[TensorName] = Field(min_length=1, max_length=16, description="tensors entering the network "
@@ -104,6 +110,10 @@ class GraphRecord(Record):
         extra = next((t for t in self.tensors if t not in written), None)
         if extra is not None:
             raise ValueError(f"tensors: {short(extra)} is neither a graph input nor written by an operator")
+        for i, op in enumerate(self.ops):
+            problem = shape_problem(op, [self.tensors[t] for t in op.inputs], [self.tensors[t] for t in op.outputs])
+            if problem:
+                raise ValueError(f"ops[{i}] ({short(op.name)}): {problem}")
         return self
 
 
@@ -134,3 +144,64 @@ def check_graph_layers(graph: GraphRecord, layers: Sequence[Any]) -> None:
     left = next((layer.name for layer in layers if layer.name not in seen), None)
     if left is not None:
         raise ValueError(f"graph: layer {short(left)} is no operator of the graph")
+
+
+def broadcast(shapes: Sequence[tuple[int, ...]]) -> tuple[int, ...] | None:
+    """NumPy/ONNX multidirectional broadcasting of tensor shapes (aligned on the right), or None."""
+    rank = max(len(s) for s in shapes)
+    out = []
+    for axis in range(rank):
+        sizes = {s[axis - rank + len(s)] for s in shapes if axis - rank + len(s) >= 0} - {1}
+        if len(sizes) > 1:
+            return None
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out)
+
+
+def pooled(x: tuple[int, ...], window: Sequence[int], stride: Sequence[int], pads: Sequence[int],
+           ceil: bool) -> tuple[int, ...] | None:
+    """A window pool's output ``(C, H', W')`` of a ``(C, H, W)`` input, or None when the window does not fit the
+    padded input."""
+    if len(x) != 3:
+        return None
+    hw = []
+    for axis in (0, 1):
+        span = x[1 + axis] + pads[axis] + pads[axis + 2] - window[axis]
+        if span < 0:
+            return None
+        hw.append((-(-span // stride[axis]) if ceil else span // stride[axis]) + 1)
+    return (x[0], *hw)
+
+
+def shape_problem(op: Any, ins: list[tuple[int, ...]], outs: list[tuple[int, ...]]) -> str | None:
+    """What is wrong between a non-MAC operator's input and output shapes by its kind's rule (see
+    :class:`GraphRecord`'s rules), or None. ``op`` has ``kind``, ``onnx`` and the pool fields."""
+    kind = op.kind
+    if kind in ("conv", "linear", "copy", "resize", "unknown"):
+        return None
+    x, y = ins[0], outs[0]
+    if kind in ("activation", "batchnorm", "softmax") or (kind == "reshape" and op.onnx in ("Identity", "Dropout")):
+        return None if y == x else f"writes {list(y)}, its input is {list(x)}"
+    if kind == "reshape":
+        return None if math.prod(y) == math.prod(x) else f"writes {math.prod(y)} elements from {math.prod(x)}"
+    if kind == "elementwise":
+        want = broadcast(ins)
+        return None if want == y else f"writes {list(y)}, its inputs {[list(s) for s in ins]} broadcast to " \
+                                      f"{list(want) if want else 'nothing'}"
+    if kind == "global_pool":
+        return None if y[0] == x[0] and math.prod(y) == x[0] else f"writes {list(y)} from {list(x)}: one value " \
+                                                                   "per channel"
+    if kind == "pool":
+        want = pooled(x, op.window or (1, 1), op.stride or (1, 1), op.pads or (0, 0, 0, 0), op.ceil)
+        if want is None:
+            return f"a window {list(op.window or (1, 1))} does not fit its input {list(x)} with pads"
+        return None if want == y else f"writes {list(y)}, its window gives {list(want)}"
+    if kind == "concat":
+        if any(len(s) != len(y) or s[1:] != y[1:] for s in ins) or sum(s[0] for s in ins) != y[0]:
+            return f"writes {list(y)} from {[list(s) for s in ins]}: channels add up, the rest is equal"
+        return None
+    if kind == "split":
+        if any(len(s) != len(x) or s[1:] != x[1:] for s in outs) or sum(s[0] for s in outs) != x[0]:
+            return f"splits {list(x)} into {[list(s) for s in outs]}: channels add up, the rest is equal"
+        return None
+    return None

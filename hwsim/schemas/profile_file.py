@@ -42,6 +42,8 @@ MAX_ENERGY_PJ = 1e9  # 1 mJ per access or operation: six orders above a DRAM acc
 MIN_BANDWIDTH, MAX_BANDWIDTH = 1e-3, 1e12
 MAX_STATIC_POWER_W = 1e4  # 10 kW: a rack; no single accelerator leaks more
 MIN_NODE_NM, MAX_NODE_NM = 1.0, 1000.0  # CMOS nodes run from 1 um down to a few nm
+MIN_OPS_PER_CYCLE = 1e-3  # a vector unit slower than one operation per thousand cycles is none (a 1e-300 rate
+# turns a latency into inf)
 MAX_LEVELS = 16  # memory hierarchies have 2-6 levels; each level multiplies the mapping search
 MAX_NAME = 100  # names key tables and axis keys (levels.NAME.size_bytes)
 MAX_DESCRIPTION = 500  # one line in --list-profiles
@@ -76,10 +78,10 @@ class ProfileVectorUnit(Record):
     """The unit that runs a graph's non-MAC operators (element-wise, pooling, resize, softmax, unfused
     activations): ``ops_per_cycle`` operations per cycle at ``energy_pj_per_op`` each."""
 
-    ops_per_cycle: Real(gt=0, le=float(MAX_ARRAY_SIDE) ** 2,
+    ops_per_cycle: Real(ge=MIN_OPS_PER_CYCLE, le=float(MAX_ARRAY_SIDE) ** 2,
                         description="operations per cycle (lanes x operations per lane)")
     energy_pj_per_op: Energy("one operation of the vector unit")
-    ops_per_cycle_by_kind: dict[VectorKind, Real(gt=0, le=float(MAX_ARRAY_SIDE) ** 2)] = Field(
+    ops_per_cycle_by_kind: dict[VectorKind, Real(ge=MIN_OPS_PER_CYCLE, le=float(MAX_ARRAY_SIDE) ** 2)] = Field(
         None, description="operator kind -> operations per cycle, for the kinds the unit runs at another rate "
                           "(e.g. pooling on the MAC engine)")
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from hwsim.schemas.graph_record import broadcast, pooled
 from hwsim.workload.layers import Layer
 
 # --------------------------------------------------------------------------------------------
@@ -207,7 +208,8 @@ def at_layers(graph: Graph, layers: Sequence[Layer], image: tuple[int, ...]) -> 
         if out is None or len(op.outputs) != 1:
             return None
         shapes[op.outputs[0]] = out
-    if any(layer.name not in {op.layer for op in graph.ops} for layer in layers):
+    named = {op.layer for op in graph.ops}
+    if any(layer.name not in named for layer in layers):
         return None
     return Graph(ops=graph.ops, tensors=shapes, inputs=graph.inputs, outputs=graph.outputs)
 
@@ -227,7 +229,7 @@ def _derived(op: Op, ins: list[tuple[int, ...]], layers: Mapping[str, Layer]) ->
         return None
     x = ins[0]
     if op.kind == "elementwise":
-        return max(ins, key=math.prod)
+        return broadcast(ins)
     if op.kind in ("activation", "batchnorm") or (op.kind == "reshape" and op.onnx in ("Identity", "Dropout")):
         return x
     if op.kind == "reshape" and op.onnx == "Flatten":
@@ -236,13 +238,6 @@ def _derived(op: Op, ins: list[tuple[int, ...]], layers: Mapping[str, Layer]) ->
         return (x[0], 1, 1)
     if op.kind == "concat" and all(len(s) == len(x) and s[1:] == x[1:] for s in ins):
         return (sum(s[0] for s in ins), *x[1:])
-    if op.kind == "pool" and len(x) == 3:
-        hw = []
-        for axis in (0, 1):
-            span = x[1 + axis] + op.pads[axis] + op.pads[axis + 2] - op.window[axis]
-            if span < 0:
-                return None
-            steps = -(-span // op.stride[axis]) if op.ceil else span // op.stride[axis]
-            hw.append(steps + 1)
-        return (x[0], *hw)
+    if op.kind == "pool":
+        return pooled(x, op.window, op.stride, op.pads, op.ceil)
     return None

@@ -30,13 +30,15 @@ from pathlib import Path
 from typing import Any
 
 from hwsim.errors import InputError
-from hwsim.fileio.bounded import MAX_SIZE, short
+from hwsim.fileio.bounded import ECHO, MAX_SIZE, short
 from hwsim.schemas.validation import validate
+from hwsim.schemas.graph_record import GraphRecord, check_graph_layers
 from hwsim.schemas.onnx_shapes import ConvAttributes, OnnxInput
 from hwsim.workload.graph import ONNX_KINDS, Graph, Op
 from hwsim.workload.layers import Layer, Workload
 
 COSTED = ("Conv", "Gemm", "MatMul")
+CONTROL_FLOW = ("If", "Loop", "Scan")
 
 
 class OnnxWarning(UserWarning):
@@ -183,7 +185,12 @@ def load_onnx(path: str | Path, warn: bool = True, input_shape: tuple[int, ...] 
         activation(t, f"{path}: input {short(t)}")
     for index, node in enumerate(g.node):
         op = node.op_type
-        where = f"{path}: node {node.name or index} ({op})"
+        where = f"{path}: node {_plain(node.name) if node.name else index} ({_plain(op)})"
+        if op in CONTROL_FLOW or any(a.type in (5, 10) for a in node.attribute):  # GRAPH, GRAPHS attributes
+            raise InputError(f"{where}: control flow (a node holding subgraphs) is not costed by hwsim; export the "
+                             "network without it")
+        if not [t for t in node.output if t]:
+            raise InputError(f"{where}: writes no named tensor")
         live = [t for t in node.input if t and t not in constant]
         if not live:  # a Constant, or an operator on constants only: folded at compile time
             constant.update(t for t in node.output if t)
@@ -211,9 +218,11 @@ def load_onnx(path: str | Path, warn: bool = True, input_shape: tuple[int, ...] 
                           layer=layer.name))
             continue
         kind = ONNX_KINDS.get(op, "unknown") if op not in COSTED else "unknown"
+        if kind in ("concat", "split"):
+            kind = _along(node, shapes, kind, where)
         if kind == "unknown" and op not in COSTED:
             skipped[op] += 1
-        pool = _pool(node, where) if kind == "pool" else {}
+        pool = _pool(node, tensors[live[0]], where) if kind == "pool" else {}
         label = module_name(node.name)
         ops.append(Op(name=unique(f"{label}/{op}" if label else (node.name.strip("/") or f"{op}{index}")), kind=kind,
                       inputs=tuple(live), outputs=tuple(outputs), onnx=op, **pool))
@@ -224,8 +233,17 @@ def load_onnx(path: str | Path, warn: bool = True, input_shape: tuple[int, ...] 
         warnings.warn(OnnxWarning(f"{path.name}: no cost model for {listed}: costed as one vector operation per "
                                   "output element"), stacklevel=2)
     written = {t for o in ops for t in o.outputs}
+    for o in g.output:
+        if o.name not in written and o.name not in image and o.name not in constant:
+            raise InputError(f"{path}: graph output {short(o.name)} is written by no node")
     outputs = tuple(o.name for o in g.output if o.name in written)
     graph = Graph(ops=tuple(ops), tensors=tensors, inputs=tuple(image), outputs=outputs)
+    # the table's schema holds for a model's graph too: one writer per tensor, shapes by each kind's rule, sizes
+    record = validate(GraphRecord, graph.record(), f"{path}: graph")
+    try:
+        check_graph_layers(record, layers)
+    except ValueError as exc:
+        raise InputError(f"{path}: {exc}") from None
     return Workload(source=path.stem, layers=tuple(layers), graph=graph), dict(skipped)
 
 
@@ -247,8 +265,27 @@ def module_name(node_name: str) -> str:
     return ".".join(scope)
 
 
-def _pool(node: Any, where: str) -> dict[str, Any]:
-    """A pooling node's window (kernel_shape), strides, pads and ceil_mode, checked to be 2-D and in range."""
+def _plain(text: str) -> str:
+    """A name from the file as it reads, on one line and at most :data:`~hwsim.fileio.bounded.ECHO` characters."""
+    text = text.replace("\r", "\\r").replace("\n", "\\n")
+    return text if len(text) <= ECHO else text[:ECHO - 1] + "…"
+
+
+def _along(node: Any, shapes: dict[str, Any], kind: str, where: str) -> str:
+    """A Concat or Split along the channels is a view (``concat``/``split``); along the height or width it
+    moves data (``copy``); along the batch it is refused: hwsim costs one image."""
+    x = shapes.get(node.output[0] if kind == "concat" else node.input[0])
+    rank = len(x) if x else 4
+    axis = _attrs(node).get("axis", 0)
+    axis = axis + rank if isinstance(axis, int) and axis < 0 else axis
+    if axis == 0:
+        raise InputError(f"{where}: {kind}s along the batch (axis 0); hwsim costs one image at a time")
+    return kind if axis == 1 else "copy"
+
+
+def _pool(node: Any, x: tuple[int, ...], where: str) -> dict[str, Any]:
+    """A pooling node's window (kernel_shape), strides, pads (from ``auto_pad`` when it is given, on the
+    input ``x`` = ``(C, H, W)``) and ceil_mode, checked to be 2-D and in range."""
     attrs = _attrs(node)
 
     def sizes(key: str, n: int, default: list[int], low: int) -> tuple[int, ...]:
@@ -258,8 +295,18 @@ def _pool(node: Any, where: str) -> dict[str, Any]:
             raise InputError(f"{where}: {key} must be {n} sizes from {low} to {MAX_SIZE}, got {short(value)}")
         return tuple(int(v) for v in value)
 
-    return {"window": sizes("kernel_shape", 2, [], 1), "stride": sizes("strides", 2, [1, 1], 1),
-            "pads": sizes("pads", 4, [0, 0, 0, 0], 0), "ceil": bool(attrs.get("ceil_mode", 0))}
+    window, stride = sizes("kernel_shape", 2, [], 1), sizes("strides", 2, [1, 1], 1)
+    pads = sizes("pads", 4, [0, 0, 0, 0], 0)
+    auto = attrs.get("auto_pad", b"NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else str(auto)
+    if auto in ("SAME_UPPER", "SAME_LOWER") and len(x) == 3:
+        total = [max(0, (-(-x[1 + i] // stride[i]) - 1) * stride[i] + window[i] - x[1 + i]) for i in (0, 1)]
+        small = [t // 2 for t in total]
+        big = [t - t // 2 for t in total]
+        pads = (*small, *big) if auto == "SAME_UPPER" else (*big, *small)
+    elif auto == "VALID":
+        pads = (0, 0, 0, 0)
+    return {"window": window, "stride": stride, "pads": pads, "ceil": bool(attrs.get("ceil_mode", 0))}
 
 
 def _not_a_cnn(path: Path, graph: Any) -> InputError:

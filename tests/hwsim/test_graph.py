@@ -35,8 +35,10 @@ def write(tmp_path: Path, table: dict) -> Path:
     (lambda g: g["outputs"].__setitem__(0, "nowhere"), "outputs: 'nowhere' is written by no operator"),
     (lambda g: g["ops"][0].__setitem__("kind", "warp"), "kind"),
     (lambda g: g["ops"][0].__setitem__("inputs", ["image", g["ops"][0]["inputs"][0]]), "reads one tensor"),
-    (lambda g: g["tensors"].__setitem__(g["ops"][0]["outputs"][0], [63, 112, 112]), "63 channels"),
-    (lambda g: g["tensors"].__setitem__(g["ops"][0]["outputs"][0], [64, 111, 112]), "output map"),
+    (lambda g: g["tensors"].__setitem__(g["ops"][0]["outputs"][0], [63, 112, 112]), r"its input is \[63, 112"),
+    (lambda g: g["tensors"].__setitem__(g["ops"][0]["outputs"][0], [64, 111, 112]), r"its input is \[64, 111"),
+    (lambda g: g["tensors"].__setitem__(g["ops"][3]["outputs"][0], [64, 28, 28]), r"its window gives \[64, 56, 56\]"),
+    (lambda g: g["tensors"].__setitem__("relu/Relu:out", [1048576, 1048576]), r"writes \[1048576, 1048576\], its input is"),
     (lambda g: g["tensors"].__setitem__("image", [3, 0, 224]), "must be at least 1"),
     (lambda g: g["ops"].append({**g["ops"][0], "name": "extra", "layer": g["ops"][0]["name"], "outputs": ["x2"]}) or
      g["tensors"].__setitem__("x2", [64, 112, 112]), "second operator"),
@@ -47,6 +49,17 @@ def test_a_graph_that_cannot_run_in_order_is_refused_in_one_line(tmp_path: Path,
     with pytest.raises(InputError, match=message) as caught:
         load_table(write(tmp_path, table))
     assert str(caught.value).startswith(str(tmp_path / "net.json")) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("out_channels", 63, "tensors of 3 -> 64 channels, the layer has 3 -> 63"),
+    ("output_hw", [111, 112], None),  # the layer record's own geometry rule refuses it first
+])
+def test_a_layer_and_its_operator_agree(tmp_path: Path, field: str, value, message: str | None) -> None:
+    table = bundled("resnet18")
+    table["layers"][0][field] = value
+    with pytest.raises(InputError, match=message or field):
+        load_table(write(tmp_path, table))
 
 
 def test_a_layer_with_no_operator_is_refused(tmp_path: Path) -> None:

@@ -284,3 +284,51 @@ def test_input_shape_option_errors(tmp_path: Path, args: list[str], needle: str)
     assert r.exit_code != 0 and needle in r.output and "Traceback" not in r.output
     if "--network" not in args:  # a bad value is one line naming the option
         assert len(r.output.strip().splitlines()) == 1 and r.output.startswith("Error: --input-shape: ")
+
+
+# --------------------------------------------------------------------------------------------
+# The graph a model gives is held to the network table's schema (found by a hostile review)
+
+
+def _graph_model(path: Path, nodes: list, outputs: tuple[str, ...] = ("y",), inits: tuple = ()) -> Path:
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs],
+                              [_w("w", (8, 3, 3, 3)), *inits])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    return path
+
+
+@pytest.mark.parametrize(("nodes", "outputs", "message"), [
+    ([helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+      helper.make_node("Relu", ["c"], ["y"]), helper.make_node("Sigmoid", ["c"], ["y"])], ("y",), "already written"),
+    ([helper.make_node("Conv", ["x", "w"], ["y"], name="conv", pads=[1, 1, 1, 1])], ("y", "zzz"),
+     "graph output 'zzz' is written by no node"),
+    ([helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+      helper.make_node("Concat", ["c", "c"], ["y"], axis=0)], ("y",), "along the batch"),
+    ([helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+      helper.make_node("If", ["c"], ["y"], then_branch=helper.make_graph([], "t", [], []),
+                       else_branch=helper.make_graph([], "e", [], []))], ("y",), "control flow"),
+])
+def test_a_graph_the_table_schema_refuses_is_refused_from_onnx_too(tmp_path: Path, nodes, outputs,
+                                                                    message: str) -> None:
+    path = _graph_model(tmp_path / "m.onnx", nodes, outputs)
+    with pytest.raises(InputError, match=message) as caught:
+        load_onnx(path, warn=False)
+    assert str(caught.value).startswith(str(path)) and "\n" not in str(caught.value)
+
+
+def test_concat_along_the_width_moves_data_and_along_channels_moves_none(tmp_path: Path) -> None:
+    for axis, kind in ((1, "concat"), (3, "copy"), (-1, "copy")):
+        path = _graph_model(tmp_path / f"c{axis}.onnx", [
+            helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+            helper.make_node("Concat", ["c", "c"], ["y"], axis=axis)])
+        work, _ = load_onnx(path, warn=False)
+        assert work.graph.ops[-1].kind == kind
+
+
+def test_a_long_node_name_stays_a_short_line(tmp_path: Path) -> None:
+    path = _graph_model(tmp_path / "n.onnx", [helper.make_node("Conv", ["x", "w"], ["y"], name="n" * 100_000,
+                                                               strides=[0, 1])])
+    with pytest.raises(InputError, match="strides") as caught:
+        load_onnx(path, warn=False)
+    assert len(str(caught.value)) < 400

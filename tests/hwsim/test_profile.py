@@ -344,3 +344,26 @@ def test_a_quoted_number_is_text_and_refused(tmp_path: Path, line: str, field: s
         load_profile(path)
     path.write_text(text.replace("clock_hz:", "clock_hz: 1.0e9 #", 1))
     assert load_profile(path).clock_hz == 1e9
+
+
+@pytest.mark.parametrize(("unit", "message"), [
+    ({"ops_per_cycle": 1e-300, "energy_pj_per_op": 0.1}, "vector_unit.ops_per_cycle: must be at least 0.001"),
+    ({"ops_per_cycle": 8, "energy_pj_per_op": 0.1, "ops_per_cycle_by_kind": {"pool": 0}}, "must be at least 0.001"),
+    ({"ops_per_cycle": 8, "energy_pj_per_op": 0.1, "ops_per_cycle_by_kind": {"conv": 8}}, "ops_per_cycle_by_kind"),
+    ({"ops_per_cycle": "8", "energy_pj_per_op": 0.1}, "vector_unit.ops_per_cycle"),
+])
+def test_a_vector_unit_is_a_real_unit(unit: dict, message: str) -> None:
+    """A rate of 1e-300 operations per cycle once turned a latency into inf (a hostile review's finding)."""
+    from hwsim.hardware.profile import design_from_raw, read_raw_profile
+
+    raw, _ = read_raw_profile("edge_npu")
+    with pytest.raises(InputError, match=message):
+        design_from_raw({**raw, "vector_unit": unit}, "p.yaml")
+
+
+def test_a_profile_without_a_vector_unit_says_it_uses_the_mac_array() -> None:
+    p = load_profile("edge_tpu")
+    assert p.vector_unit is None and p.vector.assumed and p.vector.ops_per_cycle == p.array.pes
+    assert "the MAC array" in p.vector.describe()
+    u55 = load_profile("ethos_u55").vector
+    assert not u55.assumed and u55.rate("elementwise") == pytest.approx(1.3333) and u55.rate("pool") == 8
