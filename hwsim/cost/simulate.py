@@ -266,7 +266,7 @@ class SimResult:
             row["cycles"] += c.cycles
             row["energy (J)"] += sum(c.energy_pj.values()) * PJ
             row["DRAM (B)"] += (sum(v for (lv, _), v in c.read_bytes.items() if lv == dram)
-                                   + sum(v for (lv, _), v in c.write_bytes.items() if lv == dram))
+                                + sum(v for (lv, _), v in c.write_bytes.items() if lv == dram))
             row["outputs on chip"] += bool(c.outputs_at) and dram not in c.outputs_at.split("+")
         frame = pd.DataFrame(list(rows.values()), columns=list(_operator_row("").keys()))
         frame["latency share"] = frame["cycles"] / total
@@ -304,7 +304,10 @@ def _operator_row(kind: str) -> dict[str, Any]:
 def simulate(work: Workload, profile: Profile, mode: str | None = "on_the_fly", tasks: int = 6,
              mask_density: float = 0.5, batch: int = 1, objective: str = "energy",
              steady_state: bool = False) -> SimResult:
-    """Cost every layer of ``work`` on ``profile``.
+    """Cost every operator of ``work`` on ``profile``: its graph (:mod:`hwsim.workload.graph`; a chain of its
+    layers when it has none), each layer on the MAC array under its searched mapping, each non-MAC operator on
+    the vector unit (:mod:`hwsim.cost.operator_cost`), with the memory plan's on-chip tensors
+    (:mod:`hwsim.cost.memory_plan`).
 
     Args:
         work: layers (and, from a run, the task's method and stored masks).
@@ -315,8 +318,8 @@ def simulate(work: Workload, profile: Profile, mode: str | None = "on_the_fly", 
         batch: images per inference; totals and layers are for the whole batch (``per_image`` beside).
         objective: what the per-layer mapping search minimises: energy, latency or edp.
         steady_state: cost one inference of a stream: weights (and masks) that fit on chip stay there
-            across inferences (see :mod:`hwsim.cost.residency`); False starts cold, from DRAM. Layer outputs
-            that fit on chip stay there for the next layer either way.
+            across inferences (see :mod:`hwsim.cost.residency`); False starts cold, from DRAM. The tensors the
+            memory plan keeps on chip stay there either way.
 
     Example:
         >>> from hwsim import load_network, load_profile, simulate

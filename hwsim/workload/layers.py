@@ -9,6 +9,10 @@ from one of three places:
   :func:`load_network`;
 - a SCALE-Sim topology CSV, read by :func:`hwsim.workload.topology.load_topology`.
 
+Beside its layers a :class:`Workload` may carry its graph (:mod:`hwsim.workload.graph`): a bundled table's
+``graph``, an ONNX model's, or a run's backbone graph derived at the run's size (:func:`backbone_graph`);
+without one its layers are costed as a chain.
+
 Every file is read through its schema (:mod:`hwsim.schemas.run_record`): types, ranges and the cross-field
 rules are checked before any work, and a reader fails with one :class:`InputError` line naming the file
 and the key.
