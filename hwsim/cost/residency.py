@@ -58,48 +58,59 @@ def _replace(cost: LayerCost, **changes: object) -> LayerCost:
     return new
 
 
-def _move(cost: LayerCost, operand: str, dram: MemoryLevel, to: MemoryLevel, reads: bool, writes: bool,
-          saved: str | None) -> LayerCost:
-    """Serve ``operand``'s DRAM reads and/or writes of one layer from ``to`` instead (bytes and energy);
-    ``saved`` names the latency part ("onload" or "offload") that no longer waits for DRAM."""
-    src, dst = (dram.name, operand), (to.name, operand)
-    r = cost.read_bytes.get(src, 0.0) if reads else 0.0
-    w = cost.write_bytes.get(src, 0.0) if writes else 0.0
-    if r == 0.0 and w == 0.0:
-        return cost
+def _moved(cost: LayerCost, moves: Sequence[tuple[str, MemoryLevel, bool, bool]], dram: MemoryLevel,
+           saved: Sequence[str], **changes: object) -> LayerCost:
+    """One layer's cost with each ``(operand, level, reads, writes)`` of ``moves`` served from ``level`` instead
+    of DRAM (bytes and energy), the latency parts named in ``saved`` ("onload", "offload") no longer waiting
+    for DRAM, the port stall recomputed once for the levels involved (:func:`_port_stall`), and ``changes``."""
     rb, wb, en = dict(cost.read_bytes), dict(cost.write_bytes), dict(cost.energy_pj)
-    rb[src] = rb.get(src, 0.0) - r
-    wb[src] = wb.get(src, 0.0) - w
-    rb[dst] = rb.get(dst, 0.0) + r
-    wb[dst] = wb.get(dst, 0.0) + w
-    en[src] = en.get(src, 0.0) - (r * 8 / dram.word_bits * dram.read_energy_pj
-                                  + w * 8 / dram.word_bits * dram.write_energy_pj)
-    en[dst] = en.get(dst, 0.0) + r * 8 / to.word_bits * to.read_energy_pj + w * 8 / to.word_bits * to.write_energy_pj
-    onload, offload, cut = cost.onload_cycles, cost.offload_cycles, 0.0
-    if saved == "onload":
-        cut, onload = onload, 0.0
-    elif saved == "offload":
-        cut, offload = offload, 0.0
-    elif saved:
-        raise KeyError(f"{saved}_cycles")
-    stall, bound = _port_stall(cost, rb, wb, onload, offload, (dram, to))
+    touched = {dram.name: dram}
+    for operand, to, reads, writes in moves:
+        src, dst = (dram.name, operand), (to.name, operand)
+        r = rb.get(src, 0.0) if reads else 0.0
+        w = wb.get(src, 0.0) if writes else 0.0
+        if r == 0.0 and w == 0.0:
+            continue
+        touched[to.name] = to
+        rb[src] = rb.get(src, 0.0) - r
+        wb[src] = wb.get(src, 0.0) - w
+        rb[dst] = rb.get(dst, 0.0) + r
+        wb[dst] = wb.get(dst, 0.0) + w
+        en[src] = en.get(src, 0.0) - (r * 8 / dram.word_bits * dram.read_energy_pj
+                                      + w * 8 / dram.word_bits * dram.write_energy_pj)
+        en[dst] = en.get(dst, 0.0) + r * 8 / to.word_bits * to.read_energy_pj + w * 8 / to.word_bits * to.write_energy_pj
+    onload = 0.0 if "onload" in saved else cost.onload_cycles
+    offload = 0.0 if "offload" in saved else cost.offload_cycles
+    if len(touched) == 1:  # nothing moved
+        return _replace(cost, onload_cycles=onload, offload_cycles=offload,
+                        cycles=cost.cycles - (cost.onload_cycles - onload) - (cost.offload_cycles - offload),
+                        **changes)
+    # the first tiles' on-loading stays out of the port's overlapped time even when it no longer waits (the
+    # inputs were on chip, or the next image came in during the previous inference)
+    stall, bound = _port_stall(cost, rb, wb, cost.onload_cycles, offload, tuple(touched.values()))
+    cycles = cost.compute_cycles + cost.vector_cycles + stall + onload + offload
     return _replace(cost, read_bytes=rb, write_bytes=wb, energy_pj=en, onload_cycles=onload, offload_cycles=offload,
-                    cycles=cost.cycles - cut - cost.stall_cycles + stall, stall_cycles=stall, bound=bound)
+                    cycles=cycles, stall_cycles=stall, bound=bound, **changes)
 
 
 def _port_stall(cost: LayerCost, rb: dict[tuple[str, str], float], wb: dict[tuple[str, str], float],
-                onload: float, offload: float, moved: tuple[MemoryLevel, MemoryLevel]) -> tuple[float, str]:
-    """The layer's port stall once traffic moved between the two shared levels ``moved``: the time each of them
-    needs for its bytes (the mapping's port model, :mod:`hwsim.cost.mapping.one_mapping`: DRAM one port less the
-    on/off-loading charged apart, an on-chip memory a read and a write port) beyond the compute. A stall set by
-    another level (a register file) is kept; one set by a level the traffic left is recomputed, so a layer
-    whose tensors all stayed on chip no longer waits for off-chip memory."""
+                onload: float, offload: float, moved: tuple[MemoryLevel, ...]) -> tuple[float, str]:
+    """The layer's port stall once traffic moved between DRAM (``moved[0]``) and the shared levels after it: the
+    time each of them needs for its bytes (the mapping's port model, :mod:`hwsim.cost.mapping.one_mapping`:
+    DRAM one port less the on/off-loading charged apart, an on-chip memory a read and a write port) beyond the
+    compute. A stall set by another level (a register file) is kept; one set by a level the traffic left is
+    recomputed, so a layer whose tensors all stayed on chip no longer waits for off-chip memory."""
     names = {lv.name for lv in moved}
     stall, bound = (0.0, "compute") if cost.bound in names else (cost.stall_cycles, cost.bound)
     busy = cost.compute_cycles + cost.vector_cycles
+    r_by: dict[str, float] = {}
+    w_by: dict[str, float] = {}
+    for (name, _), v in rb.items():
+        r_by[name] = r_by.get(name, 0.0) + v
+    for (name, _), v in wb.items():
+        w_by[name] = w_by.get(name, 0.0) + v
     for lv in moved:
-        r = sum(v for (name, _), v in rb.items() if name == lv.name)
-        w = sum(v for (name, _), v in wb.items() if name == lv.name)
+        r, w = r_by.get(lv.name, 0.0), w_by.get(lv.name, 0.0)
         bw = lv.bandwidth_bytes_per_cycle
         t = (r + w) / bw - onload - offload if lv is moved[0] else max(r, w) / bw
         if t - busy > stall:
@@ -123,48 +134,50 @@ def apply_residency(costs: Sequence[LayerCost], graph: Graph, executions: Sequen
     act = activation_level(profile)
     level_of = plan.level_of
     costed = [i for i, how in enumerate(executions) if how in ("mac", "vector")]
-    kept: list[str] = []
 
     def on_chip(tensors: Sequence[str]) -> bool:
         return bool(tensors) and act is not None and all(level_of[t] is act for t in tensors)
 
-    for j, i in enumerate(costed):
-        op = graph.ops[i]
-        if executions[i] == "mac":
-            if on_chip(op.outputs):
-                out[j] = _move(out[j], "outputs", dram, act, reads=True, writes=True, saved="offload")
-            if on_chip(op.inputs):
-                out[j] = _move(out[j], "inputs", dram, act, reads=True, writes=False, saved=None)
-            out[j] = _replace(out[j], inputs_at=_where(op.inputs, level_of), outputs_at=_where(op.outputs, level_of))
-        if on_chip(op.outputs):
-            kept.append(op.name)
+    kept = [graph.ops[i].name for i in costed if on_chip(graph.ops[i].outputs)]
     resident_weights = 0.0
-    cached: list[str] = []
+    cached: set[str] = set()
     wl = weight_level(profile)
-    if steady_state and wl is not None:
+    if steady_state and wl is not None:  # weights (and masks) in execution order while they fit the room
         pb = profile.precision_bits
         room = wl.size_bytes - plan.peak_bytes
         mask_bits = mask_bits or {}
-        for j, i in enumerate(costed):
-            op = graph.ops[i]
+        for i in costed:
             if executions[i] != "mac":
                 continue
-            layer = layers[op.layer]
+            layer = layers[graph.ops[i].layer]
             need = weight_elems(layer) * pb.weights / 8 + mask_bits.get(layer.name, 0.0) / 8
             if resident_weights + need > room:
                 break
             resident_weights += need
-            cached.append(layer.name)
-            for operand in ("weights", "masks"):
-                out[j] = _move(out[j], operand, dram, wl, reads=True, writes=False, saved=None)
+            cached.add(layer.name)
+    for j, i in enumerate(costed):
+        op = graph.ops[i]
+        if executions[i] != "mac":
+            continue
+        moves: list[tuple[str, MemoryLevel, bool, bool]] = []
+        saved: list[str] = []
+        if on_chip(op.outputs):
+            moves.append(("outputs", act, True, True))
+            saved.append("offload")
+        if on_chip(op.inputs):
+            moves.append(("inputs", act, True, False))
+        if op.layer in cached:
+            moves += [("weights", wl, True, False), ("masks", wl, True, False)]
             if all(t in graph.inputs or on_chip((t,)) for t in op.inputs):
-                # its inputs are on chip (or the next image, fetched during the previous inference): no wait
-                out[j] = _replace(out[j], cycles=out[j].cycles - out[j].onload_cycles, onload_cycles=0.0)
+                saved.append("onload")  # inputs on chip (or the next image, fetched meanwhile): no wait
+        out[j] = _moved(out[j], moves, dram, saved, inputs_at=_where(op.inputs, level_of),
+                        outputs_at=_where(op.outputs, level_of))
+    cached_names = [graph.ops[i].layer for i in costed if executions[i] == "mac" and graph.ops[i].layer in cached]
     counts: dict[str, dict[str, int]] = {}
     for op, how in zip(graph.ops, executions):
         counts.setdefault(how, {})
         counts[how][op.kind] = counts[how].get(op.kind, 0) + 1
-    return tuple(out), {"outputs_kept_on_chip": kept, "weights_cached_layers": cached,
+    return tuple(out), {"outputs_kept_on_chip": kept, "weights_cached_layers": cached_names,
                         "weights_cached_bytes": resident_weights, "graph": "chain" if graph.chain else "graph",
                         "activation_peak_bytes": plan.peak_bytes, "buffers_on_chip": len(plan.on_chip),
                         "buffers_spilled": len(plan.spilled), "operators": counts}
