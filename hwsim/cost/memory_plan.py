@@ -122,7 +122,25 @@ def plan_memory(graph: Graph, executions: Sequence[str], layers: Mapping[str, La
 
     ``executions`` says how each operator runs (:func:`hwsim.cost.operator_cost.executions`); ``layers`` maps a
     layer's name to its :class:`~hwsim.workload.layers.Layer` (a conv's staged input is its window's footprint).
+    The plan depends on the profile only through the activation level's size and the activation precisions: it
+    is kept with the graph for the next design that shares them (a sweep over arrays plans once).
     """
+    act = activation_level(profile)
+    pb = profile.precision_bits
+    key = ("plan", tuple(executions), None if act is None else (act.name, act.size_bytes), profile.dram.name,
+           pb.inputs, pb.outputs, batch, tuple(layers.get(op.layer) for op in graph.ops if op.layer))
+    plan = graph.memo.get(key)
+    if plan is None:
+        plan = _plan(graph, executions, layers, profile, batch)
+        if len(graph.memo) > 256:  # a sweep of many sizes: keep the memo bounded
+            graph.memo.clear()
+        graph.memo[key] = plan
+    return plan
+
+
+def _plan(graph: Graph, executions: Sequence[str], layers: Mapping[str, Layer], profile: Profile,
+          batch: int) -> MemoryPlan:
+    """:func:`plan_memory` without the memo."""
     pb = profile.precision_bits
     names = list(graph.tensors)
     buffers = _Buffers(names)

@@ -31,6 +31,12 @@ OUTPUT_STAGE = ("mac", "vector", "fused")  # executions that end in an output st
 
 def executions(graph: Graph) -> tuple[str, ...]:
     """How each operator runs: ``mac``, ``alias``, ``fused`` or ``vector`` (see the module docstring)."""
+    if "executions" not in graph.memo:
+        graph.memo["executions"] = _executions(graph)
+    return graph.memo["executions"]
+
+
+def _executions(graph: Graph) -> tuple[str, ...]:
     out: list[str] = []
     for op in graph.ops:
         if op.kind in MAC_KINDS:

@@ -135,8 +135,8 @@ def apply_residency(costs: Sequence[LayerCost], graph: Graph, executions: Sequen
     level_of = plan.level_of
     costed = [i for i, how in enumerate(executions) if how in ("mac", "vector")]
 
-    def on_chip(tensors: Sequence[str]) -> bool:
-        return bool(tensors) and act is not None and all(level_of[t] is act for t in tensors)
+    def on_chip(tensors: Sequence[str]) -> bool:  # by name: a plan is shared by designs with equal levels
+        return bool(tensors) and act is not None and all(level_of[t].name == act.name for t in tensors)
 
     kept = [graph.ops[i].name for i in costed if on_chip(graph.ops[i].outputs)]
     resident_weights = 0.0

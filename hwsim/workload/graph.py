@@ -121,6 +121,8 @@ class Graph:
     chain: bool = False  # built from a layer list by :func:`chain_graph`, not read from a model
     producer: Mapping[str, int] = field(init=False, repr=False, compare=False)
     consumers: Mapping[str, tuple[int, ...]] = field(init=False, repr=False, compare=False)
+    # what the cost model derives from the graph alone, kept with it (a sweep costs one graph on many designs)
+    memo: dict = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         producer: dict[str, int] = {}
@@ -133,6 +135,11 @@ class Graph:
         object.__setattr__(self, "tensors", MappingProxyType(dict(self.tensors)))
         object.__setattr__(self, "producer", MappingProxyType(producer))
         object.__setattr__(self, "consumers", MappingProxyType({t: tuple(c) for t, c in consumers.items()}))
+        object.__setattr__(self, "memo", {})
+
+    def __reduce__(self) -> tuple:
+        """Pickled by its fields alone (a process pool's workers rebuild the links; the memo stays behind)."""
+        return (Graph, (self.ops, dict(self.tensors), self.inputs, self.outputs, self.chain))
 
     def elems(self, tensor: str) -> int:
         """Elements of one tensor, per inference."""
