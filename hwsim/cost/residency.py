@@ -10,9 +10,9 @@ go back. Two effects cross layer boundaries, and this module applies them to the
   al.), over the whole graph.
 - **Weights across inferences** (``steady_state``): one inference in a stream of many. The weights (and
   the task's masks, which travel with them) of the layers that fit in the outermost on-chip memory that
-  holds weights stay there, in execution order until the room left beside the largest activation
-  working set is used up, as the Edge TPU compiler caches a model's parameters in its 8 MB SRAM and
-  streams the rest (coral.ai, "Edge TPU Compiler: parameter data caching"). Their DRAM reads become
+  holds weights stay there, in execution order until the room left beside the memory plan's peak
+  (activations staged and kept on chip) is used up, as the Edge TPU compiler caches a model's parameters in
+  its 8 MB SRAM and streams the rest (coral.ai, "Edge TPU Compiler: parameter data caching"). Their DRAM reads become
   reads of that memory; the one-time load is amortised over the stream. Cold (the default) starts from DRAM.
 
 :func:`tasks_on_chip_frame` says how many tasks' task-specific data fit on chip beside the backbone.

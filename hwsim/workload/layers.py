@@ -241,14 +241,14 @@ def backbone_graph(arch: str, layers: tuple[Layer, ...]) -> Graph | None:
 @functools.lru_cache(maxsize=1)
 def _bundled_graphs() -> dict[str, Graph]:
     """torchvision builder (and bundled name) -> the bundled graph: package files, read once per process."""
+    from hwsim.workload.graph import graph_from_record
+
     out: dict[str, Graph] = {}
     for name in bundled_networks():
         path = Path(str(resources.files("hwsim") / "networks" / f"{name}.json"))
         table = validate(NetworkTable, safeload.read_json(path, InputError), str(path))
         if table.graph is None:
             continue
-        from hwsim.workload.graph import graph_from_record
-
         graph = graph_from_record(table.graph)
         out[name] = graph
         if table.torchvision_builder:

@@ -48,7 +48,7 @@ from hwsim.errors import InputError
 from hwsim.schemas.validation import validate
 from hwsim.schemas.run_record import LayerRecord
 from hwsim.schemas.task_header import FLOAT_BITS, FORMAT, MAX_SCALE_BITS, TaskHeader, decode_header, encode_header
-from hwsim.workload.layers import Layer, TensorInfo, Workload
+from hwsim.workload.layers import Layer, TensorInfo, Workload, backbone_graph
 
 FLOAT_DTYPES = {bits: getattr(np, name) for bits, name in FLOAT_BITS.items()}
 __all__ = ["FLOAT_DTYPES", "FORMAT", "MAX_SCALE_BITS", "PACKED_TENSORS", "check_header", "encode_header",
@@ -234,8 +234,10 @@ def load_packed(path: str | Path) -> Workload:
     entries = sum(math.prod(t.shape) for t in binaries)
     density = 1 - sum(t.zeros or 0 for t in binaries) / entries if entries else None
     seq = header.sequence
-    return Workload(source=str(path), layers=tuple(_layer(r) for r in header.layers), task=header.task,
+    layers = tuple(_layer(r) for r in header.layers)
+    return Workload(source=str(path), layers=layers, task=header.task,
                     method=header.method, top1=header.top1, batchnorm="task" if header.batchnorms else "frozen",
                     mask_density=density, tensors=tuple(infos), sequence_tasks=seq.tasks if seq else None,
                     sequence_weights=tuple((c.layer, c.earlier, c.grown) for c in seq.weights) if seq else (),
-                    ksm_soft=header.scale_bits > 0)  # TaskHeader: only with soft true, for a soft method
+                    ksm_soft=header.scale_bits > 0,  # TaskHeader: only with soft true, for a soft method
+                    graph=backbone_graph(header.arch, layers))  # the graph its run is costed on

@@ -98,6 +98,8 @@ def _check_size(path: Path, folder: Path, bits: int | None) -> None:
     from_file = task_cost(load_packed(path), prof).task_specific_bytes
     from_run = task_cost(load_run(folder), prof).task_specific_bytes
     assert from_file == pytest.approx(from_run)
+    # and both are costed on the same graph: the backbone's, derived at the run's size
+    assert load_packed(path).graph is not None and load_packed(path).graph == load_run(folder).graph
     assert 0 <= sizes["tensors"] - from_file < 2, (sizes, from_file)
     assert sizes["file"] - from_file < sizes["header"] + 2
 
