@@ -69,6 +69,12 @@ class MemoryPlan:
     occupancy: tuple[float, ...]
 
 
+def where(tensors: Sequence[str], level_of: Mapping[str, MemoryLevel]) -> str:
+    """The levels ``tensors`` live in, each once, in order (``sram_8MB`` or ``host+sram_8MB``): what the
+    per-operator output says about an operator's inputs and outputs."""
+    return "+".join(dict.fromkeys(level_of[t].name for t in tensors))
+
+
 class _Buffers:
     """Union-find over tensor names: tensors sharing bytes."""
 

@@ -23,6 +23,7 @@ import math
 from collections.abc import Mapping
 
 from hwsim.cost.layer_cost import LayerCost
+from hwsim.cost.memory_plan import where
 from hwsim.hardware.profile import MemoryLevel, Profile
 from hwsim.workload.graph import ALIAS_KINDS, FUSABLE_KINDS, MAC_KINDS, Graph, Op
 
@@ -124,9 +125,4 @@ def operator_cost(op: Op, graph: Graph, profile: Profile, level_of: Mapping[str,
     return LayerCost(name=op.name, kind=op.kind, macs=0, compute_cycles=0, cycles=cycles, utilization=0.0,
                      bound=bound, read_bytes=reads, write_bytes=writes, energy_pj=energy, mask_ops=0.0,
                      stall_cycles=stall, vector_cycles=float(compute), vector_ops=float(n), batch=batch,
-                     inputs_at=_where(op.inputs, level_of), outputs_at=_where(op.outputs, level_of))
-
-
-def _where(tensors: tuple[str, ...], level_of: Mapping[str, MemoryLevel]) -> str:
-    """The levels a tensor list lives in, each once, in order (``sram_8MB`` or ``host+sram_8MB``)."""
-    return "+".join(dict.fromkeys(level_of[t].name for t in tensors))
+                     inputs_at=where(op.inputs, level_of), outputs_at=where(op.outputs, level_of))

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import pandas as pd
 
 from hwsim.cost.layer_cost import LayerCost, input_elems, output_elems, weight_elems
-from hwsim.cost.memory_plan import MemoryPlan, activation_level
+from hwsim.cost.memory_plan import MemoryPlan, activation_level, where
 from hwsim.hardware.profile import MemoryLevel, Profile
 from hwsim.workload.graph import Graph
 from hwsim.workload.layers import Layer
@@ -170,8 +170,8 @@ def apply_residency(costs: Sequence[LayerCost], graph: Graph, executions: Sequen
             moves += [("weights", wl, True, False), ("masks", wl, True, False)]
             if all(t in graph.inputs or on_chip((t,)) for t in op.inputs):
                 saved.append("onload")  # inputs on chip (or the next image, fetched meanwhile): no wait
-        out[j] = _moved(out[j], moves, dram, saved, inputs_at=_where(op.inputs, level_of),
-                        outputs_at=_where(op.outputs, level_of))
+        out[j] = _moved(out[j], moves, dram, saved, inputs_at=where(op.inputs, level_of),
+                        outputs_at=where(op.outputs, level_of))
     cached_names = [graph.ops[i].layer for i in costed if executions[i] == "mac" and graph.ops[i].layer in cached]
     counts: dict[str, dict[str, int]] = {}
     for op, how in zip(graph.ops, executions):
@@ -181,10 +181,6 @@ def apply_residency(costs: Sequence[LayerCost], graph: Graph, executions: Sequen
                         "weights_cached_bytes": resident_weights, "graph": "chain" if graph.chain else "graph",
                         "activation_peak_bytes": plan.peak_bytes, "buffers_on_chip": len(plan.on_chip),
                         "buffers_spilled": len(plan.spilled), "operators": counts}
-
-
-def _where(tensors: Sequence[str], level_of: Mapping[str, MemoryLevel]) -> str:
-    return "+".join(dict.fromkeys(level_of[t].name for t in tensors))
 
 
 def backbone_weight_bytes(layers: Iterable[Layer], profile: Profile) -> float:

@@ -19,7 +19,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, create_model, model
 from hwsim import catalogue
 from hwsim.cost.mask_cost import MODES
 from hwsim.fileio.bounded import MAX_SIZE, short
-from hwsim.schemas.validation import Real, Record, Whole, first_repeat
+from hwsim.schemas.validation import Real, Record, Whole, as_tuple, first_repeat
 
 # An axis of 100,000 values is already hours of work; a typo (num: 1e9) must be one line, not gigabytes. The
 # whole sweep is held to ksm-explore --max-points, counted from the axes' lengths before any design is built.
@@ -190,10 +190,6 @@ class AxisRange(Record):
 Dim = Whole(ge=1, le=MAX_SIZE, description="a dimension (2^20 bounds every size of a layer)")
 
 
-def _tuple(value: Any) -> Any:
-    return tuple(value) if isinstance(value, list) else value
-
-
 class WorkloadEntry(Record):
     """One workload of the sweep: exactly one of `network`, `topology`, `onnx` or `runs` (paths relative to
     the spec). `methods` are charged on a network, a topology or an ONNX model; run folders name their own."""
@@ -206,7 +202,7 @@ class WorkloadEntry(Record):
     network: Text | None = Field(default=None, description="a bundled network's name or a `ksm-layers/1` .json")
     topology: Text | None = Field(default=None, description="a SCALE-Sim topology CSV")
     onnx: Text | None = Field(default=None, description="an ONNX CNN")
-    input_shape: Annotated[tuple[Dim, Dim, Dim, Dim] | None, BeforeValidator(_tuple)] = Field(
+    input_shape: Annotated[tuple[Dim, Dim, Dim, Dim] | None, BeforeValidator(as_tuple)] = Field(
         default=None, description="the ONNX model's input [N, C, H, W] where the model leaves it symbolic")
     runs: Annotated[list[Text], BeforeValidator(_as_list)] | None = Field(
         default=None, min_length=1, max_length=MAX_ITEMS,

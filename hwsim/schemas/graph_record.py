@@ -15,7 +15,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BeforeValidator, Field, model_validator
 
 from hwsim.fileio.bounded import MAX_SIZE, short
-from hwsim.schemas.validation import Record, Whole, first_repeat
+from hwsim.schemas.validation import Record, Whole, as_tuple, first_repeat
 
 MAX_OPS = 100_000  # operators: a hundred times the largest CNN's node count
 MAX_RANK = 4  # dimensions of a tensor without its batch
@@ -25,13 +25,9 @@ Kind = Literal["conv", "linear", "elementwise", "activation", "batchnorm", "pool
 TensorName = Annotated[str, Field(min_length=1, max_length=512)]
 
 
-def _as_tuple(value: Any) -> Any:
-    return tuple(value) if isinstance(value, list) else value
-
-
-Shape = Annotated[tuple[Whole(ge=1, le=MAX_SIZE), ...], BeforeValidator(_as_tuple),
+Shape = Annotated[tuple[Whole(ge=1, le=MAX_SIZE), ...], BeforeValidator(as_tuple),
                   Field(min_length=1, max_length=MAX_RANK)]
-Window = Annotated[tuple[Whole(ge=1, le=MAX_SIZE), Whole(ge=1, le=MAX_SIZE)], BeforeValidator(_as_tuple)]
+Window = Annotated[tuple[Whole(ge=1, le=MAX_SIZE), Whole(ge=1, le=MAX_SIZE)], BeforeValidator(as_tuple)]
 
 
 class OpRecord(Record):
@@ -50,7 +46,7 @@ class OpRecord(Record):
     window: Window | None = Field(None, description="pool: the window [height, width] (default [1, 1])")
     stride: Window | None = Field(None, description="pool: the strides [height, width] (default [1, 1])")
     pads: Annotated[tuple[Whole(ge=0, le=MAX_SIZE), Whole(ge=0, le=MAX_SIZE), Whole(ge=0, le=MAX_SIZE),
-                          Whole(ge=0, le=MAX_SIZE)], BeforeValidator(_as_tuple)] | None = Field(
+                          Whole(ge=0, le=MAX_SIZE)], BeforeValidator(as_tuple)] | None = Field(
         None, description="pool: padding [top, left, bottom, right] (default none)")
     ceil: bool = Field(False, description="pool: output size rounded up (ONNX `ceil_mode`)")
 
@@ -173,35 +169,55 @@ def pooled(x: tuple[int, ...], window: Sequence[int], stride: Sequence[int], pad
     return (x[0], *hw)
 
 
+def derived_output(op: Any, ins: list[tuple[int, ...]]) -> tuple[int, ...] | None:
+    """A non-MAC operator's output shape from its inputs' by its kind's rule, or None where the kind has no rule
+    or the inputs do not hold together. ``op`` has ``kind``, ``onnx`` and the pool fields (a record's or a
+    runtime :class:`~hwsim.workload.graph.Op`'s). The one rule set behind :func:`shape_problem` (the check of
+    a graph) and :func:`hwsim.workload.graph.at_layers` (a graph at another input size)."""
+    if not ins:
+        return None
+    x, kind = ins[0], op.kind
+    if kind == "elementwise":
+        return broadcast(ins)
+    if kind in ("activation", "batchnorm", "softmax") or (kind == "reshape" and op.onnx in ("Identity", "Dropout")):
+        return x
+    if kind == "reshape" and op.onnx == "Flatten":
+        return (math.prod(x),)
+    if kind == "global_pool" and len(x) == 3:
+        return (x[0], 1, 1)
+    if kind == "concat" and all(len(s) == len(x) and s[1:] == x[1:] for s in ins):
+        return (sum(s[0] for s in ins), *x[1:])
+    if kind == "pool":
+        return pooled(x, op.window or (1, 1), op.stride or (1, 1), op.pads or (0, 0, 0, 0), op.ceil)
+    return None
+
+
 def shape_problem(op: Any, ins: list[tuple[int, ...]], outs: list[tuple[int, ...]]) -> str | None:
     """What is wrong between a non-MAC operator's input and output shapes by its kind's rule (see
-    :class:`GraphRecord`'s rules), or None. ``op`` has ``kind``, ``onnx`` and the pool fields."""
+    :class:`GraphRecord`'s rules and :func:`derived_output`), or None. A reshape other than Identity/Dropout
+    only keeps its element count, a global pool may drop its 1 x 1 map, and a split's outputs divide its input."""
     kind = op.kind
     if kind in ("conv", "linear", "copy", "resize", "unknown"):
         return None
     x, y = ins[0], outs[0]
-    if kind in ("activation", "batchnorm", "softmax") or (kind == "reshape" and op.onnx in ("Identity", "Dropout")):
-        return None if y == x else f"writes {list(y)}, its input is {list(x)}"
-    if kind == "reshape":
-        return None if math.prod(y) == math.prod(x) else f"writes {math.prod(y)} elements from {math.prod(x)}"
-    if kind == "elementwise":
-        want = broadcast(ins)
-        return None if want == y else f"writes {list(y)}, its inputs {[list(s) for s in ins]} broadcast to " \
-                                      f"{list(want) if want else 'nothing'}"
-    if kind == "global_pool":
-        return None if y[0] == x[0] and math.prod(y) == x[0] else f"writes {list(y)} from {list(x)}: one value " \
-                                                                   "per channel"
-    if kind == "pool":
-        want = pooled(x, op.window or (1, 1), op.stride or (1, 1), op.pads or (0, 0, 0, 0), op.ceil)
-        if want is None:
-            return f"a window {list(op.window or (1, 1))} does not fit its input {list(x)} with pads"
-        return None if want == y else f"writes {list(y)}, its window gives {list(want)}"
-    if kind == "concat":
-        if any(len(s) != len(y) or s[1:] != y[1:] for s in ins) or sum(s[0] for s in ins) != y[0]:
-            return f"writes {list(y)} from {[list(s) for s in ins]}: channels add up, the rest is equal"
-        return None
     if kind == "split":
         if any(len(s) != len(x) or s[1:] != x[1:] for s in outs) or sum(s[0] for s in outs) != x[0]:
             return f"splits {list(x)} into {[list(s) for s in outs]}: channels add up, the rest is equal"
         return None
-    return None
+    if kind == "global_pool":
+        return None if y[0] == x[0] and math.prod(y) == x[0] else f"writes {list(y)} from {list(x)}: one value " \
+                                                                   "per channel"
+    if kind == "reshape" and op.onnx not in ("Identity", "Dropout"):
+        return None if math.prod(y) == math.prod(x) else f"writes {math.prod(y)} elements from {math.prod(x)}"
+    want = derived_output(op, ins)
+    if want == y:
+        return None
+    if kind == "elementwise":
+        return f"writes {list(y)}, its inputs {[list(s) for s in ins]} broadcast to {list(want) if want else 'nothing'}"
+    if kind == "pool":
+        if want is None:
+            return f"a window {list(op.window or (1, 1))} does not fit its input {list(x)} with pads"
+        return f"writes {list(y)}, its window gives {list(want)}"
+    if kind == "concat":
+        return f"writes {list(y)} from {[list(s) for s in ins]}: channels add up, the rest is equal"
+    return f"writes {list(y)}, its input is {list(x)}"

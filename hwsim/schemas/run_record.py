@@ -24,7 +24,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, fie
 from hwsim import catalogue
 from hwsim.fileio.bounded import MAX_SIZE, is_fraction, short
 from hwsim.schemas.graph_record import GraphRecord, check_graph_layers
-from hwsim.schemas.validation import OpenRecord, Real, Record, Whole, first_repeat
+from hwsim.schemas.validation import OpenRecord, Real, Record, Whole, as_tuple, first_repeat
 
 RUN_FORMAT = "ksm-run"
 LAYERS_FORMAT = "ksm-layers"
@@ -46,15 +46,10 @@ MAX_COUNT = 10 ** 12  # images, weights, parameters: a thousand times the larges
 # Field types
 
 
-def _as_tuple(value: Any) -> Any:
-    """JSON has no tuples: a list is the pair it means (strict mode refuses a list for a tuple)."""
-    return tuple(value) if isinstance(value, list) else value
-
-
 def Pair(ge: int, description: str, le: int = MAX_SIZE) -> Any:  # noqa: N802 - a type
     """Two whole numbers ``[height, width]`` in ``ge..le`` (a feature map, a kernel, a stride)."""
     size = Whole(ge=ge, le=le)
-    return Annotated[tuple[size, size], BeforeValidator(_as_tuple), Field(description=description or None)]
+    return Annotated[tuple[size, size], BeforeValidator(as_tuple), Field(description=description or None)]
 
 
 def _accuracy(value: Any) -> Any:

@@ -123,6 +123,11 @@ def first_problem(exc: ValidationError) -> str:
     return f"{where}: {message}{got}" if where else f"{message}{got}"
 
 
+def as_tuple(value: Any) -> Any:
+    """JSON and YAML have no tuples: a list is the tuple it means (strict mode refuses a list for a tuple)."""
+    return tuple(value) if isinstance(value, list) else value
+
+
 def first_repeat(items: Sequence[Any]) -> int | None:
     """The index of the first item equal to an earlier one, or None: the one "listed once" rule of every
     schema (names, operands, dimensions, axis values; unhashable items, a mapping, compared by ``==``)."""

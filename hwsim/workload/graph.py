@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from hwsim.schemas.graph_record import broadcast, pooled
+from hwsim.schemas.graph_record import derived_output
 from hwsim.workload.layers import Layer
 
 # --------------------------------------------------------------------------------------------
@@ -200,9 +200,10 @@ def graph_from_record(record: Any) -> Graph:
 def at_layers(graph: Graph, layers: Sequence[Layer], image: tuple[int, ...]) -> Graph | None:
     """The same graph with every tensor's shape derived again for another input size: ``image`` is the input
     ``(C, H, W)``, ``layers`` the network's layers at that size (a run records them), which give every conv and
-    linear output. Other operators follow their kind's rule (element-wise: the larger input; activation,
-    BatchNorm, copy: the input; pooling: its window, strides, pads and rounding; global pooling: ``(C, 1, 1)``;
-    concatenation: channels added; Flatten: one vector). None when a layer's input disagrees with the tensor
+    linear output. Other operators follow their kind's rule (:func:`hwsim.schemas.graph_record.derived_output`,
+    the rules a graph is checked by: element-wise: the inputs broadcast; activation, BatchNorm, softmax: the
+    input; pooling: its window, strides, pads and rounding; global pooling: ``(C, 1, 1)``; concatenation:
+    channels added; Flatten: one vector). None when a layer's input disagrees with the tensor
     the graph gives it, or an operator has no rule (a Reshape to a fixed shape, a Resize): the graph does not
     hold at that size, and the caller falls back to a chain."""
     by_name = {layer.name: layer for layer in layers}
@@ -232,19 +233,4 @@ def _derived(op: Op, ins: list[tuple[int, ...]], layers: Mapping[str, Layer]) ->
             return (layer.out_channels, *layer.output_hw) if x == (layer.in_channels, *layer.input_hw) else None
         return (*x[:-1], layer.out_channels) if x[-1] == layer.in_channels or math.prod(x) == layer.in_channels \
             else None
-    if not ins:
-        return None
-    x = ins[0]
-    if op.kind == "elementwise":
-        return broadcast(ins)
-    if op.kind in ("activation", "batchnorm") or (op.kind == "reshape" and op.onnx in ("Identity", "Dropout")):
-        return x
-    if op.kind == "reshape" and op.onnx == "Flatten":
-        return (math.prod(x),)
-    if op.kind == "global_pool" and len(x) == 3:
-        return (x[0], 1, 1)
-    if op.kind == "concat" and all(len(s) == len(x) and s[1:] == x[1:] for s in ins):
-        return (sum(s[0] for s in ins), *x[1:])
-    if op.kind == "pool":
-        return pooled(x, op.window, op.stride, op.pads, op.ceil)
-    return None
+    return derived_output(op, ins)

@@ -163,14 +163,21 @@ def load_network(name_or_path: str | Path) -> Workload:
                              f"(bundled: {', '.join(bundled_networks()) or 'none'})")
         path = Path(str(bundled))
     safeload.check_file(path, InputError)
-    table = validate(NetworkTable, safeload.read_json(path, InputError), str(path))
-    graph = None
-    if table.graph is not None:
-        from hwsim.workload.graph import graph_from_record
-
-        graph = graph_from_record(table.graph)
+    table = _network_table(path)
     return Workload(source=table.network or path.stem, layers=tuple(Layer.from_record(r) for r in table.layers),
-                    graph=graph)
+                    graph=_graph_of(table))
+
+
+def _network_table(path: Path) -> NetworkTable:
+    """A network table read through its schema (:class:`~hwsim.schemas.run_record.NetworkTable`)."""
+    return validate(NetworkTable, safeload.read_json(path, InputError), str(path))
+
+
+def _graph_of(table: NetworkTable) -> Graph | None:
+    """The runtime graph of a table, if it has one."""
+    from hwsim.workload.graph import graph_from_record
+
+    return None if table.graph is None else graph_from_record(table.graph)
 
 
 def bundled_networks() -> list[str]:
@@ -241,15 +248,12 @@ def backbone_graph(arch: str, layers: tuple[Layer, ...]) -> Graph | None:
 @functools.lru_cache(maxsize=1)
 def _bundled_graphs() -> dict[str, Graph]:
     """torchvision builder (and bundled name) -> the bundled graph: package files, read once per process."""
-    from hwsim.workload.graph import graph_from_record
-
     out: dict[str, Graph] = {}
     for name in bundled_networks():
-        path = Path(str(resources.files("hwsim") / "networks" / f"{name}.json"))
-        table = validate(NetworkTable, safeload.read_json(path, InputError), str(path))
-        if table.graph is None:
+        table = _network_table(Path(str(resources.files("hwsim") / "networks" / f"{name}.json")))
+        graph = _graph_of(table)
+        if graph is None:
             continue
-        graph = graph_from_record(table.graph)
         out[name] = graph
         if table.torchvision_builder:
             out[table.torchvision_builder] = graph

@@ -223,8 +223,7 @@ def load_onnx(path: str | Path, warn: bool = True, input_shape: tuple[int, ...] 
         if kind == "unknown" and op not in COSTED:
             skipped[op] += 1
         pool = _pool(node, tensors[live[0]], where) if kind == "pool" else {}
-        label = module_name(node.name)
-        ops.append(Op(name=unique(f"{label}/{op}" if label else (node.name.strip("/") or f"{op}{index}")), kind=kind,
+        ops.append(Op(name=unique(operator_name(node.name, op) or f"{op}{index}"), kind=kind,
                       inputs=tuple(live), outputs=tuple(outputs), onnx=op, **pool))
     if not any(layer.kind == "conv" for layer in layers):
         raise _not_a_cnn(path, g)
@@ -263,6 +262,13 @@ def module_name(node_name: str) -> str:
         else:
             scope.append(part)
     return ".".join(scope)
+
+
+def operator_name(node_name: str, op_type: str) -> str:
+    """A non-layer operator's name: ``<module>/<OpType>`` (``layer1.0/Add``), the node's own name at the top
+    level (``/Concat`` -> ``Concat``), empty for an unnamed node (the reader then numbers it)."""
+    label = module_name(node_name)
+    return f"{label}/{op_type}" if label else node_name.strip("/")
 
 
 def _plain(text: str) -> str:

@@ -14,6 +14,7 @@ export, and the layers against the forward hooks of :func:`ksm.network.geometry.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tempfile
 import warnings
@@ -24,7 +25,7 @@ import torch
 import torchvision
 
 from hwsim.fileio.atomic import atomic_write
-from hwsim.workload.graph import Graph, Op
+from hwsim.workload.graph import Graph
 from hwsim.workload.onnx_reader import load_onnx
 
 NETWORKS = {"resnet18": torchvision.models.resnet18, "resnet50": torchvision.models.resnet50,
@@ -50,9 +51,8 @@ def renamed(graph: Graph) -> Graph:
     for op in graph.ops:
         for i, t in enumerate(op.outputs):
             names[t] = f"{op.name}:out" if len(op.outputs) == 1 else f"{op.name}:out{i}"
-    ops = tuple(Op(name=op.name, kind=op.kind, inputs=tuple(names[t] for t in op.inputs),
-                   outputs=tuple(names[t] for t in op.outputs), onnx=op.onnx, layer=op.layer, window=op.window,
-                   stride=op.stride, pads=op.pads, ceil=op.ceil) for op in graph.ops)
+    ops = tuple(dataclasses.replace(op, inputs=tuple(names[t] for t in op.inputs),
+                                    outputs=tuple(names[t] for t in op.outputs)) for op in graph.ops)
     return Graph(ops=ops, tensors={names[t]: shape for t, shape in graph.tensors.items()},
                  inputs=tuple(names[t] for t in graph.inputs), outputs=tuple(names[t] for t in graph.outputs))
 

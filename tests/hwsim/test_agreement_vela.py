@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from hwsim import load_profile, simulate
-from hwsim.workload.onnx_reader import load_onnx, module_name
+from hwsim.workload.onnx_reader import load_onnx, operator_name
 
 FIXTURES = Path(__file__).parent / "fixtures" / "vela"
 NETWORKS = ("mobilenet_v2", "resnet_block", "inception_block")
@@ -40,8 +40,7 @@ def pairs(network: str) -> list[tuple[str, str, float, float]]:
     for match in fixture["onnx"]["matches"]:
         if match["onnx_op"] in ("Conv", "Gemm"):
             continue
-        label = module_name(match["onnx_node"])
-        name = f"{label}/{match['onnx_op']}" if label else match["onnx_node"].strip("/")
+        name = operator_name(match["onnx_node"], match["onnx_op"])
         out.append((match["onnx_op"], name, ours.get(name, 0.0), vela.get(match["tflite_index"], 0.0)))
     return out
 
