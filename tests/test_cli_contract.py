@@ -104,12 +104,8 @@ def sim(root: Path, *args: str, refuse: bool, what: str, names: tuple[str, ...] 
 # ---- ksm-sim: every file it reads ------------------------------------------------------------------------
 
 
-@st.composite
-def profiles(draw: st.DrawFn) -> H.Hostile:
-    if draw(st.integers(0, 5)) == 0:
-        return draw(H.damaged(H.as_yaml(PROFILE), b"edge_npu", truncation_refused=False))
-    doc, what, refuse = draw(H.changes(PROFILE, H.profile_judge))
-    return H.Hostile(H.as_yaml(doc), what, refuse)
+def profiles() -> st.SearchStrategy[H.Hostile]:
+    return H.yaml_files(PROFILE, b"edge_npu", H.profile_judge, damaged_one_in=6)
 
 
 def test_ksm_sim_profile_file() -> None:
@@ -529,12 +525,8 @@ def explore_problems(root: Path) -> list[str]:
     return found
 
 
-@st.composite
-def specs(draw: st.DrawFn) -> H.Hostile:
-    if draw(st.integers(0, 7)) == 0:
-        return draw(H.damaged(H.as_yaml(SPEC), b"contract", truncation_refused=False))
-    doc, what, refuse = draw(H.changes(SPEC, H.spec_judge))
-    return H.Hostile(H.as_yaml(doc), what, refuse)
+def specs() -> st.SearchStrategy[H.Hostile]:
+    return H.yaml_files(SPEC, b"contract", H.spec_judge, damaged_one_in=8)
 
 
 def test_ksm_explore_spec() -> None:

@@ -185,6 +185,16 @@ def as_json(doc: Any) -> bytes:
 
 
 @st.composite
+def yaml_files(draw: st.DrawFn, doc: Any, marker: bytes, judge: Judge, damaged_one_in: int) -> Hostile:
+    """A YAML file of ``doc``: damaged bytes (:func:`damaged`) about once in ``damaged_one_in`` draws, else one
+    change of its values or keys that ``judge`` says is refused or not (:func:`changes`)."""
+    if draw(st.integers(0, damaged_one_in - 1)) == 0:
+        return draw(damaged(as_yaml(doc), marker, truncation_refused=False))
+    changed, what, refuse = draw(changes(doc, judge))
+    return Hostile(as_yaml(changed), what, refuse)
+
+
+@st.composite
 def damaged(draw: st.DrawFn, valid: bytes, marker: bytes, truncation_refused: bool) -> Hostile:
     """The valid file's bytes cut short, or with bytes that are not UTF-8 in the value ``marker``."""
     if draw(st.booleans()):
