@@ -105,14 +105,18 @@ def summary_text(result: SimResult, with_layers: bool) -> str:
         ("batch", batch), ("mapping objective", d["objective"]),
         ("inference", "steady state (weights cached on chip)" if d["steady_state"] else "cold (from DRAM)"),
         (f"MACs{batch_note}", f"{t['macs']:,}"), ("compute cycles", f"{t['compute_cycles']:,}"),
-        ("cycles: compute + stalls + on/off-loading + vector",
+        ("cycles: compute + stalls + on/off-loading + vector + output stage",
          (f"{t['cycles']:,.0f} = {lb['compute']:,} + {lb['stall']:,.0f} + {lb['onload'] + lb['offload']:,.0f} + "
-          f"{lb['vector']:,.0f}")),
+          f"{lb['vector']:,.0f} + {lb['output']:,.0f}")),
         ("array utilisation", f"{t['utilization']:.3f}"),
         (f"latency{batch_note}", units.seconds(t["latency_s"])),
         ("latency per image", units.seconds(per["latency_per_image_s"])),
         (f"energy{batch_note}", units.energy(t["energy_j"])),
         ("energy per image", units.energy(per["energy_per_image_j"])),
+        (f"on-chip power (all but `{result.profile.dram.name}`)",
+         f"{t['energy_on_chip_j'] / t['latency_s'] * 1e3:.4g} mW" if t["latency_s"] else "-"),
+        ("chip-level energy", t["chip_energy"]),
+        (f"zero gating saved{batch_note}", units.energy(t["zero_gating_saved_j"])),
         ("DRAM traffic per image", units.nbytes(per["dram_bytes_per_image"])),
         ("mask storage per task", units.nbytes(t["mask_storage_bits"] / 8)),
         ("task-specific bytes (masks + BatchNorm + head)", units.nbytes(t["task_specific_bytes"])),
@@ -124,27 +128,52 @@ def summary_text(result: SimResult, with_layers: bool) -> str:
                                           f"{units.seconds(t['task_switch']['latency_s'])}")),
     ], columns=["quantity", "value"])
     head["value"] = head["value"].map(lambda v: v if isinstance(v, str) else _fmt(v))
-    parts = [title, "", head.to_markdown(index=False), ""]
+    parts = [title, "", units.markdown(head, index=False), ""]
+    over = [c for c in result.layers if (c.mapping or {}).get("overflow")]
+    if over:
+        levels = ", ".join(sorted({lv for c in over for lv in c.mapping["overflow"]}))
+        parts += [f"Note: the mappings of {len(over)} of {sum(c.macs > 0 for c in result.layers)} layers hold tiles "
+                  f"that overflow {levels}; they are costed as if they fit (JSON: `mapping.overflow`).", ""]
     if d["assumed_mask_density"] is not None:
         parts += [f"KSM binary-mask density assumed {d['assumed_mask_density']} (no binary mask in the run).", ""]
     energy = result.energy_frame() * 1e6
-    parts += [f"Energy (µJ{batch_note}) by memory level and operand:", "", energy.to_markdown(floatfmt=".4g"), ""]
+    parts += [f"Energy (µJ{batch_note}) by memory level and operand:", "", units.markdown(energy, floatfmt=".4g"), ""]
     dram = result.profile.dram.name
     traffic = result.traffic_frame()
     traffic = traffic.rename(columns={"read (B)": "read (KiB)", "written (B)": "written (KiB)"})
     traffic[["read (KiB)", "written (KiB)"]] = traffic[["read (KiB)", "written (KiB)"]] / 1024
     parts += [f"KiB moved per level and operand{batch_note} (`{dram}` is the outermost level):", "",
-              traffic.to_markdown(index=False, floatfmt=",.1f"), ""]
+              units.markdown(traffic, index=False, floatfmt=",.1f"), ""]
     ops = result.operators_frame()
     if len(ops) > 1 or (len(ops) and ops["operator"].iloc[0] not in ("conv", "linear")):
         res = d["residency"] or {}
         parts += [f"By operator kind{batch_note} ({'the network graph' if res.get('graph') == 'graph' else 'a chain of layers'}; "
                   f"non-MAC operators on {t['vector_unit']}; on-chip activation peak "
                   f"{units.nbytes(res.get('activation_peak_bytes', 0.0))}):", "",
-                  operators_table(ops).to_markdown(index=False), ""]
+                  units.markdown(operators_table(ops), index=False), ""]
     if with_layers:
-        parts += [f"Per operator{batch_note}:", "", result.layers_table().to_markdown(index=False), ""]
+        parts += [f"Per operator{batch_note}:", "", units.markdown(result.layers_table(), index=False), ""]
     return "\n".join(parts)
+
+
+def overview_frame(results: list[SimResult]) -> pd.DataFrame:
+    """One row per result, for the end of a multi-result run: where each workload costs what, side by side
+    (per image, in engineering units), so ``--profile all`` ends with the comparison rather than the
+    last profile's detail."""
+    rows = []
+    for r in results:
+        d = r.to_dict(with_layers=False)
+        per, t = d["per_image"], d["totals"]
+        lb = t["latency_breakdown_cycles"]
+        rows.append({"workload": Path(d["source"]).name or d["source"], "profile": d["profile"],
+                     "method / mode": f"{d['method']} / {d['mode']}" if d["method"] else "-",
+                     "latency / image": units.seconds(per["latency_per_image_s"]),
+                     "energy / image": units.energy(per["energy_per_image_j"]),
+                     "DRAM / image": units.nbytes(per["dram_bytes_per_image"]),
+                     "utilisation": f"{t['utilization']:.2f}",
+                     "cycles not computing": f"{1 - lb['compute'] / t['cycles']:.0%}" if t["cycles"] else "-",
+                     "mask storage / task": units.nbytes(t["mask_storage_bits"] / 8)})
+    return pd.DataFrame(rows)
 
 
 def _write_json(path: Path, document: dict) -> None:
@@ -182,13 +211,52 @@ def _report(masks: tuple[Path, ...], networks: tuple[str, ...], topologies: tupl
     click.echo(f"wrote {readme}")
 
 
+def _given_mappings(path: Path | None, works: list[Workload]):  # noqa: ANN202 - given_mapping's callable
+    """``--mapping``: the file read and validated, its layer names checked against the workloads' layers."""
+    if path is None:
+        return None
+    from hwsim.cost.mapping.given_mapping import check_layer_names, mapping_source, read_mapping_file
+
+    book = read_mapping_file(path)
+    check_layer_names(book, str(path), {layer.name for work in works for layer in work.layers})
+    return mapping_source(book, str(path))
+
+
+def _simulate_given(settings: tables.Settings, work: Workload, profile, mode: str | None, given) -> SimResult:  # noqa: ANN001
+    """``settings.simulate`` with the ``--mapping`` file's mappings instead of the search for the layers it maps."""
+    from hwsim.cost.simulate import simulate
+
+    return simulate(work, profile, mode, tasks=settings.tasks, mask_density=settings.mask_density,
+                    batch=settings.batch, objective=settings.objective, steady_state=settings.steady_state,
+                    input_sparsity=settings.input_sparsity, mapping=given)
+
+
+def _mapping_warnings(path: Path, results: list[SimResult]) -> None:
+    """One stderr line per layer whose given tiles overflow a level, and one for the layers searched instead."""
+    searched: set[str] = set()
+    for r in results:
+        for c in r.layers:
+            m = c.mapping or {}
+            if m.get("given") and m.get("overflow"):
+                click.echo(f"warning: {path}: layer {c.name} on {r.profile.name}: the tiles overflow "
+                           f"{', '.join(m['overflow'])} (costed as if they fit)", err=True)
+            elif c.kind in ("conv", "linear") and not m.get("given"):
+                searched.add(c.name)
+    if searched:
+        names = sorted(searched)
+        click.echo(f"note: {path} has no mapping for {len(names)} layer(s) ({', '.join(names[:5])}"
+                   f"{', ...' if len(names) > 5 else ''}): searched, as without --mapping", err=True)
+
+
 # What each of ksm-sim's jobs does not read; an option given on the command line that the chosen job does
 # not read is refused in one line rather than silently ignored.
 _NOT_READ_BY = {
     "list_profiles": ("masks", "more_masks", "networks", "topologies", "method", "mode", "tasks", "mask_density",
-                      "batchnorm", "batch", "objective", "steady_state", "with_layers", "json_path", "title",
-                      "onnx_files", "export_to", "sets", "profiles", "report_dir"),
-    "report_dir": ("method", "mode", "batchnorm", "with_layers", "json_path", "onnx_files", "export_to"),
+                      "batchnorm", "batch", "objective", "steady_state", "input_sparsity", "with_layers",
+                      "json_path", "title",
+                      "onnx_files", "export_to", "sets", "profiles", "report_dir", "mapping_file"),
+    "report_dir": ("method", "mode", "batchnorm", "with_layers", "json_path", "onnx_files", "export_to",
+                   "mapping_file"),
     # run folders and task files name their own method and BatchNorm policy: --method/--batchnorm are for
     # --network/--topology/--onnx only
     "runs_only": ("title", "method", "batchnorm"),
@@ -228,6 +296,7 @@ def _refuse_unread(ctx: click.Context) -> None:
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
+@click.version_option(package_name="ksm", prog_name="ksm-sim")
 @click.option("-p", "--profile", "profiles", multiple=True, type=NameOrPath(), default=("edge_npu",),
               show_default=True,
               help="Accelerator profile: a bundled name, a .yaml path, or 'all'. Repeat for several.")
@@ -261,6 +330,10 @@ def _refuse_unread(ctx: click.Context) -> None:
 @click.option("--steady-state", is_flag=True,
               help="Cost one inference of a stream: weights and masks that fit on chip stay there across "
                    "inferences (default: cold, from DRAM).")
+@click.option("--input-sparsity", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True, callback=_finite,
+              help="Fraction of every layer's input activations that are zero (e.g. 0.5 after ReLU). On a "
+                   "profile with zero_gating (eyeriss) their MACs and weight reads are skipped and the saving "
+                   "is reported apart; other profiles ignore it. Example: --input-sparsity 0.4")
 @click.option("--layers", "with_layers", is_flag=True,
               help="Also print the per-layer table (latency split, energy by level, chosen mapping).")
 @click.option("--json", "json_path", type=PathOption(path_type=Path, dir_okay=False),
@@ -283,14 +356,22 @@ def _refuse_unread(ctx: click.Context) -> None:
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override a profile field by its dotted path, validated like the YAML (repeatable): "
                    "--set array.rows=16 --set levels.sram_1MB.size_bytes=524288.")
+@click.option("--mapping", "mapping_file", type=PathOption(path_type=Path, dir_okay=False),
+              help="Cost the mapping in this YAML file instead of searching, as Timeloop's model does: "
+                   "ZigZag's notation (spatial_mapping + temporal_mapping) or Timeloop's (a mapping: list), "
+                   "per layer (layers: {NAME: ...}) or one default for every layer; a Timeloop map.yaml works as "
+                   "it is. A mapping the profile cannot run is refused; tiles too large for a level are costed "
+                   "and warned about. Layers it does not map are searched. See docs/mapping.md. "
+                   "E.g. --mapping map.yaml")
 @click.argument("more_masks", nargs=-1, type=PathOption(path_type=Path), metavar="[RUN_FOLDER]...")
 @one_line_os_errors  # a full disk, ulimit -f, a read-only folder: one line naming the file
 def main(profiles: tuple[str, ...], masks: tuple[Path, ...], networks: tuple[str, ...],
          topologies: tuple[Path, ...], method: str | None, mode: str, tasks: int, mask_density: float,
-         batchnorm: str | None, batch: int, objective: str, steady_state: bool, with_layers: bool, json_path: Path | None,
+         batchnorm: str | None, batch: int, objective: str, steady_state: bool, input_sparsity: float,
+         with_layers: bool, json_path: Path | None,
          list_profiles: bool, report_dir: Path | None, title: str | None, onnx_files: tuple[Path, ...],
          input_shape: str | None, export_to: tuple[str, Path] | None, sets: tuple[str, ...],
-         more_masks: tuple[Path, ...]) -> None:
+         more_masks: tuple[Path, ...], mapping_file: Path | None = None) -> None:
     """Analytical cost of (masked, multi-task) CNN inference on edge accelerator profiles.
 
     For every workload (a run folder, a bundled network, or a SCALE-Sim topology) on every profile it
@@ -307,6 +388,7 @@ def main(profiles: tuple[str, ...], masks: tuple[Path, ...], networks: tuple[str
       ksm-sim --topology layers.csv --profile all --layers --json cost.json
       ksm-sim --network resnet18 --profile eyeriss --batch 4 --objective latency
       ksm-sim --onnx model.onnx --input-shape 1x3x224x224 --profile edge_npu
+      ksm-sim --topology conv.csv --profile arch.yaml --mapping map.yaml --layers
       ksm-sim --list-profiles
       ksm-sim --masks runs/* --profile all --report reports/default/
     """
@@ -317,15 +399,16 @@ def main(profiles: tuple[str, ...], masks: tuple[Path, ...], networks: tuple[str
         raise click.UsageError("--input-shape is the shape of an --onnx model: give --onnx too")
     masks = masks + more_masks  # run folders may also follow as arguments: --masks runs/* expands to several
     settings = tables.Settings(tasks=tasks, mask_density=mask_density, batch=batch, objective=objective,
-                               steady_state=steady_state, sets=sets)
+                               steady_state=steady_state, sets=sets, input_sparsity=input_sparsity)
     try:
         if list_profiles:
-            click.echo(profiles_frame().to_markdown(index=False, floatfmt=".4g"))
+            click.echo(units.markdown(profiles_frame(), index=False, floatfmt=".4g"))
             return
         if report_dir is not None:
             _report(masks, networks, topologies, profiles, report_dir, title, settings)
             return
-        inputs = _input_paths(masks, networks, topologies, onnx_files, profiles)
+        inputs = _input_paths(masks, networks, topologies, onnx_files, profiles) + ([mapping_file] if mapping_file
+                                                                                     else [])
         _check_outputs(inputs, json_path, export_to[1] if export_to else None)
         onnx_works = _onnx_workloads(onnx_files, input_shape)
         if not (masks or networks or topologies or onnx_works):
@@ -343,24 +426,31 @@ def main(profiles: tuple[str, ...], masks: tuple[Path, ...], networks: tuple[str
                 click.echo(f"skipping {path}: not a run folder", err=True)
             masks = tuple(folders)
         works = _workloads(masks, networks, topologies, method, batchnorm, onnx_works)
+        given = _given_mappings(mapping_file, works)
         modes = list(MODES) if mode == "both" else [mode]
         results = []
         for work in works:
             for prof in chosen:
                 for m in (modes if work.method is not None else [None]):
-                    results.append(settings.simulate(work, prof, m))
+                    results.append(settings.simulate(work, prof, m) if given is None
+                                   else _simulate_given(settings, work, prof, m, given))
         if export_to is not None:
             from hwsim.interop.tool_inputs import export_all
 
-            export_to_dirs = export_all(export_to[0], works, chosen, export_to[1], by_profile, inputs)
+            export_to_dirs = export_all(export_to[0], works, chosen, export_to[1], by_profile, inputs, batch=batch,
+                                        objective=objective, results=results)
         if json_path is not None:
             from hwsim.explore.point import add_area
 
             _write_json(json_path, add_area(results_document(results), results, by_profile))
     except (InputError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
+    if mapping_file is not None:
+        _mapping_warnings(mapping_file, results)
     for result in results:
         click.echo(summary_text(result, with_layers))
+    if len(results) > 1:
+        click.echo(f"## All {len(results)} results, per image\n\n{units.markdown(overview_frame(results), index=False)}\n")
     if json_path is not None:
         click.echo(f"wrote {json_path}")
     if export_to is not None:

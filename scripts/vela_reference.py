@@ -21,6 +21,13 @@ fixtures: ethos-u-vela 5.2.0, tensorflow-cpu 2.21.0 with keras 3.15.1, numpy 2.4
     # step 4: export the ONNX twins (project environment), check their shapes against the JSON fixtures
     .venv/bin/python scripts/vela_reference.py onnx
 
+Issue 24 adds a second pair of steps for nine single layers and MobileNetV2 on the system the ``ethos_u55``
+profile describes (Vela's Ethos_U55_High_End_Embedded at 1 GHz, memory mode Sram_Only), written to
+``tests/hwsim/fixtures/vela/sram_only_1ghz/`` (its README section gives the details)::
+
+    "$VENV/bin/python" scripts/vela_reference.py layers --work "$(mktemp -d)"   # TFLite, vela.ini, Vela, JSON
+    .venv/bin/python scripts/vela_reference.py layers-onnx                     # single-layer ONNX twins
+
 Run both steps in this order: the ``onnx`` step adds an ``onnx`` section (which ONNX node is which TFLite
 operator, and where shapes or paddings differ) to the JSON files that the ``vela`` step wrote. Both steps
 are deterministic (fixed seeds); a rerun reproduces the committed files byte for byte.
@@ -293,7 +300,7 @@ def regor_operators(tables: dict, src_ops: list[dict]) -> list[dict]:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def run_legacy(tflite: Path, outdir: Path, src_ops: list[dict]) -> list[dict]:
+def run_legacy(tflite: Path, outdir: Path, src_ops: list[dict], extra: list[str] | None = None) -> list[dict]:
     from ethosu.vela import npu_performance as perf
     from ethosu.vela import vela
     from ethosu.vela.debug_database import DebugDatabase
@@ -396,6 +403,7 @@ def run_legacy(tflite: Path, outdir: Path, src_ops: list[dict]) -> list[dict]:
     perf.estimate_full_op_performance = full
     argv = [str(tflite), "--accelerator-config", ACCELERATOR, "--verbose-performance", "--enable-debug-db"]
     argv += ["--output-dir", str(outdir), "--debug-force-legacy-core"]
+    argv += extra or []
     log = outdir.parent / f"{tflite.stem}_legacy.log"
     old = sys.stdout
     try:
@@ -845,6 +853,330 @@ def onnx_step() -> None:
         )
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Mode 2 (issue 24): single layers and MobileNetV2, Sram_Only, Ethos_U55_High_End_Embedded at 1 GHz
+# ---------------------------------------------------------------------------------------------------------
+
+LAYER_DIR = FIXTURES / "sram_only_1ghz"
+LAYER_SYSTEM_CONFIG = "Ethos_U55_High_End_Embedded_1GHz"
+LAYER_MEMORY_MODE = "Sram_Only"
+LAYER_CORE_CLOCK = 1.0e9  # the ethos_u55 profile's clock
+LAYER_INI = "vela_u55_1ghz.ini"
+
+# name -> (Keras input shape without batch, what the layer is, ONNX twin: (kind, C_in, C_out, k, stride, H_in,
+# pads (top, left, bottom, right) as Vela pads it)). Weights random, bias on, no activation.
+SINGLE_LAYERS = {
+    "conv3x3_64to64_56": ((56, 56, 64), "Conv2D(64, 3, padding='same') on 56x56x64", ("conv", 64, 64, 3, 1, 56, (1, 1, 1, 1))),
+    "conv1x1_256to64_56": ((56, 56, 256), "Conv2D(64, 1) on 56x56x256", ("conv", 256, 64, 1, 1, 56, (0, 0, 0, 0))),
+    "dw3x3_32_112": ((112, 112, 32), "DepthwiseConv2D(3, padding='same') on 112x112x32", ("dw", 32, 32, 3, 1, 112, (1, 1, 1, 1))),
+    "fc_1024to1000": ((1024,), "Dense(1000) on a 1024-vector", ("fc", 1024, 1000, 1, 1, 1, (0, 0, 0, 0))),
+    "conv3x3s2_64to128_56": ((56, 56, 64), "Conv2D(128, 3, strides=2, padding='same') on 56x56x64", ("conv", 64, 128, 3, 2, 56, (0, 0, 1, 1))),
+    "conv3x3s2_3to32_224": ((224, 224, 3), "Conv2D(32, 3, strides=2, padding='same') on 224x224x3 (MobileNetV2's stem)", ("conv", 3, 32, 3, 2, 224, (0, 0, 1, 1))),
+    "conv5x5_64to64_28": ((28, 28, 64), "Conv2D(64, 5, padding='same') on 28x28x64", ("conv", 64, 64, 5, 1, 28, (2, 2, 2, 2))),
+    "conv1x1_32to192_28": ((28, 28, 32), "Conv2D(192, 1) on 28x28x32 (a MobileNetV2 expansion)", ("conv", 32, 192, 1, 1, 28, (0, 0, 0, 0))),
+    "dw3x3s2_96_112": ((112, 112, 96), "DepthwiseConv2D(3, strides=2, padding='same') on 112x112x96", ("dw", 96, 96, 3, 2, 112, (0, 0, 1, 1))),
+}
+LAYER_MODELS = (*SINGLE_LAYERS, "mobilenet_v2")
+
+
+def keras_layer_models():
+    """Builders for the single-layer models and MobileNetV2 (random weights, batch 1, NHWC)."""
+    import keras
+
+    L = keras.layers
+
+    def single(name):
+        shape = SINGLE_LAYERS[name][0]
+        kind, _cin, cout, k, stride, _h, _pads = SINGLE_LAYERS[name][2]
+
+        def make():
+            keras.utils.set_random_seed(SEED)
+            x = keras.Input(shape, batch_size=1, name="input")
+            if kind == "conv":
+                y = L.Conv2D(cout, k, strides=stride, padding="same", name=name)(x)
+            elif kind == "dw":
+                y = L.DepthwiseConv2D(k, strides=stride, padding="same", name=name)(x)
+            else:
+                y = L.Dense(cout, name=name)(x)
+            return keras.Model(x, y, name=name)
+
+        return make
+
+    builders = {name: single(name) for name in SINGLE_LAYERS}
+    builders["mobilenet_v2"] = keras_networks()["mobilenet_v2"]
+    return builders
+
+
+def layer_config(work: Path) -> Path:
+    """A vela.ini with Vela's own Ethos_U55_High_End_Embedded system config (every key copied from the installed
+    ``config_files/Arm/vela.ini``) under a new name with ``core_clock`` = 1 GHz, and its Sram_Only memory mode."""
+    import configparser
+
+    import ethosu.vela
+
+    ini = Path(ethosu.vela.__file__).parents[1] / "config_files" / "Arm" / "vela.ini"
+    src = configparser.ConfigParser()
+    src.optionxform = str  # keep key case (Sram_clock_scale)
+    src.read(ini)
+    sysc = dict(src["System_Config.Ethos_U55_High_End_Embedded"])
+    mode = dict(src[f"Memory_Mode.{LAYER_MEMORY_MODE}"])
+    lines = [
+        "; Vela's Ethos_U55_High_End_Embedded system config (config_files/Arm/vela.ini of ethos-u-vela "
+        f"{ethosu.vela.__version__}), every key copied, core_clock set to 1 GHz; and its Sram_Only memory mode",
+        f"[System_Config.{LAYER_SYSTEM_CONFIG}]",
+    ]
+    sysc["core_clock"] = f"{LAYER_CORE_CLOCK:.0f}"
+    lines += [f"{k}={v}" for k, v in sysc.items()]
+    lines += ["", f"[Memory_Mode.{LAYER_MEMORY_MODE}]"] + [f"{k}={v}" for k, v in mode.items()]
+    path = work / LAYER_INI
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _layer_row(op: dict) -> dict:
+    """One Regor operator, compacted: what it is, its shapes, its cycles (total and by unit), bytes, block."""
+    by = op.get("cycles_by", {})
+    row = {
+        "id": op["id"],
+        "type": op["type"],
+        "tflite_index": op["tflite_index"],
+        "tflite_type": op["tflite_type"],
+        "inputs": op["inputs"],
+        "output": op["output"],
+    }
+    if "kernel" in op:
+        row["kernel"] = op["kernel"]
+    if "fused_into" in op:
+        row["fused_into"] = op["fused_into"]
+        return row
+    row["macs"] = op["macs"]
+    row["cycles"] = op["cycles"]
+    row["mac_cycles"] = by.get("mac")
+    row["output_cycles"] = by.get("ao")
+    row["cmd_cycles"] = by.get("cmd")
+    row["npu_cycles"] = by.get("npu")
+    row["sram_access_cycles"] = by.get("Sram_access", 0)
+    row["bytes"] = op.get("bytes", {})
+    if "block" in op:
+        row["block"] = op["block"]
+    if "formats" in op:
+        row["formats"] = op["formats"]
+    return row
+
+
+def layers_vela_step(work: Path, only: list[str] | None = None) -> None:
+    import ethosu.vela
+    import keras
+    import numpy
+    import tensorflow as tf
+
+    vela_version = ethosu.vela.__version__
+    versions = {
+        "ethos-u-vela": vela_version,
+        "tensorflow-cpu": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": numpy.__version__,
+        "python": sys.version.split()[0],
+    }
+    work.mkdir(parents=True, exist_ok=True)
+    LAYER_DIR.mkdir(parents=True, exist_ok=True)
+    ini = layer_config(work)
+    (LAYER_DIR / LAYER_INI).write_text(ini.read_text())
+    builders = keras_layer_models()
+    vela_exe = str(Path(sys.executable).with_name("vela"))
+    for net in only or LAYER_MODELS:
+        tfl = work / f"{net}.tflite"
+        to_int8_tflite(builders[net](), tfl)
+        src_ops = tflite_ops(tfl)
+        args = [
+            f"{net}.tflite",
+            "--accelerator-config",
+            ACCELERATOR,
+            "--config",
+            LAYER_INI,
+            "--system-config",
+            LAYER_SYSTEM_CONFIG,
+            "--memory-mode",
+            LAYER_MEMORY_MODE,
+            "--verbose-performance",
+            "--enable-debug-db",
+        ]
+        res = subprocess.run(
+            [vela_exe, *args, "--output-dir", "regor"], check=False, cwd=work, capture_output=True, text=True
+        )
+        (work / f"{net}_regor.log").write_text(res.stdout + res.stderr)
+        assert res.returncode == 0, res.stderr[-2000:]
+        log = res.stdout + res.stderr
+        assert re.search(rf"System configuration\s+{LAYER_SYSTEM_CONFIG}\b", log), "system config not used"
+        assert re.search(rf"Memory mode\s+{LAYER_MEMORY_MODE}\b", log), "memory mode not used"
+        tables = debug_tables(work / "regor" / f"{net}_debug.xml")
+        ops = regor_operators(tables, src_ops)
+        summary = _first_row(work / "regor" / f"{net}_summary_{LAYER_SYSTEM_CONFIG}.csv")
+        assert float(summary["core_clock"]) == LAYER_CORE_CLOCK, summary["core_clock"]
+        total = sum(op["cycles"] for op in ops)
+        assert total == int(float(summary["cycles_total"])), (total, summary["cycles_total"])
+        with open(work / "regor" / f"{net}_per-layer.csv") as fh:  # Vela's own per-layer CSV, same total
+            csv_total = sum(float(r.get("NPU cycles") or r.get("Op Cycles") or 0) for r in csv.DictReader(fh))
+
+        legacy_dir = work / "legacy"
+        legacy_ops = run_legacy(
+            tfl,
+            legacy_dir,
+            src_ops,
+            extra=["--config", str(ini), "--system-config", LAYER_SYSTEM_CONFIG, "--memory-mode", LAYER_MEMORY_MODE],
+        )
+        legacy_summary = _first_row(legacy_dir / f"{net}_summary_{LAYER_SYSTEM_CONFIG}.csv")
+        legacy_by_index: dict = {}
+        for op in legacy_ops:
+            legacy_by_index[op["tflite_index"]] = legacy_by_index.get(op["tflite_index"], 0) + op["cycles"]
+
+        record = {
+            "tool": f"ethos-u-vela {vela_version}",
+            "versions": versions,
+            "command": "vela " + " ".join(args) + " --output-dir regor",
+            "accelerator": ACCELERATOR,
+            "compiler_core": "Regor (C++), Vela's default core",
+            "system_config": LAYER_SYSTEM_CONFIG,
+            "memory_mode": LAYER_MEMORY_MODE,
+            "config_file": f"{LAYER_INI} (beside this file): Vela's Ethos_U55_High_End_Embedded with core_clock 1e9",
+            "core_clock_hz": float(summary["core_clock"]),
+            **_memories_from(ini, LAYER_SYSTEM_CONFIG, LAYER_MEMORY_MODE),
+            "model": {
+                "name": net,
+                "source": SINGLE_LAYERS[net][1] if net in SINGLE_LAYERS else _MODEL_NOTES["mobilenet_v2"],
+                "input": src_ops[0]["inputs"][0],
+                "quantization": "full int8 (TFLiteConverter, representative dataset: 8 uniform(-1,1) samples)",
+                "tflite_ops": [{k: v for k, v in op.items() if k != "output_name"} for op in src_ops],
+            },
+            "operators": [_layer_row(op) for op in ops],
+            "total_cycles": total,
+            "total_macs": int(float(summary["nn_macs"])),
+            "summary_cycles": {
+                k: _num(summary[k]) for k in ("cycles_npu", "cycles_sram_access", "cycles_total") if k in summary
+            },
+            "legacy_core": {
+                "command": "vela " + " ".join(args) + " --output-dir legacy --debug-force-legacy-core",
+                "total_cycles": _num(legacy_summary["cycles_total"]),
+                "cycles_by_tflite_index": {str(k): _num(v) for k, v in sorted(legacy_by_index.items(), key=lambda kv: (kv[0] is None, kv[0] or 0))},
+            },
+        }
+        path = LAYER_DIR / f"{net}.json"
+        path.write_text(dump_json(record))
+        print(
+            f"{net}: regor {total} cycles ({len(ops)} rows; per-layer CSV {csv_total:.0f}), legacy "
+            f"{record['legacy_core']['total_cycles']} -> {path.relative_to(ROOT)}"
+        )
+
+
+def _memories_from(ini: Path, sys_cfg: str, mem_mode: str) -> dict:
+    """The memories of a vela.ini system config and what the memory mode puts in each (as system_memories)."""
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(ini)
+    sysc, mode = cfg[f"System_Config.{sys_cfg}"], cfg[f"Memory_Mode.{mem_mode}"]
+    axi_bytes = 8  # Ethos-U55 AXI port width (architecture_features.py, regor.cpp)
+    memories = {}
+    for port in ("axi0", "axi1"):
+        name = sysc[f"{port}_port"]
+        scale = float(sysc.get(f"{name}_clock_scale", 1))
+        memories[name] = {
+            "port": port,
+            "clock_scale": scale,
+            "bytes_per_cycle": axi_bytes * scale * int(sysc.get(f"{name}_ports_used", 1)),
+            "burst_length_bytes": int(sysc.get(f"{name}_burst_length", 1)),
+            "read_latency_cycles": int(sysc.get(f"{name}_read_latency", 0)),
+            "write_latency_cycles": int(sysc.get(f"{name}_write_latency", 0)),
+        }
+    port_mem = {"Axi0": sysc["axi0_port"], "Axi1": sysc["axi1_port"]}
+    return {
+        "memories": memories,
+        "placement": {
+            "const (weights, scales)": port_mem[mode["const_mem_area"]],
+            "arena (feature maps)": port_mem[mode["arena_mem_area"]],
+            "cache (weight staging)": port_mem[mode["cache_mem_area"]],
+        },
+    }
+
+
+def single_layer_onnx(name: str):
+    """The ONNX twin of one single-layer model: one Conv (a fully connected layer as a 1x1 Conv on a 1x1 map,
+    since ksm-sim reads ONNX CNNs), NCHW, the padding Vela applied, weight and bias without values."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    kind, cin, cout, k, stride, h, (pt, pl, pb, pr) = SINGLE_LAYERS[name][2]
+    group = cin if kind == "dw" else 1
+    ho = (h + pt + pb - k) // stride + 1
+    w, b = onnx.TensorProto(), onnx.TensorProto()  # dims and type, no values (as strip_initializers leaves them)
+    for t, tname, dims in ((w, "weight", [cout, cin // group, k, k]), (b, "bias", [cout])):
+        t.name, t.data_type = tname, TensorProto.FLOAT
+        t.dims.extend(dims)
+    node = helper.make_node(
+        "Conv", ["input", "weight", "bias"], ["output"], name=name, kernel_shape=[k, k],
+        strides=[stride, stride], pads=[pt, pl, pb, pr], group=group,
+    )
+    graph = helper.make_graph(
+        [node], name,
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, cin, h, h])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, cout, ho, ho])],
+        initializer=[w, b],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="vela_reference.py")
+    model.ir_version = 8
+    onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    return model
+
+
+def layers_onnx_step() -> None:
+    """ONNX twins of the single layers; MobileNetV2 is compared with the torchvision export already here."""
+    import onnx
+
+    for name in SINGLE_LAYERS:
+        path = LAYER_DIR / f"{name}.onnx"
+        onnx.save(single_layer_onnx(name), str(path))
+        fixture = LAYER_DIR / f"{name}.json"
+        rec = json.loads(fixture.read_text())
+        nodes = onnx_nodes(onnx.load(str(path)))
+        tfl = rec["model"]["tflite_ops"]
+        nd = nodes[0]
+        conv = [op for op in rec["operators"] if "fused_into" not in op and op.get("macs")]
+        assert len(conv) == 1, conv
+        want_out = conv[0]["output"]
+        got = _nhwc(nd["output"])
+        if tfl[0]["type"] == "FULLY_CONNECTED":  # [1, 1000] vs [1, 1, 1, 1000]
+            assert got == [1, 1, 1, want_out[-1]], (got, want_out)
+        else:
+            assert got == want_out, (got, want_out)
+            t, left, b, r = nd["pads"]
+            assert [t, b, left, r] == conv[0]["kernel"]["padding_tblr"], (nd["pads"], conv[0]["kernel"])
+        rec["onnx"] = {
+            "file": path.name,
+            "made_with": f"onnx {onnx.__version__} helper (scripts/vela_reference.py single_layer_onnx): one Conv, "
+            "NCHW, Vela's padding, weight and bias with dims and no values",
+            "node": nd,
+        }
+        fixture.write_text(dump_json(rec))
+        print(f"{name}: {path.stat().st_size} bytes, output {nd['output']}")
+    # MobileNetV2: the torchvision export of the default-config fixtures, matched to this Keras model's TFLite ops
+    fixture = LAYER_DIR / "mobilenet_v2.json"
+    rec = json.loads(fixture.read_text())
+    model = onnx.load(str(FIXTURES / "mobilenet_v2.onnx"))
+    vela_ops = [{**op, "kernel": op.get("kernel")} for op in rec["operators"] if "kernel" in op]
+    cmp = compare("mobilenet_v2", onnx_nodes(model), rec["model"]["tflite_ops"], vela_ops)
+    rec["onnx"] = {
+        "file": "../mobilenet_v2.onnx",
+        "note": "torchvision mobilenet_v2(weights=None), the default-config fixture's export; every Conv, Add and "
+        "the classifier matched to this Keras model's TFLite operator of the same shapes",
+        **cmp,
+    }
+    fixture.write_text(dump_json(rec))
+    eq = sum(1 for m in cmp["matches"] if m.get("shapes_equal"))
+    print(f"mobilenet_v2: {eq}/{len(cmp['matches'])} ONNX nodes shape-equal to TFLite; differences:")
+    for d in cmp["differences"]:
+        print("   ", d)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="step", required=True)
@@ -855,10 +1187,22 @@ def main(argv=None) -> int:
         "--work", type=Path, required=True, help="scratch folder for the .tflite files and Vela output"
     )
     sub.add_parser("onnx", help="step 4: ONNX twins of the three networks (torch env)")
+    lv = sub.add_parser(
+        "layers",
+        help="issue 24: single layers and MobileNetV2, Sram_Only at 1 GHz: TFLite, Vela, JSON (TensorFlow+Vela env)",
+    )
+    lv.add_argument("--work", type=Path, required=True, help="scratch folder for the .tflite files and Vela output")
+    lv.add_argument("--only", nargs="*", choices=LAYER_MODELS, help="make only these models (default: all)")
+    sub.add_parser("layers-onnx", help="issue 24: ONNX twins of the single layers (project env, needs onnx)")
     args = ap.parse_args(argv)
     if args.step == "vela":
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         vela_step(args.work.resolve())
+    elif args.step == "layers":
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        layers_vela_step(args.work.resolve(), args.only)
+    elif args.step == "layers-onnx":
+        layers_onnx_step()
     else:
         onnx_step()
     return 0

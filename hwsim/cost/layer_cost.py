@@ -18,6 +18,7 @@ Conventions a reader must know:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -90,7 +91,12 @@ class MaskLoad:
 @dataclass(frozen=True, slots=True)
 class LayerCost:
     """The cost of one operator (a layer, or a non-MAC operator of a graph) for the whole batch on one profile.
-    Bytes, cycles, picojoules. ``cycles`` = compute + stall + onload + offload + vector cycles."""
+    Bytes, cycles, picojoules. ``cycles`` = compute + stall + onload + offload + vector + output cycles.
+
+    Chip-level energy (:func:`chip_level`) sits under pseudo-levels beside the memory levels:
+    ``("static", "static")`` leakage, ``("clock", "clock")`` and ``("control", "control")`` per cycle,
+    ``("output_stage", "output_stage")`` per output; ``gated_pj`` is what zero gating saved (already taken off
+    the MAC and the innermost weight level, reported apart, not part of the sum)."""
 
     name: str
     kind: str
@@ -112,6 +118,9 @@ class LayerCost:
     vector_ops: float = 0.0  # its operations
     inputs_at: str = ""  # the memory level(s) its input tensors lived in (hwsim.cost.memory_plan)
     outputs_at: str = ""  # the level its output tensor was written to
+    output_stage_cycles: float = 0.0  # outputs / the output stage's rate (a MAC layer on a profile with one)
+    output_cycles: float = 0.0  # the cycles the output stage adds beyond compute + stall (the stage bounds)
+    gated_pj: float = 0.0  # energy zero gating saved (MACs on zero inputs and their weight reads)
 
 
 def shape_of(layer: Layer, batch: int = 1) -> Shape:
@@ -138,7 +147,7 @@ def _words(nbytes: float, level: MemoryLevel, bits: int) -> float:
 
 
 def layer_cost(layer: Layer, profile: Profile, mask: MaskLoad | None = None, batch: int = 1,
-               objective: str = "energy") -> LayerCost:
+               objective: str = "energy", input_sparsity: float = 0.0) -> LayerCost:
     """Traffic per level and operand, energy and latency of one layer under its best mapping.
 
     The mapping (spatial unrolling, loop order, tiles per level) is the one :func:`hwsim.cost.mapping.search`
@@ -153,16 +162,28 @@ def layer_cost(layer: Layer, profile: Profile, mask: MaskLoad | None = None, bat
         mask: on-the-fly mask work for this layer, or None.
         batch: images per inference (the batch is a loop of the mapping).
         objective: energy, latency or edp.
+        input_sparsity: the fraction of the layer's input activations that are zero; on a profile with
+            ``zero_gating`` their MACs are skipped (:func:`cost_of_mapping`), elsewhere it changes nothing.
     """
     shape = shape_of(layer, batch)
-    return cost_of_mapping(layer, shape, search(shape, profile, objective), profile, mask, batch)
+    return cost_of_mapping(layer, shape, search(shape, profile, objective), profile, mask, batch, input_sparsity)
 
 
 def cost_of_mapping(layer: Layer, shape: Shape, m: MappingCost, profile: Profile, mask: MaskLoad | None = None,
-                    batch: int = 1) -> LayerCost:
+                    batch: int = 1, input_sparsity: float = 0.0) -> LayerCost:
     """:func:`layer_cost` of ``layer`` (loop bounds ``shape = shape_of(layer, batch)``) under the mapping
     ``m`` that :func:`hwsim.cost.mapping.search` chose for it (what :func:`hwsim.simulate` calls after one
-    search over the whole network)."""
+    search over the whole network).
+
+    Zero gating (a profile's ``zero_gating``): a MAC whose input activation is zero is skipped, its MAC energy
+    and its read of the innermost weight level saved; the input's own read stays (it is how the zero is
+    found). This is Eyeriss's data gating: "If a zero ifmap value is detected from the zero buffer, the gating
+    logic will disable the read of the filter spad and prevent the MAC datapath from switching" (Chen et al.,
+    JSSC 2017, §V-C). Zeros are taken as spread evenly over the MACs, so a fraction ``input_sparsity`` of both
+    is saved; the latency is unchanged (the chip still spends the cycle), and the mapping search does not see
+    the saving (it scales the MAC and one level's reads alike under every mapping of the layer)."""
+    if not 0.0 <= input_sparsity <= 1.0:
+        raise ValueError(f"input_sparsity must be in [0, 1], got {input_sparsity}")
     read = dict(m.reads)
     write = dict(m.writes)
     energy = dict(m.energy_pj)
@@ -188,14 +209,70 @@ def cost_of_mapping(layer: Layer, shape: Shape, m: MappingCost, profile: Profile
     else:
         stall, bound = m.stall_cycles, m.bound
     cycles = m.compute_cycles + stall + m.onload_cycles + m.offload_cycles
-    if profile.static_power_w > 0:  # leakage and clock tree for the layer's latency, reported apart
-        energy[("static", "static")] = profile.static_power_w * cycles / profile.clock_hz * 1e12
+    gated = 0.0
+    if profile.zero_gating and input_sparsity > 0:
+        inner = profile.chain(W)[-1]  # the weight level the MAC reads
+        key = (inner.name, W)
+        w_read = (_words(m.reads.get(key, 0.0), inner, profile.precision_bits.weights) * inner.read_energy_pj
+                  * input_sparsity)
+        mac = energy[("mac", "mac")] * input_sparsity
+        energy[("mac", "mac")] -= mac
+        energy[key] = energy.get(key, 0.0) - w_read
+        gated = mac + w_read
+    stage = profile.output_stage
+    out_cycles = 0.0
+    if stage is not None:  # requantisation, activation, write-back of every final output
+        outputs = batch * output_elems(layer)
+        out_cycles = float(math.ceil(outputs / stage.outputs_per_cycle))
+        if stage.energy_pj_per_output > 0:
+            energy[("output_stage", "output_stage")] = outputs * stage.energy_pj_per_output
     n_macs = shape.macs  # = macs(layer) * batch
     util = m.compute_cycles and n_macs / (m.compute_cycles * profile.array.pes)
-    return LayerCost(name=layer.name, kind=layer.kind, macs=n_macs, compute_cycles=m.compute_cycles,
+    cost = LayerCost(name=layer.name, kind=layer.kind, macs=n_macs, compute_cycles=m.compute_cycles,
                      cycles=cycles, utilization=float(util), bound=bound, read_bytes=read, write_bytes=write,
                      energy_pj=energy, mask_ops=mask_ops, stall_cycles=stall, onload_cycles=m.onload_cycles,
-                     offload_cycles=m.offload_cycles, mapping=notation(m, profile), batch=batch)
+                     offload_cycles=m.offload_cycles, mapping=_mapping_of(m, profile), batch=batch,
+                     output_stage_cycles=out_cycles, gated_pj=gated)
+    return chip_level(cost, profile)
+
+
+def needs_chip_level(profile: Profile) -> bool:
+    """Whether :func:`chip_level` changes anything on ``profile`` (else a cost is final as it is)."""
+    return profile.static_power_w > 0 or profile.chip_energy is not None or profile.output_stage is not None
+
+
+def chip_level(cost: LayerCost, profile: Profile) -> LayerCost:
+    """``cost`` with its latency and per-cycle energies made final: what :func:`cost_of_mapping` and
+    :func:`hwsim.cost.operator_cost.operator_cost` end with, and what :func:`hwsim.simulate` applies again once
+    the memory plan has moved traffic on chip (which changes stalls and on/off-loading).
+
+    - The output stage bounds the layer as the MACs do (Vela takes an Ethos-U layer's time as the larger of its
+      MAC and output cycles): it adds ``output_cycles = max(0, output_stage_cycles - (compute + stall))``.
+    - ``cycles`` = compute + vector + stall + onload + offload + output.
+    - Per cycle of that latency: leakage (``static_power_w``, at the clock), the clock network and control
+      (``chip_energy``), each under its own pseudo-level. Idempotent.
+    """
+    if not needs_chip_level(profile):
+        return cost
+    busy = cost.compute_cycles + cost.stall_cycles
+    output = max(0.0, cost.output_stage_cycles - busy) if cost.output_stage_cycles else 0.0
+    cycles = (cost.compute_cycles + cost.vector_cycles + cost.stall_cycles + cost.onload_cycles
+              + cost.offload_cycles + output)
+    energy = dict(cost.energy_pj)
+    if profile.static_power_w > 0:  # leakage for the layer's latency, reported apart
+        energy[("static", "static")] = profile.static_power_w * cycles / profile.clock_hz * 1e12
+    chip = profile.chip_energy
+    if chip is not None:
+        for name, pj in (("clock", chip.clock_pj_per_cycle), ("control", chip.control_pj_per_cycle)):
+            if pj > 0:
+                energy[(name, name)] = pj * cycles
+    return dataclasses.replace(cost, cycles=cycles, output_cycles=output, energy_pj=energy)
+
+
+def _mapping_of(m: MappingCost, profile: Profile) -> dict:
+    """The mapping as the output shows it: ZigZag/Timeloop notation, whether it was given (``--mapping``; the
+    caller says so), and the levels whose tiles it overflows (costed as if they fit: said, not hidden)."""
+    return {**notation(m, profile), "given": False, "overflow": list(m.overflow)}
 
 
 def _stall_with_masks(m: MappingCost, profile: Profile, levels: list[MemoryLevel],

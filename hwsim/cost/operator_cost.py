@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from hwsim.cost.layer_cost import LayerCost
+from hwsim.cost.layer_cost import LayerCost, chip_level
 from hwsim.cost.memory_plan import where
 from hwsim.hardware.profile import MemoryLevel, Profile
 from hwsim.workload.graph import ALIAS_KINDS, FUSABLE_KINDS, MAC_KINDS, Graph, Op
@@ -120,9 +120,8 @@ def operator_cost(op: Op, graph: Graph, profile: Profile, level_of: Mapping[str,
         memory = max(memory, t)
     stall = max(0.0, memory - compute)
     cycles = compute + stall
-    if profile.static_power_w > 0:
-        energy[("static", "static")] = profile.static_power_w * cycles / profile.clock_hz * 1e12
-    return LayerCost(name=op.name, kind=op.kind, macs=0, compute_cycles=0, cycles=cycles, utilization=0.0,
+    cost = LayerCost(name=op.name, kind=op.kind, macs=0, compute_cycles=0, cycles=cycles, utilization=0.0,
                      bound=bound, read_bytes=reads, write_bytes=writes, energy_pj=energy, mask_ops=0.0,
                      stall_cycles=stall, vector_cycles=float(compute), vector_ops=float(n), batch=batch,
                      inputs_at=where(op.inputs, level_of), outputs_at=where(op.outputs, level_of))
+    return chip_level(cost, profile)  # leakage, clock and control for its cycles (its own rate bounds its outputs)

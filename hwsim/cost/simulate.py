@@ -6,17 +6,20 @@ it returns (bytes, seconds, joules), with cycles and MACs as counts.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import dataclasses
+import hashlib
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from hwsim import catalogue, units
 from hwsim.cost import lora_cost as lora
-from hwsim.cost.layer_cost import LayerCost, cost_of_mapping, shape_of
+from hwsim.cost.layer_cost import LayerCost, chip_level, cost_of_mapping, needs_chip_level, shape_of
 from hwsim.workload.layers import Workload
-from hwsim.cost.mapping import search_many
+from hwsim.cost.mapping import MappingCost, Shape, search_many
 from hwsim.cost.mask_cost import TaskCost, task_cost
 from hwsim.hardware.profile import OPERANDS, Profile
 from hwsim.cost.memory_plan import plan_memory
@@ -25,11 +28,28 @@ from hwsim.cost.residency import apply_residency
 from hwsim.workload.graph import chain_graph
 
 FORMAT = "ksm-sim/1"
+
+
+def _model_digest() -> str:
+    """sha256 (16 hex digits) of the cost model's source: every module of ``hwsim.cost``, ``hwsim.hardware`` and
+    ``hwsim.workload``, and the bundled profiles and networks. A sweep's saved points are keyed by it
+    (:mod:`hwsim.explore.engine`), so any change to how the same inputs are costed (a formula, a profile's
+    number) makes them be costed again, whether or not someone remembers to bump :data:`MODEL_VERSION`."""
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for pattern in ("cost/**/*.py", "hardware/*.py", "workload/*.py", "profiles/*.yaml", "networks/*.json"):
+        for path in sorted(root.glob(pattern)):
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 # Changes whenever the same inputs would cost differently, so that a sweep's saved points are not reused
-# across models (hwsim.explore.engine): "graph-1" = workloads as graphs, memory plan, vector operators.
-MODEL_VERSION = "graph-1"
+# across models (hwsim.explore.engine): a name for the model's generation ("graph-2": per-operand cuts, output
+# stage, chip energy) and the digest of its source, which changes with any edit.
+MODEL_VERSION = f"graph-2+{_model_digest()}"
 PJ = 1e-12
-ENERGY_OPERANDS = (*OPERANDS, "masks", "mac", "vector", "static")
+# what the energy is spent on: the operands' traffic, then the pseudo-levels (hwsim.cost.layer_cost.LayerCost)
+ENERGY_OPERANDS = (*OPERANDS, "masks", "mac", "vector", "output_stage", "clock", "control", "static")
 
 
 def _traffic(costs: Iterable[LayerCost], level: str) -> tuple[dict[str, float], dict[str, float]]:
@@ -124,12 +144,19 @@ class SimResult:
             "dram_write_bytes": {"outputs": writes["outputs"], "weights": writes["weights"],
                                  "inputs": writes["inputs"], "masks": writes["masks"]},
             "levels": levels,
+            "energy_on_chip_j": sum(j for (level, _), j in by.items() if level != dram),
+            "zero_gating_saved_j": sum(c.gated_pj for c in self.layers) * PJ,
+            "chip_energy": (self.profile.chip_energy.describe() if self.profile.chip_energy is not None
+                            else "no clock or control energy; per-access energies as given"),
+            "energy_scale": (self.profile.chip_energy.energy_scale if self.profile.chip_energy is not None
+                             else 1.0),
             "latency_breakdown_cycles": {
                 "compute": self.compute_cycles,
                 "stall": sum(c.stall_cycles for c in self.layers),
                 "onload": sum(c.onload_cycles for c in self.layers),
                 "offload": sum(c.offload_cycles for c in self.layers),
-                "vector": sum(c.vector_cycles for c in self.layers)},
+                "vector": sum(c.vector_cycles for c in self.layers),
+                "output": sum(c.output_cycles for c in self.layers)},
             "vector_ops": sum(c.vector_ops for c in self.layers),
             "vector_unit": self.profile.vector.describe(),
             "mask_storage_bits": t.mask_storage_bits,
@@ -193,7 +220,8 @@ class SimResult:
                 "inputs_at": c.inputs_at, "outputs_at": c.outputs_at,
                 "latency_breakdown_cycles": {"compute": c.compute_cycles, "stall": c.stall_cycles,
                                              "onload": c.onload_cycles, "offload": c.offload_cycles,
-                                             "vector": c.vector_cycles},
+                                             "vector": c.vector_cycles, "output": c.output_cycles},
+                "zero_gating_saved_j": c.gated_pj * PJ,
                 "energy_by_level_operand_j": by_level, "mapping": c.mapping,
                 "energy_j": sum(c.energy_pj.values()) * PJ, "mask_storage_bits": self.task.mask_bits.get(c.name, 0.0),
                 "dram_read_bytes": reads, "dram_write_bytes": writes}
@@ -231,7 +259,7 @@ class SimResult:
             sp = m.get("spatial", {})
             spatial = " x ".join(f"{d}{u}" for axis in ("rows", "cols") for d, u in sp.get(axis, []))
             top = (m.get("temporal_innermost_first") or {}).get("weights", {})
-            temporal = " | ".join(f"{lv}: " + " ".join(f"{d}{f}" for d, f in loops) for lv, loops in top.items()
+            temporal = "; ".join(f"{lv}: " + " ".join(f"{d}{f}" for d, f in loops) for lv, loops in top.items()
                                   if loops)
             rows.append({"layer": c.name, "operator": c.kind,
                          "tensors (in -> out)": f"{c.inputs_at or '-'} -> {c.outputs_at or '-'}",
@@ -276,7 +304,8 @@ class SimResult:
         """Energy (J) by memory level (rows) and operand (columns), with totals."""
         by = self.energy_by()
         names = [lv.name for lv in self.profile.levels]
-        frame = pd.DataFrame(0.0, index=[*names, "mac", "vector", "mask_ops", "static"], columns=list(ENERGY_OPERANDS))
+        frame = pd.DataFrame(0.0, index=[*names, "mac", "vector", "mask_ops", "output_stage", "clock", "control",
+                                         "static"], columns=list(ENERGY_OPERANDS))
         for (level, operand), j in by.items():
             frame.loc[level, operand] += j
         frame = frame.loc[(frame != 0).any(axis=1)]
@@ -303,7 +332,8 @@ def _operator_row(kind: str) -> dict[str, Any]:
 
 def simulate(work: Workload, profile: Profile, mode: str | None = "on_the_fly", tasks: int = 6,
              mask_density: float = 0.5, batch: int = 1, objective: str = "energy",
-             steady_state: bool = False) -> SimResult:
+             steady_state: bool = False, input_sparsity: float | Mapping[str, float] = 0.0,
+             mapping: Callable[[str, Shape, Profile], MappingCost | None] | None = None) -> SimResult:
     """Cost every operator of ``work`` on ``profile``: its graph (:mod:`hwsim.workload.graph`; a chain of its
     layers when it has none), each layer on the MAC array under its searched mapping, each non-MAC operator on
     the vector unit (:mod:`hwsim.cost.operator_cost`), with the memory plan's on-chip tensors
@@ -320,6 +350,13 @@ def simulate(work: Workload, profile: Profile, mode: str | None = "on_the_fly", 
         steady_state: cost one inference of a stream: weights (and masks) that fit on chip stay there
             across inferences (see :mod:`hwsim.cost.residency`); False starts cold, from DRAM. The tensors the
             memory plan keeps on chip stay there either way.
+        input_sparsity: the fraction of input activations that are zero, one for every layer or per layer name
+            (layers not named: 0); on a profile with ``zero_gating`` the MACs on them are skipped
+            (:func:`hwsim.cost.layer_cost.cost_of_mapping`), elsewhere it changes nothing.
+        mapping: given mappings instead of the search (``ksm-sim --mapping``,
+            :func:`hwsim.cost.mapping.given_mapping.mapping_source`): layer name, loop bounds, profile -> the
+            cost of its given mapping, or None to search it; a given layer's ``mapping`` notes ``given`` and the
+            levels its tiles ``overflow``.
 
     Example:
         >>> from hwsim import load_network, load_profile, simulate
@@ -338,14 +375,26 @@ def simulate(work: Workload, profile: Profile, mode: str | None = "on_the_fly", 
     plan = plan_memory(graph, how, layers, profile, batch)
     mac = [layers[op.layer] for op, h in zip(graph.ops, how) if h == "mac"]
     shapes = [shape_of(layer, batch) for layer in mac]
-    found = iter(search_many(shapes, profile, objective))  # one numpy pass for the network's new shapes
+    given = {} if mapping is None else {
+        layer.name: m for layer, s in zip(mac, shapes) if (m := mapping(layer.name, s, profile)) is not None}
+    found = iter(search_many([s for layer, s in zip(mac, shapes) if layer.name not in given], profile,
+                             objective))  # one numpy pass for the network's new shapes
     shape_of_layer = dict(zip((layer.name for layer in mac), shapes))
+    sparsity = (dict(input_sparsity) if isinstance(input_sparsity, Mapping)
+                else dict.fromkeys(layers, float(input_sparsity)))
+    unknown = sorted(set(sparsity) - set(layers))
+    if unknown:
+        raise ValueError(f"input_sparsity names layers the workload does not have: {', '.join(unknown)}")
     costs: list[LayerCost] = []
     for op, h in zip(graph.ops, how):
         if h == "mac":
             layer = layers[op.layer]
-            costs.append(cost_of_mapping(layer, shape_of_layer[layer.name], next(found), profile,
-                                         live.get(layer.name), batch))
+            m = given.get(layer.name) or next(found)
+            cost = cost_of_mapping(layer, shape_of_layer[layer.name], m, profile, live.get(layer.name), batch,
+                                   sparsity.get(layer.name, 0.0))
+            if layer.name in given:
+                cost = dataclasses.replace(cost, mapping={**(cost.mapping or {}), "given": True})
+            costs.append(cost)
         elif h == "vector":
             costs.append(operator_cost(op, graph, profile, plan.level_of, batch))
     masks_streamed = {name: load.bits for name, load in live.items()}
@@ -355,6 +404,8 @@ def simulate(work: Workload, profile: Profile, mode: str | None = "on_the_fly", 
     # intermediate activations enter the cost.
     if mode == "on_the_fly" and catalogue.get(work.method).mask.branch:
         costs += lora.branch_costs(work, profile, batch, objective)
+    if needs_chip_level(profile):  # the plan moved traffic on chip: latencies, and what is charged per cycle, anew
+        costs = tuple(chip_level(c, profile) for c in costs)
     return SimResult(profile=profile, work=work, mode=mode, task=tc, layers=costs, batch=batch, objective=objective,
                      steady_state=steady_state, residency=residency)
 

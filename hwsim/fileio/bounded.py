@@ -55,10 +55,29 @@ def is_fraction(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
 
 
+def not_a_file(path: Path) -> str | None:
+    """Why ``path`` is not a regular file a reader may open, in a few words (None when it is one): missing, a
+    folder, a link that loops or leads nowhere, or a device, pipe or socket (``/dev/zero`` is no file to read)."""
+    path = Path(path)
+    try:
+        if path.is_file():
+            return None
+        if path.is_dir():
+            return "is a folder, not a file"
+        if path.is_symlink():
+            return "a symbolic link that loops or leads nowhere"
+        if path.exists():
+            return "not a regular file (a device, pipe or socket)"
+    except OSError as exc:  # a loop of links, a name too long
+        return f"cannot be read ({exc.strerror or exc.__class__.__name__})"
+    return "missing file"
+
+
 def check_file(path: Path, error: type[Exception]) -> None:
-    """Refuse a path that is not a readable file, saying whether it is missing or a folder."""
-    if not path.is_file():
-        raise error(f"{path}: {'is a folder, not a file' if path.is_dir() else 'missing file'}")
+    """Refuse a path that is not a regular file (:func:`not_a_file`), saying why in one line."""
+    why = not_a_file(path)
+    if why is not None:
+        raise error(f"{path}: {why}")
 
 
 def check_size(path: Path, limit: int, error: type[Exception]) -> None:
@@ -77,6 +96,8 @@ def read_text(path: Path, limit: int, error: type[Exception]) -> str:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise error(f"{path}: not UTF-8 text ({exc.reason})") from None
+    except OSError as exc:  # a file the kernel will not read (/proc/self/pagemap): name it
+        raise error(f"{path}: cannot be read ({exc.strerror or exc.__class__.__name__})") from None
 
 
 def _bounded_int(text: str) -> int:

@@ -20,7 +20,11 @@ A profile file looks like this (every number should carry its source in a commen
         per_pe: false                  # optional; true = one instance inside every PE
 
 Optional keys: ``spatial`` (the unrollings the mapping search may use), ``static_power_w``, ``vector_unit``
-(``{ops_per_cycle, energy_pj_per_op}``: what runs non-MAC operators), and the area
+(``{ops_per_cycle, energy_pj_per_op}``: what runs non-MAC operators), ``output_stage``
+(``{outputs_per_cycle, energy_pj_per_output}``: requantisation and write-back, which bounds a layer's time),
+``chip_energy`` (``{clock_pj_per_cycle, control_pj_per_cycle, energy_node_nm, energy_vdd_v, vdd_v, device}``:
+clock and control per cycle, and the node the per-access energies were given at, scaled to ``technology_nm``
+once, here: :mod:`hwsim.hardware.node_scaling`), ``zero_gating`` (MACs on zero inputs skipped), and the area
 model's ``technology_nm`` and ``area`` (:mod:`hwsim.hardware.area`). Every key, its unit, its physical range and
 the cross-field rules are declared once, in :class:`hwsim.schemas.profile_file.ProfileFile` (and documented from
 it in ``docs/reference/profile.md``); a file that breaks one is refused with one line naming the file and the key.
@@ -41,6 +45,7 @@ from typing import Any
 
 from hwsim.errors import InputError
 from hwsim.fileio.bounded import MAX_YAML_BYTES, parse_yaml, read_text
+from hwsim.hardware.node_scaling import energy_scale
 from hwsim.hardware.overrides import apply_overrides, parse_set
 from hwsim.schemas.validation import validate
 from hwsim.schemas.profile_file import (  # noqa: F401 - OPERANDS, DATAFLOWS, SPATIAL_DIMS are re-exported
@@ -129,6 +134,34 @@ class SpatialAxes:
 
 
 @dataclass(frozen=True, slots=True)
+class OutputStage:
+    """Requantisation, activation and write-back of final outputs: a layer takes at least its outputs over
+    ``outputs_per_cycle`` cycles, and each output costs ``energy_pj_per_output`` (already scaled to the node)."""
+
+    outputs_per_cycle: float
+    energy_pj_per_output: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ChipEnergy:
+    """Chip-level energy: the clock network and control per cycle (at the profile's node), and the factor by
+    which the per-access energies the profile gave (at ``energy_node_nm``) were scaled to its node
+    (:mod:`hwsim.hardware.node_scaling`; 1.0 when not scaled)."""
+
+    clock_pj_per_cycle: float = 0.0
+    control_pj_per_cycle: float = 0.0
+    energy_scale: float = 1.0
+    energy_node_nm: float | None = None  # None: the energies were given at the profile's node
+    technology_nm: float | None = None  # the node they were scaled to
+
+    def describe(self) -> str:
+        """One line for tables: clock, control, and the node scaling applied."""
+        scaled = (f"per-access energies x{self.energy_scale:.3g} from {self.energy_node_nm:g} nm to "
+                  f"{self.technology_nm:g} nm" if self.energy_node_nm is not None else "per-access energies as given")
+        return f"clock {self.clock_pj_per_cycle:g} pJ/cycle, control {self.control_pj_per_cycle:g} pJ/cycle, {scaled}"
+
+
+@dataclass(frozen=True, slots=True)
 class Profile:
     """An accelerator: clock, MAC array, dataflow, precisions and memory levels (outermost first)."""
 
@@ -143,6 +176,9 @@ class Profile:
     spatial: SpatialAxes | None = None  # None: the dataflow's default unrollings
     static_power_w: float = 0.0  # leakage and clock tree, charged x latency
     vector_unit: VectorUnit | None = None  # None: non-MAC operators run on the MAC array (see `vector`)
+    output_stage: OutputStage | None = None  # None: outputs leave the array without bounding its time
+    chip_energy: ChipEnergy | None = None  # None: no clock or control energy, energies as given
+    zero_gating: bool = False  # MACs on zero inputs skipped (their MAC and innermost weight read)
 
     @property
     def vector(self) -> VectorUnit:
@@ -182,24 +218,50 @@ def profile_from_dict(raw: Any, where: str) -> Profile:
     return _profile(validate(ProfileFile, raw, where))
 
 
+def energy_scale_of(model: ProfileFile) -> float:
+    """The factor taking the profile's per-access energies from the node and supply they were given at
+    (``chip_energy.energy_node_nm``, ``energy_vdd_v``) to its ``technology_nm`` at ``vdd_v``
+    (:func:`hwsim.hardware.node_scaling.energy_scale`); 1.0 when no source node is given."""
+    c = model.chip_energy
+    if c is None or c.energy_node_nm is None:
+        return 1.0
+    return energy_scale(c.energy_node_nm, c.energy_vdd_v, model.technology_nm, c.vdd_v, c.device)
+
+
 def _profile(model: ProfileFile) -> Profile:
-    """The runtime dataclasses of a validated profile (the cost model's objects; no check is repeated)."""
+    """The runtime dataclasses of a validated profile (the cost model's objects; no check is repeated).
+
+    Per-access and per-operation energies (MAC, on-chip levels, vector unit, mask operations, output stage) are
+    scaled here, once, by :func:`energy_scale_of`, so the mapping search and every cost see the chip's
+    energies; the per-cycle clock and control energies (given at the chip's node) are not, nor is the outermost
+    level (off-chip memory: its energy is the DRAM's and its interface's, not the chip's node) unless
+    ``chip_energy.scale_outermost`` says its energies were given relative to the same on-chip anchor."""
     a, p, m, s = model.array, model.precision_bits, model.mask_op_energy_pj, model.spatial
+    k = energy_scale_of(model)
+    c, o = model.chip_energy, model.output_stage
+    k_out = k if c is not None and c.scale_outermost else 1.0  # the outermost level's own energies stay
     return Profile(
         name=model.name, description=model.description, clock_hz=model.clock_hz, dataflow=model.dataflow,
-        array=Array(rows=a.rows, cols=a.cols, mac_energy_pj=a.mac_energy_pj),
+        array=Array(rows=a.rows, cols=a.cols, mac_energy_pj=a.mac_energy_pj * k),
         precision_bits=Precision(weights=p.weights, inputs=p.inputs, psums=p.psums, outputs=p.outputs,
                                  mask_scale=p.mask_scale, batchnorm=p.batchnorm),
-        mask_op_energy_pj=MaskOpEnergy(gate=m.gate, multiply=m.multiply),
+        mask_op_energy_pj=MaskOpEnergy(gate=m.gate * k, multiply=m.multiply * k),
         levels=tuple(MemoryLevel(name=lv.name, size_bytes=lv.size_bytes, word_bits=lv.word_bits,
-                                 read_energy_pj=lv.read_energy_pj, write_energy_pj=lv.write_energy_pj,
+                                 read_energy_pj=lv.read_energy_pj * (k if i else k_out),
+                                 write_energy_pj=lv.write_energy_pj * (k if i else k_out),
                                  bandwidth_bytes_per_cycle=lv.bandwidth_bytes_per_cycle,
-                                 operands=tuple(lv.operands), per_pe=lv.per_pe) for lv in model.levels),
+                                 operands=tuple(lv.operands), per_pe=lv.per_pe) for i, lv in enumerate(model.levels)),
         spatial=None if s is None else SpatialAxes(rows=tuple(s.rows), cols=tuple(s.cols), search=s.search),
         static_power_w=model.static_power_w,
         vector_unit=None if model.vector_unit is None else VectorUnit(
-            ops_per_cycle=model.vector_unit.ops_per_cycle, energy_pj_per_op=model.vector_unit.energy_pj_per_op,
-            by_kind=tuple(sorted((model.vector_unit.ops_per_cycle_by_kind or {}).items()))))
+            ops_per_cycle=model.vector_unit.ops_per_cycle, energy_pj_per_op=model.vector_unit.energy_pj_per_op * k,
+            by_kind=tuple(sorted((model.vector_unit.ops_per_cycle_by_kind or {}).items()))),
+        output_stage=None if o is None else OutputStage(outputs_per_cycle=o.outputs_per_cycle,
+                                                        energy_pj_per_output=o.energy_pj_per_output * k),
+        chip_energy=None if c is None else ChipEnergy(
+            clock_pj_per_cycle=c.clock_pj_per_cycle, control_pj_per_cycle=c.control_pj_per_cycle, energy_scale=k,
+            energy_node_nm=c.energy_node_nm, technology_nm=model.technology_nm if c.energy_node_nm else None),
+        zero_gating=model.zero_gating)
 
 
 def _extras(model: ProfileFile) -> dict[str, Any]:

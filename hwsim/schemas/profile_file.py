@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, ValidationInfo, field_validator
 
 from hwsim.hardware.area import REFERENCE_NM
+from hwsim.hardware.node_scaling import DEVICES, MAX_NM as MAX_SCALING_NM, MIN_NM as MIN_SCALING_NM, energy_scale
 from hwsim.schemas.validation import Real, Record, Whole, first_repeat
 
 OPERANDS = ("weights", "inputs", "outputs")
@@ -50,6 +51,8 @@ MAX_DESCRIPTION = 500  # one line in --list-profiles
 MAX_UM2 = 1e11  # no component is larger than a 300 mm wafer (7.1e10 um2)
 MAX_MM2 = 1e5  # the same wafer, in mm2
 MIN_SRAM_EFFICIENCY = 0.01  # area is divided by it; CACTI 6.5 reports 0.5-0.8 for megabyte-class arrays
+MAX_ENERGY_PER_CYCLE_PJ = 1e9  # 1 mJ per clock cycle: 1 MW at 1 GHz, far above any chip's clock and control
+MIN_VDD_V, MAX_VDD_V = 0.3, 2.0  # near-threshold operation .. above 180 nm's nominal 1.8 V
 
 
 def Bits(meaning: str) -> Any:  # noqa: N802 - a type
@@ -120,7 +123,8 @@ class ProfileLevel(Record):
                                     description="bytes one instance moves per clock cycle (bytes/cycle)")
     operands: list[Operand] = Field(min_length=1, max_length=len(OPERANDS),
                                     description="the operands the level holds")
-    per_pe: bool = Field(False, description="true: one instance inside every PE (a register file or spad)")
+    per_pe: bool = Field(False, description="true: one instance inside every PE (a register file, spad or "
+                                            "accumulator; an operand may have several, innermost)")
 
     @field_validator("operands")
     @classmethod
@@ -171,6 +175,45 @@ class ProfileArea(Record):
                           f"(each ≥ 0, ≤ {MAX_MM2:g})")
 
 
+class ProfileOutputStage(Record):
+    """The output stage after the MAC array: requantisation, activation and write-back of each final output.
+    A layer's time is at least its outputs over ``outputs_per_cycle`` (as Vela takes an Ethos-U layer's time as
+    the larger of its MAC and output cycles), and each output costs ``energy_pj_per_output``."""
+
+    outputs_per_cycle: Real(ge=MIN_OPS_PER_CYCLE, le=float(MAX_ARRAY_SIDE) ** 2,
+                            description="final outputs the stage produces per cycle (outputs/cycle)")
+    energy_pj_per_output: Energy("requantising, activating and writing back one output") = 0.0
+
+
+class ProfileChipEnergy(Record):
+    """Chip-level energy beside the per-access energies: the clock network and control, per clock cycle of
+    the layer's latency, and the node and supply at which the profile's per-access energies were given (they
+    are scaled once, when the profile is built, to ``technology_nm`` at ``vdd_v`` with Stillmaker & Baas's
+    energy fits, :mod:`hwsim.hardware.node_scaling`; the outermost level, off-chip, only with
+    ``scale_outermost``). Leakage is ``static_power_w``."""
+
+    RULES: ClassVar[tuple[str, ...]] = (
+        "`energy_node_nm`, `energy_vdd_v` and `vdd_v` come together (all three or none).",
+    )
+
+    clock_pj_per_cycle: Energy("the clock network, per cycle, at the profile's node") = 0.0
+    control_pj_per_cycle: Energy("control (sequencers, configuration, NoC control), per cycle, at the "
+                                 "profile's node") = 0.0
+    energy_node_nm: Real(ge=MIN_SCALING_NM, le=MAX_SCALING_NM,
+                         description="the node the per-access energies were given at (nm); absent: at "
+                                     "`technology_nm`, not scaled") = None
+    energy_vdd_v: Real(ge=MIN_VDD_V, le=MAX_VDD_V,
+                       description="the supply the per-access energies were given at (V)") = None
+    vdd_v: Real(ge=MIN_VDD_V, le=MAX_VDD_V, description="the chip's supply (V)") = None
+    scale_outermost: bool = Field(
+        False, description="true: the outermost level's energies are scaled too (they were given relative to "
+                           "the same on-chip anchor, as Eyeriss's normalised DRAM cost); false: they are the "
+                           "off-chip memory's own and stay as given")
+    device: Literal[DEVICES] = Field(  # type: ignore[valid-type]
+        "hp", description="the scaling fits' device type at 45 nm and below: `hp` (high performance) or "
+                          "`lp` (low power)")
+
+
 class ProfileFile(Record):
     """An accelerator profile: clock, MAC array, dataflow, precisions, memory levels (outermost first), and
     optionally a spatial mapping, static power and the area model's node and constants. Each number should
@@ -180,9 +223,12 @@ class ProfileFile(Record):
         "Level names are unique.",
         "The outermost level (`levels[0]`, DRAM or a microcontroller's system memory) holds weights, inputs "
         "and outputs, and is not `per_pe`.",
-        "Of the levels holding an operand, at most one is `per_pe`, and it is the innermost of them.",
+        "An operand's `per_pe` levels, however many, are the innermost of the levels holding it (none is "
+        "above a shared level holding it).",
         "`area.levels` names levels of the profile, and not the outermost one (off-chip memory has no area "
         "here).",
+        "`chip_energy.energy_node_nm` given: `technology_nm` lies within the scaling fits (7-180 nm) and both "
+        "supplies within the fits of both nodes.",
     )
 
     name: str = Field(min_length=1, max_length=MAX_NAME,
@@ -206,6 +252,15 @@ class ProfileFile(Record):
                         description="the process node the area model scales to (nm); 45 is the node of its "
                                     "anchors") = REFERENCE_NM
     area: ProfileArea | None = Field(None, description="the area model's constants at this node")
+    output_stage: ProfileOutputStage | None = Field(
+        None, description="the output stage's rate and energy; absent: outputs leave the array for free")
+    chip_energy: ProfileChipEnergy | None = Field(
+        None, description="clock network and control energy per cycle, and the node the per-access energies "
+                          "were given at; absent: none, and energies taken as given")
+    zero_gating: bool = Field(False, description="true: a MAC whose input activation is zero is skipped, its "
+                                                 "MAC energy and its innermost weight read saved, as Eyeriss "
+                                                 "gates them (Chen et al., JSSC 2017, §V-C); the zeros' fraction "
+                                                 "is the run's input sparsity")
 
     @field_validator("levels")
     @classmethod
@@ -218,10 +273,12 @@ class ProfileFile(Record):
             raise ValueError(f"the outermost level (levels[0], {dram.name!r}) must hold weights, inputs and "
                              "outputs and not be per_pe")
         for operand in OPERANDS:
-            flags = [level.per_pe for level in levels if operand in level.operands]
-            if flags.count(True) > 1 or (True in flags and not flags[-1]):
-                raise ValueError(f"{operand}: at most one per_pe level, and it must be the innermost "
-                                 "holding it")
+            held = [level for level in levels if operand in level.operands]
+            flags = [level.per_pe for level in held]
+            if True in flags and not all(flags[flags.index(True):]):
+                above, below = held[flags.index(True)], held[flags.index(False, flags.index(True))]
+                raise ValueError(f"{operand}: per_pe levels must be the innermost holding it, but per_pe "
+                                 f"{above.name!r} is above the shared {below.name!r}")
         return levels
 
     @field_validator("area")
@@ -237,3 +294,19 @@ class ProfileFile(Record):
             if name not in names:
                 raise ValueError(f"levels.{name}: no such level (on-chip levels: {', '.join(names)})")
         return area
+
+    @field_validator("chip_energy")
+    @classmethod
+    def _energy_node(cls, chip: ProfileChipEnergy | None, info: ValidationInfo) -> ProfileChipEnergy | None:
+        if chip is None:
+            return chip
+        given = [chip.energy_node_nm is not None, chip.energy_vdd_v is not None, chip.vdd_v is not None]
+        if any(given) and not all(given):
+            raise ValueError("energy_node_nm, energy_vdd_v and vdd_v come together (all three or none)")
+        node = info.data.get("technology_nm", REFERENCE_NM)
+        if chip.energy_node_nm is not None:
+            try:
+                energy_scale(chip.energy_node_nm, chip.energy_vdd_v, node, chip.vdd_v, chip.device)
+            except ValueError as exc:
+                raise ValueError(f"per-access energies cannot be scaled to technology_nm {node:g}: {exc}") from None
+        return chip

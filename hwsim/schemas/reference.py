@@ -49,6 +49,8 @@ FORMATS = (
            "`ksm-sim --topology`, `ksm-explore` (`topology:`)"),
     Format("onnx-input", "ONNX model input shape", "hwsim.schemas.onnx_shapes:OnnxInput",
            "`ksm-sim --onnx` (with `--input-shape`), `ksm-explore` (`onnx:`)"),
+    Format("mapping-file", "Given mapping (`ksm-sim --mapping FILE`, YAML or JSON)",
+           "hwsim.schemas.mapping_file:MappingFile", "`ksm-sim --mapping` ([mapping.md](../mapping.md))"),
 )
 
 

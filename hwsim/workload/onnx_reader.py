@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from hwsim.errors import InputError
-from hwsim.fileio.bounded import ECHO, MAX_SIZE, short
+from hwsim.fileio.bounded import ECHO, MAX_SIZE, check_file, short
 from hwsim.schemas.validation import validate
 from hwsim.schemas.graph_record import GraphRecord, check_graph_layers
 from hwsim.schemas.onnx_shapes import ConvAttributes, OnnxInput
@@ -128,8 +128,7 @@ def load_onnx(path: str | Path, warn: bool = True, input_shape: tuple[int, ...] 
     except ImportError:
         raise InputError("--onnx needs the onnx package: pip install 'ksm[explore]'") from None
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: missing file")
+    check_file(path, InputError)
     try:
         model = onnx.load(str(path))
     except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError, RuntimeError, ValueError...

@@ -45,6 +45,7 @@ import numpy as np
 
 from hwsim import catalogue
 from hwsim.errors import InputError
+from hwsim.fileio.bounded import check_file
 from hwsim.schemas.validation import validate
 from hwsim.schemas.run_record import LayerRecord
 from hwsim.schemas.task_header import FLOAT_BITS, FORMAT, MAX_SCALE_BITS, TaskHeader, decode_header, encode_header
@@ -110,8 +111,7 @@ def _read_file(path: Path) -> tuple[dict[str, str], dict[str, np.ndarray]]:
     """(raw metadata, tensors) of a safetensors file; anything unreadable is one line naming the file."""
     from safetensors import safe_open
 
-    if not path.is_file():
-        raise InputError(f"{path}: {'is a folder, not a file' if path.is_dir() else 'missing file'}")
+    check_file(path, InputError)
     try:
         with safe_open(str(path), framework="numpy") as handle:
             raw = handle.metadata() or {}

@@ -45,13 +45,14 @@ _warned = False
 
 
 def one_line_warnings() -> None:
-    """Show :class:`UncheckedRunWarning` as one ``warning: ...`` line on stderr (the CLIs call this);
-    Python's default adds the source file, line and code line, which mean nothing to a user."""
+    """Show every warning this project raises (:class:`UncheckedRunWarning`, an export that leaves the masks
+    out, ...: a category defined in ``hwsim`` or ``ksm``) as one ``warning: ...`` line on stderr (the CLIs
+    call this); Python's default adds the source file, line and code line, which mean nothing to a user."""
     default = warnings.showwarning
 
     def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
              file: Any = None, line: str | None = None) -> None:
-        if issubclass(category, UncheckedRunWarning):
+        if issubclass(category, UncheckedRunWarning) or category.__module__.split(".")[0] in ("hwsim", "ksm"):
             print(f"warning: {message}", file=sys.stderr if file is None else file)
         else:
             default(message, category, filename, lineno, file, line)
@@ -91,8 +92,7 @@ def check_files(folder: Path, record: RunRecord, error: type[Exception]) -> None
     for name in TENSOR_FILES:
         expected = record.files[name].sha256
         path = folder / name
-        if not path.is_file():
-            raise error(f"{path}: missing file")
+        bounded.check_file(path, error)
         if sha256_file(path) != expected:
             raise error(f"{path}: sha256 differs from run.json files.{name}.sha256 ({expected[:12]}…); the file "
                         f"is not the one this run wrote")

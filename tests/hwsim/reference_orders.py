@@ -12,10 +12,11 @@ import math
 
 import numpy as np
 
-from hwsim.cost.mapping.batch_scorer import Ledger, charge_traffic, columns, cycles_of
+from hwsim.cost.mapping.batch_scorer import Ledger, allocate, charge_traffic, columns, cycles_of
+from hwsim.cost.mapping.one_mapping import objective_key
 from hwsim.cost.mapping.loop_orders import permutations
 from hwsim.cost.mapping.space import DIMS, OPERANDS, RELEVANT, Arch, Shape, Spatial
-from hwsim.cost.mapping.tiles import tile_elements, tiles_fit, window
+from hwsim.cost.mapping.tiles import tile_elements, window
 from hwsim.hardware.profile import MemoryLevel
 
 W, I, O = OPERANDS
@@ -32,9 +33,12 @@ def loop_orders(factor_list: tuple[tuple[int, int], ...]) -> tuple[np.ndarray, n
     return loops[rows, 0], loops[rows, 1].astype(float)
 
 
-def score_orders(shape: Shape, a: Arch, spatial: Spatial, orders: np.ndarray, factors: np.ndarray
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def score_orders(shape: Shape, a: Arch, spatial: Spatial, orders: np.ndarray, factors: np.ndarray,
+                 objective: str = "energy") -> tuple[np.ndarray, np.ndarray]:
     """Energy (pJ) and cycles of many loop orders at once: ``evaluate``'s formulas over numpy arrays.
+
+    Every order is scored under both allocations of a shared memory (the common cut, then the cut per
+    operand) and keeps the second only where ``objective`` strictly prefers it, as ``evaluate`` does.
 
     ``orders`` holds dimension indices (into ``DIMS``), ``factors`` the loop counts, both shaped
     (orders, loops), innermost loop first (as :func:`loop_orders` gives them).
@@ -60,22 +64,25 @@ def score_orders(shape: Shape, a: Arch, spatial: Spatial, orders: np.ndarray, fa
         return tile_elements(o, columns(b), win, np.minimum, np.where)
 
     ext = {(o, s): extent(o, b_sh if s else b_pe) for o in OPERANDS for s in (False, True)}  # (n, L+1)
-    ebytes = a.ebytes
+    below = np.concatenate([np.ones((n, 1)), np.cumprod(factors, axis=1)], axis=1)  # (n, L+1)
+    out_ir = np.concatenate([np.ones((n, 1)), np.cumprod(np.where(np.isin(orders, [DIMS.index(d) for d in RELEVANT[O]]),
+                                                                  1.0, factors), axis=1)], axis=1)
+    ids = np.arange((n_loops + 1) * n).reshape(n_loops + 1, n)  # (position, order) as one id into the .T tables
+    scored = [_score(shape, a, spatial, orders, factors, allocate(
+        a, ids, ids[-1], lambda o, shared: ext[(o, shared)].T.ravel(), below.T.ravel(), below[:, -1],
+        out_ir.T.ravel(), shared_cut=mode), true_ways, b_pe, b_sh, extent) for mode in ("common", "per_operand")]
+    (e, c), (e2, c2) = scored
+    better = objective_key(e2, c2, objective) < objective_key(e, c, objective)
+    return np.where(better, e2, e), np.where(better, c2, c)
+
+
+def _score(shape: Shape, a: Arch, spatial: Spatial, orders: np.ndarray, factors: np.ndarray,
+           cuts: dict[str, list[np.ndarray]], true_ways: dict[str, float], b_pe: np.ndarray, b_sh: np.ndarray,
+           extent) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`score_orders` under one allocation ``cuts``."""
+    n, n_loops = orders.shape
     rows_idx = np.arange(n)
-    jj = np.arange(n_loops + 1)[None, :]
-    cuts: dict[str, list[np.ndarray]] = {o: [] for o in OPERANDS}
-    for lv, ops in a.alloc:
-        shared = not lv.per_pe
-        start = {o: (cuts[o][-1] if cuts[o] else np.zeros(n, dtype=int)) for o in ops}
-        j0 = np.max(np.stack([start[o] for o in ops]), axis=0)
-
-        def tile(o: str, start: dict[str, np.ndarray] = start, shared: bool = shared) -> np.ndarray:
-            return np.take_along_axis(ext[(o, shared)], np.maximum(start[o][:, None], jj), axis=1)
-
-        fits = tiles_fit(lv, ops, tile, ebytes) & (jj > j0[:, None])
-        j = j0 + fits.sum(axis=1)
-        for o in ops:
-            cuts[o].append(np.maximum(start[o], j))
+    B, G, K, C, OY, OX, FY, FX = range(8)
 
     macs = float(shape.macs)
     temporal = float(np.prod(factors[0]))

@@ -9,12 +9,18 @@ What this checks is the operator accounting: which operators are fused or are vi
 ADD and writes a concatenation's inputs straight into its slices), how many operations each costs, and where it
 is bound. The ``ethos_u55`` profile's vector rates come from Vela's own architecture constants (0.75 output cycles
 per ADD element; pooling on the MAC engine at max(4, taps) x 4 cycles per 32-output micro-block at int8), not from
-these outputs. The convolutions and the memory system of the profile are issue 24's.
+these outputs.
+
+Issue 24 (below): nine single MAC layers and MobileNetV2, compiled by Vela with the Sram_Only memory mode at the
+profile's 1 GHz (``fixtures/vela/sram_only_1ghz``), against the re-derived ``ethos_u55`` profile: each layer's
+and the network's total cycles, and MobileNetV2's per-layer median, within 1.5x. A layer that misses is a strict
+xfail naming the cause; the profile's numbers come from Vela's architecture model, not from these outputs.
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 import pytest
@@ -83,7 +89,108 @@ def test_global_pools_cost_what_vela_charges() -> None:
         assert 1 / 1.5 <= ours / vela <= 1.5, (name, ours, vela)
 
 
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Issue 24: MAC layers and MobileNetV2 against Vela, Sram_Only at the profile's 1 GHz (fixtures/vela/sram_only_1ghz)
+# ---------------------------------------------------------------------------------------------------------------
+
+LAYER_FIXTURES = FIXTURES / "sram_only_1ghz"
+TOLERANCE = 1.5
+
+# Why a layer misses, found by comparing the two sides' traffic and mappings (fixtures/vela/README.md, "Single
+# layers"). Vela's memory time charges a transfer shorter than the SRAM's 32-byte burst as a whole burst
+# (ethos_u55_performance.cpp EstimateMemoryTransfer): an NHWC block row of 16 channels costs twice its bytes, of 3
+# channels (8-byte bursts) four times; hwsim moves bytes at the port's rate, so layers Vela finds SRAM-bound on
+# such transfers come out faster here.
+_BURST = ("Vela charges its 16-byte NHWC transfers as 32-byte SRAM bursts (EstimateMemoryTransfer), doubling the "
+          "feature-map traffic that bounds the layer; hwsim has no burst model")
+_SEARCH = ("the mapping search merges the input-channel loop into one factor (LOMA's factor limit, issue 24 item 5), "
+           "so it cannot keep the 4-cycle accumulation in the MAC engine and sends partial sums to the shared buffer "
+           "(bound: shram); Vela's engine accumulates 32 channels in place")
+LAYER_MISSES = {
+    "conv1x1_256to64_56": _SEARCH,
+    "conv5x5_64to64_28": _SEARCH,
+    "conv1x1_32to192_28": _BURST + " (its 192-channel output written in 16-byte bursts) and re-reads weights and "
+                                   "scales for every OFM block",
+    "conv3x3s2_3to32_224": "Vela reads the 3-channel input in 8-byte bursts (4x its bytes) and writes the output in "
+                           "16-byte bursts (2x), so the layer is SRAM-bound there and MAC-bound here",
+    "dw3x3_32_112": _BURST + " (input and output), and groups a depthwise kernel's 9 taps in 3 steps of 4",
+    "dw3x3s2_96_112": _BURST + " (input and output), and groups a depthwise kernel's 9 taps in 3 steps of 4",
+}
+SINGLE_LAYERS = tuple(sorted(p.stem for p in LAYER_FIXTURES.glob("*.json") if p.stem != "mobilenet_v2"))
+
+
+def _vela_by_tflite_op(fixture: dict) -> dict[int, int]:
+    """Vela's cycles per TFLite operator: the NPU operators it lowered one TFLite operator to, fused ones aside."""
+    out: dict[int, int] = {}
+    for op in fixture["operators"]:
+        if "fused_into" not in op:
+            out[op["tflite_index"]] = out.get(op["tflite_index"], 0) + op["cycles"]
+    return out
+
+
+def layer_ratio(name: str) -> float:
+    """ksm-sim's cycles over Vela's for one single-layer fixture (its ONNX twin on the ``ethos_u55`` profile)."""
+    fixture = json.loads((LAYER_FIXTURES / f"{name}.json").read_text(encoding="utf-8"))
+    work, _ = load_onnx(LAYER_FIXTURES / fixture["onnx"]["file"], warn=False)
+    ours = sum(c.cycles for c in simulate(work, load_profile("ethos_u55")).layers)
+    return ours / fixture["total_cycles"]
+
+
+def mobilenet_ratios() -> tuple[float, list[tuple[str, float]]]:
+    """MobileNetV2: (total ratio, [(layer, ratio)] for every Conv and the classifier). The ONNX side is the
+    torchvision export (``../mobilenet_v2.onnx``), layer for layer the shapes of the Keras model Vela compiled."""
+    from hwsim.workload.onnx_reader import module_name
+
+    fixture = json.loads((LAYER_FIXTURES / "mobilenet_v2.json").read_text(encoding="utf-8"))
+    work, _ = load_onnx(LAYER_FIXTURES / fixture["onnx"]["file"], warn=False)
+    result = simulate(work, load_profile("ethos_u55"))
+    ours = {c.name: c.cycles for c in result.layers}
+    vela = _vela_by_tflite_op(fixture)
+    per_layer = []
+    for match in fixture["onnx"]["matches"]:
+        if match["onnx_op"] in ("Conv", "Gemm"):
+            name = module_name(match["onnx_node"])
+            per_layer.append((name, ours[name] / vela[match["tflite_index"]]))
+    return sum(ours.values()) / fixture["total_cycles"], per_layer
+
+
+def test_the_layer_fixtures_are_what_the_readme_says() -> None:
+    assert len(SINGLE_LAYERS) == 9 and set(LAYER_MISSES) <= set(SINGLE_LAYERS)
+    for name in (*SINGLE_LAYERS, "mobilenet_v2"):
+        fixture = json.loads((LAYER_FIXTURES / f"{name}.json").read_text(encoding="utf-8"))
+        assert fixture["core_clock_hz"] == load_profile("ethos_u55").clock_hz == 1e9
+        assert (fixture["accelerator"], fixture["memory_mode"]) == ("ethos-u55-256", "Sram_Only")
+        assert fixture["memories"]["Sram"]["bytes_per_cycle"] == 8.0
+        assert fixture["total_cycles"] == sum(op.get("cycles", 0) for op in fixture["operators"])
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=LAYER_MISSES[n])) if n in LAYER_MISSES else n
+    for n in SINGLE_LAYERS])
+def test_single_layer_cycles_within_tolerance_of_vela(name: str) -> None:
+    ratio = layer_ratio(name)
+    assert 1 / TOLERANCE <= ratio <= TOLERANCE, (name, round(ratio, 2))
+
+
+def test_mobilenet_v2_total_cycles_within_tolerance_of_vela() -> None:
+    total, _ = mobilenet_ratios()
+    assert 1 / TOLERANCE <= total <= TOLERANCE, round(total, 2)
+
+
+def test_mobilenet_v2_per_layer_median_within_tolerance_of_vela() -> None:
+    _, per_layer = mobilenet_ratios()
+    assert len(per_layer) == 53  # 52 convolutions and the classifier
+    median = statistics.median(r for _, r in per_layer)
+    assert 1 / TOLERANCE <= median <= TOLERANCE, round(median, 2)
+
+
 if __name__ == "__main__":
     for network in NETWORKS:
         for op, name, ours, vela in pairs(network):
             print(f"| {network} | {op} | {name} | {ours:,.0f} | {vela:,.0f} | {ours / vela if vela else float('nan'):.2f} |")
+    for name in SINGLE_LAYERS:
+        print(f"| {name} | {layer_ratio(name):.2f} |")
+    total, per_layer = mobilenet_ratios()
+    print(f"| mobilenet_v2 total | {total:.2f} | per-layer median | {statistics.median(r for _, r in per_layer):.2f} |")

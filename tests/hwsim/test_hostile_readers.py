@@ -300,3 +300,29 @@ def test_spec_that_is_any_text(text: str) -> None:
         path = Path(tmp) / "spec.yaml"
         path.write_text(text, encoding="utf-8")
         _load_spec_cleanly(path)
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo", "loop", "dangling", "folder", "missing"])
+def test_a_path_that_is_no_regular_file_is_named_for_what_it_is(tmp_path: Path, kind: str) -> None:
+    """Every reader refuses what is not a regular file in one line saying what it is (a hostile review found
+    /dev/zero, a pipe and a looping link all called 'missing file')."""
+    import os
+
+    from hwsim.fileio.bounded import not_a_file, read_text
+
+    path = tmp_path / "x.yaml"
+    expected = {"device": "device", "fifo": "pipe", "loop": "symbolic link", "dangling": "symbolic link",
+                "folder": "folder", "missing": "missing"}[kind]
+    if kind == "device":
+        path = Path("/dev/zero")
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "loop":
+        path.symlink_to(path)
+    elif kind == "dangling":
+        path.symlink_to(tmp_path / "nowhere")
+    elif kind == "folder":
+        path.mkdir()
+    assert expected in (not_a_file(path) or "")
+    with pytest.raises(InputError, match=expected):
+        read_text(path, 1000, InputError)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from hwsim import Layer, Workload, load_profile, simulate
@@ -108,6 +108,9 @@ def test_fixed_mapping_dram_traffic_never_grows_with_memory(layer: Layer, profil
     loops = [(d, f) for d in DIMS if left[d] > 1 for f in limit_factors({d: primes(left[d])}, 6)[d]]
     random.Random(seed).shuffle(loops)
     base = evaluate(shape, a, sp, tuple(loops))
+    # a mapping whose tiles overflow a level is costed as if they fit (reported in ``overflow``, an open defect
+    # of LOMA's common cut, issue 24): no baseline for what a larger level saves
+    assume(not base.overflow)
     i = 1 + seed % (len(p.levels) - 1)
     bigger = dataclasses.replace(p.levels[i], size_bytes=p.levels[i].size_bytes * factor)
     q = dataclasses.replace(p, levels=p.levels[:i] + (bigger,) + p.levels[i + 1:])

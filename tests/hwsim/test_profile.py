@@ -86,7 +86,9 @@ def test_exponent_without_sign_is_a_number(tmp_path: Path) -> None:
         (lambda r: r.update(dataflow="magic"), "dataflow: Input should be 'weight_stationary'"),
         (lambda r: r["levels"].reverse(), "levels: the outermost level (levels[0], 'rf_2B') must hold"),
         (lambda r: r["levels"][2].update(name="sram_2MB"), "levels: level names must be unique: levels[2]"),
-        (lambda r: r["levels"][1].update(per_pe=True), "levels: outputs: at most one per_pe level"),
+        (lambda r: r["levels"][1].update(per_pe=True) or r["levels"][3].update(per_pe=False),
+         "levels: outputs: per_pe levels must be the innermost holding it, but per_pe 'sram_2MB' is above the "
+         "shared 'rf_2B'"),
         (lambda r: r["levels"][1].update(operands=["inputs", "inputs"]), "levels[1].operands: each operand"),
         (lambda r: r.update(levels=[]), "levels: "),
         (lambda r: r["spatial"].update(cols=["K", "K"]), "spatial.cols: each dimension may be listed once"),

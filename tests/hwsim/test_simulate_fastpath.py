@@ -53,13 +53,14 @@ def test_simulate_equals_layer_by_layer(network: str, profile: str, batch: int, 
 
 
 def _limit_factors_reference(factors: dict[str, list[int]], limit: int) -> dict[str, list[int]]:
-    """The merge loop as first written (recounting the loops at every merge)."""
+    """ZigZag 3.9.1's LomaEngine.limit_lpfs written plainly (recounting the loops at every merge): the two
+    smallest factors of the dimension with the most factors (the first such in the given order)."""
     out = {d: sorted(v) for d, v in factors.items()}
     while sum(len(v) for v in out.values()) > limit:
-        splittable = [d for d in out if len(out[d]) > 1]
-        if not splittable:
+        most = max(len(v) for v in out.values())
+        if most < 2:
             break
-        d = min(splittable, key=lambda k: (out[k][0] * out[k][1], k))
+        d = next(k for k in out if len(out[k]) == most)
         v = out[d]
         out[d] = sorted([v[0] * v[1], *v[2:]])
     return out

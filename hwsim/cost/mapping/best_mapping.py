@@ -17,13 +17,12 @@ from collections.abc import Iterable
 import numpy as np
 
 from hwsim.cost.mapping import loop_orders
-from hwsim.cost.mapping.batch_scorer import Item, score_batch
+from hwsim.cost.mapping.batch_scorer import Item, PassCuts, search_batch
 from hwsim.cost.mapping.loop_orders import flat_loops, order_tables, pattern
-from hwsim.cost.mapping.one_mapping import MappingCost, evaluate
+from hwsim.cost.mapping.one_mapping import OBJECTIVES, MappingCost, evaluate, objective_key
 from hwsim.cost.mapping.space import DIMS, Shape, Spatial, arch, folds, spatial_options, utilisation
 from hwsim.hardware.profile import Profile
 
-OBJECTIVES = ("energy", "latency", "edp")
 SPATIAL_KEEP = 3
 
 # (profile, objective) -> shape -> the chosen mapping: the profile (a deep frozen dataclass, slow to
@@ -87,11 +86,12 @@ def search_many(shapes: Iterable[Shape], profile: Profile, objective: str = "ene
 
 def _passes(items: list[Item]) -> list[list[Item]]:
     """``items`` in consecutive groups of at most ``_PASS_ROWS`` orders (one item at least): numpy's
-    temporaries of a few thousand rows stay in the core's cache (1.5-2x faster than one pass of 26,000),
-    and a pass's peak memory (about 1.5 MB at 5,120 rows) stays under glibc's heap trim threshold (twice
-    its adaptive mmap threshold, about 2 MB once numpy is loaded): the heap grown for one pass is reused by
-    the next, not handed back to the system and faulted in again (2,000-3,000 page faults, a quarter of
-    a cold ResNet-50 run, at a 3 MB peak)."""
+    temporaries of a few thousand rows stay in the core's cache (1.5-2x faster than one pass of 26,000).
+    Each pass also pays a fixed numpy overhead for the search's later stages (the bound, the cut per
+    operand of the few orders left, their second scoring: :func:`search_batch`), so 10,240 rows beat
+    5,120 (cold ResNet-50 on edge_npu 19.6 vs 22.5 ms of CPU) although a pass's peak memory then passes
+    glibc's heap trim threshold (about 2 MB once numpy is loaded) and some of the heap is faulted in
+    again (about 500 minor page faults per cold ResNet-50 run)."""
     out: list[list[Item]] = []
     rows = _PASS_ROWS
     for it in items:
@@ -103,7 +103,7 @@ def _passes(items: list[Item]) -> list[list[Item]]:
     return out
 
 
-_PASS_ROWS = 5120
+_PASS_ROWS = 10240
 _BLOCK = 128  # layer shapes per numpy pass (about 2,000 rows each, 7 positions: ~16 MB per array at most)
 
 
@@ -123,43 +123,43 @@ def _search_block(new: list[Shape], profile: Profile, objective: str, cache: dic
             flats = [flat_loops(left) for _, _, left in ranked[:SPATIAL_KEEP]]
             plans.append((shape, kept, flats))
             items += [(shape, sp, flat, order_tables(pattern(flat))) for sp, flat in zip(kept, flats) if flat]
-        keys = np.concatenate([np.zeros(0)] + [objective_key(*score_batch(a, g), objective) for g in _passes(items)])
+        scored = [search_batch(a, g, objective) for g in _passes(items)]
+        keys = np.concatenate([np.zeros(0)] + [objective_key(e, c, objective) for e, c, _ in scored])
+        starts = np.cumsum([0] + [len(e) for e, _, _ in scored])
+        allocs: list[PassCuts] = [p for _, _, p in scored]
         lo = 0
         for shape, kept, flats in plans:
-            best: tuple[float, Spatial, tuple[tuple[str, int], ...]] | None = None
+            best: tuple[float, Spatial, tuple[tuple[str, int], ...], int] | None = None
             for sp, flat in zip(kept, flats):
+                row = -1  # the winning order's row in the passes (its allocations: PassCuts)
                 if not flat:
                     loops: tuple[tuple[str, int], ...] = ()
-                    m = evaluate(shape, a, sp, loops)
+                    m = evaluate(shape, a, sp, loops, objective=objective)
                     key = _key_of(m, objective)
                 else:
                     t = order_tables(pattern(flat))
                     seg = keys[lo:lo + len(t.loop)]
-                    lo += len(t.loop)
                     k = int(np.argmin(seg))
+                    row = lo + k
+                    lo += len(t.loop)
                     key = float(seg[k])
                     loops = tuple((DIMS[flat[i][0]], flat[i][1]) for i in t.loop[k])
                 if best is None or key < best[0]:
-                    best = (key, sp, loops)
+                    best = (key, sp, loops, row)
             assert best is not None
-            chosen = evaluate(shape, a, best[1], best[2])
+            given = None
+            if best[3] >= 0:
+                p = int(np.searchsorted(starts, best[3], side="right")) - 1
+                given = allocs[p].of(best[3] - int(starts[p]))
+            chosen = evaluate(shape, a, best[1], best[2], objective=objective, allocations=given)
             if shape.b > 1:
                 # the batch loop outermost around the best single-image mapping is always a valid mapping:
                 # the search never does worse per image than batch 1 (the lpf limit can otherwise hide it)
                 one = cache[dataclasses.replace(shape, b=1)]
-                alt = evaluate(shape, a, one.spatial, (*one.loops, ("B", shape.b)))
+                alt = evaluate(shape, a, one.spatial, (*one.loops, ("B", shape.b)), objective=objective)
                 if _key_of(alt, objective) < best[0]:
                     chosen = alt
             cache[shape] = chosen
-
-
-def objective_key(energy: np.ndarray, cycles: np.ndarray, objective: str) -> np.ndarray:
-    """What the search minimises: energy (pJ), cycles, or their product (EDP)."""
-    if objective == "energy":
-        return energy + 1e-9 * cycles  # ties broken by latency
-    if objective == "latency":
-        return cycles + 1e-12 * energy
-    return energy * cycles
 
 
 def _key_of(m: MappingCost, objective: str) -> float:

@@ -1,7 +1,8 @@
 """The temporal loops of a mapping and every order of them: LOMA's loop-order enumeration.
 
 Once the array is unrolled (:mod:`hwsim.cost.mapping.space`), each dimension's fold count is split into
-its prime factors, merged down to at most ``LPF_LIMIT`` loops (LOMA's ``lpf_limit``; Symons et al.,
+its prime factors, merged down to at most ``LPF_LIMIT`` loops (LOMA's ``lpf_limit``, merging the two
+smallest factors of the dimension with the most, as ZigZag 3.9.1's ``limit_lpfs``; Symons et al.,
 "LOMA: Fast Auto-Scheduling on DNN Accelerators through Loop-Order-based Memory Allocation", AICAS
 2021), and every distinct order of those loops is a candidate (ZigZag's ``opt/loma`` engine).
 
@@ -41,18 +42,18 @@ def primes(n: int) -> list[int]:
 
 
 def limit_factors(factors: dict[str, list[int]], limit: int) -> dict[str, list[int]]:
-    """Merge the smallest prime factors until at most ``limit`` loops remain (LOMA's ``lpf_limit``)."""
+    """Merge prime factors until at most ``limit`` loops remain, as LOMA does (ZigZag 3.9.1,
+    ``LomaEngine.limit_lpfs`` in zigzag/opt/loma/engine.py): take the dimension with the most factors (the
+    first in ``factors``' order on ties: ZigZag's ``max`` over its layer dimensions, in the workload's
+    order B, G, K, C, OY, OX, FY, FX) and merge its two smallest factors; stop when no dimension has two."""
     out = {d: sorted(v) for d, v in factors.items()}
     total = sum(len(v) for v in out.values())
     while total > limit:
-        best = None  # the smallest product of two factors (then the dimension's name)
-        for k, v in out.items():
-            if len(v) > 1 and (best is None or (v[0] * v[1], k) < best):
-                best = (v[0] * v[1], k)
-        if best is None:
+        d = max(out, key=lambda k: len(out[k]))  # the first of the longest
+        v = out[d]
+        if len(v) < 2:
             break
-        v = out[best[1]]
-        out[best[1]] = sorted([v[0] * v[1], *v[2:]])
+        out[d] = sorted([v[0] * v[1], *v[2:]])
         total -= 1
     return out
 

@@ -15,7 +15,8 @@ tile analysis, Parashar et al., ISPASS 2019):
   times the halo ratio of the tile (``(oy - 1) * stride + fy`` rows over ``oy * fy``);
 - a level shared by the PEs sends one copy to every PE that needs it (multicast over the unrolled
   dimensions the operand does not depend on) and partial sums are reduced on the way up; a per-PE
-  level is read and written by each PE itself;
+  level is read and written by each PE itself, and between two per-PE levels of an operand (a register
+  under a scratchpad) each PE moves its own data: no multicast, no reduction;
 - the innermost level is read once per MAC, except while the innermost loops do not change the
   operand (the word stays at the MAC: ZigZag's ``access_same_data_considered_as_no_access``);
 - **outputs** travel up as partial sums and come back for further accumulation except the first time
@@ -39,10 +40,21 @@ import math
 from dataclasses import dataclass
 
 from hwsim.cost.mapping.space import DIMS, OPERANDS, RELEVANT, Arch, Shape, Spatial, sizes
-from hwsim.cost.mapping.tiles import Window, tile_elements, tiles_fit, window
+from hwsim.cost.mapping.tiles import (SHARED_CUTS, Window, allocate_level, common_cut, holds_final, tile_elements,
+                                     tiles_fit, window)
 from hwsim.hardware.profile import MemoryLevel, Profile
 
 W, I, O = OPERANDS
+OBJECTIVES = ("energy", "latency", "edp")
+
+
+def objective_key(energy, cycles, objective: str):
+    """What the search minimises (floats or numpy arrays alike): energy (pJ), cycles, or their product (EDP)."""
+    if objective == "energy":
+        return energy + 1e-9 * cycles  # ties broken by latency
+    if objective == "latency":
+        return cycles + 1e-12 * energy
+    return energy * cycles
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +72,10 @@ class MappingCost:
     onload_cycles: float
     offload_cycles: float
     bound: str
+    # levels (by name) whose tiles exceed their capacity under this allocation: empty for LOMA's own
+    # allocation whenever the innermost tiles fit at all; a given allocation (``evaluate(cuts=...)``) may
+    # overflow, and the cost is still counted as if it fit (as Timeloop reports a mapping it would reject)
+    overflow: tuple[str, ...] = ()
 
     @property
     def cycles(self) -> float:
@@ -85,8 +101,29 @@ class MappingCost:
                 "temporal_innermost_first": per_operand}
 
 
-def evaluate(shape: Shape, a: Arch, spatial: Spatial, loops: tuple[tuple[str, int], ...]) -> MappingCost:
+def evaluate(shape: Shape, a: Arch, spatial: Spatial, loops: tuple[tuple[str, int], ...], *,
+             cuts: dict[str, tuple[int, ...]] | None = None, objective: str = "energy",
+             allocations: list[dict[str, list[int]]] | None = None) -> MappingCost:
     """Allocate ``loops`` (innermost first) to every operand's levels bottom-up (LOMA) and count accesses.
+
+    A memory shared by several operands is allocated both ways (:data:`hwsim.cost.mapping.tiles.SHARED_CUTS`):
+    one common cut for all its operands (:func:`~hwsim.cost.mapping.tiles.common_cut`), and ZigZag 3.9.1's
+    own cut per operand (:func:`~hwsim.cost.mapping.tiles.allocate_level`); where they differ, the one
+    ``objective`` (:func:`objective_key`) prefers is kept, the common cut on ties. The allocation is
+    one more dimension of the search: ZigZag's greedy per-operand choice (it minimises a traffic
+    estimate of its own) can be worse than the common cut, and the common cut re-reads an operand that
+    ZigZag's allocation keeps whole.
+
+    ``cuts``: a given memory allocation instead of LOMA's: per operand, the number of temporal loops
+    (innermost first) below each of its levels, innermost level first (``a.chains[o][:-1]``, i.e.
+    ``profile.chain(o)[::-1]`` without DRAM; a last entry for DRAM, equal to ``len(loops)``, may be
+    given), as :attr:`MappingCost.cuts` stores it. The result's ``overflow`` names the levels whose
+    tiles do not fit (a given allocation is costed all the same).
+
+    ``allocations``: LOMA's allocations when the caller has them already (the search's batch has), in the
+    order above (the common cut first): each is costed and the one ``objective`` prefers kept, the first
+    on ties, instead of allocating here (the same cuts: the batch allocates by the same rules). One
+    allocation when the batch's scores tell the two apart by far more than their rounding.
 
     Elements crossing the boundary below a level (its fills) = MACs / (the product of the loops below
     it that the operand does not depend on, times the irrelevant loops directly above: stationarity);
@@ -94,6 +131,7 @@ def evaluate(shape: Shape, a: Arch, spatial: Spatial, loops: tuple[tuple[str, in
     ZigZag's ``data_access_raw`` (MACs over the irrelevant-loop product, exact with uneven unrolling)
     and Timeloop's tile x tile-changes for the halo.
     """
+    given = cuts
     n_loops = len(loops)
     folds = dict.fromkeys(DIMS, 1)
     for d, f in loops:
@@ -122,16 +160,82 @@ def evaluate(shape: Shape, a: Arch, spatial: Spatial, loops: tuple[tuple[str, in
 
     # allocation (LOMA): levels innermost first; a memory shared by several operands holds all their tiles
     ebytes = a.ebytes
-    cuts: dict[str, list[int]] = {o: [] for o in OPERANDS}
-    for lv, ops in a.alloc:
-        start = {o: (cuts[o][-1] if cuts[o] else 0) for o in ops}
-        j = max(start.values())
-        shared = not lv.per_pe
-        while j < n_loops and tiles_fit(lv, ops, lambda o: tile_elements(o, bounds(max(start[o], j + 1), shared),
-                                                                          win), ebytes):
-            j += 1
-        for o in ops:
-            cuts[o].append(max(start[o], j))
+    ir_out = [1]  # the product of the loops below each position that outputs do not depend on (reduction)
+    below = [1]  # the product of all loops below each position
+    for d, f in loops:
+        ir_out.append(ir_out[-1] * (1 if d in RELEVANT[O] else f))
+        below.append(below[-1] * f)
+    temporal_iters = below[-1]
+
+    def held(lv: MemoryLevel, start_out: int) -> dict[str, float]:
+        """Bytes per element of each operand as ``lv`` holds it: outputs at the output width where the
+        level only ever sees final outputs (see :func:`hwsim.cost.mapping.tiles.holds_final`)."""
+        if O in lv.operands and holds_final(a, lv, ir_out[start_out] == ir_out[-1]):
+            return {**ebytes, O: a.out_bits / 8}
+        return ebytes
+
+    levels: dict[tuple[object, ...], dict[str, int]] = {}  # a level's cuts, by its starts (shared by the modes)
+    tiles: dict[tuple[str, int, bool, float], float] = {}  # bytes of a tile, by operand, position, span, width
+
+    def allocation(mode: str) -> dict[str, list[int]]:
+        """LOMA's cuts, a shared level cut as ``mode`` says (one of ``SHARED_CUTS``)."""
+        cuts: dict[str, list[int]] = {o: [] for o in OPERANDS}
+        for lv, ops in a.alloc:
+            shared = not lv.per_pe
+            start = {o: (cuts[o][-1] if cuts[o] else 0) for o in ops}
+            key = (lv.name, mode if len(ops) > 1 else "", *start.values())
+            pick = levels.get(key)
+            if pick is None:
+                eb = held(lv, start.get(O, 0))
+
+                def size(o: str, j: int, eb: dict[str, float] = eb, shared: bool = shared) -> float:
+                    k = (o, j, shared, eb[o])
+                    s = tiles.get(k)
+                    if s is None:
+                        s = tiles[k] = tile_elements(o, bounds(j, shared), win) * eb[o]
+                    return s
+
+                if mode == "common" and len(ops) > 1:
+                    pick = common_cut(lv.size_bytes, ops, start, n_loops, size)
+                else:
+                    pick = allocate_level(lv.size_bytes, ops, start, n_loops, size,
+                                          lambda j: temporal_iters / below[j])
+                levels[key] = pick
+            for o in ops:
+                cuts[o].append(pick[o])
+        return cuts
+
+    if given is not None:
+        return _counted(shape, a, spatial, loops, _given_cuts(a, given, n_loops), held, bounds, win, true_ways)
+    if allocations:
+        best = _counted(shape, a, spatial, loops, allocations[0], held, bounds, win, true_ways)
+        for each in allocations[1:]:
+            if each != allocations[0]:
+                other = _counted(shape, a, spatial, loops, each, held, bounds, win, true_ways)
+                if objective_key(other.energy, other.cycles, objective) < objective_key(best.energy, best.cycles,
+                                                                                         objective):
+                    best = other
+        return best
+    common = allocation(SHARED_CUTS[0])
+    each = allocation(SHARED_CUTS[1]) if any(len(ops) > 1 for _, ops in a.alloc) else common
+    best = _counted(shape, a, spatial, loops, common, held, bounds, win, true_ways)
+    if each != common:
+        other = _counted(shape, a, spatial, loops, each, held, bounds, win, true_ways)
+        if objective_key(other.energy, other.cycles, objective) < objective_key(best.energy, best.cycles, objective):
+            best = other
+    return best
+
+
+def _counted(shape: Shape, a: Arch, spatial: Spatial, loops: tuple[tuple[str, int], ...],
+             cuts: dict[str, list[int]], held, bounds, win: Window, true_ways: dict[str, float]) -> MappingCost:
+    """The cost of ``loops`` under the allocation ``cuts`` (see :func:`evaluate`; ``held`` and ``bounds``
+    are its per-level element widths and per-position loop bounds)."""
+    n_loops = len(loops)
+    ebytes = a.ebytes
+    overflow = tuple(lv.name for lv, ops in a.alloc
+                     if not tiles_fit(lv, ops, lambda o, lv=lv: tile_elements(
+                         o, bounds(cuts[o][a.chains[o].index(lv)], not lv.per_pe), win),
+                                      held(lv, cuts[O][a.chains[O].index(lv) - 1] if lv in a.chains[O][1:] else 0)))
 
     macs = float(shape.macs)
     temporal = math.prod([f for _, f in loops])
@@ -175,9 +279,12 @@ def evaluate(shape: Shape, a: Arch, spatial: Spatial, loops: tuple[tuple[str, in
     onload = offload = 0.0
     for o in OPERANDS:
         chain, c = a.chains[o], cuts[o]
-        # into[i]: elements written into chain[i] from its parent; out[i]: elements chain[i+1] sends down
+        # into[i]: elements written into chain[i] from its parent (all PEs' copies when per PE); down[i]:
+        # elements chain[i+1] sends down for them: one copy multicast to the PEs that share it where a
+        # shared parent feeds a per-PE child, each PE's own where the parent is per PE too (no multicast
+        # between two levels of one PE)
         into = [fills(o, c[i], not lv.per_pe) for i, lv in enumerate(chain[:-1])]
-        down = [into[i] / (mc[o] if chain[i].per_pe else 1.0) for i in range(len(into))]
+        down = [into[i] / _fanout(chain[i], chain[i + 1], mc[o]) for i in range(len(into))]
         if o in (W, I):
             # the innermost level's read port keeps its word at the MAC while the innermost loops do not
             # change it (ZigZag's access_same_data_considered_as_no_access: reads / mac_level_data_stationary_cycle,
@@ -195,9 +302,11 @@ def evaluate(shape: Shape, a: Arch, spatial: Spatial, loops: tuple[tuple[str, in
                 first = _first_tile(win, o, chain[0], bounds(c[0], not chain[0].per_pe), true_ways)
                 onload = max(onload, first * ebytes[o])
         else:
-            # up[i]: output elements chain[i] sends up (partial or final); back[i]: partial sums it gets back
-            up = [max(x, n_out) for x in down]
-            back = [u - n_out for u in up]
+            # up[i]: output elements chain[i] sends up (partial or final); back[i]: partial sums it gets back;
+            # each output leaves at least once, once per PE holding a part of it where the parent is per PE
+            final = [n_out * (mc[O] if chain[i + 1].per_pe else 1.0) for i in range(len(down))]
+            up = [max(x, f) for x, f in zip(down, final)]
+            back = [u - f for u, f in zip(up, final)]
             ps, fin = a.bits[O], a.out_bits
             for i, lv in enumerate(chain):
                 bits_up = ps if (i < len(up) and back[i] > 0.5) else fin
@@ -240,7 +349,28 @@ def evaluate(shape: Shape, a: Arch, spatial: Spatial, loops: tuple[tuple[str, in
     dram_bw = a.chains[W][-1].bandwidth_bytes_per_cycle
     return MappingCost(spatial=spatial, loops=loops, cuts={o: tuple(v) for o, v in cuts.items()}, reads=reads,
                        writes=writes, energy_pj=energy, compute_cycles=int(temporal), stall_cycles=stall,
-                       onload_cycles=onload / dram_bw, offload_cycles=offload / dram_bw, bound=bound)
+                       onload_cycles=onload / dram_bw, offload_cycles=offload / dram_bw, bound=bound,
+                       overflow=overflow)
+
+
+def _given_cuts(a: Arch, given: dict[str, tuple[int, ...]], n_loops: int) -> dict[str, list[int]]:
+    """``given`` checked against the profile and the loop count (see :func:`evaluate`'s ``cuts``)."""
+    out: dict[str, list[int]] = {}
+    for o in OPERANDS:
+        if o not in given:
+            raise ValueError(f"cuts: no allocation for {o} (operands: {', '.join(OPERANDS)})")
+        levels = a.chains[o][:-1]
+        c = [int(x) for x in given[o]]
+        if len(c) == len(levels) + 1 and c[-1] == n_loops:
+            c = c[:-1]
+        if len(c) != len(levels):
+            raise ValueError(f"cuts[{o!r}]: {len(c)} cuts for {len(levels)} on-chip levels "
+                             f"({', '.join(lv.name for lv in levels)}), innermost first")
+        if any(x < 0 or x > n_loops for x in c) or any(x > y for x, y in zip(c, c[1:])):
+            raise ValueError(f"cuts[{o!r}] = {tuple(c)}: each cut must lie in 0..{n_loops} and none below the "
+                             "one of the level inside it")
+        out[o] = c
+    return out
 
 
 def _tidy(x: float) -> float:
@@ -256,6 +386,13 @@ def _first_tile(win: Window, o: str, level: MemoryLevel, b: dict[str, float], tr
     if level.per_pe:
         tile *= math.prod(u for d, u in true_ways.items() if d in RELEVANT[o])
     return tile
+
+
+def _fanout(child: MemoryLevel, parent: MemoryLevel, multicast: float) -> float:
+    """Copies of one element of ``parent`` that ``child``'s fills count: the PEs it is multicast to (or
+    reduced from) where a level shared by the PEs feeds a per-PE one; 1 between two levels of one PE (each
+    PE moves its own data) and between two shared levels."""
+    return multicast if child.per_pe and not parent.per_pe else 1.0
 
 
 def _multicast(true_ways: dict[str, float], o: str) -> float:

@@ -123,8 +123,10 @@ _DEFAULT_SPATIAL = {  # dimensions each array axis may unroll, by dataflow
 
 @lru_cache(maxsize=64)
 def arch(profile: Profile) -> Arch:
-    """``profile`` as the search reads it; the levels in LOMA's allocation order (per-PE levels first,
-    then each level after every level below it in some operand's chain)."""
+    """``profile`` as the search reads it; the levels in LOMA's allocation order: per-PE levels first
+    (an operand's per-PE levels are the innermost of its chain, however many), and each level after every
+    level below it in some operand's chain (ordered by its height, the longest chain of levels below it:
+    a topological order, so each level's allocation starts from the cuts of the levels inside it)."""
     pb = profile.precision_bits
     chains = {o: tuple(reversed(profile.chain(o))) for o in OPERANDS}
     depth = {o: {lv.name: i for i, lv in enumerate(chains[o])} for o in OPERANDS}
@@ -133,7 +135,16 @@ def arch(profile: Profile) -> Arch:
         for lv in chains[o][:-1]:
             if lv not in order:
                 order.append(lv)
-    order.sort(key=lambda lv: (not lv.per_pe, max(depth[o].get(lv.name, -1) for o in OPERANDS)))
+    height: dict[str, int] = {}
+
+    def above_all_below(lv: MemoryLevel) -> int:
+        h = height.get(lv.name)
+        if h is None:
+            h = height[lv.name] = max((above_all_below(chains[o][depth[o][lv.name] - 1]) + 1
+                                       for o in OPERANDS if depth[o].get(lv.name, 0) > 0), default=0)
+        return h
+
+    order.sort(key=lambda lv: (not lv.per_pe, above_all_below(lv)))
     alloc = tuple((lv, tuple(o for o in OPERANDS if lv.name in depth[o])) for lv in order)
     return Arch(alloc=alloc, chains=chains, bits={W: pb.weights, I: pb.inputs, O: pb.psums}, out_bits=pb.outputs,
                 pes=profile.array.pes, rows=profile.array.rows, cols=profile.array.cols,

@@ -13,10 +13,12 @@ ask them; each is written once here, for Python floats and numpy arrays alike:
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import NamedTuple, TypeVar
 
-from hwsim.cost.mapping.space import OPERANDS, Shape
+from hwsim.cost.mapping.space import OPERANDS, Arch, Shape
 from hwsim.hardware.profile import MemoryLevel
 
 W, I, O = OPERANDS
@@ -65,6 +67,74 @@ def tile_elements(o: str, b: Mapping[str, T], w: Window, minimum: Callable = min
     rows = where((fy < w.fy) | (oy < w.oy), (oy - 1) * minimum(w.sy, fy) + fy, w.rows)
     cols = where((fx < w.fx) | (ox < w.ox), (ox - 1) * minimum(w.sx, fx) + fx, w.cols)
     return b["B"] * b["G"] * b["C"] * rows * cols
+
+
+def holds_final(a: Arch, level: MemoryLevel, reduced_below: bool) -> bool:
+    """Whether ``level`` holds outputs only as final outputs (so its tiles are sized at the output width,
+    not the partial-sum width): partial sums accumulate in the innermost level holding outputs; a level
+    above it sees final outputs only once every reduction loop (``reduced_below``: the loops outputs do
+    not depend on) lies below it. ZigZag 3.9.1's ``MemoryAllocator.get_precision``
+    (zigzag/opt/loma/memory_allocator.py): the final-output precision where no loop irrelevant to the
+    output is left unallocated."""
+    return reduced_below and O in level.operands and a.chains[O][0] != level
+
+
+SHARED_CUTS = ("common", "per_operand")  # the two allocations of a memory shared by several operands
+
+
+def common_cut(capacity: float, ops: tuple[str, ...], start: Mapping[str, int], n: int,
+               size: Callable[[str, int], float]) -> dict[str, int]:
+    """One cut for every operand of a shared level: the loops go into it, innermost first, while the tiles
+    of all its operands fit together (each operand keeps at least the loops below its own level inside);
+    ``size(o, j)``: bytes of the tile of ``o`` below position ``j``. The allocation this model used
+    before ZigZag's per-operand one (:func:`allocate_level`); the search keeps whichever of the two its
+    objective prefers, per loop order (ZigZag's greedy choice may trade a cheap operand's tile for an
+    expensive one's). Where the tiles at the highest start already overflow together, every operand is
+    cut there all the same (the allocation is then reported as an overflow)."""
+    j = max(start.values())
+    while j < n and sum(size(o, max(start[o], j + 1)) for o in ops) <= capacity:
+        j += 1
+    return {o: max(start[o], j) for o in ops}
+
+
+def allocate_level(capacity: float, ops: tuple[str, ...], start: Mapping[str, int], n: int,
+                   size: Callable[[str, int], float], unallocated: Callable[[int], float]) -> dict[str, int]:
+    """LOMA's allocation of one memory level (ZigZag 3.9.1, ``MemoryAllocator.allocate_node`` and
+    ``find_best_loop_combination`` in zigzag/opt/loma/memory_allocator.py): each operand ``o`` of the level
+    takes its own number of loops ``j >= start[o]`` (the tile below ``j`` is ``size(o, j)`` bytes); the
+    candidates of an operand run from its start while its tile alone fits (``calc_size_slices``); of the
+    combinations whose tiles fit together, the one that minimises the sum over operands of the
+    iterations left above (``unallocated(j)``) times the tile size, the last such in lexicographic order
+    (ZigZag's ``<=``) on ties. When even the starts do not fit together, every operand keeps its start
+    (ZigZag drops such an order; here it is costed and reported as an overflow)."""
+    cands = []  # per operand: (position, tile bytes, cost) of each candidate
+    for o in ops:
+        j = start[o]
+        c = [(j, size(o, j))]
+        while j < n:
+            s = size(o, j + 1)
+            if s > capacity:
+                break
+            j += 1
+            c.append((j, s))
+        cands.append([(j, s, unallocated(j) * s) for j, s in c])
+    if len(ops) == 1 or sum(c[-1][1] for c in cands) <= capacity:
+        # every operand at its last candidate fits: the least cost (an operand's cost never rises with
+        # more loops) and the last combination ZigZag enumerates
+        return {o: c[-1][0] for o, c in zip(ops, cands)}
+    best, best_cost = None, math.inf
+    for combo in itertools.product(*cands):
+        total = 0.0
+        for _, s, _ in combo:
+            total = total + s
+        if total > capacity:
+            continue
+        cost = 0.0
+        for _, _, c in combo:
+            cost = cost + c
+        if cost <= best_cost:
+            best, best_cost = combo, cost
+    return dict(zip(ops, [x[0] for x in best] if best is not None else [start[o] for o in ops]))
 
 
 def tiles_fit(level: MemoryLevel, ops: Iterable[str], tile: Callable[[str], T],
