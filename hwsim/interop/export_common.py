@@ -25,3 +25,14 @@ def _dump(path: Path, data: Any, header: str = "") -> Path:
     text = yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=110)
     path.write_text(header + text, encoding="utf-8")
     return path
+
+
+class ExportWarning(UserWarning):
+    """Something of the design point the tool's files leave out (shown as one ``warning:`` line by the CLIs)."""
+
+
+def masks_left_out(tool: str) -> str:
+    """What an export of a run with masks does not carry: the tools cost the backbone alone."""
+    return (f"masks are not exported to {tool}: its files cost the backbone alone, without the mask bits that "
+            "travel with the weights and the mask operations ksm-sim adds")
+

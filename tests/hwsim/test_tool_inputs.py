@@ -22,7 +22,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from hwsim import Layer, Workload, load_network, load_profile
+from hwsim import Layer, Profile, Workload, load_network, load_profile
 from hwsim.ksm_sim import main
 from hwsim.cost.layer_cost import macs
 from hwsim.interop.tool_inputs import write_timeloop, write_zigzag
@@ -71,37 +71,33 @@ def check_zigzag(folder: Path, work: Workload) -> None:
         assert all(re.match(r"^[A-Z]+, [0-9]+$", s) for s in mapping[0]["spatial_mapping"][dim])
 
 
-class TimeloopLoader(yaml.SafeLoader):
-    pass
+def _components(tree: dict) -> list[dict]:
+    """Every ``local`` component of a Timeloop tree-format architecture, outermost first."""
+    out = list(tree.get("local", []))
+    for sub in tree.get("subtree", []):
+        out += _components(sub)
+    return out
 
 
-for _tag in ("!Container", "!Component", "!Parallel"):
-    TimeloopLoader.add_constructor(_tag, lambda loader, node, t=_tag: {"_tag": t, **loader.construct_mapping(node, deep=True)})
-
-
-def check_timeloop(folder: Path, work: Workload) -> None:
-    arch = yaml.load((folder / "arch.yaml").read_text(), Loader=TimeloopLoader)["architecture"]
+def check_timeloop(folder: Path, work: Workload, profile: Profile) -> None:
+    arch = yaml.safe_load((folder / "arch.yaml").read_text())["architecture"]
     assert arch["version"] == 0.4
-    nodes = arch["nodes"]
-    assert nodes[0]["_tag"] == "!Container" and nodes[1]["class"] == "DRAM" and nodes[-1]["class"] == "intmac"
-    spaces = {"Weights", "Inputs", "Outputs"}
-    for node in nodes:
-        if node["_tag"] == "!Component" and "constraints" in node:
-            ds = node["constraints"]["dataspace"]
-            assert set(ds["keep"]) | set(ds["bypass"]) == spaces and not set(ds["keep"]) & set(ds["bypass"])
-    meshes = [n["spatial"] for n in nodes if n["_tag"] == "!Container" and "spatial" in n]
-    assert {k for m in meshes for k in m} == {"meshX", "meshY"}
+    parts = _components(arch)
+    assert parts[0]["class"] == "DRAM" and parts[-1]["class"] == "intmac"
+    names = {p["name"].split("[")[0] for p in parts}
+    assert {lv.name for lv in profile.levels} <= names  # every level of the profile is a component
+    ert = yaml.safe_load((folder / "ERT.yaml").read_text())
+    assert ert  # the profile's energies, which Timeloop uses instead of its own
     problems = sorted((folder / "problems").glob("*.yaml"))
-    assert len(problems) == len(work.layers)
+    assert len(problems) == len(work.layers) == len(list((folder / "mappings").glob("*.yaml")))
     for path, layer in zip(problems, work.layers):
         p = yaml.safe_load(path.read_text())["problem"]
-        assert p["version"] == 0.4
         dims = p["shape"]["dimensions"]
         inst = p["instance"]
         assert math.prod(inst[d] for d in dims) == macs(layer)
-        named = {name for ds in p["shape"]["data_spaces"] for proj in ds["projection"] for term in proj for name in term}
+        named = {name for ds in p["shape"]["data-spaces"] for proj in ds["projection"] for term in proj for name in term}
         assert named <= set(dims) | {c["name"] for c in p["shape"]["coefficients"]}
-    assert yaml.safe_load((folder / "mapper.yaml").read_text())["mapper"]["version"] == 0.4
+    assert yaml.safe_load((folder / "mapper.yaml").read_text())["mapper"]
 
 
 @pytest.mark.parametrize("profile", ["edge_npu", "eyeriss", "zigzag_tpu_like"])
@@ -110,7 +106,7 @@ def test_exports_follow_the_formats(tmp_path: Path, profile: str) -> None:
     write_zigzag(work, prof, tmp_path / "zz")
     check_zigzag(tmp_path / "zz", work)
     write_timeloop(work, prof, tmp_path / "tl")
-    check_timeloop(tmp_path / "tl", work)
+    check_timeloop(tmp_path / "tl", work, prof)
 
 
 def test_cli_export(tmp_path: Path) -> None:
@@ -118,7 +114,7 @@ def test_cli_export(tmp_path: Path) -> None:
                                   "--export", "zigzag", str(tmp_path / "x")])
     assert r.exit_code == 0, r.output
     folders = sorted(p.name for p in (tmp_path / "x").iterdir())
-    assert folders == [".ksm-output.json", "resnet18-edge_npu", "resnet18-eyeriss"]  # the output guard's marker
+    assert folders == [".ksm-output.json", "index.csv", "resnet18-edge_npu", "resnet18-eyeriss"]  # + the guard's marker
     acc = yaml.safe_load((tmp_path / "x" / "resnet18-eyeriss" / "accelerator.yaml").read_text())
     assert acc["operational_array"]["sizes"][0] == 16  # --set reaches the export
     r = CliRunner().invoke(main, ["-n", "resnet18", "--export", "scalesim", str(tmp_path / "y")])
@@ -154,3 +150,68 @@ def test_zigzag_runs_the_exported_files(tmp_path: Path) -> None:
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["energy"] >= macs(R18_CONV3) * prof.array.mac_energy_pj
     assert result["latency"] >= macs(R18_CONV3) / prof.array.pes
+
+
+@pytest.mark.parametrize("fmt", ["zigzag", "timeloop"])
+def test_an_export_of_a_run_says_in_one_line_that_its_masks_are_left_out(tmp_path: Path, fmt: str) -> None:
+    from dataclasses import replace
+
+    from hwsim.interop.export_common import ExportWarning
+    from hwsim.interop.tool_inputs import export
+
+    work = replace(load_network("alexnet"), method="ksm")
+    with pytest.warns(ExportWarning, match=f"masks are not exported to {'ZigZag' if fmt == 'zigzag' else 'Timeloop'}"):
+        export(fmt, work, load_profile("edge_npu"), tmp_path / fmt)
+    assert "masks are not exported" in (tmp_path / fmt / "README.md").read_text().lower()
+
+
+TOPOLOGY = ("Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides,\n"
+            "conv1, 8, 8, 3, 3, 4, {k}, 1,\n")
+
+
+@pytest.mark.parametrize("fmt", ["zigzag", "timeloop"])
+def test_export_folders_are_unique_and_indexed(run_folder, tmp_path: Path, fmt: str) -> None:
+    """Two runs of one name from different folders, two topologies of one file name, and a profile whose
+    ``name:`` is a bundled one's: each pair gets its own folder (``-2``, ``-3`` ... in order) and
+    ``index.csv`` says which input each holds; nothing is overwritten or mixed."""
+    import csv
+
+    from hwsim.interop.tool_inputs import INDEX
+
+    a, b = run_folder("ksm", name="a/digits"), run_folder("ksm", name="b/digits")
+    for sub, k in (("x", 8), ("y", 16)):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / "a.csv").write_text(TOPOLOGY.format(k=k), encoding="utf-8")
+    mine = tmp_path / "mine.yaml"  # named edge_npu, 16 rows
+    bundled = Path(__file__).parents[2] / "hwsim" / "profiles" / "edge_npu.yaml"
+    mine.write_text(bundled.read_text().replace("rows: 32 ", "rows: 16 "), encoding="utf-8")
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, ["--masks", str(a), "--masks", str(b), "--topology", str(tmp_path / "x" / "a.csv"),
+                                  "--topology", str(tmp_path / "y" / "a.csv"), "-p", "edge_npu", "-p", str(mine),
+                                  "--export", fmt, str(out)])
+    assert r.exit_code == 0, r.output
+    with (out / INDEX).open(newline="", encoding="utf-8") as handle:
+        index = list(csv.DictReader(handle))
+    assert len(index) == 8 == len({row["folder"] for row in index})
+    assert [row["folder"] for row in index] == [
+        "digits-edge_npu", "digits-edge_npu-2", "digits-edge_npu-3", "digits-edge_npu-4",
+        "a.csv-edge_npu", "a.csv-edge_npu-2", "a.csv-edge_npu-3", "a.csv-edge_npu-4"]
+    assert [row["workload"] for row in index] == [str(a)] * 2 + [str(b)] * 2 + [
+        str(tmp_path / "x" / "a.csv")] * 2 + [str(tmp_path / "y" / "a.csv")] * 2
+    assert [row["profile_number"] for row in index] == ["1", "2"] * 4
+    assert all(f"{out / row['folder']}" in r.output for row in index)  # the printed line names every folder
+    for row in index:  # each folder holds its own pair: the profile's rows, the topology's K
+        folder = out / row["folder"]
+        rows = 32 if row["profile_number"] == "1" else 16
+        if fmt == "zigzag":
+            acc = yaml.safe_load((folder / "accelerator.yaml").read_text())
+            assert acc["operational_array"]["sizes"][0] == rows
+        else:
+            assert len(list((folder / "problems").glob("*.yaml"))) == len(list((folder / "mappings").glob("*.yaml")))
+        if row["folder"].startswith("a.csv"):
+            k = 8 if "/x/" in row["workload"].replace("\\", "/") else 16
+            if fmt == "zigzag":
+                assert yaml.safe_load((folder / "workload.yaml").read_text())[0]["loop_sizes"][1] == k
+            else:
+                (problem,) = (folder / "problems").glob("*.yaml")
+                assert yaml.safe_load(problem.read_text())["problem"]["instance"]["M"] == k
