@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import re
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -253,14 +254,42 @@ class Style:
 FALLBACK_STYLE = Style(FALLBACK_COLOR, "X", True)  # a method the catalogue does not know
 
 
+# How far a variant's colour moves from its method's towards black (<0) or white (>0): one hue per method,
+# a different lightness per variant, so that ksm, ksm (binary only) and ksm (BN frozen) stay apart in one
+# figure and keep their method's colour in all of them. Known kinds of variant get a fixed shade; any other
+# variant text one of the rest by a stable hash (zlib.crc32: the same in every process and figure).
+VARIANT_SHADES = {"binary": -0.4, "bn": 0.45, "lr": -0.65}
+OTHER_SHADES = (0.3, -0.3, 0.45, -0.55)
+
+
+def shade(color: str, amount: float) -> str:
+    """``color`` (``#rrggbb``) mixed with black (``amount`` < 0) or white (> 0) by ``|amount|``."""
+    rgb = [int(color[i:i + 2], 16) for i in (1, 3, 5)]
+    target = 255 if amount > 0 else 0
+    mixed = [round(c + (target - c) * min(abs(amount), 1.0)) for c in rgb]
+    return "#" + "".join(f"{c:02x}" for c in mixed)
+
+
+def variant_shade(variant: str) -> float:
+    """The shade (see :func:`shade`) of a variant's words (``(binary only)``, ``-bnfrozen``, ``r16``); 0 for none."""
+    words = variant.strip(" -").lower()
+    if not words:
+        return 0.0
+    for key, amount in VARIANT_SHADES.items():
+        if key in words:
+            return amount
+    return OTHER_SHADES[zlib.crc32(words.encode()) % len(OTHER_SHADES)]
+
+
 def style(label: str) -> Style:
-    """The colour and marker of a run label (or a bare method name)."""
+    """The colour and marker of a run label (or a bare method name): the method's, the colour shaded for a
+    variant (:func:`variant_shade`), the marker open for a variant other than the method's own options."""
     traits = find(base_method(label))
     if traits is None:
         return FALLBACK_STYLE
     rest = label[len(traits.name):]
     tagged = bool(traits.tag_options) and rest.startswith(" ") and " " not in rest[1:]  # "lora r4": filled
-    return Style(traits.color, traits.marker, filled=label == traits.name or tagged)
+    return Style(shade(traits.color, variant_shade(rest)), traits.marker, filled=label == traits.name or tagged)
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,6 +7,11 @@ or a binary prefix for bytes (B, KiB, MiB, GiB), and the unit travels with the n
 from __future__ import annotations
 
 import math
+import re
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _SI = ((1e0, ""), (1e-3, "m"), (1e-6, "µ"), (1e-9, "n"), (1e-12, "p"))
 
@@ -38,3 +43,26 @@ def nbytes(n: float, digits: int = 4) -> str:
         if abs(n) >= scale:
             return f"{n / scale:.{digits}g} {unit}"
     return f"{n:.{digits}g} B"
+
+
+_LINE_BREAKS = re.compile("[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]+")
+_BIDI = re.compile("[\u200e\u200f\u202a-\u202e\u2066-\u2069]")  # Unicode's directional marks and overrides
+
+
+def markdown(frame: "pd.DataFrame", **kwargs: Any) -> str:
+    """``frame.to_markdown(**kwargs)`` with every ``|`` inside a cell, a column name or the index escaped
+    (``\\|``, and a backslash as ``\\\\`` so that none can undo that), line breaks as spaces and Unicode's
+    bidirectional controls dropped, so that no cell text (a level list, a mapping, an ONNX node's name) can
+    split a row of the table or reorder it on screen: GitHub-flavoured Markdown's table rule."""
+    def esc(v: Any) -> Any:
+        if not isinstance(v, str):
+            return v
+        v = _LINE_BREAKS.sub(" ", _BIDI.sub("", v))  # a newline would start a row; a bidi override reorders text
+        return v.replace("\\", "\\\\").replace("|", "\\|")
+
+    out = frame.map(esc) if len(frame.columns) else frame.copy()
+    out.columns = [esc(c) for c in out.columns]
+    out.index = out.index.map(esc)
+    if out.index.name is not None:
+        out.index.name = esc(out.index.name)
+    return out.to_markdown(**kwargs)

@@ -14,6 +14,7 @@ import sys
 
 import pandas as pd
 
+from hwsim import units
 from hwsim.hardware.profile import bundled_profiles, load_profile
 from hwsim.workload.runs import expand_run_paths, load_runs
 from hwsim.report.tables import cost_runs
@@ -38,7 +39,7 @@ def main(paths: list[str]) -> None:
         row[f"task-specific on {ref.name} (KiB)"] = sum(t.task_specific_bytes for t in tasks) / len(idx) / 1024
         row["of which adapter / mask (KiB)"] = sum(t.mask_storage_bits for t in tasks) / 8 / len(idx) / 1024
         rows.append(row)
-    print(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".2f"), end="\n\n")
+    print(units.markdown(pd.DataFrame(rows), index=False, floatfmt=".2f"), end="\n\n")
     rows = []
     for prof in profiles:
         row = {"profile": prof.name}
@@ -49,7 +50,7 @@ def main(paths: list[str]) -> None:
             row[f"{name}: µJ / ms"] = (f"{sum(r.energy_j for r in res) / len(res) * 1e6:.1f} / "
                                        f"{sum(r.latency_s for r in res) / len(res) * 1e3:.4g}")
         rows.append(row)
-    print(pd.DataFrame(rows).to_markdown(index=False))
+    print(units.markdown(pd.DataFrame(rows), index=False))
 
 
 if __name__ == "__main__":

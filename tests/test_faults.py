@@ -361,7 +361,8 @@ def test_a_killed_training_resumes_to_the_uninterrupted_result(tmp_path: Path, i
 
     result = CliRunner().invoke(train, [*_train_args(out, inputs), "--resume"])
     assert result.exit_code == 0, result.output
-    assert sorted(tree(tmp_path)) == ["run", "run/masks.safetensors", "run/run.json"]  # nothing else left
+    # nothing else left (config.yaml: the resolved options every run records)
+    assert sorted(tree(tmp_path)) == ["run", "run/config.yaml", "run/masks.safetensors", "run/run.json"]
 
     straight = CliRunner().invoke(train, _train_args(tmp_path / "straight", inputs))
     assert straight.exit_code == 0, straight.output

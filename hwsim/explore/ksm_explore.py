@@ -58,7 +58,7 @@ def _explore(spec: Spec, spec_path: Path, out: Path | None, workers: int, schedu
 
     out = Path(out) if out is not None else spec_path.parent / f"explore-{outputs.slug(spec.name)}"
     points = engine.plan(spec)
-    names = ["points.jsonl", "points.csv", "points.parquet", "front.csv", "summary.md"]
+    names = ["points.jsonl", "points.csv", "points.parquet", "front.csv", "summary.md", "masks-vs-copies.csv"]
     if figures:
         names += ["front.png", *(f"sensitivity-{outputs.slug(axis.key)}.png" for axis in spec.axes)]
     sources = [Path(item.work.source) for item in spec.workloads] + [Path(p) for p in spec.profiles]
@@ -98,6 +98,7 @@ def _engine_name(workers: int, scheduler: Any) -> str:
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
+@click.version_option(package_name="ksm", prog_name="ksm-explore")
 @click.argument("spec_path", type=PathOption(path_type=Path, dir_okay=False), metavar="SPEC.yaml")
 @click.option("-o", "--out", type=PathOption(path_type=Path, file_okay=False),
               help="Output folder (default: explore-<name> beside the spec). Rerunning into it resumes.")
@@ -130,6 +131,10 @@ def main(spec_path: Path, out: Path | None, workers: int, scheduler: str | None,
     """
     one_line_warnings()
     raise_on_sigterm()
+    from hwsim.explore import outputs
+
+    if not outputs.parquet_available():  # said before the sweep, not discovered after it
+        click.echo(f"note: {outputs.PARQUET_MISSING}", err=True)
     try:
         result = explore(spec_path, out, workers, scheduler, progress=not quiet, figures=not no_figures,
                          max_points=max_points)

@@ -88,6 +88,11 @@ class WorkloadItem:
     key: str
     work: Workload
     soft_precision: dict[int, float] = field(default_factory=dict)
+    label: str = ""  # the method as tables and figures name it (hwsim.catalogue.run_label); "" for none
+
+    @property
+    def variant(self) -> str:
+        return self.label or self.work.method or "none"
 
 
 @dataclass
@@ -177,7 +182,7 @@ def _run_item(folder: Path) -> WorkloadItem:
     ``metrics.soft_precision``: {scale bits: measured top-1} (docs/run-folder.md)."""
     work, run = load_run_record(folder)
     measured = {int(bits): float(top1) for bits, top1 in run.metrics.soft_precision.items()}
-    return WorkloadItem(f"run:{folder.name}", work, measured)
+    return WorkloadItem(f"run:{folder.name}", work, measured, label=catalogue.run_label(run.model_dump(exclude_unset=True)))
 
 
 def _entry_items(entry: WorkloadEntry, base: Path, notes: list[str]) -> list[WorkloadItem]:
@@ -221,7 +226,7 @@ def _charged(loaded: list[tuple[str, WorkloadItem]], spec: ExploreSpec) -> list[
             w = item.work
             work = Workload(source=w.source, layers=w.layers, method=method,
                             batchnorm=catalogue.batchnorm_of(method, spec.batchnorm))
-            items.append(WorkloadItem(item.key + (f"+{method}" if method else ""), work))
+            items.append(WorkloadItem(item.key + (f"+{method}" if method else ""), work, label=method or ""))
     return items
 
 

@@ -20,6 +20,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from hwsim import catalogue
+from hwsim.report import axes_style
 from hwsim.catalogue import Style
 from hwsim.fileio.atomic import atomic_write
 
@@ -31,6 +32,15 @@ OUTLIER_PP = 30.0  # accuracy-vs-storage: runs this far below a task's best are 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")  # per task (methods: hwsim.catalogue.style)
 # Pale-to-strong hues for the stacked energy bars: one colour per memory level / operand.
 LEVEL_COLORS = ("#08306b", "#2171b5", "#6baed6", "#c6dbef", "#9e9ac8", "#54278f")  # outermost level darkest
+
+
+def level_colors(n: int) -> list[str]:
+    """``n`` distinct colours for memory levels, outermost first: :data:`LEVEL_COLORS` while they last, then
+    evenly spaced hues of matplotlib's ``viridis`` (a profile with 7 or more levels: no colour drawn twice)."""
+    if n <= len(LEVEL_COLORS):
+        return list(LEVEL_COLORS[:n])
+    cmap = matplotlib.colormaps["viridis"]
+    return [matplotlib.colors.to_hex(cmap(i / max(n - 1, 1))) for i in range(n)]
 OPERAND_COLORS = {"weights": "#228833", "inputs": "#ccbb44", "outputs": "#66ccee", "masks": "#ee6677"}
 FIXED_COLORS = {"MAC": "#777777", "mask ops": "#aa3377"}  # the same quantity in both panels
 LINESTYLES = ("-", "--", "-.", ":")  # system storage: lines that overlap stay apart
@@ -138,9 +148,10 @@ def energy_split(parts: pd.DataFrame, profile: str, path: Path) -> Path:
             sub = parts[group] if group in groups else pd.DataFrame(index=methods)
             left = pd.Series(0.0, index=methods)
             levels = [c for c in sub.columns if c not in FIXED_COLORS]
+            shades = level_colors(len(levels))
             for col in sub.columns:
                 color = FIXED_COLORS.get(col) or (OPERAND_COLORS.get(col) if group == "operand" else
-                                                  LEVEL_COLORS[levels.index(col) % len(LEVEL_COLORS)])
+                                                  shades[levels.index(col)])
                 ax.barh(methods, sub[col], left=left, color=color, label=col, edgecolor="white", linewidth=0.5)
                 left = left + sub[col]
             for y, total in enumerate(left):
@@ -164,7 +175,7 @@ def system_storage(system: pd.DataFrame, styles: Mapping[str, Style], path: Path
     scale, unit = (1.0, "MiB") if system.to_numpy().max() >= 1 else (1024.0, "KiB")
     data = system * scale
     with matplotlib.rc_context(STYLE):
-        fig = Figure(figsize=(6.4, 4.0), layout="constrained")
+        fig = Figure(figsize=(7.2, 4.2), layout="constrained")
         ax = fig.subplots()
         for i, method in enumerate(data.columns):
             style = styles[method]
@@ -176,15 +187,19 @@ def system_storage(system: pd.DataFrame, styles: Mapping[str, Style], path: Path
             if copies in data.columns:
                 ax.plot([t], [data.loc[t, copies]], marker="o", markersize=9, markerfacecolor="none",
                         markeredgecolor="black", linestyle="")
+        ax.set_xlabel("number of tasks sharing the backbone")
+        ax.set_ylabel(f"total storage ({unit}, log scale)")
+        ax.set_xlim(0.5, data.index.max() + 0.5)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.set_yscale("log")  # methods an order of magnitude apart share the axis without hiding the low ones
+        axes_style.plain_ticks(ax.yaxis, log=True)
+        last = data.index.max()
+        axes_style.label_line_ends(ax, [(last, float(data.loc[last, m]), m, styles[m].color) for m in data.columns],
+                                   log_y=True)
         if overtakes and copies in data.columns:
             ax.plot([], [], marker="o", markersize=9, markerfacecolor="none", markeredgecolor="black",
                     linestyle="", label="fine-tuning overtakes")
-        ax.set_xlabel("number of tasks sharing the backbone")
-        ax.set_ylabel(f"total storage ({unit})")
-        ax.set_xlim(0.5, data.index.max() + 0.5)
-        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-        ax.set_ylim(bottom=0)
-        ax.legend(frameon=False)
+            ax.legend(handles=ax.get_lines()[-1:], frameon=False, loc="upper left")
         ax.set_title("Storage of the whole system: shared backbone + T x task-specific")
         return _save(fig, path)
 

@@ -33,7 +33,7 @@ from typing import Any
 
 import pandas as pd
 
-from hwsim import catalogue
+from hwsim import catalogue, units
 from hwsim.report import figures
 from hwsim.errors import InputError
 from hwsim.fileio.atomic import atomic_write
@@ -103,7 +103,7 @@ def markdown(frame: pd.DataFrame, formats: dict[str, str] | None = None, default
     frame = frame.reset_index() if index else frame
     text = pd.DataFrame({str(c): [_cell(v, formats.get(str(c), default)) for v in frame[c]] for c in frame.columns})
     numeric = [pd.api.types.is_numeric_dtype(frame[c]) for c in frame.columns]
-    return text.to_markdown(index=False, disable_numparse=True,
+    return units.markdown(text, index=False, disable_numparse=True,
                             colalign=["right" if n else "left" for n in numeric])
 
 
@@ -226,7 +226,8 @@ def intro(r: ReportInput) -> Part:
     if flags:
         md += [f"Costed with `{' '.join(flags)}` (`ksm-sim` options; the others at their defaults).", ""]
     if r.skipped:
-        md += ["Skipped (not run folders): " + ", ".join(f"`{p.name}`" for p in r.skipped) + ".", ""]
+        # each path once, as given (runs/results.md and runs-lora/results.md are two files, not one listed twice)
+        md += ["Skipped (not run folders): " + ", ".join(f"`{_shown(p)}`" for p in dict.fromkeys(r.skipped)) + ".", ""]
     return Part(md)
 
 
@@ -473,6 +474,18 @@ REPORT_TOOL = "ksm-sim --report"  # the writer named in the folder's marker
 def figure_patterns(sections: Sequence[Section] = SECTIONS) -> tuple[str, ...]:
     """The file names (glob patterns) of every figure the sections may write."""
     return tuple(dict.fromkeys(p for s in sections for p in s.figures))
+
+
+def _shown(path: Path) -> str:
+    """A path as a report names it: relative to the working directory, else its folder and name (no machine's
+    absolute path in a committed report)."""
+    path = Path(path)
+    if not path.is_absolute():
+        return path.as_posix()
+    try:
+        return path.relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return f"{path.parent.name}/{path.name}"
 
 
 def build_report(costs: Costs, out_dir: Path, command: str, title: str | None = None,

@@ -49,11 +49,12 @@ class Settings:
     objective: str = "energy"
     steady_state: bool = False
     sets: tuple[str, ...] = ()
+    input_sparsity: float = 0.0  # zero input activations, gated on profiles with zero_gating
 
     def simulate(self, work: Workload, profile: Profile, mode: str | None) -> SimResult:
         """:func:`hwsim.cost.simulate.simulate` under these settings."""
         return simulate(work, profile, mode, tasks=self.tasks, mask_density=self.mask_density, batch=self.batch,
-                        objective=self.objective, steady_state=self.steady_state)
+                        objective=self.objective, steady_state=self.steady_state, input_sparsity=self.input_sparsity)
 
     def flags(self) -> list[str]:
         """The ``ksm-sim`` options that give these settings; those at their default are left out."""

@@ -6,16 +6,28 @@ import os
 import shlex
 from dataclasses import replace
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import click
 
 from hwsim.fileio.output_guard import PathOption, one_line_os_errors, raise_on_sigterm
 from hwsim.work_budget import Estimate, WorkRefused, refuse_over_cap
 from hwsim.workload.runcheck import one_line_warnings
-from ksm.cli.ksm_train import CONTEXT_SETTINGS, MAX_PROCESSES, LiveHelp
-from ksm.compare.protocol import PROTOCOLS, VARIANTS, Protocol, trial_grid
+from ksm.cli.ksm_train import CONTEXT_SETTINGS, MAX_PROCESSES, LiveHelp, needs_torch
 from ksm.methods.registry import LiveChoice
 from ksm.checks import device_option
+
+if TYPE_CHECKING:
+    from ksm.compare.protocol import Protocol
+
+
+def _protocols() -> ModuleType:
+    """:mod:`ksm.compare.protocol` (torch), imported when an option is parsed or shown: without torch the
+    command ends in one line naming the extra to install (:func:`ksm.cli.ksm_train.needs_torch`)."""
+    from ksm.compare import protocol
+
+    return protocol
 
 # The work of a comparison is counted in training epochs (units × trials × epochs) and held to a cap that
 # --max-training-epochs lifts: the long protocol with every variant is 8,200, --seeds 1000000000 would be
@@ -49,6 +61,8 @@ def _command() -> str:
 def comparison_estimate(protocol: Protocol, seeds: int, workers: int, cap: int = MAX_TRAINING_EPOCHS) -> Estimate:
     """The training epochs of ``protocol`` run with ``seeds`` seeds (counted, not built: ``--seeds 10**9``
     is refused before a tuple of a billion seeds exists) and their time on ``workers``."""
+    from ksm.compare.protocol import VARIANTS, trial_grid
+
     per_seed = sum(len(protocol.tasks) * len(trial_grid(protocol, VARIANTS[v])) * protocol.epochs
                    for v in protocol.variants)
     scale = (protocol.input_size / 32) ** 2 * (protocol.max_train / 500 if protocol.max_train else 1)
@@ -59,14 +73,15 @@ def comparison_estimate(protocol: Protocol, seeds: int, workers: int, cap: int =
 
 def _variant_help() -> str:
     """``--variant``'s help, from the variants registered when it is shown (a new method's too)."""
-    by_name = [name for name, v in VARIANTS.items() if not v.standard]
+    by_name = [name for name, v in _protocols().VARIANTS.items() if not v.standard]
     return ("Only these variants (repeatable; default: the published comparison's, ablations included). "
             + (f"Asked for by name only: {', '.join(by_name)}, e.g. --variant {by_name[0]} beside the others."
                if by_name else ""))
 
 
-@click.command(context_settings=CONTEXT_SETTINGS)
-@click.option("--protocol", "protocol_name", type=click.Choice(list(PROTOCOLS)), default="standard",
+@click.command(cls=needs_torch("ksm-compare"), context_settings=CONTEXT_SETTINGS)
+@click.version_option(package_name="ksm", prog_name="ksm-compare")
+@click.option("--protocol", "protocol_name", type=LiveChoice(lambda: tuple(_protocols().PROTOCOLS)), default="standard",
               show_default=True,
               help="smoke: CI-sized, checks the machinery (numbers not meaningful); standard: the README's "
                    "headline, about an hour on 2 CPU cores with --workers 2; long: all training images, 64 px, "
@@ -80,7 +95,7 @@ def _variant_help() -> str:
               help="Also replace the <!-- comparison:begin/end --> block of this Markdown file with the table.")
 @click.option("--task", "tasks", multiple=True, metavar="NAME",
               help="Only these built-in tasks (repeatable; default: the whole default suite).")
-@click.option("--variant", "variants", multiple=True, type=LiveChoice(lambda: tuple(VARIANTS)), cls=LiveHelp,
+@click.option("--variant", "variants", multiple=True, type=LiveChoice(lambda: tuple(_protocols().VARIANTS)), cls=LiveHelp,
               compose=_variant_help)
 @click.option("--seeds", type=click.IntRange(1), default=None, help="Number of seeds (0..N-1) instead of the protocol's.")
 @click.option("--max-training-epochs", type=click.IntRange(1), default=MAX_TRAINING_EPOCHS, show_default=True,
@@ -117,7 +132,7 @@ def main(protocol_name: str, out: Path | None, report_dir: Path | None, readme: 
     raise_on_sigterm()
     from ksm.compare.comparison import check_outputs, read_protocol, readme_block, update_readme, write_report
     from ksm.data.datasets import DEFAULT_SUITE
-    from ksm.compare.protocol import check_comparison_folder, run_comparison
+    from ksm.compare.protocol import PROTOCOLS, check_comparison_folder, run_comparison
 
     protocol = PROTOCOLS[protocol_name]
     changes: dict[str, object] = {}

@@ -10,7 +10,7 @@ from hwsim.fileio.atomic import UnsafeTarget, atomic_write, check_target
 from hwsim.fileio.output_guard import (NameOrPath, OutputRefused, PathOption, check_no_alias, one_line_os_errors,
                                         raise_on_sigterm)
 from hwsim.workload.runcheck import one_line_warnings
-from ksm.cli.ksm_train import CONTEXT_SETTINGS
+from ksm.cli.ksm_train import CONTEXT_SETTINGS, needs_torch
 from ksm.checks import finite, os_error_line
 
 
@@ -36,7 +36,8 @@ def check_outputs(outputs: list[Path], runs: list[Path] | tuple[Path, ...], weig
         raise click.ClickException(str(exc)) from None
 
 
-@click.command(context_settings=CONTEXT_SETTINGS)
+@click.command(cls=needs_torch("ksm-export"), context_settings=CONTEXT_SETTINGS)
+@click.version_option(package_name="ksm", prog_name="ksm-export")
 @click.argument("runs", nargs=-1, required=True, type=PathOption(path_type=Path))
 @click.option("--onnx", "onnx_path", type=PathOption(dir_okay=False, path_type=Path), default=None,
               help="Float ONNX file to write (one run only). The int8 files go beside it as "

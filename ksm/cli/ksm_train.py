@@ -8,9 +8,11 @@ locks and trains the runs.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +40,13 @@ MAX_IMAGE_SIDE = 16384  # dataset.input_size, pixels
 # train.seed: torch seeds each epoch's data order with seed * 100003 + epoch, which must fit in 64 bits
 MAX_SEED = 2 ** 32 - 1
 SECTIONS: dict[str, tuple[str, ...]] = {  # --help's sections, each with its options in order
-    "Tasks and methods": ("tasks", "suite", "data_root", "methods"),
+    "Tasks and methods": ("config", "tasks", "suite", "data_root", "methods"),
     "Backbone and data": ("arch", "weights", "input_size", "max_train"),
     "Training": ("epochs", "batch_size", "lr_mask", "lr_head", "seed"),
     "Masks and BatchNorm": ("batchnorm", "soft", "recalibrate_bn", "mask_init", "threshold", "beta", "temperature"),
-    "Output": ("out", "runs_dir", "force", "resume", "skip_existing", "progress"),
+    "Output": ("out", "runs_dir", "force", "resume", "skip_existing", "progress", "log"),
     "Hardware": ("device", "threads", "nproc", "amp", "max_memory"),
+    "About": ("version",),
 }
 METHODS_AFTER = "Masks and BatchNorm"  # the methods' own sections (their cli_options) follow this one
 
@@ -57,7 +60,48 @@ def help_sections() -> list[tuple[str, tuple[str, ...]]]:
     return own[:at] + methods + own[at:]
 
 
-class SectionedCommand(click.Command):
+TORCH_EXTRAS = {"ksm-train": "train", "ksm-compare": "train", "ksm-export": "train,export"}
+
+
+def missing_torch() -> str | None:
+    """The first of torch and torchvision that cannot be imported here, or None (no import: a spec lookup)."""
+    for name in ("torch", "torchvision"):
+        try:
+            if importlib.util.find_spec(name) is None:
+                return name
+        except (ImportError, ValueError):  # a stub in sys.modules, a blocked import
+            return name
+    return None
+
+
+def exit_without_torch(command: str) -> None:
+    """End ``command`` in one line naming the extra to install when PyTorch is not installed (a torch-free
+    ``pip install .`` has only the cost model: ksm-sim, ksm-explore). ``--version`` still answers."""
+    missing = missing_torch()
+    if missing is None or "--version" in sys.argv[1:]:
+        return
+    click.echo(f"Error: {command} needs PyTorch ({missing} is not installed): pip install "
+               f"'ksm[{TORCH_EXTRAS[command]}]'", err=True)
+    sys.exit(1)
+
+
+class TorchCommand(click.Command):
+    """A command that needs PyTorch: without it, it ends in one line naming the extra to install
+    (:func:`exit_without_torch`) before it parses anything. ``command``: its name in :data:`TORCH_EXTRAS`."""
+
+    command = "ksm-train"
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        exit_without_torch(self.command)
+        return super().main(*args, **kwargs)
+
+
+def needs_torch(command: str) -> type[TorchCommand]:
+    """The click command class of ``command`` (``ksm-compare``, ``ksm-export``): :class:`TorchCommand`."""
+    return type(f"TorchCommand[{command}]", (TorchCommand,), {"command": command})
+
+
+class SectionedCommand(TorchCommand):
     """A command with every registered method's own options, whose ``--help`` lists its options under the
     titles of :func:`help_sections`."""
 
@@ -139,15 +183,21 @@ _MASK_OPTION_READERS: dict[str, Callable[[catalogue.MethodTraits], bool]] = {
 }
 
 
-def refuse_unchosen_options(ctx: click.Context, methods: Sequence[str]) -> None:
-    """An option given on the command line must be read by a chosen method: ``--method ksm --lora-rank 8``
-    would otherwise train plain KSM and drop the rank without a word, ``--method finetune --threshold 0.1``
-    record a threshold no mask used."""
-    given = [p for p in ctx.command.get_params(ctx)
-             if ctx.get_parameter_source(str(p.name)) is ParameterSource.COMMANDLINE]
+def option_readers() -> dict[str, tuple[str, ...]]:
+    """The methods that read each method-specific option (by parameter name): a method's own options
+    (:func:`ksm.methods.registry.option_owners`) and the mask options; an option not listed is everyone's."""
     owners_of = {str(option.name): owners for option, owners in option_owners().items()}
-    owners_of |= {name: tuple(n for n in method_names() if reads(catalogue.get(n)))
-                  for name, reads in _MASK_OPTION_READERS.items()}
+    return owners_of | {name: tuple(n for n in method_names() if reads(catalogue.get(n)))
+                        for name, reads in _MASK_OPTION_READERS.items()}
+
+
+def refuse_unchosen_options(ctx: click.Context, methods: Sequence[str]) -> None:
+    """An option given on the command line or in ``--config`` must be read by a chosen method: ``--method ksm
+    --lora-rank 8`` would otherwise train plain KSM and drop the rank without a word, ``--method finetune
+    --threshold 0.1`` record a threshold no mask used."""
+    given = [p for p in ctx.command.get_params(ctx)
+             if ctx.get_parameter_source(str(p.name)) in (ParameterSource.COMMANDLINE, ParameterSource.DEFAULT_MAP)]
+    owners_of = option_readers()
     for param in given:
         owners = owners_of.get(str(param.name))
         if owners is not None and not set(owners) & set(methods):
@@ -156,17 +206,91 @@ def refuse_unchosen_options(ctx: click.Context, methods: Sequence[str]) -> None:
                                    f"{'is' if len(owners) == 1 else 'are'} not among --method")
 
 
+# An option's own spelling of "none", which a config file's null is pointed to (ksm.config_file.refuse_nulls):
+# ``weights: null`` would otherwise reach --weights as the text "None", a randomly initialised backbone.
+NONE_SPELLINGS = {"weights": "'none' for a randomly initialised backbone"}
+
+
+def method_option_checks() -> dict[str, Callable[[Any], object]]:
+    """Each method option's own check beyond its click type, by parameter name: its methods'
+    ``options_from_cli`` on the value, their other options at their defaults (``--lora-targets bogus`` is
+    LoRA's to refuse), so that ``--config`` refuses a bad value naming the key, not when the run is planned."""
+    def check(option: click.Option, owners: tuple[str, ...]) -> Callable[[Any], object]:
+        def run(value: Any) -> object:
+            for name in owners:
+                cls = method_class(name)
+                cls.options_from_cli({**{str(o.name): o.default for o in cls.cli_options}, str(option.name): value})
+            return value
+        return run
+    return {str(option.name): check(option, owners) for option, owners in option_owners().items()}
+
+
+def config_option(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """``--config FILE``: the file's options become the command's defaults (:mod:`ksm.config_file`), so that an
+    option on the command line overrides it; a problem (a null, a bad value by the option's own check, a
+    method's) is one line naming the file and the key."""
+    if value is None:
+        return None
+    from ksm.config_file import ConfigError, read_config
+
+    try:
+        given = read_config(value, ctx.command.get_params(ctx), ctx, nones=NONE_SPELLINGS,
+                            checks=method_option_checks())
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    ctx.default_map = {**(ctx.default_map or {}), **given}
+    return value
+
+
+def task_option(ctx: click.Context, param: click.Parameter, value: Sequence[str]) -> tuple[str, ...]:
+    """``--task``: each name one folder name under ``--runs-dir`` (:func:`ksm.checks.task_name`), refused up
+    front; a task named twice is trained once (in the order first named), not locked against itself."""
+    from ksm.checks import task_name
+
+    return tuple(dict.fromkeys(task_name(t) for t in value))
+
+
+def method_option(ctx: click.Context, param: click.Parameter, value: Sequence[str]) -> tuple[str, ...]:
+    """``--method``: a method named twice is trained once (in the order first named); none at all (a config
+    file's ``method: []``) would train nothing, and is refused."""
+    if not value:
+        raise click.BadParameter("names no method; leave it out for the default (ksm), or name one")
+    return tuple(dict.fromkeys(value))
+
+
+def log_option(ctx: click.Context, param: click.Parameter, value: Sequence[str]) -> tuple[str, ...]:
+    """``--log``: the scalar logs asked for (repeatable, or comma-separated), refused up front when unknown or
+    when TensorBoard's package is missing (before hours of training)."""
+    from ksm.training.train_log import BACKENDS, TENSORBOARD_EXTRA, backends
+
+    try:
+        kinds = backends(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if "tensorboard" in kinds and importlib.util.find_spec("tensorboard") is None:
+        raise click.ClickException(f"--log tensorboard needs the tensorboard package, which is not installed: "
+                                   f"{TENSORBOARD_EXTRA}")
+    assert set(kinds) <= set(BACKENDS)
+    return kinds
+
+
 @click.command(cls=SectionedCommand, context_settings=CONTEXT_SETTINGS)
+@click.version_option(package_name="ksm", prog_name="ksm-train")
 # Tasks and methods
-@click.option("--task", "tasks", multiple=True, metavar="NAME",
-              help="Task to learn (repeatable). Built in: fashion_mnist, animals, mnist5k, digits. With "
+@click.option("--config", type=PathOption(dir_okay=False, path_type=Path), default=None, metavar="FILE.yaml",
+              is_eager=True, expose_value=False, callback=config_option,
+              help="Read options from a YAML file whose keys are the long option names with underscores "
+                   "(lr_mask: 0.001, task: [digits, animals], soft: false); options on the command line "
+                   "override it. Each run folder records the options it was made with in config.yaml.")
+@click.option("--task", "tasks", multiple=True, metavar="NAME", callback=task_option,
+              help="Task to learn (repeatable; a task named twice is trained once). Built in: fashion_mnist, animals, mnist5k, digits. With "
                    "--data-root: any folder under it, e.g. cubs_cropped, stanford_cars, flowers, wikiart, sketches.")
 @click.option("--suite", type=click.Choice(["default"]), default=None,
               help="Shorthand for all four built-in tasks.")
 @click.option("--data-root", type=PathOption(path_type=Path), default=None,
               help="Folder with the paper's benchmark in Piggyback's layout DIR/<task>/{train,test}/<class>/*.jpg.")
 @click.option("--method", "methods", multiple=True, type=MethodChoice(), default=("ksm",),
-              show_default=True, cls=LiveHelp, compose=_method_help)
+              show_default=True, cls=LiveHelp, compose=_method_help, callback=method_option)
 # Backbone and data
 @click.option("--arch", type=click.Choice(ARCH_NAMES), default="mobilenet_v2", show_default=True,
               help="torchvision backbone.")
@@ -203,7 +327,7 @@ def refuse_unchosen_options(ctx: click.Context, methods: Sequence[str]) -> None:
 @click.option("--beta", type=finite(0, MASK_BOUND, min_open=True), default=None, cls=LiveHelp,
               compose=_mask_help("Logistic scale β of a soft part.", "beta"))
 @click.option("--temperature", type=finite(0, MASK_BOUND, min_open=True), default=None, cls=LiveHelp,
-              compose=_mask_help("Temperature T of a soft part's logistic (its slope is β/T).", "temperature"))
+              compose=_mask_help("Temperature T of a soft part's sigmoid σ(β(m−τ)/T) (its slope is β/T).", "temperature"))
 # Output
 @click.option("--out", type=PathOption(path_type=Path), default=None, cls=LiveHelp, compose=_out_help)
 @click.option("--runs-dir", type=PathOption(path_type=Path), default=Path("runs"), show_default=True,
@@ -211,7 +335,13 @@ def refuse_unchosen_options(ctx: click.Context, methods: Sequence[str]) -> None:
 @click.option("--force", is_flag=True, help="Overwrite finished runs.")
 @click.option("--resume", is_flag=True, help="Continue interrupted runs from their last epoch checkpoint.")
 @click.option("--skip-existing", is_flag=True, help="Reuse finished runs instead of refusing (suites).")
-@click.option("--progress/--no-progress", default=True, show_default=True, help="Show tqdm progress bars.")
+@click.option("--progress/--no-progress", default=True, show_default=True,
+              help="Show tqdm progress bars (in a terminal only). One line per epoch (loss, train/val top-1, "
+                   "images/s, elapsed, ETA) goes to stderr either way, so a redirected job logs its progress.")
+@click.option("--log", multiple=True, metavar="csv|tensorboard", callback=log_option,
+              help="Also write scalars per step and per epoch into the run folder's logs/: csv (steps.csv, "
+                   "epochs.csv) or tensorboard (logs/tensorboard/; needs pip install 'ksm[tensorboard]'). "
+                   "Repeatable or comma-separated, e.g. --log csv,tensorboard.")
 # Hardware
 @click.option("--device", default="cpu", show_default=True, callback=device_option, help="torch device, e.g. cpu or cuda.")
 @click.option("--threads", type=click.IntRange(1, MAX_PROCESSES), default=None,
@@ -238,8 +368,13 @@ def main(**values: Any) -> None:
       ksm-train --suite default --method packnet --method cpg   # sequences: runs/packnet/, runs/cpg/
       ksm-train --suite default --nproc 2                 # 2 data-parallel processes (torchrun)
       ksm-train --suite default --method lora --lora-rank 4   # LoRA adapters -> runs/<task>-lora-r4/
+      ksm-train --config run.yaml --epochs 3 --log csv        # options from a file; the command line wins
     """
     raise_on_sigterm()  # temporaries are removed on SIGTERM as on Ctrl-C
+    from ksm.config_file import resolved_config
+    from ksm.training.train_log import log_to_stderr
+
+    command = click.get_current_context()
     o = Options.of(values)
     try:
         refuse_over_cap(o.memory_estimate())  # before torch, the data or a relaunch
@@ -258,7 +393,11 @@ def main(**values: Any) -> None:
 
     names = o.task_names()
     methods = tuple(dict.fromkeys(o.methods))
-    refuse_unchosen_options(click.get_current_context(), methods)
+    refuse_unchosen_options(command, methods)
+    readers = option_readers()  # recorded: the options of the chosen methods, which --config reads back as they are
+    o = replace(o, config=resolved_config({k: v for k, v in values.items()
+                                           if set(readers.get(k, methods)) & set(methods)},
+                                          command.command.get_params(command)))
     for method in methods:  # each method checks its own options before anything is trained
         o.method_options(method)
     sequences = [m for m in methods if catalogue.get(m).sequence]  # one folder RUNS_DIR/<method>/ for all tasks
@@ -266,13 +405,19 @@ def main(**values: Any) -> None:
     if o.out is not None and sequences and (methods or len(sequences) != 1):
         raise click.UsageError(f"with a sequence method ({', '.join(sequences)}), --out names the sequence folder "
                                "of exactly one method")
+    if sequences and o.log:
+        raise click.UsageError(f"--log is written for independent runs only, not for sequence methods "
+                               f"({', '.join(sequences)})")
     if sequences and o.nproc > 1:
         raise click.UsageError(f"sequence methods ({', '.join(sequences)}) train in one process; drop --nproc")
     if o.out is not None and methods and len(names) * len(methods) != 1:
         raise click.UsageError("--out takes exactly one task and one method; use --runs-dir for several")
     refuse_outputs_over_inputs(o, names, methods, sequences)
+    log_to_stderr()  # the epoch lines and the training warnings, one line each, whether or not it is a terminal
     if o.threads:
         torch.set_num_threads(o.threads)
+    # the thread count moves the last digits (float sums split differently): config.yaml says the one used
+    o = replace(o, config={**o.config, "threads": torch.get_num_threads()})
     ctx = from_environment(o.device)
     device = o.device
     if ctx.active and device.startswith("cuda"):

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hwsim import catalogue
+from hwsim import catalogue, units
 from hwsim.fileio.atomic import atomic_write, atomic_write_with
 from hwsim.fileio.output_guard import OutputRefused, build_folder, check_no_alias, check_output_folder
 from hwsim.fileio.bounded import read_json
@@ -232,20 +232,20 @@ def comparison_markdown(frame: pd.DataFrame, protocol: dict[str, Any], command: 
         f"task by task; their epochs are fixed by their prune/retrain schedules.", "",
         "## Test top-1 (%), mean ± std over seeds", "",
         f"**Bold**: the best mean of the column; ≈: within noise of it (Welch p ≥ {NOISE_P}).", "",
-        accuracy_table(frame).to_markdown(), "",
+        units.markdown(accuracy_table(frame)), "",
         "## Does the suite separate the methods?", "",
         (f"Spread of the methods' mean top-1 per task (ablations and head-only left out); under "
          f"{SEPARATION_PP:g} point a task does not separate them."), "",
-        separation(frame).to_markdown(floatfmt=".2f"), "",
+        units.markdown(separation(frame), floatfmt=".2f"), "",
         "## Contrasts", "",
-        pair_table(frame).to_markdown(index=False, floatfmt=".3f"), "",
+        units.markdown(pair_table(frame), index=False, floatfmt=".3f"), "",
         "## Ablations and the soft part", "",
         soft_part_sentence(frame), "",
         "## Chosen configurations and training cost (same runs)", "",
         ("Wall seconds per task include every trial, the validation passes and the one test pass; train "
          "seconds per trial and seconds per step count training steps only (mean over the trials). "
          "Workers shared the machine, so compare ratios between rows rather than the seconds."), "",
-        choice_table(frame).to_markdown(floatfmt=".3g"), "",
+        units.markdown(choice_table(frame), floatfmt=".3g"), "",
     ]
     return "\n".join(lines)
 
@@ -256,8 +256,9 @@ def variant_style(variant: str) -> catalogue.Style:
     known = VARIANTS.get(variant)
     if known is None:
         return catalogue.FALLBACK_STYLE
-    return replace(catalogue.style(known.method), filled=variant == known.method or (
-        known.role == "method" and bool(known.options)))
+    own = catalogue.style(known.method)
+    return replace(own, color=catalogue.shade(own.color, catalogue.variant_shade(variant[len(known.method):])),
+                   filled=variant == known.method or (known.role == "method" and bool(known.options)))
 
 
 def comparison_figure(frame: pd.DataFrame, path: Path) -> Path:
@@ -327,7 +328,7 @@ def readme_block(folder: Path, command: str, report: Path) -> str:
     return "\n".join([
         README_BEGIN,
         f"Produced by `{command}` (protocol `{protocol['name']}`; full report: [{report}]({report})).", "",
-        accuracy_table(frame).to_markdown(), "",
+        units.markdown(accuracy_table(frame)), "",
         soft_part_sentence(frame),
         README_END])
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from hwsim import units
 from hwsim.catalogue import label_rank, run_label
 from hwsim.fileio.atomic import atomic_write
 
@@ -82,7 +83,7 @@ def results_table(records: list[dict[str, Any]]) -> pd.DataFrame:
 
 def write_results(table: pd.DataFrame, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    for name, text in (("results.md", table.to_markdown(floatfmt=".2f") + "\n"), ("results.csv", table.to_csv())):
+    for name, text in (("results.md", units.markdown(table, floatfmt=".2f") + "\n"), ("results.csv", table.to_csv())):
         atomic_write(folder / name, text)
 
 
@@ -91,15 +92,15 @@ def main(argv: list[str]) -> None:
     if not records:
         raise SystemExit(f"no finished runs under {' '.join(argv or ['runs'])}")
     print("Test top-1 (%):\n")
-    print(results_table(records).to_markdown(floatfmt=".2f"))
+    print(units.markdown(results_table(records), floatfmt=".2f"))
     print("\nTraining cost (mean over tasks):\n")
-    print(cost_table(records).to_markdown(floatfmt=".2f"))
+    print(units.markdown(cost_table(records), floatfmt=".2f"))
     int8 = int8_table(records)
     if int8 is not None:
         print("\nfloat32 vs int8 test top-1 (%), mean over the tasks measured (count in brackets):\n")
         summary = int8.groupby(level="method", sort=False).mean()
         summary.index = [f"{m} ({n})" for m, n in int8.groupby(level="method", sort=False).size().items()]
-        print(summary.to_markdown(floatfmt=".2f"))
+        print(units.markdown(summary, floatfmt=".2f"))
 
 
 if __name__ == "__main__":

@@ -133,7 +133,7 @@ def train_sequence(o: Options, method: str, folder: Path, names: list[str], devi
     from ksm.training.pipeline import run_sequence
 
     records = run_sequence(o.spec(method), names, o.load, folder, force=o.force, resume=o.resume or o.skip_existing,
-                           device=device, progress=o.progress)
+                           device=device, progress=o.progress, config=o.config)
     for r in records:
         click.echo(f"{folder / r['task']}: {r['task']} {method} top-1 {100 * r['metrics']['top1']:.2f}%, "
                    f"{r['train']['epochs_total']} epochs, {r['train']['wall_seconds']:.0f} s")
@@ -156,7 +156,7 @@ def train_runs(o: Options, plan: list[tuple[str, str, Path, bool]], device: str,
         if task not in data_cache:
             data_cache = {task: o.load(task)}
         record = run_task(o.spec(method), data_cache[task], folder, force=o.force, resume=o.resume, device=device,
-                          progress=o.progress, ctx=ctx, amp=o.amp)
+                          progress=o.progress, ctx=ctx, amp=o.amp, log=o.log, config=o.config)
         if record is None:  # not rank 0
             continue
         records.append(record)

@@ -25,7 +25,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from torch import Tensor, nn
@@ -38,6 +38,10 @@ from ksm.data.datasets import TaskData
 from ksm.training.distributed import SINGLE, Context, all_sum, barrier, loss_share, wrap
 from ksm.methods.base import Method
 from ksm.checks import check_finite_loss, check_same_settings, settings_json
+from ksm.training.train_log import epoch_line, log
+
+if TYPE_CHECKING:
+    from ksm.training.train_log import ScalarLog
 
 
 @dataclass(frozen=True)
@@ -151,10 +155,11 @@ def restore_checkpoint(path: Path, cfg: TrainConfig, method: Method, model: nn.M
 
 def train_one_epoch(net: nn.Module, model: nn.Module, method: Method, data: TaskData, cfg: TrainConfig,
                     optimizer: torch.optim.Optimizer, epoch: int, *, device: str = "cpu", ctx: Context = SINGLE,
-                    amp: bool = False, progress: bool = True) -> dict[str, Any]:
+                    amp: bool = False, progress: bool = True, scalars: ScalarLog | None = None) -> dict[str, Any]:
     """One pass over the training split (order fixed by ``(seed, epoch)``); return the epoch's history row.
 
     ``net`` is ``model`` as it runs (wrapped for data parallelism); the method's hooks see ``model``.
+    ``scalars``: where each step's loss, top-1 and learning rates go (:class:`ksm.training.train_log.ScalarLog`).
     """
     began = time.perf_counter()
     steps_per_epoch = math.ceil(data.sizes["train"] / cfg.batch_size)
@@ -185,10 +190,16 @@ def train_one_epoch(net: nn.Module, model: nn.Module, method: Method, data: Task
         method.after_backward(model)
         optimizer.step()
         method.after_step(model)
-        loss_sum += loss.item() * len(y)
-        correct += int((logits.argmax(1) == y).sum())
+        batch_loss, batch_correct = loss.item(), int((logits.argmax(1) == y).sum())
+        loss_sum += batch_loss * len(y)
+        correct += batch_correct
         seen += len(y)
         bar.set_postfix(loss=f"{loss_sum / seen:.3f}")
+        if scalars is not None:
+            rates = {"lr_head": optimizer.param_groups[-1]["lr"],  # the head's group is always the last
+                     "lr_body": optimizer.param_groups[0]["lr"] if len(optimizer.param_groups) > 1 else None}
+            scalars.step(epoch * steps_per_epoch + i + 1, epoch + 1,
+                         {"loss": batch_loss, "top1": batch_correct / len(y), **rates})
     loss_sum, correct, seen = all_sum(ctx, [loss_sum, correct, seen])
     return {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "train_top1": correct / max(seen, 1),
             "seconds": time.perf_counter() - began, "steps": steps_per_epoch}
@@ -226,7 +237,7 @@ def train_task(model: nn.Module, method: Method, backbone: dict[str, Tensor], da
                device: str = "cpu", progress: bool = True, ctx: Context = SINGLE, amp: bool = False,
                on_epoch: Callable[[int], None] | None = None, select_split: str | None = None,
                final_split: str | None = "test", settings: dict[str, Any] | None = None,
-               began: float | None = None) -> dict[str, Any]:
+               began: float | None = None, scalars: ScalarLog | None = None) -> dict[str, Any]:
     """Train one task on ``model`` (already ``method.prepare``-d) and return its metrics.
 
     Args:
@@ -243,6 +254,10 @@ def train_task(model: nn.Module, method: Method, backbone: dict[str, Tensor], da
             checkpoint, and a resume with any difference is refused, naming it.
         began: ``time.perf_counter()`` when this process started on the run (default: now); the
             checkpoint keeps the wall time of all processes so far.
+        scalars: the run's scalar logs (``--log``; rank 0 only), written per step and per epoch.
+
+    After every epoch rank 0 logs one line (:func:`ksm.training.train_log.epoch_line`) on the
+    ``ksm.training`` logger: loss, training and validation top-1, images/s, elapsed time and ETA.
 
     Returns:
         ``top1`` (None on ranks other than 0, which alone evaluates, or without ``final_split``),
@@ -268,10 +283,15 @@ def train_task(model: nn.Module, method: Method, backbone: dict[str, Tensor], da
     earlier_wall = done.wall_seconds
     net = wrap(model, ctx, device)
     best = BestEpoch(select_split) if select_split is not None else None
+    steps_per_epoch = math.ceil(data.sizes["train"] / cfg.batch_size)
+    scalars = scalars if ctx.main else None
+    if scalars is not None:
+        scalars.begin(done.next_epoch, steps_per_epoch)
+    first, loop_began = done.next_epoch, time.perf_counter()
 
     for epoch in range(done.next_epoch, cfg.epochs):
         row = train_one_epoch(net, model, method, data, cfg, optimizer, epoch, device=device, ctx=ctx, amp=amp,
-                              progress=progress)
+                              progress=progress, scalars=scalars)
         done.history.append(row)
         done.seconds += row["seconds"]
         if checkpoint is not None:
@@ -281,6 +301,14 @@ def train_task(model: nn.Module, method: Method, backbone: dict[str, Tensor], da
             if calibrate:  # the score is read with statistics that match the epoch's masks
                 recalibrate_batchnorm(model, data, batch_size=cfg.batch_size, device=device, seed=cfg.seed, ctx=ctx)
             best.update(model, method, data, row, device)
+        if ctx.main:
+            now = time.perf_counter()
+            per_epoch = (now - loop_began) / (epoch + 1 - first)  # checkpoints and validation included
+            images = data.sizes["train"]
+            log.info(epoch_line(data.name, method.name, row, cfg.epochs, images=images,
+                                elapsed=earlier_wall + now - began, eta=per_epoch * (cfg.epochs - epoch - 1)))
+            if scalars is not None:
+                scalars.epoch((epoch + 1) * steps_per_epoch, row, images / row["seconds"] if row["seconds"] else 0.0)
         if on_epoch is not None:
             on_epoch(epoch)
 

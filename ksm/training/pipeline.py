@@ -12,7 +12,7 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,7 @@ from ksm.training.runfolder import (
 )
 from ksm.methods.sequence import SequenceMethod, index_bits, raw_weight, task_weight, view_sha256
 from ksm.training.loop import TrainConfig, evaluate, train_task
+from ksm.training.train_log import LOGS, ScalarLog
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -130,10 +131,15 @@ def soft_precision_sweep(model: nn.Module, data: TaskData, device: str = "cpu") 
 # ---------------------------------------------------------------------------------------------
 def run_task(spec: RunSpec, data: TaskData, out: Path, *, force: bool = False, resume: bool = False,
              device: str = "cpu", progress: bool = True, ctx: Context = SINGLE, amp: bool = False,
-             on_epoch: Callable[[int], None] | None = None) -> dict[str, Any] | None:
+             on_epoch: Callable[[int], None] | None = None, log: Sequence[str] = (),
+             config: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """Train ``spec`` on ``data`` and write the run folder ``out``; return its ``run.json`` record.
 
     In a data-parallel job every rank trains; rank 0 alone writes, and the others return None.
+    ``log``: the scalar logs to keep (``csv``, ``tensorboard``: :class:`ksm.training.train_log.ScalarLog`),
+    written beside the checkpoint while the run trains and part of the finished run folder (``logs/``).
+    ``config``: the command's resolved options (:func:`ksm.config_file.resolved_config`), written as the run
+    folder's ``config.yaml``, which ``ksm-train --config`` reads back.
     """
     if ctx.main:
         check_output(out, force=force, resume=resume)
@@ -145,13 +151,18 @@ def run_task(spec: RunSpec, data: TaskData, out: Path, *, force: bool = False, r
     if ctx.main:
         partial.mkdir(parents=True, exist_ok=True)
     barrier(ctx)
+    scalars = ScalarLog(partial, log) if log and ctx.main else None
     try:
         metrics = train_task(model, method, backbone, data, spec.train, checkpoint=partial / "checkpoint.pt",
                              resume=resume, device=device, progress=progress, ctx=ctx, amp=amp, on_epoch=on_epoch,
-                             settings={"spec": asdict(spec), "dataset": data.describe(), "amp": amp}, began=began)
+                             settings={"spec": asdict(spec), "dataset": data.describe(), "amp": amp}, began=began,
+                             scalars=scalars)
     except BaseException:
         drop_empty_partial(out)
         raise
+    finally:
+        if scalars is not None:
+            scalars.close()
     if not ctx.main:
         barrier(ctx)
         return None
@@ -160,7 +171,8 @@ def run_task(spec: RunSpec, data: TaskData, out: Path, *, force: bool = False, r
     record = run_record(data, method, model, backbone=spec.backbone, digest=digest, metrics=metrics,
                         train=train_settings(spec, method, device=device, processes=ctx.world, amp=amp),
                         wall_seconds=time.perf_counter() - began + metrics.pop("earlier_wall_seconds", 0.0))
-    write_run(out, record, method.state(model), force=force)
+    write_run(out, record, method.state(model), force=force, logs=partial / LOGS if scalars is not None else None,
+              config=config)
     barrier(ctx)
     return record
 
@@ -260,8 +272,8 @@ def make_sequence_method(spec: RunSpec) -> SequenceMethod:
 def run_sequence(spec: RunSpec, tasks: list[str], load: Callable[[str], TaskData], folder: Path, *,
                  force: bool = False, resume: bool = False, device: str = "cpu", progress: bool = True,
                  on_task: Callable[[int], None] | None = None,
-                 learn: Callable[..., tuple[nn.Module, SequenceMethod, dict[str, Any]]] | None = None
-                 ) -> list[dict[str, Any]]:
+                 learn: Callable[..., tuple[nn.Module, SequenceMethod, dict[str, Any]]] | None = None,
+                 config: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Learn ``tasks`` in order on one backbone; write ``folder/shared.safetensors`` and one run folder per task.
 
     Args:
@@ -272,6 +284,7 @@ def run_sequence(spec: RunSpec, tasks: list[str], load: Callable[[str], TaskData
             (model, method, metrics)``; the comparison protocol uses it to choose each task's
             learning rates on validation. ``metrics["train"]``, if present, overrides the recorded
             training settings (the chosen rates).
+        config: the command's resolved options, written as each task folder's ``config.yaml``.
     Returns: the ``run.json`` records of all tasks, in order.
     """
     folder = Path(folder)
@@ -322,7 +335,7 @@ def run_sequence(spec: RunSpec, tasks: list[str], load: Callable[[str], TaskData
             **method.extra_record())
         if data.name != task:
             raise ValueError(f"task {task!r} loaded as {data.name!r}")
-        records.append(write_sequence_task(folder, record, method.state(model), pending))
+        records.append(write_sequence_task(folder, record, method.state(model), pending, config=config))
         if on_task is not None:
             on_task(position)
     close_sequence(folder)

@@ -36,6 +36,8 @@ from ksm.network.backbones import BackboneSpec
 from ksm.data.datasets import TaskData
 from ksm.network.geometry import layer_records
 from ksm.checks import is_run_folder
+from ksm.training.train_log import LOGS  # ksm-train --log: the scalar logs, part of the run when asked for
+from ksm.config_file import CONFIG, config_yaml  # the options the run was made with, as ksm-train --config reads them
 
 if TYPE_CHECKING:
     from ksm.methods.base import Method
@@ -80,7 +82,7 @@ def check_output(out: Path, *, force: bool, resume: bool = False) -> None:
                            f"(choose another --out, or move them away)")
         if not force:
             raise RunError(f"{out}: a finished run is already there (use --force to overwrite it)")
-        foreign = sorted(p.name for p in out.iterdir() if p.name not in (RUN_JSON, MASKS))
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in (RUN_JSON, MASKS, LOGS, CONFIG))
         if foreign:  # a user's notes, an export written into the run: --force replaces the folder as a whole
             raise RunError(f"{out}: holds {foreign[0]!r}, which ksm-train did not write; --force replaces only a "
                            f"run folder that holds nothing but its run (move {foreign[0]!r} away first)")
@@ -97,9 +99,13 @@ def check_output(out: Path, *, force: bool, resume: bool = False) -> None:
 
 
 def drop_empty_partial(out: Path) -> None:
-    """Remove the partial folder of a run that stopped before its first checkpoint (it would block a retry)."""
+    """Remove the partial folder of a run that stopped before its first checkpoint (it would block a retry),
+    with the scalar logs of that first epoch (a retry starts them over)."""
+    partial = partial_dir(out)
+    if (partial / LOGS).is_dir() and not (partial / "checkpoint.pt").exists():
+        shutil.rmtree(partial / LOGS, ignore_errors=True)
     try:
-        partial_dir(out).rmdir()  # only succeeds when empty
+        partial.rmdir()  # only succeeds when empty
     except OSError:
         pass
 
@@ -134,8 +140,13 @@ def run_record(data: TaskData, method: Method, model: nn.Module, *, backbone: Ba
     }
 
 
-def write_run(out: Path, record: dict[str, Any], tensors: dict[str, tuple[Tensor, str]], *, force: bool) -> Path:
+def write_run(out: Path, record: dict[str, Any], tensors: dict[str, tuple[Tensor, str]], *, force: bool,
+              logs: Path | None = None, config: dict[str, Any] | None = None) -> Path:
     """Write ``run.json`` and ``masks.safetensors`` into ``out`` atomically; return ``out``.
+
+    ``logs``: a folder of scalar logs written while the run trained (``ksm-train --log``), copied in as
+    ``out/logs`` before the folder is renamed into place, so the finished run holds its whole log.
+    ``config``: the command's resolved options, written as ``out/config.yaml`` (``ksm-train --config`` reads it).
 
     The record is checked against the schema every reader uses (:func:`hwsim.workload.runcheck.check_record`)
     before anything is written, so a writer bug stops here, not when the run is read. A full disk or a file
@@ -154,12 +165,27 @@ def write_run(out: Path, record: dict[str, Any], tensors: dict[str, tuple[Tensor
     try:
         write_synced(tmp / MASKS, lambda path: path.write_bytes(masks))
         write_synced(tmp / RUN_JSON, lambda path: path.write_text(text, encoding="utf-8"))
+        if logs is not None and logs.is_dir():
+            _copy_synced(logs, tmp / LOGS)
+        if config is not None:
+            config_text = config_yaml(config)
+            write_synced(tmp / CONFIG, lambda path: path.write_text(config_text, encoding="utf-8"))
         replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     shutil.rmtree(partial_dir(out), ignore_errors=True)
     return out
+
+
+def _copy_synced(source: Path, target: Path) -> None:
+    """Copy the folder ``source`` (files and sub-folders) to ``target``, each file fsynced."""
+    target.mkdir()
+    for entry in sorted(source.iterdir()):
+        if entry.is_dir() and not entry.is_symlink():
+            _copy_synced(entry, target / entry.name)
+        elif entry.is_file() and not entry.is_symlink():
+            write_synced(target / entry.name, lambda path, entry=entry: shutil.copyfile(entry, path))
 
 
 def read_run(folder: Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
@@ -270,9 +296,9 @@ def write_pending_shared(folder: Path, position: int, tensors: dict[str, Tensor]
 
 
 def write_sequence_task(folder: Path, record: dict[str, Any], tensors: dict[str, tuple[Tensor, str]],
-                        pending: Path) -> dict[str, Any]:
+                        pending: Path, config: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write a finished task's run folder, then put its pending shared file in place; return the record as read back."""
-    write_run(folder / record["task"], record, tensors, force=True)
+    write_run(folder / record["task"], record, tensors, force=True, config=config)
     os.replace(pending, folder / SHARED)
     return read_run(folder / record["task"])[0]
 

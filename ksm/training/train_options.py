@@ -73,12 +73,16 @@ class Options:
     resume: bool
     skip_existing: bool
     progress: bool
+    log: tuple[str, ...]  # the scalar logs to keep: csv, tensorboard (ksm.training.train_log)
     # Hardware
     device: str
     threads: int | None
     nproc: int
     amp: bool
     max_memory: float | None  # GiB; None: MEMORY_FRACTION of the machine's memory
+    # the resolved options, --config's and the command line's (ksm.config_file.resolved_config): run.json
+    # train.config
+    config: dict[str, Any] = field(default_factory=dict)
     # the methods' own options (their classes' cli_options), by parameter name
     method_values: dict[str, Any] = field(default_factory=dict)
 
@@ -93,7 +97,10 @@ class Options:
         from ksm.data.datasets import DEFAULT_SUITE
         from ksm.checks import task_name
 
-        names = [task_name(t) for t in self.tasks] + (list(DEFAULT_SUITE) if self.suite == "default" else [])
+        # a task named twice (--task digits --task digits, or --task digits --suite default) is trained once,
+        # in the order first named: twice, its one run folder would be locked against itself
+        names = list(dict.fromkeys([task_name(t) for t in self.tasks]
+                                   + (list(DEFAULT_SUITE) if self.suite == "default" else [])))
         if not names:
             raise click.UsageError("name a --task or --suite default")
         return names

@@ -34,9 +34,28 @@ def test_every_method_has_its_own_colour_and_marker_and_variants_share_them() ->
     methods = catalogue.methods()
     assert len({t.color for t in methods}) == len({t.marker for t in methods}) == len(methods)
     own, variant = catalogue.style("piggyback"), catalogue.style("piggyback (BN task)")
-    assert (own.color, own.marker) == (variant.color, variant.marker)
+    assert own.marker == variant.marker and own.color == next(t.color for t in methods if t.name == "piggyback")
     assert own.filled and not variant.filled and variant.facecolor == "none"
     assert catalogue.style("nobody") == catalogue.FALLBACK_STYLE
+
+
+def _hue_lightness(color: str) -> tuple[float, float]:
+    import colorsys
+
+    h, l, _s = colorsys.rgb_to_hls(*(int(color[i:i + 2], 16) / 255 for i in (1, 3, 5)))
+    return h, l
+
+
+@pytest.mark.parametrize("method", [t.name for t in catalogue.methods()])
+def test_variants_keep_their_methods_hue_and_differ_in_lightness_from_it_and_each_other(method: str) -> None:
+    labels = [method, f"{method} (binary only)", f"{method} (BN frozen)", f"{method} (lr 0.01)", f"{method} r16"]
+    colours = [catalogue.style(label).color for label in labels]
+    assert len(set(colours)) == len(colours), colours  # one figure can tell them apart
+    hue = _hue_lightness(colours[0])[0]
+    for colour in colours[1:]:
+        h, _l = _hue_lightness(colour)
+        assert min(abs(h - hue), 1 - abs(h - hue)) < 0.02, (colour, colours[0])  # still the method's colour
+    assert [catalogue.style(label).color for label in labels] == colours  # stable
 
 
 def test_every_mask_kind_has_a_storage_rule_and_a_packed_form() -> None:

@@ -636,3 +636,22 @@ def test_a_scheduler_address_where_something_else_answers_is_one_line() -> None:
             connect(address, timeout=3)
     finally:
         server.close()
+
+
+def test_the_resume_key_changes_with_the_cost_models_source(tmp_path: Path, monkeypatch) -> None:
+    """A sweep's saved points are keyed by a digest of the cost model's source (issue 25: a model change kept
+    the points of the model before it): any edit to a costing module or bundled profile changes the key."""
+    import shutil
+
+    import hwsim
+    from hwsim.cost import simulate as sim
+
+    copy = tmp_path / "hwsim"
+    shutil.copytree(Path(hwsim.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    fake = copy / "cost" / "simulate.py"
+    monkeypatch.setattr(sim, "__file__", str(fake))
+    before = sim._model_digest()
+    assert before == sim.MODEL_VERSION.split("+")[1]  # the copy is the code that runs
+    profile = copy / "profiles" / "edge_npu.yaml"
+    profile.write_text(profile.read_text().replace("mac_energy_pj: 0.3", "mac_energy_pj: 0.31"))
+    assert sim._model_digest() != before

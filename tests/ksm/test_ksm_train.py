@@ -209,3 +209,29 @@ def test_activation_constants_are_hwsims_layer_tables(arch: str) -> None:
 def test_process_counts_are_bounded(tmp_path: Path, option: str) -> None:
     result = CliRunner().invoke(main, ["--suite", "default", option, "1000000000", "--runs-dir", str(tmp_path / "r")])
     assert result.exit_code == 2 and "1<=x<=256" in result.output and not (tmp_path / "r").exists()
+
+
+# ---- a task or method named twice is trained once ----------------------------------------------
+
+
+@pytest.mark.parametrize("args, tasks, methods", [
+    (["--task", "digits", "--task", "digits"], ["digits"], ("ksm",)),
+    (["--task", "animals", "--task", "digits", "--task", "animals"], ["animals", "digits"], ("ksm",)),
+    (["--task", "mnist5k", "--suite", "default"], ["mnist5k", "fashion_mnist", "animals", "digits"], ("ksm",)),
+    (["--task", "digits", "--method", "feature", "--method", "ksm", "--method", "feature"], ["digits"],
+     ("feature", "ksm")),
+])
+def test_a_repeated_task_or_method_is_trained_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   args: list[str], tasks: list[str],
+                                                   methods: tuple[str, ...]) -> None:
+    """``--task digits --task digits`` planned two runs into one folder, and the second was refused as a lock
+    conflict with the first ("another ksm-train is writing this folder"): now each is planned once, in the order
+    first named, as is a task the suite names again (the suite: fashion_mnist, animals, mnist5k, digits)."""
+    import ksm.training.batch_of_runs
+
+    planned: list[tuple[list[str], tuple[str, ...]]] = []
+    monkeypatch.setattr(ksm.training.batch_of_runs, "train_batch",
+                        lambda o, names, methods, sequences, *rest: planned.append((names, methods)))
+    result = CliRunner().invoke(main, [*args, "--weights", "none", "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    assert planned == [(tasks, methods)]
