@@ -96,8 +96,9 @@ def test_chosen_mapping_never_costs_more_than_the_fixed_one(layer: Layer, profil
 @given(layer=layers(), profile=st.sampled_from(PROFILES), factor=st.sampled_from([2, 16, 1024]),
        seed=st.integers(0, 10_000))
 def test_fixed_mapping_dram_traffic_never_grows_with_memory(layer: Layer, profile: str, factor: int, seed: int) -> None:
-    """For one loop order and unrolling, a larger memory at any level never moves more DRAM bytes
-    (LOMA's bottom-up allocation only gives the level more loops)."""
+    """For one loop order and unrolling, a larger memory at any level never moves more DRAM bytes in all
+    (LOMA's bottom-up allocation only gives the level more loops; a shared level's per-operand cut may move
+    them from one operand to another)."""
     import random
 
     p = load_profile(profile)
@@ -115,9 +116,12 @@ def test_fixed_mapping_dram_traffic_never_grows_with_memory(layer: Layer, profil
     bigger = dataclasses.replace(p.levels[i], size_bytes=p.levels[i].size_bytes * factor)
     q = dataclasses.replace(p, levels=p.levels[:i] + (bigger,) + p.levels[i + 1:])
     grown = evaluate(shape, arch(q), sp, tuple(loops))
-    for o in ("weights", "inputs", "outputs"):
-        key = (p.dram.name, o)
-        assert grown.reads.get(key, 0) + grown.writes.get(key, 0) <= (base.reads.get(key, 0) + base.writes.get(key, 0)) * (1 + 1e-9) + 1e-6
+    dram = [sum(m.reads.get((p.dram.name, o), 0) + m.writes.get((p.dram.name, o), 0) for o in ("weights", "inputs",
+                                                                                                "outputs"))
+            for m in (base, grown)]
+    # ZigZag's per-operand cut may give one operand's tile room another's had (ethos_u55, a 7x7 conv: inputs
+    # 59,904 -> 43,264 B, outputs 1,024 -> 12,288 B): per operand the traffic can grow, in all it does not
+    assert dram[1] <= dram[0] * (1 + 1e-9) + 1e-6
 
 
 def test_mapping_is_written_per_layer_in_zigzag_notation() -> None:
