@@ -576,37 +576,10 @@ def vela_step(work: Path) -> None:
 
 def system_memories(sys_cfg: str, mem_mode: str) -> dict:
     """The memories of Vela's default vela.ini system config and what the memory mode puts in each."""
-    import configparser
-
     import ethosu.vela
 
-    ini = Path(ethosu.vela.__file__).parents[1] / "config_files" / "Arm" / "vela.ini"
-    cfg = configparser.ConfigParser()
-    cfg.read(ini)
-    sysc, mode = cfg[f"System_Config.{sys_cfg}"], cfg[f"Memory_Mode.{mem_mode}"]
-    axi_bytes = 8  # Ethos-U55 AXI port width (architecture_features.py, regor.cpp)
-    memories = {}
-    for port in ("axi0", "axi1"):
-        name = sysc[f"{port}_port"]
-        scale = float(sysc.get(f"{name}_clock_scale", 1))
-        ports = int(sysc.get(f"{name}_ports_used", 1))
-        memories[name] = {
-            "port": port,
-            "clock_scale": scale,
-            "bytes_per_cycle": axi_bytes * scale * ports,
-            "burst_length_bytes": int(sysc.get(f"{name}_burst_length", 1)),
-            "read_latency_cycles": int(sysc.get(f"{name}_read_latency", 0)),
-            "write_latency_cycles": int(sysc.get(f"{name}_write_latency", 0)),
-        }
-    port_mem = {"Axi0": sysc["axi0_port"], "Axi1": sysc["axi1_port"]}
-    return {
-        "memories": memories,
-        "placement": {
-            "const (weights, scales)": port_mem[mode["const_mem_area"]],
-            "arena (feature maps)": port_mem[mode["arena_mem_area"]],
-            "cache (weight staging)": port_mem[mode["cache_mem_area"]],
-        },
-    }
+    return _memories_from(Path(ethosu.vela.__file__).parents[1] / "config_files" / "Arm" / "vela.ini", sys_cfg,
+                          mem_mode)
 
 
 _MODEL_NOTES = {
