@@ -474,19 +474,8 @@ def _num(v):
 
 
 def vela_step(work: Path) -> None:
-    import ethosu.vela
-    import keras
-    import numpy
-    import tensorflow as tf
-
-    vela_version = ethosu.vela.__version__
-    versions = {
-        "ethos-u-vela": vela_version,
-        "tensorflow-cpu": tf.__version__,
-        "keras": keras.__version__,
-        "numpy": numpy.__version__,
-        "python": sys.version.split()[0],
-    }
+    versions = tool_versions()
+    vela_version = versions["ethos-u-vela"]
     work.mkdir(parents=True, exist_ok=True)
     FIXTURES.mkdir(parents=True, exist_ok=True)
     builders = keras_networks()
@@ -572,6 +561,17 @@ def vela_step(work: Path) -> None:
             f"{net}: regor {total} cycles ({len(ops)} rows), legacy {record['legacy_core']['total_cycles']}"
             f" cycles ({len(legacy_ops)} ops) -> {path.relative_to(ROOT)}"
         )
+
+
+def tool_versions() -> dict[str, str]:
+    """The versions of the tools a fixture was made with (Vela, TensorFlow, Keras, numpy, Python)."""
+    import ethosu.vela
+    import keras
+    import numpy
+    import tensorflow as tf
+
+    return {"ethos-u-vela": ethosu.vela.__version__, "tensorflow-cpu": tf.__version__, "keras": keras.__version__,
+            "numpy": numpy.__version__, "python": sys.version.split()[0]}
 
 
 def system_memories(sys_cfg: str, mem_mode: str) -> dict:
@@ -938,19 +938,8 @@ def _layer_row(op: dict) -> dict:
 
 
 def layers_vela_step(work: Path, only: list[str] | None = None) -> None:
-    import ethosu.vela
-    import keras
-    import numpy
-    import tensorflow as tf
-
-    vela_version = ethosu.vela.__version__
-    versions = {
-        "ethos-u-vela": vela_version,
-        "tensorflow-cpu": tf.__version__,
-        "keras": keras.__version__,
-        "numpy": numpy.__version__,
-        "python": sys.version.split()[0],
-    }
+    versions = tool_versions()
+    vela_version = versions["ethos-u-vela"]
     work.mkdir(parents=True, exist_ok=True)
     LAYER_DIR.mkdir(parents=True, exist_ok=True)
     ini = layer_config(work)

@@ -285,7 +285,7 @@ def _fmt(value: Any) -> str:
 SCALE_AXIS = "precision_bits.mask_scale"
 
 
-def masks_vs_copies(frame: pd.DataFrame, spec: Spec) -> tuple[pd.DataFrame, str] | None:
+def masks_vs_copies(frame: pd.DataFrame, spec: Spec) -> pd.DataFrame | None:
     """KSM masks against fine-tuned copies on each design, ``tasks`` tasks deployed.
 
     Per design (axis values) and network, in folded mode (the mask folded into the weights at a task
@@ -297,7 +297,8 @@ def masks_vs_copies(frame: pd.DataFrame, spec: Spec) -> tuple[pd.DataFrame, str]
     - ``switch_energy_j``: the energy of switching to a task (KSM: read backbone and mask, write the
       task's weights; fine-tuning: read the task's copy).
 
-    Returns the per-design comparison and one sentence; None without both methods.
+    Returns the per-design comparison (:func:`answer_table` and :func:`_lead` say it in a table and a
+    sentence); None without both methods.
     """
     masks, copies = catalogue.subject(), catalogue.full_copy()
     if masks is None or copies is None or not {masks, copies} <= set(frame["method"]):
@@ -331,37 +332,7 @@ def masks_vs_copies(frame: pd.DataFrame, spec: Spec) -> tuple[pd.DataFrame, str]
     # masks pay where only KSM's deployment fits on chip, or where a switch costs less with masks
     out["masks_pay"] = (out["ksm_fits"] & ~out["finetune_fits"]) | (
         out["ksm_energy_j"] < out["finetune_energy_j"])
-    sentences = []
-    by = ["network", *([SCALE_AXIS] if SCALE_AXIS in out.columns else [])]
-    for key, g in out.groupby(by, sort=False):
-        key = key if isinstance(key, tuple) else (key,)
-        network = key[0] + (f", {key[1]}-bit mask scale" if len(key) > 1 else "")
-        g = g.sort_values("on_chip_bytes")
-        paying = g[g["masks_pay"]]
-        ft_fit = g[g["finetune_fits"]]
-        first_ft = ft_fit["on_chip_bytes"].min() if len(ft_fit) else None
-        if paying.empty:
-            sentences.append(f"- **{network}**: KSM's masks never pay against {t} fine-tuned copies on this "
-                             f"sweep (a switch with fine-tuned copies always costs less energy, and wherever "
-                             f"KSM's deployment fits on chip so do the copies).")
-            continue
-        stop = g[(g["on_chip_bytes"] > paying["on_chip_bytes"].max())]
-        where_pay = ", ".join(f"{b / 2**20:.3g}" for b in sorted(set(paying["on_chip_bytes"])))
-        text = (f"- **{network}**: KSM's masks pay at on-chip memory of {where_pay} MiB (KSM's {t}-task "
-                f"deployment, {g['ksm_system_bytes'].iloc[0] / 2**20:.3g} MiB, fits on chip while {t} fine-tuned "
-                f"copies, {g['finetune_system_bytes'].iloc[0] / 2**20:.3g} MiB, do not)")
-        if first_ft is not None:
-            text += (f"; they **stop paying at {first_ft / 2**20:.3g} MiB** of on-chip memory (the first swept size "
-                     f"at or above the copies' {g['finetune_system_bytes'].iloc[0] / 2**20:.3g} MiB), where all {t} "
-                     f"fine-tuned copies fit and a switch costs "
-                     f"{g['finetune_switch_energy_j'].iloc[0] / g['ksm_switch_energy_j'].iloc[0]:.2g}x KSM's "
-                     f"energy.")
-        elif not stop.empty:
-            text += f"; they stop paying above {stop['on_chip_bytes'].min() / 2**20:.3g} MiB."
-        else:
-            text += "; on this sweep they never stop paying (no swept size holds the fine-tuned copies)."
-        sentences.append(text)
-    return out, "\n".join(sentences)
+    return out
 
 
 def _engineering_frame(frame: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
@@ -448,7 +419,7 @@ def write_summary(frame: pd.DataFrame, spec: Spec, out: Path, command: str, figu
     lines = [f"# {spec.name}", ""]
     compare = masks_vs_copies(frame, spec)
     if compare is not None:
-        table, _sentences = compare
+        table = compare
         answer = answer_table(table)
         lines += ["## Answer", "", _lead(table, spec.tasks), "", units.markdown(answer, index=False), "",
                   (f"(Per design, folded mode: the deployment stores the backbone plus {spec.tasks} tasks' masks, "
