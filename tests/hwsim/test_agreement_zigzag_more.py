@@ -43,9 +43,14 @@ _RF_STALL = ("output-RF stall model: on the same mapping as ZigZag (hwsim's sear
              "per-PE rf_16B is its whole-run port roofline (accesses / port width - compute), ZigZag's is per "
              "data-transfer period, each transfer limited to its allowed window (the instantaneous window where the "
              "level cannot double-buffer its tile)")
-_NEAR_TIE = ("search near-tie: hwsim's energy search picks a loop order 0.2-0.6 % cheaper (in its model) than "
-             "ZigZag's, which keeps only FY in the weight RF and refills it from sram_64KB's 16 B/cycle port (a stall "
-             "of several times the compute); on ZigZag's own mapping hwsim agrees (energy 1.01, cycles 0.96-1.05)")
+_NEAR_TIE = ("search near-tie from an energy-count difference: ZigZag moves a per-PE register's tile to and from the "
+             "level above in whole port words (rf_16B: a tile of 7 16-bit partial sums in ceil(112 / 24) = 5 24-bit "
+             "words), hwsim charges one word per partial sum (one_mapping.py: 'a per-PE register file moves one "
+             "element per access'). ZigZag's mapping drains rf_16B after every FX x FY, so hwsim charges its rf_16B "
+             "449.0M pJ to ZigZag's 437.3M (+2.7 %) and ranks it 0.6-1.1 % dearer than its own pick, which keeps "
+             "only FY in the weight RF and refills it from sram_64KB's 16 B/cycle port (a stall of several times the "
+             "compute). With the words packed per transfer (a prototype of one_mapping.evaluate), ZigZag's mapping "
+             "costs 0.997 and 0.999 of ZigZag's energy in hwsim and is the cheaper of the two")
 KNOWN: dict[tuple[str, str], str] = {
     ("eyeriss_like/dw_3x3_s2", "dram"):
         "ZigZag's input count of an uneven unrolling: ZigZag unrolls OX 6 ways (28 in 5 folds, printed 5.6) with "
