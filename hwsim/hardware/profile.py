@@ -19,7 +19,8 @@ A profile file looks like this (every number should carry its source in a commen
         operands: [weights, inputs, outputs]
         per_pe: false                  # optional; true = one instance inside every PE
 
-Optional keys: ``spatial`` (the unrollings the mapping search may use), ``static_power_w``, ``vector_unit``
+Optional keys: ``spatial`` (the unrollings the mapping search may use; ``alternatives`` lists more of them,
+each costed, the best kept), ``static_power_w``, ``vector_unit``
 (``{ops_per_cycle, energy_pj_per_op}``: what runs non-MAC operators), ``output_stage``
 (``{outputs_per_cycle, energy_pj_per_output}``: requantisation and write-back, which bounds a layer's time),
 ``chip_energy`` (``{clock_pj_per_cycle, control_pj_per_cycle, energy_node_nm, energy_vdd_v, vdd_v, device}``:
@@ -125,12 +126,25 @@ class MaskOpEnergy:
 
 
 @dataclass(frozen=True, slots=True)
+class SpatialAlternative:
+    """One more unrolling the search costs (``spatial.alternatives``): axes resolved as :class:`SpatialAxes`'
+    are, for ``layers`` (all, dense or depthwise); on the axes ``divisors`` names, every divisor of the ways
+    taken, too."""
+
+    rows: tuple[str, ...]
+    cols: tuple[str, ...]
+    layers: str = "all"
+    divisors: tuple[str, ...] = ()  # "rows", "cols"
+
+
+@dataclass(frozen=True, slots=True)
 class SpatialAxes:
     """Loop dimensions the array's rows and columns may unroll (the mapping search picks one per axis)."""
 
     rows: tuple[str, ...]
     cols: tuple[str, ...]
     search: bool = True  # False: each axis unrolls the first listed dimension larger than 1
+    alternatives: tuple[SpatialAlternative, ...] = ()  # more unrollings costed; the best is kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,7 +265,10 @@ def _profile(model: ProfileFile) -> Profile:
                                  write_energy_pj=lv.write_energy_pj * (k if i else k_out),
                                  bandwidth_bytes_per_cycle=lv.bandwidth_bytes_per_cycle,
                                  operands=tuple(lv.operands), per_pe=lv.per_pe) for i, lv in enumerate(model.levels)),
-        spatial=None if s is None else SpatialAxes(rows=tuple(s.rows), cols=tuple(s.cols), search=s.search),
+        spatial=None if s is None else SpatialAxes(
+            rows=tuple(s.rows), cols=tuple(s.cols), search=s.search,
+            alternatives=tuple(SpatialAlternative(rows=tuple(x.rows), cols=tuple(x.cols), layers=x.layers,
+                                                  divisors=tuple(x.divisors)) for x in s.alternatives)),
         static_power_w=model.static_power_w,
         vector_unit=None if model.vector_unit is None else VectorUnit(
             ops_per_cycle=model.vector_unit.ops_per_cycle, energy_pj_per_op=model.vector_unit.energy_pj_per_op * k,

@@ -218,3 +218,46 @@ def test_batched_subset_scores_are_the_per_order_scores() -> None:
             np.testing.assert_array_equal(cycles[lo:lo + len(e)], c)
             lo += len(e)
         assert lo == len(energy)
+
+
+def _without_alternatives(name: str):
+    p = load_profile(name)
+    assert p.spatial is not None and p.spatial.alternatives
+    return p, dataclasses.replace(p, spatial=dataclasses.replace(p.spatial, alternatives=()))
+
+
+_DENSE = Layer("c", "conv", 64, 128, (3, 3), (1, 1), (1, 1), 1, (28, 28), (28, 28))
+_WIDE_DW = Layer("dw", "conv", 96, 96, (3, 3), (1, 1), (1, 1), 96, (7, 28), (7, 28))  # OY 7, OX 28
+
+
+@pytest.mark.parametrize("name", ["zigzag_eyeriss_like", "zigzag_tpu_like"])
+def test_spatial_alternatives_add_candidates_only_to_their_layer_kind(name: str) -> None:
+    """A dense layer gets the same candidates as without `spatial.alternatives` (it pays nothing for them);
+    a depthwise layer gets OY and OX at every divisor of min(size, lanes), the profile's own unrolling first."""
+    p, plain = _without_alternatives(name)
+    dense = shape_of(_DENSE)
+    assert spatial_options(dense, arch(p)) == spatial_options(dense, arch(plain))
+    dw = shape_of(_WIDE_DW)
+    opts, fixed = spatial_options(dw, arch(p)), spatial_options(dw, arch(plain))
+    assert fixed == opts[:1] and len(set(opts)) == len(opts)
+    lanes = p.array.rows
+    for d, n in (("OY", 7), ("OX", 28)):
+        u = min(n, lanes)
+        assert {w for sp in opts for dd, w in sp.rows if dd == d} == {v for v in range(2, u + 1) if u % v == 0}
+    assert all(sp.cols == (("G", min(96, p.array.cols)),) for sp in opts)
+
+
+@pytest.mark.parametrize("objective", ["energy", "latency", "edp"])
+@pytest.mark.parametrize("name", ["zigzag_eyeriss_like", "zigzag_tpu_like"])
+def test_search_keeps_the_best_spatial_alternative(name: str, objective: str) -> None:
+    """With alternatives the search is never worse on its objective than the profile's one unrolling, and on
+    a wide depthwise map (OY 7 of eyeriss_like's 12 rows) it keeps OX, strictly cheaper, as ZigZag does."""
+    p, plain = _without_alternatives(name)
+    shape = shape_of(_WIDE_DW)
+    key = {"energy": lambda m: m.energy, "latency": lambda m: m.cycles, "edp": lambda m: m.energy * m.cycles}[objective]
+    best, fixed = search(shape, p, objective), search(shape, plain, objective)
+    assert key(best) <= key(fixed) * (1 + 1e-12)
+    assert best.spatial in spatial_options(shape, arch(p))
+    if name == "zigzag_eyeriss_like" and objective == "energy":
+        assert fixed.spatial.rows[0][0] == "OY" and best.spatial.rows[0][0] == "OX"
+        assert best.energy < fixed.energy * 0.99

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
-from hwsim.hardware.profile import OPERANDS, MemoryLevel, Profile
+from hwsim.hardware.profile import OPERANDS, MemoryLevel, Profile, SpatialAlternative
 
 W, I, O = OPERANDS
 DIMS = ("B", "G", "K", "C", "OY", "OX", "FY", "FX")
@@ -107,6 +107,7 @@ class Arch:
     spatial_pairs: bool
     spatial_first: bool = False  # each axis takes the first listed dimension larger than 1 (no search)
     alloc: tuple[tuple[MemoryLevel, tuple[str, ...]], ...] = ()  # levels innermost first, with their operands
+    spatial_alts: tuple[SpatialAlternative, ...] = ()  # the profile's spatial.alternatives
 
     @property
     def ebytes(self) -> dict[str, float]:
@@ -152,15 +153,20 @@ def arch(profile: Profile) -> Arch:
                 spatial_dims=((profile.spatial.rows, profile.spatial.cols) if profile.spatial
                               else _DEFAULT_SPATIAL[profile.dataflow]),
                 spatial_pairs=profile.spatial is None,
-                spatial_first=bool(profile.spatial and not profile.spatial.search))
+                spatial_first=bool(profile.spatial and not profile.spatial.search),
+                spatial_alts=profile.spatial.alternatives if profile.spatial else ())
 
 
 def spatial_options(shape: Shape, a: Arch) -> list[Spatial]:
     """Candidate unrollings: one dimension per axis (the profile's dataflow allows which), or two
-    dimensions on an axis when the first does not fill it (e.g. C x FY for a 3-channel stem)."""
+    dimensions on an axis when the first does not fill it (e.g. C x FY for a 3-channel stem). The profile's
+    ``spatial.alternatives`` for the layer's kind add theirs, each resolved as the main lists are (with
+    ``divisors``, also every divisor of the ways taken, as ZigZag's spatial-mapping generator yields them);
+    an unrolling already listed is listed once."""
     size = sizes(shape)
 
-    def axis(dims: tuple[str, ...], n: int, taken: set[str]) -> list[tuple[tuple[str, int], ...]]:
+    def axis(dims: tuple[str, ...], n: int, taken: set[str],
+             divisors: bool = False) -> list[tuple[tuple[str, int], ...]]:
         out = []
         for d in dims:
             if d in taken or size[d] == 1:
@@ -173,9 +179,21 @@ def spatial_options(shape: Shape, a: Arch) -> list[Spatial]:
                     out.append(((d, u), (d2, min(size[d2], rest))))
         if a.spatial_first:
             out = out[:1]
+        if divisors:
+            out = list(dict.fromkeys(((d, v),) for (d, u), *_ in out for v in range(u, 1, -1) if u % v == 0))
         return out or [()]
     opts = []
     for r in axis(a.spatial_dims[0], a.rows, set()):
         for c in axis(a.spatial_dims[1], a.cols, {d for d, _ in r}):
             opts.append(Spatial(rows=r, cols=c))
+    if a.spatial_alts:
+        depthwise = shape.g > 1 and shape.c == 1
+        for alt in a.spatial_alts:
+            if alt.layers != "all" and (alt.layers == "depthwise") != depthwise:
+                continue
+            for r in axis(alt.rows, a.rows, set(), "rows" in alt.divisors):
+                for c in axis(alt.cols, a.cols, {d for d, _ in r}, "cols" in alt.divisors):
+                    sp = Spatial(rows=r, cols=c)
+                    if sp not in opts:
+                        opts.append(sp)
     return opts
