@@ -104,9 +104,9 @@ def test_fixed_mapping_dram_traffic_never_grows_with_memory(layer: Layer, profil
     Where a level above it is shared with other operands, a larger level can move more: LOMA gives it
     every loop that fits, and its operand's larger tile in the shared parent leaves the others less room
     (eyeriss with one 108 KB GLB for all three operands, a 1x1 conv 16 -> 64 on 28x28, a psum_spad 1024x
-    larger: outputs whole in the GLB, the
-    inputs' GLB cut 11 -> 8 loops, input DRAM reads 25,088 -> 50,176 B); before the search preferred
-    mappings that fit, the common cut then overflowed the GLB and was costed as if it fit."""
+    larger: outputs whole in the GLB, the inputs' GLB cut 11 -> 8 loops, input DRAM reads 25,088 -> 50,176 B);
+    before the search preferred mappings that fit, the common cut then overflowed the GLB and was costed as if
+    it fit."""
     import random
 
     p = load_profile(profile)
