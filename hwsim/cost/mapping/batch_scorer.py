@@ -305,7 +305,9 @@ def _score(a: Arch, items: list[Item], objective: str, exact: bool) -> tuple[np.
     shared_levels = [lv for lv, ops in a.alloc if len(ops) > 1]
     if not shared_levels:
         cuts = alloc.cuts("per_operand")
-        return *score(rows, cuts)[:2], PassCuts(cuts, loops_of)
+        out = PassCuts(cuts, loops_of)
+        out.over = overflows(alloc, cuts)
+        return *score(rows, cuts)[:2], out
     split = _split_level(a)
     if split is None:  # several shared levels: both allocations whole, the orders where they differ scored twice
         cuts, each = allocations_of(alloc, SHARED_CUTS)
@@ -316,10 +318,12 @@ def _score(a: Arch, items: list[Item], objective: str, exact: bool) -> tuple[np.
                 differ |= x != y
         extra = np.nonzero(differ)[0]
         out = PassCuts(cuts, loops_of)
+        out.over = overflows(alloc, cuts)
         if extra.size:
             each = {o: [x[extra] for x in v] for o, v in each.items()}
             e2, c2, _ = score(rows.subset(extra), each)
-            out.add(extra, each, *_keep_preferred(energy, cycles, extra, e2, c2, objective))
+            out.add(extra, each, *_keep_preferred(energy, cycles, extra, e2, c2, objective, out.over,
+                                                  overflows(alloc.subset(extra), each)))
         return energy, cycles, out
     # one shared level, the last on chip of each operand it holds: only its cuts differ between the two
     # allocations; every other level is cut once
@@ -334,6 +338,8 @@ def _score(a: Arch, items: list[Item], objective: str, exact: bool) -> tuple[np.
         for o in ops:
             cuts[o].append(got[o])
     energy, cycles, part = score(rows, cuts, split)
+    whole = alloc  # every order's allocator (``alloc`` becomes the live orders')
+    over = overflows(alloc, cuts)  # per order, whether its common cut overflows a level
     if exact:  # the bound's premise, checked where the tests score every order: split_energy charges what
         # charge_traffic tags (a change to one of them must be made to the other)
         macs = per_row(rows, "macs")
@@ -343,7 +349,9 @@ def _score(a: Arch, items: list[Item], objective: str, exact: bool) -> tuple[np.
             raise AssertionError("split_energy no longer charges what charge_traffic tags for the shared level")
     live = np.arange(nr)  # the orders whose cut per operand is still to be found
     if not exact:  # bound and prune (see _bounded): first with the energy that does not depend on split's cuts
-        key = objective_key(energy, cycles, objective)
+        # the least common-cut score among the orders whose common cut fits (inf where none does: then no
+        # order is pruned, since one whose cut per operand fits is preferred to any that overflows)
+        key = np.where(over, np.inf, objective_key(energy, cycles, objective))
         least = np.minimum.reduceat(key, np.concatenate([[0], np.cumsum(counts)[:-1]]))[rows.item_of]
         rest = energy - part + _least_split_energy(a, split, sh_ops, per_item, index, tab, n_sub)[rows.item_of]
         rest -= 1e-9 * energy
@@ -352,6 +360,7 @@ def _score(a: Arch, items: list[Item], objective: str, exact: bool) -> tuple[np.
         if not live.size:
             out = PassCuts(cuts, loops_of)
             out.known = np.zeros(nr, dtype=bool)
+            out.over = over
             return energy, cycles, out
         alloc = alloc.subset(live)
         sh_start = {o: x[live] for o, x in sh_start.items()}
@@ -376,6 +385,7 @@ def _score(a: Arch, items: list[Item], objective: str, exact: bool) -> tuple[np.
     for o in sh_ops:
         differ |= pick[o][cand] != common[o][cand]
     out = PassCuts(cuts, loops_of)
+    out.over = over
     if not exact:  # the orders whose cut per operand is known: the common one, or found
         out.known = np.zeros(nr, dtype=bool)
         out.known[live[~maybe]] = True
@@ -387,7 +397,8 @@ def _score(a: Arch, items: list[Item], objective: str, exact: bool) -> tuple[np.
         for o in sh_ops:
             each[o][-1] = pick[o][cand]
         e2, c2, _ = score(rows.subset(extra), each)
-        better, near = _keep_preferred(energy, cycles, extra, e2, c2, objective)
+        better, near = _keep_preferred(energy, cycles, extra, e2, c2, objective, over,
+                                       overflows(whole.subset(extra), each))
         out.add(extra, each, better, near & ~_alike(a, split, sh_ops, alloc, sh_start, cand, common, pick,
                                                     rows.subset(extra), tab))
     return energy, cycles, out
@@ -429,6 +440,7 @@ class PassCuts:
         self.extra = np.zeros(0, dtype=np.intp)  # the orders (ascending) whose cut per operand differs
         self.each: dict[str, list[np.ndarray]] = {}  # ... and that allocation of them
         self.choice = np.zeros(0, dtype=np.int8)  # ... and which to cost: 0 the common, 1 the other, 2 both
+        self.over: np.ndarray | None = None  # per order, whether the allocation its score is of overflows a level
 
     def add(self, extra: np.ndarray, each: dict[str, list[np.ndarray]], better: np.ndarray, near: np.ndarray
             ) -> None:
@@ -560,16 +572,21 @@ def _least_split_energy(a: Arch, split: MemoryLevel, ops: tuple[str, ...], per_i
 
 
 def _keep_preferred(energy: np.ndarray, cycles: np.ndarray, extra: np.ndarray, e2: np.ndarray, c2: np.ndarray,
-                    objective: str) -> tuple[np.ndarray, np.ndarray]:
+                    objective: str, over: np.ndarray, over2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """In place: the scores of the orders ``extra`` replaced by their second scoring (``e2``, ``c2``) where
-    ``objective`` strictly prefers it (the first on ties). Returns where it did, and where the two scores
+    it is preferred (as :func:`hwsim.cost.mapping.one_mapping.preferred`: its tiles fit where the first's
+    overflow a level (``over``, per order, updated; ``over2``: the second's), else ``objective`` strictly
+    prefers it, the first on ties). Returns where it did, and where the two fit alike and their scores
     are within 1e-6 of each other (evaluate's own counts, snapped to integers within 1e-9, could order
     them otherwise)."""
     k2, k1 = objective_key(e2, c2, objective), objective_key(energy[extra], cycles[extra], objective)
-    better = k2 < k1
-    near = np.abs(k2 - k1) <= 1e-6 * np.maximum(np.abs(k1), np.abs(k2))
+    o1 = over[extra]
+    alike = o1 == over2
+    better = np.where(alike, k2 < k1, o1)
+    near = alike & (np.abs(k2 - k1) <= 1e-6 * np.maximum(np.abs(k1), np.abs(k2)))
     energy[extra[better]] = e2[better]
     cycles[extra[better]] = c2[better]
+    over[extra[better]] = over2[better]
     return better, near
 
 
@@ -623,6 +640,30 @@ def allocations(a: Arch, pre: np.ndarray, full: np.ndarray, tile: Callable[[str,
     """:func:`allocate` under each of ``shared_cuts``: the levels whose operands start from the same cuts
     under several of them (all the levels below the first shared one) are cut once."""
     return allocations_of(_Allocator(a, pre, full, tile, below, temporal, ir_out), shared_cuts)
+
+
+def overflows(alloc: _Allocator, cuts: dict[str, list[np.ndarray]]) -> np.ndarray:
+    """Per order of ``alloc``, whether the allocation ``cuts`` (of those orders) overflows a level: the tiles of
+    a level's operands do not fit in it together (:func:`hwsim.cost.mapping.tiles.tiles_fit`, outputs at the
+    output width where the level holds only final ones, as ``evaluate`` sizes them)."""
+    a = alloc.a
+    over = np.zeros(alloc.n, dtype=bool)
+    for lv, ops in a.alloc:
+        at = {o: a.chains[o].index(lv) for o in ops}
+        start = {O: cuts[O][at[O] - 1]} if O in ops and at[O] > 0 else {}
+        size_tab, lookup = alloc.sized(lv, ops, start)
+        total = 0.0
+        for o in ops:
+            total = total + size_tab[o][lookup[cuts[o][at[o]].astype(np.intp), alloc.cols]]
+        over |= total > lv.size_bytes
+    return over
+
+
+def overflow_of(a: Arch, pre: np.ndarray, full: np.ndarray, tile: Callable[[str, bool], np.ndarray],
+                below: np.ndarray, temporal: np.ndarray, ir_out: np.ndarray, cuts: dict[str, list[np.ndarray]]
+                ) -> np.ndarray:
+    """:func:`overflows` of the allocation ``cuts`` of many loop orders (arguments as :func:`allocate`'s)."""
+    return overflows(_Allocator(a, pre, full, tile, below, temporal, ir_out), cuts)
 
 
 def allocations_of(alloc: _Allocator, shared_cuts: tuple[str, ...]) -> list[dict[str, list[np.ndarray]]]:

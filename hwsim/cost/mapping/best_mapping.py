@@ -19,7 +19,7 @@ import numpy as np
 from hwsim.cost.mapping import loop_orders
 from hwsim.cost.mapping.batch_scorer import Item, PassCuts, search_batch
 from hwsim.cost.mapping.loop_orders import flat_loops, order_tables, pattern
-from hwsim.cost.mapping.one_mapping import OBJECTIVES, MappingCost, evaluate, objective_key
+from hwsim.cost.mapping.one_mapping import OBJECTIVES, MappingCost, evaluate, objective_key, preferred
 from hwsim.cost.mapping.space import DIMS, Shape, Spatial, arch, folds, spatial_options, utilisation
 from hwsim.hardware.profile import Profile
 
@@ -125,39 +125,45 @@ def _search_block(new: list[Shape], profile: Profile, objective: str, cache: dic
             items += [(shape, sp, flat, order_tables(pattern(flat))) for sp, flat in zip(kept, flats) if flat]
         scored = [search_batch(a, g, objective) for g in _passes(items)]
         keys = np.concatenate([np.zeros(0)] + [objective_key(e, c, objective) for e, c, _ in scored])
+        # per order, whether its scored allocation overflows a level: such orders only where none fits
+        over = np.concatenate([np.zeros(0, dtype=bool)] + [p.over for _, _, p in scored])
         starts = np.cumsum([0] + [len(e) for e, _, _ in scored])
         allocs: list[PassCuts] = [p for _, _, p in scored]
         lo = 0
         for shape, kept, flats in plans:
-            best: tuple[float, Spatial, tuple[tuple[str, int], ...], int] | None = None
+            # (overflows, key): a mapping whose tiles fit every level first (ZigZag and Timeloop reject the
+            # others), then the least key; an overflowing one only where no order of any kept unrolling fits
+            best: tuple[bool, float, Spatial, tuple[tuple[str, int], ...], int] | None = None
             for sp, flat in zip(kept, flats):
                 row = -1  # the winning order's row in the passes (its allocations: PassCuts)
                 if not flat:
                     loops: tuple[tuple[str, int], ...] = ()
                     m = evaluate(shape, a, sp, loops, objective=objective)
-                    key = _key_of(m, objective)
+                    key, bad = _key_of(m, objective), bool(m.overflow)
                 else:
                     t = order_tables(pattern(flat))
                     seg = keys[lo:lo + len(t.loop)]
-                    k = int(np.argmin(seg))
+                    seg_over = over[lo:lo + len(t.loop)]
+                    bad = bool(seg_over.all())
+                    k = int(np.argmin(seg if bad or not seg_over.any() else np.where(seg_over, np.inf, seg)))
                     row = lo + k
                     lo += len(t.loop)
                     key = float(seg[k])
                     loops = tuple((DIMS[flat[i][0]], flat[i][1]) for i in t.loop[k])
-                if best is None or key < best[0]:
-                    best = (key, sp, loops, row)
+                if best is None or (bad, key) < best[:2]:
+                    best = (bad, key, sp, loops, row)
             assert best is not None
             given = None
-            if best[3] >= 0:
-                p = int(np.searchsorted(starts, best[3], side="right")) - 1
-                given = allocs[p].of(best[3] - int(starts[p]))
-            chosen = evaluate(shape, a, best[1], best[2], objective=objective, allocations=given)
+            if best[4] >= 0:
+                p = int(np.searchsorted(starts, best[4], side="right")) - 1
+                given = allocs[p].of(best[4] - int(starts[p]))
+            chosen = evaluate(shape, a, best[2], best[3], objective=objective, allocations=given)
             if shape.b > 1:
                 # the batch loop outermost around the best single-image mapping is always a valid mapping:
                 # the search never does worse per image than batch 1 (the lpf limit can otherwise hide it)
                 one = cache[dataclasses.replace(shape, b=1)]
                 alt = evaluate(shape, a, one.spatial, (*one.loops, ("B", shape.b)), objective=objective)
-                if _key_of(alt, objective) < best[0]:
+                if preferred(alt, chosen, objective):
                     chosen = alt
             cache[shape] = chosen
 

@@ -72,9 +72,10 @@ class MappingCost:
     onload_cycles: float
     offload_cycles: float
     bound: str
-    # levels (by name) whose tiles exceed their capacity under this allocation: empty for LOMA's own
-    # allocation whenever the innermost tiles fit at all; a given allocation (``evaluate(cuts=...)``) may
-    # overflow, and the cost is still counted as if it fit (as Timeloop reports a mapping it would reject)
+    # levels (by name) whose tiles exceed their capacity under this allocation (LOMA's common cut overflows
+    # where the tiles at its highest start do not fit together; the search keeps such a mapping only when no
+    # mapping it scores fits: see best_mapping); a given allocation (``evaluate(cuts=...)``) may overflow
+    # too, and the cost is still counted as if it fit (as Timeloop reports a mapping it would reject)
     overflow: tuple[str, ...] = ()
 
     @property
@@ -109,7 +110,8 @@ def evaluate(shape: Shape, a: Arch, spatial: Spatial, loops: tuple[tuple[str, in
     A memory shared by several operands is allocated both ways (:data:`hwsim.cost.mapping.tiles.SHARED_CUTS`):
     one common cut for all its operands (:func:`~hwsim.cost.mapping.tiles.common_cut`), and ZigZag 3.9.1's
     own cut per operand (:func:`~hwsim.cost.mapping.tiles.allocate_level`); where they differ, the one
-    ``objective`` (:func:`objective_key`) prefers is kept, the common cut on ties. The allocation is
+    ``objective`` (:func:`objective_key`) prefers is kept, the common cut on ties; an allocation whose
+    tiles fit every level is kept before one that overflows a level (:func:`preferred`). The allocation is
     one more dimension of the search: ZigZag's greedy per-operand choice (it minimises a traffic
     estimate of its own) can be worse than the common cut, and the common cut re-reads an operand that
     ZigZag's allocation keeps whole.
@@ -212,8 +214,7 @@ def evaluate(shape: Shape, a: Arch, spatial: Spatial, loops: tuple[tuple[str, in
         for each in allocations[1:]:
             if each != allocations[0]:
                 other = _counted(shape, a, spatial, loops, each, held, bounds, win, true_ways)
-                if objective_key(other.energy, other.cycles, objective) < objective_key(best.energy, best.cycles,
-                                                                                         objective):
+                if preferred(other, best, objective):
                     best = other
         return best
     common = allocation(SHARED_CUTS[0])
@@ -221,9 +222,18 @@ def evaluate(shape: Shape, a: Arch, spatial: Spatial, loops: tuple[tuple[str, in
     best = _counted(shape, a, spatial, loops, common, held, bounds, win, true_ways)
     if each != common:
         other = _counted(shape, a, spatial, loops, each, held, bounds, win, true_ways)
-        if objective_key(other.energy, other.cycles, objective) < objective_key(best.energy, best.cycles, objective):
+        if preferred(other, best, objective):
             best = other
     return best
+
+
+def preferred(m: MappingCost, than: MappingCost, objective: str) -> bool:
+    """Whether the search prefers ``m`` to ``than``: a mapping whose tiles fit every level before one that
+    overflows a level (ZigZag and Timeloop reject the latter), then the lesser :func:`objective_key`
+    (``than`` on ties)."""
+    if bool(m.overflow) != bool(than.overflow):
+        return not m.overflow
+    return objective_key(m.energy, m.cycles, objective) < objective_key(than.energy, than.cycles, objective)
 
 
 def _counted(shape: Shape, a: Arch, spatial: Spatial, loops: tuple[tuple[str, int], ...],

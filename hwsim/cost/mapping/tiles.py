@@ -90,7 +90,8 @@ def common_cut(capacity: float, ops: tuple[str, ...], start: Mapping[str, int], 
     before ZigZag's per-operand one (:func:`allocate_level`); the search keeps whichever of the two its
     objective prefers, per loop order (ZigZag's greedy choice may trade a cheap operand's tile for an
     expensive one's). Where the tiles at the highest start already overflow together, every operand is
-    cut there all the same (the allocation is then reported as an overflow)."""
+    cut there all the same: the allocation overflows, and the search keeps it only where no allocation of
+    any order it scores fits (``one_mapping.preferred``; reported in ``MappingCost.overflow``)."""
     j = max(start.values())
     while j < n and sum(size(o, max(start[o], j + 1)) for o in ops) <= capacity:
         j += 1
@@ -106,7 +107,8 @@ def allocate_level(capacity: float, ops: tuple[str, ...], start: Mapping[str, in
     combinations whose tiles fit together, the one that minimises the sum over operands of the
     iterations left above (``unallocated(j)``) times the tile size, the last such in lexicographic order
     (ZigZag's ``<=``) on ties. When even the starts do not fit together, every operand keeps its start
-    (ZigZag drops such an order; here it is costed and reported as an overflow)."""
+    (ZigZag drops such an order; here it is costed, and the search keeps it only where nothing it scores
+    fits, reported as an overflow)."""
     cands = []  # per operand: (position, tile bytes, cost) of each candidate
     for o in ops:
         j = start[o]
