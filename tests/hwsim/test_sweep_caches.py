@@ -1,0 +1,61 @@
+"""What a sweep shares between its points changes no number (issue 24's speed work).
+
+The mapping search is cached by what it reads of a profile (``best_mapping.search_key``), so designs that
+differ only elsewhere (a mask-scale precision) share one search; a chain graph is built once per layer tuple,
+so its memory plans are kept across designs. Each point costed after its neighbours (warm caches) must equal
+the same point costed alone from cold caches, every number of its ``ksm-sim/1`` record.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hwsim import Workload, load_network, simulate
+from hwsim.cost.mapping import best_mapping, clear_caches
+from hwsim.hardware.profile import load_design
+from hwsim.workload.graph import chain_graph
+
+VARIANTS = [  # edge_npu as a sweep varies it: precisions the search never reads, and a level size it does
+    ["precision_bits.mask_scale=1"], ["precision_bits.mask_scale=16"], ["levels.sram_1MB.size_bytes=65536"],
+    ["levels.sram_1MB.size_bytes=65536", "precision_bits.mask_scale=2"], ["array.rows=8", "array.cols=12"],
+    ["array.rows=8", "array.cols=12", "precision_bits.mask_scale=4"]]
+
+
+def _record(result) -> str:
+    return json.dumps(result.to_dict(True), sort_keys=True, default=repr)
+
+
+def test_search_key_reads_what_the_search_reads() -> None:
+    p = [load_design("edge_npu", s).profile for s in VARIANTS]
+    assert best_mapping.search_key(p[0]) == best_mapping.search_key(p[1])  # mask-scale bits only
+    assert best_mapping.search_key(p[2]) == best_mapping.search_key(p[3])
+    assert best_mapping.search_key(p[4]) == best_mapping.search_key(p[5])
+    assert len({best_mapping.search_key(x) for x in (p[0], p[2], p[4])}) == 3  # a level size, the array
+
+
+@pytest.mark.parametrize("network", ["resnet18", "alexnet"])  # with its graph; a chain
+def test_warm_sweep_equals_every_point_cold(network: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    net = load_network(network)
+    work = Workload(net.source, net.layers, method="ksm", graph=net.graph)
+    profiles = [load_design("edge_npu", s).profile for s in VARIANTS]
+    searched = []
+    block = best_mapping._search_block
+    monkeypatch.setattr(best_mapping, "_search_block", lambda new, *a: (searched.append(len(new)), block(new, *a)))
+    clear_caches()
+    warm = [_record(simulate(work, p, mode)) for p in profiles for mode in ("folded", "on_the_fly")]
+    assert len(searched) == 3  # one search per distinct search key, not per design
+    cold = []
+    for p in profiles:
+        for mode in ("folded", "on_the_fly"):
+            clear_caches()
+            cold.append(_record(simulate(work, p, mode)))
+    assert warm == cold
+
+
+def test_chain_graph_built_once_per_layer_tuple() -> None:
+    layers = load_network("alexnet").layers
+    assert isinstance(layers, tuple)
+    assert chain_graph(layers) is chain_graph(layers)
+    assert chain_graph(list(layers)) == chain_graph(layers)  # a list (mutable) is not cached, built equal
