@@ -59,3 +59,28 @@ def test_chain_graph_built_once_per_layer_tuple() -> None:
     assert isinstance(layers, tuple)
     assert chain_graph(layers) is chain_graph(layers)
     assert chain_graph(list(layers)) == chain_graph(layers)  # a list (mutable) is not cached, built equal
+
+
+def test_chunks_keep_a_search_group_together(tmp_path) -> None:
+    """ksm-explore sends the points of designs sharing a search to one worker: no group split across chunks,
+    whatever the axis order (the precision outermost here), and every point once."""
+    from hwsim.explore import engine
+    from hwsim.explore.spec import load_spec
+
+    spec_file = tmp_path / "s.yaml"
+    spec_file.write_text("name: t\nprofiles: [edge_npu]\naxes:\n  precision_bits.mask_scale: [1, 4, 16]\n"
+                         "  array.rows: [4, 8, 16, 32, 64]\n  array.cols: [8, 16]\n"
+                         "workloads: [{network: alexnet}]\nmethods: [ksm]\nmodes: [folded, on_the_fly]\n",
+                         encoding="utf-8")
+    spec = load_spec(spec_file)
+    todo = engine.plan(spec)
+    group = engine._search_groups(spec)
+    assert len(set(group)) == 10 and len(todo) == 60
+    chunks = list(engine._chunks(spec, engine._grouped(todo, group), 8, group))
+    design_of = {p.point_id: p.design for p in todo}
+    where = {}
+    for i, chunk in enumerate(chunks):
+        for pid, *_ in chunk:
+            where.setdefault(group[design_of[pid]], set()).add(i)
+    assert all(len(v) == 1 for v in where.values())
+    assert sorted(pid for c in chunks for pid, *_ in c) == sorted(p.point_id for p in todo)
