@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from hwsim import catalogue
+from hwsim.cost.mapping.best_mapping import search_key
 from hwsim.cost.simulate import MODEL_VERSION
 from hwsim.errors import InputError
 from hwsim.explore.point import Options, cost_point
@@ -94,15 +95,44 @@ def cost_chunk(chunk: list[tuple[str, Design, int, Options]],
     return [_row(pid, design, works[w], options) for pid, design, w, options in chunk]
 
 
-def _chunks(spec: Spec, todo: list[Point], size: int) -> Iterator[list[tuple[str, Design, int, Options]]]:
+def _chunks(spec: Spec, todo: list[Point], size: int,
+            group: list[int] | None = None) -> Iterator[list[tuple[str, Design, int, Options]]]:
+    """``todo`` in chunks of about ``size`` points, the points of designs that share a mapping search kept
+    in one chunk (:func:`_search_groups`): a chunk ends at the first group boundary after ``size`` points
+    (at ``4 * size`` whatever the groups)."""
     chunk: list[tuple[str, Design, int, Options]] = []
-    for p in todo:  # plan order keeps one design's points together
+    group = _search_groups(spec) if group is None else group
+    for i, p in enumerate(todo):  # plan order keeps one design's points together
         chunk.append((p.point_id, _slim(spec.designs[p.design][1]), p.workload, p.options))
-        if len(chunk) >= size:
+        last = i + 1 == len(todo)
+        if not last and (len(chunk) >= 4 * size
+                         or (len(chunk) >= size and group[todo[i + 1].design] != group[p.design])):
             yield chunk
             chunk = []
     if chunk:
         yield chunk
+
+
+def _search_groups(spec: Spec) -> list[int]:
+    """Per design, a group number: designs whose profiles the mapping search reads alike
+    (:func:`hwsim.cost.mapping.best_mapping.search_key`: they differ only in, say, a mask-scale precision)
+    share a group, and a worker costing them together searches each layer shape once."""
+    seen: dict[Any, int] = {}
+    out = []
+    for d, (_labels, design) in enumerate(spec.designs):
+        try:
+            key = search_key(design.profile)
+        except Exception:  # noqa: BLE001 - a profile the search refuses: its points fail in the worker, as before
+            key = ("design", d)
+        out.append(seen.setdefault(key, len(seen)))
+    return out
+
+
+def _grouped(todo: list[Point], group: list[int]) -> list[Point]:
+    """``todo`` with the points of each search group together (``group``: :func:`_search_groups`), in the
+    order each group first appears (stable: a sweep whose inner axes are the ones the search ignores is
+    unchanged)."""
+    return sorted(todo, key=lambda p: group[p.design])
 
 
 def _slim(design: Design) -> Design:
@@ -135,7 +165,8 @@ def run_points(spec: Spec, todo: list[Point], workers: int = 0, scheduler: str |
             on_rows(part)
         bar.update(len(part))
 
-    chunks = list(_chunks(spec, todo, chunk_size))
+    group = _search_groups(spec)
+    chunks = list(_chunks(spec, _grouped(todo, group), chunk_size, group))
     try:
         if scheduler is not None:
             _run_dask(spec, chunks, scheduler, done)

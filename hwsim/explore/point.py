@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import Any
 
 from hwsim import catalogue
@@ -41,9 +42,15 @@ def check_options(options: Options, where: str = "") -> None:
         raise InputError(f"{where}{exc}") from None
 
 
+@lru_cache(maxsize=1)
+def _simulate_params() -> Any:
+    """``simulate``'s parameters, read once (``inspect.signature`` costs more than a cached point)."""
+    return inspect.signature(simulate).parameters
+
+
 def _simulate_kwargs(options: Options) -> dict[str, Any]:
     """``simulate``'s keyword arguments; batch and steady state only where this cost model takes them."""
-    params = inspect.signature(simulate).parameters
+    params = _simulate_params()
     kwargs: dict[str, Any] = {"tasks": options.tasks, "mask_density": options.mask_density}
     for name, value, default in (("batch", options.batch, 1), ("steady_state", options.steady_state, False)):
         if name in params:
@@ -64,7 +71,7 @@ _LAYER_CACHE_MAX = 4096  # profiles
 
 
 def _cacheable() -> bool:
-    return tuple(inspect.signature(simulate).parameters) == _SIMULATE_PARAMS
+    return tuple(_simulate_params()) == _SIMULATE_PARAMS
 
 
 def _signatures(work: Workload) -> tuple[Any, ...]:

@@ -167,7 +167,27 @@ def feeds(a: Layer, b: Layer) -> bool:
 def chain_graph(layers: Sequence[Layer]) -> Graph:
     """The graph of a layer list without one: each layer reads the previous one's output when its channels and
     map size agree (:func:`feeds`); otherwise it reads a tensor from off-chip memory that no operator of the
-    graph writes (a pooling or a branch the list does not show), and the previous output leaves the chip."""
+    graph writes (a pooling or a branch the list does not show), and the previous output leaves the chip.
+
+    The graph of a tuple of layers is built once and returned again for the same tuple (a sweep costs one
+    workload on many designs: its graph's memo, the memory plans, is kept across them)."""
+    if not isinstance(layers, tuple):
+        return _chain_graph(layers)
+    hit = _CHAINS.get(id(layers))
+    if hit is not None and hit[0] is layers:
+        return hit[1]
+    graph = _chain_graph(layers)
+    if len(_CHAINS) >= 64:
+        _CHAINS.clear()
+    _CHAINS[id(layers)] = (layers, graph)
+    return graph
+
+
+_CHAINS: dict[int, tuple[tuple[Layer, ...], Graph]] = {}  # id(layers) -> (layers, their chain graph)
+
+
+def _chain_graph(layers: Sequence[Layer]) -> Graph:
+    """:func:`chain_graph` without the cache."""
     tensors: dict[str, tuple[int, ...]] = {}
     ops: list[Op] = []
     previous: Layer | None = None

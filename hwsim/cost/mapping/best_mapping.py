@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
+from functools import lru_cache
 
 import numpy as np
 
@@ -25,9 +26,11 @@ from hwsim.hardware.profile import Profile
 
 SPATIAL_KEEP = 3
 
-# (profile, objective) -> shape -> the chosen mapping: the profile (a deep frozen dataclass, slow to
-# hash) is hashed once per lookup of a whole network, not once per layer
-_SEARCHES: dict[tuple[Profile, str], dict[Shape, MappingCost]] = {}
+# (what the search reads of the profile, objective) -> shape -> the chosen mapping: looked up once per
+# whole network, not once per layer. The key is the profile as digested by :func:`arch` (everything the
+# search and :func:`evaluate` read), not the profile itself: designs that differ only in what the search
+# never reads (a mask-scale precision, a vector unit, an output stage, area keys) share their searches
+_SEARCHES: dict[tuple[tuple, str], dict[Shape, MappingCost]] = {}
 _SEARCHES_MAX = 4096
 # id(mapping) -> (mapping, its notation): built once per search result, shared by the layers using it
 _NOTATIONS: dict[int, tuple[MappingCost, dict[str, object]]] = {}
@@ -42,10 +45,21 @@ def search(shape: Shape, profile: Profile, objective: str = "energy") -> Mapping
     to the memory levels. Cached per (shape, profile, objective); :func:`search_many` fills the cache
     for many shapes in one numpy pass.
     """
-    m = _SEARCHES.get((profile, objective), {}).get(shape)
+    m = _SEARCHES.get((search_key(profile), objective), {}).get(shape)
     if m is None:
         m = search_many((shape,), profile, objective)[0]
     return m
+
+
+@lru_cache(maxsize=256)
+def search_key(profile: Profile) -> tuple:
+    """Everything the search reads of ``profile``: every field of :func:`arch`'s digest (dicts as sorted
+    items), so two profiles with equal keys get the same mapping for every shape and objective (the search
+    and :func:`evaluate` see the profile only through ``arch(profile)``). A field added to ``Arch`` joins
+    the key by itself."""
+    a = arch(profile)
+    return tuple(tuple(sorted(v.items())) if isinstance(v, dict) else v
+                 for v in (getattr(a, f.name) for f in dataclasses.fields(a)))
 
 
 def notation(m: MappingCost, profile: Profile) -> dict[str, object]:
@@ -74,7 +88,7 @@ def search_many(shapes: Iterable[Shape], profile: Profile, objective: str = "ene
     if sum(map(len, _SEARCHES.values())) + 2 * len(shapes) > _SEARCHES_MAX:
         _SEARCHES.clear()
         _NOTATIONS.clear()
-    cache = _SEARCHES.setdefault((profile, objective), {})
+    cache = _SEARCHES.setdefault((search_key(profile), objective), {})
     new = dict.fromkeys(x for s in dict.fromkeys(shapes)
                         for x in ((dataclasses.replace(s, b=1), s) if s.b > 1 else (s,)) if x not in cache)
     # single-image shapes first: a batch's search compares with its single image's
@@ -179,3 +193,4 @@ def clear_caches() -> None:
     _NOTATIONS.clear()
     loop_orders.clear()
     arch.cache_clear()
+    search_key.cache_clear()
