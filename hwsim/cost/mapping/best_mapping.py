@@ -20,7 +20,7 @@ from hwsim.cost.mapping import loop_orders
 from hwsim.cost.mapping.batch_scorer import Item, PassCuts, search_batch
 from hwsim.cost.mapping.loop_orders import flat_loops, order_tables, pattern
 from hwsim.cost.mapping.one_mapping import OBJECTIVES, MappingCost, evaluate, objective_key
-from hwsim.cost.mapping.space import DIMS, Shape, Spatial, arch, folds, spatial_options, utilisation
+from hwsim.cost.mapping.space import DIMS, RELEVANT, Arch, Shape, Spatial, arch, folds, spatial_options, utilisation
 from hwsim.hardware.profile import Profile
 
 SPATIAL_KEEP = 3
@@ -119,8 +119,15 @@ def _search_block(new: list[Shape], profile: Profile, objective: str, cache: dic
                 left = folds(shape, sp)
                 ranked.append((-utilisation(shape, left, a), sp, left))
             ranked.sort(key=lambda x: x[0])  # stable: ties keep the options' order
-            kept = [sp for _, sp, _ in ranked[:SPATIAL_KEEP]]
-            flats = [flat_loops(left) for _, _, left in ranked[:SPATIAL_KEEP]]
+            kept, flats = [], []
+            for _, sp, left in ranked[:SPATIAL_KEEP]:
+                flat = flat_loops(left)
+                kept.append(sp)
+                flats.append(flat)
+                more = pinned_loops(a, left, flat)
+                if more is not None:  # the factors a register holds, as a loop of their own (see pinned_loops)
+                    kept.append(sp)
+                    flats.append(more)
             plans.append((shape, kept, flats))
             items += [(shape, sp, flat, order_tables(pattern(flat))) for sp, flat in zip(kept, flats) if flat]
         scored = [search_batch(a, g, objective) for g in _passes(items)]
@@ -160,6 +167,41 @@ def _search_block(new: list[Shape], profile: Profile, objective: str, cache: dic
                 if _key_of(alt, objective) < best[0]:
                     chosen = alt
             cache[shape] = chosen
+
+
+def pinned_loops(a: Arch, left: tuple[int, ...], flat: tuple[tuple[int, int], ...]
+                 ) -> tuple[tuple[int, int], ...] | None:
+    """The loops of ``left`` (temporal folds per dimension) with, per dimension, the factor a per-PE level can
+    hold kept whole, where LOMA's merge (``flat``) left that dimension no loop small enough for it; None when
+    there is no such dimension.
+
+    LOMA merges the smallest prime factors of the dimension with the most (``loop_orders.limit_factors``), so
+    32 input-channel folds become one loop of 32; a per-PE register of 4 weights (Ethos-U55's MAC lane holds
+    the weights of 4 cycles, 32 channels over 8 lanes) then holds no input-channel loop, the weights cannot
+    stay in it and the accumulation over channels cannot stay in the per-PE accumulator: every order of
+    those loops sends partial sums up. The extra candidate pins, for each per-PE level (innermost first) and
+    each dimension its operand depends on, the largest proper divisor of the fold that fits the level alone
+    (ZigZag's static loop sizes, which ``limit_lpfs`` does not merge); the search scores both and keeps the
+    better, so it never does worse than LOMA's loops alone."""
+    merged: dict[str, list[int]] = {}
+    for d, f in flat:
+        merged.setdefault(DIMS[d], []).append(f)
+    pins: dict[str, int] = {}
+    for lv, ops in a.alloc:
+        if not lv.per_pe:
+            continue
+        for o in ops:
+            cap = int(lv.size_bytes // a.ebytes[o])
+            for d, n in zip(DIMS, left):
+                if d in pins or d not in RELEVANT[o] or n <= 2 or min(merged.get(d, [n])) <= cap:
+                    continue
+                p = max((x for x in range(2, min(cap, n - 1) + 1) if n % x == 0), default=0)
+                if p:
+                    pins[d] = p
+    if not pins:
+        return None
+    out = flat_loops(left, tuple(sorted(pins.items())))
+    return None if out == flat else out
 
 
 def _key_of(m: MappingCost, objective: str) -> float:
