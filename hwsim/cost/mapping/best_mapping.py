@@ -20,10 +20,11 @@ from hwsim.cost.mapping import loop_orders
 from hwsim.cost.mapping.batch_scorer import Item, PassCuts, search_batch
 from hwsim.cost.mapping.loop_orders import flat_loops, order_tables, pattern
 from hwsim.cost.mapping.one_mapping import OBJECTIVES, MappingCost, evaluate, objective_key
-from hwsim.cost.mapping.space import DIMS, RELEVANT, Arch, Shape, Spatial, arch, folds, spatial_options, utilisation
+from hwsim.cost.mapping.space import DIMS, OPERANDS, RELEVANT, Arch, Shape, Spatial, arch, folds, spatial_options, utilisation
 from hwsim.hardware.profile import Profile
 
 SPATIAL_KEEP = 3
+O = OPERANDS[2]
 
 # (profile, objective) -> shape -> the chosen mapping: the profile (a deep frozen dataclass, slow to
 # hash) is hashed once per lookup of a whole network, not once per layer
@@ -119,25 +120,26 @@ def _search_block(new: list[Shape], profile: Profile, objective: str, cache: dic
                 left = folds(shape, sp)
                 ranked.append((-utilisation(shape, left, a), sp, left))
             ranked.sort(key=lambda x: x[0])  # stable: ties keep the options' order
-            kept, flats = [], []
+            kept, flats, pinned = [], [], []
             for _, sp, left in ranked[:SPATIAL_KEEP]:
                 flat = flat_loops(left)
-                kept.append(sp)
-                flats.append(flat)
                 more = pinned_loops(a, left, flat)
-                if more is not None:  # the factors a register holds, as a loop of their own (see pinned_loops)
+                # the factors a register holds, as a loop of their own (see pinned_loops), where they differ
+                for f in (flat,) if more is None else (flat, more):
                     kept.append(sp)
-                    flats.append(more)
-            plans.append((shape, kept, flats))
+                    flats.append(f)
+                    pinned.append(f is more)
+            plans.append((shape, kept, flats, pinned))
             items += [(shape, sp, flat, order_tables(pattern(flat))) for sp, flat in zip(kept, flats) if flat]
         scored = [search_batch(a, g, objective) for g in _passes(items)]
         keys = np.concatenate([np.zeros(0)] + [objective_key(e, c, objective) for e, c, _ in scored])
         starts = np.cumsum([0] + [len(e) for e, _, _ in scored])
         allocs: list[PassCuts] = [p for _, _, p in scored]
         lo = 0
-        for shape, kept, flats in plans:
+        for shape, kept, flats, pinned in plans:
             best: tuple[float, Spatial, tuple[tuple[str, int], ...], int] | None = None
-            for sp, flat in zip(kept, flats):
+            best_pin: tuple[float, Spatial, tuple[tuple[str, int], ...], int] | None = None
+            for sp, flat, pin in zip(kept, flats, pinned):
                 row = -1  # the winning order's row in the passes (its allocations: PassCuts)
                 if not flat:
                     loops: tuple[tuple[str, int], ...] = ()
@@ -151,14 +153,19 @@ def _search_block(new: list[Shape], profile: Profile, objective: str, cache: dic
                     lo += len(t.loop)
                     key = float(seg[k])
                     loops = tuple((DIMS[flat[i][0]], flat[i][1]) for i in t.loop[k])
-                if best is None or key < best[0]:
+                if pin:
+                    if best_pin is None or key < best_pin[0]:
+                        best_pin = (key, sp, loops, row)
+                elif best is None or key < best[0]:
                     best = (key, sp, loops, row)
             assert best is not None
-            given = None
-            if best[3] >= 0:
-                p = int(np.searchsorted(starts, best[3], side="right")) - 1
-                given = allocs[p].of(best[3] - int(starts[p]))
-            chosen = evaluate(shape, a, best[1], best[2], objective=objective, allocations=given)
+            chosen = _rebuilt(shape, a, best, objective, starts, allocs)
+            if best_pin is not None and best_pin[0] < best[0]:
+                # the pinned loops' winner, where its tiles fit (LOMA's allocation reports an overflow when the
+                # tiles below a level's start already exceed it: a pinned register tile can cause that)
+                other = _rebuilt(shape, a, best_pin, objective, starts, allocs)
+                if not other.overflow:
+                    chosen, best = other, best_pin
             if shape.b > 1:
                 # the batch loop outermost around the best single-image mapping is always a valid mapping:
                 # the search never does worse per image than batch 1 (the lpf limit can otherwise hide it)
@@ -167,6 +174,16 @@ def _search_block(new: list[Shape], profile: Profile, objective: str, cache: dic
                 if _key_of(alt, objective) < best[0]:
                     chosen = alt
             cache[shape] = chosen
+
+
+def _rebuilt(shape: Shape, a: Arch, best: tuple[float, Spatial, tuple[tuple[str, int], ...], int], objective: str,
+             starts: np.ndarray, allocs: list[PassCuts]) -> MappingCost:
+    """The winning order ``best`` (key, unrolling, loops, row in the passes) costed by :func:`evaluate`."""
+    given = None
+    if best[3] >= 0:
+        p = int(np.searchsorted(starts, best[3], side="right")) - 1
+        given = allocs[p].of(best[3] - int(starts[p]))
+    return evaluate(shape, a, best[1], best[2], objective=objective, allocations=given)
 
 
 def pinned_loops(a: Arch, left: tuple[int, ...], flat: tuple[tuple[int, int], ...]
@@ -179,21 +196,24 @@ def pinned_loops(a: Arch, left: tuple[int, ...], flat: tuple[tuple[int, int], ..
     32 input-channel folds become one loop of 32; a per-PE register of 4 weights (Ethos-U55's MAC lane holds
     the weights of 4 cycles, 32 channels over 8 lanes) then holds no input-channel loop, the weights cannot
     stay in it and the accumulation over channels cannot stay in the per-PE accumulator: every order of
-    those loops sends partial sums up. The extra candidate pins, for each per-PE level (innermost first) and
-    each dimension its operand depends on, the largest proper divisor of the fold that fits the level alone
-    (ZigZag's static loop sizes, which ``limit_lpfs`` does not merge); the search scores both and keeps the
-    better, so it never does worse than LOMA's loops alone."""
+    those loops sends partial sums up. Where a per-PE level holds outputs (an accumulator), the extra
+    candidate pins, for each per-PE level (innermost first) and each reduction dimension (C, FY, FX: those the
+    outputs do not depend on) that its operand depends on, the largest proper divisor of the fold that fits
+    the level alone (ZigZag's static loop sizes, which ``limit_lpfs`` does not merge); the search scores both and keeps the
+    better where its tiles fit (no ``overflow``), so it never does worse than LOMA's loops alone."""
     merged: dict[str, list[int]] = {}
     for d, f in flat:
         merged.setdefault(DIMS[d], []).append(f)
     pins: dict[str, int] = {}
+    if not any(lv.per_pe for lv in a.chains[O][:-1]):
+        return None
     for lv, ops in a.alloc:
         if not lv.per_pe:
             continue
         for o in ops:
             cap = int(lv.size_bytes // a.ebytes[o])
             for d, n in zip(DIMS, left):
-                if d in pins or d not in RELEVANT[o] or n <= 2 or min(merged.get(d, [n])) <= cap:
+                if d in pins or d in RELEVANT[O] or d not in RELEVANT[o] or n <= 2 or min(merged.get(d, [n])) <= cap:
                     continue
                 p = max((x for x in range(2, min(cap, n - 1) + 1) if n % x == 0), default=0)
                 if p:
