@@ -18,6 +18,8 @@ A profile file looks like this (every number should carry its source in a commen
         bandwidth_bytes_per_cycle: 18
         operands: [weights, inputs, outputs]
         per_pe: false                  # optional; true = one instance inside every PE
+        burst_bytes: 32                # optional; a shorter contiguous run costs a whole burst of port time
+        max_run_elements: {outputs: 16}  # optional; the engine moves this operand in runs of at most 16
 
 Optional keys: ``spatial`` (the unrollings the mapping search may use; ``alternatives`` lists more of them,
 each costed, the best kept), ``static_power_w``, ``vector_unit``
@@ -69,6 +71,8 @@ class MemoryLevel:
     bandwidth_bytes_per_cycle: float
     operands: tuple[str, ...]
     per_pe: bool = False
+    burst_bytes: float = 0.0  # shortest transfer the port makes (0: none); see hwsim.cost.mapping.bursts
+    max_run_elements: tuple[tuple[str, int], ...] = ()  # (operand, longest run the engine moves) pairs
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,7 +268,10 @@ def _profile(model: ProfileFile) -> Profile:
                                  read_energy_pj=lv.read_energy_pj * (k if i else k_out),
                                  write_energy_pj=lv.write_energy_pj * (k if i else k_out),
                                  bandwidth_bytes_per_cycle=lv.bandwidth_bytes_per_cycle,
-                                 operands=tuple(lv.operands), per_pe=lv.per_pe) for i, lv in enumerate(model.levels)),
+                                 operands=tuple(lv.operands), per_pe=lv.per_pe,
+                                 burst_bytes=lv.burst_bytes or 0.0,
+                                 max_run_elements=tuple(sorted((lv.max_run_elements or {}).items())))
+                for i, lv in enumerate(model.levels)),
         spatial=None if s is None else SpatialAxes(
             rows=tuple(s.rows), cols=tuple(s.cols), search=s.search,
             alternatives=tuple(SpatialAlternative(rows=tuple(x.rows), cols=tuple(x.cols), layers=x.layers,

@@ -125,6 +125,13 @@ class ProfileLevel(Record):
                                     description="the operands the level holds")
     per_pe: bool = Field(False, description="true: one instance inside every PE (a register file, spad or "
                                             "accumulator; an operand may have several, innermost)")
+    burst_bytes: Real(ge=1, le=MAX_SIZE_BYTES,
+                      description="shortest transfer the port makes (bytes): a contiguous run of a tile shorter "
+                                  "than it costs a whole burst of port time, not energy (e.g. 32 for an SRAM on "
+                                  "a 32-byte AXI burst)") = None
+    max_run_elements: dict[Operand, Whole(ge=1, le=MAX_SIZE_BYTES)] | None = Field(
+        None, description="per operand, the longest contiguous run the engine moves through this level, whatever "
+                          "the tile (elements; e.g. `{outputs: 16}`); only used with `burst_bytes`")
 
     @field_validator("operands")
     @classmethod

@@ -174,12 +174,13 @@ BRUTE_CASES = [  # (layer, profile): 3x3, 1x1, strided stem, depthwise, fully co
 
 def brute_force(shape, p, objective: str) -> tuple[bool, float]:
     """The least (overflows a level, objective key) of every loop order of every kept unrolling, each costed
-    by the scalar evaluate(): a mapping that fits every level first, the least key among those."""
+    by the scalar evaluate(): a mapping that fits every level first, the least key among those. The pinned
+    loops (``best_mapping.pinned_loops``: per-PE-sized reduction loops kept whole) count where they fit."""
     import itertools
 
     import numpy as np
 
-    from hwsim.cost.mapping.best_mapping import SPATIAL_KEEP, objective_key
+    from hwsim.cost.mapping.best_mapping import SPATIAL_KEEP, objective_key, pinned_loops
     from hwsim.cost.mapping.loop_orders import flat_loops
 
     a = arch(p)
@@ -188,10 +189,13 @@ def brute_force(shape, p, objective: str) -> tuple[bool, float]:
     best = (True, np.inf)
     for sp in options:
         flat = flat_loops(folds(shape, sp))
-        for order in set(itertools.permutations(flat)):
-            m = evaluate(shape, a, sp, tuple((DIMS[d], f) for d, f in order), objective=objective)
-            best = min(best, (bool(m.overflow),
-                              float(objective_key(np.array([m.energy]), np.array([m.cycles]), objective)[0])))
+        pinned = pinned_loops(a, folds(shape, sp), flat)
+        for f in (flat,) if pinned is None else (flat, pinned):
+            for order in set(itertools.permutations(f)):
+                m = evaluate(shape, a, sp, tuple((DIMS[d], x) for d, x in order), objective=objective)
+                k = (bool(m.overflow), float(objective_key(np.array([m.energy]), np.array([m.cycles]), objective)[0]))
+                if f is flat or not k[0]:
+                    best = min(best, k)
     return best
 
 

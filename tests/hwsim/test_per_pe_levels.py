@@ -21,7 +21,7 @@ import yaml
 from hwsim import Layer
 from hwsim.cost.layer_cost import shape_of
 from hwsim.cost.mapping import clear_caches, search
-from hwsim.cost.mapping.best_mapping import SPATIAL_KEEP
+from hwsim.cost.mapping.best_mapping import SPATIAL_KEEP, pinned_loops
 from hwsim.cost.mapping.loop_orders import flat_loops, order_tables, pattern
 from hwsim.cost.mapping.one_mapping import MappingCost, evaluate, objective_key
 from hwsim.cost.mapping.space import DIMS, RELEVANT, arch, folds, spatial_options, utilisation
@@ -232,8 +232,13 @@ def test_search_finds_the_brute_force_optimum(tmp_path: Path, layer: Layer) -> N
     options = sorted(spatial_options(shape, a), key=lambda sp: -utilisation(shape, folds(shape, sp), a))[:SPATIAL_KEEP]
     best = (True, np.inf)  # a mapping that fits every level first (one_mapping.preferred), then the least key
     for sp in options:
-        for order in set(itertools.permutations(flat_loops(folds(shape, sp)))):
-            m = evaluate(shape, a, sp, tuple((DIMS[d], f) for d, f in order))
-            best = min(best, (bool(m.overflow), objective_key(m.energy, m.cycles, "energy")))
+        flat = flat_loops(folds(shape, sp))
+        pinned = pinned_loops(a, folds(shape, sp), flat)  # the per-PE-sized loops kept whole, where they fit
+        for f in (flat,) if pinned is None else (flat, pinned):
+            for order in set(itertools.permutations(f)):
+                m = evaluate(shape, a, sp, tuple((DIMS[d], x) for d, x in order))
+                k = (bool(m.overflow), objective_key(m.energy, m.cycles, "energy"))
+                if f is flat or not k[0]:
+                    best = min(best, k)
     got = search(shape, p)
     assert (bool(got.overflow), objective_key(got.energy, got.cycles, "energy")) == best

@@ -32,6 +32,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from hwsim.cost.mapping.bursts import port_factor, run_elements
 from hwsim.cost.mapping.loop_orders import Orders
 from hwsim.cost.mapping.one_mapping import objective_key
 from hwsim.cost.mapping.space import DIMS, OPERANDS, RELEVANT, Arch, Shape, Spatial
@@ -62,9 +63,11 @@ class Ledger:
         self.part = part
 
     def add(self, lv: MemoryLevel, r: np.ndarray | float, r_bits: np.ndarray | float, w: np.ndarray | float,
-            w_bits: np.ndarray | float, tag: int = 0) -> None:
+            w_bits: np.ndarray | float, tag: int = 0, r_port: np.ndarray | float = 1.0,
+            w_port: np.ndarray | float = 1.0) -> None:
         """Charge ``r`` reads of ``r_bits`` and ``w`` writes of ``w_bits`` at ``lv`` (whole words per PE);
-        ``tag``: 1 adds the reads' energy to ``part`` as well, 2 the writes', 3 both."""
+        ``tag``: 1 adds the reads' energy to ``part`` as well, 2 the writes', 3 both; ``r_port``/``w_port``:
+        port time per word of the reads/writes (:func:`hwsim.cost.mapping.bursts.port_factor`), not energy."""
         if lv.per_pe:
             rw, ww = r * np.ceil(r_bits / lv.word_bits), w * np.ceil(w_bits / lv.word_bits)
         else:
@@ -72,8 +75,8 @@ class Ledger:
         energy = self.energy + rw * lv.read_energy_pj
         energy += ww * lv.write_energy_pj  # in place: one row array fewer alive (a small peak)
         self.energy = energy
-        self.r_lv[lv.name] = self.r_lv.get(lv.name, 0.0) + rw
-        self.w_lv[lv.name] = self.w_lv.get(lv.name, 0.0) + ww
+        self.r_lv[lv.name] = self.r_lv.get(lv.name, 0.0) + rw * r_port
+        self.w_lv[lv.name] = self.w_lv.get(lv.name, 0.0) + ww * w_port
         if tag and self.part is not None:
             if tag & 1:
                 self.part = self.part + rw * lv.read_energy_pj
@@ -84,7 +87,7 @@ class Ledger:
 def charge_traffic(a: Arch, n: int, cuts: dict[str, list[np.ndarray]], macs: float | np.ndarray,
                    n_out: float | np.ndarray, mc: dict[str, float | np.ndarray], fills: Callable,
                    add: Callable, first_tile: Callable, held_of: Callable[[str], np.ndarray],
-                   split: MemoryLevel | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   split: MemoryLevel | None = None, run_of: Callable | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Charge every operand's reads and writes along its chain (``add``) for ``n`` candidate mappings at
     once; return the first tile's onload and offload bytes. ``held_of(o)``: the MACs a word of weights or
     inputs serves where it lands before it is fetched again. Called once per batch (vectorised over
@@ -93,8 +96,22 @@ def charge_traffic(a: Arch, n: int, cuts: dict[str, list[np.ndarray]], macs: flo
     ``split``: a level shared by the PEs that is the last on-chip level of the operands it holds; the
     charges that depend on its cuts (its fills and what it sends up, and the DRAM traffic above it) are
     tagged for :class:`Ledger`'s ``part`` (``add``'s sixth argument); :func:`split_energy` computes the
-    same charges from the fills alone."""
+    same charges from the fills alone.
+
+    ``run_of(o, j)``: the contiguous run (elements) of the tile of ``o`` below position ``j`` over the array
+    (:func:`hwsim.cost.mapping.bursts.run_elements`); given, a level with a burst charges its port in bursts
+    (``add``'s ``r_port``/``w_port``, as :func:`hwsim.cost.mapping.one_mapping.evaluate` does)."""
     ebytes = a.ebytes
+
+    def port(lv: MemoryLevel, o: str, j: np.ndarray | None, bits: np.ndarray | float) -> dict[str, object]:
+        """``add``'s port factor for a transfer of the tile below ``j`` (none: the MACs' own reads)."""
+        if j is None or run_of is None or not lv.burst_bytes:
+            return {}
+        return {"f": port_factor(lv, o, run_of(o, j), bits, np.minimum, np.maximum)}
+
+    def ports(r: dict[str, object], w: dict[str, object]) -> dict[str, object]:
+        return {**({"r_port": r["f"]} if r else {}), **({"w_port": w["f"]} if w else {})}
+
     onload = np.zeros(n)
     offload = np.zeros(n)
     for o in OPERANDS:
@@ -112,7 +129,9 @@ def charge_traffic(a: Arch, n: int, cuts: dict[str, list[np.ndarray]], macs: flo
             for i, lv in enumerate(chain):
                 r = macs / held / (1.0 if lv.per_pe else mc[o]) if i == 0 else down[i - 1]
                 w = into[i] if i < len(into) else 0.0
-                add(lv, r, a.bits[o], w, a.bits[o], 2 if i == top else 1 if i == top + 1 else 0)
+                add(lv, r, a.bits[o], w, a.bits[o], 2 if i == top else 1 if i == top + 1 else 0,
+                    **ports(port(lv, o, c[i - 1] if i else None, a.bits[o]),
+                            port(lv, o, c[i] if i < len(into) else None, a.bits[o])))
             if len(chain) > 1:
                 onload = np.maximum(onload, first_tile(o, chain[0], c[0]) * ebytes[o])
         else:
@@ -129,13 +148,17 @@ def charge_traffic(a: Arch, n: int, cuts: dict[str, list[np.ndarray]], macs: flo
                     add(lv, macs / red, ps, macs / red, ps)
                 else:
                     bits_in = np.where(back[i - 1] > 0.5, ps, fin)
-                    add(lv, back[i - 1], bits_in, up[i - 1], bits_in, 3 if i == top + 1 else 0)
-                if lv.per_pe and i < len(into):
+                    child = port(lv, O, c[i - 1], bits_in)
+                    add(lv, back[i - 1], bits_in, up[i - 1], bits_in, 3 if i == top + 1 else 0, **ports(child, child))
+                own = i < len(into)
+                if lv.per_pe and own:
                     r_up = np.maximum(into[i], n_out * mc[O])
-                    add(lv, r_up, bits_up, r_up - n_out * mc[O], ps)
+                    add(lv, r_up, bits_up, r_up - n_out * mc[O], ps,
+                        **ports(port(lv, O, c[i], bits_up), port(lv, O, c[i], ps)))
                 else:
                     add(lv, up[i] if i < len(up) else 0.0, bits_up, back[i] if i < len(back) else 0.0, ps,
-                        3 if i == top else 0)
+                        3 if i == top else 0, **ports(port(lv, O, c[i] if own else None, bits_up),
+                                                      port(lv, O, c[i] if own else None, ps)))
             if len(chain) > 1:
                 offload = first_tile(O, chain[0], c[0]) * a.out_bits / 8
     return onload, offload
@@ -293,9 +316,14 @@ def _score(a: Arch, items: list[Item], objective: str, exact: bool) -> tuple[np.
             return tile
 
         ledger = Ledger(per_row(r, "mac_e"), None if split is None else np.zeros(nr))
+
+        def run_of(o: str, j: np.ndarray) -> np.ndarray:
+            return tab[("run", o)][prefix[j.astype(np.intp) * nr + base] + r.off]
+
         onload, offload = charge_traffic(a, nr, cuts, macs, n_out, mc,
                                          lambda o, j, shared: fills(r, o, j, shared, macs, mc[o]), ledger.add,
-                                         first_tile, lambda o: tab[("ir", o)][r.stay[o][0] + r.off], split)
+                                         first_tile, lambda o: tab[("ir", o)][r.stay[o][0] + r.off], split,
+                                         run_of if ("run", W) in tab else None)
         cycles = cycles_of(a, nr, ledger.r_lv, ledger.w_lv, per_row(r, "temporal"), onload, offload,
                            lambda lv: (per_row(r, ("bw", lv.name)) if lv.per_pe
                                        else lv.bandwidth_bytes_per_cycle * 8 / lv.word_bits * 1))
@@ -618,6 +646,10 @@ def _subset_tables(a: Arch, fac: np.ndarray, size: np.ndarray, ways_v: np.ndarra
     for o in OPERANDS:
         tab[("ir", o)] = np.prod(cum[:, [k for k, d in enumerate(DIMS) if d not in RELEVANT[o]]], axis=1)
     tab["all"] = np.prod(cum, axis=1)
+    if any(lv.burst_bytes for lv, _ in a.alloc) or a.chains[W][-1].burst_bytes:  # runs of each tile, over the array
+        full = columns(size_t)
+        for o in OPERANDS:
+            tab[("run", o)] = run_elements(o, cols[True], full, win, np.minimum, np.where)
     return tab
 
 

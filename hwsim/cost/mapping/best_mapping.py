@@ -21,10 +21,12 @@ from hwsim.cost.mapping import loop_orders
 from hwsim.cost.mapping.batch_scorer import Item, PassCuts, search_batch
 from hwsim.cost.mapping.loop_orders import flat_loops, order_tables, pattern
 from hwsim.cost.mapping.one_mapping import OBJECTIVES, MappingCost, evaluate, objective_key, preferred
-from hwsim.cost.mapping.space import DIMS, Shape, Spatial, arch, folds, spatial_options, utilisation
+from hwsim.cost.mapping.space import (DIMS, OPERANDS, RELEVANT, Arch, Shape, Spatial, arch, folds, spatial_options,
+                                      utilisation)
 from hwsim.hardware.profile import Profile
 
 SPATIAL_KEEP = 3
+O = OPERANDS[2]
 
 # (what the search reads of the profile, objective) -> shape -> the chosen mapping: looked up once per
 # whole network, not once per layer. The key is the profile as digested by :func:`arch` (everything the
@@ -133,9 +135,16 @@ def _search_block(new: list[Shape], profile: Profile, objective: str, cache: dic
                 left = folds(shape, sp)
                 ranked.append((-utilisation(shape, left, a), sp, left))
             ranked.sort(key=lambda x: x[0])  # stable: ties keep the options' order
-            kept = [sp for _, sp, _ in ranked[:SPATIAL_KEEP]]
-            flats = [flat_loops(left) for _, _, left in ranked[:SPATIAL_KEEP]]
-            plans.append((shape, kept, flats))
+            kept, flats, pinned = [], [], []
+            for _, sp, left in ranked[:SPATIAL_KEEP]:
+                flat = flat_loops(left)
+                more = pinned_loops(a, left, flat)
+                # the factors a register holds, as a loop of their own (see pinned_loops), where they differ
+                for f in (flat,) if more is None else (flat, more):
+                    kept.append(sp)
+                    flats.append(f)
+                    pinned.append(f is more)
+            plans.append((shape, kept, flats, pinned))
             items += [(shape, sp, flat, order_tables(pattern(flat))) for sp, flat in zip(kept, flats) if flat]
         scored = [search_batch(a, g, objective) for g in _passes(items)]
         keys = np.concatenate([np.zeros(0)] + [objective_key(e, c, objective) for e, c, _ in scored])
@@ -144,11 +153,12 @@ def _search_block(new: list[Shape], profile: Profile, objective: str, cache: dic
         starts = np.cumsum([0] + [len(e) for e, _, _ in scored])
         allocs: list[PassCuts] = [p for _, _, p in scored]
         lo = 0
-        for shape, kept, flats in plans:
+        for shape, kept, flats, pinned in plans:
             # (overflows, key): a mapping whose tiles fit every level first (ZigZag and Timeloop reject the
             # others), then the least key; an overflowing one only where no order of any kept unrolling fits
-            best: tuple[bool, float, Spatial, tuple[tuple[str, int], ...], int] | None = None
-            for sp, flat in zip(kept, flats):
+            best: Candidate | None = None
+            best_pin: Candidate | None = None
+            for sp, flat, pin in zip(kept, flats, pinned):
                 row = -1  # the winning order's row in the passes (its allocations: PassCuts)
                 if not flat:
                     loops: tuple[tuple[str, int], ...] = ()
@@ -164,14 +174,19 @@ def _search_block(new: list[Shape], profile: Profile, objective: str, cache: dic
                     lo += len(t.loop)
                     key = float(seg[k])
                     loops = tuple((DIMS[flat[i][0]], flat[i][1]) for i in t.loop[k])
-                if best is None or (bad, key) < best[:2]:
+                if pin:
+                    if not bad and (best_pin is None or key < best_pin[1]):
+                        best_pin = (bad, key, sp, loops, row)
+                elif best is None or (bad, key) < best[:2]:
                     best = (bad, key, sp, loops, row)
             assert best is not None
-            given = None
-            if best[4] >= 0:
-                p = int(np.searchsorted(starts, best[4], side="right")) - 1
-                given = allocs[p].of(best[4] - int(starts[p]))
-            chosen = evaluate(shape, a, best[2], best[3], objective=objective, allocations=given)
+            chosen = _rebuilt(shape, a, best, objective, starts, allocs)
+            if best_pin is not None and best_pin[:2] < best[:2]:
+                # the pinned loops' winner, where its tiles fit (LOMA's allocation reports an overflow when the
+                # tiles below a level's start already exceed it: a pinned register tile can cause that)
+                other = _rebuilt(shape, a, best_pin, objective, starts, allocs)
+                if not other.overflow:
+                    chosen, best = other, best_pin
             if shape.b > 1:
                 # the batch loop outermost around the best single-image mapping is always a valid mapping:
                 # the search never does worse per image than batch 1 (the lpf limit can otherwise hide it)
@@ -180,6 +195,58 @@ def _search_block(new: list[Shape], profile: Profile, objective: str, cache: dic
                 if preferred(alt, chosen, objective):
                     chosen = alt
             cache[shape] = chosen
+
+
+# a scored order: (its allocation overflows a level, objective key, unrolling, loops, row in the passes or -1)
+Candidate = tuple[bool, float, Spatial, tuple[tuple[str, int], ...], int]
+
+
+def _rebuilt(shape: Shape, a: Arch, best: Candidate, objective: str, starts: np.ndarray,
+             allocs: list[PassCuts]) -> MappingCost:
+    """The winning order ``best`` costed by :func:`evaluate` with the allocation the batch scorer gave it."""
+    given = None
+    if best[4] >= 0:
+        p = int(np.searchsorted(starts, best[4], side="right")) - 1
+        given = allocs[p].of(best[4] - int(starts[p]))
+    return evaluate(shape, a, best[2], best[3], objective=objective, allocations=given)
+
+
+def pinned_loops(a: Arch, left: tuple[int, ...], flat: tuple[tuple[int, int], ...]
+                 ) -> tuple[tuple[int, int], ...] | None:
+    """The loops of ``left`` (temporal folds per dimension) with, per dimension, the factor a per-PE level can
+    hold kept whole, where LOMA's merge (``flat``) left that dimension no loop small enough for it; None when
+    there is no such dimension.
+
+    LOMA merges the smallest prime factors of the dimension with the most (``loop_orders.limit_factors``), so
+    32 input-channel folds become one loop of 32; a per-PE register of 4 weights (Ethos-U55's MAC lane holds
+    the weights of 4 cycles, 32 channels over 8 lanes) then holds no input-channel loop, the weights cannot
+    stay in it and the accumulation over channels cannot stay in the per-PE accumulator: every order of
+    those loops sends partial sums up. Where a per-PE level holds outputs (an accumulator), the extra
+    candidate pins, for each per-PE level (innermost first) and each reduction dimension (C, FY, FX: those the
+    outputs do not depend on) that its operand depends on, the largest proper divisor of the fold that fits
+    the level alone (ZigZag's static loop sizes, which ``limit_lpfs`` does not merge); the search scores both and keeps the
+    better where its tiles fit (no ``overflow``), so it never does worse than LOMA's loops alone."""
+    merged: dict[str, list[int]] = {}
+    for d, f in flat:
+        merged.setdefault(DIMS[d], []).append(f)
+    pins: dict[str, int] = {}
+    if not any(lv.per_pe for lv in a.chains[O][:-1]):
+        return None
+    for lv, ops in a.alloc:
+        if not lv.per_pe:
+            continue
+        for o in ops:
+            cap = int(lv.size_bytes // a.ebytes[o])
+            for d, n in zip(DIMS, left):
+                if d in pins or d in RELEVANT[O] or d not in RELEVANT[o] or n <= 2 or min(merged.get(d, [n])) <= cap:
+                    continue
+                p = max((x for x in range(2, min(cap, n - 1) + 1) if n % x == 0), default=0)
+                if p:
+                    pins[d] = p
+    if not pins:
+        return None
+    out = flat_loops(left, tuple(sorted(pins.items())))
+    return None if out == flat else out
 
 
 def _key_of(m: MappingCost, objective: str) -> float:

@@ -41,28 +41,41 @@ def primes(n: int) -> list[int]:
     return out
 
 
-def limit_factors(factors: dict[str, list[int]], limit: int) -> dict[str, list[int]]:
+def limit_factors(factors: dict[str, list[int]], limit: int, pinned: dict[str, int] | None = None
+                  ) -> dict[str, list[int]]:
     """Merge prime factors until at most ``limit`` loops remain, as LOMA does (ZigZag 3.9.1,
     ``LomaEngine.limit_lpfs`` in zigzag/opt/loma/engine.py): take the dimension with the most factors (the
     first in ``factors``' order on ties: ZigZag's ``max`` over its layer dimensions, in the workload's
-    order B, G, K, C, OY, OX, FY, FX) and merge its two smallest factors; stop when no dimension has two."""
+    order B, G, K, C, OY, OX, FY, FX) and merge its two smallest factors; stop when no dimension has two.
+
+    ``pinned``: per dimension, one factor kept as a loop of its own and never merged (``factors`` holds the
+    rest of that dimension), as ZigZag keeps a ``StaticPositionsAndSizesConstraint``'s sizes out of the
+    merge (``reduce_static_fps``, ``find_smallest_non_static_pf``): a pinned factor counts towards its
+    dimension's loops, and a dimension merges only while two of its factors are not pinned."""
+    pinned = pinned or {}
     out = {d: sorted(v) for d, v in factors.items()}
-    total = sum(len(v) for v in out.values())
+    total = sum(len(v) for v in out.values()) + len(pinned)
     while total > limit:
-        d = max(out, key=lambda k: len(out[k]))  # the first of the longest
-        v = out[d]
-        if len(v) < 2:
+        free = [k for k in out if len(out[k]) >= 2]
+        if not free:
             break
+        d = max(free, key=lambda k: len(out[k]) + (k in pinned))  # the first of the longest
+        v = out[d]
         out[d] = sorted([v[0] * v[1], *v[2:]])
         total -= 1
+    for d, f in pinned.items():
+        out[d] = sorted([*out.get(d, []), f])
     return out
 
 
 @lru_cache(maxsize=4096)
-def flat_loops(folds: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
+def flat_loops(folds: tuple[int, ...], pins: tuple[tuple[str, int], ...] = ()) -> tuple[tuple[int, int], ...]:
     """The temporal loops left by ``folds`` (per dimension of ``DIMS``): prime factors, merged down to
-    ``LPF_LIMIT`` loops, as (dimension index, factor) in ``DIMS`` order, smallest factor first."""
-    factors = limit_factors({d: primes(f) for d, f in zip(DIMS, folds) if f > 1}, LPF_LIMIT)
+    ``LPF_LIMIT`` loops, as (dimension index, factor) in ``DIMS`` order, smallest factor first; ``pins``:
+    (dimension, factor) loops kept whole (:func:`limit_factors`' ``pinned``; each factor divides its fold)."""
+    pinned = dict(pins)
+    factors = limit_factors({d: primes(f // pinned.get(d, 1)) for d, f in zip(DIMS, folds) if f > 1}, LPF_LIMIT,
+                            pinned)
     return tuple((DIMS.index(d), f) for d in DIMS if d in factors for f in factors[d])
 
 

@@ -39,6 +39,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from hwsim.cost.mapping.bursts import port_factor, run_elements
 from hwsim.cost.mapping.space import DIMS, OPERANDS, RELEVANT, Arch, Shape, Spatial, sizes
 from hwsim.cost.mapping.tiles import (SHARED_CUTS, Window, allocate_level, common_cut, holds_final, tile_elements,
                                      tiles_fit, window)
@@ -271,7 +272,8 @@ def _counted(shape: Shape, a: Arch, spatial: Spatial, loops: tuple[tuple[str, in
     writes: dict[tuple[str, str], float] = {}
     energy: dict[tuple[str, str], float] = {}
 
-    def add(level: MemoryLevel, o: str, r: float, r_bits: int, w: float, w_bits: int) -> None:
+    def add(level: MemoryLevel, o: str, r: float, r_bits: int, w: float, w_bits: int,
+            r_tile: int | None = None, w_tile: int | None = None) -> None:
         key = (level.name, o)
         reads[key] = reads.get(key, 0.0) + r * r_bits / 8
         writes[key] = writes.get(key, 0.0) + w * w_bits / 8
@@ -280,11 +282,18 @@ def _counted(shape: Shape, a: Arch, spatial: Spatial, loops: tuple[tuple[str, in
         else:
             rw, ww = r * r_bits / level.word_bits, w * w_bits / level.word_bits
         energy[key] = energy.get(key, 0.0) + rw * level.read_energy_pj + ww * level.write_energy_pj
+        if level.burst_bytes:  # port time in bursts of the runs of the tile moved (below the cut r_tile/w_tile,
+            # over the whole array: a shared level moves every PE's tile of a per-PE child in one go)
+            rw *= port_factor(level, o, run_elements(o, bounds(r_tile, True), full, win), r_bits) \
+                if r_tile is not None else 1.0
+            ww *= port_factor(level, o, run_elements(o, bounds(w_tile, True), full, win), w_bits) \
+                if w_tile is not None else 1.0
         r_acc[level.name] = r_acc.get(level.name, 0.0) + rw
         w_acc[level.name] = w_acc.get(level.name, 0.0) + ww
 
     r_acc: dict[str, float] = {}
     w_acc: dict[str, float] = {}
+    full = sizes(shape)
     n_out = float(shape.b * shape.g * shape.k * shape.oy * shape.ox)
     onload = offload = 0.0
     for o in OPERANDS:
@@ -307,7 +316,8 @@ def _counted(shape: Shape, a: Arch, spatial: Spatial, loops: tuple[tuple[str, in
             for i, lv in enumerate(chain):
                 r = (macs / held / (1.0 if lv.per_pe else mc[o])) if i == 0 else down[i - 1]
                 w = into[i] if i < len(into) else 0.0
-                add(lv, o, r, a.bits[o], w, a.bits[o])
+                add(lv, o, r, a.bits[o], w, a.bits[o], c[i - 1] if i else None,
+                    c[i] if i < len(into) else None)
             if len(chain) > 1:
                 first = _first_tile(win, o, chain[0], bounds(c[0], not chain[0].per_pe), true_ways)
                 onload = max(onload, first * ebytes[o])
@@ -332,8 +342,10 @@ def _counted(shape: Shape, a: Arch, spatial: Spatial, loops: tuple[tuple[str, in
                     # the reduction across PEs happens on the way up (ZigZag counts the rf per PE)
                     r_up = max(into[i], n_out * mc[O])
                     w_back = r_up - n_out * mc[O]
-                add(lv, O, r_child, ps if i == 0 else bits_in, w_child, bits_in)
-                add(lv, O, r_up, bits_up, w_back, ps)
+                child = c[i - 1] if i else None
+                own = c[i] if i < len(into) else None
+                add(lv, O, r_child, ps if i == 0 else bits_in, w_child, bits_in, child, child)
+                add(lv, O, r_up, bits_up, w_back, ps, own, own)
             if len(chain) > 1:
                 first = _first_tile(win, O, chain[0], bounds(c[0], not chain[0].per_pe), true_ways)
                 offload = first * a.out_bits / 8
