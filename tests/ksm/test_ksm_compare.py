@@ -46,7 +46,7 @@ def test_smoke_comparison_runs_the_whole_suite(tmp_path: Path, monkeypatch: pyte
 
     Every task and variant of the smoke protocol, its grid and epochs, but two seeds (the fewest Welch's
     test needs) and a smaller data budget (one batch a step, 40 validation images): what is checked
-    does not depend on the sizes, and it takes about half the time of the shipped smoke protocol.
+    does not depend on the sizes, and it needs about 60 % of the CPU time of the shipped smoke protocol.
     """
     from dataclasses import replace
 
