@@ -125,6 +125,10 @@ class ProfileLevel(Record):
                                     description="the operands the level holds")
     per_pe: bool = Field(False, description="true: one instance inside every PE (a register file, spad or "
                                             "accumulator; an operand may have several, innermost)")
+    shared_port: bool = Field(False, description="true: one read-write port of `bandwidth_bytes_per_cycle` "
+                                                 "(a single-ported SRAM); false: a read port and a write port "
+                                                 "of that bandwidth each (the outermost level always has one "
+                                                 "port)")
 
     @field_validator("operands")
     @classmethod
@@ -248,6 +252,11 @@ class ProfileFile(Record):
                                                              "absent: the dataflow's defaults")
     static_power_w: Real(ge=0, le=MAX_STATIC_POWER_W,
                          description="leakage and clock tree, charged times latency (W)") = 0.0
+    latency_model: Literal["roofline", "per_period"] = Field(
+        "roofline", description="how memory ports stall the array: `roofline` (each port's accesses over the "
+                                "layer against its bandwidth, the first tiles loaded before) or `per_period` "
+                                "(ZigZag 3.9.1: every transfer within its allowed window of each data-transfer "
+                                "period, one-off transfers loaded before the MACs start)")
     technology_nm: Real(ge=MIN_NODE_NM, le=MAX_NODE_NM,
                         description="the process node the area model scales to (nm); 45 is the node of its "
                                     "anchors") = REFERENCE_NM

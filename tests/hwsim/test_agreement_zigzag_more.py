@@ -36,10 +36,6 @@ OPERANDS = ("weights", "inputs", "outputs")
 # cases where hwsim misses a target today, with the cause (strict xfail: it fails as soon as the case passes).
 # Diagnosed by costing ZigZag's own mapping (its loop order and memory allocation) in hwsim
 # (hwsim.cost.mapping.one_mapping.evaluate with cuts=) beside hwsim's searched one.
-_RF_STALL = ("output-RF stall model: on the same mapping as ZigZag (hwsim's search finds it), hwsim's stall at the "
-             "per-PE rf_16B is its whole-run port roofline (accesses / port width - compute), ZigZag's is per "
-             "data-transfer period, each transfer limited to its allowed window (the instantaneous window where the "
-             "level cannot double-buffer its tile)")
 _NEAR_TIE = ("search near-tie: hwsim's energy search picks a loop order 0.2-0.6 % cheaper (in its model) than "
              "ZigZag's, which keeps only FY in the weight RF and refills it from sram_64KB's 16 B/cycle port (a stall "
              "of several times the compute); on ZigZag's own mapping hwsim agrees (energy 1.01, cycles 0.96-1.05)")
@@ -48,13 +44,6 @@ KNOWN: dict[tuple[str, str], str] = {
         "depthwise spatial unrolling fixed: ZigZag unrolls G x OX (OX 5.6 of 6 lanes, uneven), the profile G x OY; "
         "ZigZag then counts 55 input columns (144 x 57 x 55 B), hwsim the whole padded 57 x 57 map (1.036x), "
         "also with OX unrolled (spatial.rows=[C, OX])",
-    ("eyeriss_like/r18_conv3_3x3@b2", "cycles"): _RF_STALL + " (hwsim stall 517k, ZigZag 1.55M cycles: 0.67x)",
-    ("eyeriss_like+array_x2/r18_conv3_3x3", "cycles"): _RF_STALL + " (hwsim stall 24k, ZigZag 103k: 0.75x)",
-    ("eyeriss_like/stem_7x7_s2@latency", "energy"):
-        _RF_STALL + ": on ZigZag's mapping hwsim's rf_16B stall is 62.7k cycles where ZigZag's is 26.9k, so that "
-        "mapping and hwsim's pick tie on latency (9 cycles of off-loading apart) and the latency search keeps one "
-        "with 1.28x the energy",
-    ("eyeriss_like+wsram_half/large_3x3_7x7", "cycles"): _NEAR_TIE + " (hwsim pick 1.27x)",
     ("eyeriss_like+array_x2/large_3x3_7x7", "cycles"): _NEAR_TIE + " (hwsim pick 3.57x)",
 }
 

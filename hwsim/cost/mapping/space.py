@@ -107,6 +107,7 @@ class Arch:
     spatial_pairs: bool
     spatial_first: bool = False  # each axis takes the first listed dimension larger than 1 (no search)
     alloc: tuple[tuple[MemoryLevel, tuple[str, ...]], ...] = ()  # levels innermost first, with their operands
+    per_period: bool = False  # ZigZag's per-period stall model (else the roofline): hwsim.cost.mapping.stall
 
     @property
     def ebytes(self) -> dict[str, float]:
@@ -152,7 +153,8 @@ def arch(profile: Profile) -> Arch:
                 spatial_dims=((profile.spatial.rows, profile.spatial.cols) if profile.spatial
                               else _DEFAULT_SPATIAL[profile.dataflow]),
                 spatial_pairs=profile.spatial is None,
-                spatial_first=bool(profile.spatial and not profile.spatial.search))
+                spatial_first=bool(profile.spatial and not profile.spatial.search),
+                per_period=profile.latency_model == "per_period")
 
 
 def spatial_options(shape: Shape, a: Arch) -> list[Spatial]:
