@@ -24,10 +24,13 @@ tile analysis, Parashar et al., ISPASS 2019):
 - transfers are counted in words of the level's port (``word_bits``); a per-PE register file moves
   one element per access.
 
-Cycles (ZigZag's latency model, Mei et al. 2021, §IV-C): the product of the temporal loop counts
-(compute) + the stall of the slowest memory port (on-chip memories have a read and a write port, DRAM
-one shared port; a per-PE memory serves its PE) + on-loading of the first tiles the array needs and
-off-loading of the last outputs, which cannot overlap compute. Array fill and drain are not modelled
+Cycles: the product of the temporal loop counts (compute) + the stall of the slowest memory port + the
+on-loading before the array starts and the off-loading after it stops, which cannot overlap compute
+(:mod:`hwsim.cost.mapping.stall`). The profile's ``latency_model`` picks the stall: ``per_period`` is
+ZigZag 3.9.1's (each transfer within its window of every data-transfer period, one-off transfers
+on-loaded, per-link loading added up); ``roofline`` (the default) charges each port its accesses over
+the layer (on-chip memories have a read and a write port unless single-ported, DRAM one; a per-PE memory
+serves its PE) and on-loads the first tiles the array needs. Array fill and drain are not modelled
 (ZigZag 3.9.1 adds none for its example arrays either).
 
 :func:`evaluate` is the reference: the search scores orders with the same formulas over numpy arrays
