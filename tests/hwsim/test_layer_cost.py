@@ -18,7 +18,6 @@ from hwsim.cost.layer_cost import (
 )
 from hwsim.cost.mapping import search
 from hwsim.errors import InputError
-from hwsim.hardware.profile import load_design
 from tests.hwsim.reference_dataflows import map_output_stationary, map_row_stationary, map_weight_stationary
 
 
@@ -99,11 +98,8 @@ AGREE = [  # (profile, closed form, layers whose unrolling the closed form and t
 def test_search_takes_the_closed_form_cycles_where_the_unrollings_agree(profile, closed_form, layers) -> None:
     """Where the fixed dataflow's unrolling fills the array evenly (weight stationary: C a multiple of
     the rows, K of the columns; output stationary: OX of the rows, K of the columns), the search under
-    ``latency`` finds the same compute cycles as the closed form (MACs / PEs: the array is full). Under the
-    roofline stall model: ZigZag's per-period model (``latency_model: per_period``) loads the one-off
-    transfers before the MACs start, so its latency optimum may give up compute for less on-loading
-    (edge_npu's 512-channel 3x3 layer at 7x7 does: 122,304 compute cycles, 7,567 of on-loading)."""
-    p = load_design(profile, ["latency_model=roofline"]).profile
+    ``latency`` finds the same compute cycles as the closed form (MACs / PEs: the array is full)."""
+    p = load_profile(profile)
     for layer in layers:
         shape = shape_of(layer)
         expected = closed_form(shape, p.array.rows, p.array.cols, 0).cycles

@@ -105,9 +105,9 @@ def test_zigzags_mapping_gives_zigzags_latency(case, shape, spatial, loops, cuts
 
 
 def test_profiles_choose_the_model() -> None:
-    """``latency_model``: ZigZag's per-period model for the ZigZag mirrors and edge_npu (whose export ZigZag
-    reproduces), the roofline by default (the profiles checked against Vela, Eyeriss and the Coral)."""
-    assert arch(_EYERISS).per_period and arch(load_profile("edge_npu")).per_period
-    assert not arch(load_profile("ethos_u55")).per_period and not arch(load_profile("eyeriss")).per_period
+    """``latency_model``: ZigZag's per-period model for the ZigZag mirrors, the roofline by default (the
+    profiles checked against Vela, Eyeriss and the Coral, and edge_npu, the sweeps' profile)."""
+    assert arch(_EYERISS).per_period and arch(load_profile("zigzag_tpu_like")).per_period
+    assert not any(arch(load_profile(p)).per_period for p in ("ethos_u55", "eyeriss", "edge_npu", "edge_tpu"))
     sram = {lv.name: lv for lv in _EYERISS.levels}
     assert sram["sram_8KB"].shared_port and sram["sram_1M"].shared_port and not sram["sram_64KB"].shared_port

@@ -33,11 +33,21 @@ _spec.loader.exec_module(roundtrip)  # type: ignore[union-attr]
 
 ENERGY_TOL, CYCLES_TOL = 0.02, 0.05
 # (case, layer, "energy" | "cycles") -> the modelling difference behind it (strict: passes -> remove the entry)
+ONLOAD_SUM = ("on-loading: ksm-sim takes the larger of the first weight and input tiles; ZigZag adds them when "
+              "they come through the same DRAM and SRAM ports, and adds the off-loading of every level in series")
+PERIOD_STALL = ("DRAM stall: ZigZag loads each weight tile within one period of the loop above it; ksm-sim "
+                "counts the DRAM traffic after the first tile against the whole compute time")
 KNOWN = {
     ("edge_npu/depthwise", "dw_3x3", "energy"): (
         "outputs whose reduction is all spatial (FX x FY on the rows): ksm-sim reads every partial sum back once "
         "and keeps it at 32-bit psum width in acc_32KB (sizing the tile at that width too); ZigZag writes each "
         "output once at its 8-bit final width and fits a larger tile"),
+    ("edge_npu/depthwise", "dw_3x3", "cycles"): "the different acc_32KB tile (see energy) moves the ibuf stall",
+    ("edge_npu/resnet18", "layer3.0.downsample.0", "cycles"): ONLOAD_SUM,
+    ("edge_npu/resnet18", "layer4.0.downsample.0", "cycles"): ONLOAD_SUM,
+    ("edge_npu/resnet18", "layer4.0.conv2", "cycles"): PERIOD_STALL,
+    ("edge_npu/resnet18", "layer4.1.conv1", "cycles"): PERIOD_STALL,
+    ("edge_npu/resnet18", "layer4.1.conv2", "cycles"): PERIOD_STALL,
 }
 
 

@@ -661,11 +661,12 @@ def _subset_tables(a: Arch, fac: np.ndarray, size: np.ndarray, ways_v: np.ndarra
     for o in OPERANDS:
         tab[("ir", o)] = np.prod(cum[:, [k for k, d in enumerate(DIMS) if d not in RELEVANT[o]]], axis=1)
     tab["all"] = np.prod(cum, axis=1)
-    # shared tiles with the unrolling rounded down (ZigZag's latency model: hwsim.cost.mapping.stall)
-    b = columns(np.minimum(cum * np.repeat(fways_v, n_sub, axis=0), size_t))
-    for o in OPERANDS:
-        tab[(o, "lat")] = tile_elements(o, b, win, np.minimum, np.where)
-    tab["zr_i"] = cum[:, B] * cum[:, G] * cum[:, C]
+    if a.per_period:  # ZigZag's stall model (hwsim.cost.mapping.stall): the shared tiles with the unrolling
+        # rounded down, and the product of the input's relevant loops (B, G, C)
+        b = columns(np.minimum(cum * np.repeat(fways_v, n_sub, axis=0), size_t))
+        for o in OPERANDS:
+            tab[(o, "lat")] = tile_elements(o, b, win, np.minimum, np.where)
+        tab["zr_i"] = cum[:, B] * cum[:, G] * cum[:, C]
     return tab
 
 

@@ -92,6 +92,17 @@ def window_union(allowed: list, period: list, total):
     both = np.broadcast_arrays(*allowed, *period, total)
     a = np.asarray(both[:len(allowed)], dtype=float)
     p = np.asarray(both[len(allowed):-1], dtype=float)
+    # a transfer that may use its whole period covers the whole run (ZigZag returns at once): the
+    # closed form below only for the rows with none
+    full = np.any((a >= p) & (a > 0), axis=0)
+    tot = np.asarray(both[-1], dtype=float)
+    if np.all(full):
+        return tot if np.ndim(tot) else float(tot)
+    if a.ndim == 2 and np.any(full):
+        out = tot.copy()
+        rest = np.nonzero(~full)[0]
+        out[rest] = window_union(list(a[:, rest]), list(p[:, rest]), tot[rest])
+        return out
     # an inactive transfer (allowed 0) covers nothing; give it the smallest period so it sorts first
     p = np.where(a > 0, p, 1.0)
     order = np.argsort(p, axis=0, kind="stable")
@@ -259,6 +270,10 @@ def _loading(a, total, stall, acts: list[_Transfer], first_bits: dict[str, objec
     span = total + stall
     for port, ts in by_port.items():
         once = [np.floor(total / t.period + _EPS) == 1 for t in ts]
+        if not any(np.any(o1) for o1 in once):  # every transfer periodic: each loads one period
+            for t in ts:
+                load[(t.op, t.level, t.way)] = t.real
+            continue
         req = 0.0
         for t, o1 in zip(ts, once):
             req = req + np.where(o1, 0.0, np.floor(t.bits / t.period + _EPS))
