@@ -153,9 +153,10 @@ def stall_of(a: Arch, cuts: dict[str, list[np.ndarray]], prefix: np.ndarray, pro
              ir: dict[str, np.ndarray], zr_i: np.ndarray, tile: Callable[[str, bool, np.ndarray], np.ndarray],
              pe: dict[str, np.ndarray | float], temporal: np.ndarray | float
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """ZigZag's per-period stall, on-loading and off-loading (:func:`hwsim.cost.mapping.stall.transfer_stall`) of many orders at once,
-    from the loops below each position: ``prefix`` (positions, orders) their subset ids (global), ``prod``
-    per subset id the product of its loops, ``ir[o]`` that of the loops ``o`` does not depend on,
+    """ZigZag's per-period stall, on-loading and off-loading (:func:`hwsim.cost.mapping.stall.transfer_stall`)
+    of many orders at once, from the loops below each position: ``prefix`` (positions, orders) their subset
+    ids (global), ``prod`` per subset id the product of its loops, ``ir[o]`` that of the loops ``o`` does
+    not depend on,
     ``zr_i`` that of the input's B, G, C loops (ZigZag's relevant loops of inputs, not the partly
     relevant OY, OX, FY, FX); ``tile(o, shared, j)`` the elements of ``o``'s tile below positions ``j``;
     ``pe[o]`` the PEs with distinct data of ``o`` (integer unrolling). As
@@ -345,14 +346,13 @@ def _score(a: Arch, items: list[Item], objective: str, exact: bool) -> tuple[np.
                                          lambda o, j, shared: fills(r, o, j, shared, macs, mc[o]), ledger.add,
                                          first_tile, lambda o: tab[("ir", o)][r.stay[o][0] + r.off], split)
         temporal = per_row(r, "temporal")
-        ids = r.prefix + r.off
 
         def tile(o: str, shared: bool, j: np.ndarray) -> np.ndarray:
             return tab[(o, "lat" if shared else False)][prefix[j * nr + base] + r.off]
 
         if a.per_period:
-            stall, on_c, off_c = stall_of(a, cuts, ids, tab["all"], {o: tab[("ir", o)] for o in OPERANDS}, tab["zr_i"],
-                                          tile, {o: per_row(r, ("pei", o)) for o in OPERANDS}, temporal)
+            stall, on_c, off_c = stall_of(a, cuts, r.prefix + r.off, tab["all"], {o: tab[("ir", o)] for o in OPERANDS},
+                                          tab["zr_i"], tile, {o: per_row(r, ("pei", o)) for o in OPERANDS}, temporal)
         else:
             stall, on_c, off_c = roofline(a, ledger.r_lv, ledger.w_lv, temporal,
                                           lambda lv: (per_row(r, ("bw", lv.name)) if lv.per_pe
