@@ -27,7 +27,9 @@ each costed, the best kept), ``static_power_w``, ``vector_unit``
 (``{outputs_per_cycle, energy_pj_per_output}``: requantisation and write-back, which bounds a layer's time),
 ``chip_energy`` (``{clock_pj_per_cycle, control_pj_per_cycle, energy_node_nm, energy_vdd_v, vdd_v, device}``:
 clock and control per cycle, and the node the per-access energies were given at, scaled to ``technology_nm``
-once, here: :mod:`hwsim.hardware.node_scaling`), ``zero_gating`` (MACs on zero inputs skipped), and the area
+once, here: :mod:`hwsim.hardware.node_scaling`), ``zero_gating`` (MACs on zero inputs skipped), ``latency_model``
+(``roofline`` or ``per_period``, ZigZag 3.9.1's: :mod:`hwsim.cost.mapping.stall`), a level's ``shared_port``
+(one read-write port), and the area
 model's ``technology_nm`` and ``area`` (:mod:`hwsim.hardware.area`). Every key, its unit, its physical range and
 the cross-field rules are declared once, in :class:`hwsim.schemas.profile_file.ProfileFile` (and documented from
 it in ``docs/reference/profile.md``); a file that breaks one is refused with one line naming the file and the key.
@@ -73,6 +75,7 @@ class MemoryLevel:
     per_pe: bool = False
     burst_bytes: float = 0.0  # shortest transfer the port makes (0: none); see hwsim.cost.mapping.bursts
     max_run_elements: tuple[tuple[str, int], ...] = ()  # (operand, longest run the engine moves) pairs
+    shared_port: bool = False  # one read-write port (else a read and a write port); the outermost level has one
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +200,7 @@ class Profile:
     output_stage: OutputStage | None = None  # None: outputs leave the array without bounding its time
     chip_energy: ChipEnergy | None = None  # None: no clock or control energy, energies as given
     zero_gating: bool = False  # MACs on zero inputs skipped (their MAC and innermost weight read)
+    latency_model: str = "roofline"  # or "per_period" (ZigZag 3.9.1's): hwsim.cost.mapping.stall
 
     @property
     def vector(self) -> VectorUnit:
@@ -270,13 +274,14 @@ def _profile(model: ProfileFile) -> Profile:
                                  bandwidth_bytes_per_cycle=lv.bandwidth_bytes_per_cycle,
                                  operands=tuple(lv.operands), per_pe=lv.per_pe,
                                  burst_bytes=lv.burst_bytes or 0.0,
-                                 max_run_elements=tuple(sorted((lv.max_run_elements or {}).items())))
+                                 max_run_elements=tuple(sorted((lv.max_run_elements or {}).items())),
+                                 shared_port=lv.shared_port)
                 for i, lv in enumerate(model.levels)),
         spatial=None if s is None else SpatialAxes(
             rows=tuple(s.rows), cols=tuple(s.cols), search=s.search,
             alternatives=tuple(SpatialAlternative(rows=tuple(x.rows), cols=tuple(x.cols), layers=x.layers,
                                                   divisors=tuple(x.divisors)) for x in s.alternatives)),
-        static_power_w=model.static_power_w,
+        static_power_w=model.static_power_w, latency_model=model.latency_model,
         vector_unit=None if model.vector_unit is None else VectorUnit(
             ops_per_cycle=model.vector_unit.ops_per_cycle, energy_pj_per_op=model.vector_unit.energy_pj_per_op * k,
             by_kind=tuple(sorted((model.vector_unit.ops_per_cycle_by_kind or {}).items()))),

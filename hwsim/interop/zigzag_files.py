@@ -116,15 +116,15 @@ def ports(level: MemoryLevel, operands: list[str], outermost: bool) -> tuple[lis
     costing ``r_cost`` (``w_cost``); ``ksm-sim`` charges a shared memory per bit moved (bits / ``word_bits``
     accesses) and a per-PE memory per access of its word. ``bandwidth_max`` = the level's bits per cycle;
     ``bandwidth_min`` = 8 bits on a shared memory (no rounding), the word on a per-PE one (one access per
-    word moved). DRAM has one read-write port, on-chip memories a read and a write port (as ``ksm-sim``'s
-    port model and ZigZag's example architectures).
+    word moved). DRAM has one read-write port, on-chip memories a read and a write port unless the profile
+    gives them one (``shared_port``), as ``ksm-sim``'s port model has them.
     """
     width = max(1, round(level.bandwidth_bytes_per_cycle * 8))
     granule = int(level.word_bits) if level.per_pe else GRANULE_BITS
     width = max(width, granule)
     reads = [f"{op}, tl" for op in operands] + (["O, th"] if "O" in operands else [])
     writes = [f"{op}, fh" for op in operands] + (["O, fl"] if "O" in operands else [])
-    if outermost:
+    if outermost or level.shared_port:
         both = [f"{op}, {d}" for op in operands for d in (("fh", "tl", "fl", "th") if op == "O" else ("fh", "tl"))]
         return [{"name": "rw_port_1", "type": "read_write", "bandwidth_min": granule, "bandwidth_max": width,
                  "allocation": both}], width / level.word_bits

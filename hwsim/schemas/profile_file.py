@@ -132,6 +132,10 @@ class ProfileLevel(Record):
     max_run_elements: dict[Operand, Whole(ge=1, le=MAX_SIZE_BYTES)] | None = Field(
         None, description="per operand, the longest contiguous run the engine moves through this level, whatever "
                           "the tile (elements; e.g. `{outputs: 16}`); only used with `burst_bytes`")
+    shared_port: bool = Field(False, description="true: one read-write port of `bandwidth_bytes_per_cycle` "
+                                                 "(a single-ported SRAM); false: a read port and a write port "
+                                                 "of that bandwidth each (the outermost level always has one "
+                                                 "port)")
 
     @field_validator("operands")
     @classmethod
@@ -289,6 +293,11 @@ class ProfileFile(Record):
                                                              "absent: the dataflow's defaults")
     static_power_w: Real(ge=0, le=MAX_STATIC_POWER_W,
                          description="leakage and clock tree, charged times latency (W)") = 0.0
+    latency_model: Literal["roofline", "per_period"] = Field(
+        "roofline", description="how memory ports stall the array: `roofline` (each port's accesses over the "
+                                "layer against its bandwidth, the first tiles loaded before) or `per_period` "
+                                "(ZigZag 3.9.1: every transfer within its allowed window of each data-transfer "
+                                "period, one-off transfers loaded before the MACs start)")
     technology_nm: Real(ge=MIN_NODE_NM, le=MAX_NODE_NM,
                         description="the process node the area model scales to (nm); 45 is the node of its "
                                     "anchors") = REFERENCE_NM
@@ -321,6 +330,17 @@ class ProfileFile(Record):
                 raise ValueError(f"{operand}: per_pe levels must be the innermost holding it, but per_pe "
                                  f"{above.name!r} is above the shared {below.name!r}")
         return levels
+
+    @field_validator("latency_model")
+    @classmethod
+    def _bursts_need_roofline(cls, model: str, info: ValidationInfo) -> str:
+        """Bursts stretch a port's time in the roofline's per-port sums; the per-period model times tiles,
+        not runs, so a burst there would be silently ignored: refused instead."""
+        bursty = [level.name for level in info.data.get("levels") or [] if level.burst_bytes]
+        if model == "per_period" and bursty:
+            raise ValueError(f"burst_bytes (levels {', '.join(bursty)}) is modelled by the roofline latency model "
+                             "only; drop it or use latency_model: roofline")
+        return model
 
     @field_validator("area")
     @classmethod

@@ -13,9 +13,10 @@ import math
 import numpy as np
 
 from hwsim.cost.mapping.batch_scorer import Ledger, allocate, charge_traffic, columns, cycles_of, overflow_of
-from hwsim.cost.mapping.one_mapping import objective_key
+from hwsim.cost.mapping.one_mapping import _chain, floor_ways, objective_key
+from hwsim.cost.mapping.stall import roofline, transfer_stall
 from hwsim.cost.mapping.loop_orders import permutations
-from hwsim.cost.mapping.space import DIMS, OPERANDS, RELEVANT, Arch, Shape, Spatial
+from hwsim.cost.mapping.space import DIMS, OPERANDS, RELEVANT, Arch, Shape, Spatial, sizes
 from hwsim.cost.mapping.tiles import tile_elements, window
 from hwsim.hardware.profile import MemoryLevel
 
@@ -111,7 +112,7 @@ def _score(shape: Shape, a: Arch, spatial: Spatial, orders: np.ndarray, factors:
         return out
 
     ledger = Ledger(np.full(n, macs * a.mac_pj))
-    add, r_lv, w_lv = ledger.add, ledger.r_lv, ledger.w_lv
+    add = ledger.add
 
     n_out = float(shape.b * shape.g * shape.k * shape.oy * shape.ox)
 
@@ -126,7 +127,20 @@ def _score(shape: Shape, a: Arch, spatial: Spatial, orders: np.ndarray, factors:
         return np.prod(np.where(np.cumprod(~rel[o], axis=1).astype(bool), factors, 1.0), axis=1)
 
     onload, offload = charge_traffic(a, n, cuts, macs, n_out, mc, fills, add, first_tile, held)
-    cycles = cycles_of(a, n, r_lv, w_lv, temporal, onload, offload,
-                       lambda lv: lv.bandwidth_bytes_per_cycle * 8 / lv.word_bits
-                       * (macs / temporal if lv.per_pe else 1))
+    if not a.per_period:
+        stall, on_c, off_c = roofline(a, ledger.r_lv, ledger.w_lv, temporal,
+                                      lambda lv: lv.bandwidth_bytes_per_cycle * 8 / lv.word_bits
+                                      * (macs / temporal if lv.per_pe else 1), onload, offload)
+        return ledger.energy, cycles_of(temporal, stall, on_c, off_c)
+    # ZigZag's per-period stall, order by order as evaluate builds it (the batch scorer gathers it per subset)
+    win = window(shape)
+    stall, on_c, off_c = np.empty(n), np.empty(n), np.empty(n)
+    for r in range(n):
+        loops = tuple((DIMS[d], int(f)) for d, f in zip(orders[r], factors[r]))
+
+        fw = floor_ways(shape, loops, spatial)
+        stall[r], on_c[r], off_c[r] = transfer_stall(
+            a, temporal, {o: _chain(a, o, loops, [int(x[r]) for x in cuts[o]], win, fw, sizes(shape))
+                          for o in OPERANDS}, a.bits[O], True)
+    cycles = cycles_of(temporal, stall, on_c, off_c)
     return ledger.energy, cycles

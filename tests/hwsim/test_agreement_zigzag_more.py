@@ -39,10 +39,6 @@ OPERANDS = ("weights", "inputs", "outputs")
 # cases where hwsim misses a target today, with the cause (strict xfail: it fails as soon as the case passes).
 # Diagnosed by costing ZigZag's own mapping (its loop order and memory allocation) in hwsim
 # (hwsim.cost.mapping.one_mapping.evaluate with cuts=) beside hwsim's searched one.
-_RF_STALL = ("output-RF stall model: on the same mapping as ZigZag (hwsim's search finds it), hwsim's stall at the "
-             "per-PE rf_16B is its whole-run port roofline (accesses / port width - compute), ZigZag's is per "
-             "data-transfer period, each transfer limited to its allowed window (the instantaneous window where the "
-             "level cannot double-buffer its tile)")
 _NEAR_TIE = ("search near-tie from an energy-count difference: ZigZag moves a per-PE register's tile to and from the "
              "level above in whole port words (rf_16B: a tile of 7 16-bit partial sums in ceil(112 / 24) = 5 24-bit "
              "words), hwsim charges one word per partial sum (one_mapping.py: 'a per-PE register file moves one "
@@ -58,14 +54,7 @@ KNOWN: dict[tuple[str, str], str] = {
         "5.6 to 5 outputs, 2 x (5 - 1) + 3 = 11 input columns per fold: 5 x 11 = 55 of the 57 the stride-2 "
         "window touches (144 x 57 x 55 B). hwsim reads the 57 x 57 padded map once (1.036x) on every unrolling, "
         "ZigZag's OX 6 included (its search now costs OY and OX at every divisor, as ZigZag's generator)",
-    ("eyeriss_like/r18_conv3_3x3@b2", "cycles"): _RF_STALL + " (hwsim stall 517k, ZigZag 1.55M cycles: 0.67x)",
-    ("eyeriss_like+array_x2/r18_conv3_3x3", "cycles"): _RF_STALL + " (hwsim stall 24k, ZigZag 103k: 0.75x)",
-    ("eyeriss_like/stem_7x7_s2@latency", "energy"):
-        _RF_STALL + ": on ZigZag's mapping hwsim's rf_16B stall is 62.7k cycles where ZigZag's is 26.9k, so that "
-        "mapping and hwsim's pick tie on latency (9 cycles of off-loading apart) and the latency search keeps one "
-        "with 1.28x the energy",
-    ("eyeriss_like+wsram_half/large_3x3_7x7", "cycles"): _NEAR_TIE + " (hwsim pick 1.27x)",
-    ("eyeriss_like+array_x2/large_3x3_7x7", "cycles"): _NEAR_TIE + " (hwsim pick 3.57x)",
+    ("eyeriss_like+array_x2/large_3x3_7x7", "cycles"): _NEAR_TIE + " (hwsim pick 3.46x)",
 }
 
 

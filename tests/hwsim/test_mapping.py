@@ -180,12 +180,11 @@ def brute_force(shape, p, objective: str) -> tuple[bool, float]:
 
     import numpy as np
 
-    from hwsim.cost.mapping.best_mapping import SPATIAL_KEEP, objective_key, pinned_loops
+    from hwsim.cost.mapping.best_mapping import kept_unrollings, objective_key, pinned_loops
     from hwsim.cost.mapping.loop_orders import flat_loops
 
     a = arch(p)
-    options = sorted(spatial_options(shape, a),
-                     key=lambda sp: -utilisation(shape, folds(shape, sp), a))[:SPATIAL_KEEP]
+    options = [sp for sp, _ in kept_unrollings(shape, a)]
     best = (True, np.inf)
     for sp in options:
         flat = flat_loops(folds(shape, sp))

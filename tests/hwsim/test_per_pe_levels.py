@@ -21,10 +21,10 @@ import yaml
 from hwsim import Layer
 from hwsim.cost.layer_cost import shape_of
 from hwsim.cost.mapping import clear_caches, search
-from hwsim.cost.mapping.best_mapping import SPATIAL_KEEP, pinned_loops
+from hwsim.cost.mapping.best_mapping import kept_unrollings, pinned_loops
 from hwsim.cost.mapping.loop_orders import flat_loops, order_tables, pattern
 from hwsim.cost.mapping.one_mapping import MappingCost, evaluate, objective_key
-from hwsim.cost.mapping.space import DIMS, RELEVANT, arch, folds, spatial_options, utilisation
+from hwsim.cost.mapping.space import DIMS, RELEVANT, arch, folds, spatial_options
 from hwsim.errors import InputError
 from hwsim.hardware.profile import Profile, load_profile
 
@@ -229,7 +229,7 @@ def test_search_finds_the_brute_force_optimum(tmp_path: Path, layer: Layer) -> N
     p = profile_of(tmp_path, raw_profile())
     a = arch(p)
     shape = shape_of(layer)
-    options = sorted(spatial_options(shape, a), key=lambda sp: -utilisation(shape, folds(shape, sp), a))[:SPATIAL_KEEP]
+    options = [sp for sp, _ in kept_unrollings(shape, a)]
     best = (True, np.inf)  # a mapping that fits every level first (one_mapping.preferred), then the least key
     for sp in options:
         flat = flat_loops(folds(shape, sp))

@@ -36,6 +36,7 @@ from hwsim.cost.mapping.bursts import port_factor, run_elements
 from hwsim.cost.mapping.loop_orders import Orders
 from hwsim.cost.mapping.one_mapping import objective_key
 from hwsim.cost.mapping.space import DIMS, OPERANDS, RELEVANT, Arch, Shape, Spatial
+from hwsim.cost.mapping.stall import Chain, roofline, transfer_stall
 from hwsim.cost.mapping.tiles import SHARED_CUTS, Window, tile_elements
 from hwsim.hardware.profile import MemoryLevel
 
@@ -164,26 +165,71 @@ def charge_traffic(a: Arch, n: int, cuts: dict[str, list[np.ndarray]], macs: flo
     return onload, offload
 
 
-def cycles_of(a: Arch, n: int, r_lv: dict[str, np.ndarray], w_lv: dict[str, np.ndarray],
-              temporal: np.ndarray | float, onload: np.ndarray, offload: np.ndarray,
-              bw_of: Callable[[MemoryLevel], np.ndarray | float]) -> np.ndarray:
-    """Cycles of ``n`` candidate mappings: the temporal loops, the worst level's bandwidth stall (each level
-    once; ``bw_of(level)``: its words per cycle), and the first tile's onload and offload at DRAM bandwidth."""
-    stall = np.zeros(n)
-    outer = a.chains[W][-1].name
-    seen: set[str] = set()
+def cycles_of(temporal: np.ndarray | float, stall: np.ndarray, onload: np.ndarray, offload: np.ndarray
+              ) -> np.ndarray:
+    """Cycles of candidate mappings: the temporal loops, the stall, the on-loading and the off-loading
+    (:func:`stall_of`), in that order (the same float sums as ``MappingCost.cycles``)."""
+    return temporal + stall + onload + offload
+
+
+def stall_of(a: Arch, cuts: dict[str, list[np.ndarray]], prefix: np.ndarray, prod: np.ndarray,
+             ir: dict[str, np.ndarray], zr_i: np.ndarray, tile: Callable[[str, bool, np.ndarray], np.ndarray],
+             pe: dict[str, np.ndarray | float], temporal: np.ndarray | float
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ZigZag's per-period stall, on-loading and off-loading (:func:`hwsim.cost.mapping.stall.transfer_stall`)
+    of many orders at once, from the loops below each position: ``prefix`` (positions, orders) their subset
+    ids (global), ``prod`` per subset id the product of its loops, ``ir[o]`` that of the loops ``o`` does
+    not depend on,
+    ``zr_i`` that of the input's B, G, C loops (ZigZag's relevant loops of inputs, not the partly
+    relevant OY, OX, FY, FX); ``tile(o, shared, j)`` the elements of ``o``'s tile below positions ``j``;
+    ``pe[o]`` the PEs with distinct data of ``o`` (integer unrolling). As
+    :func:`hwsim.cost.mapping.one_mapping._chain` builds them position by position."""
+    npos, nr = prefix.shape
+    base = np.arange(nr)
+    loops_prod = prod[prefix]  # (positions, orders)
+
+    def at(x: np.ndarray, j: np.ndarray) -> np.ndarray:
+        return x.ravel()[j * nr + base]
+
+    ir_out_all = ir[O][prefix[-1]]
+    chains = {}
     for o in OPERANDS:
-        for lv in a.chains[o]:
-            if lv.name in seen:
-                continue
-            seen.add(lv.name)
-            bw = bw_of(lv)
-            r, w = r_lv.get(lv.name, 0.0), w_lv.get(lv.name, 0.0)
-            t = ((r + w - (onload + offload) * 8 / lv.word_bits) if lv.name == outer else np.maximum(r, w)) / bw
-            stall = np.maximum(stall, t - temporal)
-    dram_bw = a.chains[W][-1].bandwidth_bytes_per_cycle
-    cycles = temporal + stall + (onload + offload) / dram_bw
-    return cycles
+        irp = ir[o][prefix]
+        rel = irp[1:] == irp[:-1]  # the loop at each position is one ``o`` depends on (padding: factor 1)
+        zp = zr_i[prefix] if o == I else None
+        zr = (zp[1:] != zp[:-1]) if o == I else rel
+        nxt = np.empty((npos, nr), dtype=np.intp)  # the first position at or above j of a loop o depends on
+        nxt[-1] = npos - 1
+        for j in range(npos - 2, -1, -1):
+            nxt[j] = np.where(rel[j], j, nxt[j + 1])
+        last_rel = np.full((npos, nr), -1, dtype=np.intp)  # the last position below j of a loop o depends on
+        last_nzr = np.full((npos, nr), -1, dtype=np.intp)  # ... of a loop outside ZigZag's relevant ones
+        for j in range(1, npos):
+            last_rel[j] = np.where(rel[j - 1], j - 1, last_rel[j - 1])
+            last_nzr[j] = np.where(zr[j - 1], last_nzr[j - 1], j - 1)
+        chain = a.chains[o]
+        period, window, top_r, tiles, bits, boost, back = [], [], [], [], [], [], []
+        lo = np.zeros(nr, dtype=np.intp)
+        for i, lv in enumerate(chain[:-1]):
+            c = cuts[o][i].astype(np.intp)
+            k = at(nxt, c)
+            p = at(loops_prod, k)
+            period.append(p)
+            window.append(at(loops_prod, np.maximum(lo, at(last_rel, k) + 1)))
+            top_r.append(p / at(loops_prod, np.maximum(lo, at(last_nzr, k) + 1)))
+            tiles.append(tile(o, not lv.per_pe, c))
+            boost.append(pe[o] if lv.per_pe and not chain[i + 1].per_pe else 1.0)
+            if o == O:
+                back.append(ir_out_all / ir[O][at(prefix, k)] > 1)
+                bits.append(np.where(back[-1], a.bits[O], a.out_bits))
+            else:
+                bits.append(a.bits[o])
+            lo = k
+        chains[o] = Chain(period=period, window=window, top_r=top_r, tile=tiles, bits=bits, boost=boost,
+                          mac_period=at(loops_prod, nxt[0]) if o != O else 1.0,
+                          mac_boost=1.0 if chain[0].per_pe else pe[o], mac_bits=a.bits[o],
+                          back=back if o == O else None, mac_back=ir_out_all > 1)
+    return transfer_stall(a, temporal, chains, a.bits[O], True)
 
 
 def score_batch(a: Arch, items: list[Item], objective: str = "energy") -> tuple[np.ndarray, np.ndarray]:
@@ -231,12 +277,13 @@ def _score(a: Arch, items: list[Item], objective: str, exact: bool) -> tuple[np.
     levels = [lv for lv, _ in a.alloc]
     fac = np.ones((m, n_max, nd))
     ways_v = np.ones((m, nd))
+    fways_v = np.ones((m, nd))  # the unrolling rounded down, as ZigZag's latency model counts it
     size = np.empty((m, nd))
     geo = np.empty((m, 8))  # sy, sx, fy, fx, oy, ox, full rows, full cols of the input window
     per_pe = [lv for lv in levels if lv.per_pe]
     keys: list[object] = ["macs", "temporal", "mac_e", "n_out"]
     for o in OPERANDS:
-        keys += [("mc", o), ("pe", o)]
+        keys += [("mc", o), ("pe", o), ("pei", o)]
     keys += [("bw", lv.name) for lv in per_pe]
     bw_pe = [lv.bandwidth_bytes_per_cycle * 8 / lv.word_bits for lv in per_pe]
     rel_o = [RELEVANT[o] for o in OPERANDS]
@@ -253,6 +300,7 @@ def _score(a: Arch, items: list[Item], objective: str, exact: bool) -> tuple[np.
         sizes = [shape.b, shape.g, shape.k, shape.c, shape.oy, shape.ox, shape.fy, shape.fx]  # shape.size(d)
         size[k] = sizes
         ways_v[k] = [ways.get(d, 1) for d in DIMS]
+        fways_v[k] = [sizes[j] // folds[j] if d in ways else 1 for j, d in enumerate(DIMS)]
         geo[k] = (shape.sy, shape.sx, shape.fy, shape.fx, shape.oy, shape.ox,
                   shape.iy or (shape.oy - 1) * shape.sy + shape.fy, shape.ix or (shape.ox - 1) * shape.sx + shape.fx)
         true_ways = [(d, sizes[j] / float(folds[j])) for j, d in enumerate(DIMS) if d in ways]
@@ -262,11 +310,12 @@ def _score(a: Arch, items: list[Item], objective: str, exact: bool) -> tuple[np.
         for rel in rel_o:
             row.append(math.prod([u for d, u in true_ways if d not in rel]))
             row.append(math.prod([u for d, u in true_ways if d in rel]))
+            row.append(float(math.prod([sizes[j] // folds[j] for j, d in enumerate(DIMS) if d in ways and d in rel])))
         row += [bw * (macs / temporal) for bw in bw_pe]
         vals.append(row)
         counts.append(len(t.loop))
 
-    tab = _subset_tables(a, fac, size, ways_v, geo)
+    tab = _subset_tables(a, fac, size, ways_v, geo, fways_v)
 
     # per-order tables, padded to n_max loops with the full set; subset ids offset to the item's rows
     def padded(x: np.ndarray, n: int) -> np.ndarray:
@@ -324,9 +373,20 @@ def _score(a: Arch, items: list[Item], objective: str, exact: bool) -> tuple[np.
                                          lambda o, j, shared: fills(r, o, j, shared, macs, mc[o]), ledger.add,
                                          first_tile, lambda o: tab[("ir", o)][r.stay[o][0] + r.off], split,
                                          run_of if ("run", W) in tab else None)
-        cycles = cycles_of(a, nr, ledger.r_lv, ledger.w_lv, per_row(r, "temporal"), onload, offload,
-                           lambda lv: (per_row(r, ("bw", lv.name)) if lv.per_pe
-                                       else lv.bandwidth_bytes_per_cycle * 8 / lv.word_bits * 1))
+        temporal = per_row(r, "temporal")
+
+        def tile(o: str, shared: bool, j: np.ndarray) -> np.ndarray:
+            return tab[(o, "lat" if shared else False)][prefix[j * nr + base] + r.off]
+
+        if a.per_period:
+            stall, on_c, off_c = stall_of(a, cuts, r.prefix + r.off, tab["all"], {o: tab[("ir", o)] for o in OPERANDS},
+                                          tab["zr_i"], tile, {o: per_row(r, ("pei", o)) for o in OPERANDS}, temporal)
+        else:
+            stall, on_c, off_c = roofline(a, ledger.r_lv, ledger.w_lv, temporal,
+                                          lambda lv: (per_row(r, ("bw", lv.name)) if lv.per_pe
+                                                      else lv.bandwidth_bytes_per_cycle * 8 / lv.word_bits * 1),
+                                          onload, offload)
+        cycles = cycles_of(temporal, stall, on_c, off_c)
         return ledger.energy, cycles, ledger.part
 
     loops_of = np.repeat([len(flat) for _, _, flat, _ in items], counts)  # per order: its loops (then padding)
@@ -618,8 +678,8 @@ def _keep_preferred(energy: np.ndarray, cycles: np.ndarray, extra: np.ndarray, e
     return better, near
 
 
-def _subset_tables(a: Arch, fac: np.ndarray, size: np.ndarray, ways_v: np.ndarray, geo: np.ndarray
-                   ) -> dict[object, np.ndarray]:
+def _subset_tables(a: Arch, fac: np.ndarray, size: np.ndarray, ways_v: np.ndarray, geo: np.ndarray,
+                   fways_v: np.ndarray) -> dict[object, np.ndarray]:
     """Per-subset tables of :func:`score_batch`, (items x 2**n) rows (loops past an item's own are
     one-iteration loops): each operand's tile per PE and shared, the input tile's halo-free size, the
     irrelevant-loop products, and each level's fit test. ``fac`` (items, loops, dimensions) holds the
@@ -650,6 +710,12 @@ def _subset_tables(a: Arch, fac: np.ndarray, size: np.ndarray, ways_v: np.ndarra
         full = columns(size_t)
         for o in OPERANDS:
             tab[("run", o)] = run_elements(o, cols[True], full, win, np.minimum, np.where)
+    if a.per_period:  # ZigZag's stall model (hwsim.cost.mapping.stall): the shared tiles with the unrolling
+        # rounded down, and the product of the input's relevant loops (B, G, C)
+        b = columns(np.minimum(cum * np.repeat(fways_v, n_sub, axis=0), size_t))
+        for o in OPERANDS:
+            tab[(o, "lat")] = tile_elements(o, b, win, np.minimum, np.where)
+        tab["zr_i"] = cum[:, B] * cum[:, G] * cum[:, C]
     return tab
 
 

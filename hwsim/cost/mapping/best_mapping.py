@@ -42,7 +42,7 @@ def search(shape: Shape, profile: Profile, objective: str = "energy") -> Mapping
     """The cheapest mapping under ``objective`` (energy, latency or edp).
 
     Spatial: the profile's unrollings, the ``SPATIAL_KEEP`` of highest utilisation (as ZigZag's
-    spatial-mapping generator keeps 3). Temporal: every distinct order of the loop prime factors, at
+    spatial-mapping generator keeps 3) and those tied with the last (:func:`kept_unrollings`). Temporal: every distinct order of the loop prime factors, at
     most ``LPF_LIMIT`` of them after merging the smallest (LOMA, lpf_limit 6), each allocated bottom-up
     to the memory levels. Cached per (shape, profile, objective); :func:`search_many` fills the cache
     for many shapes in one numpy pass.
@@ -130,13 +130,8 @@ def _search_block(new: list[Shape], profile: Profile, objective: str, cache: dic
         plans = []
         items = []
         for shape in new:
-            ranked = []
-            for sp in spatial_options(shape, a):
-                left = folds(shape, sp)
-                ranked.append((-utilisation(shape, left, a), sp, left))
-            ranked.sort(key=lambda x: x[0])  # stable: ties keep the options' order
             kept, flats, pinned = [], [], []
-            for _, sp, left in ranked[:SPATIAL_KEEP]:
+            for sp, left in kept_unrollings(shape, a):
                 flat = flat_loops(left)
                 more = pinned_loops(a, left, flat)
                 # the factors a register holds, as a loop of their own (see pinned_loops), where they differ
@@ -209,6 +204,17 @@ def _rebuilt(shape: Shape, a: Arch, best: Candidate, objective: str, starts: np.
         p = int(np.searchsorted(starts, best[4], side="right")) - 1
         given = allocs[p].of(best[4] - int(starts[p]))
     return evaluate(shape, a, best[2], best[3], objective=objective, allocations=given)
+
+
+def kept_unrollings(shape: Shape, a: Arch) -> list[tuple[Spatial, tuple[int, ...]]]:
+    """The unrollings the search costs, with their temporal folds: the ``SPATIAL_KEEP`` of highest
+    utilisation (ZigZag's generator keeps 3), and every other one tied with the last of them, so that
+    which of two equally used unrollings (OY or OX of a depthwise layer) is costed never depends on the
+    order the profile lists them in."""
+    ranked = sorted(((utilisation(shape, folds(shape, sp), a), sp) for sp in spatial_options(shape, a)),
+                    key=lambda x: -x[0])  # stable: ties keep the options' order
+    cut = ranked[min(SPATIAL_KEEP, len(ranked)) - 1][0] if ranked else 0.0
+    return [(sp, folds(shape, sp)) for i, (u, sp) in enumerate(ranked) if i < SPATIAL_KEEP or u == cut]
 
 
 def pinned_loops(a: Arch, left: tuple[int, ...], flat: tuple[tuple[int, int], ...]

@@ -24,10 +24,13 @@ tile analysis, Parashar et al., ISPASS 2019):
 - transfers are counted in words of the level's port (``word_bits``); a per-PE register file moves
   one element per access.
 
-Cycles (ZigZag's latency model, Mei et al. 2021, §IV-C): the product of the temporal loop counts
-(compute) + the stall of the slowest memory port (on-chip memories have a read and a write port, DRAM
-one shared port; a per-PE memory serves its PE) + on-loading of the first tiles the array needs and
-off-loading of the last outputs, which cannot overlap compute. Array fill and drain are not modelled
+Cycles: the product of the temporal loop counts (compute) + the stall of the slowest memory port + the
+on-loading before the array starts and the off-loading after it stops, which cannot overlap compute
+(:mod:`hwsim.cost.mapping.stall`). The profile's ``latency_model`` picks the stall: ``per_period`` is
+ZigZag 3.9.1's (each transfer within its window of every data-transfer period, one-off transfers
+on-loaded, per-link loading added up); ``roofline`` (the default) charges each port its accesses over
+the layer (on-chip memories have a read and a write port unless single-ported, DRAM one; a per-PE memory
+serves its PE) and on-loads the first tiles the array needs. Array fill and drain are not modelled
 (ZigZag 3.9.1 adds none for its example arrays either).
 
 :func:`evaluate` is the reference: the search scores orders with the same formulas over numpy arrays
@@ -41,6 +44,7 @@ from dataclasses import dataclass
 
 from hwsim.cost.mapping.bursts import port_factor, run_elements
 from hwsim.cost.mapping.space import DIMS, OPERANDS, RELEVANT, Arch, Shape, Spatial, sizes
+from hwsim.cost.mapping.stall import Chain, roofline, transfer_stall
 from hwsim.cost.mapping.tiles import (SHARED_CUTS, Window, allocate_level, common_cut, holds_final, tile_elements,
                                      tiles_fit, window)
 from hwsim.hardware.profile import MemoryLevel, Profile
@@ -350,29 +354,97 @@ def _counted(shape: Shape, a: Arch, spatial: Spatial, loops: tuple[tuple[str, in
                 first = _first_tile(win, O, chain[0], bounds(c[0], not chain[0].per_pe), true_ways)
                 offload = first * a.out_bits / 8
     energy[("mac", "mac")] = macs * a.mac_pj
-    stall, bound = 0.0, "compute"
+
+    def bw(lv: MemoryLevel) -> float:
+        """Port accesses per cycle; a per-PE memory serves its own PE (the active PEs share the load)."""
+        return lv.bandwidth_bytes_per_cycle * 8 / lv.word_bits * (macs / temporal if lv.per_pe else 1)
+
+    if a.per_period:  # ZigZag 3.9.1's model (hwsim.cost.mapping.stall)
+        fw, size = floor_ways(shape, loops, spatial), sizes(shape)
+        stall, on_c, off_c = (float(x) for x in transfer_stall(
+            a, float(temporal), {o: _chain(a, o, loops, cuts[o], win, fw, size) for o in OPERANDS}, a.bits[O],
+            True))
+    else:
+        stall, on_c, off_c = (float(x) for x in roofline(a, r_acc, w_acc, float(temporal), bw, onload, offload))
+    bound, worst = "compute", 0.0
     seen: set[str] = set()
     outer = a.chains[W][-1].name
-    for o in OPERANDS:
+    for o in OPERANDS if stall > 0 else ():  # the level whose port is busiest beyond the compute (the report's)
         for lv in a.chains[o]:
-            if lv.name in seen:
-                continue
-            seen.add(lv.name)
-            # port accesses per cycle; a per-PE memory serves its own PE (the active PEs share the load)
-            bw = lv.bandwidth_bytes_per_cycle * 8 / lv.word_bits * (macs / temporal if lv.per_pe else 1)
-            r, w = r_acc.get(lv.name, 0.0), w_acc.get(lv.name, 0.0)
-            # DRAM has one read-write port; on-chip memories a read port and a write port (as every
-            # memory of ZigZag's example architectures and Eyeriss' spads)
-            # the first tiles' on-loading and the last outputs' off-loading are charged apart (they cannot
-            # overlap compute); the rest of the DRAM traffic overlaps it
-            t = (r + w - (onload + offload) * 8 / lv.word_bits if lv.name == outer else max(r, w)) / bw
-            if t - temporal > stall:
-                stall, bound = t - temporal, lv.name
-    dram_bw = a.chains[W][-1].bandwidth_bytes_per_cycle
+            if lv.name not in seen:
+                seen.add(lv.name)
+                r, w = r_acc.get(lv.name, 0.0), w_acc.get(lv.name, 0.0)
+                t = (r + w - (onload + offload) * 8 / lv.word_bits if lv.name == outer else max(r, w)) / bw(lv)
+                if t - temporal > worst or bound == "compute" and a.per_period:
+                    bound, worst = lv.name, t - temporal
     return MappingCost(spatial=spatial, loops=loops, cuts={o: tuple(v) for o, v in cuts.items()}, reads=reads,
                        writes=writes, energy_pj=energy, compute_cycles=int(temporal), stall_cycles=stall,
-                       onload_cycles=onload / dram_bw, offload_cycles=offload / dram_bw, bound=bound,
+                       onload_cycles=on_c, offload_cycles=off_c, bound=bound,
                        overflow=overflow)
+
+
+# dimensions ZigZag counts relevant for the double-buffer check (its r loops: for inputs not the partly
+# relevant OY, OX, FY, FX)
+ZZ_R = {W: RELEVANT[W], I: frozenset({"B", "G", "C"}), O: RELEVANT[O]}
+
+
+def floor_ways(shape: Shape, loops: tuple[tuple[str, int], ...], spatial: Spatial) -> dict[str, int]:
+    """The unrolling ZigZag's latency model counts with: each dimension's ways rounded down (its
+    ``spatial_mapping_int``: 128 on 14 lanes in 10 folds is 12.8 ways, counted as 12)."""
+    folds = dict.fromkeys(DIMS, 1)
+    for d, f in loops:
+        folds[d] *= f
+    size = sizes(shape)
+    return {d: size[d] // folds[d] for d in spatial.ways()}
+
+
+def _chain(a: Arch, o: str, loops: tuple[tuple[str, int], ...], c: list[int], win: Window,
+           ways: dict[str, int], size: dict[str, int]) -> Chain:
+    """``o``'s transfers for :func:`hwsim.cost.mapping.stall.transfer_stall`: periods, windows and tiles
+    per level of its chain under the cuts ``c``, with the unrolling ``ways`` (:func:`floor_ways`)."""
+    n, rel, zr = len(loops), RELEVANT[o], ZZ_R[o]
+    chain = a.chains[o]
+    ks = []
+    for j in c:
+        while j < n and loops[j][0] not in rel:
+            j += 1
+        ks.append(j)
+    first = 0
+    while first < n and loops[first][0] not in rel:
+        first += 1
+    pe = math.prod(u for d, u in ways.items() if d in rel)
+    period, window, top_r, tile, bits, boost, back = [], [], [], [], [], [], []
+    lo = 0
+    reduced = [math.prod(f for d, f in loops[k:] if d not in RELEVANT[O]) for k in range(n + 1)]
+    for i, (lv, k) in enumerate(zip(chain[:-1], ks)):
+        period.append(float(math.prod(f for _, f in loops[:k])))
+        ir = r = 1
+        for d, f in reversed(loops[lo:k]):
+            if d in rel:
+                break
+            ir *= f
+        for d, f in reversed(loops[lo:k]):
+            if d not in zr:
+                break
+            r *= f
+        window.append(period[-1] / ir)
+        top_r.append(float(r))
+        b = dict.fromkeys(DIMS, 1)
+        for d, f in loops[:c[i]]:
+            b[d] *= f
+        tile.append(float(tile_elements(o, {d: float(min(b[d] * (1 if lv.per_pe else ways.get(d, 1)), size[d]))
+                                             for d in DIMS}, win)))
+        boost.append(float(pe) if lv.per_pe and not chain[i + 1].per_pe else 1.0)
+        if o == O:
+            back.append(reduced[k] > 1)
+            bits.append(a.bits[O] if back[-1] else a.out_bits)
+        else:
+            bits.append(a.bits[o])
+        lo = k
+    return Chain(period=period, window=window, top_r=top_r, tile=tile, bits=bits, boost=boost,
+                 mac_period=float(math.prod(f for _, f in loops[:first])) if o != O else 1.0,
+                 mac_boost=1.0 if chain[0].per_pe else float(pe), mac_bits=a.bits[o],
+                 back=back if o == O else None, mac_back=reduced[0] > 1)
 
 
 def _given_cuts(a: Arch, given: dict[str, tuple[int, ...]], n_loops: int) -> dict[str, list[int]]:

@@ -108,6 +108,7 @@ class Arch:
     spatial_first: bool = False  # each axis takes the first listed dimension larger than 1 (no search)
     alloc: tuple[tuple[MemoryLevel, tuple[str, ...]], ...] = ()  # levels innermost first, with their operands
     spatial_alts: tuple[SpatialAlternative, ...] = ()  # the profile's spatial.alternatives
+    per_period: bool = False  # ZigZag's per-period stall model (else the roofline): hwsim.cost.mapping.stall
 
     @property
     def ebytes(self) -> dict[str, float]:
@@ -154,7 +155,8 @@ def arch(profile: Profile) -> Arch:
                               else _DEFAULT_SPATIAL[profile.dataflow]),
                 spatial_pairs=profile.spatial is None,
                 spatial_first=bool(profile.spatial and not profile.spatial.search),
-                spatial_alts=profile.spatial.alternatives if profile.spatial else ())
+                spatial_alts=profile.spatial.alternatives if profile.spatial else (),
+                per_period=profile.latency_model == "per_period")
 
 
 def spatial_options(shape: Shape, a: Arch) -> list[Spatial]:
