@@ -211,10 +211,13 @@ def kept_unrollings(shape: Shape, a: Arch) -> list[tuple[Spatial, tuple[int, ...
     utilisation (ZigZag's generator keeps 3), and every other one tied with the last of them, so that
     which of two equally used unrollings (OY or OX of a depthwise layer) is costed never depends on the
     order the profile lists them in."""
-    ranked = sorted(((utilisation(shape, folds(shape, sp), a), sp) for sp in spatial_options(shape, a)),
-                    key=lambda x: -x[0])  # stable: ties keep the options' order
+    ranked = []
+    for sp in spatial_options(shape, a):
+        left = folds(shape, sp)
+        ranked.append((utilisation(shape, left, a), sp, left))
+    ranked.sort(key=lambda x: -x[0])  # stable: ties keep the options' order
     cut = ranked[min(SPATIAL_KEEP, len(ranked)) - 1][0] if ranked else 0.0
-    return [(sp, folds(shape, sp)) for i, (u, sp) in enumerate(ranked) if i < SPATIAL_KEEP or u == cut]
+    return [(sp, left) for i, (u, sp, left) in enumerate(ranked) if i < SPATIAL_KEEP or u == cut]
 
 
 def pinned_loops(a: Arch, left: tuple[int, ...], flat: tuple[tuple[int, int], ...]
