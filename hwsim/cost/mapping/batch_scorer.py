@@ -123,11 +123,12 @@ def charge_traffic(a: Arch, n: int, cuts: dict[str, list[np.ndarray]], macs: flo
 
     def tiles(lv: MemoryLevel, o: str, r: np.ndarray | None, w: np.ndarray | None) -> dict[str, object]:
         """``add``'s elements per transfer at a per-PE level (of the tiles below ``r`` and ``w``)."""
-        if not lv.per_pe or tile_of is None:
+        if not lv.per_pe or tile_of is None or not packs:  # every width whole words: packing changes nothing
             return {}
         return {**({"r_tile": tile_of(o, r)} if r is not None else {}),
                 **({"w_tile": tile_of(o, w)} if w is not None else {})}
 
+    packs = any(b % lv.word_bits for lv, _ in a.alloc if lv.per_pe for b in (*a.bits.values(), a.out_bits))
     onload = np.zeros(n)
     offload = np.zeros(n)
     for o in OPERANDS:

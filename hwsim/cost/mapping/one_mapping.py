@@ -299,8 +299,11 @@ def _counted(shape: Shape, a: Arch, spatial: Spatial, loops: tuple[tuple[str, in
         w_acc[level.name] = w_acc.get(level.name, 0.0) + ww
 
     def _pe_tile(o: str, j: int | None) -> float:
-        """Elements one PE's tile below position ``j`` holds (1: the MACs' own reads and writes)."""
-        return 1.0 if j is None else float(tile_elements(o, bounds(j, False), win))
+        """Elements one PE's tile below position ``j`` holds (1: the MACs' own reads and writes, or where
+        every width is whole words: then packing changes nothing)."""
+        return 1.0 if j is None or not packs else float(tile_elements(o, bounds(j, False), win))
+
+    packs = any(b % lv.word_bits for lv, _ in a.alloc if lv.per_pe for b in (*a.bits.values(), a.out_bits))
 
     r_acc: dict[str, float] = {}
     w_acc: dict[str, float] = {}
