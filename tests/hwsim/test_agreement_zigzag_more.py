@@ -39,14 +39,6 @@ OPERANDS = ("weights", "inputs", "outputs")
 # cases where hwsim misses a target today, with the cause (strict xfail: it fails as soon as the case passes).
 # Diagnosed by costing ZigZag's own mapping (its loop order and memory allocation) in hwsim
 # (hwsim.cost.mapping.one_mapping.evaluate with cuts=) beside hwsim's searched one.
-_NEAR_TIE = ("search near-tie from an energy-count difference: ZigZag moves a per-PE register's tile to and from the "
-             "level above in whole port words (rf_16B: a tile of 7 16-bit partial sums in ceil(112 / 24) = 5 24-bit "
-             "words), hwsim charges one word per partial sum (one_mapping.py: 'a per-PE register file moves one "
-             "element per access'). ZigZag's mapping drains rf_16B after every FX x FY, so hwsim charges its rf_16B "
-             "449.0M pJ to ZigZag's 437.3M (+2.7 %) and ranks it 0.6-1.1 % dearer than its own pick, which keeps "
-             "only FY in the weight RF and refills it from sram_64KB's 16 B/cycle port (a stall of several times the "
-             "compute). With the words packed per transfer (a prototype of one_mapping.evaluate), ZigZag's mapping "
-             "costs 0.997 and 0.999 of ZigZag's energy in hwsim and is the cheaper of the two")
 KNOWN: dict[tuple[str, str], str] = {
     ("eyeriss_like/dw_3x3_s2", "dram"):
         "ZigZag's input count of an uneven unrolling: ZigZag unrolls OX 6 ways (28 in 5 folds, printed 5.6) with "
@@ -54,7 +46,6 @@ KNOWN: dict[tuple[str, str], str] = {
         "5.6 to 5 outputs, 2 x (5 - 1) + 3 = 11 input columns per fold: 5 x 11 = 55 of the 57 the stride-2 "
         "window touches (144 x 57 x 55 B). hwsim reads the 57 x 57 padded map once (1.036x) on every unrolling, "
         "ZigZag's OX 6 included (its search now costs OY and OX at every divisor, as ZigZag's generator)",
-    ("eyeriss_like+array_x2/large_3x3_7x7", "cycles"): _NEAR_TIE + " (hwsim pick 3.46x)",
 }
 
 

@@ -242,3 +242,38 @@ def test_search_finds_the_brute_force_optimum(tmp_path: Path, layer: Layer) -> N
                     best = min(best, k)
     got = search(shape, p)
     assert (bool(got.overflow), objective_key(got.energy, got.cycles, "energy")) == best
+
+
+# --------------------------------------------------------------------------------------------
+# A per-PE level moves a tile in whole words per transfer (ZigZag 3.9.1's _calc_memory_access)
+
+
+def test_a_per_pe_tile_moves_in_whole_words_per_transfer(tmp_path: Path) -> None:
+    """One PE, a linear layer of 2 x 14 MACs under the loops K 7, K 2, C 2 (innermost first); a per-PE output
+    register with a 24-bit port holds the inner 7 partial sums of 16 bits. ZigZag 3.9.1 counts
+    ``ceil(elements per period x precision / port bits)`` words per period (zigzag/cost_model/cost_model.py,
+    ``_calc_memory_access``): each of the 4 tiles of 7 psums going up to DRAM takes ceil(112 / 24) = 5 words
+    (20 reads, not 28) and each of the 2 coming back 5 (10 writes, not 14); the MACs read and write the
+    register once per MAC, one word per psum (28 + 28). rf: 48 reads x 1 pJ + 38 writes x 2 pJ."""
+    raw = raw_profile()
+    raw["array"] = {"rows": 1, "cols": 1, "mac_energy_pj": 0.0}
+    rf = _level("rf_14B", 14, 24, 1.0, 3, [O], per_pe=True)
+    rf["write_energy_pj"] = 2.0
+    raw["levels"] = [_level("dram", 1e9, 64, 0.0, 8, [W, I, O]), rf]
+    raw["precision_bits"]["outputs"] = 16
+    p = profile_of(tmp_path, raw)
+    shape = shape_of(Layer("fc", "linear", 2, 14, (1, 1)))
+    a = arch(p)
+    sp = spatial_options(shape, a)[0]
+    assert all(w == 1 for w in sp.ways().values())
+    loops = (("K", 7), ("K", 2), ("C", 2))
+    m = evaluate(shape, a, sp, loops, cuts={W: (), I: (), O: (1,)})
+    assert m.reads[("rf_14B", O)] == pytest.approx((28 + 28) * 2)  # bytes: elements x 16 bits, as before
+    assert m.writes[("rf_14B", O)] == pytest.approx((28 + 14) * 2)
+    assert m.energy_pj[("rf_14B", O)] == pytest.approx(48 * 1.0 + 38 * 2.0)
+    # the search's batch scorer counts the same words
+    from tests.hwsim.reference_orders import score_orders
+    orders = np.array([[DIMS.index(d) for d, _ in loops]])
+    factors = np.array([[float(f) for _, f in loops]])
+    e, _ = score_orders(shape, a, sp, orders, factors)
+    assert e[0] == pytest.approx(sum(m.energy_pj.values()), rel=1e-12)

@@ -65,12 +65,16 @@ class Ledger:
 
     def add(self, lv: MemoryLevel, r: np.ndarray | float, r_bits: np.ndarray | float, w: np.ndarray | float,
             w_bits: np.ndarray | float, tag: int = 0, r_port: np.ndarray | float = 1.0,
-            w_port: np.ndarray | float = 1.0) -> None:
+            w_port: np.ndarray | float = 1.0, r_tile: np.ndarray | float = 1.0,
+            w_tile: np.ndarray | float = 1.0) -> None:
         """Charge ``r`` reads of ``r_bits`` and ``w`` writes of ``w_bits`` at ``lv`` (whole words per PE);
         ``tag``: 1 adds the reads' energy to ``part`` as well, 2 the writes', 3 both; ``r_port``/``w_port``:
-        port time per word of the reads/writes (:func:`hwsim.cost.mapping.bursts.port_factor`), not energy."""
+        port time per word of the reads/writes (:func:`hwsim.cost.mapping.bursts.port_factor`), not energy;
+        ``r_tile``/``w_tile``: elements per transfer at a per-PE level, each transfer whole words
+        (:func:`hwsim.cost.mapping.one_mapping._words`)."""
         if lv.per_pe:
-            rw, ww = r * np.ceil(r_bits / lv.word_bits), w * np.ceil(w_bits / lv.word_bits)
+            rw = r / r_tile * np.ceil(r_tile * r_bits / lv.word_bits)
+            ww = w / w_tile * np.ceil(w_tile * w_bits / lv.word_bits)
         else:
             rw, ww = r * r_bits / lv.word_bits, w * w_bits / lv.word_bits
         energy = self.energy + rw * lv.read_energy_pj
@@ -88,7 +92,8 @@ class Ledger:
 def charge_traffic(a: Arch, n: int, cuts: dict[str, list[np.ndarray]], macs: float | np.ndarray,
                    n_out: float | np.ndarray, mc: dict[str, float | np.ndarray], fills: Callable,
                    add: Callable, first_tile: Callable, held_of: Callable[[str], np.ndarray],
-                   split: MemoryLevel | None = None, run_of: Callable | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   split: MemoryLevel | None = None, run_of: Callable | None = None,
+                   tile_of: Callable | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Charge every operand's reads and writes along its chain (``add``) for ``n`` candidate mappings at
     once; return the first tile's onload and offload bytes. ``held_of(o)``: the MACs a word of weights or
     inputs serves where it lands before it is fetched again. Called once per batch (vectorised over
@@ -101,7 +106,10 @@ def charge_traffic(a: Arch, n: int, cuts: dict[str, list[np.ndarray]], macs: flo
 
     ``run_of(o, j)``: the contiguous run (elements) of the tile of ``o`` below position ``j`` over the array
     (:func:`hwsim.cost.mapping.bursts.run_elements`); given, a level with a burst charges its port in bursts
-    (``add``'s ``r_port``/``w_port``, as :func:`hwsim.cost.mapping.one_mapping.evaluate` does)."""
+    (``add``'s ``r_port``/``w_port``, as :func:`hwsim.cost.mapping.one_mapping.evaluate` does).
+
+    ``tile_of(o, j)``: one PE's tile of ``o`` below position ``j`` (elements): a per-PE level moves its
+    tiles in whole words per transfer (``add``'s ``r_tile``/``w_tile``)."""
     ebytes = a.ebytes
 
     def port(lv: MemoryLevel, o: str, j: np.ndarray | None, bits: np.ndarray | float) -> dict[str, object]:
@@ -113,6 +121,14 @@ def charge_traffic(a: Arch, n: int, cuts: dict[str, list[np.ndarray]], macs: flo
     def ports(r: dict[str, object], w: dict[str, object]) -> dict[str, object]:
         return {**({"r_port": r["f"]} if r else {}), **({"w_port": w["f"]} if w else {})}
 
+    def tiles(lv: MemoryLevel, o: str, r: np.ndarray | None, w: np.ndarray | None) -> dict[str, object]:
+        """``add``'s elements per transfer at a per-PE level (of the tiles below ``r`` and ``w``)."""
+        if not lv.per_pe or tile_of is None or not packs:  # every width whole words: packing changes nothing
+            return {}
+        return {**({"r_tile": tile_of(o, r)} if r is not None else {}),
+                **({"w_tile": tile_of(o, w)} if w is not None else {})}
+
+    packs = any(b % lv.word_bits for lv, _ in a.alloc if lv.per_pe for b in (*a.bits.values(), a.out_bits))
     onload = np.zeros(n)
     offload = np.zeros(n)
     for o in OPERANDS:
@@ -132,7 +148,8 @@ def charge_traffic(a: Arch, n: int, cuts: dict[str, list[np.ndarray]], macs: flo
                 w = into[i] if i < len(into) else 0.0
                 add(lv, r, a.bits[o], w, a.bits[o], 2 if i == top else 1 if i == top + 1 else 0,
                     **ports(port(lv, o, c[i - 1] if i else None, a.bits[o]),
-                            port(lv, o, c[i] if i < len(into) else None, a.bits[o])))
+                            port(lv, o, c[i] if i < len(into) else None, a.bits[o])),
+                    **tiles(lv, o, c[i - 1] if i else None, c[i] if i < len(into) else None))
             if len(chain) > 1:
                 onload = np.maximum(onload, first_tile(o, chain[0], c[0]) * ebytes[o])
         else:
@@ -150,16 +167,18 @@ def charge_traffic(a: Arch, n: int, cuts: dict[str, list[np.ndarray]], macs: flo
                 else:
                     bits_in = np.where(back[i - 1] > 0.5, ps, fin)
                     child = port(lv, O, c[i - 1], bits_in)
-                    add(lv, back[i - 1], bits_in, up[i - 1], bits_in, 3 if i == top + 1 else 0, **ports(child, child))
+                    add(lv, back[i - 1], bits_in, up[i - 1], bits_in, 3 if i == top + 1 else 0, **ports(child, child),
+                        **tiles(lv, O, c[i - 1], c[i - 1]))
                 own = i < len(into)
                 if lv.per_pe and own:
                     r_up = np.maximum(into[i], n_out * mc[O])
                     add(lv, r_up, bits_up, r_up - n_out * mc[O], ps,
-                        **ports(port(lv, O, c[i], bits_up), port(lv, O, c[i], ps)))
+                        **ports(port(lv, O, c[i], bits_up), port(lv, O, c[i], ps)), **tiles(lv, O, c[i], c[i]))
                 else:
                     add(lv, up[i] if i < len(up) else 0.0, bits_up, back[i] if i < len(back) else 0.0, ps,
                         3 if i == top else 0, **ports(port(lv, O, c[i] if own else None, bits_up),
-                                                      port(lv, O, c[i] if own else None, ps)))
+                                                      port(lv, O, c[i] if own else None, ps)),
+                        **tiles(lv, O, c[i] if own else None, c[i] if own else None))
             if len(chain) > 1:
                 offload = first_tile(O, chain[0], c[0]) * a.out_bits / 8
     return onload, offload
@@ -372,7 +391,8 @@ def _score(a: Arch, items: list[Item], objective: str, exact: bool) -> tuple[np.
         onload, offload = charge_traffic(a, nr, cuts, macs, n_out, mc,
                                          lambda o, j, shared: fills(r, o, j, shared, macs, mc[o]), ledger.add,
                                          first_tile, lambda o: tab[("ir", o)][r.stay[o][0] + r.off], split,
-                                         run_of if ("run", W) in tab else None)
+                                         run_of if ("run", W) in tab else None,
+                                         lambda o, j: tab[(o, False)][prefix[j.astype(np.intp) * nr + base] + r.off])
         temporal = per_row(r, "temporal")
 
         def tile(o: str, shared: bool, j: np.ndarray) -> np.ndarray:

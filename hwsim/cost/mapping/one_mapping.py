@@ -21,8 +21,10 @@ tile analysis, Parashar et al., ISPASS 2019):
   operand (the word stays at the MAC: ZigZag's ``access_same_data_considered_as_no_access``);
 - **outputs** travel up as partial sums and come back for further accumulation except the first time
   (read-modify-write); a level's transfers move at the partial-sum width unless only final outputs cross;
-- transfers are counted in words of the level's port (``word_bits``); a per-PE register file moves
-  one element per access.
+- transfers are counted in words of the level's port (``word_bits``); a per-PE level moves a tile to or
+  from the level above in whole words per transfer (ZigZag 3.9.1's ``_calc_memory_access``: a tile of 7
+  16-bit partial sums in ceil(112 / 24) = 5 words of a 24-bit port) and the MACs' reads and writes in
+  whole words per element.
 
 Cycles: the product of the temporal loop counts (compute) + the stall of the slowest memory port + the
 on-loading before the array starts and the off-loading after it stops, which cannot overlap compute
@@ -281,8 +283,9 @@ def _counted(shape: Shape, a: Arch, spatial: Spatial, loops: tuple[tuple[str, in
         key = (level.name, o)
         reads[key] = reads.get(key, 0.0) + r * r_bits / 8
         writes[key] = writes.get(key, 0.0) + w * w_bits / 8
-        if level.per_pe:
-            rw, ww = r * math.ceil(r_bits / level.word_bits), w * math.ceil(w_bits / level.word_bits)
+        if level.per_pe:  # whole words per transfer: a tile moved to or from the level above packs into
+            # ceil(tile x bits / word) words, an element read by the MACs takes ceil(bits / word)
+            rw, ww = _words(r, r_bits, level, _pe_tile(o, r_tile)), _words(w, w_bits, level, _pe_tile(o, w_tile))
         else:
             rw, ww = r * r_bits / level.word_bits, w * w_bits / level.word_bits
         energy[key] = energy.get(key, 0.0) + rw * level.read_energy_pj + ww * level.write_energy_pj
@@ -294,6 +297,13 @@ def _counted(shape: Shape, a: Arch, spatial: Spatial, loops: tuple[tuple[str, in
                 if w_tile is not None else 1.0
         r_acc[level.name] = r_acc.get(level.name, 0.0) + rw
         w_acc[level.name] = w_acc.get(level.name, 0.0) + ww
+
+    def _pe_tile(o: str, j: int | None) -> float:
+        """Elements one PE's tile below position ``j`` holds (1: the MACs' own reads and writes, or where
+        every width is whole words: then packing changes nothing)."""
+        return 1.0 if j is None or not packs else float(tile_elements(o, bounds(j, False), win))
+
+    packs = any(b % lv.word_bits for lv, _ in a.alloc if lv.per_pe for b in (*a.bits.values(), a.out_bits))
 
     r_acc: dict[str, float] = {}
     w_acc: dict[str, float] = {}
@@ -381,6 +391,14 @@ def _counted(shape: Shape, a: Arch, spatial: Spatial, loops: tuple[tuple[str, in
                        writes=writes, energy_pj=energy, compute_cycles=int(temporal), stall_cycles=stall,
                        onload_cycles=on_c, offload_cycles=off_c, bound=bound,
                        overflow=overflow)
+
+
+def _words(n: float, bits, level: MemoryLevel, tile: float = 1.0):
+    """Port words of ``n`` elements of ``bits`` moved to or from a per-PE ``level`` in transfers of
+    ``tile`` elements each: every transfer takes whole words, ``ceil(tile x bits / word_bits)`` (ZigZag 3.9.1,
+    ``CostModelEvaluation._calc_memory_access``: ``ceil(data_elem_move_per_period x data_precision / min_bw)``
+    per period; the batch scorer's ``Ledger.add`` counts the same)."""
+    return n / tile * math.ceil(tile * bits / level.word_bits)
 
 
 # dimensions ZigZag counts relevant for the double-buffer check (its r loops: for inputs not the partly
