@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "hwsim"))
 
-from test_agreement_eyeriss import TABLE_V
+from test_agreement_eyeriss import CHIP_POWER_MW, IFMAP_ZEROS, TABLE_V
 from test_agreement_zigzag import layer_of, zigzag_dram
 
 from hwsim import Workload, load_network, load_profile, simulate
@@ -55,6 +55,25 @@ def eyeriss_frame() -> pd.DataFrame:
     return pd.concat([frame, pd.DataFrame([{"layer": "total", **total}])], ignore_index=True)
 
 
+def eyeriss_power() -> pd.DataFrame:
+    """On-chip power of AlexNet CONV1-5 (every level but DRAM, MACs, clock, control over the latency) against
+    Table V's 278 mW: with Table V's ifmap zeros gated or dense, Horowitz's 45 nm read as hp or lp."""
+    from hwsim.hardware.profile import load_design
+
+    net = load_network("alexnet")
+    work = Workload("alexnet-conv", tuple(la for la in net.layers if la.name in TABLE_V))
+    rows = []
+    for device in ("hp", "lp"):
+        profile = load_design("eyeriss", [f"chip_energy.device={device}"]).profile
+        for gated in (True, False):
+            t = simulate(work, profile, batch=4, input_sparsity=IFMAP_ZEROS if gated else 0.0).to_dict(
+                with_layers=False)["totals"]
+            mw = t["energy_on_chip_j"] / t["latency_s"] * 1e3
+            rows.append({"device": device, "ifmap zeros": "gated" if gated else "dense", "power (mW)": mw,
+                         "chip (mW)": CHIP_POWER_MW, "ratio": mw / CHIP_POWER_MW, "energy scale": t["energy_scale"]})
+    return pd.DataFrame(rows)
+
+
 if __name__ == "__main__":
     z = zigzag_frame()
     print(z.to_markdown(index=False, floatfmt=".3f"))
@@ -62,3 +81,5 @@ if __name__ == "__main__":
     print("min / max over cases:", {k: (round(float(z[k].min()), 3), round(float(z[k].max()), 3)) for k in z.columns[1:]})
     print()
     print(eyeriss_frame().to_markdown(index=False, floatfmt=".3g"))
+    print()
+    print(eyeriss_power().to_markdown(index=False, floatfmt=".3g"))

@@ -192,3 +192,23 @@ def test_resnet18_totals() -> None:
     cycles = math.fsum(exported_cycles(c) for c in costs)
     assert abs(case["zigzag_energy_pj"] / energy - 1) <= ENERGY_TOL
     assert abs(case["zigzag_cycles"] / cycles - 1) <= CYCLES_TOL
+
+
+def table() -> list[str]:
+    """docs/interop.md's table: per case, ZigZag's and ksm-sim's energy (uJ) and cycles, and their ratios."""
+    out = ["| case | ZigZag (uJ) | ksm-sim (uJ) | energy ratio | ZigZag cycles | ksm-sim cycles | cycle ratio |",
+           "|---|---:|---:|---:|---:|---:|---:|"]
+    for case in CASES:
+        prof, work = load_profile(case["profile"]), workload_of(case)
+        names = {row["name"] for row in case["layers"]}
+        costs = [layer_cost(layer, prof) for layer in work.layers if layer.name in names]
+        energy = math.fsum(exported_energy_pj(c, prof) for c in costs)
+        cycles = math.fsum(exported_cycles(c) for c in costs)
+        zz_e, zz_c = math.fsum(r["energy_pj"] for r in case["layers"]), math.fsum(r["cycles"] for r in case["layers"])
+        out.append(f"| `{case['case']}` ({len(costs)} layer{'s' if len(costs) > 1 else ''}) | {zz_e / 1e6:,.2f} | "
+                   f"{energy / 1e6:,.2f} | {zz_e / energy:.4f} | {zz_c:,.0f} | {cycles:,.0f} | {zz_c / cycles:.4f} |")
+    return out
+
+
+if __name__ == "__main__":
+    print("\n".join(table()))
