@@ -145,10 +145,8 @@ class ProfileLevel(Record):
         return operands
 
 
-class ProfileSpatialAlternative(Record):
-    """One more spatial unrolling the mapping search costs beside `rows` and `cols`, its axes resolved as theirs
-    are (with `search: false`, each axis unrolls its first listed dimension larger than 1), for the layers
-    `layers` names; `divisors` adds smaller unrollings of it, as ZigZag's spatial-mapping generator does."""
+class SpatialAxesRecord(Record):
+    """The dimensions each array axis may unroll (shared by a profile's `spatial` and its `alternatives`)."""
 
     RULES: ClassVar[tuple[str, ...]] = ("An axis lists each dimension once.",)
 
@@ -156,6 +154,20 @@ class ProfileSpatialAlternative(Record):
                                    description="dimensions the rows may unroll, in order of preference")
     cols: list[SpatialDim] = Field(min_length=1, max_length=len(SPATIAL_DIMS),
                                    description="dimensions the columns may unroll, in order of preference")
+
+    @field_validator("rows", "cols")
+    @classmethod
+    def _dims_once(cls, dims: list[str]) -> list[str]:
+        if first_repeat(dims) is not None:
+            raise ValueError("each dimension may be listed once")
+        return dims
+
+
+class ProfileSpatialAlternative(SpatialAxesRecord):
+    """One more spatial unrolling the mapping search costs beside `rows` and `cols`, its axes resolved as theirs
+    are (with `search: false`, each axis unrolls its first listed dimension larger than 1), for the layers
+    `layers` names; `divisors` adds smaller unrollings of it, as ZigZag's spatial-mapping generator does."""
+
     layers: Literal["all", "dense", "depthwise"] = Field(
         "all", description="the layers it is for: `depthwise` (one input channel per group), `dense` (the rest) "
                            "or `all`")
@@ -165,40 +177,20 @@ class ProfileSpatialAlternative(Record):
                     "would take (min(size, lanes)), as ZigZag 3.9.1's generator does on an axis its mapping "
                     "leaves free")
 
-    @field_validator("rows", "cols")
-    @classmethod
-    def _dims_once(cls, dims: list[str]) -> list[str]:
-        if first_repeat(dims) is not None:
-            raise ValueError("each dimension may be listed once")
-        return dims
 
-
-class ProfileSpatial(Record):
+class ProfileSpatial(SpatialAxesRecord):
     """The loop dimensions the array's rows and columns may unroll; without this key, the dataflow's defaults.
     Dimensions: batch `B`, group `G`, output channel `K`, input channel `C`, output rows and columns `OY`,
     `OX`, filter rows and columns `FY`, `FX`. With `alternatives`, the search costs every distinct unrolling
     they and `rows`/`cols` resolve to for a layer (the 3 of highest utilisation, as ZigZag's spatial-mapping
-    generator keeps 3) and keeps the best under the objective."""
+    generator keeps 3, and any tied with the third) and keeps the best under the objective."""
 
-    RULES: ClassVar[tuple[str, ...]] = ("An axis lists each dimension once.",)
-
-    rows: list[SpatialDim] = Field(min_length=1, max_length=len(SPATIAL_DIMS),
-                                   description="dimensions the rows may unroll, in order of preference")
-    cols: list[SpatialDim] = Field(min_length=1, max_length=len(SPATIAL_DIMS),
-                                   description="dimensions the columns may unroll, in order of preference")
     search: bool = Field(True, description="false: each axis unrolls the first listed dimension larger than "
                                            "1 (a fixed spatial mapping) instead of searching the list")
     alternatives: list[ProfileSpatialAlternative] = Field(
         default_factory=list, max_length=8,
         description="more unrollings the search costs beside `rows`/`cols` (each resolved as they are), keeping the "
                     "best for the objective; ZigZag's generator costs several where a mapping leaves an axis free")
-
-    @field_validator("rows", "cols")
-    @classmethod
-    def _dims_once(cls, dims: list[str]) -> list[str]:
-        if first_repeat(dims) is not None:
-            raise ValueError("each dimension may be listed once")
-        return dims
 
 
 class ProfileArea(Record):
