@@ -172,7 +172,12 @@ def apply_override(raw: dict[str, Any], key: str, value: Any, strict: bool = Tru
         if node.get(part) is None and declared_mapping(parts[:depth + 1]):
             node[part] = {}  # an optional section the profile lacks (or holds as null)
         if part not in node:
-            raise InputError(f"--set {key}: unknown key {here} (known here: {', '.join(map(str, node))})")
+            known = ", ".join(map(str, node))
+            if not known:  # an optional section the profile lacks: its keys cannot be addressed one by one
+                section = ".".join(parts[:depth])
+                raise InputError(f"--set {key}: the profile has no {section}; set it whole "
+                                 f"(--set '{section}={{...}}')")
+            raise InputError(f"--set {key}: unknown key {here} (known here: {known})")
         node = node[part]
 
 

@@ -125,13 +125,14 @@ class ProfileLevel(Record):
                                     description="the operands the level holds")
     per_pe: bool = Field(False, description="true: one instance inside every PE (a register file, spad or "
                                             "accumulator; an operand may have several, innermost)")
-    burst_bytes: Real(ge=1, le=MAX_SIZE_BYTES,
-                      description="shortest transfer the port makes (bytes): a contiguous run of a tile shorter "
-                                  "than it costs a whole burst of port time, not energy (e.g. 32 for an SRAM on "
-                                  "a 32-byte AXI burst)") = None
+    burst_bytes: Whole(ge=1, le=MAX_SIZE_BYTES,
+                       description="shortest transfer the port makes (whole bytes, at most `size_bytes`): a "
+                                   "contiguous run of a tile shorter than it costs a whole burst of port time, not "
+                                   "energy (e.g. 32 for an SRAM on a 32-byte AXI burst)") = None
     max_run_elements: dict[Operand, Whole(ge=1, le=MAX_SIZE_BYTES)] | None = Field(
         None, description="per operand, the longest contiguous run the engine moves through this level, whatever "
-                          "the tile (elements; e.g. `{outputs: 16}`); only used with `burst_bytes`")
+                          "the tile (elements; e.g. `{outputs: 16}`), for operands the level holds; only with "
+                          "`burst_bytes`")
     shared_port: bool = Field(False, description="true: one read-write port of `bandwidth_bytes_per_cycle` "
                                                  "(a single-ported SRAM); false: a read port and a write port "
                                                  "of that bandwidth each (the outermost level always has one "
@@ -143,6 +144,29 @@ class ProfileLevel(Record):
         if first_repeat(operands) is not None:
             raise ValueError("each operand may be listed once")
         return operands
+
+    @field_validator("burst_bytes")
+    @classmethod
+    def _burst_fits(cls, burst: int | None, info: ValidationInfo) -> int | None:
+        size = info.data.get("size_bytes")
+        if burst is not None and size is not None and burst > size:
+            raise ValueError(f"a burst of {burst} bytes is larger than the level ({size:g} bytes)")
+        return burst
+
+    @field_validator("max_run_elements")
+    @classmethod
+    def _runs_need_a_burst(cls, runs: dict[str, int] | None, info: ValidationInfo) -> dict[str, int] | None:
+        """Runs only shape the burst charge: without a burst, or for an operand the level does not hold, they
+        would be silently ignored, so they are refused."""
+        if not runs:
+            return runs
+        if info.data.get("burst_bytes") is None:
+            raise ValueError("runs only matter with burst_bytes on the same level; give burst_bytes or drop them")
+        held = info.data.get("operands") or []
+        foreign = [o for o in runs if o not in held]
+        if held and foreign:
+            raise ValueError(f"{', '.join(foreign)}: not held by this level (it holds {', '.join(held)})")
+        return runs
 
 
 class SpatialAxesRecord(Record):
@@ -176,6 +200,13 @@ class ProfileSpatialAlternative(SpatialAxesRecord):
         description="the axes (`rows`, `cols`) on which a dimension may also unroll any divisor of the ways it "
                     "would take (min(size, lanes)), as ZigZag 3.9.1's generator does on an axis its mapping "
                     "leaves free")
+
+    @field_validator("divisors")
+    @classmethod
+    def _axes_once(cls, axes: list[str]) -> list[str]:
+        if first_repeat(axes) is not None:
+            raise ValueError("each axis may be listed once")
+        return axes
 
 
 class ProfileSpatial(SpatialAxesRecord):
@@ -314,6 +345,9 @@ class ProfileFile(Record):
         if dram.per_pe or set(dram.operands) != set(OPERANDS):
             raise ValueError(f"the outermost level (levels[0], {dram.name!r}) must hold weights, inputs and "
                              "outputs and not be per_pe")
+        if dram.shared_port:
+            raise ValueError(f"the outermost level (levels[0], {dram.name!r}) always has one port: shared_port "
+                             "would change nothing")
         for operand in OPERANDS:
             held = [level for level in levels if operand in level.operands]
             flags = [level.per_pe for level in held]

@@ -61,6 +61,8 @@ def test_merge_a_mapping() -> None:
     ("array.rows=[1", ["--set array.rows: malformed YAML"]),
     ("levels.sram_1MB.operands.0=inputs", ["--set levels.sram_1MB.operands.0",
                                            "operands is a list; set it whole"]),
+    ("spatial.alternatives.0.layers=dense", ["--set spatial.alternatives.0.layers",
+                                             "the profile has no spatial; set it whole"]),
 ])
 def test_errors_name_the_key(item: str, words: list[str]) -> None:
     with pytest.raises(InputError) as err:
