@@ -72,14 +72,15 @@ def objective_key(energy, cycles, objective: str):
 
 
 TIE = 1e-9  # the relative width of a tie in objective_key
+_HUGE = float(np.finfo(np.float64).max) / 2
 
 
 def _rank(x):
     """A monotone map of x >= 0 into [0, 1) in exact arithmetic (the same bits for a float and an array
     element): log2(1 + x), piecewise linear between powers of two (frexp's exponent plus its mantissa's
-    place), over 1100 (a float's exponent is at most 1024)."""
-    m, e = np.frexp(1.0 + np.maximum(x, 0.0))
-    return (e + (2.0 * m - 1.0)) / 1100.0
+    place), over 1100 (a float's exponent is at most 1024; infinity ranks as the largest float)."""
+    m, e = np.frexp(1.0 + np.clip(x, 0.0, _HUGE))
+    return (e - 1 + (2.0 * m - 1.0)) / 1100.0
 
 
 @dataclass(frozen=True, slots=True)
