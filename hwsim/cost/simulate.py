@@ -347,7 +347,9 @@ def simulate(work: Workload, profile: Profile, mode: str | None = "on_the_fly", 
         tasks: tasks sharing the backbone (PackNet index width).
         mask_density: KSM fraction of binary-1 entries assumed when the run does not give it.
         batch: images per inference; totals and layers are for the whole batch (``per_image`` beside).
-        objective: what the per-layer mapping search minimises: energy, latency or edp.
+        objective: what the per-layer mapping search minimises: energy, latency or edp. Where the memory plan
+            moves a layer's traffic on chip, the other objectives' mappings are costed too and the layer keeps
+            the one ``objective`` prefers once moved (its search sees every tensor in DRAM).
         steady_state: cost one inference of a stream: weights (and masks) that fit on chip stay there
             across inferences (see :mod:`hwsim.cost.residency`); False starts cold, from DRAM. The tensors the
             memory plan keeps on chip stay there either way.
