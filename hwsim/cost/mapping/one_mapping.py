@@ -44,6 +44,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from hwsim.cost.mapping.bursts import port_factor, run_elements
 from hwsim.cost.mapping.space import DIMS, OPERANDS, RELEVANT, Arch, Shape, Spatial, sizes
 from hwsim.cost.mapping.stall import Chain, roofline, transfer_stall
@@ -56,12 +58,30 @@ OBJECTIVES = ("energy", "latency", "edp")
 
 
 def objective_key(energy, cycles, objective: str):
-    """What the search minimises (floats or numpy arrays alike): energy (pJ), cycles, or their product (EDP)."""
+    """What the search minimises (floats or numpy arrays alike): energy (pJ), cycles, or their product (EDP).
+
+    Energy breaks its ties by cycles and latency by energy, relatively: the primary times
+    ``1 + TIE * _rank(secondary)`` with ``_rank`` in [0, 1], so the secondary moves the key by at most
+    ``TIE`` of the primary and never outweighs a primary lower by more than that, however large it is (an
+    additive ``energy + 1e-9 * cycles`` let 1e15 stalled cycles outweigh energy)."""
     if objective == "energy":
-        return energy + 1e-9 * cycles  # ties broken by latency
+        return energy * (1.0 + TIE * _rank(cycles))  # ties broken by latency
     if objective == "latency":
-        return cycles + 1e-12 * energy
+        return cycles * (1.0 + TIE * _rank(energy))  # ties broken by energy
     return energy * cycles
+
+
+TIE = 1e-9  # the relative width of a tie in objective_key
+_TOP = 2.0 ** 64 - 1  # _rank is 1 from here up
+
+
+def _rank(x):
+    """A monotone map of x >= 0 into [0, 1] in exact arithmetic (the same bits for a float and an array
+    element): log2(1 + x), piecewise linear between powers of two (frexp's exponent and its mantissa's
+    place), over 64, and 1 from 2**64 up (infinity too). 64 binades, not a float's 1024, keep the tie-break
+    fine: a secondary 1e-5 apart still moves a key by several of its last bits."""
+    m, e = np.frexp(1.0 + np.clip(x, 0.0, _TOP))
+    return (e - 1 + (2.0 * m - 1.0)) / 64.0
 
 
 @dataclass(frozen=True, slots=True)
