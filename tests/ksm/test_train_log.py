@@ -26,6 +26,22 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+def _crash_at_step(monkeypatch: pytest.MonkeyPatch, crash: int):
+    """Make the log raise KeyboardInterrupt when step ``crash`` is logged (an interrupted run); returns the
+    original ``ScalarLog.step`` to put back before resuming."""
+    from ksm.training import train_log
+
+    original = train_log.ScalarLog.step
+
+    def crashing(self, step, epoch, values):  # the method's own signature
+        if step == crash:
+            raise KeyboardInterrupt
+        original(self, step, epoch, values)
+
+    monkeypatch.setattr(train_log.ScalarLog, "step", crashing)
+    return original
+
+
 def test_epoch_line_says_loss_accuracies_rate_and_times() -> None:
     row = {"epoch": 2, "loss": 0.11204, "train_top1": 0.9618, "seconds": 31.5}
     line = epoch_line("digits", "ksm", row, 3, images=1437, elapsed=81.3, eta=40.2)
@@ -98,14 +114,7 @@ def test_a_resumed_run_logs_each_step_once(tmp_path: Path, backbone_file: Path, 
 
     spec = make_spec("ksm", weights=str(backbone_file), epochs=3, batch_size=40)  # 120 images: 3 steps an epoch
     out = tmp_path / "run"
-    original = train_log.ScalarLog.step
-
-    def crash_at_step_5(self, step, epoch, values):  # the method's own signature
-        if step == 5:
-            raise KeyboardInterrupt
-        original(self, step, epoch, values)
-
-    monkeypatch.setattr(train_log.ScalarLog, "step", crash_at_step_5)
+    original = _crash_at_step(monkeypatch, 5)
     with pytest.raises(KeyboardInterrupt):
         run_task(spec, small_task, out, progress=False, log=("csv",))
     partial = out.parent / ".run.partial" / LOGS
@@ -127,14 +136,7 @@ def test_tensorboard_events_in_the_run_folder(tmp_path: Path, backbone_file: Pat
 
     spec = make_spec("ksm", weights=str(backbone_file), epochs=2, batch_size=40)  # 3 steps an epoch
     out = tmp_path / "run"
-    original = train_log.ScalarLog.step
-
-    def crash_at_step_5(self, step, epoch, values):  # the method's own signature
-        if step == 5:
-            raise KeyboardInterrupt
-        original(self, step, epoch, values)
-
-    monkeypatch.setattr(train_log.ScalarLog, "step", crash_at_step_5)
+    original = _crash_at_step(monkeypatch, 5)
     with pytest.raises(KeyboardInterrupt):
         run_task(spec, small_task, out, progress=False, log=("tensorboard", "csv"))
     monkeypatch.setattr(train_log.ScalarLog, "step", original)
