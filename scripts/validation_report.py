@@ -695,8 +695,6 @@ def draw_source(source: Source, points: Sequence[Point], path: Path) -> Path:
     import matplotlib
     import numpy as np
     from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
 
     from hwsim.report.figures import STYLE, _save
 
@@ -754,16 +752,26 @@ def draw_source(source: Source, points: Sequence[Point], path: Path) -> Path:
             count = f"{len(pts)} point{'s' if len(pts) != 1 else ''}" + (f" (+{undrawn} in the table only)"
                                                                           if undrawn else "")
             ax.set_title(f"{panel}\n{count}, tolerance {bands}", fontsize=8.5)
-        handles = [Line2D([], [], color="black", linewidth=0.8, label="y = x")]
-        if "band" in seen:
-            handles.append(Patch(color="#228833", alpha=0.3, label="tolerance band"))
-        for kind in (YES, "allowed", CONVENTION, NO):
-            if kind in seen:
-                handles.append(Line2D([], [], linestyle="none", label=LABELS[kind], **_legend_marker(kind)))
+        handles = _legend_handles(seen, "y = x")
         fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(handles), 3),
                    frameon=False)
         fig.suptitle(f"{source.title}: hwsim against reference", fontsize=10, y=1 - 0.1 / height, va="top")
         return _save(fig, path)
+
+
+def _legend_handles(seen: set[str], reference: str) -> list:
+    """The legend of a figure: the reference line (``reference`` names it), the tolerance band where one is
+    drawn, and a marker for each verdict the figure shows, in one order for every figure."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles = [Line2D([], [], color="black", linewidth=0.8, label=reference)]
+    if "band" in seen:
+        handles.append(Patch(color="#228833", alpha=0.3, label="tolerance band"))
+    for kind in (YES, "allowed", CONVENTION, NO):
+        if kind in seen:
+            handles.append(Line2D([], [], linestyle="none", label=LABELS[kind], **_legend_marker(kind)))
+    return handles
 
 
 def _name_misses(ax, misses: Sequence[tuple[float, float, str]]) -> None:
@@ -814,8 +822,6 @@ def draw_overview(points: Sequence[Point], path: Path) -> Path:
     import matplotlib
     import numpy as np
     from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
 
     from hwsim.report import axes_style
     from hwsim.report.figures import STYLE, _save
@@ -863,12 +869,7 @@ def draw_overview(points: Sequence[Point], path: Path) -> Path:
         ax.grid(axis="x", visible=False)
         ax.set_ylabel("hwsim / reference (ratio, log scale)")
         ax.set_title("Every reference point: hwsim's prediction over the reference, with each test's tolerance")
-        handles = [Line2D([], [], color="black", linewidth=0.8, label="ratio 1")]
-        if "band" in seen:
-            handles.append(Patch(color="#228833", alpha=0.3, label="tolerance band"))
-        for kind in (YES, "allowed", CONVENTION, NO):
-            if kind in seen:
-                handles.append(Line2D([], [], linestyle="none", label=LABELS[kind], **_legend_marker(kind)))
+        handles = _legend_handles(seen, "ratio 1")
         fig.legend(handles=handles, loc="outside right upper", frameon=False)
         return _save(fig, path)
 
