@@ -11,6 +11,7 @@ import pandas as pd
 from click.core import ParameterSource
 
 from hwsim import catalogue, units
+from hwsim.command_line import CONTEXT_SETTINGS, OneLineCommand
 from hwsim.report import tables
 from hwsim.fileio.atomic import atomic_write
 from hwsim.fileio.output_guard import (NameOrPath, PathOption, check_no_alias, check_output_folder,
@@ -25,7 +26,6 @@ from hwsim.workload.runcheck import one_line_warnings
 from hwsim.workload.runs import expand_run_paths
 from hwsim.cost.simulate import SimResult, results_document
 
-CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 # Methods costable without a run (CPG needs the per-layer counts only its runs record).
 METHOD_CHOICES = catalogue.costable_from_network()
 
@@ -295,7 +295,7 @@ def _refuse_unread(ctx: click.Context) -> None:
         raise click.UsageError(f"{_JOB_NAMES[job]} does not use {names}: drop {'it' if len(unread) == 1 else 'them'}")
 
 
-@click.command(context_settings=CONTEXT_SETTINGS)
+@click.command(cls=OneLineCommand, context_settings=CONTEXT_SETTINGS)
 @click.version_option(package_name="ksm", prog_name="ksm-sim")
 @click.option("-p", "--profile", "profiles", multiple=True, type=NameOrPath(), default=("edge_npu",),
               show_default=True,
@@ -413,7 +413,7 @@ def main(profiles: tuple[str, ...], masks: tuple[Path, ...], networks: tuple[str
         onnx_works = _onnx_workloads(onnx_files, input_shape)
         if not (masks or networks or topologies or onnx_works):
             raise click.UsageError("give at least one of --masks, --network, --topology or --onnx "
-                                   "(or --list-profiles); see --help")
+                                   "(or --list-profiles)")
         designs = load_designs(profiles, sets)
         chosen = [d.profile for d in designs]
         by_profile = {id(d.profile): d for d in designs}

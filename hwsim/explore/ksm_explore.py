@@ -13,12 +13,12 @@ from typing import Any
 import click
 
 from hwsim.errors import InputError
+from hwsim.command_line import CONTEXT_SETTINGS, OneLineCommand
 from hwsim.explore.spec import MAX_POINTS, Spec
 from hwsim.fileio.output_guard import (PathOption, build_folder, check_no_alias, is_marked, one_line_os_errors,
                                         raise_on_sigterm)
 from hwsim.workload.runcheck import one_line_warnings
 
-CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 TOOL = "ksm-explore"  # the writer named in the output folder's marker
 
 
@@ -97,7 +97,7 @@ def _engine_name(workers: int, scheduler: Any) -> str:
     return "in process" if n <= 1 else f"process pool of {n}"
 
 
-@click.command(context_settings=CONTEXT_SETTINGS)
+@click.command(cls=OneLineCommand, context_settings=CONTEXT_SETTINGS)
 @click.version_option(package_name="ksm", prog_name="ksm-explore")
 @click.argument("spec_path", type=PathOption(path_type=Path, dir_okay=False), metavar="SPEC.yaml")
 @click.option("-o", "--out", type=PathOption(path_type=Path, file_okay=False),

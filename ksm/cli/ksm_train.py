@@ -22,13 +22,13 @@ from click.core import ParameterSource
 from hwsim import catalogue
 from hwsim.fileio.output_guard import (NameOrPath, OutputRefused, PathOption, check_no_alias, one_line_os_errors,
                                         raise_on_sigterm)
+from hwsim.command_line import CONTEXT_SETTINGS, OneLineCommand
 from hwsim.work_budget import WorkRefused, refuse_over_cap
 from hwsim.schemas.run_record import MASK_BOUND
 from ksm.methods.registry import MethodChoice, method_class, method_cli_options, method_names, option_owners
 from ksm.checks import device_option, finite
 from ksm.training.train_options import Options
 
-CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 ARCH_NAMES = ("mobilenet_v2", "resnet18", "resnet50", "vgg16", "vgg16_bn")
 MAX_PROCESSES = 256  # --nproc, --threads (and ksm-compare's --workers): more on one machine is a typo
 # The options run.json records are bounded as its schema (hwsim/schemas/run_record.py) bounds the value
@@ -85,7 +85,7 @@ def exit_without_torch(command: str) -> None:
     sys.exit(1)
 
 
-class TorchCommand(click.Command):
+class TorchCommand(OneLineCommand):
     """A command that needs PyTorch: without it, it ends in one line naming the extra to install
     (:func:`exit_without_torch`) before it parses anything. ``command``: its name in :data:`TORCH_EXTRAS`."""
 

@@ -3,7 +3,8 @@
 The contract of every command (``ksm-train``, ``ksm-sim``, ``ksm-export``, ``ksm-compare``, ``ksm-explore``):
 
 (a) exit 0 with a correct result, or a non-zero exit with exactly one ``Error:`` line that names a file or an
-    option (click's ``Usage:``/``Try`` preamble and ``warning:`` lines may precede it); never a traceback,
+    option (one-line ``warning:``/``note:`` lines may precede it; a usage error is one line too, no click
+    ``Usage:``/``Try`` preamble: hwsim.command_line); never a traceback,
     never an exception escaping the command;
 (b) every input file's sha256 unchanged;
 (c) nothing outside the named outputs touched (a checksum of the whole sandbox tree before and after); on a
@@ -47,9 +48,9 @@ COMMANDS: dict[str, str] = {
     "ksm-compare": "ksm.cli.ksm_compare:main",
     "ksm-explore": "hwsim.explore.ksm_explore:main",
 }
-# Lines a failing command may print on stderr besides its one error line: click's usage preamble and the
-# one-line notes the commands print before the work (an ONNX operator not costed, a folder skipped).
-PREAMBLE = ("Usage:", "Try '", "warning:", "skipping ", "note:")
+# Lines a failing command may print on stderr besides its one error line: the one-line notes the commands
+# print before the work (an ONNX operator not costed, a folder skipped).
+PREAMBLE = ("warning:", "skipping ", "note:")
 TEMPORARY = re.compile(r"^\..+\.(tmp|old|partial|lock)$|\.tmp$")
 TIMEOUT_S = 60  # one call; a hostile value that makes a command hang is reported as such
 
