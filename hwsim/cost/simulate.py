@@ -20,13 +20,14 @@ from hwsim.cost import lora_cost as lora
 from hwsim.cost.layer_cost import LayerCost, chip_level, cost_of_mapping, needs_chip_level, shape_of
 from hwsim.workload.layers import Workload
 from hwsim.cost.mapping import MappingCost, Shape, search_many
+from hwsim.cost.mapping.bursts import made_feature_maps
 from hwsim.cost.mapping.one_mapping import OBJECTIVES, objective_key
 from hwsim.cost.mask_cost import TaskCost, task_cost
 from hwsim.hardware.profile import OPERANDS, Profile
 from hwsim.cost.memory_plan import plan_memory
 from hwsim.cost.operator_cost import executions, operator_cost
 from hwsim.cost.residency import apply_residency
-from hwsim.workload.graph import chain_graph
+from hwsim.workload.graph import Graph, chain_graph
 
 FORMAT = "ksm-sim/1"
 
@@ -331,6 +332,19 @@ def _operator_row(kind: str) -> dict[str, Any]:
             "latency share": 0.0, "energy (J)": 0.0, "DRAM (B)": 0.0, "outputs on chip": 0}
 
 
+def layer_profiles(graph: Graph, profile: Profile) -> dict[str, Profile]:
+    """The profile each layer of ``graph`` is costed under: ``profile`` for a layer that reads a tensor no
+    operator of the graph writes (the network's input, or what a chain of layers reads from off-chip
+    memory), as its writer stored it (NHWC); :func:`~hwsim.cost.mapping.bursts.made_feature_maps` of it for a
+    layer that reads a feature map the network made, which the engine stores in its own layout (no IFM-block
+    runs: :mod:`hwsim.cost.mapping.bursts`). The same profile for every layer where no level has
+    ``input_block_depth``."""
+    made = made_feature_maps(profile)
+    produced = {t for op in graph.ops for t in op.outputs}
+    return {op.layer: profile if any(t not in produced for t in op.inputs) else made
+            for op in graph.ops if op.layer}
+
+
 def simulate(work: Workload, profile: Profile, mode: str | None = "on_the_fly", tasks: int = 6,
              mask_density: float = 0.5, batch: int = 1, objective: str = "energy",
              steady_state: bool = False, input_sparsity: float | Mapping[str, float] = 0.0,
@@ -378,10 +392,24 @@ def simulate(work: Workload, profile: Profile, mode: str | None = "on_the_fly", 
     plan = plan_memory(graph, how, layers, profile, batch)
     mac = [layers[op.layer] for op, h in zip(graph.ops, how) if h == "mac"]
     shapes = [shape_of(layer, batch) for layer in mac]
+    profile_of = layer_profiles(graph, profile)
     given = {} if mapping is None else {
-        layer.name: m for layer, s in zip(mac, shapes) if (m := mapping(layer.name, s, profile)) is not None}
-    searched = [s for layer, s in zip(mac, shapes) if layer.name not in given]
-    found = search_many(searched, profile, objective)  # one numpy pass for the network's new shapes
+        layer.name: m for layer, s in zip(mac, shapes)
+        if (m := mapping(layer.name, s, profile_of[layer.name])) is not None}
+    searched_layers = [layer for layer in mac if layer.name not in given]
+    searched = [s for s, layer in zip(shapes, mac) if layer.name not in given]
+
+    def search_all(goal: str) -> list[MappingCost]:
+        """The searched layers' mappings under ``goal``: one numpy pass for the network's new shapes per
+        profile they are costed under."""
+        out: list[MappingCost | None] = [None] * len(searched)
+        for p in dict.fromkeys(profile_of[layer.name] for layer in searched_layers):
+            at = [j for j, layer in enumerate(searched_layers) if profile_of[layer.name] is p]
+            for j, m in zip(at, search_many([searched[j] for j in at], p, goal)):
+                out[j] = m
+        return out
+
+    found = search_all(objective)
     shape_of_layer = dict(zip((layer.name for layer in mac), shapes))
     sparsity = (dict(input_sparsity) if isinstance(input_sparsity, Mapping)
                 else dict.fromkeys(layers, float(input_sparsity)))
@@ -397,8 +425,8 @@ def simulate(work: Workload, profile: Profile, mode: str | None = "on_the_fly", 
             if h == "mac":
                 layer = layers[op.layer]
                 m = given.get(layer.name) or next(picks)
-                cost = cost_of_mapping(layer, shape_of_layer[layer.name], m, profile, live.get(layer.name), batch,
-                                       sparsity.get(layer.name, 0.0))
+                cost = cost_of_mapping(layer, shape_of_layer[layer.name], m, profile_of[layer.name],
+                                       live.get(layer.name), batch, sparsity.get(layer.name, 0.0))
                 if layer.name in given:
                     cost = dataclasses.replace(cost, mapping={**(cost.mapping or {}), "given": True})
                 out.append(cost)
@@ -427,7 +455,7 @@ def simulate(work: Workload, profile: Profile, mode: str | None = "on_the_fly", 
         for other in OBJECTIVES:
             if other == objective:
                 continue
-            alt = search_many(searched, profile, other)
+            alt = search_all(other)
             if all(x is y for x, y in zip(alt, found)):
                 continue
             moved, _ = apply_residency(costed(alt), graph, how, plan, layers, profile, batch, steady_state,

@@ -20,6 +20,7 @@ A profile file looks like this (every number should carry its source in a commen
         per_pe: false                  # optional; true = one instance inside every PE
         burst_bytes: 32                # optional; a shorter contiguous run costs a whole burst of port time
         max_run_elements: {outputs: 16}  # optional; the engine moves this operand in runs of at most 16
+        input_block_depth: {granule: 8, max: 32, depthwise_max: 16}  # optional; the engine's input blocks
 
 Optional keys: ``spatial`` (the unrollings the mapping search may use; ``alternatives`` lists more of them,
 each costed, the best kept), ``static_power_w``, ``vector_unit``
@@ -62,6 +63,18 @@ from hwsim.schemas.profile_file import (  # noqa: F401 - OPERANDS, DATAFLOWS, SP
 
 
 @dataclass(frozen=True, slots=True)
+class InputBlockDepth:
+    """How deep the blocks are in which the engine reads an NHWC input through a bursty level: the layer's
+    input channels rounded up to ``granule``, at most ``max`` (``depthwise_max`` for a depthwise layer); a
+    block shallower than the tensor is read in runs of its depth
+    (:func:`hwsim.cost.mapping.bursts.input_block_run`)."""
+
+    granule: int
+    max: int
+    depthwise_max: int
+
+
+@dataclass(frozen=True, slots=True)
 class MemoryLevel:
     """One memory level. Energies are per access of ``word_bits`` bits; bandwidth is per instance."""
 
@@ -75,6 +88,7 @@ class MemoryLevel:
     per_pe: bool = False
     burst_bytes: float = 0.0  # shortest transfer the port makes (0: none); see hwsim.cost.mapping.bursts
     max_run_elements: tuple[tuple[str, int], ...] = ()  # (operand, longest run the engine moves) pairs
+    input_block_depth: InputBlockDepth | None = None  # the engine's IFM blocks (None: the tile's runs)
     shared_port: bool = False  # one read-write port (else a read and a write port); the outermost level has one
 
 
@@ -275,6 +289,9 @@ def _profile(model: ProfileFile) -> Profile:
                                  operands=tuple(lv.operands), per_pe=lv.per_pe,
                                  burst_bytes=lv.burst_bytes or 0.0,
                                  max_run_elements=tuple(sorted((lv.max_run_elements or {}).items())),
+                                 input_block_depth=None if lv.input_block_depth is None else InputBlockDepth(
+                                     granule=lv.input_block_depth.granule, max=lv.input_block_depth.max,
+                                     depthwise_max=lv.input_block_depth.depthwise_max),
                                  shared_port=lv.shared_port)
                 for i, lv in enumerate(model.levels)),
         spatial=None if s is None else SpatialAxes(

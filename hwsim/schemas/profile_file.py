@@ -107,6 +107,29 @@ class ProfileMaskOpEnergy(Record):
     multiply: Energy("a soft mask scaling one weight")
 
 
+class ProfileInputBlockDepth(Record):
+    """How deep the blocks are in which the engine reads an NHWC input through this level (Arm Vela 5.2.0's
+    IFM block on the Ethos-U55): the layer's input channels rounded up to `granule`, at most `max`
+    (`depthwise_max` for a depthwise layer). A block shallower than the tensor's depth is read in runs of its
+    depth, each charged as a whole burst where it is shorter than `burst_bytes`."""
+
+    granule: Whole(ge=1, le=MAX_SIZE_BYTES,
+                   description="the block depth is the input channels rounded up to a multiple of this "
+                               "(channels)")
+    max: Whole(ge=1, le=MAX_SIZE_BYTES, description="the deepest block of a convolution (channels)")
+    depthwise_max: Whole(ge=1, le=MAX_SIZE_BYTES,
+                         description="the deepest block of a depthwise layer (channels)")
+
+    @field_validator("max", "depthwise_max")
+    @classmethod
+    def _granule_fits(cls, depth: int, info: ValidationInfo) -> int:
+        granule = info.data.get("granule")
+        if granule is not None and depth < granule:
+            raise ValueError(f"{depth} is shallower than the granule ({granule}); no block could be that "
+                             "shallow")
+        return depth
+
+
 class ProfileLevel(Record):
     """One memory level. Energies are per access of ``word_bits`` bits; bandwidth is per instance."""
 
@@ -133,6 +156,10 @@ class ProfileLevel(Record):
         None, description="per operand, the longest contiguous run the engine moves through this level, whatever "
                           "the tile (elements; e.g. `{outputs: 16}`), for operands the level holds; only with "
                           "`burst_bytes`")
+    input_block_depth: ProfileInputBlockDepth | None = Field(
+        None, description="the blocks in which the engine reads inputs through this level (channels): a "
+                          "block shallower than the tensor is read in runs of its depth; only with "
+                          "`burst_bytes`, on a level that holds inputs")
     shared_port: bool = Field(False, description="true: one read-write port of `bandwidth_bytes_per_cycle` "
                                                  "(a single-ported SRAM); false: a read port and a write port "
                                                  "of that bandwidth each (the outermost level always has one "
@@ -167,6 +194,21 @@ class ProfileLevel(Record):
         if held and foreign:
             raise ValueError(f"{', '.join(foreign)}: not held by this level (it holds {', '.join(held)})")
         return runs
+
+    @field_validator("input_block_depth")
+    @classmethod
+    def _blocks_need_a_burst(cls, blocks: ProfileInputBlockDepth | None, info: ValidationInfo
+                             ) -> ProfileInputBlockDepth | None:
+        """The blocks only shape the burst charge of inputs: refused where they would be silently ignored."""
+        if blocks is None:
+            return blocks
+        if info.data.get("burst_bytes") is None:
+            raise ValueError("input blocks only matter with burst_bytes on the same level; give burst_bytes "
+                             "or drop them")
+        held = info.data.get("operands") or []
+        if held and "inputs" not in held:
+            raise ValueError(f"the level does not hold inputs (it holds {', '.join(held)})")
+        return blocks
 
 
 class SpatialAxesRecord(Record):

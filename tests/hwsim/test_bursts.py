@@ -20,12 +20,12 @@ from hwsim.cost.layer_cost import shape_of
 from hwsim.cost.mapping import clear_caches, search
 from hwsim.cost.mapping.batch_scorer import score_batch
 from hwsim.cost.mapping.best_mapping import pinned_loops
-from hwsim.cost.mapping.bursts import port_factor, run_elements
+from hwsim.cost.mapping.bursts import input_block_run, made_feature_maps, port_factor, run_elements
 from hwsim.cost.mapping.loop_orders import flat_loops, limit_factors, order_tables, pattern
 from hwsim.cost.mapping.one_mapping import evaluate
 from hwsim.cost.mapping.space import DIMS, arch, folds, sizes, spatial_options
 from hwsim.cost.mapping.tiles import window
-from hwsim.hardware.profile import MemoryLevel, Profile
+from hwsim.hardware.profile import InputBlockDepth, MemoryLevel, Profile
 
 DW = Layer("dw", "conv", 32, 32, (3, 3), (1, 1), (1, 1), 32, (112, 112), (112, 112))
 STEM = Layer("stem", "conv", 3, 32, (3, 3), (2, 2), (1, 1), 1, (224, 224), (112, 112))
@@ -50,6 +50,46 @@ def test_a_run_shorter_than_the_burst_costs_a_whole_burst() -> None:
     np.testing.assert_array_equal(port_factor(sram, "inputs", np.array([4.0, 32.0]), 8, np.minimum, np.maximum),
                                   [8.0, 1.0])
     assert port_factor(dataclasses.replace(sram, burst_bytes=0.0), "inputs", 1, 8) == 1.0
+
+
+def test_an_nhwc_input_is_read_in_runs_of_the_ifm_block_depth() -> None:
+    """Vela 5.2.0 on the Ethos-U55: the IFM block is the input's channels rounded up to 8, at most 32 (16 for
+    a depthwise layer); a block shallower than the tensor is read in runs of its depth, whatever the tile."""
+    blocks = InputBlockDepth(granule=8, max=32, depthwise_max=16)
+    conv = {"C": 3, "G": 1}
+    assert input_block_run(blocks, conv, 3 * 34) == 8  # 3 channels in 8-deep blocks: 8-byte runs
+    assert input_block_run(blocks, {"C": 32, "G": 1}, 32 * 34) == 32 * 34  # the block is the tensor: joins
+    assert input_block_run(blocks, {"C": 24, "G": 1}, 24 * 34) == 24 * 34  # 24 rounds to 24: still the tensor
+    assert input_block_run(blocks, {"C": 64, "G": 1}, 64 * 34) == 32  # 32-byte runs: a whole burst
+    assert input_block_run(blocks, {"C": 64, "G": 1}, 16) == 16  # a tile shallower than the block stays
+    assert input_block_run(blocks, {"C": 1, "G": 96}, 32) == 16  # depthwise: 16-deep blocks
+    assert input_block_run(blocks, {"C": 1, "G": 8}, 8 * 34) == 8 * 34  # a depthwise block of every channel
+    np.testing.assert_array_equal(
+        input_block_run(blocks, {"C": np.array([3.0, 32.0, 1.0]), "G": np.array([1.0, 1.0, 96.0])},
+                        np.array([102.0, 1088.0, 32.0]), np.minimum, np.where), [8.0, 1088.0, 16.0])
+    sram = MemoryLevel("s", 1e9, 64, 1.0, 1.0, 8.0, ("inputs", "outputs"), burst_bytes=32,
+                       input_block_depth=blocks)
+    assert port_factor(sram, "inputs", 3 * 34, 8, full=conv) == 4.0  # Vela's 4x on a 3-channel input
+    assert port_factor(sram, "inputs", 3 * 34, 8) == 1.0  # no layer given: the tile's run
+    assert port_factor(sram, "outputs", 3 * 34, 8, full=conv) == 1.0  # outputs are not read in IFM blocks
+    np.testing.assert_array_equal(
+        port_factor(sram, "inputs", np.array([96.0, 96.0]), 8, np.minimum, np.maximum,
+                    {"C": np.array([1.0, 96.0]), "G": np.array([96.0, 1.0])}, np.where), [2.0, 1.0])
+
+
+def test_feature_maps_the_network_made_are_read_without_ifm_blocks() -> None:
+    p = load_profile("ethos_u55")
+    assert p.levels[0].input_block_depth == InputBlockDepth(granule=8, max=32, depthwise_max=16)
+    q = made_feature_maps(p)
+    assert all(lv.input_block_depth is None for lv in q.levels)
+    assert dataclasses.replace(q, levels=p.levels) == p
+    for name in ("edge_npu", "eyeriss", "zigzag_tpu_like"):  # profiles without the key: the same object
+        other = load_profile(name)
+        assert made_feature_maps(other) is other
+    shape = shape_of(STEM)
+    m = search(shape, p)
+    plain = evaluate(shape, arch(q), m.spatial, m.loops, cuts=m.cuts)
+    assert m.cycles > 1.2 * plain.cycles and m.energy == plain.energy  # port time, not energy
 
 
 def test_the_run_of_an_nhwc_tile() -> None:

@@ -34,6 +34,7 @@ from hwsim.cost.layer_cost import cost_of_mapping, input_elems, output_elems, sh
 from hwsim.cost.mapping import search
 from hwsim.cost.memory_plan import activation_level, plan_memory
 from hwsim.cost.operator_cost import executions, operator_cost
+from hwsim.cost.simulate import layer_profiles
 from hwsim.hardware.profile import Profile
 from hwsim.workload.graph import Graph, Op, feeds
 
@@ -555,7 +556,8 @@ def test_tiny_activation_memory_is_the_cold_cost(spec, name, batch) -> None:
         if how[i] == "mac":
             layer = layers[op.layer]
             shape = shape_of(layer, batch)
-            cold = cost_of_mapping(layer, shape, search(shape, profile), profile, None, batch)
+            own = layer_profiles(graph, profile)[layer.name]  # hwsim.cost.mapping.bursts: input blocks
+            cold = cost_of_mapping(layer, shape, search(shape, own), own, None, batch)
         else:
             cold = operator_cost(op, graph, profile, off_chip, batch)
         for f in ("read_bytes", "write_bytes", "energy_pj", "cycles", "stall_cycles", "onload_cycles",

@@ -109,6 +109,17 @@ def test_exponent_without_sign_is_a_number(tmp_path: Path) -> None:
                                                                                 max_run_elements={"weights": 1}),
          ".max_run_elements: weights: not held by this level"),
         (lambda r: r["levels"][1].update(burst_bytes=32), "latency_model: burst_bytes (levels "),
+        (lambda r: r["levels"][1].update(input_block_depth={"granule": 8, "max": 32, "depthwise_max": 16}),
+         "levels[1].input_block_depth: input blocks only matter with burst_bytes"),
+        (lambda r: r.update(latency_model="roofline") or r["levels"][-1].update(
+            burst_bytes=2, input_block_depth={"granule": 8, "max": 32, "depthwise_max": 16}),
+         ".input_block_depth: the level does not hold inputs"),
+        (lambda r: r.update(latency_model="roofline") or r["levels"][1].update(
+            burst_bytes=32, input_block_depth={"granule": 8, "max": 4, "depthwise_max": 16}),
+         "levels[1].input_block_depth.max: 4 is shallower than the granule (8)"),
+        (lambda r: r.update(latency_model="roofline") or r["levels"][1].update(
+            burst_bytes=32, input_block_depth={"granule": 8, "max": 32}),
+         "levels[1].input_block_depth.depthwise_max"),
         (lambda r: r.update(name=""), "name: "),
         (lambda r: r.update(area={"levels": {"dram": 1}}), "area: levels.dram: the outermost level is off"),
         (lambda r: r.update(area={"mac": 1}), "area.mac: unknown key"),

@@ -93,7 +93,8 @@ def charge_traffic(a: Arch, n: int, cuts: dict[str, list[np.ndarray]], macs: flo
                    n_out: float | np.ndarray, mc: dict[str, float | np.ndarray], fills: Callable,
                    add: Callable, first_tile: Callable, held_of: Callable[[str], np.ndarray],
                    split: MemoryLevel | None = None, run_of: Callable | None = None,
-                   tile_of: Callable | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   tile_of: Callable | None = None, full: dict[str, np.ndarray] | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """Charge every operand's reads and writes along its chain (``add``) for ``n`` candidate mappings at
     once; return the first tile's onload and offload bytes. ``held_of(o)``: the MACs a word of weights or
     inputs serves where it lands before it is fetched again. Called once per batch (vectorised over
@@ -106,7 +107,8 @@ def charge_traffic(a: Arch, n: int, cuts: dict[str, list[np.ndarray]], macs: flo
 
     ``run_of(o, j)``: the contiguous run (elements) of the tile of ``o`` below position ``j`` over the array
     (:func:`hwsim.cost.mapping.bursts.run_elements`); given, a level with a burst charges its port in bursts
-    (``add``'s ``r_port``/``w_port``, as :func:`hwsim.cost.mapping.one_mapping.evaluate` does).
+    (``add``'s ``r_port``/``w_port``, as :func:`hwsim.cost.mapping.one_mapping.evaluate` does); ``full``: each
+    candidate's layer bounds ``C`` and ``G``, for a level's ``input_block_depth``.
 
     ``tile_of(o, j)``: one PE's tile of ``o`` below position ``j`` (elements): a per-PE level moves its
     tiles in whole words per transfer (``add``'s ``r_tile``/``w_tile``)."""
@@ -116,7 +118,7 @@ def charge_traffic(a: Arch, n: int, cuts: dict[str, list[np.ndarray]], macs: flo
         """``add``'s port factor for a transfer of the tile below ``j`` (none: the MACs' own reads)."""
         if j is None or run_of is None or not lv.burst_bytes:
             return {}
-        return {"f": port_factor(lv, o, run_of(o, j), bits, np.minimum, np.maximum)}
+        return {"f": port_factor(lv, o, run_of(o, j), bits, np.minimum, np.maximum, full, np.where)}
 
     def ports(r: dict[str, object], w: dict[str, object]) -> dict[str, object]:
         return {**({"r_port": r["f"]} if r else {}), **({"w_port": w["f"]} if w else {})}
@@ -300,7 +302,7 @@ def _score(a: Arch, items: list[Item], objective: str, exact: bool) -> tuple[np.
     size = np.empty((m, nd))
     geo = np.empty((m, 8))  # sy, sx, fy, fx, oy, ox, full rows, full cols of the input window
     per_pe = [lv for lv in levels if lv.per_pe]
-    keys: list[object] = ["macs", "temporal", "mac_e", "n_out"]
+    keys: list[object] = ["macs", "temporal", "mac_e", "n_out", "C", "G"]
     for o in OPERANDS:
         keys += [("mc", o), ("pe", o), ("pei", o)]
     keys += [("bw", lv.name) for lv in per_pe]
@@ -325,7 +327,8 @@ def _score(a: Arch, items: list[Item], objective: str, exact: bool) -> tuple[np.
         true_ways = [(d, sizes[j] / float(folds[j])) for j, d in enumerate(DIMS) if d in ways]
         macs = float(shape.macs)
         temporal = float(math.prod([f for _, f in flat]))
-        row = [macs, temporal, macs * mac_pj, float(shape.b * shape.g * shape.k * shape.oy * shape.ox)]
+        row = [macs, temporal, macs * mac_pj, float(shape.b * shape.g * shape.k * shape.oy * shape.ox),
+               float(shape.c), float(shape.g)]
         for rel in rel_o:
             row.append(math.prod([u for d, u in true_ways if d not in rel]))
             row.append(math.prod([u for d, u in true_ways if d in rel]))
@@ -392,7 +395,9 @@ def _score(a: Arch, items: list[Item], objective: str, exact: bool) -> tuple[np.
                                          lambda o, j, shared: fills(r, o, j, shared, macs, mc[o]), ledger.add,
                                          first_tile, lambda o: tab[("ir", o)][r.stay[o][0] + r.off], split,
                                          run_of if ("run", W) in tab else None,
-                                         lambda o, j: tab[(o, False)][prefix[j.astype(np.intp) * nr + base] + r.off])
+                                         lambda o, j: tab[(o, False)][prefix[j.astype(np.intp) * nr + base]
+                                                                      + r.off],
+                                         {d: per_row(r, d) for d in ("C", "G")})
         temporal = per_row(r, "temporal")
 
         def tile(o: str, shared: bool, j: np.ndarray) -> np.ndarray:

@@ -311,9 +311,9 @@ def _counted(shape: Shape, a: Arch, spatial: Spatial, loops: tuple[tuple[str, in
         energy[key] = energy.get(key, 0.0) + rw * level.read_energy_pj + ww * level.write_energy_pj
         if level.burst_bytes:  # port time in bursts of the runs of the tile moved (below the cut r_tile/w_tile,
             # over the whole array: a shared level moves every PE's tile of a per-PE child in one go)
-            rw *= port_factor(level, o, run_elements(o, bounds(r_tile, True), full, win), r_bits) \
+            rw *= port_factor(level, o, run_elements(o, bounds(r_tile, True), full, win), r_bits, full=full) \
                 if r_tile is not None else 1.0
-            ww *= port_factor(level, o, run_elements(o, bounds(w_tile, True), full, win), w_bits) \
+            ww *= port_factor(level, o, run_elements(o, bounds(w_tile, True), full, win), w_bits, full=full) \
                 if w_tile is not None else 1.0
         r_acc[level.name] = r_acc.get(level.name, 0.0) + rw
         w_acc[level.name] = w_acc.get(level.name, 0.0) + ww
