@@ -333,7 +333,8 @@ def _refuse_unread(ctx: click.Context) -> None:
 @click.option("--input-sparsity", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True, callback=_finite,
               help="Fraction of every layer's input activations that are zero (e.g. 0.5 after ReLU). On a "
                    "profile with zero_gating (eyeriss) their MACs and weight reads are skipped and the saving "
-                   "is reported apart; other profiles ignore it. Example: --input-sparsity 0.4")
+                   "is reported apart; on one with dram_compression (eyeriss) the inputs read from DRAM are "
+                   "charged run-length coded for it; other profiles ignore it. Example: --input-sparsity 0.4")
 @click.option("--layers", "with_layers", is_flag=True,
               help="Also print the per-layer table (latency split, energy by level, chosen mapping).")
 @click.option("--json", "json_path", type=PathOption(path_type=Path, dir_okay=False),

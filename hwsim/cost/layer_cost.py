@@ -23,6 +23,7 @@ import math
 from dataclasses import dataclass
 
 from hwsim.workload.layers import Layer
+from hwsim.cost.dram_compression import compression_factor
 from hwsim.cost.mapping import MappingCost, Shape, notation, search
 from hwsim.hardware.profile import OPERANDS, MemoryLevel, Profile
 
@@ -163,7 +164,8 @@ def layer_cost(layer: Layer, profile: Profile, mask: MaskLoad | None = None, bat
         batch: images per inference (the batch is a loop of the mapping).
         objective: energy, latency or edp.
         input_sparsity: the fraction of the layer's input activations that are zero; on a profile with
-            ``zero_gating`` their MACs are skipped (:func:`cost_of_mapping`), elsewhere it changes nothing.
+            ``zero_gating`` their MACs are skipped (:func:`cost_of_mapping`); on a profile with
+            ``dram_compression`` the inputs read from DRAM are charged at their coded size for it.
     """
     shape = shape_of(layer, batch)
     return cost_of_mapping(layer, shape, search(shape, profile, objective), profile, mask, batch, input_sparsity)
@@ -181,7 +183,10 @@ def cost_of_mapping(layer: Layer, shape: Shape, m: MappingCost, profile: Profile
     logic will disable the read of the filter spad and prevent the MAC datapath from switching" (Chen et al.,
     JSSC 2017, §V-C). Zeros are taken as spread evenly over the MACs, so a fraction ``input_sparsity`` of both
     is saved; the latency is unchanged (the chip still spends the cycle), and the mapping search does not see
-    the saving (it scales the MAC and one level's reads alike under every mapping of the layer)."""
+    the saving (it scales the MAC and one level's reads alike under every mapping of the layer).
+
+    DRAM compression (a profile's ``dram_compression``): the inputs read from DRAM are charged at their expected
+    run-length coded size for ``input_sparsity``, after the search (:func:`_code_dram_inputs`)."""
     if not 0.0 <= input_sparsity <= 1.0:
         raise ValueError(f"input_sparsity must be in [0, 1], got {input_sparsity}")
     read = dict(m.reads)
@@ -219,6 +224,9 @@ def cost_of_mapping(layer: Layer, shape: Shape, m: MappingCost, profile: Profile
         energy[("mac", "mac")] -= mac
         energy[key] = energy.get(key, 0.0) - w_read
         gated = mac + w_read
+    if profile.dram_compression is not None:  # inputs read from DRAM at their run-length coded size
+        stall, bound = _code_dram_inputs(m, profile, read, write, energy, input_sparsity, stall, bound)
+        cycles = m.compute_cycles + stall + m.onload_cycles + m.offload_cycles
     stage = profile.output_stage
     out_cycles = 0.0
     if stage is not None:  # requantisation, activation, write-back of every final output
@@ -273,6 +281,57 @@ def _mapping_of(m: MappingCost, profile: Profile) -> dict:
     """The mapping as the output shows it: ZigZag/Timeloop notation, whether it was given (``--mapping``; the
     caller says so), and the levels whose tiles it overflows (costed as if they fit: said, not hidden)."""
     return {**notation(m, profile), "given": False, "overflow": list(m.overflow)}
+
+
+def _code_dram_inputs(m: MappingCost, profile: Profile, read: dict[tuple[str, str], float],
+                      write: dict[tuple[str, str], float], energy: dict[tuple[str, str], float],
+                      input_sparsity: float, stall: float, bound: str) -> tuple[float, str]:
+    """Charge the inputs read from DRAM at their expected run-length coded size (a profile's
+    ``dram_compression``, :mod:`hwsim.cost.dram_compression`), in place on ``read`` and ``energy``; returns the
+    port stall with the coded bytes on the DRAM link.
+
+    - Inputs: the layer's ``input_sparsity`` is the fraction of zeros the code meets (0 when none is given:
+      the format's overhead, 4/3 of the dense bytes for Eyeriss's code).
+    - Outputs stay dense: the zeros of a layer's outputs are not known per layer (the next layer's input
+      sparsity is counted after any pooling between them, and spilled partial sums have no ReLU zeros), so
+      their DRAM bytes are an upper bound of a coding chip's.
+    - The mapping search ranked the dense traffic (the code scales the input bytes of every mapping of the
+      layer by one factor, but not the other operands'): the chosen mapping is the dense optimum, an
+      approximation of the coded one.
+    - Latency: the coded bytes are what crosses the DRAM link. Where the DRAM port bounded the layer, its stall
+      is recomputed from the bytes (all operands over the bandwidth, less the on/off-loading charged apart, as
+      the mapping's roofline does), floored at the shared on-chip levels' own port time; the first tiles'
+      on-loading keeps its dense size (per-PE levels are left out of the floor). Where another level bounded
+      it, the stall stays unless the coded link now takes longer (a code larger than the dense maps).
+    """
+    code = profile.dram_compression
+    dram = profile.dram
+    key = (dram.name, I)
+    dense = read.get(key, 0.0)
+    if code is None or dense == 0.0:
+        return stall, bound
+    coded = dense * compression_factor(code, input_sparsity, profile.precision_bits.inputs)
+    read[key] = coded
+    saved = _words(dense - coded, dram, profile.precision_bits.inputs) * dram.read_energy_pj
+    energy[key] = energy.get(key, 0.0) - saved
+    busy = float(m.compute_cycles)
+    moved = sum(v for (name, _), v in read.items() if name == dram.name)
+    moved += sum(v for (name, _), v in write.items() if name == dram.name)
+    t = moved / dram.bandwidth_bytes_per_cycle - m.onload_cycles - m.offload_cycles
+    if bound != dram.name:  # another level bounds the layer: the link only counts where it now takes longer
+        return (t - busy, dram.name) if t - busy > stall else (stall, bound)
+    stall, bound = 0.0, "compute"
+    if t - busy > stall:
+        stall, bound = t - busy, dram.name
+    for level in profile.levels[1:]:
+        if level.per_pe:
+            continue
+        r = sum(v for (name, _), v in read.items() if name == level.name)
+        w = sum(v for (name, _), v in write.items() if name == level.name)
+        t = max(r, w) / level.bandwidth_bytes_per_cycle
+        if t - busy > stall:
+            stall, bound = t - busy, level.name
+    return stall, bound
 
 
 def _stall_with_masks(m: MappingCost, profile: Profile, levels: list[MemoryLevel],

@@ -355,7 +355,8 @@ def simulate(work: Workload, profile: Profile, mode: str | None = "on_the_fly", 
             memory plan keeps on chip stay there either way.
         input_sparsity: the fraction of input activations that are zero, one for every layer or per layer name
             (layers not named: 0); on a profile with ``zero_gating`` the MACs on them are skipped
-            (:func:`hwsim.cost.layer_cost.cost_of_mapping`), elsewhere it changes nothing.
+            (:func:`hwsim.cost.layer_cost.cost_of_mapping`), and on one with ``dram_compression`` the inputs
+            read from DRAM are charged at their run-length coded size for it; elsewhere it changes nothing.
         mapping: given mappings instead of the search (``ksm-sim --mapping``,
             :func:`hwsim.cost.mapping.given_mapping.mapping_source`): layer name, loop bounds, profile -> the
             cost of its given mapping, or None to search it; a given layer's ``mapping`` notes ``given`` and the

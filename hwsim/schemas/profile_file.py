@@ -282,6 +282,27 @@ class ProfileChipEnergy(Record):
                           "`lp` (low power)")
 
 
+class ProfileDramCompression(Record):
+    """How feature maps are stored in the outermost level (DRAM): run-length coded, as Eyeriss v1 stores them
+    (Chen et al., JSSC 2017, §V-B: 5-bit runs of zeros, 16-bit values, three (run, value) pairs and a last-word
+    flag in each 64-bit word). Inputs read from DRAM are charged at the coded size expected for the layer's
+    input sparsity (:mod:`hwsim.cost.dram_compression`; a layer given none is coded as having no zeros, at the
+    format's overhead); outputs stay dense (their zeros are not known per layer)."""
+
+    RULES: ClassVar[tuple[str, ...]] = (
+        "A `word_bits` word holds at least one (run, level) pair.",
+        "`level_bits` is at least `precision_bits.inputs` (a value must fit its level).",
+        "Only with `latency_model: roofline`.",
+    )
+
+    format: Literal["rlc"] = Field(description="the code: `rlc` (runs of zeros and the values after them)")
+    run_bits: Whole(ge=1, le=32, description="bits counting a run of zeros (Eyeriss: 5)")
+    level_bits: Bits("a coded value (Eyeriss: 16)")
+    word_bits: Whole(ge=2, le=MAX_WORD_BITS,
+                     description="bits of one coded word, holding as many (run, level) pairs as fit; the bits "
+                                 "left mark the last word (Eyeriss: 64)")
+
+
 class ProfileFile(Record):
     """An accelerator profile: clock, MAC array, dataflow, precisions, memory levels (outermost first), and
     optionally a spatial mapping, static power and the area model's node and constants. Each number should
@@ -334,6 +355,9 @@ class ProfileFile(Record):
                                                  "MAC energy and its innermost weight read saved, as Eyeriss "
                                                  "gates them (Chen et al., JSSC 2017, §V-C); the zeros' fraction "
                                                  "is the run's input sparsity")
+    dram_compression: ProfileDramCompression | None = Field(
+        None, description="feature maps run-length coded in DRAM (inputs charged at their expected coded size "
+                          "for the run's input sparsity); absent: feature maps dense in DRAM")
 
     @field_validator("levels")
     @classmethod
@@ -381,6 +405,23 @@ class ProfileFile(Record):
             if name not in names:
                 raise ValueError(f"levels.{name}: no such level (on-chip levels: {', '.join(names)})")
         return area
+
+    @field_validator("dram_compression")
+    @classmethod
+    def _compression(cls, code: ProfileDramCompression | None,
+                     info: ValidationInfo) -> ProfileDramCompression | None:
+        if code is None:
+            return code
+        if code.word_bits < code.run_bits + code.level_bits:
+            raise ValueError(f"a {code.word_bits}-bit word holds no (run, level) pair of "
+                             f"{code.run_bits} + {code.level_bits} bits")
+        precision = info.data.get("precision_bits")
+        if precision is not None and code.level_bits < precision.inputs:
+            raise ValueError(f"level_bits {code.level_bits} is narrower than precision_bits.inputs "
+                             f"{precision.inputs}")
+        if info.data.get("latency_model") == "per_period":
+            raise ValueError("dram_compression is modelled with latency_model: roofline only")
+        return code
 
     @field_validator("chip_energy")
     @classmethod
