@@ -284,14 +284,16 @@ class ProfileChipEnergy(Record):
 
 class ProfileDramCompression(Record):
     """How feature maps are stored in the outermost level (DRAM): run-length coded, as Eyeriss v1 stores them
-    (Chen et al., JSSC 2017, §V-B: 5-bit runs of zeros, 16-bit values, three (run, value) pairs and a last-word
-    flag in each 64-bit word). Inputs read from DRAM are charged at the coded size expected for the layer's
-    input sparsity (:mod:`hwsim.cost.dram_compression`; a layer given none is coded as having no zeros, at the
-    format's overhead); outputs stay dense (their zeros are not known per layer)."""
+    (Chen et al., JSSC 2017, §IV-B and Fig. 8: 5-bit runs of zeros, 16-bit values, three (run, value) pairs and
+    a last-word flag in each 64-bit word; every feature map but the network's input image). A layer's inputs
+    read from DRAM are charged at the coded size expected for its input sparsity, its final outputs written to
+    DRAM at that of the layers that read them (or a given output sparsity); a map whose zeros the run does not
+    give, filters and spilled partial sums move dense (:mod:`hwsim.cost.dram_compression`)."""
 
     RULES: ClassVar[tuple[str, ...]] = (
         "A `word_bits` word holds at least one (run, level) pair.",
-        "`level_bits` is at least `precision_bits.inputs` (a value must fit its level).",
+        "`level_bits` is at least `precision_bits.inputs` and `precision_bits.outputs` (a value must fit its "
+        "level).",
         "Only with `latency_model: roofline`.",
     )
 
@@ -356,8 +358,9 @@ class ProfileFile(Record):
                                                  "gates them (Chen et al., JSSC 2017, §V-C); the zeros' fraction "
                                                  "is the run's input sparsity")
     dram_compression: ProfileDramCompression | None = Field(
-        None, description="feature maps run-length coded in DRAM (inputs charged at their expected coded size "
-                          "for the run's input sparsity); absent: feature maps dense in DRAM")
+        None, description="feature maps run-length coded in DRAM (charged at their expected coded size for the "
+                          "run's input sparsity; the input image and maps of unknown zeros dense); absent: "
+                          "feature maps dense in DRAM")
 
     @field_validator("levels")
     @classmethod
@@ -416,9 +419,10 @@ class ProfileFile(Record):
             raise ValueError(f"a {code.word_bits}-bit word holds no (run, level) pair of "
                              f"{code.run_bits} + {code.level_bits} bits")
         precision = info.data.get("precision_bits")
-        if precision is not None and code.level_bits < precision.inputs:
-            raise ValueError(f"level_bits {code.level_bits} is narrower than precision_bits.inputs "
-                             f"{precision.inputs}")
+        for name in ("inputs", "outputs"):
+            if precision is not None and code.level_bits < getattr(precision, name):
+                raise ValueError(f"level_bits {code.level_bits} is narrower than precision_bits.{name} "
+                                 f"{getattr(precision, name)}")
         if info.data.get("latency_model") == "per_period":
             raise ValueError("dram_compression is modelled with latency_model: roofline only")
         return code
