@@ -30,9 +30,9 @@ from hwsim.cost.simulate import SimResult, results_document
 METHOD_CHOICES = catalogue.costable_from_network()
 
 
-def _finite(ctx: click.Context, param: click.Parameter, value: float) -> float:
+def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
     """click's FloatRange lets nan through (every comparison with nan is false)."""
-    if not math.isfinite(value):
+    if value is not None and not math.isfinite(value):
         raise click.BadParameter(f"{value!r} is not a finite number")
     return value
 
@@ -117,6 +117,8 @@ def summary_text(result: SimResult, with_layers: bool) -> str:
          f"{t['energy_on_chip_j'] / t['latency_s'] * 1e3:.4g} mW" if t["latency_s"] else "-"),
         ("chip-level energy", t["chip_energy"]),
         (f"zero gating saved{batch_note}", units.energy(t["zero_gating_saved_j"])),
+        *([(f"DRAM bytes the run-length code saved{batch_note}", units.nbytes(t["dram_code_saved_bytes"]))]
+          if result.profile.dram_compression is not None else []),
         ("DRAM traffic per image", units.nbytes(per["dram_bytes_per_image"])),
         ("mask storage per task", units.nbytes(t["mask_storage_bits"] / 8)),
         ("task-specific bytes (masks + BatchNorm + head)", units.nbytes(t["task_specific_bytes"])),
@@ -330,10 +332,12 @@ def _refuse_unread(ctx: click.Context) -> None:
 @click.option("--steady-state", is_flag=True,
               help="Cost one inference of a stream: weights and masks that fit on chip stay there across "
                    "inferences (default: cold, from DRAM).")
-@click.option("--input-sparsity", type=click.FloatRange(0.0, 1.0), default=0.0, show_default=True, callback=_finite,
-              help="Fraction of every layer's input activations that are zero (e.g. 0.5 after ReLU). On a "
-                   "profile with zero_gating (eyeriss) their MACs and weight reads are skipped and the saving "
-                   "is reported apart; other profiles ignore it. Example: --input-sparsity 0.4")
+@click.option("--input-sparsity", type=click.FloatRange(0.0, 1.0), default=None, callback=_finite,
+              help="Fraction of every layer's input activations that are zero (e.g. 0.5 after ReLU; default: "
+                   "not given, none gated, feature maps dense). On a profile with zero_gating (eyeriss) their "
+                   "MACs and weight reads are skipped and the saving is reported apart; on one with "
+                   "dram_compression (eyeriss) the feature maps in DRAM but the input image are charged "
+                   "run-length coded for it; other profiles ignore it. Example: --input-sparsity 0.4")
 @click.option("--layers", "with_layers", is_flag=True,
               help="Also print the per-layer table (latency split, energy by level, chosen mapping).")
 @click.option("--json", "json_path", type=PathOption(path_type=Path, dir_okay=False),
@@ -367,7 +371,7 @@ def _refuse_unread(ctx: click.Context) -> None:
 @one_line_os_errors  # a full disk, ulimit -f, a read-only folder: one line naming the file
 def main(profiles: tuple[str, ...], masks: tuple[Path, ...], networks: tuple[str, ...],
          topologies: tuple[Path, ...], method: str | None, mode: str, tasks: int, mask_density: float,
-         batchnorm: str | None, batch: int, objective: str, steady_state: bool, input_sparsity: float,
+         batchnorm: str | None, batch: int, objective: str, steady_state: bool, input_sparsity: float | None,
          with_layers: bool, json_path: Path | None,
          list_profiles: bool, report_dir: Path | None, title: str | None, onnx_files: tuple[Path, ...],
          input_shape: str | None, export_to: tuple[str, Path] | None, sets: tuple[str, ...],

@@ -23,6 +23,7 @@ import math
 from dataclasses import dataclass
 
 from hwsim.workload.layers import Layer
+from hwsim.cost.dram_compression import DENSE, CodedMaps, compressed_bytes, compression_factor
 from hwsim.cost.mapping import MappingCost, Shape, notation, search
 from hwsim.hardware.profile import OPERANDS, MemoryLevel, Profile
 
@@ -121,6 +122,7 @@ class LayerCost:
     output_stage_cycles: float = 0.0  # outputs / the output stage's rate (a MAC layer on a profile with one)
     output_cycles: float = 0.0  # the cycles the output stage adds beyond compute + stall (the stage bounds)
     gated_pj: float = 0.0  # energy zero gating saved (MACs on zero inputs and their weight reads)
+    dram_code_saved_bytes: float = 0.0  # DRAM bytes the run-length code of feature maps saved (< 0: it added)
 
 
 def shape_of(layer: Layer, batch: int = 1) -> Shape:
@@ -147,7 +149,7 @@ def _words(nbytes: float, level: MemoryLevel, bits: int) -> float:
 
 
 def layer_cost(layer: Layer, profile: Profile, mask: MaskLoad | None = None, batch: int = 1,
-               objective: str = "energy", input_sparsity: float = 0.0) -> LayerCost:
+               objective: str = "energy", input_sparsity: float = 0.0, coded: CodedMaps = DENSE) -> LayerCost:
     """Traffic per level and operand, energy and latency of one layer under its best mapping.
 
     The mapping (spatial unrolling, loop order, tiles per level) is the one :func:`hwsim.cost.mapping.search`
@@ -163,14 +165,17 @@ def layer_cost(layer: Layer, profile: Profile, mask: MaskLoad | None = None, bat
         batch: images per inference (the batch is a loop of the mapping).
         objective: energy, latency or edp.
         input_sparsity: the fraction of the layer's input activations that are zero; on a profile with
-            ``zero_gating`` their MACs are skipped (:func:`cost_of_mapping`), elsewhere it changes nothing.
+            ``zero_gating`` their MACs are skipped (:func:`cost_of_mapping`).
+        coded: on a profile with ``dram_compression``, the zeros of the feature maps read from and written
+            to DRAM that are run-length coded (default: none, both dense).
     """
     shape = shape_of(layer, batch)
-    return cost_of_mapping(layer, shape, search(shape, profile, objective), profile, mask, batch, input_sparsity)
+    m = search(shape, profile, objective)
+    return cost_of_mapping(layer, shape, m, profile, mask, batch, input_sparsity, coded)
 
 
 def cost_of_mapping(layer: Layer, shape: Shape, m: MappingCost, profile: Profile, mask: MaskLoad | None = None,
-                    batch: int = 1, input_sparsity: float = 0.0) -> LayerCost:
+                    batch: int = 1, input_sparsity: float = 0.0, coded: CodedMaps = DENSE) -> LayerCost:
     """:func:`layer_cost` of ``layer`` (loop bounds ``shape = shape_of(layer, batch)``) under the mapping
     ``m`` that :func:`hwsim.cost.mapping.search` chose for it (what :func:`hwsim.simulate` calls after one
     search over the whole network).
@@ -181,7 +186,11 @@ def cost_of_mapping(layer: Layer, shape: Shape, m: MappingCost, profile: Profile
     logic will disable the read of the filter spad and prevent the MAC datapath from switching" (Chen et al.,
     JSSC 2017, §V-C). Zeros are taken as spread evenly over the MACs, so a fraction ``input_sparsity`` of both
     is saved; the latency is unchanged (the chip still spends the cycle), and the mapping search does not see
-    the saving (it scales the MAC and one level's reads alike under every mapping of the layer)."""
+    the saving (it scales the MAC and one level's reads alike under every mapping of the layer).
+
+    DRAM compression (a profile's ``dram_compression``): the feature maps ``coded`` names (the inputs read from
+    DRAM, the final outputs written to it) are charged at their expected run-length coded size for their zeros,
+    after the search (:func:`_code_dram_maps`)."""
     if not 0.0 <= input_sparsity <= 1.0:
         raise ValueError(f"input_sparsity must be in [0, 1], got {input_sparsity}")
     read = dict(m.reads)
@@ -219,6 +228,11 @@ def cost_of_mapping(layer: Layer, shape: Shape, m: MappingCost, profile: Profile
         energy[("mac", "mac")] -= mac
         energy[key] = energy.get(key, 0.0) - w_read
         gated = mac + w_read
+    saved = 0.0
+    if profile.dram_compression is not None and coded != DENSE:  # feature maps at their run-length coded size
+        stall, bound, saved = _code_dram_maps(m, profile, batch * output_elems(layer), read, write, energy,
+                                              coded, stall, bound)
+        cycles = m.compute_cycles + stall + m.onload_cycles + m.offload_cycles
     stage = profile.output_stage
     out_cycles = 0.0
     if stage is not None:  # requantisation, activation, write-back of every final output
@@ -232,7 +246,7 @@ def cost_of_mapping(layer: Layer, shape: Shape, m: MappingCost, profile: Profile
                      cycles=cycles, utilization=float(util), bound=bound, read_bytes=read, write_bytes=write,
                      energy_pj=energy, mask_ops=mask_ops, stall_cycles=stall, onload_cycles=m.onload_cycles,
                      offload_cycles=m.offload_cycles, mapping=_mapping_of(m, profile), batch=batch,
-                     output_stage_cycles=out_cycles, gated_pj=gated)
+                     output_stage_cycles=out_cycles, gated_pj=gated, dram_code_saved_bytes=saved)
     return chip_level(cost, profile)
 
 
@@ -273,6 +287,70 @@ def _mapping_of(m: MappingCost, profile: Profile) -> dict:
     """The mapping as the output shows it: ZigZag/Timeloop notation, whether it was given (``--mapping``; the
     caller says so), and the levels whose tiles it overflows (costed as if they fit: said, not hidden)."""
     return {**notation(m, profile), "given": False, "overflow": list(m.overflow)}
+
+
+def _code_dram_maps(m: MappingCost, profile: Profile, outputs: int, read: dict[tuple[str, str], float],
+                    write: dict[tuple[str, str], float], energy: dict[tuple[str, str], float],
+                    coded: CodedMaps, stall: float, bound: str) -> tuple[float, str, float]:
+    """Charge the feature maps that ``coded`` names at their expected run-length coded size in DRAM (a
+    profile's ``dram_compression``, :mod:`hwsim.cost.dram_compression`), in place on ``read``, ``write`` and
+    ``energy``; returns the port stall with the coded bytes on the DRAM link and the bytes saved.
+
+    - Inputs (``coded.inputs`` zeros): every read of the inputs from DRAM, re-reads included, moves the coded
+      stream (a re-read tile is read as it is stored).
+    - Outputs (``coded.outputs`` zeros): only the ``outputs`` final values written to DRAM are coded, as the
+      chip's RLC encoder codes the ofmaps on their way out (Chen et al., JSSC 2017, §IV-B); partial sums that
+      spill to DRAM and come back stay dense (they have no ReLU zeros; the chip never spills them). Their
+      share of the DRAM writes is the ``outputs`` values at the width the mapping wrote them (the partial-sum
+      width where partial sums spill, as :mod:`hwsim.cost.mapping.one_mapping` counts them).
+    - The mapping search ranked the dense traffic: the chosen mapping is the dense optimum, an approximation of
+      the coded one (the code scales the feature maps of every mapping of the layer alike, not the weights).
+    - Latency: the coded bytes are what crosses the DRAM link. Where the DRAM port bounded the layer, its stall
+      is recomputed from the bytes (all operands over the bandwidth, less the on/off-loading charged apart, as
+      the mapping's roofline does), floored at the shared on-chip levels' own port time; the first tiles'
+      on- and off-loading keep their dense size (per-PE levels are left out of the floor). Where another level
+      bounded it, the stall stays unless the coded link now takes longer (a code larger than the dense maps).
+    """
+    code = profile.dram_compression
+    if code is None:
+        return stall, bound, 0.0
+    dram = profile.dram
+    pb = profile.precision_bits
+    before = sum(v for (name, _), v in read.items() if name == dram.name)
+    before += sum(v for (name, _), v in write.items() if name == dram.name)
+    key_i, key_o = (dram.name, I), (dram.name, O)
+    dense_in = read.get(key_i, 0.0)
+    if coded.inputs is not None and dense_in > 0.0:
+        read[key_i] = dense_in * compression_factor(code, coded.inputs, pb.inputs)
+        less = _words(dense_in - read[key_i], dram, pb.inputs) * dram.read_energy_pj
+        energy[key_i] = energy.get(key_i, 0.0) - less
+    written = write.get(key_o, 0.0)
+    if coded.outputs is not None and written > 0.0:
+        width = pb.psums if read.get(key_o, 0.0) > 0.0 else pb.outputs  # psums spill: all written at their width
+        share = outputs * width / 8  # the final outputs' dense bytes among the writes
+        final = min(written, share)
+        write[key_o] = written - final + compressed_bytes(code, outputs, coded.outputs) * final / share
+        less = _words(written - write[key_o], dram, pb.outputs) * dram.write_energy_pj
+        energy[key_o] = energy.get(key_o, 0.0) - less
+    moved = sum(v for (name, _), v in read.items() if name == dram.name)
+    moved += sum(v for (name, _), v in write.items() if name == dram.name)
+    saved = before - moved
+    busy = float(m.compute_cycles)
+    t = moved / dram.bandwidth_bytes_per_cycle - m.onload_cycles - m.offload_cycles
+    if bound != dram.name:  # another level bounds the layer: the link only counts where it now takes longer
+        return ((t - busy, dram.name) if t - busy > stall else (stall, bound)) + (saved,)
+    stall, bound = 0.0, "compute"
+    if t - busy > stall:
+        stall, bound = t - busy, dram.name
+    for level in profile.levels[1:]:
+        if level.per_pe:
+            continue
+        r = sum(v for (name, _), v in read.items() if name == level.name)
+        w = sum(v for (name, _), v in write.items() if name == level.name)
+        t = max(r, w) / level.bandwidth_bytes_per_cycle
+        if t - busy > stall:
+            stall, bound = t - busy, level.name
+    return stall, bound, saved
 
 
 def _stall_with_masks(m: MappingCost, profile: Profile, levels: list[MemoryLevel],

@@ -17,6 +17,7 @@ import pandas as pd
 
 from hwsim import catalogue, units
 from hwsim.cost import lora_cost as lora
+from hwsim.cost.dram_compression import DENSE, coded_maps
 from hwsim.cost.layer_cost import LayerCost, chip_level, cost_of_mapping, needs_chip_level, shape_of
 from hwsim.workload.layers import Workload
 from hwsim.cost.mapping import MappingCost, Shape, search_many
@@ -24,7 +25,7 @@ from hwsim.cost.mapping.bursts import made_feature_maps
 from hwsim.cost.mapping.one_mapping import OBJECTIVES, objective_key
 from hwsim.cost.mask_cost import TaskCost, task_cost
 from hwsim.hardware.profile import OPERANDS, Profile
-from hwsim.cost.memory_plan import plan_memory
+from hwsim.cost.memory_plan import activation_level, plan_memory
 from hwsim.cost.operator_cost import executions, operator_cost
 from hwsim.cost.residency import apply_residency
 from hwsim.workload.graph import Graph, chain_graph
@@ -148,6 +149,7 @@ class SimResult:
             "levels": levels,
             "energy_on_chip_j": sum(j for (level, _), j in by.items() if level != dram),
             "zero_gating_saved_j": sum(c.gated_pj for c in self.layers) * PJ,
+            "dram_code_saved_bytes": sum(c.dram_code_saved_bytes for c in self.layers),
             "chip_energy": (self.profile.chip_energy.describe() if self.profile.chip_energy is not None
                             else "no clock or control energy; per-access energies as given"),
             "energy_scale": (self.profile.chip_energy.energy_scale if self.profile.chip_energy is not None
@@ -224,6 +226,7 @@ class SimResult:
                                              "onload": c.onload_cycles, "offload": c.offload_cycles,
                                              "vector": c.vector_cycles, "output": c.output_cycles},
                 "zero_gating_saved_j": c.gated_pj * PJ,
+                "dram_code_saved_bytes": c.dram_code_saved_bytes,
                 "energy_by_level_operand_j": by_level, "mapping": c.mapping,
                 "energy_j": sum(c.energy_pj.values()) * PJ, "mask_storage_bits": self.task.mask_bits.get(c.name, 0.0),
                 "dram_read_bytes": reads, "dram_write_bytes": writes}
@@ -347,8 +350,9 @@ def layer_profiles(graph: Graph, profile: Profile) -> dict[str, Profile]:
 
 def simulate(work: Workload, profile: Profile, mode: str | None = "on_the_fly", tasks: int = 6,
              mask_density: float = 0.5, batch: int = 1, objective: str = "energy",
-             steady_state: bool = False, input_sparsity: float | Mapping[str, float] = 0.0,
-             mapping: Callable[[str, Shape, Profile], MappingCost | None] | None = None) -> SimResult:
+             steady_state: bool = False, input_sparsity: float | Mapping[str, float] | None = None,
+             mapping: Callable[[str, Shape, Profile], MappingCost | None] | None = None,
+             output_sparsity: float | Mapping[str, float] | None = None) -> SimResult:
     """Cost every operator of ``work`` on ``profile``: its graph (:mod:`hwsim.workload.graph`; a chain of its
     layers when it has none), each layer on the MAC array under its searched mapping, each non-MAC operator on
     the vector unit (:mod:`hwsim.cost.operator_cost`), with the memory plan's on-chip tensors
@@ -368,12 +372,19 @@ def simulate(work: Workload, profile: Profile, mode: str | None = "on_the_fly", 
             across inferences (see :mod:`hwsim.cost.residency`); False starts cold, from DRAM. The tensors the
             memory plan keeps on chip stay there either way.
         input_sparsity: the fraction of input activations that are zero, one for every layer or per layer name
-            (layers not named: 0); on a profile with ``zero_gating`` the MACs on them are skipped
-            (:func:`hwsim.cost.layer_cost.cost_of_mapping`), elsewhere it changes nothing.
+            (layers not named, or None: not given, 0 for the gating); on a profile with ``zero_gating`` the MACs
+            on them are skipped (:func:`hwsim.cost.layer_cost.cost_of_mapping`), and on one with
+            ``dram_compression`` the feature maps in DRAM are run-length coded for them: a layer's inputs
+            (but the network's input image) at its own, its outputs at those of the layers that read them
+            (:func:`hwsim.cost.dram_compression.coded_maps`); a map whose zeros are not given moves dense.
+            Elsewhere it changes nothing.
         mapping: given mappings instead of the search (``ksm-sim --mapping``,
             :func:`hwsim.cost.mapping.given_mapping.mapping_source`): layer name, loop bounds, profile -> the
             cost of its given mapping, or None to search it; a given layer's ``mapping`` notes ``given`` and the
             levels its tiles ``overflow``.
+        output_sparsity: on a profile with ``dram_compression``, the fraction of zeros of the outputs a layer
+            writes to DRAM, one for every layer or per layer name, instead of its readers' input sparsity (the
+            map written before a pooling the workload does not show, or the network's last output).
 
     Example:
         >>> from hwsim import load_network, load_profile, simulate
@@ -411,11 +422,17 @@ def simulate(work: Workload, profile: Profile, mode: str | None = "on_the_fly", 
 
     found = search_all(objective)
     shape_of_layer = dict(zip((layer.name for layer in mac), shapes))
-    sparsity = (dict(input_sparsity) if isinstance(input_sparsity, Mapping)
-                else dict.fromkeys(layers, float(input_sparsity)))
-    unknown = sorted(set(sparsity) - set(layers))
-    if unknown:
-        raise ValueError(f"input_sparsity names layers the workload does not have: {', '.join(unknown)}")
+    sparsity = _per_layer("input_sparsity", input_sparsity, layers)
+    coded = {}
+    if profile.dram_compression is not None:  # which feature maps move run-length coded, with what zeros
+        act = activation_level(profile)
+
+        def kept(tensors: tuple[str, ...]) -> bool:  # kept on chip by the memory plan (as apply_residency)
+            return (bool(tensors) and act is not None
+                    and all(plan.level_of[t].name == act.name for t in tensors))
+
+        mac_ops = {i: op.layer for i, (op, h) in enumerate(zip(graph.ops, how)) if h == "mac"}
+        coded = coded_maps(graph, mac_ops, sparsity, _per_layer("output_sparsity", output_sparsity, layers), kept)
 
     def costed(chosen: list[MappingCost]) -> list[LayerCost]:
         """The costed operators (graph order), the searched layers with the mappings ``chosen`` (in order)."""
@@ -426,7 +443,8 @@ def simulate(work: Workload, profile: Profile, mode: str | None = "on_the_fly", 
                 layer = layers[op.layer]
                 m = given.get(layer.name) or next(picks)
                 cost = cost_of_mapping(layer, shape_of_layer[layer.name], m, profile_of[layer.name],
-                                       live.get(layer.name), batch, sparsity.get(layer.name, 0.0))
+                                       live.get(layer.name), batch, sparsity.get(layer.name, 0.0),
+                                       coded.get(layer.name, DENSE))
                 if layer.name in given:
                     cost = dataclasses.replace(cost, mapping={**(cost.mapping or {}), "given": True})
                 out.append(cost)
@@ -474,6 +492,21 @@ def simulate(work: Workload, profile: Profile, mode: str | None = "on_the_fly", 
         costs = tuple(chip_level(c, profile) for c in costs)
     return SimResult(profile=profile, work=work, mode=mode, task=tc, layers=costs, batch=batch, objective=objective,
                      steady_state=steady_state, residency=residency)
+
+
+def _per_layer(what: str, value: float | Mapping[str, float] | None,
+               layers: Mapping[str, object]) -> dict[str, float]:
+    """A fraction given for every layer, per layer name, or not at all (None), as a dict by layer name."""
+    if value is None:
+        return {}
+    out = dict(value) if isinstance(value, Mapping) else dict.fromkeys(layers, float(value))
+    unknown = sorted(set(out) - set(layers))
+    if unknown:
+        raise ValueError(f"{what} names layers the workload does not have: {', '.join(unknown)}")
+    bad = sorted(k for k, v in out.items() if not 0.0 <= v <= 1.0)
+    if bad:
+        raise ValueError(f"{what} must be in [0, 1]: {', '.join(f'{k}={out[k]}' for k in bad)}")
+    return out
 
 
 RECHOSEN = ("latency", "edp")  # the objectives whose layers are chosen again once the memory plan moved traffic

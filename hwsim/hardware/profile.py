@@ -30,7 +30,8 @@ each costed, the best kept), ``static_power_w``, ``vector_unit``
 clock and control per cycle, and the node the per-access energies were given at, scaled to ``technology_nm``
 once, here: :mod:`hwsim.hardware.node_scaling`), ``zero_gating`` (MACs on zero inputs skipped), ``latency_model``
 (``roofline`` or ``per_period``, ZigZag 3.9.1's: :mod:`hwsim.cost.mapping.stall`), a level's ``shared_port``
-(one read-write port), and the area
+(one read-write port), ``dram_compression`` (``{format: rlc, run_bits, level_bits, word_bits}``: feature maps
+run-length coded in DRAM, :mod:`hwsim.cost.dram_compression`), and the area
 model's ``technology_nm`` and ``area`` (:mod:`hwsim.hardware.area`). Every key, its unit, its physical range and
 the cross-field rules are declared once, in :class:`hwsim.schemas.profile_file.ProfileFile` (and documented from
 it in ``docs/reference/profile.md``); a file that breaks one is refused with one line naming the file and the key.
@@ -49,6 +50,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from hwsim.cost.dram_compression import RunLengthCode
 from hwsim.errors import InputError
 from hwsim.fileio.bounded import MAX_YAML_BYTES, parse_yaml, read_text
 from hwsim.hardware.node_scaling import energy_scale
@@ -215,6 +217,7 @@ class Profile:
     chip_energy: ChipEnergy | None = None  # None: no clock or control energy, energies as given
     zero_gating: bool = False  # MACs on zero inputs skipped (their MAC and innermost weight read)
     latency_model: str = "roofline"  # or "per_period" (ZigZag 3.9.1's): hwsim.cost.mapping.stall
+    dram_compression: RunLengthCode | None = None  # None: feature maps dense in DRAM (hwsim.cost.dram_compression)
 
     @property
     def vector(self) -> VectorUnit:
@@ -307,7 +310,10 @@ def _profile(model: ProfileFile) -> Profile:
         chip_energy=None if c is None else ChipEnergy(
             clock_pj_per_cycle=c.clock_pj_per_cycle, control_pj_per_cycle=c.control_pj_per_cycle, energy_scale=k,
             energy_node_nm=c.energy_node_nm, technology_nm=model.technology_nm if c.energy_node_nm else None),
-        zero_gating=model.zero_gating)
+        zero_gating=model.zero_gating,
+        dram_compression=None if model.dram_compression is None else RunLengthCode(
+            run_bits=model.dram_compression.run_bits, level_bits=model.dram_compression.level_bits,
+            word_bits=model.dram_compression.word_bits))
 
 
 def _extras(model: ProfileFile) -> dict[str, Any]:

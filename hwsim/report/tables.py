@@ -49,7 +49,7 @@ class Settings:
     objective: str = "energy"
     steady_state: bool = False
     sets: tuple[str, ...] = ()
-    input_sparsity: float = 0.0  # zero input activations, gated on profiles with zero_gating
+    input_sparsity: float | None = None  # zero input activations (gated, DRAM maps coded); None: not given
 
     def simulate(self, work: Workload, profile: Profile, mode: str | None) -> SimResult:
         """:func:`hwsim.cost.simulate.simulate` under these settings."""

@@ -324,6 +324,29 @@ class ProfileChipEnergy(Record):
                           "`lp` (low power)")
 
 
+class ProfileDramCompression(Record):
+    """How feature maps are stored in the outermost level (DRAM): run-length coded, as Eyeriss v1 stores them
+    (Chen et al., JSSC 2017, §IV-B and Fig. 8: 5-bit runs of zeros, 16-bit values, three (run, value) pairs and
+    a last-word flag in each 64-bit word; every feature map but the network's input image). A layer's inputs
+    read from DRAM are charged at the coded size expected for its input sparsity, its final outputs written to
+    DRAM at that of the layers that read them (or a given output sparsity); a map whose zeros the run does not
+    give, filters and spilled partial sums move dense (:mod:`hwsim.cost.dram_compression`)."""
+
+    RULES: ClassVar[tuple[str, ...]] = (
+        "A `word_bits` word holds at least one (run, level) pair.",
+        "`level_bits` is at least `precision_bits.inputs` and `precision_bits.outputs` (a value must fit its "
+        "level).",
+        "Only with `latency_model: roofline`.",
+    )
+
+    format: Literal["rlc"] = Field(description="the code: `rlc` (runs of zeros and the values after them)")
+    run_bits: Whole(ge=1, le=32, description="bits counting a run of zeros (Eyeriss: 5)")
+    level_bits: Bits("a coded value (Eyeriss: 16)")
+    word_bits: Whole(ge=2, le=MAX_WORD_BITS,
+                     description="bits of one coded word, holding as many (run, level) pairs as fit; the bits "
+                                 "left mark the last word (Eyeriss: 64)")
+
+
 class ProfileFile(Record):
     """An accelerator profile: clock, MAC array, dataflow, precisions, memory levels (outermost first), and
     optionally a spatial mapping, static power and the area model's node and constants. Each number should
@@ -376,6 +399,10 @@ class ProfileFile(Record):
                                                  "MAC energy and its innermost weight read saved, as Eyeriss "
                                                  "gates them (Chen et al., JSSC 2017, §V-C); the zeros' fraction "
                                                  "is the run's input sparsity")
+    dram_compression: ProfileDramCompression | None = Field(
+        None, description="feature maps run-length coded in DRAM (charged at their expected coded size for the "
+                          "run's input sparsity; the input image and maps of unknown zeros dense); absent: "
+                          "feature maps dense in DRAM")
 
     @field_validator("levels")
     @classmethod
@@ -423,6 +450,24 @@ class ProfileFile(Record):
             if name not in names:
                 raise ValueError(f"levels.{name}: no such level (on-chip levels: {', '.join(names)})")
         return area
+
+    @field_validator("dram_compression")
+    @classmethod
+    def _compression(cls, code: ProfileDramCompression | None,
+                     info: ValidationInfo) -> ProfileDramCompression | None:
+        if code is None:
+            return code
+        if code.word_bits < code.run_bits + code.level_bits:
+            raise ValueError(f"a {code.word_bits}-bit word holds no (run, level) pair of "
+                             f"{code.run_bits} + {code.level_bits} bits")
+        precision = info.data.get("precision_bits")
+        for name in ("inputs", "outputs"):
+            if precision is not None and code.level_bits < getattr(precision, name):
+                raise ValueError(f"level_bits {code.level_bits} is narrower than precision_bits.{name} "
+                                 f"{getattr(precision, name)}")
+        if info.data.get("latency_model") == "per_period":
+            raise ValueError("dram_compression is modelled with latency_model: roofline only")
+        return code
 
     @field_validator("chip_energy")
     @classmethod
