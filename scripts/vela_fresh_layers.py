@@ -40,7 +40,8 @@ import vela_reference as vr  # noqa: E402
 OUT = vr.FIXTURES / "fresh"
 
 # name -> (input H, W, C; layers: (kind, C_out, kernel, stride, groups)); Keras padding 'same', bias on, no
-# activation. kind: conv | dw | fc. Chosen to differ from the fitted fixtures in channel counts (Vela's
+# activation. kind: conv | dw | fc. kernel and stride: an int (square) or an (H, W) pair, as Keras takes them.
+# The functions below take another such dict (and fixture folder) too: scripts/vela_fresh2_layers.py. Chosen to differ from the fitted fixtures in channel counts (Vela's
 # part-kernel traversal for shallow inputs), kernel size, map size (odd, small) and depth.
 MODELS: dict[str, tuple[tuple[int, int, int], list[tuple[str, int, int, int, int]]]] = {
     "conv3x3_24to48_56": ((56, 56, 24), [("conv", 48, 3, 1, 1)]),
@@ -59,8 +60,12 @@ MODELS: dict[str, tuple[tuple[int, int, int], list[tuple[str, int, int, int, int
 }
 
 
-def describe(name: str) -> str:
-    (h, w, c), layers = MODELS[name]
+def _hw(v: int | tuple[int, int]) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def describe(name: str, models: dict = MODELS) -> str:
+    (h, w, c), layers = models[name]
     parts = []
     for kind, cout, k, s, g in layers:
         if kind == "fc":
@@ -71,15 +76,15 @@ def describe(name: str) -> str:
             parts.append(
                 f"Conv2D({cout}, {k}, strides={s}, padding='same'{', groups=%d' % g if g > 1 else ''})"
             )
-    where = f"a {c}-vector" if MODELS[name][1][0][0] == "fc" else f"{h}x{w}x{c}"
+    where = f"a {c}-vector" if models[name][1][0][0] == "fc" else f"{h}x{w}x{c}"
     return " -> ".join(parts) + f" on {where}"
 
 
-def keras_model(name: str):
+def keras_model(name: str, models: dict = MODELS):
     import keras
 
     L = keras.layers
-    (h, w, c), layers = MODELS[name]
+    (h, w, c), layers = models[name]
     keras.utils.set_random_seed(vr.SEED)
     x = keras.Input((c,) if layers[0][0] == "fc" else (h, w, c), batch_size=1, name="input")
     y = x
@@ -94,16 +99,16 @@ def keras_model(name: str):
     return keras.Model(x, y, name=name)
 
 
-def vela_step(work: Path, only: list[str] | None) -> None:
+def vela_step(work: Path, only: list[str] | None, models: dict = MODELS, out: Path = OUT) -> None:
     versions = vr.tool_versions()
     work.mkdir(parents=True, exist_ok=True)
-    OUT.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     ini = vr.layer_config(work)
-    (OUT / vr.LAYER_INI).write_text(ini.read_text())
+    (out / vr.LAYER_INI).write_text(ini.read_text())
     vela_exe = str(Path(sys.executable).with_name("vela"))
-    for name in only or MODELS:
+    for name in only or models:
         tfl = work / f"{name}.tflite"
-        vr.to_int8_tflite(keras_model(name), tfl)
+        vr.to_int8_tflite(keras_model(name, models), tfl)
         src_ops = vr.tflite_ops(tfl)
         args = [
             f"{name}.tflite",
@@ -149,7 +154,7 @@ def vela_step(work: Path, only: list[str] | None) -> None:
             **vr._memories_from(ini, vr.LAYER_SYSTEM_CONFIG, vr.LAYER_MEMORY_MODE),
             "model": {
                 "name": name,
-                "source": describe(name),
+                "source": describe(name, models),
                 "input": src_ops[0]["inputs"][0],
                 "quantization": "full int8 (TFLiteConverter, representative dataset: "
                 "8 uniform(-1,1) samples)",
@@ -160,7 +165,7 @@ def vela_step(work: Path, only: list[str] | None) -> None:
             "total_macs": int(float(summary["nn_macs"])),
             "per_layer_csv_rows": len(per_layer),
         }
-        (OUT / f"{name}.json").write_text(vr.dump_json(record))
+        (out / f"{name}.json").write_text(vr.dump_json(record))
         print(
             f"{name}: {total} cycles, {len(npu_ops)} NPU ops "
             f"({', '.join(op['type'] for op in npu_ops)}); per-layer CSV rows {len(per_layer)}"
@@ -178,13 +183,15 @@ def first_per_tflite_op(vela_ops: list[dict]) -> list[dict]:
     return out
 
 
-def onnx_model(name: str, vela_ops: list[dict]):
+def onnx_model(
+    name: str, vela_ops: list[dict], models: dict = MODELS, producer: str = "vela_fresh_layers.py"
+):
     """The ONNX twin: one Conv per Keras layer (a Dense as a 1x1 Conv on a 1x1 map), NCHW, with the padding
     Vela applied to the matching operator; weights and biases carry dims and no values."""
     import onnx
     from onnx import TensorProto, helper
 
-    (h, w, c), layers = MODELS[name]
+    (h, w, c), layers = models[name]
     convs = first_per_tflite_op(vela_ops)
     assert len(convs) == len(layers), (name, [op["type"] for op in convs])
     nodes, inits = [], []
@@ -194,7 +201,8 @@ def onnx_model(name: str, vela_ops: list[dict]):
         pt, pb, pl, pr = op["kernel"]["padding_tblr"] if kind != "fc" else (0, 0, 0, 0)
         out = "output" if i == len(layers) - 1 else f"t{i}"
         wt, bt = onnx.TensorProto(), onnx.TensorProto()
-        for t, tname, dims in ((wt, f"w{i}", [cout, cin // group, k, k]), (bt, f"b{i}", [cout])):
+        (kh, kw), (sh, sw) = _hw(k), _hw(s)
+        for t, tname, dims in ((wt, f"w{i}", [cout, cin // group, kh, kw]), (bt, f"b{i}", [cout])):
             t.name, t.data_type = tname, TensorProto.FLOAT
             t.dims.extend(dims)
         inits += [wt, bt]
@@ -205,8 +213,8 @@ def onnx_model(name: str, vela_ops: list[dict]):
                 [x, f"w{i}", f"b{i}"],
                 [out],
                 name=lname,
-                kernel_shape=[k, k],
-                strides=[s, s],
+                kernel_shape=[kh, kw],
+                strides=[sh, sw],
                 pads=[pt, pl, pb, pr],
                 group=group,
             )
@@ -222,20 +230,20 @@ def onnx_model(name: str, vela_ops: list[dict]):
         initializer=inits,
     )
     model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="vela_fresh_layers.py"
+        graph, opset_imports=[helper.make_opsetid("", 13)], producer_name=producer
     )
     model.ir_version = 8
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
     return model, inferred
 
 
-def onnx_step() -> None:
+def onnx_step(models: dict = MODELS, out: Path = OUT, script: str = "vela_fresh_layers.py") -> None:
     import onnx
 
-    for name in MODELS:
-        fixture = OUT / f"{name}.json"
+    for name in models:
+        fixture = out / f"{name}.json"
         rec = json.loads(fixture.read_text())
-        model, inferred = onnx_model(name, rec["operators"])
+        model, inferred = onnx_model(name, rec["operators"], models, script)
         shapes = {
             v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
             for v in (*inferred.graph.value_info, *inferred.graph.output)
@@ -245,11 +253,11 @@ def onnx_step() -> None:
             n, c, h, w = shapes[node.output[0]]
             want = op["output"] if len(op["output"]) == 4 else [1, 1, 1, op["output"][-1]]
             assert [n, h, w, c] == want, (name, node.name, [n, h, w, c], want)
-        path = OUT / f"{name}.onnx"
+        path = out / f"{name}.onnx"
         onnx.save(model, str(path))
         rec["onnx"] = {
             "file": path.name,
-            "made_with": f"onnx {onnx.__version__} helper (scripts/vela_fresh_layers.py onnx_model): "
+            "made_with": f"onnx {onnx.__version__} helper (scripts/{script} onnx_model): "
             "one Conv per layer, NCHW, Vela's padding, weights and biases with dims and no values",
             "nodes": [nd.name for nd in model.graph.node],
         }
