@@ -493,7 +493,8 @@ SOURCES: tuple[Source, ...] = (
            "convolution, a classifier, a two-layer chain) and a second of fifteen from deployed networks "
            "(DS-CNN, MobileNetV1/V3, EfficientNet-Lite0, ResNet-8); the same method as the fitted set",
            "single layers: total cycles", "1.5×",
-           "tests/hwsim/test_agreement_vela_fresh.py, tests/hwsim/test_agreement_vela_fresh2.py", "vela_fresh.png", collect_vela_fresh),
+           "tests/hwsim/test_agreement_vela_fresh.py, tests/hwsim/test_agreement_vela_fresh2.py", "vela_fresh.png",
+           collect_vela_fresh),
     Source("coral", "Coral Edge TPU",
            "Coral's published time per inference on the USB Accelerator (coral.ai, \"Edge TPU performance "
            "benchmarks\", Table 1, USB 3.0), measured",
