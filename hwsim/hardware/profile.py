@@ -29,7 +29,8 @@ each costed, the best kept), ``static_power_w``, ``vector_unit``
 clock and control per cycle, and the node the per-access energies were given at, scaled to ``technology_nm``
 once, here: :mod:`hwsim.hardware.node_scaling`), ``zero_gating`` (MACs on zero inputs skipped), ``latency_model``
 (``roofline`` or ``per_period``, ZigZag 3.9.1's: :mod:`hwsim.cost.mapping.stall`), a level's ``shared_port``
-(one read-write port), and the area
+(one read-write port), ``search`` (the mapping search's ``lpf_limit``, ``spatial_keep`` and ``pe_split``:
+:class:`SearchParams`), and the area
 model's ``technology_nm`` and ``area`` (:mod:`hwsim.hardware.area`). Every key, its unit, its physical range and
 the cross-field rules are declared once, in :class:`hwsim.schemas.profile_file.ProfileFile` (and documented from
 it in ``docs/reference/profile.md``); a file that breaks one is refused with one line naming the file and the key.
@@ -55,6 +56,8 @@ from hwsim.hardware.overrides import apply_overrides, parse_set
 from hwsim.schemas.validation import validate
 from hwsim.schemas.profile_file import (  # noqa: F401 - OPERANDS, DATAFLOWS, SPATIAL_DIMS are re-exported
     DATAFLOWS,
+    LPF_LIMIT,
+    SPATIAL_KEEP,
     OPERANDS,
     SPATIAL_DIMS,
     ProfileFile,
@@ -155,6 +158,18 @@ class SpatialAxes:
 
 
 @dataclass(frozen=True, slots=True)
+class SearchParams:
+    """The mapping search's parameters (``search``): LOMA's ``lpf_limit``, the unrollings kept per layer (ZigZag's
+    ``nb_spatial_mappings_generated``) and the operands the per-PE split candidate keeps in a per-PE level
+    (:func:`hwsim.cost.mapping.best_mapping.pinned_loops`). The defaults are the search's of every profile that
+    does not set them."""
+
+    lpf_limit: int = LPF_LIMIT
+    spatial_keep: int = SPATIAL_KEEP
+    pe_split: tuple[str, ...] = ("outputs",)
+
+
+@dataclass(frozen=True, slots=True)
 class OutputStage:
     """Requantisation, activation and write-back of final outputs: a layer takes at least its outputs over
     ``outputs_per_cycle`` cycles, and each output costs ``energy_pj_per_output`` (already scaled to the node)."""
@@ -201,6 +216,7 @@ class Profile:
     chip_energy: ChipEnergy | None = None  # None: no clock or control energy, energies as given
     zero_gating: bool = False  # MACs on zero inputs skipped (their MAC and innermost weight read)
     latency_model: str = "roofline"  # or "per_period" (ZigZag 3.9.1's): hwsim.cost.mapping.stall
+    search: SearchParams = SearchParams()  # the mapping search's parameters (defaults: ZigZag 3.9.1's)
 
     @property
     def vector(self) -> VectorUnit:
@@ -290,7 +306,10 @@ def _profile(model: ProfileFile) -> Profile:
         chip_energy=None if c is None else ChipEnergy(
             clock_pj_per_cycle=c.clock_pj_per_cycle, control_pj_per_cycle=c.control_pj_per_cycle, energy_scale=k,
             energy_node_nm=c.energy_node_nm, technology_nm=model.technology_nm if c.energy_node_nm else None),
-        zero_gating=model.zero_gating)
+        zero_gating=model.zero_gating,
+        search=SearchParams() if model.search is None else SearchParams(
+            lpf_limit=model.search.lpf_limit, spatial_keep=model.search.spatial_keep,
+            pe_split=tuple(model.search.pe_split)))
 
 
 def _extras(model: ProfileFile) -> dict[str, Any]:
