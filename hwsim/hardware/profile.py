@@ -31,7 +31,8 @@ clock and control per cycle, and the node the per-access energies were given at,
 once, here: :mod:`hwsim.hardware.node_scaling`), ``zero_gating`` (MACs on zero inputs skipped), ``latency_model``
 (``roofline`` or ``per_period``, ZigZag 3.9.1's: :mod:`hwsim.cost.mapping.stall`), a level's ``shared_port``
 (one read-write port), ``dram_compression`` (``{format: rlc, run_bits, level_bits, word_bits}``: feature maps
-run-length coded in DRAM, :mod:`hwsim.cost.dram_compression`), and the area
+run-length coded in DRAM, :mod:`hwsim.cost.dram_compression`), ``search`` (the mapping search's ``lpf_limit``,
+``spatial_keep`` and ``pe_split``: :class:`SearchParams`), and the area
 model's ``technology_nm`` and ``area`` (:mod:`hwsim.hardware.area`). Every key, its unit, its physical range and
 the cross-field rules are declared once, in :class:`hwsim.schemas.profile_file.ProfileFile` (and documented from
 it in ``docs/reference/profile.md``); a file that breaks one is refused with one line naming the file and the key.
@@ -58,6 +59,8 @@ from hwsim.hardware.overrides import apply_overrides, parse_set
 from hwsim.schemas.validation import validate
 from hwsim.schemas.profile_file import (  # noqa: F401 - OPERANDS, DATAFLOWS, SPATIAL_DIMS are re-exported
     DATAFLOWS,
+    LPF_LIMIT,
+    SPATIAL_KEEP,
     OPERANDS,
     SPATIAL_DIMS,
     ProfileFile,
@@ -171,6 +174,18 @@ class SpatialAxes:
 
 
 @dataclass(frozen=True, slots=True)
+class SearchParams:
+    """The mapping search's parameters (``search``): LOMA's ``lpf_limit``, the unrollings kept per layer (ZigZag's
+    ``nb_spatial_mappings_generated``) and the operands the per-PE split candidate keeps in a per-PE level
+    (:func:`hwsim.cost.mapping.best_mapping.pinned_loops`). The defaults are the search's of every profile that
+    does not set them."""
+
+    lpf_limit: int = LPF_LIMIT
+    spatial_keep: int = SPATIAL_KEEP
+    pe_split: tuple[str, ...] = ("outputs",)
+
+
+@dataclass(frozen=True, slots=True)
 class OutputStage:
     """Requantisation, activation and write-back of final outputs: a layer takes at least its outputs over
     ``outputs_per_cycle`` cycles, and each output costs ``energy_pj_per_output`` (already scaled to the node)."""
@@ -218,6 +233,7 @@ class Profile:
     zero_gating: bool = False  # MACs on zero inputs skipped (their MAC and innermost weight read)
     latency_model: str = "roofline"  # or "per_period" (ZigZag 3.9.1's): hwsim.cost.mapping.stall
     dram_compression: RunLengthCode | None = None  # None: feature maps dense in DRAM (hwsim.cost.dram_compression)
+    search: SearchParams = SearchParams()  # the mapping search's parameters (defaults: ZigZag 3.9.1's)
 
     @property
     def vector(self) -> VectorUnit:
@@ -313,7 +329,10 @@ def _profile(model: ProfileFile) -> Profile:
         zero_gating=model.zero_gating,
         dram_compression=None if model.dram_compression is None else RunLengthCode(
             run_bits=model.dram_compression.run_bits, level_bits=model.dram_compression.level_bits,
-            word_bits=model.dram_compression.word_bits))
+            word_bits=model.dram_compression.word_bits),
+        search=SearchParams() if model.search is None else SearchParams(
+            lpf_limit=model.search.lpf_limit, spatial_keep=model.search.spatial_keep,
+            pe_split=tuple(model.search.pe_split)))
 
 
 def _extras(model: ProfileFile) -> dict[str, Any]:

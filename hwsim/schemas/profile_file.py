@@ -53,6 +53,10 @@ MAX_MM2 = 1e5  # the same wafer, in mm2
 MIN_SRAM_EFFICIENCY = 0.01  # area is divided by it; CACTI 6.5 reports 0.5-0.8 for megabyte-class arrays
 MAX_ENERGY_PER_CYCLE_PJ = 1e9  # 1 mJ per clock cycle: 1 MW at 1 GHz, far above any chip's clock and control
 MIN_VDD_V, MAX_VDD_V = 0.3, 2.0  # near-threshold operation .. above 180 nm's nominal 1.8 V
+# The mapping search's parameters: defaults are ZigZag 3.9.1's (get_hardware_performance_zigzag: lpf_limit 6,
+# nb_spatial_mappings_generated 3), and the search's limits on them (ProfileSearch)
+LPF_LIMIT, MAX_LPF_LIMIT = 6, 8  # 8 loops: 8! = 40,320 orders per unrolling, and subsets of 8 loops fit a byte
+SPATIAL_KEEP, MAX_SPATIAL_KEEP = 3, 64  # 64 unrollings per layer: far above the 15 a dataflow's lists give
 
 
 def Bits(meaning: str) -> Any:  # noqa: N802 - a type
@@ -266,6 +270,36 @@ class ProfileSpatial(SpatialAxesRecord):
                     "best for the objective; ZigZag's generator costs several where a mapping leaves an axis free")
 
 
+class ProfileSearch(Record):
+    """The mapping search's own parameters (the reference tools'), for a profile whose chip's mappings lie
+    outside the default space; absent keys keep the defaults, so the search is then unchanged."""
+
+    lpf_limit: Whole(ge=1, le=MAX_LPF_LIMIT,
+                     description="loops left after merging each dimension's prime factors (LOMA's `lpf_limit`, "
+                                 "ZigZag 3.9.1 `get_hardware_performance_zigzag`, default 6); every order of them "
+                                 f"is scored, so each one more multiplies the search by up to that count; at most "
+                                 f"{MAX_LPF_LIMIT} (one per loop dimension, the scorer's loop subsets are bytes)"
+                     ) = LPF_LIMIT
+    spatial_keep: Whole(ge=1, le=MAX_SPATIAL_KEEP,
+                        description="spatial unrollings costed per layer, those of highest utilisation (ZigZag "
+                                    "3.9.1's `nb_spatial_mappings_generated`, default 3), and any tied with the "
+                                    "last") = SPATIAL_KEEP
+    pe_split: list[Operand] = Field(
+        default_factory=lambda: ["outputs"], max_length=len(OPERANDS),
+        description="the operands kept in a per-PE level by the search's split candidate: for each operand "
+                    "listed, the dimensions it does not depend on (outputs: C, FY, FX, the reduction; inputs: K; "
+                    "weights: B, OY, OX) get, where LOMA's merged loop is too large for a per-PE level, a loop "
+                    "of the largest divisor that fits it, scored beside LOMA's loops (Timeloop's per-level "
+                    "tiling factors); default `[outputs]`, `[]`: no split candidate")
+
+    @field_validator("pe_split")
+    @classmethod
+    def _operands_once(cls, operands: list[str]) -> list[str]:
+        if first_repeat(operands) is not None:
+            raise ValueError("each operand may be listed once")
+        return operands
+
+
 class ProfileArea(Record):
     """The area model's constants, at the profile's node (:mod:`hwsim.hardware.area`); every key is optional
     and replaces the model's published default."""
@@ -395,6 +429,9 @@ class ProfileFile(Record):
     chip_energy: ProfileChipEnergy | None = Field(
         None, description="clock network and control energy per cycle, and the node the per-access energies "
                           "were given at; absent: none, and energies taken as given")
+    search: ProfileSearch | None = Field(
+        None, description="the mapping search's parameters (LOMA's lpf_limit, the unrollings kept, the per-PE "
+                          "split); absent: the defaults")
     zero_gating: bool = Field(False, description="true: a MAC whose input activation is zero is skipped, its "
                                                  "MAC energy and its innermost weight read saved, as Eyeriss "
                                                  "gates them (Chen et al., JSSC 2017, §V-C); the zeros' fraction "

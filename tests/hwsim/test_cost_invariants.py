@@ -58,11 +58,20 @@ GROWS = {("c22", "eyeriss"): "ifmap_spad x16: energy 1.010x", ("c34", "eyeriss")
          "energy 1.608x"}
 
 
+# The per-PE split candidate (best_mapping.pinned_loops; the eyeriss profile's search.pe_split adds K) pins the
+# largest divisor of a fold that fits the spad, so a spad of another size offers another candidate, here a better
+# one: the search space itself depends on the size, as LOMA's merged loops do on the fold.
+SPLIT_SIZED = {("c11", "eyeriss"): "filter_spad /16: energy 0.9997x"}
+
+
 def _grows(layer: Layer, profile: str):
     why = GROWS.get((layer.name, profile))
+    sized = SPLIT_SIZED.get((layer.name, profile))
     marks = [pytest.mark.xfail(strict=True, reason=f"{why}: LOMA's greedy allocation under a shared GLB (a larger "
                                "spad takes loops whose tiles leave the GLB's other operand less room; mappings "
                                "that overflow are no longer kept)")] if why else []
+    marks += [pytest.mark.xfail(strict=True, reason=f"{sized}: the per-PE split's pinned loop is sized by the spad, "
+                                "so a smaller spad can offer a better candidate")] if sized else []
     return pytest.param(layer, profile, marks=marks, id=f"{layer.name}-{profile}")
 
 

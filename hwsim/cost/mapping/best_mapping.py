@@ -23,9 +23,7 @@ from hwsim.cost.mapping.loop_orders import flat_loops, order_tables, pattern
 from hwsim.cost.mapping.one_mapping import OBJECTIVES, MappingCost, evaluate, objective_key, preferred
 from hwsim.cost.mapping.space import (DIMS, OPERANDS, RELEVANT, Arch, Shape, Spatial, arch, folds, spatial_options,
                                       utilisation)
-from hwsim.hardware.profile import Profile
-
-SPATIAL_KEEP = 3
+from hwsim.hardware.profile import SPATIAL_KEEP, Profile  # noqa: F401 - SPATIAL_KEEP: the default, re-exported
 O = OPERANDS[2]
 
 # (what the search reads of the profile, objective) -> shape -> the chosen mapping: looked up once per
@@ -132,7 +130,7 @@ def _search_block(new: list[Shape], profile: Profile, objective: str, cache: dic
         for shape in new:
             kept, flats, pinned = [], [], []
             for sp, left in kept_unrollings(shape, a):
-                flat = flat_loops(left)
+                flat = flat_loops(left, (), a.lpf_limit)
                 more = pinned_loops(a, left, flat)
                 # the factors a register holds, as a loop of their own (see pinned_loops), where they differ
                 for f in (flat,) if more is None else (flat, more):
@@ -207,8 +205,8 @@ def _rebuilt(shape: Shape, a: Arch, best: Candidate, objective: str, starts: np.
 
 
 def kept_unrollings(shape: Shape, a: Arch) -> list[tuple[Spatial, tuple[int, ...]]]:
-    """The unrollings the search costs, with their temporal folds: the ``SPATIAL_KEEP`` of highest
-    utilisation (ZigZag's generator keeps 3), and every other one tied with the last of them, so that
+    """The unrollings the search costs, with their temporal folds: the ``a.spatial_keep`` of highest
+    utilisation (the profile's ``search.spatial_keep``; ZigZag's generator keeps 3 by default), and every other one tied with the last of them, so that
     which of two equally used unrollings (OY or OX of a depthwise layer) is costed never depends on the
     order the profile lists them in."""
     ranked = []
@@ -216,8 +214,9 @@ def kept_unrollings(shape: Shape, a: Arch) -> list[tuple[Spatial, tuple[int, ...
         left = folds(shape, sp)
         ranked.append((utilisation(shape, left, a), sp, left))
     ranked.sort(key=lambda x: -x[0])  # stable: ties keep the options' order
-    cut = ranked[min(SPATIAL_KEEP, len(ranked)) - 1][0] if ranked else 0.0
-    return [(sp, left) for i, (u, sp, left) in enumerate(ranked) if i < SPATIAL_KEEP or u == cut]
+    keep = a.spatial_keep
+    cut = ranked[min(keep, len(ranked)) - 1][0] if ranked else 0.0
+    return [(sp, left) for i, (u, sp, left) in enumerate(ranked) if i < keep or u == cut]
 
 
 def pinned_loops(a: Arch, left: tuple[int, ...], flat: tuple[tuple[int, int], ...]
@@ -230,31 +229,36 @@ def pinned_loops(a: Arch, left: tuple[int, ...], flat: tuple[tuple[int, int], ..
     32 input-channel folds become one loop of 32; a per-PE register of 4 weights (Ethos-U55's MAC lane holds
     the weights of 4 cycles, 32 channels over 8 lanes) then holds no input-channel loop, the weights cannot
     stay in it and the accumulation over channels cannot stay in the per-PE accumulator: every order of
-    those loops sends partial sums up. Where a per-PE level holds outputs (an accumulator), the extra
-    candidate pins, for each per-PE level (innermost first) and each reduction dimension (C, FY, FX: those the
-    outputs do not depend on) that its operand depends on, the largest proper divisor of the fold that fits
-    the level alone (ZigZag's static loop sizes, which ``limit_lpfs`` does not merge); the search scores both and keeps the
-    better where its tiles fit (no ``overflow``), so it never does worse than LOMA's loops alone."""
+    those loops sends partial sums up. For each operand of the profile's ``search.pe_split`` (default: outputs)
+    that a per-PE level holds, the extra candidate pins, for each per-PE level (innermost first) and each
+    dimension its operand depends on and that operand does not (for outputs, the reduction C, FY, FX: the
+    accumulation stays; for inputs, K: an input stays while the filters pass, Eyeriss's p filters per PE, Chen
+    et al., JSSC 2017, §IV-A), the largest proper divisor of the fold that fits the level alone (ZigZag's static
+    loop sizes, which ``limit_lpfs`` does not merge; Timeloop's per-level tiling factors); the search scores
+    both and keeps the better where its tiles fit (no ``overflow``), so it never does worse than LOMA's loops
+    alone."""
+    kept = [x for x in a.pe_split if any(lv.per_pe for lv in a.chains[x][:-1])]
+    if not kept:
+        return None
     merged: dict[str, list[int]] = {}
     for d, f in flat:
         merged.setdefault(DIMS[d], []).append(f)
     pins: dict[str, int] = {}
-    if not any(lv.per_pe for lv in a.chains[O][:-1]):
-        return None
     for lv, ops in a.alloc:
         if not lv.per_pe:
             continue
         for o in ops:
             cap = int(lv.size_bytes // a.ebytes[o])
             for d, n in zip(DIMS, left):
-                if d in pins or d in RELEVANT[O] or d not in RELEVANT[o] or n <= 2 or min(merged.get(d, [n])) <= cap:
+                if (d in pins or all(d in RELEVANT[x] for x in kept) or d not in RELEVANT[o] or n <= 2
+                        or min(merged.get(d, [n])) <= cap):
                     continue
                 p = max((x for x in range(2, min(cap, n - 1) + 1) if n % x == 0), default=0)
                 if p:
                     pins[d] = p
     if not pins:
         return None
-    out = flat_loops(left, tuple(sorted(pins.items())))
+    out = flat_loops(left, tuple(sorted(pins.items())), a.lpf_limit)
     return None if out == flat else out
 
 

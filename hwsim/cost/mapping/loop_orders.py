@@ -24,8 +24,8 @@ from functools import lru_cache
 import numpy as np
 
 from hwsim.cost.mapping.space import DIMS, OPERANDS, RELEVANT
-
-LPF_LIMIT = 6  # LOMA's default lpf_limit (zigzag.api.get_hardware_performance_zigzag)
+# LOMA's default lpf_limit, 6 (zigzag.api.get_hardware_performance_zigzag); a profile's search.lpf_limit sets another
+from hwsim.hardware.profile import LPF_LIMIT
 
 
 def primes(n: int) -> list[int]:
@@ -69,12 +69,14 @@ def limit_factors(factors: dict[str, list[int]], limit: int, pinned: dict[str, i
 
 
 @lru_cache(maxsize=4096)
-def flat_loops(folds: tuple[int, ...], pins: tuple[tuple[str, int], ...] = ()) -> tuple[tuple[int, int], ...]:
+def flat_loops(folds: tuple[int, ...], pins: tuple[tuple[str, int], ...] = (), limit: int = LPF_LIMIT
+               ) -> tuple[tuple[int, int], ...]:
     """The temporal loops left by ``folds`` (per dimension of ``DIMS``): prime factors, merged down to
-    ``LPF_LIMIT`` loops, as (dimension index, factor) in ``DIMS`` order, smallest factor first; ``pins``:
-    (dimension, factor) loops kept whole (:func:`limit_factors`' ``pinned``; each factor divides its fold)."""
+    ``limit`` loops (the profile's ``search.lpf_limit``, ``LPF_LIMIT`` by default), as (dimension index, factor)
+    in ``DIMS`` order, smallest factor first; ``pins``: (dimension, factor) loops kept whole
+    (:func:`limit_factors`' ``pinned``; each factor divides its fold)."""
     pinned = dict(pins)
-    factors = limit_factors({d: primes(f // pinned.get(d, 1)) for d, f in zip(DIMS, folds) if f > 1}, LPF_LIMIT,
+    factors = limit_factors({d: primes(f // pinned.get(d, 1)) for d, f in zip(DIMS, folds) if f > 1}, limit,
                             pinned)
     return tuple((DIMS.index(d), f) for d in DIMS if d in factors for f in factors[d])
 

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
-from hwsim.hardware.profile import OPERANDS, MemoryLevel, Profile, SpatialAlternative
+from hwsim.hardware.profile import LPF_LIMIT, OPERANDS, SPATIAL_KEEP, MemoryLevel, Profile, SpatialAlternative
 
 W, I, O = OPERANDS
 DIMS = ("B", "G", "K", "C", "OY", "OX", "FY", "FX")
@@ -109,6 +109,9 @@ class Arch:
     alloc: tuple[tuple[MemoryLevel, tuple[str, ...]], ...] = ()  # levels innermost first, with their operands
     spatial_alts: tuple[SpatialAlternative, ...] = ()  # the profile's spatial.alternatives
     per_period: bool = False  # ZigZag's per-period stall model (else the roofline): hwsim.cost.mapping.stall
+    lpf_limit: int = LPF_LIMIT  # LOMA's lpf_limit: loops left after merging prime factors (hwsim.cost.mapping.loop_orders)
+    spatial_keep: int = SPATIAL_KEEP  # unrollings costed per layer (ZigZag's nb_spatial_mappings_generated)
+    pe_split: tuple[str, ...] = (O,)  # operands the per-PE split candidate serves (best_mapping.pinned_loops)
 
     @property
     def ebytes(self) -> dict[str, float]:
@@ -156,7 +159,8 @@ def arch(profile: Profile) -> Arch:
                 spatial_pairs=profile.spatial is None,
                 spatial_first=bool(profile.spatial and not profile.spatial.search),
                 spatial_alts=profile.spatial.alternatives if profile.spatial else (),
-                per_period=profile.latency_model == "per_period")
+                per_period=profile.latency_model == "per_period", lpf_limit=profile.search.lpf_limit,
+                spatial_keep=profile.search.spatial_keep, pe_split=profile.search.pe_split)
 
 
 def spatial_options(shape: Shape, a: Arch) -> list[Spatial]:
