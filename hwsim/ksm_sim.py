@@ -105,9 +105,9 @@ def summary_text(result: SimResult, with_layers: bool) -> str:
         ("batch", batch), ("mapping objective", d["objective"]),
         ("inference", "steady state (weights cached on chip)" if d["steady_state"] else "cold (from DRAM)"),
         (f"MACs{batch_note}", f"{t['macs']:,}"), ("compute cycles", f"{t['compute_cycles']:,}"),
-        ("cycles: compute + stalls + on/off-loading + vector + output stage",
+        ("cycles: compute + stalls + on/off-loading + vector + weight wait + output stage",
          (f"{t['cycles']:,.0f} = {lb['compute']:,} + {lb['stall']:,.0f} + {lb['onload'] + lb['offload']:,.0f} + "
-          f"{lb['vector']:,.0f} + {lb['output']:,.0f}")),
+          f"{lb['vector']:,.0f} + {lb['weight_wait']:,.0f} + {lb['output']:,.0f}")),
         ("array utilisation", f"{t['utilization']:.3f}"),
         (f"latency{batch_note}", units.seconds(t["latency_s"])),
         ("latency per image", units.seconds(per["latency_per_image_s"])),

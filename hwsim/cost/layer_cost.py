@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from hwsim.workload.layers import Layer
 from hwsim.cost.dram_compression import DENSE, CodedMaps, compressed_bytes, compression_factor
 from hwsim.cost.mapping import MappingCost, Shape, notation, search
+from hwsim.cost.weight_sets import weight_set_cycles
 from hwsim.hardware.profile import OPERANDS, MemoryLevel, Profile
 
 W, I, O = OPERANDS  # "weights", "inputs", "outputs"
@@ -92,7 +93,7 @@ class MaskLoad:
 @dataclass(frozen=True, slots=True)
 class LayerCost:
     """The cost of one operator (a layer, or a non-MAC operator of a graph) for the whole batch on one profile.
-    Bytes, cycles, picojoules. ``cycles`` = compute + stall + onload + offload + vector + output cycles.
+    Bytes, cycles, picojoules. ``cycles`` = compute + stall + onload + offload + vector + weight wait + output cycles.
 
     Chip-level energy (:func:`chip_level`) sits under pseudo-levels beside the memory levels:
     ``("static", "static")`` leakage, ``("clock", "clock")`` and ``("control", "control")`` per cycle,
@@ -121,6 +122,8 @@ class LayerCost:
     outputs_at: str = ""  # the level its output tensor was written to
     output_stage_cycles: float = 0.0  # outputs / the output stage's rate (a MAC layer on a profile with one)
     output_cycles: float = 0.0  # the cycles the output stage adds beyond compute + stall (the stage bounds)
+    weight_set_cycles: float = 0.0  # the MAC time the weight sets' loads allow at least (profile's weight_sets)
+    weight_wait_cycles: float = 0.0  # the cycles that floor adds beyond compute + stall (the MACs wait for weights)
     gated_pj: float = 0.0  # energy zero gating saved (MACs on zero inputs and their weight reads)
     dram_code_saved_bytes: float = 0.0  # DRAM bytes the run-length code of feature maps saved (< 0: it added)
 
@@ -240,19 +243,22 @@ def cost_of_mapping(layer: Layer, shape: Shape, m: MappingCost, profile: Profile
         out_cycles = float(math.ceil(outputs / stage.outputs_per_cycle))
         if stage.energy_pj_per_output > 0:
             energy[("output_stage", "output_stage")] = outputs * stage.energy_pj_per_output
+    ws_cycles = 0.0 if profile.weight_sets is None else weight_set_cycles(shape, profile.weight_sets)
     n_macs = shape.macs  # = macs(layer) * batch
     util = m.compute_cycles and n_macs / (m.compute_cycles * profile.array.pes)
     cost = LayerCost(name=layer.name, kind=layer.kind, macs=n_macs, compute_cycles=m.compute_cycles,
                      cycles=cycles, utilization=float(util), bound=bound, read_bytes=read, write_bytes=write,
                      energy_pj=energy, mask_ops=mask_ops, stall_cycles=stall, onload_cycles=m.onload_cycles,
                      offload_cycles=m.offload_cycles, mapping=_mapping_of(m, profile), batch=batch,
-                     output_stage_cycles=out_cycles, gated_pj=gated, dram_code_saved_bytes=saved)
+                     output_stage_cycles=out_cycles, gated_pj=gated, dram_code_saved_bytes=saved,
+                     weight_set_cycles=ws_cycles)
     return chip_level(cost, profile)
 
 
 def needs_chip_level(profile: Profile) -> bool:
     """Whether :func:`chip_level` changes anything on ``profile`` (else a cost is final as it is)."""
-    return profile.static_power_w > 0 or profile.chip_energy is not None or profile.output_stage is not None
+    return (profile.static_power_w > 0 or profile.chip_energy is not None or profile.output_stage is not None
+            or profile.weight_sets is not None)
 
 
 def chip_level(cost: LayerCost, profile: Profile) -> LayerCost:
@@ -262,16 +268,19 @@ def chip_level(cost: LayerCost, profile: Profile) -> LayerCost:
 
     - The output stage bounds the layer as the MACs do (Vela takes an Ethos-U layer's time as the larger of its
       MAC and output cycles): it adds ``output_cycles = max(0, output_stage_cycles - (compute + stall))``.
-    - ``cycles`` = compute + vector + stall + onload + offload + output.
+    - The weight sets' loads bound the MAC time (Vela's ``cyclesWb``, :mod:`hwsim.cost.weight_sets`): they add
+      ``weight_wait_cycles = max(0, weight_set_cycles - (compute + stall))``, before the output stage's share.
+    - ``cycles`` = compute + vector + stall + onload + offload + weight wait + output.
     - Per cycle of that latency: leakage (``static_power_w``, at the clock), the clock network and control
       (``chip_energy``), each under its own pseudo-level. Idempotent.
     """
     if not needs_chip_level(profile):
         return cost
     busy = cost.compute_cycles + cost.stall_cycles
-    output = max(0.0, cost.output_stage_cycles - busy) if cost.output_stage_cycles else 0.0
+    wait = max(0.0, cost.weight_set_cycles - busy)
+    output = max(0.0, cost.output_stage_cycles - busy - wait) if cost.output_stage_cycles else 0.0
     cycles = (cost.compute_cycles + cost.vector_cycles + cost.stall_cycles + cost.onload_cycles
-              + cost.offload_cycles + output)
+              + cost.offload_cycles + wait + output)
     energy = dict(cost.energy_pj)
     if profile.static_power_w > 0:  # leakage for the layer's latency, reported apart
         energy[("static", "static")] = profile.static_power_w * cycles / profile.clock_hz * 1e12
@@ -280,7 +289,8 @@ def chip_level(cost: LayerCost, profile: Profile) -> LayerCost:
         for name, pj in (("clock", chip.clock_pj_per_cycle), ("control", chip.control_pj_per_cycle)):
             if pj > 0:
                 energy[(name, name)] = pj * cycles
-    return dataclasses.replace(cost, cycles=cycles, output_cycles=output, energy_pj=energy)
+    return dataclasses.replace(cost, cycles=cycles, output_cycles=output, weight_wait_cycles=wait,
+                               energy_pj=energy)
 
 
 def _mapping_of(m: MappingCost, profile: Profile) -> dict:

@@ -161,6 +161,7 @@ class SpatialAlternative:
     cols: tuple[str, ...]
     layers: str = "all"
     divisors: tuple[str, ...] = ()  # "rows", "cols"
+    cols_block: tuple[tuple[str, int], ...] = ()  # the columns unroll these (dimension, ways) together, where fuller
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +184,22 @@ class SearchParams:
     lpf_limit: int = LPF_LIMIT
     spatial_keep: int = SPATIAL_KEEP
     pe_split: tuple[str, ...] = ("outputs",)
+
+
+@dataclass(frozen=True, slots=True)
+class WeightSets:
+    """The MAC engine loads its weights in sets (one kernel step of ``taps_per_step`` taps, or one tap, for
+    ``output_channels`` output channels and an input-channel slice) and passes each over the output's
+    micro-blocks of ``micro_block`` (rows, columns) pixels, ``micro_block_cycles`` each; a set takes ``cycles``
+    to load: a floor on the MAC time (Vela's ``cyclesWb`` and kernel steps: :mod:`hwsim.cost.weight_sets`)."""
+
+    cycles: float
+    output_channels: int
+    input_channels: int
+    taps_per_step: int
+    part_kernel_input_channels: int
+    micro_block: tuple[int, int]
+    micro_block_cycles: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +246,7 @@ class Profile:
     static_power_w: float = 0.0  # leakage and clock tree, charged x latency
     vector_unit: VectorUnit | None = None  # None: non-MAC operators run on the MAC array (see `vector`)
     output_stage: OutputStage | None = None  # None: outputs leave the array without bounding its time
+    weight_sets: WeightSets | None = None  # None: weights reach the MACs with no floor per set loaded
     chip_energy: ChipEnergy | None = None  # None: no clock or control energy, energies as given
     zero_gating: bool = False  # MACs on zero inputs skipped (their MAC and innermost weight read)
     latency_model: str = "roofline"  # or "per_period" (ZigZag 3.9.1's): hwsim.cost.mapping.stall
@@ -316,7 +334,9 @@ def _profile(model: ProfileFile) -> Profile:
         spatial=None if s is None else SpatialAxes(
             rows=tuple(s.rows), cols=tuple(s.cols), search=s.search,
             alternatives=tuple(SpatialAlternative(rows=tuple(x.rows), cols=tuple(x.cols), layers=x.layers,
-                                                  divisors=tuple(x.divisors)) for x in s.alternatives)),
+                                                  divisors=tuple(x.divisors),
+                                                  cols_block=tuple((x.cols_block or {}).items()))
+                               for x in s.alternatives)),
         static_power_w=model.static_power_w, latency_model=model.latency_model,
         vector_unit=None if model.vector_unit is None else VectorUnit(
             ops_per_cycle=model.vector_unit.ops_per_cycle, energy_pj_per_op=model.vector_unit.energy_pj_per_op * k,
@@ -327,6 +347,12 @@ def _profile(model: ProfileFile) -> Profile:
             clock_pj_per_cycle=c.clock_pj_per_cycle, control_pj_per_cycle=c.control_pj_per_cycle, energy_scale=k,
             energy_node_nm=c.energy_node_nm, technology_nm=model.technology_nm if c.energy_node_nm else None),
         zero_gating=model.zero_gating,
+        weight_sets=None if model.weight_sets is None else WeightSets(
+            cycles=model.weight_sets.cycles, output_channels=model.weight_sets.output_channels,
+            input_channels=model.weight_sets.input_channels, taps_per_step=model.weight_sets.taps_per_step,
+            part_kernel_input_channels=model.weight_sets.part_kernel_input_channels,
+            micro_block=(model.weight_sets.micro_block_rows, model.weight_sets.micro_block_cols),
+            micro_block_cycles=model.weight_sets.micro_block_cycles),
         dram_compression=None if model.dram_compression is None else RunLengthCode(
             run_bits=model.dram_compression.run_bits, level_bits=model.dram_compression.level_bits,
             word_bits=model.dram_compression.word_bits),

@@ -247,12 +247,29 @@ class ProfileSpatialAlternative(SpatialAxesRecord):
                     "would take (min(size, lanes)), as ZigZag 3.9.1's generator does on an axis its mapping "
                     "leaves free")
 
+    cols_block: dict[SpatialDim, Whole(ge=2, le=MAX_ARRAY_SIDE, description="ways")] | None = Field(
+        None, description="the columns unroll every dimension named here together, each min(size, ways) ways (a "
+                          "fixed block, as Ethos-U's OFM micro-block of 2x2 pixels x 8 channels), instead of "
+                          "one dimension of `cols`; costed, instead of `rows`/`cols`, only for a layer whose "
+                          "unrollings of `rows`/`cols` leave columns idle and that the block fills more of")
+
     @field_validator("divisors")
     @classmethod
     def _axes_once(cls, axes: list[str]) -> list[str]:
         if first_repeat(axes) is not None:
             raise ValueError("each axis may be listed once")
         return axes
+
+    @field_validator("cols_block")
+    @classmethod
+    def _block_on_cols(cls, block: dict[str, int] | None, info: ValidationInfo) -> dict[str, int] | None:
+        if block is not None:
+            cols = info.data.get("cols") or []
+            if set(block) != set(cols):
+                raise ValueError(f"cols_block must name exactly the dimensions of cols ({', '.join(cols)})")
+            if len(block) < 2:
+                raise ValueError("cols_block unrolls two dimensions or more; one is what cols does")
+        return block
 
 
 class ProfileSpatial(SpatialAxesRecord):
@@ -327,6 +344,24 @@ class ProfileOutputStage(Record):
     outputs_per_cycle: Real(ge=MIN_OPS_PER_CYCLE, le=float(MAX_ARRAY_SIDE) ** 2,
                             description="final outputs the stage produces per cycle (outputs/cycle)")
     energy_pj_per_output: Energy("requantising, activating and writing back one output") = 0.0
+
+
+class ProfileWeightSets(Record):
+    """The MAC engine loads its weights in sets, each taking `cycles` to load, and passes each over the output's
+    micro-blocks, `micro_block_cycles` per micro-block: per set the larger of the two is a floor on the MAC time
+    (Vela 5.2.0 for Ethos-U55: `cyclesWb` 32 cycles per set, 4 cycles per 2x2-pixel micro-block)."""
+
+    cycles: Real(ge=1, le=1e6, description="cycles to load one weight set (cycles)")
+    output_channels: Whole(ge=1, le=MAX_ARRAY_SIDE, description="output channels per set (the OFM micro-block's "
+                                                                 "depth)")
+    input_channels: Whole(ge=1, le=MAX_ARRAY_SIDE, description="input channels per set of one tap (the IFM "
+                                                                "block's depth, depth-first traversal)")
+    taps_per_step: Whole(ge=1, le=MAX_ARRAY_SIDE, description="kernel taps per set of a depthwise or part-kernel "
+                                                               "step")
+    part_kernel_input_channels: Whole(ge=1, le=MAX_ARRAY_SIDE, description="input channels per part-kernel set")
+    micro_block_rows: Whole(ge=1, le=MAX_ARRAY_SIDE, description="output rows of a micro-block")
+    micro_block_cols: Whole(ge=1, le=MAX_ARRAY_SIDE, description="output columns of a micro-block")
+    micro_block_cycles: Real(ge=0, le=1e6, description="cycles a set spends on one micro-block (cycles)")
 
 
 class ProfileChipEnergy(Record):
@@ -426,6 +461,8 @@ class ProfileFile(Record):
     area: ProfileArea | None = Field(None, description="the area model's constants at this node")
     output_stage: ProfileOutputStage | None = Field(
         None, description="the output stage's rate and energy; absent: outputs leave the array for free")
+    weight_sets: ProfileWeightSets | None = Field(
+        None, description="the MAC engine's floor per weight set loaded; absent: none")
     chip_energy: ProfileChipEnergy | None = Field(
         None, description="clock network and control energy per cycle, and the node the per-access energies "
                           "were given at; absent: none, and energies taken as given")

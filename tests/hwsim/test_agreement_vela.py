@@ -208,16 +208,21 @@ def test_vela_reads_an_nhwc_input_in_runs_of_its_ifm_block_depth(name: str, run:
 
 def test_the_ifm_block_runs_close_the_two_misses() -> None:
     """Without system_sram's input_block_depth (every input costed as the network's own feature maps) the stem
-    and the stride-2 depthwise layer fall below 1/1.5 of Vela's cycles, as they did before it (0.60, 0.63)."""
+    and the stride-2 depthwise layer fell below 1/1.5 of Vela's cycles (0.60, 0.63). Since the profile's
+    weight_sets floor (the stem's MAC time with Vela's part-kernel steps: tests/hwsim/test_ethos_u55_engine.py)
+    the stem without the IFM block runs is 0.68, just inside; the runs still add over a fifth of its cycles,
+    and the depthwise layer still misses without them."""
     from hwsim.cost.mapping.bursts import made_feature_maps
 
     plain = made_feature_maps(load_profile("ethos_u55"))
     assert plain.levels[0].input_block_depth is None
-    for name in ("conv3x3s2_3to32_224", "dw3x3s2_96_112"):
+    for name, most in (("conv3x3s2_3to32_224", 0.8), ("dw3x3s2_96_112", 0.6)):
         fixture = json.loads((LAYER_FIXTURES / f"{name}.json").read_text(encoding="utf-8"))
         work, _ = load_onnx(LAYER_FIXTURES / fixture["onnx"]["file"], warn=False)
         without = sum(c.cycles for c in simulate(work, plain).layers) / fixture["total_cycles"]
-        assert without < 1 / TOLERANCE <= layer_ratio(name) <= TOLERANCE, (name, without, layer_ratio(name))
+        with_runs = layer_ratio(name)
+        assert without < most * with_runs and 1 / TOLERANCE <= with_runs <= TOLERANCE, (name, without, with_runs)
+    assert without < 1 / TOLERANCE
 
 
 def test_only_the_network_input_is_read_in_ifm_blocks() -> None:

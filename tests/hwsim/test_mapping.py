@@ -181,15 +181,17 @@ BRUTE_SETS = {"alex3": ("search.lpf_limit=6", "search.pe_split=[outputs]")}
 def brute_force(shape, p, objective: str) -> tuple[bool, float]:
     """The least (overflows a level, objective key) of every loop order of every kept unrolling, each costed
     by the scalar evaluate(): a mapping that fits every level first, the least key among those. The pinned
-    loops (``best_mapping.pinned_loops``: per-PE-sized reduction loops kept whole) count where they fit."""
+    loops (``best_mapping.pinned_loops``: per-PE-sized reduction loops kept whole) count where they fit. The
+    shape is the one the search maps (``best_mapping.engine_shape``: an Ethos-U55 kernel in its 4-tap steps)."""
     import itertools
 
     import numpy as np
 
-    from hwsim.cost.mapping.best_mapping import kept_unrollings, objective_key, pinned_loops
+    from hwsim.cost.mapping.best_mapping import engine_shape, kept_unrollings, objective_key, pinned_loops
     from hwsim.cost.mapping.loop_orders import flat_loops
 
     a = arch(p)
+    shape = engine_shape(shape, a)
     options = [sp for sp, _ in kept_unrollings(shape, a)]
     best = (True, np.inf)
     for sp in options:

@@ -23,6 +23,7 @@ from hwsim.cost.mapping.loop_orders import flat_loops, order_tables, pattern
 from hwsim.cost.mapping.one_mapping import OBJECTIVES, MappingCost, evaluate, objective_key, preferred
 from hwsim.cost.mapping.space import (DIMS, OPERANDS, RELEVANT, Arch, Shape, Spatial, arch, folds, spatial_options,
                                       utilisation)
+from hwsim.cost.weight_sets import kernel_steps
 from hwsim.hardware.profile import SPATIAL_KEEP, Profile  # noqa: F401 - SPATIAL_KEEP: the default, re-exported
 O = OPERANDS[2]
 
@@ -128,6 +129,7 @@ def _search_block(new: list[Shape], profile: Profile, objective: str, cache: dic
         plans = []
         items = []
         for shape in new:
+            shape = engine_shape(shape, a)
             kept, flats, pinned = [], [], []
             for sp, left in kept_unrollings(shape, a):
                 flat = flat_loops(left, (), a.lpf_limit)
@@ -146,7 +148,7 @@ def _search_block(new: list[Shape], profile: Profile, objective: str, cache: dic
         starts = np.cumsum([0] + [len(e) for e, _, _ in scored])
         allocs: list[PassCuts] = [p for _, _, p in scored]
         lo = 0
-        for shape, kept, flats, pinned in plans:
+        for asked, (shape, kept, flats, pinned) in zip(new, plans):
             # (overflows, key): a mapping whose tiles fit every level first (ZigZag and Timeloop reject the
             # others), then the least key; an overflowing one only where no order of any kept unrolling fits
             best: Candidate | None = None
@@ -183,11 +185,17 @@ def _search_block(new: list[Shape], profile: Profile, objective: str, cache: dic
             if shape.b > 1:
                 # the batch loop outermost around the best single-image mapping is always a valid mapping:
                 # the search never does worse per image than batch 1 (the lpf limit can otherwise hide it)
-                one = cache[dataclasses.replace(shape, b=1)]
+                one = cache[dataclasses.replace(asked, b=1)]
                 alt = evaluate(shape, a, one.spatial, (*one.loops, ("B", shape.b)), objective=objective)
                 if preferred(alt, chosen, objective):
                     chosen = alt
-            cache[shape] = chosen
+            cache[asked] = chosen
+
+
+def engine_shape(shape: Shape, a: Arch) -> Shape:
+    """The loop bounds the search maps: ``shape``, its kernel in the engine's steps where the profile has
+    ``weight_sets`` (:func:`hwsim.cost.weight_sets.kernel_steps`; the layer's MACs stay the true ones)."""
+    return shape if a.weight_sets is None else kernel_steps(shape, a.weight_sets)
 
 
 # a scored order: (its allocation overflows a level, objective key, unrolling, loops, row in the passes or -1)

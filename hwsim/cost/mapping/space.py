@@ -16,7 +16,8 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
-from hwsim.hardware.profile import LPF_LIMIT, OPERANDS, SPATIAL_KEEP, MemoryLevel, Profile, SpatialAlternative
+from hwsim.hardware.profile import (LPF_LIMIT, OPERANDS, SPATIAL_KEEP, MemoryLevel, Profile, SpatialAlternative,
+                                    WeightSets)
 
 W, I, O = OPERANDS
 DIMS = ("B", "G", "K", "C", "OY", "OX", "FY", "FX")
@@ -112,6 +113,7 @@ class Arch:
     lpf_limit: int = LPF_LIMIT  # LOMA's lpf_limit: loops left after merging prime factors (hwsim.cost.mapping.loop_orders)
     spatial_keep: int = SPATIAL_KEEP  # unrollings costed per layer (ZigZag's nb_spatial_mappings_generated)
     pe_split: tuple[str, ...] = (O,)  # operands the per-PE split candidate serves (best_mapping.pinned_loops)
+    weight_sets: WeightSets | None = None  # the engine's kernel steps (hwsim.cost.weight_sets.kernel_steps)
 
     @property
     def ebytes(self) -> dict[str, float]:
@@ -160,7 +162,8 @@ def arch(profile: Profile) -> Arch:
                 spatial_first=bool(profile.spatial and not profile.spatial.search),
                 spatial_alts=profile.spatial.alternatives if profile.spatial else (),
                 per_period=profile.latency_model == "per_period", lpf_limit=profile.search.lpf_limit,
-                spatial_keep=profile.search.spatial_keep, pe_split=profile.search.pe_split)
+                spatial_keep=profile.search.spatial_keep, pe_split=profile.search.pe_split,
+                weight_sets=profile.weight_sets)
 
 
 def spatial_options(shape: Shape, a: Arch) -> list[Spatial]:
@@ -194,12 +197,52 @@ def spatial_options(shape: Shape, a: Arch) -> list[Spatial]:
             opts.append(Spatial(rows=r, cols=c))
     if a.spatial_alts:
         depthwise = shape.g > 1 and shape.c == 1
+        # the best the profile's own unrollings do, where none fills the columns (else a block is not costed)
+        fullest = (max(utilisation(shape, folds(shape, sp), a) for sp in opts)
+                   if all(math.prod(u for _, u in sp.cols) < a.cols for sp in opts) else math.inf)
+        blocks: list[Spatial] = []
         for alt in a.spatial_alts:
             if alt.layers != "all" and (alt.layers == "depthwise") != depthwise:
+                continue
+            if alt.cols_block:
+                blocks += block_options(shape, a, alt, axis(alt.rows, a.rows, set()), fullest, blocks)
                 continue
             for r in axis(alt.rows, a.rows, set(), "rows" in alt.divisors):
                 for c in axis(alt.cols, a.cols, {d for d, _ in r}, "cols" in alt.divisors):
                     sp = Spatial(rows=r, cols=c)
                     if sp not in opts:
                         opts.append(sp)
+        if blocks:  # the engine's own block, where fuller, is what it runs: it replaces the rest
+            return blocks
     return opts
+
+
+def block_options(shape: Shape, a: Arch, alt: SpatialAlternative, rows: list[tuple[tuple[str, int], ...]],
+                  fullest: float, taken: list[Spatial]) -> list[Spatial]:
+    """The unrollings of an alternative whose columns are a fixed block (``cols_block``): every dimension of the
+    block together, each ``min(size, ways)`` ways, beside each row unrolling ``rows``; kept only where the
+    profile's own unrollings leave columns idle in every fold (fewer output channels than columns) and the block
+    fills more of the array (``fullest``, their best utilisation, or infinity), and then costed instead of them
+    (:func:`spatial_options`): the block is what the engine runs, the profile's columns of output channels its
+    equivalent where they fill all columns. (Where they fill all columns but not all folds, 40 or 144 output
+    channels, the block would fill the last fold too; but with 8 channels on the columns the search's tiles
+    write 8-channel runs to the system memory, which Vela's deeper OFM blocks do not: MobileNetV2's 24->144
+    expansion went from 1.01 to 1.91 of Vela's cycles.)
+
+    Ethos-U55's MAC engine computes an OFM micro-block of 2x2 pixels x 8 output channels per step (Vela 5.2.0:
+    ``architecture_features.py`` ``ofm_ublock Block(2, 2, 8)``; Regor ``ethos_u55.cpp`` ``s_EthosU55Configs``);
+    for 32 or more output channels hwsim's 32 columns of output channels fill the engine as the block does, but
+    8 output channels fill a quarter of them and all of the block (conv3x3_8to8_40: U55P
+    ``EstimateMacCyclesPerBlock`` charges 4 cycles per micro-block, whatever its channels)."""
+    size = sizes(shape)
+    cols = tuple((d, min(size[d], u)) for d, u in alt.cols_block if size[d] > 1)
+    if math.prod(u for _, u in cols) > a.cols:
+        return []
+    out = []
+    for r in rows:
+        if {d for d, _ in r} & {d for d, _ in cols}:
+            continue
+        sp = Spatial(rows=r, cols=cols)
+        if sp not in taken and sp not in out and utilisation(shape, folds(shape, sp), a) > fullest:
+            out.append(sp)
+    return out
