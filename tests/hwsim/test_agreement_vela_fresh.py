@@ -36,22 +36,9 @@ CASES = tuple(sorted(p.stem for p in FRESH.glob("*.json")))
 # columns idle (spatial.alternatives cols_block: conv3x3_8to8_40 0.84); the weight sets' passes and 32-cycle
 # loads as a floor on the MAC time (weight_sets: fc_512to10 0.81); the kernel stepped 4 taps at a time by a
 # depthwise or part-kernel layer (hwsim.cost.weight_sets.kernel_steps: conv7x7s2_3to32_160 0.99, dw5x5s2_72_56
-# 1.16). Three misses remain, measured at that change:
+# 1.16). The profile's search then keeps 7 loops apart (search: lpf_limit 7, where LOMA's default merges to 6:
+# conv3x3_128to128_14 2.30 -> 0.98, dw5x5_120_28 1.69 -> 1.05). One miss remains:
 MISSES: dict[str, str] = {
-    "conv3x3_128to128_14": (
-        "2.30x Vela: the mapping search merges each dimension's prime factors into at most 6 loops (LOMA's "
-        "lpf_limit, hwsim.cost.mapping.loop_orders.LPF_LIMIT); OX 2x7 becomes one loop of 14, outermost, and "
-        "the winner re-reads the 147 KB of weights from system SRAM once per output column (2.06 MB, "
-        "SRAM-bound). Vela reads them once per row of 6x14x48 OFM blocks (442 KB) and is MAC-bound (113,904 "
-        "MAC cycles, U55P EstimateMacCyclesPerBlock). With LPF_LIMIT 7 the search finds a compute-bound "
-        "mapping at 0.98"
-    ),
-    "dw5x5_120_28": (
-        "1.69x Vela: the MAC time now agrees (7 steps of 4 taps per lane: 87,808 cycles; Vela 82,880) but the "
-        "winner is SRAM-bound on re-reads: OX (28 = 2x2x7) merged into one loop of 28, outermost, so the input "
-        "is read once per output column (430 KB before the burst charge, Vela 181 KB) and the weights 28 times "
-        "(94 KB, Vela 20 KB). The lpf_limit merge, as conv3x3_128to128_14: with LPF_LIMIT 7, 1.05"
-    ),
     "gconv3x3_32to32_g4_28": (
         "1.70x Vela: the MAC time now agrees (2x2x8 micro-blocks: 7,056 compute cycles; Vela 4 x 3,136) but "
         "hwsim reads each group's 8 channels of the 32-channel NHWC input and writes its 8 output channels in "

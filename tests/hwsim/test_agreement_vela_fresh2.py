@@ -35,21 +35,12 @@ OTHER_SETS = tuple(Path(__file__).parent / "fixtures" / "vela" / d for d in ("sr
 TOLERANCE = 1.5
 CASES = tuple(sorted(p.stem for p in FRESH2.glob("*.json")))
 
-# Measured at main 339c152 (hwsim/profiles/ethos_u55.yaml as tuned on the fitted set).
+# Measured at main 339c152 (the profile as tuned on the fitted set), three misses: effnetlite_dw5x5_240_28 4.31,
+# kws_fc_256to12 0.59, resnet8_conv1x1s2_16to32_32 0.57. The mechanisms of Vela's MAC engine built after these
+# fixtures were made, without looking at them (weight sets, kernel steps, the OFM micro-block: see
+# test_agreement_vela_fresh.py), and the search's lpf_limit 7 take the first two to 1.06 and 0.79
+# (test_the_engine_mechanisms_close_two_misses_they_were_not_built_on); one miss remains.
 MISSES: dict[str, str] = {
-    "effnetlite_dw5x5_240_28": (
-        "4.31x Vela: as fresh/dw5x5_120_28, a 5x5 depthwise kernel has 25 taps and no input-channel reuse; a "
-        "lane holds 4 weights and one accumulator and the profile's weights bypass the shared buffer, so the "
-        "winner reads a weight from system SRAM for every MAC (4.70 MB = the MAC count, SRAM-bound). Vela "
-        "reads each OFM block's weights once (39,744 B) and is MAC-bound (165,200 MAC cycles: 7 steps of 4 "
-        "taps per 2x2x8 micro-block, U55P EstimateMacCyclesPerBlock L295-299)"
-    ),
-    "kws_fc_256to12": (
-        "0.59x Vela: as fresh/fc_512to10, Vela's MAC time has a floor of 32 cycles per weight set (U55P L269 "
-        "cyclesWb = 32 x micro-block depth / 8, applied L304); a 1x1 output is one micro-block, so each of 8 "
-        "IFM slices of 32 channels x 2 micro-block depths (12 outputs) costs 32 cycles: 512 of Vela's 527 MAC "
-        "cycles (714 in all). hwsim: 32 compute cycles, 384 for the 3 KB of weights at 8 B/cycle (420)"
-    ),
     "resnet8_conv1x1s2_16to32_32": (
         "0.57x Vela: both SRAM-bound, Vela on 3x hwsim's bytes. Vela fetches whole IFM blocks, and a 1x1 "
         "stride-2 OFM block's IFM block spans every input pixel (U55P MeasureElementAccess L618-629: IFM "
@@ -138,13 +129,17 @@ def test_vela_reads_the_whole_input_of_a_strided_1x1_convolution() -> None:
     assert result.layers[0].read_bytes[("system_sram", "inputs")] == 16384 // 4
 
 
-def test_a_5x5_depthwise_kernel_reads_a_weight_from_sram_per_mac() -> None:
-    """The cause stated for effnetlite_dw5x5_240_28, as for the first fresh set's 5x5 depthwise layers."""
+def test_the_engine_mechanisms_close_two_misses_they_were_not_built_on() -> None:
+    """The EfficientNet-Lite 5x5 depthwise layer read a weight from system SRAM per MAC before the kernel steps
+    (4.31x Vela); stepped 4 taps at a time its weights are read under 5 % of the MACs (Vela: under 2 %). The
+    keyword-spotting classifier was 0.59x before the weight sets' 32-cycle floor. Both now within tolerance."""
     rec, result = simulated("effnetlite_dw5x5_240_28")
     (op,) = rec["operators"]
     layer = result.layers[0]
-    assert layer.read_bytes[("system_sram", "weights")] == layer.macs == op["macs"]
-    assert op["bytes"]["SramWeights_read"] < 0.01 * op["macs"]
+    assert op["bytes"]["SramWeights_read"] < 0.02 * op["macs"]
+    assert layer.read_bytes[("system_sram", "weights")] < 0.05 * layer.macs == 0.05 * op["macs"]
+    for name in ("effnetlite_dw5x5_240_28", "kws_fc_256to12"):
+        assert 1 / TOLERANCE <= ratio(name) <= TOLERANCE, name
 
 
 def test_vela_charges_the_kws_classifier_32_cycles_per_weight_set() -> None:
