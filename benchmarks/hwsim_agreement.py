@@ -56,8 +56,9 @@ def eyeriss_frame() -> pd.DataFrame:
 
 
 def eyeriss_power() -> pd.DataFrame:
-    """On-chip power of AlexNet CONV1-5 (every level but DRAM, MACs, clock, control over the latency) against
-    Table V's 278 mW: with Table V's ifmap zeros gated or dense, Horowitz's 45 nm read as hp or lp."""
+    """On-chip power of AlexNet CONV1-5 (every level but DRAM, the array's network, MACs, clock, control over the
+    latency) against Table V's 278 mW: with Table V's ifmap zeros gated or dense, Horowitz's 45 nm read as hp
+    or lp."""
     from hwsim.hardware.profile import load_design
 
     net = load_network("alexnet")

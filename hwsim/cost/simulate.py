@@ -311,8 +311,8 @@ class SimResult:
         """Energy (J) by memory level (rows) and operand (columns), with totals."""
         by = self.energy_by()
         names = [lv.name for lv in self.profile.levels]
-        frame = pd.DataFrame(0.0, index=[*names, "mac", "vector", "mask_ops", "output_stage", "clock", "control",
-                                         "static"], columns=list(ENERGY_OPERANDS))
+        frame = pd.DataFrame(0.0, index=[*names, "noc", "mac", "vector", "mask_ops", "output_stage", "clock",
+                                         "control", "static"], columns=list(ENERGY_OPERANDS))
         for (level, operand), j in by.items():
             frame.loc[level, operand] += j
         frame = frame.loc[(frame != 0).any(axis=1)]

@@ -104,6 +104,7 @@ class Array:
     rows: int
     cols: int
     mac_energy_pj: float
+    noc_energy_pj_per_byte: float = 0.0  # the array's network (ISCA 2016's inter-PE level), per byte moved
 
     @property
     def pes(self) -> int:
@@ -304,9 +305,9 @@ def energy_scale_of(model: ProfileFile) -> float:
 def _profile(model: ProfileFile) -> Profile:
     """The runtime dataclasses of a validated profile (the cost model's objects; no check is repeated).
 
-    Per-access and per-operation energies (MAC, on-chip levels, vector unit, mask operations, output stage) are
-    scaled here, once, by :func:`energy_scale_of`, so the mapping search and every cost see the chip's
-    energies; the per-cycle clock and control energies (given at the chip's node) are not, nor is the outermost
+    Per-access and per-operation energies (MAC, array network, on-chip levels, vector unit, mask operations,
+    output stage) are scaled here, once, by :func:`energy_scale_of`, so the mapping search and every cost see
+    the chip's energies; the per-cycle clock and control energies (given at the chip's node) are not, nor is the outermost
     level (off-chip memory: its energy is the DRAM's and its interface's, not the chip's node) unless
     ``chip_energy.scale_outermost`` says its energies were given relative to the same on-chip anchor."""
     a, p, m, s = model.array, model.precision_bits, model.mask_op_energy_pj, model.spatial
@@ -315,7 +316,8 @@ def _profile(model: ProfileFile) -> Profile:
     k_out = k if c is not None and c.scale_outermost else 1.0  # the outermost level's own energies stay
     return Profile(
         name=model.name, description=model.description, clock_hz=model.clock_hz, dataflow=model.dataflow,
-        array=Array(rows=a.rows, cols=a.cols, mac_energy_pj=a.mac_energy_pj * k),
+        array=Array(rows=a.rows, cols=a.cols, mac_energy_pj=a.mac_energy_pj * k,
+                    noc_energy_pj_per_byte=a.noc_energy_pj_per_byte * k),
         precision_bits=Precision(weights=p.weights, inputs=p.inputs, psums=p.psums, outputs=p.outputs,
                                  mask_scale=p.mask_scale, batchnorm=p.batchnorm),
         mask_op_energy_pj=MaskOpEnergy(gate=m.gate * k, multiply=m.multiply * k),

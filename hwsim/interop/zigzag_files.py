@@ -253,7 +253,8 @@ def write_zigzag(work: Workload, profile: Profile, folder: str | Path, extras: d
 
 def exported_energy_keys(profile: Profile) -> frozenset[str]:
     """The ``LayerCost.energy_pj`` levels the ZigZag files cost: the memory levels and the MACs (not masks,
-    static, clock, control, output stage or vector operators)."""
+    the array's network ``noc``, which ZigZag 3.9.1's accelerator format has no cost for, static, clock,
+    control, output stage or vector operators)."""
     return frozenset([*(level.name for level in profile.levels), "mac"])
 
 

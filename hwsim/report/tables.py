@@ -197,8 +197,9 @@ def _mean(values: Iterable[float]) -> float:
 def energy_parts_frame(costs: Costs, profile: Profile, mode: str = "on_the_fly") -> pd.DataFrame:
     """Energy per inference (µJ) by memory level and by operand, per method (mean over its tasks).
 
-    Rows: method; columns: ``("level", <name>)`` for each memory level plus ``mac`` and ``mask ops``,
-    and ``("operand", <name>)`` for weights, inputs, outputs, masks and MAC. Each group sums to the total.
+    Rows: method; columns: ``("level", <name>)`` for each memory level plus ``noc`` (the array's network),
+    ``mac`` and ``mask ops``, and ``("operand", <name>)`` for weights, inputs, outputs, masks and MAC. Each
+    group sums to the total.
     """
     level_names = [lv.name for lv in profile.levels]
     rows = {}
@@ -215,7 +216,7 @@ def energy_parts_frame(costs: Costs, profile: Profile, mode: str = "on_the_fly")
                 acc[("operand", op)] = acc.get(("operand", op), 0.0) + j * 1e6 / len(idx)
         rows[label] = acc
     frame = pd.DataFrame.from_dict(rows, orient="index").fillna(0.0)
-    cols = ([("level", n) for n in [*level_names, "MAC", "mask ops"]]
+    cols = ([("level", n) for n in [*level_names, "noc", "MAC", "mask ops"]]
             + [("operand", n) for n in ("weights", "inputs", "outputs", "masks", "MAC", "mask ops")])
     cols = [c for c in cols if c in frame.columns and (frame[c] != 0).any()]
     frame = frame[cols]

@@ -26,6 +26,7 @@ from hwsim.schemas.validation import Real, Record, Whole, first_repeat
 OPERANDS = ("weights", "inputs", "outputs")
 DATAFLOWS = ("weight_stationary", "output_stationary", "row_stationary")
 SPATIAL_DIMS = ("B", "G", "K", "C", "OY", "OX", "FY", "FX")
+NOC = "noc"  # the energy entry (pseudo-level) of the array's network: array.noc_energy_pj_per_byte
 
 Operand = Literal[OPERANDS]  # type: ignore[valid-type]  # Literal of a tuple: one of its items
 Dataflow = Literal[DATAFLOWS]  # type: ignore[valid-type]
@@ -75,6 +76,12 @@ class ProfileArray(Record):
     rows: Whole(ge=1, le=MAX_ARRAY_SIDE, description="processing elements per column (the array's rows)")
     cols: Whole(ge=1, le=MAX_ARRAY_SIDE, description="processing elements per row (the array's columns)")
     mac_energy_pj: Energy("one multiply-accumulate at the profile's precisions")
+    noc_energy_pj_per_byte: Real(
+        ge=0, le=MAX_ENERGY_PJ,
+        description="the array's network, per byte moved across the PE array (pJ/byte): each PE's copy of a "
+                    "weight or input filled into a `per_pe` level from a level shared by the PEs, and each "
+                    "partial sum passed PE to PE in a reduction over the array (ISCA 2016's inter-PE 'array' "
+                    "level; the energy entry `noc`); 0: free") = 0.0
 
 
 VectorKind = Literal["elementwise", "activation", "batchnorm", "pool", "global_pool", "copy", "resize",
@@ -422,7 +429,7 @@ class ProfileFile(Record):
     carry its source in a YAML comment."""
 
     RULES: ClassVar[tuple[str, ...]] = (
-        "Level names are unique.",
+        "Level names are unique, and none is `noc` (the array network's energy entry).",
         "The outermost level (`levels[0]`, DRAM or a microcontroller's system memory) holds weights, inputs "
         "and outputs, and is not `per_pe`.",
         "An operand's `per_pe` levels, however many, are the innermost of the levels holding it (none is "
@@ -480,10 +487,16 @@ class ProfileFile(Record):
 
     @field_validator("levels")
     @classmethod
-    def _hierarchy(cls, levels: list[ProfileLevel]) -> list[ProfileLevel]:
+    def _hierarchy(cls, levels: list[ProfileLevel], info: ValidationInfo) -> list[ProfileLevel]:
         i = first_repeat([level.name for level in levels])
         if i is not None:
             raise ValueError(f"level names must be unique: levels[{i}] is a second {levels[i].name!r}")
+        if NOC in (level.name for level in levels):
+            raise ValueError(f"no level may be named {NOC!r}: it is the energy entry of the array's network")
+        array = info.data.get("array")
+        if array is not None and array.noc_energy_pj_per_byte and not any(level.per_pe for level in levels):
+            raise ValueError("array.noc_energy_pj_per_byte is charged between a shared level and a per_pe one, "
+                             "and no level is per_pe: it would be silently ignored; drop it or add a per_pe level")
         dram = levels[0]
         if dram.per_pe or set(dram.operands) != set(OPERANDS):
             raise ValueError(f"the outermost level (levels[0], {dram.name!r}) must hold weights, inputs and "

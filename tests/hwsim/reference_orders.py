@@ -127,7 +127,7 @@ def _score(shape: Shape, a: Arch, spatial: Spatial, orders: np.ndarray, factors:
         return np.prod(np.where(np.cumprod(~rel[o], axis=1).astype(bool), factors, 1.0), axis=1)
 
     onload, offload = charge_traffic(a, n, cuts, macs, n_out, mc, fills, add, first_tile, held,
-                                     tile_of=lambda o, j: extent(o, b_pe[rows_idx, j]))
+                                     tile_of=lambda o, j: extent(o, b_pe[rows_idx, j]), noc=ledger.noc)
     if not a.per_period:
         stall, on_c, off_c = roofline(a, ledger.r_lv, ledger.w_lv, temporal,
                                       lambda lv: lv.bandwidth_bytes_per_cycle * 8 / lv.word_bits

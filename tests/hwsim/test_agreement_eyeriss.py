@@ -45,8 +45,8 @@ from hwsim.cost.layer_cost import output_elems
 DRAM_CAUSE = ("the energy objective prefers mappings that re-read filters per image or spill psums over the chip's "
               "row-stationary ones (m = 64 psum channels kept in the GLB), which cost 8-21 % more energy in this "
               "model; feature maps are coded as the chip codes them, filters and spilled psums are not")
-DRAM_MISSES = {"conv4": 2.78, "conv5": 2.7}  # hwsim/chip DRAM, for the reasons
-DRAM_MISS_TOTAL = 1.27
+DRAM_MISSES = {"conv4": 2.84, "conv5": 2.7}  # hwsim/chip DRAM, for the reasons
+DRAM_MISS_TOTAL = 1.28
 
 TABLE_V = {  # layer: (latency ms, DRAM MB, active PEs)
     "conv1": (16.5, 5.0, 154),
@@ -133,14 +133,16 @@ def test_active_pes_close_to_the_chip(result) -> None:
 # 200 MHz, chip only (DRAM excluded), with the ifmap zeros above.
 CHIP_POWER_MW = 278.0
 # Why hwsim's chip power is below the chip's: the profile charges no clock network or control energy (JSSC 2017
-# Fig. 16 gives their share only as a pie chart, no absolute figure), so on-chip energy is the spads', the GLB's
-# and the MACs' alone. It passed (193 mW, 0.69x) while the search's mappings re-read ifmaps from the spad for
-# every filter; with K split between the PE and the buffers (the profile's `search` section, as the chip's p
-# filters per PE) the ifmap spad's reads fall 7x at CONV2 and the on-chip energy with them.
-POWER_MISS = 0.56  # hwsim/chip on-chip power, for the reason above
+# Fig. 16 gives their share only as a pie chart, no absolute figure), so on-chip energy is the spads', the GLB's,
+# the array network's and the MACs' alone. It passed (193 mW, 0.69x) while the search's mappings re-read ifmaps
+# from the spad for every filter; with K split between the PE and the buffers (the profile's `search` section, as
+# the chip's p filters per PE) the ifmap spad's reads fall 7x at CONV2 and the on-chip energy with them (0.56x).
+# The array level (ISCA 2016 Table IV, inter-PE 2x: `array.noc_energy_pj_per_byte`) charges 1.8 mJ of the 18 mJ
+# on chip (0.56x -> 0.62x).
+POWER_MISS = 0.62  # hwsim/chip on-chip power, for the reason above
 POWER_CAUSE = ("no clock network or control energy is charged (JSSC 2017 gives it only as a pie chart), and the "
                "searched mappings now keep ifmaps in the PE while p filters pass (the chip's row-stationary split), "
-               "so the spads' and GLB's energy alone is left")
+               "so the spads', the GLB's and the array network's energy alone is left")
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +167,8 @@ def test_the_stated_power_miss_is_the_measured_one(gated) -> None:
 
 @pytest.mark.xfail(strict=True, reason=f"chip power {POWER_MISS}x the chip's: {POWER_CAUSE}")
 def test_chip_power_within_1_5x(gated) -> None:
-    """On-chip energy (every level but DRAM, the MACs, clock and control) over the latency, against Table V."""
+    """On-chip energy (every level but DRAM, the array's network, the MACs, clock and control) over the latency,
+    against Table V."""
     power_mw = chip_power_mw(gated)
     assert 1 / 1.5 <= power_mw / CHIP_POWER_MW <= 1.5, f"chip power {power_mw:.0f} mW vs {CHIP_POWER_MW} mW"
 

@@ -35,7 +35,7 @@ import numpy as np
 from hwsim.cost.mapping.bursts import port_factor, run_elements
 from hwsim.cost.mapping.loop_orders import Orders
 from hwsim.cost.mapping.one_mapping import objective_key
-from hwsim.cost.mapping.space import DIMS, OPERANDS, RELEVANT, Arch, Shape, Spatial
+from hwsim.cost.mapping.space import DIMS, OPERANDS, RELEVANT, Arch, Shape, Spatial, noc_boundaries
 from hwsim.cost.mapping.stall import Chain, roofline, transfer_stall
 from hwsim.cost.mapping.tiles import SHARED_CUTS, Window, tile_elements
 from hwsim.hardware.profile import MemoryLevel
@@ -88,13 +88,17 @@ class Ledger:
             if tag & 2:
                 self.part = self.part + ww * lv.write_energy_pj
 
+    def noc(self, pj: np.ndarray) -> None:
+        """Charge ``pj`` of the array's network (no port: :func:`hwsim.cost.mapping.space.noc_boundaries`)."""
+        self.energy = self.energy + pj
+
 
 def charge_traffic(a: Arch, n: int, cuts: dict[str, list[np.ndarray]], macs: float | np.ndarray,
                    n_out: float | np.ndarray, mc: dict[str, float | np.ndarray], fills: Callable,
                    add: Callable, first_tile: Callable, held_of: Callable[[str], np.ndarray],
                    split: MemoryLevel | None = None, run_of: Callable | None = None,
-                   tile_of: Callable | None = None, full: dict[str, np.ndarray] | None = None
-                   ) -> tuple[np.ndarray, np.ndarray]:
+                   tile_of: Callable | None = None, full: dict[str, np.ndarray] | None = None,
+                   noc: Callable[[np.ndarray], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Charge every operand's reads and writes along its chain (``add``) for ``n`` candidate mappings at
     once; return the first tile's onload and offload bytes. ``held_of(o)``: the MACs a word of weights or
     inputs serves where it lands before it is fetched again. Called once per batch (vectorised over
@@ -111,8 +115,14 @@ def charge_traffic(a: Arch, n: int, cuts: dict[str, list[np.ndarray]], macs: flo
     candidate's layer bounds ``C`` and ``G``, for a level's ``input_block_depth``.
 
     ``tile_of(o, j)``: one PE's tile of ``o`` below position ``j`` (elements): a per-PE level moves its
-    tiles in whole words per transfer (``add``'s ``r_tile``/``w_tile``)."""
+    tiles in whole words per transfer (``add``'s ``r_tile``/``w_tile``).
+
+    ``noc(pj)``: charges the array's network (:meth:`Ledger.noc`), needed where the profile prices it
+    (``a.noc_pj``): what crosses it as :func:`hwsim.cost.mapping.one_mapping.evaluate` counts it
+    (:func:`hwsim.cost.mapping.space.noc_boundaries`)."""
     ebytes = a.ebytes
+    if a.noc_pj and noc is None:
+        raise ValueError("the profile prices the array's network (noc_pj): charge_traffic needs noc")
 
     def port(lv: MemoryLevel, o: str, j: np.ndarray | None, bits: np.ndarray | float) -> dict[str, object]:
         """``add``'s port factor for a transfer of the tile below ``j`` (none: the MACs' own reads)."""
@@ -152,6 +162,8 @@ def charge_traffic(a: Arch, n: int, cuts: dict[str, list[np.ndarray]], macs: flo
                     **ports(port(lv, o, c[i - 1] if i else None, a.bits[o]),
                             port(lv, o, c[i] if i < len(into) else None, a.bits[o])),
                     **tiles(lv, o, c[i - 1] if i else None, c[i] if i < len(into) else None))
+            for i in noc_boundaries(a, o) if a.noc_pj else ():  # every PE's copy crosses the array's network
+                noc(into[i] * a.bits[o] / 8 * a.noc_pj)
             if len(chain) > 1:
                 onload = np.maximum(onload, first_tile(o, chain[0], c[0]) * ebytes[o])
         else:
@@ -181,6 +193,8 @@ def charge_traffic(a: Arch, n: int, cuts: dict[str, list[np.ndarray]], macs: flo
                         3 if i == top else 0, **ports(port(lv, O, c[i] if own else None, bits_up),
                                                       port(lv, O, c[i] if own else None, ps)),
                         **tiles(lv, O, c[i] if own else None, c[i] if own else None))
+            for i in noc_boundaries(a, O) if a.noc_pj else ():  # partial sums passed PE to PE on the way up
+                noc(up[i] * (mc[O] - 1.0) * ps / 8 * a.noc_pj)
             if len(chain) > 1:
                 offload = first_tile(O, chain[0], c[0]) * a.out_bits / 8
     return onload, offload
@@ -397,7 +411,7 @@ def _score(a: Arch, items: list[Item], objective: str, exact: bool) -> tuple[np.
                                          run_of if ("run", W) in tab else None,
                                          lambda o, j: tab[(o, False)][prefix[j.astype(np.intp) * nr + base]
                                                                       + r.off],
-                                         {d: per_row(r, d) for d in ("C", "G")})
+                                         {d: per_row(r, d) for d in ("C", "G")}, ledger.noc)
         temporal = per_row(r, "temporal")
 
         def tile(o: str, shared: bool, j: np.ndarray) -> np.ndarray:

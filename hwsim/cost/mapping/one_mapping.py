@@ -21,6 +21,10 @@ tile analysis, Parashar et al., ISPASS 2019):
   operand (the word stays at the MAC: ZigZag's ``access_same_data_considered_as_no_access``);
 - **outputs** travel up as partial sums and come back for further accumulation except the first time
   (read-modify-write); a level's transfers move at the partial-sum width unless only final outputs cross;
+- the array's network (a profile's ``array.noc_energy_pj_per_byte``, ISCA 2016's inter-PE level) carries
+  every PE's copy of a weight or input filled into a per-PE level from a shared one, and the partial sums
+  passed PE to PE where several PEs reduce into one output (:func:`hwsim.cost.mapping.space.noc_boundaries`);
+  charged per byte as the energy entry ``("noc", operand)``;
 - transfers are counted in words of the level's port (``word_bits``); a per-PE level moves a tile to or
   from the level above in whole words per transfer (ZigZag 3.9.1's ``_calc_memory_access``: a tile of 7
   16-bit partial sums in ceil(112 / 24) = 5 words of a 24-bit port) and the MACs' reads and writes in
@@ -47,11 +51,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from hwsim.cost.mapping.bursts import port_factor, run_elements
-from hwsim.cost.mapping.space import DIMS, OPERANDS, RELEVANT, Arch, Shape, Spatial, sizes
+from hwsim.cost.mapping.space import (DIMS, OPERANDS, RELEVANT, Arch, Shape, Spatial, noc_boundaries,
+                                     sizes)
 from hwsim.cost.mapping.stall import Chain, roofline, transfer_stall
 from hwsim.cost.mapping.tiles import (SHARED_CUTS, Window, allocate_level, common_cut, holds_final, tile_elements,
                                      tiles_fit, window)
 from hwsim.hardware.profile import MemoryLevel, Profile
+from hwsim.schemas.profile_file import NOC
 
 W, I, O = OPERANDS
 OBJECTIVES = ("energy", "latency", "edp")
@@ -352,6 +358,8 @@ def _counted(shape: Shape, a: Arch, spatial: Spatial, loops: tuple[tuple[str, in
                 w = into[i] if i < len(into) else 0.0
                 add(lv, o, r, a.bits[o], w, a.bits[o], c[i - 1] if i else None,
                     c[i] if i < len(into) else None)
+            for i in noc_boundaries(a, o) if a.noc_pj else ():  # every PE's copy crosses the array's network
+                energy[(NOC, o)] = energy.get((NOC, o), 0.0) + into[i] * a.bits[o] / 8 * a.noc_pj
             if len(chain) > 1:
                 first = _first_tile(win, o, chain[0], bounds(c[0], not chain[0].per_pe), true_ways)
                 onload = max(onload, first * ebytes[o])
@@ -380,6 +388,8 @@ def _counted(shape: Shape, a: Arch, spatial: Spatial, loops: tuple[tuple[str, in
                 own = c[i] if i < len(into) else None
                 add(lv, O, r_child, ps if i == 0 else bits_in, w_child, bits_in, child, child)
                 add(lv, O, r_up, bits_up, w_back, ps, own, own)
+            for i in noc_boundaries(a, O) if a.noc_pj else ():  # partial sums passed PE to PE on the way up
+                energy[(NOC, O)] = energy.get((NOC, O), 0.0) + up[i] * (mc[O] - 1.0) * ps / 8 * a.noc_pj
             if len(chain) > 1:
                 first = _first_tile(win, O, chain[0], bounds(c[0], not chain[0].per_pe), true_ways)
                 offload = first * a.out_bits / 8

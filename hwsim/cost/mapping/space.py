@@ -114,6 +114,7 @@ class Arch:
     spatial_keep: int = SPATIAL_KEEP  # unrollings costed per layer (ZigZag's nb_spatial_mappings_generated)
     pe_split: tuple[str, ...] = (O,)  # operands the per-PE split candidate serves (best_mapping.pinned_loops)
     weight_sets: WeightSets | None = None  # the engine's kernel steps (hwsim.cost.weight_sets.kernel_steps)
+    noc_pj: float = 0.0  # the array's network, pJ per byte (array.noc_energy_pj_per_byte): noc_boundaries
 
     @property
     def ebytes(self) -> dict[str, float]:
@@ -163,7 +164,25 @@ def arch(profile: Profile) -> Arch:
                 spatial_alts=profile.spatial.alternatives if profile.spatial else (),
                 per_period=profile.latency_model == "per_period", lpf_limit=profile.search.lpf_limit,
                 spatial_keep=profile.search.spatial_keep, pe_split=profile.search.pe_split,
-                weight_sets=profile.weight_sets)
+                weight_sets=profile.weight_sets, noc_pj=profile.array.noc_energy_pj_per_byte)
+
+
+def noc_boundaries(a: Arch, o: str) -> tuple[int, ...]:
+    """The positions ``i`` of ``o``'s chain (innermost first) where a per-PE level ``chain[i]`` is fed by a
+    level shared by the PEs ``chain[i + 1]``: the transfers that cross the array's network.
+
+    The array level of Chen, Emer, Sze, "Eyeriss: A Spatial Architecture for Energy-Efficient Dataflow for
+    Convolutional Neural Networks", ISCA 2016, §VI: a weight or input word costs ``a·EC(DRAM) +
+    ab·EC(GLB) + abc·EC(array) + abcd·EC(RF)``, its ``abc`` the copies delivered into the PEs (the buffer's
+    reads ``ab`` times their reuse ``c`` across the array: one charge per PE-word, multicast or forwarded PE
+    to PE alike); a partial sum ``(2a-1)·EC(DRAM) + 2a(b-1)·EC(GLB) + ab(c-1)·EC(array) + 2abc(d-1)·EC(RF)``,
+    its ``ab(c-1)`` the passes between the ``c`` PEs accumulating one output on its way up. hwsim charges these
+    at ``Arch.noc_pj`` per byte: per-PE fills of weights and inputs at their width (``into[i]``, all PEs'
+    copies), and per output sent up to the shared level ``(multicast - 1)`` passes at the partial-sum width.
+    Partial sums returned from the shared level, transfers between two levels of one PE, and MACs reading a
+    shared level directly are not charged (ISCA 2016's formulas charge none of them at the array level)."""
+    chain = a.chains[o]
+    return tuple(i for i in range(len(chain) - 1) if chain[i].per_pe and not chain[i + 1].per_pe)
 
 
 def spatial_options(shape: Shape, a: Arch) -> list[Spatial]:
