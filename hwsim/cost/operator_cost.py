@@ -24,6 +24,7 @@ from collections.abc import Mapping
 
 from hwsim.cost.layer_cost import LayerCost, chip_level
 from hwsim.cost.memory_plan import where
+from hwsim.cost.pool_engine import global_pool_cycles, pool_cycles
 from hwsim.hardware.profile import MemoryLevel, Profile
 from hwsim.workload.graph import ALIAS_KINDS, FUSABLE_KINDS, MAC_KINDS, Graph, Op
 
@@ -75,6 +76,32 @@ def operations(op: Op, graph: Graph) -> int:
     return out
 
 
+def pool_engine_cycles(op: Op, graph: Graph, profile: Profile) -> float | None:
+    """One image's cycles of a pooling operator where the profile runs pooling on the MAC engine's
+    micro-blocks (``vector_unit.pooling``, :mod:`hwsim.cost.pool_engine`); None for any other operator or
+    profile (its operations at the unit's rate)."""
+    unit, ws = profile.vector, profile.weight_sets
+    if unit.pooling is None or ws is None or op.kind not in ("pool", "global_pool"):
+        return None
+    ins, out = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+    if op.kind == "pool":
+        return pool_cycles(*_chw(out), op.window, ws, unit.pooling) if len(out) >= 3 else None
+    if len(ins) < 3 or graph.elems(op.outputs[0]) != ins[-3]:
+        return None  # not a spatial reduction of a (C, H, W) map: at the unit's rate
+    c, iy, ix = _chw(ins)
+    if op.onnx in MEAN_OPS:
+        return global_pool_cycles(c, iy, ix, ws, unit.pooling)
+    return pool_cycles(c, 1, 1, (iy, ix), ws, unit.pooling)  # a maximum: a window the input's size
+
+
+MEAN_OPS = ("GlobalAveragePool", "ReduceMean", "ReduceSum")  # what a TFLite MEAN or SUM would be
+
+
+def _chw(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    c, h, w = shape[-3:]
+    return c, h, w
+
+
 def _accesses(nbytes: float, level: MemoryLevel) -> float:
     return nbytes * 8 / level.word_bits
 
@@ -106,7 +133,8 @@ def operator_cost(op: Op, graph: Graph, profile: Profile, level_of: Mapping[str,
     for (name, operand), b in writes.items():
         energy[(name, operand)] = energy.get((name, operand), 0.0) + _accesses(b, levels[name]) * levels[name].write_energy_pj
     energy[("vector", "vector")] = n * unit.energy_pj_per_op
-    compute = math.ceil(n / unit.rate(op.kind))
+    engine = pool_engine_cycles(op, graph, profile)
+    compute = math.ceil(n / unit.rate(op.kind)) if engine is None else math.ceil(engine * batch)
     memory, bound = 0.0, "compute"
     for name, level in levels.items():
         r = sum(b for (lv, _), b in reads.items() if lv == name)

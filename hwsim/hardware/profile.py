@@ -112,6 +112,18 @@ class Array:
 
 
 @dataclass(frozen=True, slots=True)
+class Pooling:
+    """Pooling on the MAC engine's OFM micro-blocks: ``tap_cycles`` per window tap per micro-block, at least
+    ``min_taps`` per sub-kernel of at most ``sub_kernel`` (rows, columns) taps; a global average pool as a
+    ``depthwise`` convolution of unit weights or as a ``pool`` window (:mod:`hwsim.cost.pool_engine`)."""
+
+    tap_cycles: float
+    min_taps: int
+    sub_kernel: tuple[int, int]
+    global_pool: str
+
+
+@dataclass(frozen=True, slots=True)
 class VectorUnit:
     """Where a graph's non-MAC operators run (:mod:`hwsim.cost.operator_cost`): operations per cycle and energy
     per operation. ``assumed``: the profile names no vector unit, and these are the MAC array's."""
@@ -120,6 +132,7 @@ class VectorUnit:
     energy_pj_per_op: float
     assumed: bool = False
     by_kind: tuple[tuple[str, float], ...] = ()  # (operator kind, ops/cycle) for kinds run at another rate
+    pooling: Pooling | None = None  # None: pooling at its rate; else on the MAC engine's micro-blocks
 
     def rate(self, kind: str) -> float:
         """Operations per cycle for one operator kind."""
@@ -129,6 +142,8 @@ class VectorUnit:
         """One line for tables: what runs the non-MAC operators."""
         where = "the MAC array (the profile names no vector unit)" if self.assumed else "a vector unit"
         extra = "".join(f", {kind} {rate:g}" for kind, rate in self.by_kind)
+        if self.pooling is not None:
+            extra += f", pooling on the MAC engine's micro-blocks ({self.pooling.tap_cycles:g} cycles per tap)"
         return f"{where}: {self.ops_per_cycle:g} ops/cycle{extra}, {self.energy_pj_per_op:g} pJ/op"
 
 
@@ -342,7 +357,10 @@ def _profile(model: ProfileFile) -> Profile:
         static_power_w=model.static_power_w, latency_model=model.latency_model,
         vector_unit=None if model.vector_unit is None else VectorUnit(
             ops_per_cycle=model.vector_unit.ops_per_cycle, energy_pj_per_op=model.vector_unit.energy_pj_per_op * k,
-            by_kind=tuple(sorted((model.vector_unit.ops_per_cycle_by_kind or {}).items()))),
+            by_kind=tuple(sorted((model.vector_unit.ops_per_cycle_by_kind or {}).items())),
+            pooling=None if (pl := model.vector_unit.pooling) is None else Pooling(
+                tap_cycles=pl.tap_cycles, min_taps=pl.min_taps, sub_kernel=(pl.sub_kernel_rows, pl.sub_kernel_cols),
+                global_pool=pl.global_pool)),
         output_stage=None if o is None else OutputStage(outputs_per_cycle=o.outputs_per_cycle,
                                                         energy_pj_per_output=o.energy_pj_per_output * k),
         chip_energy=None if c is None else ChipEnergy(

@@ -88,9 +88,31 @@ VectorKind = Literal["elementwise", "activation", "batchnorm", "pool", "global_p
                      "softmax", "unknown"]
 
 
+class ProfilePooling(Record):
+    """Pooling run on the MAC engine's OFM micro-blocks (`weight_sets`' micro-block of rows x columns x
+    `output_channels`): every micro-block of the output takes `tap_cycles` per window tap, at least `min_taps`
+    taps per sub-kernel, the window cut into sub-kernels of at most `sub_kernel_rows` x `sub_kernel_cols`
+    taps (Vela 5.2.0 for Ethos-U55: 4 cycles per tap at int8, at least 4 taps, 8x8 sub-kernels). A global
+    average pool (a spatial mean or sum) runs as `global_pool` says: `depthwise`, a depthwise convolution of
+    unit weights over the whole input, costed by `weight_sets` (Vela lowers a mean so), or `pool`, a window as
+    large as the input; a global maximum always as such a window."""
+
+    tap_cycles: Real(ge=0, le=1e6, description="cycles a micro-block spends on one window tap (cycles)")
+    min_taps: Whole(ge=1, le=MAX_ARRAY_SIDE, description="the fewest taps a sub-kernel is charged")
+    sub_kernel_rows: Whole(ge=1, le=MAX_ARRAY_SIDE, description="window rows of one sub-kernel at most")
+    sub_kernel_cols: Whole(ge=1, le=MAX_ARRAY_SIDE, description="window columns of one sub-kernel at most")
+    global_pool: Literal["depthwise", "pool"] = Field(
+        description="how a global average pool runs: `depthwise` (a depthwise convolution of unit weights, "
+                    "costed by `weight_sets`) or `pool` (a window the size of its input)")
+
+
 class ProfileVectorUnit(Record):
     """The unit that runs a graph's non-MAC operators (element-wise, pooling, resize, softmax, unfused
     activations): ``ops_per_cycle`` operations per cycle at ``energy_pj_per_op`` each."""
+
+    RULES: ClassVar[tuple[str, ...]] = (
+        "`pooling` and a rate for `pool` or `global_pool` in `ops_per_cycle_by_kind` are not both given.",
+    )
 
     ops_per_cycle: Real(ge=MIN_OPS_PER_CYCLE, le=float(MAX_ARRAY_SIDE) ** 2,
                         description="operations per cycle (lanes x operations per lane)")
@@ -98,6 +120,17 @@ class ProfileVectorUnit(Record):
     ops_per_cycle_by_kind: dict[VectorKind, Real(ge=MIN_OPS_PER_CYCLE, le=float(MAX_ARRAY_SIDE) ** 2)] = Field(
         None, description="operator kind -> operations per cycle, for the kinds the unit runs at another rate "
                           "(e.g. pooling on the MAC engine)")
+    pooling: ProfilePooling | None = Field(
+        None, description="pooling and global pooling on the MAC engine's micro-blocks instead of at a rate "
+                          "(needs `weight_sets`); absent: at the rates above")
+
+    @field_validator("pooling")
+    @classmethod
+    def _one_pool_cost(cls, pooling: ProfilePooling | None, info: ValidationInfo) -> ProfilePooling | None:
+        both = sorted(set(info.data.get("ops_per_cycle_by_kind") or {}) & {"pool", "global_pool"})
+        if pooling is not None and both:
+            raise ValueError(f"ops_per_cycle_by_kind.{both[0]} is not used when pooling is given: drop one")
+        return pooling
 
 
 class ProfilePrecisionBits(Record):
@@ -438,6 +471,7 @@ class ProfileFile(Record):
         "here).",
         "`chip_energy.energy_node_nm` given: `technology_nm` lies within the scaling fits (7-180 nm) and both "
         "supplies within the fits of both nodes.",
+        "`vector_unit.pooling` comes with `weight_sets` (it counts their micro-blocks).",
     )
 
     name: str = Field(min_length=1, max_length=MAX_NAME,
@@ -469,7 +503,7 @@ class ProfileFile(Record):
     output_stage: ProfileOutputStage | None = Field(
         None, description="the output stage's rate and energy; absent: outputs leave the array for free")
     weight_sets: ProfileWeightSets | None = Field(
-        None, description="the MAC engine's floor per weight set loaded; absent: none")
+        None, validate_default=True, description="the MAC engine's floor per weight set loaded; absent: none")
     chip_energy: ProfileChipEnergy | None = Field(
         None, description="clock network and control energy per cycle, and the node the per-access energies "
                           "were given at; absent: none, and energies taken as given")
@@ -537,6 +571,14 @@ class ProfileFile(Record):
             if name not in names:
                 raise ValueError(f"levels.{name}: no such level (on-chip levels: {', '.join(names)})")
         return area
+
+    @field_validator("weight_sets")
+    @classmethod
+    def _pooling_micro_blocks(cls, ws: ProfileWeightSets | None, info: ValidationInfo) -> ProfileWeightSets | None:
+        unit = info.data.get("vector_unit")
+        if ws is None and unit is not None and unit.pooling is not None:
+            raise ValueError("vector_unit.pooling runs on the MAC engine's micro-blocks: give weight_sets too")
+        return ws
 
     @field_validator("dram_compression")
     @classmethod

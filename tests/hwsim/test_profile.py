@@ -396,4 +396,21 @@ def test_a_profile_without_a_vector_unit_says_it_uses_the_mac_array() -> None:
     assert p.vector_unit is None and p.vector.assumed and p.vector.ops_per_cycle == p.array.pes
     assert "the MAC array" in p.vector.describe()
     u55 = load_profile("ethos_u55").vector
-    assert not u55.assumed and u55.rate("elementwise") == pytest.approx(1.3333) and u55.rate("pool") == 8
+    assert not u55.assumed and u55.rate("elementwise") == pytest.approx(1.3333)
+    assert u55.pooling is not None and u55.pooling.tap_cycles == 4 and "MAC engine" in u55.describe()
+
+
+def test_pooling_on_the_mac_engine_needs_its_micro_blocks_and_one_cost() -> None:
+    """vector_unit.pooling counts weight_sets' micro-blocks, so a profile without them is refused; a pooling rate
+    beside it would be ignored, so that is refused too."""
+    from hwsim.hardware.profile import design_from_raw, read_raw_profile
+
+    raw, _ = read_raw_profile("ethos_u55")
+    with pytest.raises(InputError, match="weight_sets: .*give weight_sets too"):
+        design_from_raw({k: v for k, v in raw.items() if k != "weight_sets"}, "p.yaml")
+    unit = {**raw["vector_unit"], "ops_per_cycle_by_kind": {"global_pool": 8}}
+    with pytest.raises(InputError, match="ops_per_cycle_by_kind.global_pool is not used when pooling is given"):
+        design_from_raw({**raw, "vector_unit": unit}, "p.yaml")
+    unit = {**raw["vector_unit"], "pooling": {**raw["vector_unit"]["pooling"], "global_pool": "mean"}}
+    with pytest.raises(InputError, match="global_pool"):
+        design_from_raw({**raw, "vector_unit": unit}, "p.yaml")
