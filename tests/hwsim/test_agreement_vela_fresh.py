@@ -21,13 +21,14 @@ from pathlib import Path
 
 import pytest
 
-from hwsim import load_profile, simulate
-from hwsim.workload.onnx_reader import load_onnx
+from hwsim import load_profile
+from tests.hwsim.vela_fixture_set import VelaFixtureSet
 
 FRESH = Path(__file__).parent / "fixtures" / "vela" / "fresh"
 FITTED = Path(__file__).parent / "fixtures" / "vela" / "sram_only_1ghz"
 TOLERANCE = 1.5
-CASES = tuple(sorted(p.stem for p in FRESH.glob("*.json")))
+SET = VelaFixtureSet(FRESH)
+CASES = SET.cases
 
 # Measured at main e85d511 (the profile as tuned on the fitted set) were seven misses: conv3x3_128to128_14 2.30,
 # conv3x3_8to8_40 2.47, gconv3x3_32to32_g4_28 1.80, conv7x7s2_3to32_160 1.89, dw5x5_120_28 4.25, dw5x5s2_72_56
@@ -50,19 +51,7 @@ MISSES: dict[str, str] = {
 }
 
 
-def fixture(name: str) -> dict:
-    return json.loads((FRESH / f"{name}.json").read_text(encoding="utf-8"))
-
-
-def simulated(name: str):
-    rec = fixture(name)
-    work, _ = load_onnx(FRESH / rec["onnx"]["file"], warn=False)
-    return rec, simulate(work, load_profile("ethos_u55"))
-
-
-def ratio(name: str) -> float:
-    rec, result = simulated(name)
-    return sum(c.cycles for c in result.layers) / rec["total_cycles"]
+fixture, simulated, ratio = SET.fixture, SET.simulated, SET.ratio
 
 
 def test_the_fresh_fixtures_are_what_the_readme_says() -> None:
@@ -158,5 +147,5 @@ if __name__ == "__main__":
 def test_the_stated_misses_are_the_measured_ones() -> None:
     """Each expected failure's reason opens with the ratio measured when it was written; a change to the model
     that moves a miss must restate it (or drop the mark, when the case comes within tolerance)."""
-    stated = {name: float(reason.split("x", 1)[0]) for name, reason in MISSES.items()}
-    assert {name: round(ratio(name), 2) for name in MISSES} == stated
+    stated, measured = SET.stated_and_measured(MISSES)
+    assert measured == stated

@@ -15,7 +15,7 @@ profile's 1 GHz, memory mode Sram_Only.
 Each model's total cycles must be within 1.5x of Vela's. A model that misses is a strict xfail whose reason
 opens with the ratio measured when it was written ('N.NNx') and gives the cause found in Vela 5.2.0's sources
 (Regor, ``ethosu/regor/architecture/ethosu55/ethos_u55_performance.cpp``, "U55P" below) and in hwsim's
-mapping. When the model changes, rerun ``python tests/hwsim/test_agreement_vela_fresh2.py`` (it prints the
+mapping. When the model changes, rerun ``.venv/bin/python -m tests.hwsim.test_agreement_vela_fresh2`` (it prints the
 table) and update MISSES: restate a moved ratio, drop a case that now passes.
 """
 
@@ -27,13 +27,14 @@ from pathlib import Path
 
 import pytest
 
-from hwsim import load_profile, simulate
-from hwsim.workload.onnx_reader import load_onnx
+from hwsim import load_profile
+from tests.hwsim.vela_fixture_set import VelaFixtureSet
 
 FRESH2 = Path(__file__).parent / "fixtures" / "vela" / "fresh2"
 OTHER_SETS = tuple(Path(__file__).parent / "fixtures" / "vela" / d for d in ("sram_only_1ghz", "fresh"))
 TOLERANCE = 1.5
-CASES = tuple(sorted(p.stem for p in FRESH2.glob("*.json")))
+SET = VelaFixtureSet(FRESH2)
+CASES = SET.cases
 
 # Measured at main 339c152 (the profile as tuned on the fitted set), three misses: effnetlite_dw5x5_240_28 4.31,
 # kws_fc_256to12 0.59, resnet8_conv1x1s2_16to32_32 0.57. The mechanisms of Vela's MAC engine built after these
@@ -53,19 +54,7 @@ MISSES: dict[str, str] = {
 }
 
 
-def fixture(name: str) -> dict:
-    return json.loads((FRESH2 / f"{name}.json").read_text(encoding="utf-8"))
-
-
-def simulated(name: str):
-    rec = fixture(name)
-    work, _ = load_onnx(FRESH2 / rec["onnx"]["file"], warn=False)
-    return rec, simulate(work, load_profile("ethos_u55"))
-
-
-def ratio(name: str) -> float:
-    rec, result = simulated(name)
-    return sum(c.cycles for c in result.layers) / rec["total_cycles"]
+fixture, simulated, ratio = SET.fixture, SET.simulated, SET.ratio
 
 
 def _op_keys(folder: Path) -> set[str]:
@@ -112,8 +101,8 @@ def test_fresh2_layer_cycles_within_tolerance_of_vela(name: str) -> None:
 def test_the_stated_misses_are_the_measured_ones() -> None:
     """Each expected failure's reason opens with the ratio measured when it was written; a change to the model
     that moves a miss must restate it (or drop the mark, when the case comes within tolerance)."""
-    stated = {name: float(reason.split("x", 1)[0]) for name, reason in MISSES.items()}
-    assert {name: round(ratio(name), 2) for name in MISSES} == stated
+    stated, measured = SET.stated_and_measured(MISSES)
+    assert measured == stated
 
 
 def test_vela_reads_the_whole_input_of_a_strided_1x1_convolution() -> None:
