@@ -279,6 +279,8 @@ class ProfileSpatialAlternative(SpatialAxesRecord):
     are (with `search: false`, each axis unrolls its first listed dimension larger than 1), for the layers
     `layers` names; `divisors` adds smaller unrollings of it, as ZigZag's spatial-mapping generator does."""
 
+    RULES: ClassVar[tuple[str, ...]] = SpatialAxesRecord.RULES + ("`divisors` and `cols_block` are not both given.",)
+
     layers: Literal["all", "dense", "depthwise"] = Field(
         "all", description="the layers it is for: `depthwise` (one input channel per group), `dense` (the rest) "
                            "or `all`")
@@ -310,6 +312,9 @@ class ProfileSpatialAlternative(SpatialAxesRecord):
                 raise ValueError(f"cols_block must name exactly the dimensions of cols ({', '.join(cols)})")
             if len(block) < 2:
                 raise ValueError("cols_block unrolls two dimensions or more; one is what cols does")
+            if info.data.get("divisors"):  # block_options takes the block's ways and the rows' as they are
+                raise ValueError("divisors is not used with cols_block (the block's ways are fixed, and its rows "
+                                 "unroll as rows does): drop one")
         return block
 
 

@@ -90,3 +90,14 @@ def test_more_zeros_never_more_dram_bytes() -> None:
         assert min(list(read.values()) + list(written.values())) >= 0
         assert now[0] <= last[0] and now[1] <= last[1], (z, now, last)
         last = now
+
+
+@pytest.mark.parametrize("axes", [["cols"], ["rows"], ["rows", "cols"]])
+def test_divisors_with_a_cols_block_are_refused(axes: list[str]) -> None:
+    """A block alternative's ``divisors`` were accepted and never read (the block and its rows unroll as they
+    are: the same cycles and energy with or without them); now refused."""
+    raw = _raw("ethos_u55")
+    raw["spatial"]["alternatives"][0]["divisors"] = axes
+    with pytest.raises(InputError, match=r"f\.yaml: spatial\.alternatives\[0\]\.cols_block: divisors is not used "
+                                         r"with cols_block"):
+        design_from_raw(raw, "f.yaml")
