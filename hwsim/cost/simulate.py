@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import numbers
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -402,6 +403,9 @@ def simulate(work: Workload, profile: Profile, mode: str | None = "on_the_fly", 
     graph = work.graph if work.graph is not None else chain_graph(work.layers)
     how = executions(graph)
     layers = {layer.name: layer for layer in work.layers}
+    # the zeros are checked before the search, on every profile (one that ignores them refuses bad ones too)
+    sparsity = _per_layer("input_sparsity", input_sparsity, layers)
+    out_sparsity = _per_layer("output_sparsity", output_sparsity, layers)
     plan = plan_memory(graph, how, layers, profile, batch)
     mac = [layers[op.layer] for op, h in zip(graph.ops, how) if h == "mac"]
     shapes = [shape_of(layer, batch) for layer in mac]
@@ -424,7 +428,6 @@ def simulate(work: Workload, profile: Profile, mode: str | None = "on_the_fly", 
 
     found = search_all(objective)
     shape_of_layer = dict(zip((layer.name for layer in mac), shapes))
-    sparsity = _per_layer("input_sparsity", input_sparsity, layers)
     coded = {}
     if profile.dram_compression is not None:  # which feature maps move run-length coded, with what zeros
         act = activation_level(profile)
@@ -434,7 +437,7 @@ def simulate(work: Workload, profile: Profile, mode: str | None = "on_the_fly", 
                     and all(plan.level_of[t].name == act.name for t in tensors))
 
         mac_ops = {i: op.layer for i, (op, h) in enumerate(zip(graph.ops, how)) if h == "mac"}
-        coded = coded_maps(graph, mac_ops, sparsity, _per_layer("output_sparsity", output_sparsity, layers), kept)
+        coded = coded_maps(graph, mac_ops, sparsity, out_sparsity, kept)
 
     def costed(chosen: list[MappingCost]) -> list[LayerCost]:
         """The costed operators (graph order), the searched layers with the mappings ``chosen`` (in order)."""
@@ -498,17 +501,27 @@ def simulate(work: Workload, profile: Profile, mode: str | None = "on_the_fly", 
 
 def _per_layer(what: str, value: float | Mapping[str, float] | None,
                layers: Mapping[str, object]) -> dict[str, float]:
-    """A fraction given for every layer, per layer name, or not at all (None), as a dict by layer name."""
+    """A fraction given for every layer, per layer name, or not at all (None), as a dict by layer name; a value
+    that is not a number in [0, 1] (a bool, a string, None, NaN) is refused in one line naming ``what``."""
     if value is None:
         return {}
-    out = dict(value) if isinstance(value, Mapping) else dict.fromkeys(layers, float(value))
+    if not isinstance(value, Mapping):
+        if not _is_fraction(value):
+            raise ValueError(f"{what} must be a number in [0, 1], got {value!r}")
+        return dict.fromkeys(layers, float(value))
+    out = dict(value)
     unknown = sorted(set(out) - set(layers))
     if unknown:
         raise ValueError(f"{what} names layers the workload does not have: {', '.join(unknown)}")
-    bad = sorted(k for k, v in out.items() if not 0.0 <= v <= 1.0)
+    bad = sorted(k for k, v in out.items() if not _is_fraction(v))
     if bad:
-        raise ValueError(f"{what} must be in [0, 1]: {', '.join(f'{k}={out[k]}' for k in bad)}")
-    return out
+        raise ValueError(f"{what} must be in [0, 1]: {', '.join(f'{k}={out[k]!r}' for k in bad)}")
+    return {k: float(v) for k, v in out.items()}
+
+
+def _is_fraction(v: object) -> bool:
+    """A real number (not a bool) in [0, 1]; NaN is not."""
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and 0.0 <= float(v) <= 1.0
 
 
 RECHOSEN = ("latency", "edp")  # the objectives whose layers are chosen again once the memory plan moved traffic

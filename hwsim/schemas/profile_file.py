@@ -15,6 +15,7 @@ number it means).
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
@@ -278,6 +279,8 @@ class ProfileSpatialAlternative(SpatialAxesRecord):
     are (with `search: false`, each axis unrolls its first listed dimension larger than 1), for the layers
     `layers` names; `divisors` adds smaller unrollings of it, as ZigZag's spatial-mapping generator does."""
 
+    RULES: ClassVar[tuple[str, ...]] = SpatialAxesRecord.RULES + ("`divisors` and `cols_block` are not both given.",)
+
     layers: Literal["all", "dense", "depthwise"] = Field(
         "all", description="the layers it is for: `depthwise` (one input channel per group), `dense` (the rest) "
                            "or `all`")
@@ -309,6 +312,9 @@ class ProfileSpatialAlternative(SpatialAxesRecord):
                 raise ValueError(f"cols_block must name exactly the dimensions of cols ({', '.join(cols)})")
             if len(block) < 2:
                 raise ValueError("cols_block unrolls two dimensions or more; one is what cols does")
+            if info.data.get("divisors"):  # block_options takes the block's ways and the rows' as they are
+                raise ValueError("divisors is not used with cols_block (the block's ways are fixed, and its rows "
+                                 "unroll as rows does): drop one")
         return block
 
 
@@ -472,6 +478,7 @@ class ProfileFile(Record):
         "`chip_energy.energy_node_nm` given: `technology_nm` lies within the scaling fits (7-180 nm) and both "
         "supplies within the fits of both nodes.",
         "`vector_unit.pooling` comes with `weight_sets` (it counts their micro-blocks).",
+        "A spatial alternative's `cols_block` ways multiply to at most `array.cols`.",
     )
 
     name: str = Field(min_length=1, max_length=MAX_NAME,
@@ -546,6 +553,19 @@ class ProfileFile(Record):
                 raise ValueError(f"{operand}: per_pe levels must be the innermost holding it, but per_pe "
                                  f"{above.name!r} is above the shared {below.name!r}")
         return levels
+
+    @field_validator("spatial")
+    @classmethod
+    def _blocks_fit_the_columns(cls, spatial: ProfileSpatial | None, info: ValidationInfo) -> ProfileSpatial | None:
+        """A fixed column block wider than the array could never be placed on it: the search dropped it for
+        every layer that fills it, silently, and used it for smaller ones only; refused instead."""
+        array = info.data.get("array")
+        for i, alt in enumerate(spatial.alternatives if spatial is not None and array is not None else ()):
+            ways = math.prod((alt.cols_block or {}).values())
+            if ways > array.cols:
+                raise ValueError(f"alternatives[{i}].cols_block: its ways multiply to {ways}, more than the "
+                                 f"array's {array.cols} columns (array.cols)")
+        return spatial
 
     @field_validator("latency_model")
     @classmethod
