@@ -451,7 +451,7 @@ class ProfileDramCompression(Record):
         "A `word_bits` word holds at least one (run, level) pair.",
         "`level_bits` is at least `precision_bits.inputs` and `precision_bits.outputs` (a value must fit its "
         "level).",
-        "Only with `latency_model: roofline`.",
+        "Only with `latency_model: roofline`, and with no level's `burst_bytes` or `shared_port`.",
     )
 
     format: Literal["rlc"] = Field(description="the code: `rlc` (runs of zeros and the values after them)")
@@ -616,6 +616,12 @@ class ProfileFile(Record):
                                  f"{getattr(precision, name)}")
         if info.data.get("latency_model") == "per_period":
             raise ValueError("dram_compression is modelled with latency_model: roofline only")
+        # the coded layer's stall is recounted from bytes over each port's width (layer_cost._code_dram_maps),
+        # which knows neither bursts nor a single read-write port
+        for level in info.data.get("levels") or ():
+            if level.burst_bytes is not None or level.shared_port:
+                key = "burst_bytes" if level.burst_bytes is not None else "shared_port"
+                raise ValueError(f"dram_compression is not modelled with a level's {key} (level {level.name!r})")
         return code
 
     @field_validator("chip_energy")

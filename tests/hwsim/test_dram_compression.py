@@ -251,3 +251,16 @@ def test_simulate_codes_what_the_run_gives() -> None:
         simulate(CHAIN, coded, output_sparsity={"nope": 0.5})
     with pytest.raises(ValueError, match=r"output_sparsity must be in \[0, 1\]"):
         simulate(CHAIN, coded, output_sparsity={"l1": 1.5})
+
+
+def test_coding_with_a_bursty_or_single_ported_level_is_refused() -> None:
+    """The coded layer's stall is recounted from bytes over each port's width, which knows neither bursts nor a
+    single read-write port: such a profile is refused in one line naming the key and the level."""
+    from hwsim.errors import InputError
+    from hwsim.hardware.profile import load_design
+
+    code = "dram_compression={format: rlc, run_bits: 5, level_bits: 16, word_bits: 64}"
+    with pytest.raises(InputError, match=r"burst_bytes \(level 'system_sram'\)"):
+        load_design("ethos_u55", [code])
+    with pytest.raises(InputError, match=r"shared_port \(level 'glb_108KB'\)"):
+        load_design("eyeriss", ["levels.glb_108KB.shared_port=true"])

@@ -40,11 +40,12 @@ _NOTATIONS: dict[int, tuple[MappingCost, dict[str, object]]] = {}
 def search(shape: Shape, profile: Profile, objective: str = "energy") -> MappingCost:
     """The cheapest mapping under ``objective`` (energy, latency or edp).
 
-    Spatial: the profile's unrollings, the ``SPATIAL_KEEP`` of highest utilisation (as ZigZag's
-    spatial-mapping generator keeps 3) and those tied with the last (:func:`kept_unrollings`). Temporal: every distinct order of the loop prime factors, at
-    most ``LPF_LIMIT`` of them after merging the smallest (LOMA, lpf_limit 6), each allocated bottom-up
-    to the memory levels. Cached per (shape, profile, objective); :func:`search_many` fills the cache
-    for many shapes in one numpy pass.
+    Spatial: the profile's unrollings, the ``search.spatial_keep`` of highest utilisation (3 by default, as
+    ZigZag's spatial-mapping generator keeps) and those tied with the last (:func:`kept_unrollings`).
+    Temporal: every distinct order of the loop prime factors, at most ``search.lpf_limit`` of them after
+    merging the smallest (LOMA; 6 by default, ``eyeriss`` 8, ``ethos_u55`` 7), each allocated bottom-up to the
+    memory levels. Cached per (shape, what the search reads of the profile, objective); :func:`search_many`
+    fills the cache for many shapes in one numpy pass.
     """
     m = _SEARCHES.get((search_key(profile), objective), {}).get(shape)
     if m is None:
