@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import pandas as pd
 
@@ -118,6 +118,17 @@ def _port_stall(cost: LayerCost, rb: dict[tuple[str, str], float], wb: dict[tupl
     return stall, bound
 
 
+def kept_on_chip(plan: MemoryPlan, profile: Profile) -> Callable[[Sequence[str]], bool]:
+    """Whether the memory plan keeps every one of some tensors (at least one) at ``profile``'s activation level:
+    compared by level name, as a plan is shared by designs with equal levels."""
+    act = activation_level(profile)
+
+    def on_chip(tensors: Sequence[str]) -> bool:
+        return bool(tensors) and act is not None and all(plan.level_of[t].name == act.name for t in tensors)
+
+    return on_chip
+
+
 def apply_residency(costs: Sequence[LayerCost], graph: Graph, executions: Sequence[str], plan: MemoryPlan,
                     layers: Mapping[str, Layer], profile: Profile, batch: int = 1, steady_state: bool = False,
                     mask_bits: dict[str, float] | None = None) -> tuple[tuple[LayerCost, ...], dict[str, object]]:
@@ -134,9 +145,7 @@ def apply_residency(costs: Sequence[LayerCost], graph: Graph, executions: Sequen
     act = activation_level(profile)
     level_of = plan.level_of
     costed = [i for i, how in enumerate(executions) if how in ("mac", "vector")]
-
-    def on_chip(tensors: Sequence[str]) -> bool:  # by name: a plan is shared by designs with equal levels
-        return bool(tensors) and act is not None and all(level_of[t].name == act.name for t in tensors)
+    on_chip = kept_on_chip(plan, profile)
 
     kept = [graph.ops[i].name for i in costed if on_chip(graph.ops[i].outputs)]
     resident_weights = 0.0

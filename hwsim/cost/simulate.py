@@ -26,9 +26,9 @@ from hwsim.cost.mapping.bursts import made_feature_maps
 from hwsim.cost.mapping.one_mapping import OBJECTIVES, objective_key
 from hwsim.cost.mask_cost import TaskCost, task_cost
 from hwsim.hardware.profile import OPERANDS, Profile
-from hwsim.cost.memory_plan import activation_level, plan_memory
+from hwsim.cost.memory_plan import plan_memory
 from hwsim.cost.operator_cost import executions, operator_cost
-from hwsim.cost.residency import apply_residency
+from hwsim.cost.residency import apply_residency, kept_on_chip
 from hwsim.workload.graph import Graph, chain_graph
 
 FORMAT = "ksm-sim/1"
@@ -430,14 +430,8 @@ def simulate(work: Workload, profile: Profile, mode: str | None = "on_the_fly", 
     shape_of_layer = dict(zip((layer.name for layer in mac), shapes))
     coded = {}
     if profile.dram_compression is not None:  # which feature maps move run-length coded, with what zeros
-        act = activation_level(profile)
-
-        def kept(tensors: tuple[str, ...]) -> bool:  # kept on chip by the memory plan (as apply_residency)
-            return (bool(tensors) and act is not None
-                    and all(plan.level_of[t].name == act.name for t in tensors))
-
         mac_ops = {i: op.layer for i, (op, h) in enumerate(zip(graph.ops, how)) if h == "mac"}
-        coded = coded_maps(graph, mac_ops, sparsity, out_sparsity, kept)
+        coded = coded_maps(graph, mac_ops, sparsity, out_sparsity, kept_on_chip(plan, profile))
 
     def costed(chosen: list[MappingCost]) -> list[LayerCost]:
         """The costed operators (graph order), the searched layers with the mappings ``chosen`` (in order)."""
