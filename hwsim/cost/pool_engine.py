@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 
-from hwsim.cost.weight_sets import weight_set_cycles
+from hwsim.cost.weight_sets import pixel_blocks, weight_set_cycles
 from hwsim.hardware.profile import Pooling, WeightSets
 
 
@@ -36,8 +36,7 @@ def sub_kernels(fy: int, fx: int, limit: tuple[int, int]) -> list[int]:
 
 def micro_blocks(channels: int, oy: int, ox: int, ws: WeightSets) -> int:
     """OFM micro-blocks of one image's output: ``micro_block`` pixels x ``output_channels`` channels each."""
-    return (math.ceil(oy / ws.micro_block[0]) * math.ceil(ox / ws.micro_block[1])
-            * math.ceil(channels / ws.output_channels))
+    return pixel_blocks(oy, ox, ws) * math.ceil(channels / ws.output_channels)
 
 
 def pool_cycles(channels: int, oy: int, ox: int, window: tuple[int, int], ws: WeightSets, pool: Pooling) -> float:

@@ -84,12 +84,16 @@ def weight_sets(shape: Shape, ws: WeightSets) -> dict[str, int]:
             "part_kernel": per_k * steps * math.ceil(shape.c / ws.part_kernel_input_channels)}
 
 
+def pixel_blocks(oy: int, ox: int, ws: WeightSets) -> int:
+    """The micro-blocks (``micro_block`` pixels each) covering an ``oy`` x ``ox`` output plane."""
+    return math.ceil(oy / ws.micro_block[0]) * math.ceil(ox / ws.micro_block[1])
+
+
 def weight_set_cycles(shape: Shape, ws: WeightSets) -> float:
     """The least MAC time the engine's passes allow: per set, the larger of its load (``cycles``) and its pass
     over the output's micro-blocks (``micro_block_cycles`` each), for the traversal Vela picks
     (:func:`part_kernel`)."""
-    blocks = math.ceil(shape.oy / ws.micro_block[0]) * math.ceil(shape.ox / ws.micro_block[1])
-    per_set = max(ws.cycles, ws.micro_block_cycles * blocks)
+    per_set = max(ws.cycles, ws.micro_block_cycles * pixel_blocks(shape.oy, shape.ox, ws))
     sets = weight_sets(shape, ws)
     n = sets.get("depthwise") or sets["part_kernel" if part_kernel(shape, ws) else "depth_first"]
     return float(n * per_set)
