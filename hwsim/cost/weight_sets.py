@@ -64,6 +64,32 @@ def kernel_steps(shape: Shape, ws: WeightSets) -> Shape:
                                ix=shape.ix or (shape.ox - 1) * shape.sx + shape.fx)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class KernelSteps:
+    """A mapping's FY and FX where they are the engine's kernel steps (:func:`kernel_steps`), not the layer's
+    kernel: ``steps`` loops of FY, each of ``taps`` taps (FX), over a ``kernel`` of FY x FX taps, the last step
+    padded. A mapping carries it so that its loop bounds are read as what they are (the mapping's record,
+    ``ksm-sim --mapping`` reading it back, the ZigZag export's workload)."""
+
+    kernel: tuple[int, int]  # the layer's FY, FX
+    steps: int  # the mapping's FY
+    taps: int  # the mapping's FX: taps per step
+
+    def record(self) -> dict[str, object]:
+        """What a mapping's record says of it (``LayerCost.mapping["kernel_steps"]``)."""
+        return {"kernel_fy_fx": list(self.kernel), "fy_steps": self.steps, "fx_taps_per_step": self.taps,
+                "padded_taps": self.steps * self.taps - self.kernel[0] * self.kernel[1]}
+
+
+def stepped(shape: Shape, ws: WeightSets | None) -> KernelSteps | None:
+    """How :func:`kernel_steps` changes ``shape``'s kernel bounds on an engine with weight sets ``ws`` (None: it
+    keeps them, or there is no such engine)."""
+    if ws is None:
+        return None
+    s = kernel_steps(shape, ws)
+    return None if (s.fy, s.fx) == (shape.fy, shape.fx) else KernelSteps((shape.fy, shape.fx), s.fy, s.fx)
+
+
 def weight_sets(shape: Shape, ws: WeightSets) -> dict[str, int]:
     """Weight sets the MAC engine loads per image, per traversal, with the OFM block spanning the whole output
     (the fewest Vela's blocks can load: it loads them again per OFM block, which hwsim's mapping does not fix).

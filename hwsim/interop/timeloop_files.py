@@ -14,7 +14,9 @@ layer the problem and the mapping ``ksm-sim`` chose:
   ``write`` (Timeloop's fills and updates) in pJ per access of the port's width, ``mac_random`` per MAC.
   Timeloop reads it in place of its own estimates: its energies are the profile's;
 - ``problems/<layer>.yaml``: a grouped CNN layer (``G C M R S N P Q``; R, P on the width with Wstride, S, Q
-  on the height; C and M per group);
+  on the height; C and M per group); a layer whose mapping is on the engine's kernel steps (``kernel_steps``:
+  ``weight_sets``) is that loop nest, S the steps and R the taps per step, its mapping marked ``approximate``
+  (Timeloop's input footprint then follows the taps, not the layer's);
 - ``mappings/<layer>.yaml``: the mapping ksm-sim costs the layer with (:func:`hwsim.cost.mapping.search`,
   its ``notation``): the spatial unrolling at the innermost shared level (columns on X, rows on Y; an
   uneven unrolling as Timeloop's residual factor, ``C=10,4``), the temporal loops at the level whose tile
@@ -74,10 +76,17 @@ def _name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", text)
 
 
-def timeloop_problem(layer: Layer, batch: int = 1) -> dict[str, Any]:
-    """A Timeloop CNN-layer problem with a group dimension G (C and M per group), as Timeloop v3.0.3 reads it."""
+def timeloop_problem(layer: Layer, batch: int = 1, steps: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A Timeloop CNN-layer problem with a group dimension G (C and M per group), as Timeloop v3.0.3 reads it.
+
+    ``steps``: the ``kernel_steps`` of the layer's mapping (its FY and FX are the engine's kernel steps,
+    :func:`hwsim.cost.weight_sets.kernel_steps`): the problem is then that loop nest, S the steps and R the
+    taps per step, so that the mapping's factors are the problem's (Timeloop derives the input footprint from
+    them, ``(P - 1) x stride + R``, which is not the layer's: :func:`kernel_steps_note`)."""
     g = layer.groups
     (oy, ox), (fy, fx), (sy, sx) = layer.output_hw, layer.kernel_hw, layer.stride_hw
+    if steps is not None:
+        fy, fx = int(steps["fy_steps"]), int(steps["fx_taps_per_step"])
     # a 1-wide kernel with a stride touches every stride-th input row only: as ksm-sim counts the inputs the
     # window touches, the problem is the stride-1 layer on those rows (Timeloop would span the skipped rows)
     sy, sx = (1 if fy == 1 else sy), (1 if fx == 1 else sx)
@@ -96,6 +105,17 @@ def timeloop_problem(layer: Layer, batch: int = 1) -> dict[str, Any]:
         "instance": {"G": g, "C": layer.in_channels // g, "M": layer.out_channels // g, "R": fx, "S": fy, "N": batch,
                      "P": ox, "Q": oy, "Wstride": sx, "Hstride": sy},
     }}
+
+
+def kernel_steps_note(layer: Layer, steps: Mapping[str, Any]) -> str:
+    """The ``# approximate`` line of a layer written as the engine's kernel steps (:func:`timeloop_problem`)."""
+    (oy, ox), (sy, sx) = layer.output_hw, layer.stride_hw
+    iy, ix = (oy - 1) * sy + int(steps["fy_steps"]), (ox - 1) * sx + int(steps["fx_taps_per_step"])
+    shape = shape_of(layer)
+    return (f"the {steps['kernel_fy_fx'][0]}x{steps['kernel_fy_fx'][1]} kernel as the engine steps it, S "
+            f"{steps['fy_steps']} steps x R {steps['fx_taps_per_step']} taps ({steps['padded_taps']} padded), as "
+            f"ksm-sim maps it; Timeloop's input footprint is then {iy}x{ix}, ksm-sim's the layer's "
+            f"{shape.iy}x{shape.ix}")
 
 
 def element_bits(profile: Profile, level: MemoryLevel) -> int:
@@ -359,7 +379,10 @@ def write_timeloop(work: Workload, profile: Profile, folder: str | Path, extras:
         if chosen is None:
             chosen = notation(search(shape_of(layer, batch), profile, objective), profile)
         tl_map, order, notes = timeloop_mapping(layer, profile, chosen, batch)
-        paths.append(_yaml(folder / "problems" / f"{name}.yaml", timeloop_problem(layer, batch),
+        steps = chosen.get("kernel_steps")
+        if steps is not None:
+            notes = [*notes, kernel_steps_note(layer, steps)]
+        paths.append(_yaml(folder / "problems" / f"{name}.yaml", timeloop_problem(layer, batch, steps),
                            f"# {layer.name}: {macs(layer) * batch:,} MACs\n"))
         note = "".join(f"# approximate: {n}\n" for n in notes)
         paths.append(_yaml(folder / "mappings" / f"{name}.yaml", tl_map,

@@ -7,7 +7,9 @@ ZigZag costs as ``ksm-sim`` does (energy within 2 %, cycles within 5 %: ``docs/i
 - ``workload.yaml``: one entry per MAC layer (``Conv``: ``O[b][g][k][oy][ox]+=W[g][k][c][fy][fx]*I[b][g][c][iy][ix]``
   with strides, padding and the input size; ``Gemm`` for linear layers), each layer on its own
   (``operand_source`` = itself: ZigZag sees no graph, so inter-layer reuse is not exported); operand
-  precisions are the profile's (``W``, ``I``, ``O`` = partial sums, ``O_final`` = outputs);
+  precisions are the profile's (``W``, ``I``, ``O`` = partial sums, ``O_final`` = outputs); a layer whose
+  mapping is on the engine's kernel steps (``kernel_steps``: ``weight_sets``) is written as that loop nest,
+  FY the steps and FX the taps per step, its input footprint the layer's (a comment line says so);
 - ``accelerator.yaml``: the profile's levels as ``memories`` (innermost first; weights -> ``I2``, inputs ->
   ``I1``, outputs -> ``O``; a ``per_pe`` level serves no array dimension, a shared one both) and the MAC
   array as ``operational_array`` (D1 = rows, D2 = columns). Ports (:func:`ports`): ``bandwidth_max`` is the
@@ -57,8 +59,15 @@ class ZigzagExportWarning(ExportWarning):
 # workload
 
 
-def zigzag_layer(layer: Layer, index: int, profile: Profile, name: str | None = None, batch: int = 1) -> dict[str, Any]:
-    """One ZigZag workload entry (zigzag-dse 3.9.1 ``WorkloadValidator`` schema)."""
+def zigzag_layer(layer: Layer, index: int, profile: Profile, name: str | None = None, batch: int = 1,
+                 steps: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """One ZigZag workload entry (zigzag-dse 3.9.1 ``WorkloadValidator`` schema).
+
+    ``steps``: the ``kernel_steps`` of the layer's mapping (its FY and FX are the engine's kernel steps:
+    :func:`hwsim.cost.weight_sets.kernel_steps`), whose loop nest the entry then is, as ksm-sim costs it:
+    FY the steps, FX the taps per step (the last step's padded taps counted as MACs, as the engine spends
+    them), the input footprint (``pr_loop_sizes``) the layer's own, which ZigZag clips every input tile to
+    (``LayerNode.calc_tensor_dim``), so that the mapping's bounds are the workload's."""
     pb = profile.precision_bits
     precision = {"W": pb.weights, "I": pb.inputs, "O": pb.psums, "O_final": pb.outputs}
     g = layer.groups
@@ -79,6 +88,11 @@ def zigzag_layer(layer: Layer, index: int, profile: Profile, name: str | None = 
     (kh, kw), (sh, sw), (ph, pw) = layer.kernel_hw, layer.stride_hw, layer.padding_hw
     shape = shape_of(layer)  # the input footprint ksm-sim counts: padding included where the window touches it
     ih, iw = shape.iy, shape.ix
+    if steps is not None:  # the engine's loop nest: the mapping's FY and FX
+        if [kh, kw] != list(steps["kernel_fy_fx"]):
+            raise ValueError(f"{layer.name}: the mapping's kernel_steps are of a {steps['kernel_fy_fx']} kernel; "
+                             f"the layer's is {[kh, kw]}")
+        kh, kw = int(steps["fy_steps"]), int(steps["fx_taps_per_step"])
     return {"id": index, "name": name, "operator_type": "Conv",
             "equation": "O[b][g][k][oy][ox]+=W[g][k][c][fy][fx]*I[b][g][c][iy][ix]",
             "dimension_relations": [f"ix={sw}*ox+1*fx", f"iy={sh}*oy+1*fy"],
@@ -222,15 +236,22 @@ def write_zigzag(work: Workload, profile: Profile, folder: str | Path, extras: d
     names = layer_names(work)
     layers = []
     entries = []
+    stepped = []
     for i, (layer, name) in enumerate(zip(work.layers, names)):
-        layers.append(zigzag_layer(layer, i, profile, name, batch))
         notation = (mappings or {}).get(layer.name) or chosen_mapping(layer, profile, objective, batch)
+        steps = notation.get("kernel_steps")
+        layers.append(zigzag_layer(layer, i, profile, name, batch, steps))
         entries.append(layer_mapping(name, layer, notation, profile))
+        if steps is not None:
+            stepped.append(f"{name}: its {steps['kernel_fy_fx'][0]}x{steps['kernel_fy_fx'][1]} kernel as "
+                           f"{profile.name}'s engine steps it, FY {steps['fy_steps']} steps x FX "
+                           f"{steps['fx_taps_per_step']} taps ({steps['padded_taps']} padded), the input footprint "
+                           "kept")
     masked = work.method is not None
     if masked:
         warnings.warn(ZigzagExportWarning(f"{work.source}: {MASKS_NOT_EXPORTED} ({work.method})"), stacklevel=2)
     paths = [
-        _dump(folder / "workload.yaml", layers, head),
+        _dump(folder / "workload.yaml", layers, head + "".join(f"# {x}\n" for x in stepped)),
         _dump(folder / "accelerator.yaml", zigzag_accelerator(profile, extras),
               head + "# r_cost/w_cost: pJ per access of bandwidth_max bits (the profile's energy per bit x width)\n"),
         _dump(folder / "mapping.yaml", zigzag_mapping(profile, entries),
@@ -246,7 +267,9 @@ def write_zigzag(work: Workload, profile: Profile, folder: str | Path, extras: d
         f"{len(work.layers)} layers, {n_macs:,} MACs, each with the mapping ksm-sim chose (objective {objective}, "
         f"batch {batch}). Layers are independent (no inter-layer reuse: ksm-sim's memory plan, which keeps "
         "tensors on chip between layers, is not exported, nor are non-MAC operators). Every memory's costs are "
-        "hwsim's (pJ per access of the port width).\n" + (f"\n**{MASKS_NOT_EXPORTED[0].upper()}{MASKS_NOT_EXPORTED[1:]}.**\n" if masked else ""),
+        "hwsim's (pJ per access of the port width).\n"
+        + (f"\nLayers written as the MAC engine runs them (the kernel in steps of taps, as ksm-sim maps and costs "
+           f"them): {'; '.join(stepped)}.\n" if stepped else "") + (f"\n**{MASKS_NOT_EXPORTED[0].upper()}{MASKS_NOT_EXPORTED[1:]}.**\n" if masked else ""),
         encoding="utf-8")
     return [*paths, readme]
 

@@ -244,9 +244,10 @@ class MappingEntry(Record):
     @classmethod
     def _hwsim_notation(cls, data: Any) -> Any:
         """A layer's ``mapping`` from ``ksm-sim --json`` (``spatial`` rows/cols, ``temporal_innermost_first``
-        per operand and level; ``given`` and ``overflow`` notes dropped) is ZigZag's notation."""
+        per operand and level; ``given``, ``overflow`` and ``kernel_steps`` notes dropped: whether FY and FX are
+        the engine's kernel steps, the loop bounds say when the layer is costed) is ZigZag's notation."""
         if isinstance(data, dict) and "temporal_innermost_first" in data:
-            data = {k: v for k, v in data.items() if k not in ("given", "overflow")}
+            data = {k: v for k, v in data.items() if k not in ("given", "overflow", "kernel_steps")}
             spatial = data.pop("spatial", None)
             data["temporal_mapping"] = data.pop("temporal_innermost_first")
             if isinstance(spatial, dict) and set(spatial) <= {"rows", "cols"}:

@@ -23,7 +23,7 @@ from hwsim.cost.mapping.loop_orders import flat_loops, order_tables, pattern
 from hwsim.cost.mapping.one_mapping import OBJECTIVES, MappingCost, evaluate, objective_key, preferred
 from hwsim.cost.mapping.space import (DIMS, OPERANDS, RELEVANT, Arch, Shape, Spatial, arch, folds, spatial_options,
                                       utilisation)
-from hwsim.cost.weight_sets import kernel_steps
+from hwsim.cost.weight_sets import KernelSteps, kernel_steps, stepped
 from hwsim.hardware.profile import SPATIAL_KEEP, Profile  # noqa: F401 - SPATIAL_KEEP: the default, re-exported
 O = OPERANDS[2]
 
@@ -190,13 +190,25 @@ def _search_block(new: list[Shape], profile: Profile, objective: str, cache: dic
                 alt = evaluate(shape, a, one.spatial, (*one.loops, ("B", shape.b)), objective=objective)
                 if preferred(alt, chosen, objective):
                     chosen = alt
-            cache[asked] = chosen
+            cache[asked] = with_steps(chosen, asked, a)
 
 
 def engine_shape(shape: Shape, a: Arch) -> Shape:
     """The loop bounds the search maps: ``shape``, its kernel in the engine's steps where the profile has
     ``weight_sets`` (:func:`hwsim.cost.weight_sets.kernel_steps`; the layer's MACs stay the true ones)."""
     return shape if a.weight_sets is None else kernel_steps(shape, a.weight_sets)
+
+
+def engine_kernel(shape: Shape, a: Arch) -> KernelSteps | None:
+    """Where :func:`engine_shape` maps ``shape``'s kernel as the engine's steps, which (else None)."""
+    return stepped(shape, a.weight_sets)
+
+
+def with_steps(m: MappingCost, shape: Shape, a: Arch) -> MappingCost:
+    """``m``, a mapping of ``engine_shape(shape, a)``, marked as such where its FY and FX are kernel steps (its
+    record then says so: :meth:`MappingCost.notation`)."""
+    steps = engine_kernel(shape, a)
+    return m if steps is None or m.kernel_steps == steps else dataclasses.replace(m, kernel_steps=steps)
 
 
 # a scored order: (its allocation overflows a level, objective key, unrolling, loops, row in the passes or -1)

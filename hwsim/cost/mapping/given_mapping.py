@@ -11,11 +11,14 @@ multiply to the layer's dimensions (a dimension's temporal factors must multiply
 operand kept in a level that does not serve it (or bypassing a level that does), an unrolling wider than
 the array. A dimension the mapping never names runs whole at the outermost level (the batch of ``--batch``,
 say). Tiles that do not fit their level are costed all the same and named in ``MappingCost.overflow``
-(Timeloop's model also evaluates a mapping its mapper would reject).
+(Timeloop's model also evaluates a mapping its mapper would reject). On a profile whose engine steps the kernel
+(``weight_sets``), a mapping may be on the engine's kernel steps, as the search's are, or on the layer's kernel
+(:func:`given_cost`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -23,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from hwsim.cost.mapping.best_mapping import engine_kernel, engine_shape
 from hwsim.cost.mapping.one_mapping import MappingCost, evaluate
 from hwsim.cost.mapping.space import DIMS, RELEVANT, Shape, Spatial, arch, sizes
 from hwsim.errors import InputError
@@ -67,9 +71,9 @@ def read_mapping_file(path: str | Path) -> MappingFile:
     return validate(MappingFile, data, where)
 
 
-def resolve(entry: MappingEntry, shape: Shape, profile: Profile) -> Resolved:
+def resolve(entry: MappingEntry, shape: Shape, profile: Profile, bounds: str = "the layer") -> Resolved:
     """``entry`` for a layer of loop bounds ``shape`` on ``profile``; a :class:`ValueError` says what does not
-    fit (the caller prefixes the file and the layer)."""
+    fit (the caller prefixes the file and the layer; ``bounds`` names whose the bounds are)."""
     residual: dict[str, tuple[int, int]] = {}
     if entry.mapping is not None:
         rows, cols, loops, cuts, residual = _timeloop(entry, profile)
@@ -90,13 +94,13 @@ def resolve(entry: MappingEntry, shape: Shape, profile: Profile) -> Resolved:
     extra = []
     for d in DIMS:
         if ways.get(d, 1) > size[d]:
-            raise ValueError(f"unrolls {d} {ways[d]} ways; the layer has {d}={size[d]}")
+            raise ValueError(f"unrolls {d} {ways[d]} ways; {bounds} has {d}={size[d]}")
         need = -(-size[d] // ways.get(d, 1))
         if d in residual:  # Timeloop's "C=10,4": the last fold as the layer leaves it
             (u, r), last = residual[d], size[d] - (need - 1) * ways[d]
             if ways[d] != u or r != last:
                 raise ValueError(f"{d}: the residual factor {u},{r} says the last of {u} ways holds {r}; unrolled "
-                                 f"{ways[d]} ways on the layer's {d}={size[d]}, the last fold holds {last} "
+                                 f"{ways[d]} ways on {bounds}'s {d}={size[d]}, the last fold holds {last} "
                                  f"(write {d}={ways[d]},{last})")
         if d not in named:
             if need > 1:
@@ -104,8 +108,8 @@ def resolve(entry: MappingEntry, shape: Shape, profile: Profile) -> Resolved:
         elif temporal[d] != need:
             factors = [str(f) for e, f in loops if e == d]
             spread = f"{' x '.join(factors)} = {temporal[d]}" if len(factors) > 1 else str(temporal[d])
-            rule = (f"the layer's {d}={size[d]} on {ways[d]} ways unrolled needs ceil({size[d]}/{ways[d]}) = {need}"
-                    if d in ways else f"the layer has {d}={size[d]}, so they must multiply to {need}")
+            rule = (f"{bounds}'s {d}={size[d]} on {ways[d]} ways unrolled needs ceil({size[d]}/{ways[d]}) = {need}"
+                    if d in ways else f"{bounds} has {d}={size[d]}, so they must multiply to {need}")
             raise ValueError(f"{d}: the temporal factors multiply to {spread}; {rule}")
     return Resolved(spatial=spatial, loops=(*loops, *extra), cuts=cuts)
 
@@ -113,9 +117,34 @@ def resolve(entry: MappingEntry, shape: Shape, profile: Profile) -> Resolved:
 def given_cost(entry: MappingEntry, shape: Shape, profile: Profile, objective: str = "energy") -> MappingCost:
     """The cost of ``entry`` for a layer of loop bounds ``shape`` on ``profile`` (no search of the loops; a
     ZigZag ``temporal_ordering`` is allocated to the levels as the search allocates, ``objective`` choosing
-    between its two ways of cutting a shared level)."""
-    r = resolve(entry, shape, profile)
-    return evaluate(shape, arch(profile), r.spatial, r.loops, cuts=r.cuts, objective=objective)
+    between its two ways of cutting a shared level).
+
+    Where the profile's engine steps the layer's kernel (``weight_sets``: a depthwise or part-kernel layer whose
+    kernel row is longer than a step, :func:`hwsim.cost.weight_sets.kernel_steps`), the search maps the
+    engine's loop nest, FY the kernel steps and FX the taps per step, and its record says so
+    (``kernel_steps``). A mapping whose bounds are those steps is costed on them, as the search costs it (a
+    searched mapping given back costs what the search found); one whose bounds are the layer's kernel is
+    costed on the kernel, as on a profile without steps; one that fits neither is refused naming both."""
+    a = arch(profile)
+    steps = engine_kernel(shape, a)
+    if steps is None:
+        r = resolve(entry, shape, profile)
+        return evaluate(shape, a, r.spatial, r.loops, cuts=r.cuts, objective=objective)
+    engine = engine_shape(shape, a)
+    try:
+        r = resolve(entry, engine, profile, bounds="the stepped kernel")
+    except ValueError as on_steps:
+        try:
+            r = resolve(entry, shape, profile)
+        except ValueError as on_kernel:
+            if str(on_kernel).replace("the layer", "the stepped kernel") == str(on_steps):
+                raise  # not a matter of the kernel's bounds: one reason
+            raise ValueError(f"{on_kernel}; nor does it map {profile.name}'s kernel steps (the {steps.kernel[0]}x"
+                             f"{steps.kernel[1]} kernel as FY {steps.steps} steps of FX {steps.taps} taps, what "
+                             f"ksm-sim's search maps): {on_steps}") from None
+        return evaluate(shape, a, r.spatial, r.loops, cuts=r.cuts, objective=objective)
+    m = evaluate(engine, a, r.spatial, r.loops, cuts=r.cuts, objective=objective)
+    return dataclasses.replace(m, kernel_steps=steps)
 
 
 def mapping_source(book: MappingFile, where: str) -> Callable[[str, Shape, Profile], MappingCost | None]:

@@ -56,6 +56,7 @@ from hwsim.cost.mapping.space import (DIMS, OPERANDS, RELEVANT, Arch, Shape, Spa
 from hwsim.cost.mapping.stall import Chain, roofline, transfer_stall
 from hwsim.cost.mapping.tiles import (SHARED_CUTS, Window, allocate_level, common_cut, holds_final, tile_elements,
                                      tiles_fit, window)
+from hwsim.cost.weight_sets import KernelSteps
 from hwsim.hardware.profile import MemoryLevel, Profile
 from hwsim.schemas.profile_file import NOC
 
@@ -110,6 +111,9 @@ class MappingCost:
     # mapping it scores fits: see best_mapping); a given allocation (``evaluate(cuts=...)``) may overflow
     # too, and the cost is still counted as if it fit (as Timeloop reports a mapping it would reject)
     overflow: tuple[str, ...] = ()
+    # where the loops' FY and FX are the engine's kernel steps, not the layer's kernel (a depthwise or
+    # part-kernel layer on a profile with weight_sets: hwsim.cost.weight_sets.kernel_steps); None: the kernel's
+    kernel_steps: KernelSteps | None = None
 
     @property
     def cycles(self) -> float:
@@ -120,7 +124,8 @@ class MappingCost:
         return sum(self.energy_pj.values())
 
     def notation(self, profile: Profile) -> dict[str, object]:
-        """The mapping in ZigZag/Timeloop notation: spatial unrolling and, per operand, loops per level."""
+        """The mapping in ZigZag/Timeloop notation: spatial unrolling and, per operand, loops per level; and
+        ``kernel_steps`` where its FY and FX are the engine's kernel steps (:class:`KernelSteps`)."""
         per_operand = {}
         for o in OPERANDS:
             chain = profile.chain(o)[::-1]  # innermost first
@@ -131,8 +136,12 @@ class MappingCost:
                 levels[level.name] = [list(x) for x in self.loops[lo:hi]]
                 lo = hi
             per_operand[o] = levels
-        return {"spatial": {"rows": [list(x) for x in self.spatial.rows], "cols": [list(x) for x in self.spatial.cols]},
-                "temporal_innermost_first": per_operand}
+        out: dict[str, object] = {
+            "spatial": {"rows": [list(x) for x in self.spatial.rows], "cols": [list(x) for x in self.spatial.cols]},
+            "temporal_innermost_first": per_operand}
+        if self.kernel_steps is not None:  # FY counts kernel steps and FX taps per step: said, not left to guess
+            out["kernel_steps"] = self.kernel_steps.record()
+        return out
 
 
 def evaluate(shape: Shape, a: Arch, spatial: Spatial, loops: tuple[tuple[str, int], ...], *,
