@@ -353,7 +353,8 @@ class ProfileSearch(Record):
                     "listed, the dimensions it does not depend on (outputs: C, FY, FX, the reduction; inputs: K; "
                     "weights: B, OY, OX) get, where LOMA's merged loop is too large for a per-PE level, a loop "
                     "of the largest divisor that fits it, scored beside LOMA's loops (Timeloop's per-level "
-                    "tiling factors); default `[outputs]`, `[]`: no split candidate")
+                    "tiling factors); each operand listed must be held by a `per_pe` level (refused otherwise: the split "
+                    "would do nothing); default `[outputs]`, `[]`: no split candidate")
 
     @field_validator("pe_split")
     @classmethod
@@ -479,6 +480,7 @@ class ProfileFile(Record):
         "supplies within the fits of both nodes.",
         "`vector_unit.pooling` comes with `weight_sets` (it counts their micro-blocks).",
         "A spatial alternative's `cols_block` ways multiply to at most `array.cols`.",
+        "Each operand a given `search.pe_split` names is held by a `per_pe` level.",
     )
 
     name: str = Field(min_length=1, max_length=MAX_NAME,
@@ -591,6 +593,23 @@ class ProfileFile(Record):
             if name not in names:
                 raise ValueError(f"levels.{name}: no such level (on-chip levels: {', '.join(names)})")
         return area
+
+    @field_validator("search")
+    @classmethod
+    def _split_needs_a_per_pe_level(cls, search: ProfileSearch | None,
+                                    info: ValidationInfo) -> ProfileSearch | None:
+        """The split candidate pins loops for an operand's per-PE levels (best_mapping.pinned_loops): an operand
+        named in a given `pe_split` that no per-PE level holds would be silently skipped, so it is refused.
+        The default (`[outputs]`, not given) stays quiet on a profile without per-PE outputs."""
+        levels = info.data.get("levels")
+        if search is None or "pe_split" not in search.model_fields_set or not levels:
+            return search  # a bad `levels` is reported on its own
+        per_pe = {o for level in levels if level.per_pe for o in level.operands}
+        for operand in search.pe_split:
+            if operand not in per_pe:
+                raise ValueError(f"pe_split: {operand}: no per_pe level holds it, so the split would do nothing "
+                                 f"(per_pe levels hold: {', '.join(o for o in OPERANDS if o in per_pe) or 'none'})")
+        return search
 
     @field_validator("weight_sets")
     @classmethod
