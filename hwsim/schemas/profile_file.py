@@ -156,22 +156,31 @@ class ProfileInputBlockDepth(Record):
     """How deep the blocks are in which the engine reads an NHWC input through this level (Arm Vela 5.2.0's
     IFM block on the Ethos-U55): the layer's input channels rounded up to `granule`, at most `max`
     (`depthwise_max` for a depthwise layer). A block shallower than the tensor's depth is read in runs of its
-    depth, each charged as a whole burst where it is shorter than `burst_bytes`."""
+    depth, each charged as a whole burst where it is shorter than `burst_bytes`. A block is whole granules (the
+    engine's IFM micro-blocks), so `max` and `depthwise_max` are multiples of `granule` (Vela: 32 and 16 over
+    8)."""
 
     granule: Whole(ge=1, le=MAX_SIZE_BYTES,
                    description="the block depth is the input channels rounded up to a multiple of this "
                                "(channels)")
-    max: Whole(ge=1, le=MAX_SIZE_BYTES, description="the deepest block of a convolution (channels)")
+    max: Whole(ge=1, le=MAX_SIZE_BYTES,
+               description="the deepest block of a convolution (channels, a multiple of `granule`)")
     depthwise_max: Whole(ge=1, le=MAX_SIZE_BYTES,
-                         description="the deepest block of a depthwise layer (channels)")
+                         description="the deepest block of a depthwise layer (channels, a multiple of `granule`)")
 
     @field_validator("max", "depthwise_max")
     @classmethod
     def _granule_fits(cls, depth: int, info: ValidationInfo) -> int:
+        """A block is whole micro-blocks: Vela 5.2.0's IFM block depth is ``RoundAway(min(depth, 32), 8)`` (a
+        multiple of the 8-deep IFM micro-block) and the depthwise one the OFM block's 16 (``ethos_u55.cpp``
+        ``FindBlockConfig`` L439, L458-461). A cap between granules would make a block no engine reads (the
+        cost model caps the rounded depth at it, :func:`hwsim.cost.mapping.bursts.input_block_run`): refused."""
         granule = info.data.get("granule")
         if granule is not None and depth < granule:
             raise ValueError(f"{depth} is shallower than the granule ({granule}); no block could be that "
                              "shallow")
+        if granule is not None and depth % granule:
+            raise ValueError(f"{depth} is not a multiple of the granule ({granule}); a block is whole granules")
         return depth
 
 

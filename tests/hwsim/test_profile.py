@@ -120,6 +120,12 @@ def test_exponent_without_sign_is_a_number(tmp_path: Path) -> None:
         (lambda r: r.update(latency_model="roofline") or r["levels"][1].update(
             burst_bytes=32, input_block_depth={"granule": 8, "max": 32}),
          "levels[1].input_block_depth.depthwise_max"),
+        (lambda r: r.update(latency_model="roofline") or r["levels"][1].update(
+            burst_bytes=32, input_block_depth={"granule": 8, "max": 20, "depthwise_max": 16}),
+         "levels[1].input_block_depth.max: 20 is not a multiple of the granule (8); a block is whole granules"),
+        (lambda r: r.update(latency_model="roofline") or r["levels"][1].update(
+            burst_bytes=32, input_block_depth={"granule": 8, "max": 32, "depthwise_max": 12}),
+         "levels[1].input_block_depth.depthwise_max: 12 is not a multiple of the granule (8)"),
         (lambda r: r.update(search={"pe_split": ["outputs", "inputs"]}),
          "search: pe_split: inputs: no per_pe level holds it, so the split would do nothing (per_pe levels hold: "
          "weights, outputs)"),
