@@ -160,6 +160,8 @@ class ProfileInputBlockDepth(Record):
     engine's IFM micro-blocks), so `max` and `depthwise_max` are multiples of `granule` (Vela: 32 and 16 over
     8)."""
 
+    RULES: ClassVar[tuple[str, ...]] = ("`max` and `depthwise_max` are multiples of `granule`.",)
+
     granule: Whole(ge=1, le=MAX_SIZE_BYTES,
                    description="the block depth is the input channels rounded up to a multiple of this "
                                "(channels)")
