@@ -339,12 +339,12 @@ def _operator_row(kind: str) -> dict[str, Any]:
 
 
 def layer_profiles(graph: Graph, profile: Profile) -> dict[str, Profile]:
-    """The profile each layer of ``graph`` is costed under: ``profile`` for a layer that reads a tensor the host
-    writes (:func:`~hwsim.workload.graph.host_written`: the network's input), as the host stored it (NHWC);
-    :func:`~hwsim.cost.mapping.bursts.made_feature_maps` of it for a layer that reads a feature map the network
-    made (a chain's gap included: a pooling or branch the layer list does not show made it), which the engine
-    stores in its own layout (no IFM-block runs: :mod:`hwsim.cost.mapping.bursts`). The same profile for every
-    layer where no level has ``input_block_depth``."""
+    """The profile each layer of ``graph`` is costed under: ``profile`` for a layer that reads a tensor the
+    host writes (:func:`~hwsim.workload.graph.host_written`: the network's input), as the host stored it
+    (NHWC); :func:`~hwsim.cost.mapping.bursts.made_feature_maps` of it for a layer that reads a feature map
+    the network made (a chain's gap included: a pooling or branch the layer list does not show made it),
+    which the engine stores in its own layout (no IFM-block runs: :mod:`hwsim.cost.mapping.bursts`). The same
+    profile for every layer where no level has ``input_block_depth``."""
     made = made_feature_maps(profile)
     host = host_written(graph)
     return {op.layer: profile if any(t in host for t in op.inputs) else made

@@ -268,10 +268,10 @@ def test_coding_with_a_bursty_or_single_ported_level_is_refused() -> None:
 
 
 def test_zero_zeros_declared_are_coded_at_the_format_overhead() -> None:
-    """Eyeriss codes every feature map but the image whatever its zeros (JSSC 2017, §IV-B), so a sparsity of 0
-    given is coded too: the maps between the layers cost 4/3 of dense (64/3 bits per 16-bit value), more than
-    a run without the option (dense, zeros unknown); the image stays dense. Stated where a user sees it: the
-    ``--input-sparsity`` help and docs/hwsim.md."""
+    """Eyeriss codes every feature map but the image whatever its zeros (JSSC 2017, §IV-B), so a sparsity of
+    0 given is coded too: the maps between the layers cost 4/3 of dense (64/3 bits per 16-bit value), more
+    than a run without the option (dense, zeros unknown); the image stays dense. Stated where a user sees it:
+    the ``--input-sparsity`` help and docs/hwsim.md."""
     coded = load_profile("eyeriss")
     plain = simulate(CHAIN, coded, batch=2)
     zero = simulate(CHAIN, coded, batch=2, input_sparsity=0.0)

@@ -172,9 +172,9 @@ GAP = Workload("gap", (Layer("stem", "conv", 3, 96, (3, 3), (2, 2), (1, 1), 1, (
 
 def test_one_rule_says_what_the_host_writes() -> None:
     """The tensors the host writes are the graph's inputs (``host_written``), and every rule that treats the
-    network's input apart asks it. A chain's gap, a tensor no layer of the list writes that is not the graph's
-    input, is where the two old rules disagreed: the IFM-block layout (``layer_profiles``) took it as the host's
-    NHWC and read it in Vela's 16-deep depthwise blocks (2x its bytes of port time), the DRAM code
+    network's input apart asks it. A chain's gap, a tensor no layer of the list writes that is not the
+    graph's input, is where the two old rules disagreed: the IFM-block layout (``layer_profiles``) took it as
+    the host's NHWC and read it in Vela's 16-deep depthwise blocks (2x its bytes of port time), the DRAM code
     (``coded_maps``) as a map the network made. It is the latter (a pooling the list does not show made it):
     Vela stores it NHCWB16, Eyeriss codes it (JSSC 2017, §IV-B)."""
     from hwsim.cost.dram_compression import coded_maps

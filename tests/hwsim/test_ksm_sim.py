@@ -84,7 +84,8 @@ def test_network_with_method_states_density() -> None:
         (lambda p: ["--profile", str(_yaml(p, "name: x\nclock_hz: [\n"))], "malformed YAML"),
         (lambda p: ["--profile", str(_yaml(p, "name: x\n"))], "missing key"),
         (lambda p: ["--profile", "nope"], "unknown profile"),
-        (lambda p: ["--profile", str(_yaml(p, _bundled_text("edge_npu") + "search:\n  pe_split: [inputs]\n"))],
+        (lambda p: ["--profile", str(_yaml(p, _bundled_text("edge_npu")
+                                           + "search:\n  pe_split: [inputs]\n"))],
          "p.yaml: search: pe_split: inputs: no per_pe level holds it"),
         (lambda p: ["--masks", str(p / "absent")], "absent"),
         (lambda p: ["--network", "lenet"], "unknown network"),

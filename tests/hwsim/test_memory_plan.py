@@ -257,8 +257,8 @@ def old_rule(layers: Sequence[Layer], profile: Profile, batch: int) -> list[str]
 
 def hand_graph(layers: Sequence[Layer]) -> Graph:
     """The chain written by hand: tensors named ``x0, x1...``, the first layer's input the graph's input (the
-    tensor the host writes: ``host_written``), every tensor no layer reads a graph output. A gap's tensor, which
-    no layer writes, is no graph input: a pooling or branch the list does not show made it, as in
+    tensor the host writes: ``host_written``), every tensor no layer reads a graph output. A gap's tensor,
+    which no layer writes, is no graph input: a pooling or branch the list does not show made it, as in
     ``chain_graph``."""
     ops: list[Op] = []
     tensors: dict[str, tuple[int, ...]] = {}

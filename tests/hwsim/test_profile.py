@@ -122,14 +122,17 @@ def test_exponent_without_sign_is_a_number(tmp_path: Path) -> None:
          "levels[1].input_block_depth.depthwise_max"),
         (lambda r: r.update(latency_model="roofline") or r["levels"][1].update(
             burst_bytes=32, input_block_depth={"granule": 8, "max": 20, "depthwise_max": 16}),
-         "levels[1].input_block_depth.max: 20 is not a multiple of the granule (8); a block is whole granules"),
+         "levels[1].input_block_depth.max: not a multiple of the granule (8): a block is whole granules, "
+         "got 20"),
         (lambda r: r.update(latency_model="roofline") or r["levels"][1].update(
             burst_bytes=32, input_block_depth={"granule": 8, "max": 32, "depthwise_max": 12}),
-         "levels[1].input_block_depth.depthwise_max: 12 is not a multiple of the granule (8)"),
+         "levels[1].input_block_depth.depthwise_max: not a multiple of the granule (8): a block is whole "
+         "granules, got 12"),
         (lambda r: r.update(search={"pe_split": ["outputs", "inputs"]}),
-         "search: pe_split: inputs: no per_pe level holds it, so the split would do nothing (per_pe levels hold: "
-         "weights, outputs)"),
-        (lambda r: [lv.update(per_pe=False) for lv in r["levels"]] and r.update(search={"pe_split": ["outputs"]}),
+         "search: pe_split: inputs: no per_pe level holds it, so the split would do nothing (per_pe levels "
+         "hold: weights, outputs)"),
+        (lambda r: [lv.update(per_pe=False) for lv in r["levels"]]
+         and r.update(search={"pe_split": ["outputs"]}),
          "search: pe_split: outputs: no per_pe level holds it"),
         (lambda r: r.update(name=""), "name: "),
         (lambda r: r.update(area={"levels": {"dram": 1}}), "area: levels.dram: the outermost level is off"),
@@ -149,7 +152,8 @@ def test_bad_profile_names_file_and_key(tmp_path: Path, mutate, key: str) -> Non
 
 def test_the_default_pe_split_is_quiet_without_a_per_pe_level(tmp_path: Path) -> None:
     """Only a `pe_split` the file gives is checked against the per-PE levels: edge_npu has none, and its
-    search section without `pe_split` (the default `[outputs]`, a no-op there) loads; naming outputs does not."""
+    search section without `pe_split` (the default `[outputs]`, a no-op there) loads; naming outputs does
+    not."""
     raw = _raw("edge_npu")
     assert not any(lv.get("per_pe") for lv in raw["levels"])
     raw["search"] = {"lpf_limit": 7}
