@@ -337,7 +337,9 @@ def _refuse_unread(ctx: click.Context) -> None:
                    "not given, none gated, feature maps dense). On a profile with zero_gating (eyeriss) their "
                    "MACs and weight reads are skipped and the saving is reported apart; on one with "
                    "dram_compression (eyeriss) the feature maps in DRAM but the input image are charged "
-                   "run-length coded for it; other profiles ignore it. Example: --input-sparsity 0.4")
+                   "run-length coded for it, as the chip codes them whatever their zeros (Chen et al., JSSC "
+                   "2017, IV-B): at 0 they cost 4/3 of their dense bytes (the code's overhead), more than "
+                   "without the option (dense); other profiles ignore it. Example: --input-sparsity 0.4")
 @click.option("--layers", "with_layers", is_flag=True,
               help="Also print the per-layer table (latency split, energy by level, chosen mapping).")
 @click.option("--json", "json_path", type=PathOption(path_type=Path, dir_okay=False),

@@ -26,10 +26,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from hwsim.workload.graph import Graph
+from hwsim.workload.graph import Graph, host_written
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +126,8 @@ def coded_maps(graph: Graph, layer_of_op: Mapping[int, str], input_zeros: Mappin
     coded except the network's input image).
 
     - Inputs: coded at the layer's ``input_zeros`` where the run gives them, unless the layer reads the
-      network's input (the image) or the memory plan keeps its input on chip (``kept``); else dense.
+      network's input (the image, :func:`~hwsim.workload.graph.host_written`; a chain's gap is a map the
+      network made, coded) or the memory plan keeps its input on chip (``kept``); else dense.
     - Outputs: coded at the layer's ``output_zeros`` where given; else at the input zeros of the layers that
       read the map, followed through :data:`PASSES_ZEROS`. A reader's zeros are the written map's, or fewer
       behind a pooling, so where several readers give them the largest is taken: the closest to the map's own
@@ -136,11 +135,12 @@ def coded_maps(graph: Graph, layer_of_op: Mapping[int, str], input_zeros: Mappin
       zeros (the network's output, or an Add or Concat between): dense. Not coded where the plan keeps the map
       on chip.
     """
+    host = host_written(graph)
     out: dict[str, CodedMaps] = {}
     for i, name in layer_of_op.items():
         op = graph.ops[i]
         z_in = input_zeros.get(name)
-        if z_in is not None and (any(t in graph.inputs for t in op.inputs) or kept(op.inputs)):
+        if z_in is not None and (any(t in host for t in op.inputs) or kept(op.inputs)):
             z_in = None
         z_out = output_zeros.get(name)
         if z_out is None:

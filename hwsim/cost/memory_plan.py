@@ -39,7 +39,7 @@ import numpy as np
 
 from hwsim.cost.layer_cost import input_elems, output_elems
 from hwsim.hardware.profile import MemoryLevel, Profile
-from hwsim.workload.graph import Graph
+from hwsim.workload.graph import Graph, host_written
 from hwsim.workload.layers import Layer
 
 
@@ -162,10 +162,11 @@ def _plan(graph: Graph, executions: Sequence[str], layers: Mapping[str, Layer], 
     first: dict[str, int] = {}
     last: dict[str, int] = {}
     pinned: set[str] = set()
+    host = host_written(graph)
     for t in names:
         b = root[t]
         size[b] = max(size.get(b, 0.0), nbytes(t, pb.outputs))
-        if t in graph.inputs or t in graph.outputs or t not in graph.producer or t not in graph.consumers:
+        if t in host or t in graph.outputs or t not in graph.producer or t not in graph.consumers:
             pinned.add(b)  # enters or leaves the network, or crosses a gap of a chain: off chip
     steps = len(graph.ops)
     staged: list[dict[str, float]] = [{} for _ in range(steps)]  # per step: buffer -> bytes the operator touches

@@ -29,7 +29,7 @@ import pandas as pd
 from hwsim.cost.layer_cost import LayerCost, input_elems, output_elems, weight_elems
 from hwsim.cost.memory_plan import MemoryPlan, activation_level, where
 from hwsim.hardware.profile import MemoryLevel, Profile
-from hwsim.workload.graph import Graph
+from hwsim.workload.graph import Graph, host_written
 from hwsim.workload.layers import Layer
 
 
@@ -146,6 +146,7 @@ def apply_residency(costs: Sequence[LayerCost], graph: Graph, executions: Sequen
     level_of = plan.level_of
     costed = [i for i, how in enumerate(executions) if how in ("mac", "vector")]
     on_chip = kept_on_chip(plan, profile)
+    host = host_written(graph)  # the next image, fetched while this one runs
 
     kept = [graph.ops[i].name for i in costed if on_chip(graph.ops[i].outputs)]
     resident_weights = 0.0
@@ -177,7 +178,7 @@ def apply_residency(costs: Sequence[LayerCost], graph: Graph, executions: Sequen
             moves.append(("inputs", act, True, False))
         if op.layer in cached:
             moves += [("weights", wl, True, False), ("masks", wl, True, False)]
-            if all(t in graph.inputs or on_chip((t,)) for t in op.inputs):
+            if all(t in host or on_chip((t,)) for t in op.inputs):
                 saved.append("onload")  # inputs on chip (or the next image, fetched meanwhile): no wait
         out[j] = _moved(out[j], moves, dram, saved, inputs_at=where(op.inputs, level_of),
                         outputs_at=where(op.outputs, level_of))

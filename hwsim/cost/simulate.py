@@ -29,7 +29,7 @@ from hwsim.hardware.profile import OPERANDS, Profile
 from hwsim.cost.memory_plan import plan_memory
 from hwsim.cost.operator_cost import executions, operator_cost
 from hwsim.cost.residency import apply_residency, kept_on_chip
-from hwsim.workload.graph import Graph, chain_graph
+from hwsim.workload.graph import Graph, chain_graph, host_written
 
 FORMAT = "ksm-sim/1"
 
@@ -339,15 +339,15 @@ def _operator_row(kind: str) -> dict[str, Any]:
 
 
 def layer_profiles(graph: Graph, profile: Profile) -> dict[str, Profile]:
-    """The profile each layer of ``graph`` is costed under: ``profile`` for a layer that reads a tensor no
-    operator of the graph writes (the network's input, or what a chain of layers reads from off-chip
-    memory), as its writer stored it (NHWC); :func:`~hwsim.cost.mapping.bursts.made_feature_maps` of it for a
-    layer that reads a feature map the network made, which the engine stores in its own layout (no IFM-block
-    runs: :mod:`hwsim.cost.mapping.bursts`). The same profile for every layer where no level has
-    ``input_block_depth``."""
+    """The profile each layer of ``graph`` is costed under: ``profile`` for a layer that reads a tensor the
+    host writes (:func:`~hwsim.workload.graph.host_written`: the network's input), as the host stored it
+    (NHWC); :func:`~hwsim.cost.mapping.bursts.made_feature_maps` of it for a layer that reads a feature map
+    the network made (a chain's gap included: a pooling or branch the layer list does not show made it),
+    which the engine stores in its own layout (no IFM-block runs: :mod:`hwsim.cost.mapping.bursts`). The same
+    profile for every layer where no level has ``input_block_depth``."""
     made = made_feature_maps(profile)
-    produced = {t for op in graph.ops for t in op.outputs}
-    return {op.layer: profile if any(t not in produced for t in op.inputs) else made
+    host = host_written(graph)
+    return {op.layer: profile if any(t in host for t in op.inputs) else made
             for op in graph.ops if op.layer}
 
 

@@ -156,22 +156,35 @@ class ProfileInputBlockDepth(Record):
     """How deep the blocks are in which the engine reads an NHWC input through this level (Arm Vela 5.2.0's
     IFM block on the Ethos-U55): the layer's input channels rounded up to `granule`, at most `max`
     (`depthwise_max` for a depthwise layer). A block shallower than the tensor's depth is read in runs of its
-    depth, each charged as a whole burst where it is shorter than `burst_bytes`."""
+    depth, each charged as a whole burst where it is shorter than `burst_bytes`. A block is whole granules
+    (the engine's IFM micro-blocks), so `max` and `depthwise_max` are multiples of `granule` (Vela: 32 and 16
+    over 8)."""
+
+    RULES: ClassVar[tuple[str, ...]] = ("`max` and `depthwise_max` are multiples of `granule`.",)
 
     granule: Whole(ge=1, le=MAX_SIZE_BYTES,
                    description="the block depth is the input channels rounded up to a multiple of this "
                                "(channels)")
-    max: Whole(ge=1, le=MAX_SIZE_BYTES, description="the deepest block of a convolution (channels)")
+    max: Whole(ge=1, le=MAX_SIZE_BYTES,
+               description="the deepest block of a convolution (channels, a multiple of `granule`)")
     depthwise_max: Whole(ge=1, le=MAX_SIZE_BYTES,
-                         description="the deepest block of a depthwise layer (channels)")
+                         description="the deepest block of a depthwise layer (channels, a multiple of "
+                                     "`granule`)")
 
     @field_validator("max", "depthwise_max")
     @classmethod
     def _granule_fits(cls, depth: int, info: ValidationInfo) -> int:
+        """A block is whole micro-blocks: Vela 5.2.0's IFM block depth is ``RoundAway(min(depth, 32), 8)`` (a
+        multiple of the 8-deep IFM micro-block) and the depthwise one the OFM block's 16 (``ethos_u55.cpp``
+        ``FindBlockConfig`` L439, L458-461). A cap between granules would make a block no engine reads (the
+        cost model caps the rounded depth at it, :func:`hwsim.cost.mapping.bursts.input_block_run`):
+        refused."""
         granule = info.data.get("granule")
         if granule is not None and depth < granule:
             raise ValueError(f"{depth} is shallower than the granule ({granule}); no block could be that "
                              "shallow")
+        if granule is not None and depth % granule:
+            raise ValueError(f"not a multiple of the granule ({granule}): a block is whole granules")
         return depth
 
 
@@ -353,7 +366,8 @@ class ProfileSearch(Record):
                     "listed, the dimensions it does not depend on (outputs: C, FY, FX, the reduction; inputs: K; "
                     "weights: B, OY, OX) get, where LOMA's merged loop is too large for a per-PE level, a loop "
                     "of the largest divisor that fits it, scored beside LOMA's loops (Timeloop's per-level "
-                    "tiling factors); default `[outputs]`, `[]`: no split candidate")
+                    "tiling factors); each operand listed must be held by a `per_pe` level (refused "
+                    "otherwise: the split would do nothing); default `[outputs]`, `[]`: no split candidate")
 
     @field_validator("pe_split")
     @classmethod
@@ -479,6 +493,7 @@ class ProfileFile(Record):
         "supplies within the fits of both nodes.",
         "`vector_unit.pooling` comes with `weight_sets` (it counts their micro-blocks).",
         "A spatial alternative's `cols_block` ways multiply to at most `array.cols`.",
+        "Each operand a given `search.pe_split` names is held by a `per_pe` level.",
     )
 
     name: str = Field(min_length=1, max_length=MAX_NAME,
@@ -591,6 +606,24 @@ class ProfileFile(Record):
             if name not in names:
                 raise ValueError(f"levels.{name}: no such level (on-chip levels: {', '.join(names)})")
         return area
+
+    @field_validator("search")
+    @classmethod
+    def _split_needs_a_per_pe_level(cls, search: ProfileSearch | None,
+                                    info: ValidationInfo) -> ProfileSearch | None:
+        """The split candidate pins loops for an operand's per-PE levels (best_mapping.pinned_loops): an
+        operand named in a given `pe_split` that no per-PE level holds would be silently skipped, so it is
+        refused. The default (`[outputs]`, not given) stays quiet on a profile without per-PE outputs."""
+        levels = info.data.get("levels")
+        if search is None or "pe_split" not in search.model_fields_set or not levels:
+            return search  # a bad `levels` is reported on its own
+        per_pe = {o for level in levels if level.per_pe for o in level.operands}
+        for operand in search.pe_split:
+            if operand not in per_pe:
+                holding = ", ".join(o for o in OPERANDS if o in per_pe) or "none"
+                raise ValueError(f"pe_split: {operand}: no per_pe level holds it, so the split would do "
+                                 f"nothing (per_pe levels hold: {holding})")
+        return search
 
     @field_validator("weight_sets")
     @classmethod

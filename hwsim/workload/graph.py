@@ -159,6 +159,23 @@ class Graph:
         return counts
 
 
+def host_written(graph: Graph) -> frozenset[str]:
+    """The tensors the host writes before the network runs, not a map the network makes: the graph's
+    inputs (the image). Every cost rule that treats the network's input apart asks this: the layout a layer
+    reads it in (:func:`hwsim.cost.simulate.layer_profiles`: NHWC, Vela's IFM blocks), the run-length code of
+    DRAM maps (:func:`hwsim.cost.dram_compression.coded_maps`: Eyeriss codes every fmap "except for the input
+    data to the first layer", Chen et al., JSSC 2017, §IV-B), the memory plan (:mod:`hwsim.cost.memory_plan`:
+    off chip) and the next image fetched during this one (:mod:`hwsim.cost.residency`).
+
+    A graph read from a model or a table has no other tensor that no operator writes (``GraphRecord``'s
+    rule: every tensor read is a graph input or written by an earlier operator). A chain (:func:`chain_graph`)
+    has: a layer that does not follow the previous one reads a tensor no layer of the list writes, made by a
+    pooling or a branch the list does not show. That tensor is a feature map of the network, not the host's
+    (Eyeriss codes it; Vela 5.2.0 stores it in NHCWB16 bricks like any map the network makes), so it is not
+    here; it still has no producer in the graph, which the memory plan reads from ``graph.producer``."""
+    return frozenset(graph.inputs)
+
+
 def feeds(a: Layer, b: Layer) -> bool:
     """Whether, in a chain, ``b`` reads ``a``'s output: same channels and map size."""
     return a.out_channels == b.in_channels and tuple(a.output_hw) == tuple(b.input_hw)

@@ -4,6 +4,7 @@ JSSC 2017, §IV-B): the expected coded size, the profile key, and its effect on 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -264,3 +265,30 @@ def test_coding_with_a_bursty_or_single_ported_level_is_refused() -> None:
         load_design("ethos_u55", [code])
     with pytest.raises(InputError, match=r"shared_port \(level 'glb_108KB'\)"):
         load_design("eyeriss", ["levels.glb_108KB.shared_port=true"])
+
+
+def test_zero_zeros_declared_are_coded_at_the_format_overhead() -> None:
+    """Eyeriss codes every feature map but the image whatever its zeros (JSSC 2017, §IV-B), so a sparsity of
+    0 given is coded too: the maps between the layers cost 4/3 of dense (64/3 bits per 16-bit value), more
+    than a run without the option (dense, zeros unknown); the image stays dense. Stated where a user sees it:
+    the ``--input-sparsity`` help and docs/hwsim.md."""
+    coded = load_profile("eyeriss")
+    plain = simulate(CHAIN, coded, batch=2)
+    zero = simulate(CHAIN, coded, batch=2, input_sparsity=0.0)
+    o, i = ("dram", "outputs"), ("dram", "inputs")
+    assert zero.layers[0].read_bytes[i] == plain.layers[0].read_bytes[i]  # the image
+    final = output_elems(CHAIN.layers[0]) * 2 * coded.precision_bits.outputs / 8  # l1's map, batch 2
+    # l1's final map coded at 4/3; its partial sums spilled to DRAM (written and read back) stay dense
+    assert zero.layers[0].write_bytes[o] - plain.layers[0].write_bytes[o] == pytest.approx(final / 3)
+    assert zero.layers[0].read_bytes[o] == plain.layers[0].read_bytes[o]
+    assert zero.layers[1].read_bytes[i] == pytest.approx(plain.layers[1].read_bytes[i] * 4 / 3)
+    assert zero.layers[1].write_bytes[o] == plain.layers[1].write_bytes[o]  # nothing reads it: dense
+    assert zero.to_dict()["totals"]["dram_code_saved_bytes"] < 0
+    from click.testing import CliRunner
+
+    from hwsim.ksm_sim import main
+
+    words = " ".join(CliRunner().invoke(main, ["--help"]).output.split())
+    assert "at 0 they cost 4/3 of their dense bytes" in words
+    docs = (Path(__file__).parents[2] / "docs" / "hwsim.md").read_text()
+    assert "4/3 of their dense bytes" in " ".join(docs.split())

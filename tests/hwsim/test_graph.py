@@ -162,3 +162,39 @@ def test_graph_record_round_trips(tmp_path: Path) -> None:
     again = copy.deepcopy(table)
     again["graph"] = load_table(write(tmp_path, table)).graph.record()
     assert again == table
+
+
+# A chain with a gap: dw96 does not follow stem (a pooling the list does not show made its input, 112 -> 56).
+GAP = Workload("gap", (Layer("stem", "conv", 3, 96, (3, 3), (2, 2), (1, 1), 1, (224, 224), (112, 112)),
+                       Layer("dw96", "conv", 96, 96, (3, 3), (1, 1), (1, 1), 96, (56, 56), (56, 56)),
+                       Layer("pw", "conv", 96, 24, (1, 1), (1, 1), (0, 0), 1, (56, 56), (56, 56))))
+
+
+def test_one_rule_says_what_the_host_writes() -> None:
+    """The tensors the host writes are the graph's inputs (``host_written``), and every rule that treats the
+    network's input apart asks it. A chain's gap, a tensor no layer of the list writes that is not the
+    graph's input, is where the two old rules disagreed: the IFM-block layout (``layer_profiles``) took it as
+    the host's NHWC and read it in Vela's 16-deep depthwise blocks (2x its bytes of port time), the DRAM code
+    (``coded_maps``) as a map the network made. It is the latter (a pooling the list does not show made it):
+    Vela stores it NHCWB16, Eyeriss codes it (JSSC 2017, §IV-B)."""
+    from hwsim.cost.dram_compression import coded_maps
+    from hwsim.cost.mapping.bursts import made_feature_maps
+    from hwsim.cost.simulate import layer_profiles
+    from hwsim.workload.graph import host_written
+
+    graph = chain_graph(GAP.layers)
+    assert "dw96:in" not in graph.producer and "dw96:in" not in graph.inputs  # the gap
+    assert host_written(graph) == {"stem:in"}
+    ethos = load_profile("ethos_u55")
+    made = made_feature_maps(ethos)
+    assert made != ethos
+    assert layer_profiles(graph, ethos) == {"stem": ethos, "dw96": made, "pw": made}
+    zeros = dict.fromkeys(("stem", "dw96", "pw"), 0.5)
+    coded = coded_maps(graph, {0: "stem", 1: "dw96", 2: "pw"}, zeros, {}, lambda tensors: False)
+    assert [coded[n].inputs for n in ("stem", "dw96", "pw")] == [None, 0.5, 0.5]
+    # the cost: the gap's depthwise layer is costed as one reading a map the network made
+    assert simulate(GAP, ethos).layers[1].cycles == simulate(GAP, made).layers[1].cycles
+    # a graph read from a model or a table has no such tensor (GraphRecord's rule): there the rules agree
+    net = load_network("mobilenet_v2").graph
+    unwritten = {t for op in net.ops for t in op.inputs if t not in net.producer}
+    assert unwritten == set(host_written(net)) == set(net.inputs)

@@ -84,6 +84,9 @@ def test_network_with_method_states_density() -> None:
         (lambda p: ["--profile", str(_yaml(p, "name: x\nclock_hz: [\n"))], "malformed YAML"),
         (lambda p: ["--profile", str(_yaml(p, "name: x\n"))], "missing key"),
         (lambda p: ["--profile", "nope"], "unknown profile"),
+        (lambda p: ["--profile", str(_yaml(p, _bundled_text("edge_npu")
+                                           + "search:\n  pe_split: [inputs]\n"))],
+         "p.yaml: search: pe_split: inputs: no per_pe level holds it"),
         (lambda p: ["--masks", str(p / "absent")], "absent"),
         (lambda p: ["--network", "lenet"], "unknown network"),
         (lambda p: ["--topology", str(_yaml(p, "a,b\n1,2\n", "t.csv"))], "header column"),
@@ -131,6 +134,12 @@ def test_console_script_is_declared() -> None:
     if "ksm-sim" not in scripts:
         pytest.skip("the project is not installed (pip install -e .)")
     assert scripts["ksm-sim"] == "hwsim.ksm_sim:main"
+
+
+def _bundled_text(name: str) -> str:
+    from importlib import resources
+
+    return (resources.files("hwsim") / "profiles" / f"{name}.yaml").read_text()
 
 
 def _yaml(folder: Path, text: str, name: str = "p.yaml") -> Path:

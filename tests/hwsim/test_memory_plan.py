@@ -256,8 +256,10 @@ def old_rule(layers: Sequence[Layer], profile: Profile, batch: int) -> list[str]
 
 
 def hand_graph(layers: Sequence[Layer]) -> Graph:
-    """The chain written by hand: tensors named ``x0, x1...``, every tensor no layer writes a graph input,
-    every tensor no layer reads a graph output."""
+    """The chain written by hand: tensors named ``x0, x1...``, the first layer's input the graph's input (the
+    tensor the host writes: ``host_written``), every tensor no layer reads a graph output. A gap's tensor,
+    which no layer writes, is no graph input: a pooling or branch the list does not show made it, as in
+    ``chain_graph``."""
     ops: list[Op] = []
     tensors: dict[str, tuple[int, ...]] = {}
     current: str | None = None
@@ -269,9 +271,8 @@ def hand_graph(layers: Sequence[Layer]) -> Graph:
         tensors[out] = (layer.out_channels, *layer.output_hw)
         ops.append(Op(f"op{n}", "conv", (current,), (out,), "Conv", layer=layer.name))
         current = out
-    produced = {t for op in ops for t in op.outputs}
     consumed = {t for op in ops for t in op.inputs}
-    return Graph(ops=tuple(ops), tensors=tensors, inputs=tuple(t for t in tensors if t not in produced),
+    return Graph(ops=tuple(ops), tensors=tensors, inputs=("x0",) if ops else (),
                  outputs=tuple(t for t in tensors if t not in consumed))
 
 

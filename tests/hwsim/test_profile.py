@@ -120,6 +120,20 @@ def test_exponent_without_sign_is_a_number(tmp_path: Path) -> None:
         (lambda r: r.update(latency_model="roofline") or r["levels"][1].update(
             burst_bytes=32, input_block_depth={"granule": 8, "max": 32}),
          "levels[1].input_block_depth.depthwise_max"),
+        (lambda r: r.update(latency_model="roofline") or r["levels"][1].update(
+            burst_bytes=32, input_block_depth={"granule": 8, "max": 20, "depthwise_max": 16}),
+         "levels[1].input_block_depth.max: not a multiple of the granule (8): a block is whole granules, "
+         "got 20"),
+        (lambda r: r.update(latency_model="roofline") or r["levels"][1].update(
+            burst_bytes=32, input_block_depth={"granule": 8, "max": 32, "depthwise_max": 12}),
+         "levels[1].input_block_depth.depthwise_max: not a multiple of the granule (8): a block is whole "
+         "granules, got 12"),
+        (lambda r: r.update(search={"pe_split": ["outputs", "inputs"]}),
+         "search: pe_split: inputs: no per_pe level holds it, so the split would do nothing (per_pe levels "
+         "hold: weights, outputs)"),
+        (lambda r: [lv.update(per_pe=False) for lv in r["levels"]]
+         and r.update(search={"pe_split": ["outputs"]}),
+         "search: pe_split: outputs: no per_pe level holds it"),
         (lambda r: r.update(name=""), "name: "),
         (lambda r: r.update(area={"levels": {"dram": 1}}), "area: levels.dram: the outermost level is off"),
         (lambda r: r.update(area={"mac": 1}), "area.mac: unknown key"),
@@ -134,6 +148,22 @@ def test_bad_profile_names_file_and_key(tmp_path: Path, mutate, key: str) -> Non
     message = str(info.value)
     assert str(path) in message and key in message
     assert "\n" not in message
+
+
+def test_the_default_pe_split_is_quiet_without_a_per_pe_level(tmp_path: Path) -> None:
+    """Only a `pe_split` the file gives is checked against the per-PE levels: edge_npu has none, and its
+    search section without `pe_split` (the default `[outputs]`, a no-op there) loads; naming outputs does
+    not."""
+    raw = _raw("edge_npu")
+    assert not any(lv.get("per_pe") for lv in raw["levels"])
+    raw["search"] = {"lpf_limit": 7}
+    assert load_profile(_write(tmp_path, raw)).search.pe_split == ("outputs",)
+    raw["search"]["pe_split"] = ["outputs"]
+    with pytest.raises(InputError, match=r"p\.yaml: search: pe_split: outputs: no per_pe level holds it.*"
+                                         r"\(per_pe levels hold: none\)"):
+        load_profile(_write(tmp_path, raw))
+    raw["search"]["pe_split"] = []
+    assert load_profile(_write(tmp_path, raw)).search.pe_split == ()
 
 
 def test_malformed_yaml(tmp_path: Path) -> None:

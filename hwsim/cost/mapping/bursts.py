@@ -34,7 +34,8 @@ ifmUBlock.Depth() = 8)`` of a convolution and the OFM block depth (16 from ``OFM
 layer (``ethosu/regor/architecture/ethosu55/ethos_u55.cpp`` ``ArchEthosU55::FindBlockConfig`` L354, L381,
 L432-440, L458-461, L480-484). A 3-channel input read in 8-deep blocks is charged as 8-byte runs (4x its
 bytes); a 96-channel depthwise input read 16 channels at a time as 16-byte runs (2x). The blocks apply to a
-tensor stored NHWC, which :func:`hwsim.simulate` takes to be the network's input (the image the host writes);
+tensor stored NHWC, which :func:`hwsim.simulate` takes to be the network's input (the image the host writes,
+:func:`hwsim.workload.graph.host_written`);
 the feature maps the network makes are stored in the engine's own layout (Vela's 16-channel bricks, NHCWB16,
 read in runs of ``16 x block width`` bytes, ``EstimateMemoryTransfer`` L164-179:
 ``ethosu/regor/compiler/scheduler.cpp`` ``UpdateSchedulerTensor`` L449-452 makes every feature map NHCWB16
