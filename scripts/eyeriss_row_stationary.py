@@ -8,6 +8,11 @@ between the spad, the buffer and DRAM. The profile's ``search`` section (lpf_lim
 inputs]) lets the search split K; compare it with LOMA's default space by running with
 ``--loma-defaults`` (docs/hwsim.md, "DRAM misses").
 
+Under the profile's own energies the chip's CONV4 and CONV5 mappings cost 8 % and 5 % less than the search's
+picks (tests/hwsim/test_eyeriss_chip_mapping.py): they need 9 temporal loops (K split p | m/p | M/m, C split
+q | C/q, with S, the ofmap width, the batch and the groups) and LOMA's merged factors (at most 8 loops, K's
+smallest factors merged first) never form them, nor is CONV4's 13-column unrolling among the 3 kept.
+
 Run: ``.venv/bin/python scripts/eyeriss_row_stationary.py [--loma-defaults]`` (prints each mapping's tiles,
 DRAM and energy; with the flag, the searches use lpf_limit 6 and pe_split [outputs], LOMA's default space).
 """
@@ -71,25 +76,29 @@ if __name__=="__main__":
     # CONV4 per group: K192 C192 13x13 3x3, B4, G2. Chip (JSSC Table IV reading): n=4, p=16, q=3, r=2, t=2, m=64.
     # hwsim's rows allow (FY, C) only: FY3 x C4 (chip: FY3 x C2 x K2), cols OY13.
     s=S["conv4"]; sp=Spatial(rows=(("FY",3),("C",4)),cols=(("OY",13),))
-    # inside PE: FX3 (S), C3 (q), K16 (p): filter spad p*q*S = 144 w, ifmap spad q*S = 9, psum spad p = 16
+    # inside PE: K16 (p), FX3 (S), C3 (q): filter spad p*q*S = 144 w, ifmap spad q*S = 9, psum spad p = 16. The p
+    # filters innermost, as the chip interleaves them (JSSC 2017, §IV-A, Fig. 10: each ifmap value read from the
+    # spad serves p MACs; Timeloop's eyeriss-like reference mapping also puts M innermost at the psum spad): with
+    # S innermost instead, the ifmap spad is read at every MAC (+680 uJ at CONV4, which once made the chip's
+    # mappings look 8-21 % dearer than the search's)
     # then OX13 (row primitive slides along the width), K4 (m = 64 = 4 x p), B4 (n = 4) ; GLB: C16 (all C) ; DRAM: K3 (M/m), G2
-    L=(("FX",3),("C",3),("K",16),("OX",13),("K",4),("B",4),("C",16),("K",3),("G",2))
+    L=(("K",16),("FX",3),("C",3),("OX",13),("K",4),("B",4),("C",16),("K",3),("G",2))
     show("conv4 chip-like A",s,sp,L,{W:(4,6),I:(3,4),O:(3,7)})
-    L2=(("FX",3),("C",3),("K",16),("OX",13),("B",4),("K",4),("C",16),("K",3),("G",2))
+    L2=(("K",16),("FX",3),("C",3),("OX",13),("B",4),("K",4),("C",16),("K",3),("G",2))
     show("conv4 chip-like B (B inside K4)",s,sp,L2,{W:(5,5),I:(3,6),O:(3,7)})
     # CONV3: K384 C256, n=4 p=16 q=4 r=1 t=2(?) m=64: rows FY3 x C4 ; q=4 -> C4 per PE ; ifmap spad 4*3=12
     s=S["conv3"]; sp=Spatial(rows=(("FY",3),("C",4)),cols=(("OY",13),))
-    L=(("FX",3),("C",4),("K",16),("OX",13),("K",4),("B",4),("C",16),("K",6))
+    L=(("K",16),("FX",3),("C",4),("OX",13),("K",4),("B",4),("C",16),("K",6))
     show("conv3 chip-like",s,sp,L,{W:(4,6),I:(3,4),O:(3,7)})
     # CONV5: G2 K128 C192 : p=16 q=3 m=64
     s=S["conv5"]; sp=Spatial(rows=(("FY",3),("C",4)),cols=(("OY",13),))
-    L=(("FX",3),("C",3),("K",16),("OX",13),("K",4),("B",4),("C",16),("K",2),("G",2))
+    L=(("K",16),("FX",3),("C",3),("OX",13),("K",4),("B",4),("C",16),("K",2),("G",2))
     show("conv5 chip-like",s,sp,L,{W:(4,6),I:(3,4),O:(3,7)})
     # CONV2: G2 K128 C48 27x27 5x5, chip n=1 p=16 q=2 r=1 t=1 m=64; PE set 5x27 folded into 10 rows x 14 cols.
     # hwsim: rows FY5 x C2, cols OY14 (OY27 -> 2 folds, uneven)
     s=S["conv2"]; sp=Spatial(rows=(("FY",5),("C",2)),cols=(("OY",14),))
     # in PE: FX5, C2 (q), K16 (p) ; OX27 ; K4 (m=64) ; GLB: OY2 (the 2nd strip), C12 (48/(2x2)) ; DRAM: K2 (M/m), B4 (n=1), G2
-    L=(("FX",5),("C",2),("K",16),("OX",27),("K",4),("OY",2),("C",12),("K",2),("B",4),("G",2))
+    L=(("K",16),("FX",5),("C",2),("OX",27),("K",4),("OY",2),("C",12),("K",2),("B",4),("G",2))
     show("conv2 chip-like (OY2 in GLB)",s,sp,L,{W:(4,6),I:(3,4),O:(3,7)})
-    L=(("FX",5),("C",2),("K",16),("OX",27),("K",4),("C",12),("OY",2),("K",2),("B",4),("G",2))
+    L=(("K",16),("FX",5),("C",2),("OX",27),("K",4),("C",12),("OY",2),("K",2),("B",4),("G",2))
     show("conv2 chip-like (OY2 above C)",s,sp,L,{W:(4,5),I:(3,4),O:(3,7)})

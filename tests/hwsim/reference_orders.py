@@ -16,7 +16,7 @@ from hwsim.cost.mapping.batch_scorer import Ledger, allocate, charge_traffic, co
 from hwsim.cost.mapping.one_mapping import _chain, floor_ways, objective_key
 from hwsim.cost.mapping.stall import roofline, transfer_stall
 from hwsim.cost.mapping.loop_orders import permutations
-from hwsim.cost.mapping.space import DIMS, OPERANDS, RELEVANT, Arch, Shape, Spatial, sizes
+from hwsim.cost.mapping.space import DIMS, OPERANDS, RELEVANT, Arch, Shape, Spatial, input_overlap, sizes
 from hwsim.cost.mapping.tiles import tile_elements, window
 from hwsim.hardware.profile import MemoryLevel
 
@@ -127,7 +127,8 @@ def _score(shape: Shape, a: Arch, spatial: Spatial, orders: np.ndarray, factors:
         return np.prod(np.where(np.cumprod(~rel[o], axis=1).astype(bool), factors, 1.0), axis=1)
 
     onload, offload = charge_traffic(a, n, cuts, macs, n_out, mc, fills, add, first_tile, held,
-                                     tile_of=lambda o, j: extent(o, b_pe[rows_idx, j]), noc=ledger.noc)
+                                     tile_of=lambda o, j: extent(o, b_pe[rows_idx, j]), noc=ledger.noc,
+                                     overlap=input_overlap(true_ways, shape.sy, shape.sx))
     if not a.per_period:
         stall, on_c, off_c = roofline(a, ledger.r_lv, ledger.w_lv, temporal,
                                       lambda lv: lv.bandwidth_bytes_per_cycle * 8 / lv.word_bits

@@ -61,7 +61,9 @@ GROWS = {("c22", "eyeriss"): "ifmap_spad x16: energy 1.010x", ("c34", "eyeriss")
 # The per-PE split candidate (best_mapping.pinned_loops; the eyeriss profile's search.pe_split adds K) pins the
 # largest divisor of a fold that fits the spad, so a spad of another size offers another candidate, here a better
 # one: the search space itself depends on the size, as LOMA's merged loops do on the fold.
-SPLIT_SIZED = {("c11", "eyeriss"): "filter_spad /16: energy 0.9997x"}
+# None at present: c11 on eyeriss (filter_spad /16, 0.9997x) holds since the GLB's ifmap reads count the
+# diagonal multicast (space.input_overlap).
+SPLIT_SIZED: dict[tuple[str, str], str] = {}
 
 
 def _grows(layer: Layer, profile: str):

@@ -35,7 +35,7 @@ import numpy as np
 from hwsim.cost.mapping.bursts import port_factor, run_elements
 from hwsim.cost.mapping.loop_orders import Orders
 from hwsim.cost.mapping.one_mapping import objective_key
-from hwsim.cost.mapping.space import DIMS, OPERANDS, RELEVANT, Arch, Shape, Spatial, noc_boundaries
+from hwsim.cost.mapping.space import DIMS, OPERANDS, RELEVANT, Arch, Shape, Spatial, input_overlap, noc_boundaries
 from hwsim.cost.mapping.stall import Chain, roofline, transfer_stall
 from hwsim.cost.mapping.tiles import SHARED_CUTS, Window, tile_elements
 from hwsim.hardware.profile import MemoryLevel
@@ -98,7 +98,8 @@ def charge_traffic(a: Arch, n: int, cuts: dict[str, list[np.ndarray]], macs: flo
                    add: Callable, first_tile: Callable, held_of: Callable[[str], np.ndarray],
                    split: MemoryLevel | None = None, run_of: Callable | None = None,
                    tile_of: Callable | None = None, full: dict[str, np.ndarray] | None = None,
-                   noc: Callable[[np.ndarray], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   noc: Callable[[np.ndarray], None] | None = None, overlap: float | np.ndarray = 1.0
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """Charge every operand's reads and writes along its chain (``add``) for ``n`` candidate mappings at
     once; return the first tile's onload and offload bytes. ``held_of(o)``: the MACs a word of weights or
     inputs serves where it lands before it is fetched again. Called once per batch (vectorised over
@@ -119,7 +120,10 @@ def charge_traffic(a: Arch, n: int, cuts: dict[str, list[np.ndarray]], macs: flo
 
     ``noc(pj)``: charges the array's network (:meth:`Ledger.noc`), needed where the profile prices it
     (``a.noc_pj``): what crosses it as :func:`hwsim.cost.mapping.one_mapping.evaluate` counts it
-    (:func:`hwsim.cost.mapping.space.noc_boundaries`)."""
+    (:func:`hwsim.cost.mapping.space.noc_boundaries`).
+
+    ``overlap``: the input reads a shared level sends towards the array are divided by it as well as by the
+    multicast (:func:`hwsim.cost.mapping.space.input_overlap`); ``fills`` counts it in a shared level's tile."""
     ebytes = a.ebytes
     if a.noc_pj and noc is None:
         raise ValueError("the profile prices the array's network (noc_pj): charge_traffic needs noc")
@@ -141,6 +145,7 @@ def charge_traffic(a: Arch, n: int, cuts: dict[str, list[np.ndarray]], macs: flo
                 **({"w_tile": tile_of(o, w)} if w is not None else {})}
 
     packs = any(b % lv.word_bits for lv, _ in a.alloc if lv.per_pe for b in (*a.bits.values(), a.out_bits))
+    sent = {**mc, I: mc[I] * overlap}  # PEs one read towards the array reaches (as evaluate's ``sent``)
     onload = np.zeros(n)
     offload = np.zeros(n)
     for o in OPERANDS:
@@ -149,14 +154,15 @@ def charge_traffic(a: Arch, n: int, cuts: dict[str, list[np.ndarray]], macs: flo
         into = [fills(o, c[i], not lv.per_pe) for i, lv in enumerate(chain[:-1])]
         # between two per-PE levels each PE moves its own data: the multicast divides only where a shared parent
         # feeds a per-PE child (as one_mapping.evaluate counts them)
-        down = [into[i] / (mc[o] if chain[i].per_pe and not chain[i + 1].per_pe else 1.0) for i in range(len(into))]
+        down = [into[i] / (sent[o] if chain[i].per_pe and not chain[i + 1].per_pe else 1.0)
+                for i in range(len(into))]
         if o in (W, I):
             if chain[0].word_bits >= a.bits[o]:
                 held = held_of(o)
             else:
                 held = np.ones(n)
             for i, lv in enumerate(chain):
-                r = macs / held / (1.0 if lv.per_pe else mc[o]) if i == 0 else down[i - 1]
+                r = macs / held / (1.0 if lv.per_pe else sent[o]) if i == 0 else down[i - 1]
                 w = into[i] if i < len(into) else 0.0
                 add(lv, r, a.bits[o], w, a.bits[o], 2 if i == top else 1 if i == top + 1 else 0,
                     **ports(port(lv, o, c[i - 1] if i else None, a.bits[o]),
@@ -316,7 +322,7 @@ def _score(a: Arch, items: list[Item], objective: str, exact: bool) -> tuple[np.
     size = np.empty((m, nd))
     geo = np.empty((m, 8))  # sy, sx, fy, fx, oy, ox, full rows, full cols of the input window
     per_pe = [lv for lv in levels if lv.per_pe]
-    keys: list[object] = ["macs", "temporal", "mac_e", "n_out", "C", "G"]
+    keys: list[object] = ["macs", "temporal", "mac_e", "n_out", "C", "G", "overlap"]
     for o in OPERANDS:
         keys += [("mc", o), ("pe", o), ("pei", o)]
     keys += [("bw", lv.name) for lv in per_pe]
@@ -342,7 +348,7 @@ def _score(a: Arch, items: list[Item], objective: str, exact: bool) -> tuple[np.
         macs = float(shape.macs)
         temporal = float(math.prod([f for _, f in flat]))
         row = [macs, temporal, macs * mac_pj, float(shape.b * shape.g * shape.k * shape.oy * shape.ox),
-               float(shape.c), float(shape.g)]
+               float(shape.c), float(shape.g), input_overlap(dict(true_ways), shape.sy, shape.sx)]
         for rel in rel_o:
             row.append(math.prod([u for d, u in true_ways if d not in rel]))
             row.append(math.prod([u for d, u in true_ways if d in rel]))
@@ -411,7 +417,8 @@ def _score(a: Arch, items: list[Item], objective: str, exact: bool) -> tuple[np.
                                          run_of if ("run", W) in tab else None,
                                          lambda o, j: tab[(o, False)][prefix[j.astype(np.intp) * nr + base]
                                                                       + r.off],
-                                         {d: per_row(r, d) for d in ("C", "G")}, ledger.noc)
+                                         {d: per_row(r, d) for d in ("C", "G")}, ledger.noc,
+                                         per_row(r, "overlap"))
         temporal = per_row(r, "temporal")
 
         def tile(o: str, shared: bool, j: np.ndarray) -> np.ndarray:

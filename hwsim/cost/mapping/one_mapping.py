@@ -14,9 +14,10 @@ tile analysis, Parashar et al., ISPASS 2019):
   not depend on x the irrelevant loops directly above it, which leave the tile in place); for inputs
   times the halo ratio of the tile (``(oy - 1) * stride + fy`` rows over ``oy * fy``);
 - a level shared by the PEs sends one copy to every PE that needs it (multicast over the unrolled
-  dimensions the operand does not depend on) and partial sums are reduced on the way up; a per-PE
-  level is read and written by each PE itself, and between two per-PE levels of an operand (a register
-  under a scratchpad) each PE moves its own data: no multicast, no reduction;
+  dimensions the operand does not depend on, and for inputs over the diagonal of an unrolled output and
+  kernel dimension pair: :func:`hwsim.cost.mapping.space.input_overlap`) and partial sums are reduced on the
+  way up; a per-PE level is read and written by each PE itself, and between two per-PE levels of an operand
+  (a register under a scratchpad) each PE moves its own data: no multicast, no reduction;
 - the innermost level is read once per MAC, except while the innermost loops do not change the
   operand (the word stays at the MAC: ZigZag's ``access_same_data_considered_as_no_access``);
 - **outputs** travel up as partial sums and come back for further accumulation except the first time
@@ -51,8 +52,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from hwsim.cost.mapping.bursts import port_factor, run_elements
-from hwsim.cost.mapping.space import (DIMS, OPERANDS, RELEVANT, Arch, Shape, Spatial, noc_boundaries,
-                                     sizes)
+from hwsim.cost.mapping.space import (DIMS, OPERANDS, RELEVANT, Arch, Shape, Spatial, input_overlap,
+                                     noc_boundaries, sizes)
 from hwsim.cost.mapping.stall import Chain, roofline, transfer_stall
 from hwsim.cost.mapping.tiles import (SHARED_CUTS, Window, allocate_level, common_cut, holds_final, tile_elements,
                                      tiles_fit, window)
@@ -292,6 +293,9 @@ def _counted(shape: Shape, a: Arch, spatial: Spatial, loops: tuple[tuple[str, in
     macs = float(shape.macs)
     temporal = math.prod([f for _, f in loops])
     mc = {o: _multicast(true_ways, o) for o in OPERANDS}
+    # PEs one read of the level above the array reaches: the multicast, for inputs also the diagonal reuse of
+    # an unrolled output/kernel pair (space.input_overlap); a shared level's own fills count it in its tile
+    sent = {**mc, I: mc[I] * input_overlap(true_ways, shape.sy, shape.sx)}
 
     def fills(o: str, j: int, shared: bool) -> float:
         """Elements written into a level whose tile spans loops[:j] (and the array when ``shared``)."""
@@ -352,7 +356,7 @@ def _counted(shape: Shape, a: Arch, spatial: Spatial, loops: tuple[tuple[str, in
         # shared parent feeds a per-PE child, each PE's own where the parent is per PE too (no multicast
         # between two levels of one PE)
         into = [fills(o, c[i], not lv.per_pe) for i, lv in enumerate(chain[:-1])]
-        down = [into[i] / _fanout(chain[i], chain[i + 1], mc[o]) for i in range(len(into))]
+        down = [into[i] / _fanout(chain[i], chain[i + 1], sent[o]) for i in range(len(into))]
         if o in (W, I):
             # the innermost level's read port keeps its word at the MAC while the innermost loops do not
             # change it (ZigZag's access_same_data_considered_as_no_access: reads / mac_level_data_stationary_cycle,
@@ -363,7 +367,7 @@ def _counted(shape: Shape, a: Arch, spatial: Spatial, loops: tuple[tuple[str, in
                     break
                 held *= f
             for i, lv in enumerate(chain):
-                r = (macs / held / (1.0 if lv.per_pe else mc[o])) if i == 0 else down[i - 1]
+                r = (macs / held / (1.0 if lv.per_pe else sent[o])) if i == 0 else down[i - 1]
                 w = into[i] if i < len(into) else 0.0
                 add(lv, o, r, a.bits[o], w, a.bits[o], c[i - 1] if i else None,
                     c[i] if i < len(into) else None)

@@ -185,6 +185,27 @@ def noc_boundaries(a: Arch, o: str) -> tuple[int, ...]:
     return tuple(i for i in range(len(chain) - 1) if chain[i].per_pe and not chain[i + 1].per_pe)
 
 
+def input_overlap(ways: dict[str, float], sy: int, sx: int) -> float:
+    """PEs one input element reaches per read where an output dimension and its kernel dimension are both
+    unrolled (OY with FY, OX with FX): the PEs of a diagonal need the same input row, so the level above the
+    array reads ``(oy - 1) * min(sy, fy) + fy`` rows (the tile projection's rows, :mod:`hwsim.cost.mapping.tiles`)
+    for the ``oy x fy`` PEs (likewise columns); 1 where at most one of each pair is unrolled.
+
+    The row-stationary dataflow's diagonal ifmap multicast (Chen, Emer, Sze, ISCA 2016, §V-A: "ifmap rows
+    are reused across PEs diagonally"; JSSC 2017, §V-B: the GLB's ifmap multicast to the PEs whose IDs
+    match). ZigZag 3.9.1 counts it by decoupling the partially relevant loops of the spatial unrolling into
+    input rows and reuse (``decouple_pr_loop`` in zigzag/mapping/mapping_assist_funcs.py, used by
+    ``SpatialMappingInternal``), which divides the reads of the level above the array: 13 output rows x 3
+    kernel rows on the array read 15 input rows, 39 / 15 = 2.6 PEs per read (AlexNet CONV4 on Eyeriss).
+    ``ways``: the unrolling per dimension (uneven unrolling's true ways, as the multicast takes them)."""
+    out = 1.0
+    for o, f, s in (("OY", "FY", sy), ("OX", "FX", sx)):
+        uo, uf = ways.get(o, 1.0), ways.get(f, 1.0)
+        if uo > 1 and uf > 1:
+            out *= uo * uf / ((uo - 1) * min(s, uf) + uf)
+    return out
+
+
 def spatial_options(shape: Shape, a: Arch) -> list[Spatial]:
     """Candidate unrollings: one dimension per axis (the profile's dataflow allows which), or two
     dimensions on an axis when the first does not fill it (e.g. C x FY for a 3-channel stem). The profile's
