@@ -1012,7 +1012,8 @@ VALID_HWSIM: list[tuple[str, tuple[str, ...], Callable[[Path], list[str]]]] = [
 ]
 
 
-@pytest.mark.parametrize(("command", "args", "problems"), VALID_HWSIM, ids=lambda v: str(v)[:30])
+@pytest.mark.parametrize(("command", "args", "problems"), VALID_HWSIM,
+                         ids=[f"{c} {' '.join(a)}" for c, a, _ in VALID_HWSIM])
 def test_the_valid_inputs_are_accepted(
     tmp_path: Path, command: str, args: tuple[str, ...], problems: Callable[[Path], list[str]]
 ) -> None:
