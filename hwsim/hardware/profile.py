@@ -200,6 +200,7 @@ class SearchParams:
     lpf_limit: int = LPF_LIMIT
     spatial_keep: int = SPATIAL_KEEP
     pe_split: tuple[str, ...] = ("outputs",)
+    pe_block: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,7 +379,7 @@ def _profile(model: ProfileFile) -> Profile:
             word_bits=model.dram_compression.word_bits),
         search=SearchParams() if model.search is None else SearchParams(
             lpf_limit=model.search.lpf_limit, spatial_keep=model.search.spatial_keep,
-            pe_split=tuple(model.search.pe_split)))
+            pe_split=tuple(model.search.pe_split), pe_block=model.search.pe_block))
 
 
 def _extras(model: ProfileFile) -> dict[str, Any]:

@@ -59,6 +59,7 @@ MIN_VDD_V, MAX_VDD_V = 0.3, 2.0  # near-threshold operation .. above 180 nm's no
 # nb_spatial_mappings_generated 3), and the search's limits on them (ProfileSearch)
 LPF_LIMIT, MAX_LPF_LIMIT = 6, 8  # 8 loops: 8! = 40,320 orders per unrolling, and subsets of 8 loops fit a byte
 SPATIAL_KEEP, MAX_SPATIAL_KEEP = 3, 64  # 64 unrollings per layer: far above the 15 a dataflow's lists give
+MAX_PE_BLOCK = 7  # 7 loops above the per-PE block: 7! = 5,040 orders times the block's own orders
 
 
 def Bits(meaning: str) -> Any:  # noqa: N802 - a type
@@ -368,6 +369,19 @@ class ProfileSearch(Record):
                     "of the largest divisor that fits it, scored beside LOMA's loops (Timeloop's per-level "
                     "tiling factors); each operand listed must be held by a `per_pe` level (refused "
                     "otherwise: the split would do nothing); default `[outputs]`, `[]`: no split candidate")
+    pe_block: Whole(ge=0, le=MAX_PE_BLOCK,
+                    description="0 (default): off. N >= 1: more candidates tiled per level, as "
+                                "Timeloop's mapper tiles (a factor per dimension per storage level, then"
+                                " an order within each level), on every unrolling of the `spatial_keep` "
+                                "highest distinct utilisations: each tiling of the dimensions the "
+                                "`pe_split` operands do not depend on (FX, FY, C, then K) that fits "
+                                "every operand's innermost per-PE level, the last dimension as large as "
+                                "fits, is one innermost block in each of its orders; the rest of the "
+                                "folds, merged as LOMA merges to at most N loops, is permuted above it, "
+                                "the groups' loop outermost. The best is kept where its tiles fit, so "
+                                "the search never does worse; a profile without it is searched as "
+                                "before. Needs a `per_pe` level (refused otherwise); at most "
+                                f"{MAX_PE_BLOCK} (N! orders times the block's per tiling)") = 0
 
     @field_validator("pe_split")
     @classmethod
@@ -613,11 +627,18 @@ class ProfileFile(Record):
                                     info: ValidationInfo) -> ProfileSearch | None:
         """The split candidate pins loops for an operand's per-PE levels (best_mapping.pinned_loops): an
         operand named in a given `pe_split` that no per-PE level holds would be silently skipped, so it is
-        refused. The default (`[outputs]`, not given) stays quiet on a profile without per-PE outputs."""
+        refused. The default (`[outputs]`, not given) stays quiet on a profile without per-PE outputs. A
+        `pe_block` (best_mapping.pe_block_loops) on a profile without per-PE levels would add nothing:
+        refused."""
         levels = info.data.get("levels")
-        if search is None or "pe_split" not in search.model_fields_set or not levels:
+        if search is None or not levels:
             return search  # a bad `levels` is reported on its own
         per_pe = {o for level in levels if level.per_pe for o in level.operands}
+        if search.pe_block and not per_pe:
+            raise ValueError(f"pe_block: {search.pe_block}: no level is per_pe, so there is no per-PE block "
+                             "to tile (set per_pe on the PE's own levels, or drop pe_block)")
+        if "pe_split" not in search.model_fields_set:
+            return search
         for operand in search.pe_split:
             if operand not in per_pe:
                 holding = ", ".join(o for o in OPERANDS if o in per_pe) or "none"

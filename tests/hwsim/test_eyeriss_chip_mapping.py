@@ -1,14 +1,17 @@
 """Eyeriss's own row-stationary mappings of AlexNet CONV4 and CONV5, costed by hwsim against the search's picks.
 
-Why hwsim moves about 2.8x the chip's DRAM bytes at CONV4-5 (tests/hwsim/test_agreement_eyeriss.py): not the
-energy model. The chip's mappings (Chen et al., IEEE JSSC 2017, §IV-A and Table IV: p = 16 filters per PE,
-q = 3 channels, m = 64 output channels' partial sums in the GLB, the n = 4 images of the batch passing while a
+Why hwsim moved about 2.8x the chip's DRAM bytes at CONV4-5 (tests/hwsim/test_agreement_eyeriss.py): not the
+energy model. The chip's mappings (Chen et al., IEEE JSSC 2017, §IV-A and Table IV: p = 16 filters per PE, q =
+3 channels, m = 64 output channels' partial sums in the GLB, the n = 4 images of the batch passing while a
 filter set stays, M/m passes from DRAM), written as hwsim loops with the p filters innermost as the chip
-interleaves them (§IV-A, Fig. 10: an ifmap value read from the spad serves p MACs), cost less energy than the
-search's picks under the profile's own energies (ISCA 2016 Table IV), and ZigZag 3.9.1 agrees. The search
-cannot reach them: they need 9 temporal loops, and LOMA's factor merging (at most ``lpf_limit`` <= 8 loops,
-the smallest factors of the dimension with the most merged first) never forms K = 16 | 4 | 3 with C = 3 | 16;
-CONV4's 13-column unrolling is not among the 3 unrollings kept either (scripts/eyeriss_row_stationary.py).
+interleaves them (§IV-A, Fig. 10: an ifmap value read from the spad serves p MACs), cost less energy than
+LOMA's picks under the profile's own energies (ISCA 2016 Table IV), and ZigZag 3.9.1 agrees. LOMA's space
+cannot reach them: they need 9 temporal loops, and its factor merging (at most ``lpf_limit`` <= 8 loops, the
+smallest factors of the dimension with the most merged first) never forms K = 16 | 4 | 3 with C = 3 | 16;
+CONV4's 13-column unrolling is not among the 3 unrollings kept either (scripts/eyeriss_row_stationary.py). The
+profile's per-level candidates (``search.pe_block``, best_mapping.pe_block_loops: the spads' factors as one
+innermost block, the rest permuted above it, as Timeloop's mapper tiles per level) reach them: the search's
+picks now cost no more than the chip's mappings.
 
 Counts checked by hand below (ISCA 2016 §VI: an input costs a·EC(DRAM) + ab·EC(buffer) + abc·EC(array) +
 abcd·EC(RF)).
@@ -24,7 +27,7 @@ from hwsim.cost.mapping import search
 from hwsim.cost.mapping.best_mapping import kept_unrollings
 from hwsim.cost.mapping.one_mapping import evaluate
 from hwsim.cost.mapping.space import OPERANDS, Spatial, arch, input_overlap
-from hwsim.hardware.profile import load_profile
+from hwsim.hardware.profile import load_design, load_profile
 
 W, I, O = OPERANDS
 SPATIAL = Spatial(rows=(("FY", 3), ("C", 4)), cols=(("OY", 13),))  # chip: FY3 x (r=2 channels, t=2 filter sets)
@@ -82,15 +85,16 @@ def test_chip_counts_by_hand(setup) -> None:
 
 
 @pytest.mark.parametrize(("layer", "ratio"), [("conv4", 0.916), ("conv5", 0.947)])
-def test_chip_mapping_costs_less_than_the_searched_one(setup, layer: str, ratio: float) -> None:
-    """Under the profile's energies the chip's mapping beats the search's pick (8 % at CONV4, 5 % at CONV5),
-    by DRAM: CONV4's pick re-reads every filter per image (B outside the weights' GLB tile), CONV5's spills
-    psums to DRAM (C4 above the outputs' GLB cut). It is the search space, not the model: the chip's mapping
-    needs 9 loops, and CONV4's unrolling is not kept."""
+def test_chip_mapping_costs_less_than_lomas_picks(setup, layer: str, ratio: float) -> None:
+    """Without the per-level candidates (``search.pe_block=0``: LOMA's merged factors alone) the chip's
+    mapping beats the search's pick (8 % at CONV4, 5 % at CONV5), by DRAM: CONV4's pick re-reads every filter
+    per image (B outside the weights' GLB tile), CONV5's spills psums (C4 above the outputs' GLB cut). The
+    chip's mapping needs 9 loops, and CONV4's unrolling is not among the 3 kept."""
     profile, a, shapes = setup
+    loma = load_design("eyeriss", ["search.pe_block=0"]).profile
     s = shapes[layer]
     chip = evaluate(s, a, SPATIAL, chip_loops(layer), cuts=CUTS)
-    best = search(s, profile, "energy")
+    best = search(s, loma, "energy")
     assert chip.overflow == () and best.overflow == ()
     assert round(chip.energy / best.energy, 3) == ratio
     d_chip, d_best = dram(chip), dram(best)
@@ -109,3 +113,22 @@ def test_chip_mapping_costs_less_than_the_searched_one(setup, layer: str, ratio:
     assert s_first.reads[("ifmap_spad", I)] == 16 * chip.reads[("ifmap_spad", I)]
     if layer == "conv4":
         assert s_first.energy > best.energy
+
+
+@pytest.mark.parametrize(("layer", "ratio"), [("conv4", 1.03), ("conv5", 1.0)])
+def test_the_search_reaches_the_chip_mapping(setup, layer: str, ratio: float) -> None:
+    """With the profile's per-level candidates (``search.pe_block``: the spads' factors one innermost block,
+    the rest merged to 6 loops above it, on the unrollings of the 3 highest utilisations) the search's pick
+    costs no more than the chip's mapping: at CONV5 it is the chip's (p = 16, q = 3, m = 64, n = 4: JSSC 2017,
+    Table IV, C16 as two loops of 4), at CONV4 3 % cheaper (q = 4 channels per PE: the spad's 12 ifmap values
+    full) on the chip's 156-PE unrolling; filters are read once per batch, as the chip reads them."""
+    profile, a, shapes = setup
+    s = shapes[layer]
+    chip = evaluate(s, a, SPATIAL, chip_loops(layer), cuts=CUTS)
+    best = search(s, profile, "energy")
+    assert best.overflow == ()
+    assert best.energy <= chip.energy * (1 + 1e-12)
+    assert round(chip.energy / best.energy, 2) == ratio
+    assert best.spatial == SPATIAL
+    assert dram(best)[W] == dram(chip)[W]  # every filter read once for the 4 images
+    assert best.loops[0] == ("K", 16) and [d for d, _ in best.loops].count("K") == 3  # K: p | m/p | M/m

@@ -11,17 +11,21 @@ never produces.
 from __future__ import annotations
 
 import dataclasses
+import math
 
+import numpy as np
 import pytest
 
 from hwsim import InputError, load_network, load_profile
 from hwsim.cost.layer_cost import shape_of
-from hwsim.cost.mapping.best_mapping import kept_unrollings, pinned_loops, search, search_key
-from hwsim.cost.mapping.loop_orders import LPF_LIMIT, flat_loops
+from hwsim.cost.mapping.best_mapping import (_key_of, block_unrollings, kept_unrollings, pe_block_loops,
+                                            pinned_loops, search, search_key)
+from hwsim.cost.mapping.loop_orders import LPF_LIMIT, block_order_tables, flat_loops, pattern
 from hwsim.cost.mapping.space import DIMS, Spatial, arch, folds
 from hwsim.hardware.profile import SearchParams, load_design
 
-LOMA_DEFAULTS = ["search.lpf_limit=6", "search.spatial_keep=3", "search.pe_split=[outputs]"]
+LOMA_DEFAULTS = ["search.lpf_limit=6", "search.spatial_keep=3", "search.pe_split=[outputs]",
+                 "search.pe_block=0"]
 
 
 def conv(name: str, batch: int = 4):
@@ -39,6 +43,9 @@ def dram_bytes(m) -> float:
     ("pe_split", "[inputs, inputs]", "search.pe_split: each operand may be listed once"),
     ("pe_split", "[psums]", r"search.pe_split\[0\]: Input should be 'weights', 'inputs' or 'outputs'"),
     ("lpf", "7", "search.lpf: unknown key"),
+    ("pe_block", "8", "search.pe_block: must be at most 7"),
+    ("pe_block", "-1", "search.pe_block: must be at least 0"),
+    ("pe_block", "6", "search: pe_block: 6: no level is per_pe, so there is no per-PE block to tile"),
 ])
 def test_search_keys_are_validated(key: str, value: str, message: str) -> None:
     with pytest.raises(InputError, match=message):
@@ -93,3 +100,81 @@ def test_eyeriss_search_splits_k_between_the_pe_and_dram() -> None:
     assert not chip.overflow
     assert dram_bytes(chip) < 0.5 * dram_bytes(loma)
     assert chip.energy < loma.energy
+
+
+def test_pe_block_tiles_the_pe_level_and_permutes_the_rest_above_it() -> None:
+    """``search.pe_block``: per unrolling, candidates whose per-PE loops (every tiling of FX, C and K that
+    fits the spads, K the largest) stay one innermost block, the rest merged to at most ``pe_block`` loops
+    above it, the groups outermost. At CONV5 under the chip's unrolling one of them is the chip's own split of
+    K, 16 | 4 | 2 (JSSC 2017, Table IV), which LOMA's merged factors never form."""
+    s = conv("conv5")
+    a = arch(load_profile("eyeriss"))
+    assert a.pe_block == 6 and arch(load_profile("edge_npu")).pe_block == 0
+    sp = Spatial(rows=(("FY", 3), ("C", 4)), cols=(("OY", 13),))
+    left = folds(s, sp)
+    cands = pe_block_loops(a, s, left)
+    blocks = {tuple((DIMS[d], f) for d, f in flat[:n]) for flat, n, _ in cands}
+    assert (("FX", 3), ("C", 3), ("K", 16)) in blocks and (("FX", 3), ("C", 4), ("K", 16)) in blocks
+    for flat, n, top in cands:
+        assert flat[-1] == (DIMS.index("G"), 2) and top == 1
+        assert len(flat) - n - top <= a.pe_block
+        k = [f for d, f in flat if d == DIMS.index("K")]
+        assert math.prod(k) == left[DIMS.index("K")]
+    chip = next(flat for flat, n, _ in cands
+                if [(DIMS[d], f) for d, f in flat[:n]] == [("FX", 3), ("C", 3), ("K", 16)])
+    assert sorted(f for d, f in chip if d == DIMS.index("K")) == [2, 4, 16]
+    # LOMA's merge at the profile's lpf_limit 8: K in two loops, 8 | 16
+    assert sorted(f for d, f in flat_loops(left, (), a.lpf_limit) if d == DIMS.index("K")) == [8, 16]
+    # the block's orders: 3! inside, the other loops' orders above it, the groups last
+    t = block_order_tables(pattern(chip), 3, 1)
+    assert (t.loop[:, :3] < 3).all() and (t.loop[:, -1] == len(chip) - 1).all()
+    assert len({tuple(r) for r in t.loop}) == len(t.loop) == 6 * 720 // 2  # C4 twice: interchangeable
+    assert t.prefix.dtype == np.uint16  # 10 loops: subsets past a byte
+
+
+def test_pe_block_unrollings_count_distinct_utilisations() -> None:
+    """The per-level candidates cost every unrolling of the ``spatial_keep`` highest distinct utilisations: at
+    CONV4 the 3 kept (4 tied at 98 %) leave out the row-stationary PE set (FY3 x C4 rows, OY13 columns: 156
+    PEs, JSSC 2017, Table V), which the per-level candidates reach."""
+    s = conv("conv4")
+    a = arch(load_profile("eyeriss"))
+    sp = Spatial(rows=(("FY", 3), ("C", 4)), cols=(("OY", 13),))
+    assert sp not in [u for u, _ in kept_unrollings(s, a)]
+    assert sp in [u for u, _ in block_unrollings(s, a)]
+    assert {u for u, _ in kept_unrollings(s, a)} <= {u for u, _ in block_unrollings(s, a)}
+
+
+def test_pe_block_never_does_worse_than_without() -> None:
+    """The per-level candidates are scored beside LOMA's: the pick is never dearer under the objective."""
+    with_block = load_profile("eyeriss")
+    without = load_design("eyeriss", ["search.pe_block=0"]).profile
+    for layer in load_network("alexnet").layers:
+        s = shape_of(layer, 4)
+        for objective in ("energy", "latency"):
+            new, old = search(s, with_block, objective), search(s, without, objective)
+            assert _key_of(new, objective) <= _key_of(old, objective) * (1 + 1e-9), (layer.name, objective)
+            assert not new.overflow
+
+
+def test_block_orders_score_as_the_reference_scorer() -> None:
+    """The batch scorer on the per-level candidates' orders (10 loops: subsets as 16-bit masks, the block
+    innermost, the groups outermost) gives exactly the reference per-order scorer's numbers."""
+    from hwsim.cost.mapping.batch_scorer import score_batch
+    from tests.hwsim.reference_orders import score_orders
+
+    a = arch(load_profile("eyeriss"))
+    s = conv("conv5")
+    sp = Spatial(rows=(("FY", 3), ("C", 4)), cols=(("OY", 13),))
+    cands = pe_block_loops(a, s, folds(s, sp))
+    items = [(s, sp, flat, block_order_tables(pattern(flat), n, top)) for flat, n, top in cands[:3]]
+    assert max(len(flat) for _, _, flat, _ in items) > 8
+    energy, cycles = score_batch(a, items)
+    lo = 0
+    for shape, sp, flat, t in items:
+        dims = np.array([[flat[i][0] for i in row] for row in t.loop])
+        facs = np.array([[flat[i][1] for i in row] for row in t.loop], dtype=float)
+        e, c = score_orders(shape, a, sp, dims, facs)
+        np.testing.assert_array_equal(energy[lo:lo + len(e)], e)
+        np.testing.assert_array_equal(cycles[lo:lo + len(e)], c)
+        lo += len(e)
+    assert lo == len(energy)

@@ -19,10 +19,12 @@ import numpy as np
 
 from hwsim.cost.mapping import loop_orders
 from hwsim.cost.mapping.batch_scorer import Item, PassCuts, search_batch
-from hwsim.cost.mapping.loop_orders import flat_loops, order_tables, pattern
+from hwsim.cost.mapping.loop_orders import (block_order_tables, flat_loops, limit_factors, order_tables,
+                                            pattern, primes)
 from hwsim.cost.mapping.one_mapping import OBJECTIVES, MappingCost, evaluate, objective_key, preferred
 from hwsim.cost.mapping.space import (DIMS, OPERANDS, RELEVANT, Arch, Shape, Spatial, arch, folds, spatial_options,
                                       utilisation)
+from hwsim.cost.mapping.tiles import tile_elements, window
 from hwsim.cost.weight_sets import KernelSteps, kernel_steps, stepped
 from hwsim.hardware.profile import SPATIAL_KEEP, Profile  # noqa: F401 - SPATIAL_KEEP: the default, re-exported
 O = OPERANDS[2]
@@ -128,10 +130,11 @@ def _search_block(new: list[Shape], profile: Profile, objective: str, cache: dic
     if new:
         a = arch(profile)
         plans = []
-        items = []
+        items: list[Item] = []
+        blocks: list[Item] = []
         for shape in new:
             shape = engine_shape(shape, a)
-            kept, flats, pinned = [], [], []
+            kept, flats, pinned, inner = [], [], [], []
             for sp, left in kept_unrollings(shape, a):
                 flat = flat_loops(left, (), a.lpf_limit)
                 more = pinned_loops(a, left, flat)
@@ -140,49 +143,68 @@ def _search_block(new: list[Shape], profile: Profile, objective: str, cache: dic
                     kept.append(sp)
                     flats.append(f)
                     pinned.append(f is more)
-            plans.append((shape, kept, flats, pinned))
-            items += [(shape, sp, flat, order_tables(pattern(flat))) for sp, flat in zip(kept, flats) if flat]
-        scored = [search_batch(a, g, objective) for g in _passes(items)]
+                    inner.append(())
+            for sp, left in (block_unrollings(shape, a) if a.pe_block else ()):
+                # the per-level tilings (see pe_block_loops): their orders in passes of their own
+                for f, n, top in pe_block_loops(a, shape, left):
+                    kept.append(sp)
+                    flats.append(f)
+                    pinned.append(True)
+                    inner.append((n, top))
+            plans.append((shape, kept, flats, pinned, inner))
+            items += [(shape, sp, flat, order_tables(pattern(flat)))
+                      for sp, flat, n in zip(kept, flats, inner) if flat and not n]
+            blocks += [(shape, sp, flat, block_order_tables(pattern(flat), *n))
+                       for sp, flat, n in zip(kept, flats, inner) if n]
+        # the block candidates' rows after every other row (subsets of more loops: passes of their own)
+        scored = [search_batch(a, g, objective) for g in _passes(items) + _passes(blocks)]
         keys = np.concatenate([np.zeros(0)] + [objective_key(e, c, objective) for e, c, _ in scored])
         # per order, whether its scored allocation overflows a level: such orders only where none fits
         over = np.concatenate([np.zeros(0, dtype=bool)] + [p.over for _, _, p in scored])
         starts = np.cumsum([0] + [len(e) for e, _, _ in scored])
         allocs: list[PassCuts] = [p for _, _, p in scored]
         lo = 0
-        for asked, (shape, kept, flats, pinned) in zip(new, plans):
+        lo_block = len(keys) - sum(len(t.loop) for _, _, _, t in blocks)  # the first block row
+        for asked, (shape, kept, flats, pinned, inner) in zip(new, plans):
             # (overflows, key): a mapping whose tiles fit every level first (ZigZag and Timeloop reject the
             # others), then the least key; an overflowing one only where no order of any kept unrolling fits
             best: Candidate | None = None
-            best_pin: Candidate | None = None
-            for sp, flat, pin in zip(kept, flats, pinned):
+            extra: dict[bool, Candidate] = {}  # the best split (False) and per-level (True) candidates
+            for sp, flat, pin, n in zip(kept, flats, pinned, inner):
                 row = -1  # the winning order's row in the passes (its allocations: PassCuts)
                 if not flat:
                     loops: tuple[tuple[str, int], ...] = ()
                     m = evaluate(shape, a, sp, loops, objective=objective)
                     key, bad = _key_of(m, objective), bool(m.overflow)
                 else:
-                    t = order_tables(pattern(flat))
-                    seg = keys[lo:lo + len(t.loop)]
-                    seg_over = over[lo:lo + len(t.loop)]
+                    t = block_order_tables(pattern(flat), *n) if n else order_tables(pattern(flat))
+                    at = lo_block if n else lo
+                    seg = keys[at:at + len(t.loop)]
+                    seg_over = over[at:at + len(t.loop)]
                     bad = bool(seg_over.all())
                     k = int(np.argmin(seg if bad or not seg_over.any() else np.where(seg_over, np.inf, seg)))
-                    row = lo + k
-                    lo += len(t.loop)
+                    row = at + k
+                    if n:
+                        lo_block += len(t.loop)
+                    else:
+                        lo += len(t.loop)
                     key = float(seg[k])
                     loops = tuple((DIMS[flat[i][0]], flat[i][1]) for i in t.loop[k])
-                if pin:
-                    if not bad and (best_pin is None or key < best_pin[1]):
-                        best_pin = (bad, key, sp, loops, row)
+                if pin:  # the split or per-level candidates
+                    if not bad and (bool(n) not in extra or key < extra[bool(n)][1]):
+                        extra[bool(n)] = (bad, key, sp, loops, row)
                 elif best is None or (bad, key) < best[:2]:
                     best = (bad, key, sp, loops, row)
             assert best is not None
             chosen = _rebuilt(shape, a, best, objective, starts, allocs)
-            if best_pin is not None and best_pin[:2] < best[:2]:
+            for best_pin in sorted(extra.values(), key=lambda c: c[1]):
                 # the pinned loops' winner, where its tiles fit (LOMA's allocation reports an overflow when the
-                # tiles below a level's start already exceed it: a pinned register tile can cause that)
-                other = _rebuilt(shape, a, best_pin, objective, starts, allocs)
-                if not other.overflow:
-                    chosen, best = other, best_pin
+                # tiles below a level's start already exceed it: a pinned register tile can cause that); else
+                # the per-level candidate's, where better (see pe_block_loops)
+                if best_pin[:2] < best[:2]:
+                    other = _rebuilt(shape, a, best_pin, objective, starts, allocs)
+                    if not other.overflow:
+                        chosen, best = other, best_pin
             if shape.b > 1:
                 # the batch loop outermost around the best single-image mapping is always a valid mapping:
                 # the search never does worse per image than batch 1 (the lpf limit can otherwise hide it)
@@ -240,6 +262,22 @@ def kept_unrollings(shape: Shape, a: Arch) -> list[tuple[Spatial, tuple[int, ...
     return [(sp, left) for i, (u, sp, left) in enumerate(ranked) if i < keep or u == cut]
 
 
+def block_unrollings(shape: Shape, a: Arch) -> list[tuple[Spatial, tuple[int, ...]]]:
+    """The unrollings the per-level candidates (:func:`pe_block_loops`) are costed on: every one of the
+    ``search.spatial_keep`` highest distinct utilisations. ZigZag keeps that many unrollings (3 by default,
+    :func:`kept_unrollings`), but unrollings of equal utilisation are common (K on 14 columns, or 2 groups x 7
+    output channels; FY x C or C alone on 12 rows), so the 3 kept can all be of one utilisation: on
+    ``eyeriss`` AlexNet CONV4's four at 98 % leave out every unrolling of the row-stationary PE set (filter
+    rows on the PE rows, ofmap rows on the columns: Chen et al., IEEE JSSC 2017, §IV-A, 156 PEs at CONV4,
+    Table V). Timeloop's mapper chooses the spatial factors as part of the same per-level tiling; a per-level
+    candidate scores a few thousand orders, not LOMA's ``lpf_limit!``, so it is costed on every unrolling of
+    those utilisations."""
+    ranked = sorted(((utilisation(shape, left, a), sp, left) for sp in spatial_options(shape, a)
+                     for left in (folds(shape, sp),)), key=lambda x: -x[0])  # stable: ties keep their order
+    levels = sorted({u for u, _, _ in ranked}, reverse=True)[:a.spatial_keep]
+    return [(sp, left) for u, sp, left in ranked if u >= levels[-1]] if levels else []
+
+
 def pinned_loops(a: Arch, left: tuple[int, ...], flat: tuple[tuple[int, int], ...]
                  ) -> tuple[tuple[int, int], ...] | None:
     """The loops of ``left`` (temporal folds per dimension) with, per dimension, the factor a per-PE level can
@@ -281,6 +319,71 @@ def pinned_loops(a: Arch, left: tuple[int, ...], flat: tuple[tuple[int, int], ..
         return None
     out = flat_loops(left, tuple(sorted(pins.items())), a.lpf_limit)
     return None if out == flat else out
+
+
+def pe_block_loops(a: Arch, shape: Shape, left: tuple[int, ...]
+                   ) -> list[tuple[tuple[tuple[int, int], ...], int, int]]:
+    """The per-level tiling candidates of an unrolling whose temporal folds are ``left``: per candidate, its
+    loops as (dimension index, factor), the per-PE block's first and the groups' last, the block's loop count
+    and the groups' (0 or 1).
+
+    Timeloop's mapper picks a tiling factor per dimension per storage level, then an order within each level
+    (Parashar et al., ISPASS 2019; Timeloop v3's mapping format: each level's sub-nest has one loop per
+    problem dimension, in a permutation of its own, and an unconstrained mapper tries every factorisation and
+    order). LOMA splits each fold into merged prime factors and permutes them all, so a dimension split over
+    three levels, as Eyeriss splits the output channels into the p filters of a PE's spad, the m/p more whose
+    psums the global buffer holds and the M/m passes from DRAM (Chen et al., IEEE JSSC 2017, §IV-A, Table IV:
+    16 | 4 | 3 at AlexNet CONV4), needs more loops than its ``lpf_limit`` allows and a split its
+    smallest-first merge never forms. Here the per-PE level is tiled first, as the chip's p and q are bounded
+    by its spads (p·q·S filter weights, q·S ifmap values, p psums per PE: JSSC 2017, §IV-A): for each operand
+    of ``search.pe_split`` in turn, the dimensions it does not depend on (outputs: FX, FY, C, the reduction
+    kept in the psum register; inputs: K, the filters passing while an ifmap value stays) each take a divisor
+    of its fold, every choice for which every operand's per-PE tile still fits its innermost per-PE level, the
+    last dimension only the largest such (one candidate per choice of the others: a spad tiling that is not
+    the fullest can still win, as the chip's q = 3 where 4 fits leaves the buffer room for m = 64 channels'
+    psums at CONV5). Its loops stay one innermost block, in each of its orders; the rest of each fold but the
+    groups' is split and merged as LOMA does (``loop_orders.limit_factors``) to at most ``search.pe_block``
+    loops, every order of them scored above the block; the groups' loop stays outermost (every operand depends
+    on G, so no level reuses anything across groups). The allocation stays LOMA's bottom-up one, so the
+    buffer's share (the m/p, the n images, the channels) is whichever of those loops fits it."""
+    fits: list[tuple[int, str]] = []  # (elements, operand) of each operand's innermost per-PE level
+    for o in OPERANDS:
+        lv = a.chains[o][0]
+        if lv.per_pe and len(a.chains[o]) > 1:
+            fits.append((int(lv.size_bytes // a.ebytes[o]), o))
+    if not fits:
+        return []
+    w = window(shape)
+    order: list[str] = []
+    for x in a.pe_split:
+        order += [d for d in reversed(DIMS) if d not in RELEVANT[x] and d not in order]
+    order = [d for d in order if left[DIMS.index(d)] > 1]
+    tilings: list[dict[str, int]] = []
+
+    def fill(i: int, tile: dict[str, int]) -> None:
+        if i == len(order):
+            tilings.append(dict(tile))
+            return
+        d = order[i]
+        n = left[DIMS.index(d)]
+        ok = [f for f in range(1, n + 1) if n % f == 0
+              and all(tile_elements(o, {**tile, d: f}, w) <= cap for cap, o in fits)]
+        for f in ok if i < len(order) - 1 else ok[-1:]:
+            fill(i + 1, {**tile, d: f})
+
+    fill(0, dict.fromkeys(DIMS, 1))
+    g = left[DIMS.index("G")]
+    out = []
+    for tile in tilings:
+        inner = tuple((DIMS.index(d), tile[d]) for d in order if tile[d] > 1)
+        if not inner:
+            continue
+        rest = limit_factors({d: primes(n // tile[d]) for d, n in zip(DIMS, left)
+                              if n // tile[d] > 1 and d != "G"}, a.pe_block)
+        top = ((DIMS.index("G"), g),) if g > 1 else ()
+        out.append(((*inner, *((DIMS.index(d), f) for d in DIMS if d in rest for f in rest[d]), *top),
+                    len(inner), len(top)))
+    return out
 
 
 def _key_of(m: MappingCost, objective: str) -> float:

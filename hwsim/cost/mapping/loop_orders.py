@@ -124,6 +124,39 @@ def order_tables(pattern_: tuple[tuple[int, int], ...]) -> Orders:
     return Orders(loop=perms[rows], prefix=prefix[:, rows], stay={o: s[:, rows] for o, s in stay.items()})
 
 
+@lru_cache(maxsize=256)
+def block_order_tables(pattern_: tuple[tuple[int, int], ...], inner: int, top: int = 0) -> Orders:
+    """The distinct orders of loops (as :func:`order_tables`' ``pattern_``) whose first ``inner`` loops stay a
+    block at the innermost positions, in every order among themselves, the others in every order above it.
+
+    Timeloop's mapping space (Parashar et al., ISPASS 2019; Timeloop v3's mapping format): a tiling factor per
+    dimension per storage level, then a permutation within each level, so the loops of one level are never
+    interleaved with another's; here the block is the per-PE level's loops
+    (:func:`hwsim.cost.mapping.best_mapping.pe_block_loops`) and only ``inner! x (n - inner - top)!`` orders
+    are scored, not ``n!``; the last ``top`` loops stay outermost in the order given. Subsets of up to 16
+    loops (bit masks as ``uint16`` past 8 loops: the per-level split makes more loops than LOMA's
+    ``lpf_limit``)."""
+    n = len(pattern_)
+    inner_p, outer_p = permutations(inner), permutations(n - inner - top) + inner
+    loop = np.concatenate([np.repeat(inner_p, len(outer_p), axis=0), np.tile(outer_p, (len(inner_p), 1)),
+                           np.tile(np.arange(n - top, n), (len(inner_p) * len(outer_p), 1))], axis=1)
+    if len(set(pattern_)) < n:  # interchangeable loops (same dimension, same factor): first occurrences
+        code = np.array([d * 8 + r for d, r in pattern_], dtype=np.int64)
+        _, first = np.unique(code[loop], axis=0, return_index=True)
+        loop = loop[np.sort(first)]
+    mask = np.uint8 if n <= 8 else np.uint16
+    prefix = np.zeros((n + 1, len(loop)), dtype=mask)
+    prefix[1:] = np.cumsum(1 << loop, axis=1).T
+    stay = {}
+    for o in OPERANDS:
+        rel = np.array([DIMS[d] in RELEVANT[o] for d, _ in pattern_])[loop].T
+        s = prefix.copy()
+        for j in range(n - 1, -1, -1):
+            s[j] = np.where(rel[j], prefix[j], s[j + 1])
+        stay[o] = s
+    return Orders(loop=loop, prefix=prefix, stay=stay)
+
+
 @lru_cache(maxsize=16)
 def permutations(n: int) -> np.ndarray:
     """All orders of ``n`` positions, as an (n!, n) index array."""
@@ -154,5 +187,5 @@ def _stay_all(relevant: tuple[bool, ...]) -> np.ndarray:
 
 def clear() -> None:
     """Empty this module's tables (loop factors, patterns, orders): part of a cold start."""
-    for f in (flat_loops, pattern, order_tables, permutations, _all_orders, _stay_all):
+    for f in (flat_loops, pattern, order_tables, block_order_tables, permutations, _all_orders, _stay_all):
         f.cache_clear()

@@ -113,6 +113,7 @@ class Arch:
     lpf_limit: int = LPF_LIMIT  # LOMA's lpf_limit: loops left after merging prime factors (hwsim.cost.mapping.loop_orders)
     spatial_keep: int = SPATIAL_KEEP  # unrollings costed per layer (ZigZag's nb_spatial_mappings_generated)
     pe_split: tuple[str, ...] = (O,)  # operands the per-PE split candidate serves (best_mapping.pinned_loops)
+    pe_block: int = 0  # loops above the per-PE block candidate's (best_mapping.pe_block_loops); 0: none
     weight_sets: WeightSets | None = None  # the engine's kernel steps (hwsim.cost.weight_sets.kernel_steps)
     noc_pj: float = 0.0  # the array's network, pJ per byte (array.noc_energy_pj_per_byte): noc_boundaries
 
@@ -164,6 +165,7 @@ def arch(profile: Profile) -> Arch:
                 spatial_alts=profile.spatial.alternatives if profile.spatial else (),
                 per_period=profile.latency_model == "per_period", lpf_limit=profile.search.lpf_limit,
                 spatial_keep=profile.search.spatial_keep, pe_split=profile.search.pe_split,
+                pe_block=profile.search.pe_block,
                 weight_sets=profile.weight_sets, noc_pj=profile.array.noc_energy_pj_per_byte)
 
 
