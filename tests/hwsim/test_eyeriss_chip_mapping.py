@@ -26,7 +26,8 @@ from hwsim.cost.layer_cost import shape_of
 from hwsim.cost.mapping import search
 from hwsim.cost.mapping.best_mapping import kept_unrollings
 from hwsim.cost.mapping.one_mapping import evaluate
-from hwsim.cost.mapping.space import OPERANDS, Spatial, arch, input_overlap
+from hwsim.cost.mapping.space import DIMS, OPERANDS, Spatial, arch, input_overlap, sizes
+from hwsim.cost.mapping.tiles import tile_elements, window
 from hwsim.hardware.profile import load_design, load_profile
 
 W, I, O = OPERANDS
@@ -132,3 +133,70 @@ def test_the_search_reaches_the_chip_mapping(setup, layer: str, ratio: float) ->
     assert best.spatial == SPATIAL
     assert dram(best)[W] == dram(chip)[W]  # every filter read once for the 4 images
     assert best.loops[0] == ("K", 16) and [d for d, _ in best.loops].count("K") == 3  # K: p | m/p | M/m
+
+
+def glb_bytes(shape, a, m) -> dict[str, float]:
+    """Bytes of each operand's tile in the 108 KB GLB under ``m``'s cuts (a shared level: the loops below the
+    cut times the spatial ways, each bound capped at the layer's size), at the widths the GLB holds them."""
+    ways, size, out = m.spatial.ways(), sizes(shape), {}
+    for o in OPERANDS:
+        names = [lv.name for lv in a.chains[o]]
+        if "glb_108KB" not in names:
+            continue
+        cum = dict.fromkeys(DIMS, 1)
+        for d, f in m.loops[:m.cuts[o][names.index("glb_108KB")]]:
+            cum[d] *= f
+        b = {d: float(min(cum[d] * ways.get(d, 1), size[d])) for d in DIMS}
+        out[o] = tile_elements(o, b, window(shape)) * a.ebytes[o]
+    return out
+
+
+CONV3_LOOPS = (("K", 16), ("FX", 3), ("C", 4), ("OX", 13), ("K", 4), ("B", 4), ("C", 16), ("K", 6))
+
+
+def test_chip_conv3_mapping_overflows_the_glb_by_its_filter_tile(setup) -> None:
+    """Why the chip's CONV3 mapping (scripts/eyeriss_row_stationary.py: p = 16, q = 4, m = 64, n = 4,
+    C = 4 x 4 x 16, K = 16 | 4 | 6) overflows the 108 KB GLB in hwsim although the chip runs CONV3 in it.
+    GLB tiles: the psums of m = 64 channels for the 4 images (4 x 64 x 13 x 13 at 16 bits) 86,528 bytes; the
+    ifmaps of a pass 7,200 (16 channels of the padded 15 x 15 plane, one image: B4 lies above the inputs'
+    cut); the filters of the pass 18,432 (64 filters x 16 channels x 3 x 3, held while the 4 images pass: B4
+    lies between K4 and C16). 112,160 bytes, 1,568 over 110,592. The 16 channels a pass are what hwsim's
+    unrolling forces: the row_stationary rows unroll FY and C only (hwsim.cost.mapping.space), so the 4 PE
+    sets of 3 x 13 all take channels (r = 4, t = 1). With PE sets of different filters on the rows instead
+    (t, JSSC 2017 §IV-A) the same loops fit, move the same DRAM and cost less than the search's pick; the
+    search reaches neither unrolling (no K on the rows; at most two dimensions an axis)."""
+    profile, a, shapes = setup
+    s = shapes["conv3"]
+    rs = Spatial(rows=(("FY", 3), ("C", 4)), cols=(("OY", 13),))
+    chip = evaluate(s, a, rs, CONV3_LOOPS, cuts={W: (4, 6), I: (3, 4), O: (3, 7)})
+    g = glb_bytes(s, a, chip)
+    assert g == {W: 64 * 16 * 9 * 2, I: 16 * 15 * 15 * 2, O: 4 * 64 * 13 * 13 * 2}
+    assert sum(g.values()) == 112_160 > profile.levels[1].size_bytes == 110_592
+    assert chip.overflow == ("glb_108KB",)
+    # a small margin: the filter tile is 11x it, and the ifmaps' padded border alone (15 x 15 counted, as
+    # ZigZag and Timeloop count the input; the unpadded plane is 13 x 13) exceeds it too
+    over = sum(g.values()) - 110_592
+    assert g[W] > 11 * over and 16 * (15 * 15 - 13 * 13) * 2 == 1_792 > over == 1_568
+    # filters bypassing the GLB (Timeloop's Eyeriss examples keep only inputs and outputs there): the tiles
+    # fit, but the filter spad is then refilled from DRAM for each of the 4 images (B4 above its cut)
+    bypass = arch(load_design("eyeriss", ["levels.glb_108KB.operands=[inputs,outputs]"]).profile)
+    spad = evaluate(s, bypass, rs, CONV3_LOOPS)
+    assert spad.overflow == () and dram(spad)[W] == 4 * dram(chip)[W] and spad.energy > chip.energy
+    # t = 2 (rows FY3 x C2 x K2: 8 channels of 32 filters a pass, as Table IV reads at CONV4) and t = 4
+    # (rows FY3 x K4), the rest of K and C in the same levels: their tiles fit, DRAM as the chip's mapping
+    t2 = Spatial(rows=(("FY", 3), ("C", 2), ("K", 2)), cols=(("OY", 13),))
+    fit2 = evaluate(s, a, t2, (("K", 16), ("FX", 3), ("C", 4), ("OX", 13), ("K", 2), ("B", 4), ("C", 32),
+                               ("K", 6)))
+    g2 = glb_bytes(s, a, fit2)  # LOMA's cuts: the filters of 64 x 8 channels, the 4 images' 8 channels
+    assert fit2.overflow == () and g2 == {W: 64 * 8 * 9 * 2, I: 4 * 8 * 15 * 15 * 2, O: 4 * 64 * 13 * 13 * 2}
+    assert sum(g2.values()) == 110_144
+    t4 = Spatial(rows=(("FY", 3), ("K", 4)), cols=(("OY", 13),))
+    fit4 = evaluate(s, a, t4, (("K", 16), ("FX", 3), ("C", 4), ("OX", 13), ("B", 4), ("C", 64), ("K", 6)))
+    assert fit4.overflow == ()
+    assert sum(glb_bytes(s, a, fit4).values()) == 64 * 4 * 9 * 2 + 4 * 4 * 15 * 15 * 2 + 86_528
+    best = search(s, profile, "energy")
+    for fit in (fit2, fit4):
+        assert dram(fit) == dram(chip)  # filters once, ifmaps M/m = 6 times, ofmaps written once
+        assert fit.energy < best.energy
+    assert dram(best)[O] > 6 * dram(chip)[O]  # the pick spills psums (C4 above the outputs' GLB cut)
+    assert not any("K" in dict(sp.rows) for sp, _ in kept_unrollings(s, a))
