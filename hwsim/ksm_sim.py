@@ -220,7 +220,8 @@ def _given_mappings(path: Path | None, works: list[Workload]):  # noqa: ANN202 -
     from hwsim.cost.mapping.given_mapping import check_layer_names, mapping_source, read_mapping_file
 
     book = read_mapping_file(path)
-    check_layer_names(book, str(path), {layer.name for work in works for layer in work.layers})
+    check_layer_names(book, str(path), {layer.name for work in works for layer in work.layers},
+                      {op.name for work in works if work.graph is not None for op in work.graph.ops})
     return mapping_source(book, str(path))
 
 

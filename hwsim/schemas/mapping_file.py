@@ -330,11 +330,14 @@ class MappingFile(Record):
     RULES: ClassVar[tuple[str, ...]] = (
         "The file gives `default`, `layers`, or both. A layer named in `layers` takes its entry; every other "
         "layer takes `default`; with no `default`, the layers not named are searched as without `--mapping`.",
+        "A layer whose entry is null is costed as without `--mapping` (searched; a layer with no MAC loop nest, "
+        "such as an element-wise add, as it always is): `--json` writes null for such a layer's mapping.",
     )
 
     default: MappingEntry | None = Field(None, description="the mapping of every layer not named in `layers`")
-    layers: dict[Annotated[str, Field(min_length=1, max_length=MAX_NAME)], MappingEntry] | None = Field(
-        None, max_length=MAX_LAYERS, description="layer name -> its mapping")
+    layers: dict[Annotated[str, Field(min_length=1, max_length=MAX_NAME)], MappingEntry | None] | None = Field(
+        None, max_length=MAX_LAYERS, description="layer name -> its mapping (null: searched, as not named; what "
+                                                 "`--json` writes for a layer without a loop nest)")
 
     @model_validator(mode="before")
     @classmethod
@@ -356,7 +359,8 @@ class MappingFile(Record):
     def entry(self, layer: str) -> tuple[MappingEntry, str] | None:
         """The entry that maps ``layer`` and how the file names it (``layers.<name>`` or ``default``)."""
         if self.layers and layer in self.layers:
-            return self.layers[layer], f"layers.{layer}"
+            entry = self.layers[layer]
+            return None if entry is None else (entry, f"layers.{layer}")
         if self.default is not None:
             return self.default, "default"
         return None

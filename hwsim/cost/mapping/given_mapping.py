@@ -170,9 +170,16 @@ def mapping_source(book: MappingFile, where: str) -> Callable[[str, Shape, Profi
     return cost
 
 
-def check_layer_names(book: MappingFile, where: str, names: set[str]) -> None:
-    """Refuse a ``layers`` key that names no layer of the workloads (a typo would silently search)."""
-    for name in book.layers or {}:
+def check_layer_names(book: MappingFile, where: str, names: set[str], loopless: set[str] = frozenset()) -> None:
+    """Refuse a ``layers`` key that names no layer of the workloads (a typo would silently search). ``loopless``:
+    the workloads' operators without a MAC loop nest (element-wise, pooling), which ``--json`` records with a
+    null mapping: null is taken back for them, a mapping refused (it would be silently ignored)."""
+    for name, entry in (book.layers or {}).items():
+        if name in loopless and name not in names:
+            if entry is not None:
+                raise InputError(f"{where}: layers.{_name(name)}: this operator has no MAC loop nest to map "
+                                 "(give it null, as --json writes it, or leave it out)")
+            continue
         if name not in names:
             known = ", ".join(sorted(names)[:8]) + (", ..." if len(names) > 8 else "")
             raise InputError(f"{where}: layers.{_name(name)}: no such layer in the workloads (layers: {known})")
