@@ -213,8 +213,9 @@ def _report(masks: tuple[Path, ...], networks: tuple[str, ...], topologies: tupl
     click.echo(f"wrote {readme}")
 
 
-def _given_mappings(path: Path | None, works: list[Workload]):  # noqa: ANN202 - given_mapping's callable
-    """``--mapping``: the file read and validated, its layer names checked against the workloads' layers."""
+def _given_mappings(path: Path | None, works: list[Workload], objective: str):  # noqa: ANN202 - a callable
+    """``--mapping``: the file read and validated, its layer names checked against the workloads' layers; the
+    run's ``objective`` picks between a ZigZag ordering's two cuts of a shared level, as the search would."""
     if path is None:
         return None
     from hwsim.cost.mapping.given_mapping import check_layer_names, mapping_source, read_mapping_file
@@ -222,7 +223,7 @@ def _given_mappings(path: Path | None, works: list[Workload]):  # noqa: ANN202 -
     book = read_mapping_file(path)
     check_layer_names(book, str(path), {layer.name for work in works for layer in work.layers},
                       {op.name for work in works if work.graph is not None for op in work.graph.ops})
-    return mapping_source(book, str(path))
+    return mapping_source(book, str(path), objective)
 
 
 def _simulate_given(settings: tables.Settings, work: Workload, profile, mode: str | None, given) -> SimResult:  # noqa: ANN001
@@ -433,7 +434,7 @@ def main(profiles: tuple[str, ...], masks: tuple[Path, ...], networks: tuple[str
                 click.echo(f"skipping {path}: not a run folder", err=True)
             masks = tuple(folders)
         works = _workloads(masks, networks, topologies, method, batchnorm, onnx_works)
-        given = _given_mappings(mapping_file, works)
+        given = _given_mappings(mapping_file, works, objective)
         modes = list(MODES) if mode == "both" else [mode]
         results = []
         for work in works:

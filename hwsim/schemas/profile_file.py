@@ -60,6 +60,12 @@ MIN_VDD_V, MAX_VDD_V = 0.3, 2.0  # near-threshold operation .. above 180 nm's no
 LPF_LIMIT, MAX_LPF_LIMIT = 6, 8  # 8 loops: 8! = 40,320 orders per unrolling, and subsets of 8 loops fit a byte
 SPATIAL_KEEP, MAX_SPATIAL_KEEP = 3, 64  # 64 unrollings per layer: far above the 15 a dataflow's lists give
 MAX_PE_BLOCK = 7  # 7 loops above the per-PE block: 7! = 5,040 orders times the block's own orders
+# The dimensions each `pe_split` operand does not depend on (hwsim.cost.mapping.space.RELEVANT's complement, but
+# the groups': tests/hwsim/test_hostile_session5.py checks the two agree): a per-PE block tiles them, and its
+# orders are scored whole (n! per tiling), so a block of more than 4 (the outputs' reduction FX, FY, C and the
+# inputs' K: Eyeriss's PE, 24 orders) is refused with `pe_block`: 7 made a layer take minutes.
+PE_SPLIT_DIMS = {"outputs": ("C", "FY", "FX"), "inputs": ("K",), "weights": ("B", "OY", "OX")}
+MAX_PE_BLOCK_DIMS = 4
 
 
 def Bits(meaning: str) -> Any:  # noqa: N802 - a type
@@ -380,7 +386,8 @@ class ProfileSearch(Record):
                                 "folds, merged as LOMA merges to at most N loops, is permuted above it, "
                                 "the groups' loop outermost. The best is kept where its tiles fit, so "
                                 "the search never does worse; a profile without it is searched as "
-                                "before. Needs a `per_pe` level (refused otherwise); at most "
+                                "before. Needs a `per_pe` level, and a `pe_split` whose operands leave the block at most "
+                                f"{MAX_PE_BLOCK_DIMS} dimensions (refused otherwise); at most "
                                 f"{MAX_PE_BLOCK} (N! orders times the block's per tiling)") = 0
 
     @field_validator("pe_split")
@@ -637,6 +644,12 @@ class ProfileFile(Record):
         if search.pe_block and not per_pe:
             raise ValueError(f"pe_block: {search.pe_block}: no level is per_pe, so there is no per-PE block "
                              "to tile (set per_pe on the PE's own levels, or drop pe_block)")
+        block = {d for operand in search.pe_split for d in PE_SPLIT_DIMS[operand]}
+        if search.pe_block and len(block) > MAX_PE_BLOCK_DIMS:
+            raise ValueError(f"pe_block: {search.pe_block} with pe_split {search.pe_split}: the per-PE block would "
+                             f"tile {len(block)} dimensions ({', '.join(sorted(block))}), each tiling scored in "
+                             f"{math.factorial(len(block)):,} orders; at most {MAX_PE_BLOCK_DIMS} (drop pe_block, "
+                             "or name fewer operands in pe_split)")
         if "pe_split" not in search.model_fields_set:
             return search
         for operand in search.pe_split:

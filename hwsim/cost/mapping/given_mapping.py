@@ -147,10 +147,11 @@ def given_cost(entry: MappingEntry, shape: Shape, profile: Profile, objective: s
     return dataclasses.replace(m, kernel_steps=steps)
 
 
-def mapping_source(book: MappingFile, where: str) -> Callable[[str, Shape, Profile], MappingCost | None]:
+def mapping_source(book: MappingFile, where: str, objective: str = "energy"
+                   ) -> Callable[[str, Shape, Profile], MappingCost | None]:
     """What :func:`hwsim.cost.simulate.simulate` takes as ``mapping``: layer name, loop bounds, profile -> the
-    cost of the file's mapping for the layer (None: the file maps it not, search it). Errors name ``where``
-    and the layer."""
+    cost of the file's mapping for the layer (None: the file maps it not, search it), ``objective`` the run's
+    (:func:`given_cost`). Errors name ``where`` and the layer."""
     cache: dict[tuple[str, Shape, Profile], MappingCost] = {}
 
     def cost(layer: str, shape: Shape, profile: Profile) -> MappingCost | None:
@@ -161,7 +162,7 @@ def mapping_source(book: MappingFile, where: str) -> Callable[[str, Shape, Profi
         hit = cache.get((key, shape, profile))
         if hit is None:
             try:
-                hit = given_cost(entry, shape, profile)
+                hit = given_cost(entry, shape, profile, objective)
             except ValueError as exc:
                 raise InputError(f"{where}: {_name(key)} (layer {_name(layer)}) on {profile.name}: {exc}") from None
             cache[(key, shape, profile)] = hit
