@@ -19,9 +19,9 @@ import pytest
 from hwsim import InputError, load_network, load_profile
 from hwsim.cost.layer_cost import shape_of
 from hwsim.cost.mapping.best_mapping import (_key_of, block_unrollings, kept_unrollings, pe_block_loops,
-                                            pinned_loops, search, search_key)
+                                            pe_set_unrollings, pinned_loops, search, search_key)
 from hwsim.cost.mapping.loop_orders import LPF_LIMIT, block_order_tables, flat_loops, pattern
-from hwsim.cost.mapping.space import DIMS, Spatial, arch, folds
+from hwsim.cost.mapping.space import DIMS, Spatial, arch, folds, spatial_options
 from hwsim.hardware.profile import SearchParams, load_design
 
 LOMA_DEFAULTS = ["search.lpf_limit=6", "search.spatial_keep=3", "search.pe_split=[outputs]",
@@ -142,6 +142,25 @@ def test_pe_block_unrollings_count_distinct_utilisations() -> None:
     assert sp not in [u for u, _ in kept_unrollings(s, a)]
     assert sp in [u for u, _ in block_unrollings(s, a)]
     assert {u for u, _ in kept_unrollings(s, a)} <= {u for u, _ in block_unrollings(s, a)}
+
+
+def test_pe_block_costs_the_row_stationary_pe_sets() -> None:
+    """On a row_stationary profile the per-level candidates also cost the PE sets of different filters
+    (rows FY x C^r x K^t, r·t sets filling the rows: JSSC 2017, §IV-A), beside the column unrollings without
+    K; LOMA's kept unrollings never put K on the rows, and other dataflows get none."""
+    a = arch(load_profile("eyeriss"))
+    assert a.pe_sets and not arch(load_profile("edge_npu")).pe_sets
+    s = conv("conv4")  # FY = 3 on 12 rows: 4 sets, t = 2 (r = 2) or t = 4 (r = 1); t = 3 leaves 3 rows idle
+    sets = pe_set_unrollings(s, a, spatial_options(s, a))
+    assert {sp.rows for sp in sets} == {(("FY", 3), ("C", 2), ("K", 2)), (("FY", 3), ("K", 4))}
+    assert all("K" not in dict(sp.cols) for sp in sets)
+    costed = {sp for sp, _ in block_unrollings(s, a)}
+    t2, t4 = (("FY", 3), ("C", 2), ("K", 2)), (("FY", 3), ("K", 4))
+    assert {Spatial(rows=r, cols=(("OY", 13),)) for r in (t2, t4)} <= costed  # 156 PEs, as the chip
+    low = Spatial(rows=t2, cols=(("G", 2),))  # 24 PEs: below the utilisations costed
+    assert low in sets and low not in costed
+    assert not any("K" in dict(sp.rows) for sp, _ in kept_unrollings(s, a))
+    assert pe_set_unrollings(conv("conv1"), a, spatial_options(conv("conv1"), a)) == []  # FY = 11: one set
 
 
 def test_pe_block_never_does_worse_than_without() -> None:

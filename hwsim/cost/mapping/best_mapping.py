@@ -22,8 +22,8 @@ from hwsim.cost.mapping.batch_scorer import Item, PassCuts, search_batch
 from hwsim.cost.mapping.loop_orders import (block_order_tables, flat_loops, limit_factors, order_tables,
                                             pattern, primes)
 from hwsim.cost.mapping.one_mapping import OBJECTIVES, MappingCost, evaluate, objective_key, preferred
-from hwsim.cost.mapping.space import (DIMS, OPERANDS, RELEVANT, Arch, Shape, Spatial, arch, folds, spatial_options,
-                                      utilisation)
+from hwsim.cost.mapping.space import (DIMS, OPERANDS, RELEVANT, Arch, Shape, Spatial, arch, folds, sizes,
+                                      spatial_options, utilisation)
 from hwsim.cost.mapping.tiles import tile_elements, window
 from hwsim.cost.weight_sets import KernelSteps, kernel_steps, stepped
 from hwsim.hardware.profile import SPATIAL_KEEP, Profile  # noqa: F401 - SPATIAL_KEEP: the default, re-exported
@@ -271,11 +271,48 @@ def block_unrollings(shape: Shape, a: Arch) -> list[tuple[Spatial, tuple[int, ..
     rows on the PE rows, ofmap rows on the columns: Chen et al., IEEE JSSC 2017, §IV-A, 156 PEs at CONV4,
     Table V). Timeloop's mapper chooses the spatial factors as part of the same per-level tiling; a per-level
     candidate scores a few thousand orders, not LOMA's ``lpf_limit!``, so it is costed on every unrolling of
-    those utilisations."""
-    ranked = sorted(((utilisation(shape, left, a), sp, left) for sp in spatial_options(shape, a)
+    those utilisations.
+
+    On a row_stationary profile (its default axes) they are also costed on the PE-set unrollings
+    (:func:`pe_set_unrollings`) of at least the lowest of those utilisations; the utilisations counted, and
+    so the other unrollings costed, stay those of ``spatial_options``."""
+    opts = spatial_options(shape, a)
+    ranked = sorted(((utilisation(shape, left, a), sp, left) for sp in opts
                      for left in (folds(shape, sp),)), key=lambda x: -x[0])  # stable: ties keep their order
     levels = sorted({u for u, _, _ in ranked}, reverse=True)[:a.spatial_keep]
-    return [(sp, left) for u, sp, left in ranked if u >= levels[-1]] if levels else []
+    if not levels:
+        return []
+    out = [(sp, left) for u, sp, left in ranked if u >= levels[-1]]
+    for sp in pe_set_unrollings(shape, a, opts) if a.pe_sets else ():
+        left = folds(shape, sp)
+        if utilisation(shape, left, a) >= levels[-1]:
+            out.append((sp, left))
+    return out
+
+
+def pe_set_unrollings(shape: Shape, a: Arch, opts: list[Spatial]) -> list[Spatial]:
+    """The row-stationary PE sets that process different filters: rows FY x C^r x K^t, the rows holding
+    n = rows // FY sets of FY filter rows, ``t`` >= 2 of them on different filters (t divides n) and r = n / t
+    (at most C) on different channels, so that r·t·FY <= rows and the sets fill the rows; beside every column
+    unrolling of ``opts`` (the layer's ``spatial_options``) without K.
+
+    Eyeriss maps a layer as PE sets of R filter rows x E ofmap rows, and where several fit the array they
+    process r different channels and t different filters (Chen et al., IEEE JSSC 2017, §IV-A); the chip's
+    AlexNet CONV3-5 run 156 active PEs (Table V) as 4 sets of 3 x 13 on its 12 x 14 array. The dataflow's
+    rows unroll FY and C, at most two dimensions an axis (:func:`spatial_options`: t = 1 only), and at CONV3
+    the 16 channels a pass of r = 4 leave the chip's split (p = 16, m = 64 psums in the GLB) overflowing the
+    108 KB GLB: with t = 2 or 4 it fits (tests/hwsim/test_eyeriss_chip_mapping.py). Only the per-level
+    candidates cost them (LOMA's kept unrollings, :func:`kept_unrollings`, stay ZigZag's)."""
+    size = sizes(shape)
+    fy = min(size["FY"], a.rows)
+    sets = a.rows // fy
+    cols = list(dict.fromkeys(sp.cols for sp in opts if all(d != "K" for d, _ in sp.cols)))
+    out: list[Spatial] = []
+    for t in (t for t in range(2, min(sets, size["K"]) + 1) if sets % t == 0):  # r·t sets fill the rows
+        r = min(sets // t, size["C"])
+        rows = (*((("FY", fy),) if fy > 1 else ()), *((("C", r),) if r > 1 else ()), ("K", t))
+        out += [Spatial(rows=rows, cols=c) for c in cols]
+    return out
 
 
 def pinned_loops(a: Arch, left: tuple[int, ...], flat: tuple[tuple[int, int], ...]

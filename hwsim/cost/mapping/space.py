@@ -114,6 +114,7 @@ class Arch:
     spatial_keep: int = SPATIAL_KEEP  # unrollings costed per layer (ZigZag's nb_spatial_mappings_generated)
     pe_split: tuple[str, ...] = (O,)  # operands the per-PE split candidate serves (best_mapping.pinned_loops)
     pe_block: int = 0  # loops above the per-PE block candidate's (best_mapping.pe_block_loops); 0: none
+    pe_sets: bool = False  # the row_stationary dataflow's own axes: best_mapping.pe_set_unrollings
     weight_sets: WeightSets | None = None  # the engine's kernel steps (hwsim.cost.weight_sets.kernel_steps)
     noc_pj: float = 0.0  # the array's network, pJ per byte (array.noc_energy_pj_per_byte): noc_boundaries
 
@@ -166,6 +167,7 @@ def arch(profile: Profile) -> Arch:
                 per_period=profile.latency_model == "per_period", lpf_limit=profile.search.lpf_limit,
                 spatial_keep=profile.search.spatial_keep, pe_split=profile.search.pe_split,
                 pe_block=profile.search.pe_block,
+                pe_sets=profile.dataflow == "row_stationary" and profile.spatial is None,
                 weight_sets=profile.weight_sets, noc_pj=profile.array.noc_energy_pj_per_byte)
 
 
