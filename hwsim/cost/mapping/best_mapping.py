@@ -247,16 +247,21 @@ def _rebuilt(shape: Shape, a: Arch, best: Candidate, objective: str, starts: np.
     return evaluate(shape, a, best[2], best[3], objective=objective, allocations=given)
 
 
+def ranked_unrollings(shape: Shape, a: Arch, opts: list[Spatial]
+                      ) -> list[tuple[float, Spatial, tuple[int, ...]]]:
+    """``opts`` with their utilisation and temporal folds, highest utilisation first (stable: ties keep the
+    options' order)."""
+    ranked = [(utilisation(shape, left, a), sp, left) for sp in opts for left in (folds(shape, sp),)]
+    ranked.sort(key=lambda x: -x[0])
+    return ranked
+
+
 def kept_unrollings(shape: Shape, a: Arch) -> list[tuple[Spatial, tuple[int, ...]]]:
     """The unrollings the search costs, with their temporal folds: the ``a.spatial_keep`` of highest
     utilisation (the profile's ``search.spatial_keep``; ZigZag's generator keeps 3 by default), and every other one tied with the last of them, so that
     which of two equally used unrollings (OY or OX of a depthwise layer) is costed never depends on the
     order the profile lists them in."""
-    ranked = []
-    for sp in spatial_options(shape, a):
-        left = folds(shape, sp)
-        ranked.append((utilisation(shape, left, a), sp, left))
-    ranked.sort(key=lambda x: -x[0])  # stable: ties keep the options' order
+    ranked = ranked_unrollings(shape, a, spatial_options(shape, a))
     keep = a.spatial_keep
     cut = ranked[min(keep, len(ranked)) - 1][0] if ranked else 0.0
     return [(sp, left) for i, (u, sp, left) in enumerate(ranked) if i < keep or u == cut]
@@ -277,8 +282,7 @@ def block_unrollings(shape: Shape, a: Arch) -> list[tuple[Spatial, tuple[int, ..
     (:func:`pe_set_unrollings`) of at least the lowest of those utilisations; the utilisations counted, and
     so the other unrollings costed, stay those of ``spatial_options``."""
     opts = spatial_options(shape, a)
-    ranked = sorted(((utilisation(shape, left, a), sp, left) for sp in opts
-                     for left in (folds(shape, sp),)), key=lambda x: -x[0])  # stable: ties keep their order
+    ranked = ranked_unrollings(shape, a, opts)
     levels = sorted({u for u, _, _ in ranked}, reverse=True)[:a.spatial_keep]
     if not levels:
         return []

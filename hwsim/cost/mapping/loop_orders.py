@@ -144,16 +144,8 @@ def block_order_tables(pattern_: tuple[tuple[int, int], ...], inner: int, top: i
         code = np.array([d * 8 + r for d, r in pattern_], dtype=np.int64)
         _, first = np.unique(code[loop], axis=0, return_index=True)
         loop = loop[np.sort(first)]
-    mask = np.uint8 if n <= 8 else np.uint16
-    prefix = np.zeros((n + 1, len(loop)), dtype=mask)
-    prefix[1:] = np.cumsum(1 << loop, axis=1).T
-    stay = {}
-    for o in OPERANDS:
-        rel = np.array([DIMS[d] in RELEVANT[o] for d, _ in pattern_])[loop].T
-        s = prefix.copy()
-        for j in range(n - 1, -1, -1):
-            s[j] = np.where(rel[j], prefix[j], s[j + 1])
-        stay[o] = s
+    prefix = _prefixes(loop)
+    stay = {o: _stays(prefix, np.array([DIMS[d] in RELEVANT[o] for d, _ in pattern_])[loop].T) for o in OPERANDS}
     return Orders(loop=loop, prefix=prefix, stay=stay)
 
 
@@ -168,9 +160,7 @@ def permutations(n: int) -> np.ndarray:
 def _all_orders(n: int) -> tuple[np.ndarray, np.ndarray]:
     """Every order of ``n`` loops, (n!, n), and the subset below each position, (n + 1, n!) bytes."""
     perms = permutations(n)
-    prefix = np.zeros((n + 1, len(perms)), dtype=np.uint8)  # subsets of at most 8 loops (8 dimensions)
-    prefix[1:] = np.cumsum(1 << perms, axis=1).T
-    return perms, prefix
+    return perms, _prefixes(perms)  # subsets of at most 8 loops (8 dimensions): bytes
 
 
 @lru_cache(maxsize=1024)
@@ -178,9 +168,23 @@ def _stay_all(relevant: tuple[bool, ...]) -> np.ndarray:
     """For every order of loops of which those flagged ``relevant`` matter to an operand, the subset
     below the first relevant loop at or above each position, (n + 1, n!) bytes."""
     perms, prefix = _all_orders(len(relevant))
-    rel = np.array(relevant)[perms].T  # (positions, orders)
+    return _stays(prefix, np.array(relevant)[perms].T)
+
+
+def _prefixes(loop: np.ndarray) -> np.ndarray:
+    """For orders ``loop`` (orders, n), the subset (bit mask) of loops below each position, (n + 1, orders):
+    ``uint8`` for up to 8 loops, ``uint16`` past."""
+    n = loop.shape[1]
+    prefix = np.zeros((n + 1, len(loop)), dtype=np.uint8 if n <= 8 else np.uint16)
+    prefix[1:] = np.cumsum(1 << loop, axis=1).T
+    return prefix
+
+
+def _stays(prefix: np.ndarray, rel: np.ndarray) -> np.ndarray:
+    """``Orders.stay`` of one operand: from ``prefix`` and ``rel`` (positions, orders: whether the loop at a
+    position matters to the operand), the subset below the first relevant loop at or above each position."""
     s = prefix.copy()  # from the outermost position in: the subset below the next relevant loop
-    for j in range(len(relevant) - 1, -1, -1):
+    for j in range(prefix.shape[0] - 2, -1, -1):
         s[j] = np.where(rel[j], prefix[j], s[j + 1])
     return s
 
